@@ -1,0 +1,23 @@
+"""Pinned inputs: what the lock records and the build downloads, by URL + sha256 + size."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, order=True)
+class Artifact:
+    """One downloadable input of an image, pinned by content.
+
+    kind is "deb", "wheel" or "python-tarball"; required_by names what pulled it into the closure
+    (a requirement line, a Debian package, or "runtime"), so reviewers can see why it is there.
+    """
+
+    kind: str
+    name: str
+    version: str
+    filename: str
+    url: str
+    sha256: str
+    size: int
+    required_by: tuple[str, ...] = field(default=(), compare=False)
