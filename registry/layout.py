@@ -1,0 +1,125 @@
+"""OCI image layout on disk (image-spec "image-layout"): blobs by digest plus an index of named refs."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from cogbuild.layers.descriptor import OCI_INDEX, Descriptor, canonical_json, sha256_digest
+
+REF_ANNOTATION = "org.opencontainers.image.ref.name"
+_CHUNK = 1 << 20
+
+
+class LayoutError(Exception):
+    """The layout on disk is missing something or holds content that does not match its digest."""
+
+
+class Layout:
+    """A directory in OCI image layout format; writes are atomic and reads can be verified."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    # -- creation ---------------------------------------------------------------------------
+    def init(self) -> "Layout":
+        (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+        marker = self.root / "oci-layout"
+        if not marker.exists():
+            _atomic_write(marker, b'{"imageLayoutVersion":"1.0.0"}')
+        if not (self.root / "index.json").exists():
+            self._write_index([])
+        return self
+
+    # -- blobs ------------------------------------------------------------------------------
+    def blob_path(self, digest: str) -> Path:
+        algorithm, _, hexpart = digest.partition(":")
+        if algorithm != "sha256" or len(hexpart) != 64:
+            raise LayoutError(f"unsupported digest {digest!r}")
+        return self.root / "blobs" / "sha256" / hexpart
+
+    def has_blob(self, digest: str) -> bool:
+        return self.blob_path(digest).exists()
+
+    def write_blob(self, data: bytes) -> str:
+        digest = sha256_digest(data)
+        path = self.blob_path(digest)
+        if not path.exists():
+            _atomic_write(path, data)
+        return digest
+
+    def add_blob_file(self, src: Path, digest: str) -> None:
+        """Move a finished file whose digest the caller computed into the store (same filesystem)."""
+        path = self.blob_path(digest)
+        if path.exists():
+            src.unlink(missing_ok=True)
+        else:
+            os.replace(src, path)
+
+    def read_blob(self, digest: str, verify: bool = True) -> bytes:
+        try:
+            data = self.blob_path(digest).read_bytes()
+        except FileNotFoundError:
+            raise LayoutError(f"blob {digest} is missing from {self.root}") from None
+        if verify and sha256_digest(data) != digest:
+            raise LayoutError(f"blob {digest} in {self.root} is corrupt (its content hashes differently)")
+        return data
+
+    def open_blob(self, digest: str) -> BinaryIO:
+        return open(self.blob_path(digest), "rb")
+
+    def read_json(self, digest: str) -> dict:
+        return json.loads(self.read_blob(digest))
+
+    def tmp_file(self) -> tuple[int, str]:
+        """A temporary file inside the layout, so a finished blob can be renamed into place."""
+        (self.root / "tmp").mkdir(exist_ok=True)
+        return tempfile.mkstemp(dir=self.root / "tmp")
+
+    # -- index / refs -----------------------------------------------------------------------
+    def manifests(self) -> list[Descriptor]:
+        try:
+            index = json.loads((self.root / "index.json").read_text())
+        except FileNotFoundError:
+            return []
+        return [Descriptor.from_json(m) for m in index.get("manifests", [])]
+
+    def tag(self, name: str, desc: Descriptor) -> None:
+        """Point ref `name` at `desc`, replacing any earlier descriptor with that name."""
+        keep = [m for m in self.manifests() if m.annotations.get(REF_ANNOTATION) != name]
+        tagged = Descriptor(desc.media_type, desc.digest, desc.size,
+                            annotations={**desc.annotations, REF_ANNOTATION: name}, platform=desc.platform)
+        self._write_index(keep + [tagged])
+
+    def resolve(self, name: str) -> Descriptor:
+        for m in self.manifests():
+            if m.annotations.get(REF_ANNOTATION) == name or m.digest == name:
+                return m
+        raise LayoutError(f"no image named {name!r} in {self.root}")
+
+    def refs(self) -> Iterator[tuple[str, Descriptor]]:
+        for m in self.manifests():
+            if REF_ANNOTATION in m.annotations:
+                yield m.annotations[REF_ANNOTATION], m
+
+    def _write_index(self, manifests: list[Descriptor]) -> None:
+        manifests = sorted(manifests, key=lambda m: (m.annotations.get(REF_ANNOTATION, ""), m.digest))
+        index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [m.to_json() for m in manifests]}
+        _atomic_write(self.root / "index.json", json.dumps(index, indent=2, sort_keys=True).encode())
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
