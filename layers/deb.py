@@ -1,0 +1,101 @@
+"""Unpack Debian packages into a Tree without running their maintainer scripts.
+
+The image uses Debian's merged-/usr layout: files a package ships under /bin, /sbin or /lib* land under
+/usr, and the top-level names are symlinks (what `usrmerge`/debootstrap set up on a real system).
+Hardlinks become regular files, so every entry stands alone in a layer.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from dataclasses import dataclass
+
+import zstandard
+from debian.arfile import ArFile
+from debian.deb822 import Deb822
+
+from .tree import Tree, normalize
+
+MERGED_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+
+
+class DebError(ValueError):
+    """A .deb that cannot be read: the message names the package file."""
+
+
+@dataclass(frozen=True)
+class DebInfo:
+    package: str
+    version: str
+    architecture: str
+    control: bytes  # the control paragraph, for /var/lib/dpkg/status.d
+
+
+def merged_usr_path(path: str) -> str:
+    top, sep, rest = path.partition("/")
+    return f"usr/{path}" if top in MERGED_DIRS else path
+
+
+def _member(ar: ArFile, stem: str, name: str) -> tuple[str, bytes]:
+    for member in ar.getnames():
+        if member.startswith(stem):
+            return member, ar.getmember(member).read()
+    raise DebError(f"{name} has no {stem}* member; is it a Debian package?")
+
+
+def _open_tar(member: str, payload: bytes, name: str) -> tarfile.TarFile:
+    if member.endswith(".zst"):
+        payload = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(payload)).read()
+        return tarfile.open(fileobj=io.BytesIO(payload), mode="r:")
+    try:
+        return tarfile.open(fileobj=io.BytesIO(payload), mode="r:*")
+    except tarfile.TarError as exc:
+        raise DebError(f"{name}: cannot read {member}: {exc}") from None
+
+
+def read_deb(data: bytes, name: str = "package.deb") -> tuple[DebInfo, tarfile.TarFile]:
+    try:
+        ar = ArFile(fileobj=io.BytesIO(data))
+    except Exception as exc:  # python-debian raises several types for a non-ar file
+        raise DebError(f"{name} is not a Debian package ({exc})") from None
+    control_member, control_payload = _member(ar, "control.tar", name)
+    with _open_tar(control_member, control_payload, name) as control_tar:
+        control_file = next((m for m in control_tar.getmembers() if normalize(m.name) == "control"), None)
+        if control_file is None:
+            raise DebError(f"{name} has no control file")
+        control = control_tar.extractfile(control_file).read()  # type: ignore[union-attr]
+    fields = Deb822(control)
+    info = DebInfo(fields.get("Package", ""), fields.get("Version", ""), fields.get("Architecture", ""),
+                   control)
+    data_member, data_payload = _member(ar, "data.tar", name)
+    return info, _open_tar(data_member, data_payload, name)
+
+
+def unpack_deb(data: bytes, tree: Tree, name: str = "package.deb") -> DebInfo:
+    """Add the package's files to `tree` (later packages overwrite earlier files, like dpkg)."""
+    info, tar = read_deb(data, name)
+    with tar:
+        for member in tar.getmembers():
+            path = merged_usr_path(normalize(member.name))
+            if not path or path in MERGED_DIRS:
+                continue
+            mode = member.mode & 0o7777
+            if member.isdir():
+                tree.add_dir(path, mode) if path not in tree else None
+            elif member.issym():
+                tree.add_symlink(path, member.linkname)
+            elif member.isfile() or member.islnk():
+                content = tar.extractfile(member)
+                if content is None:
+                    raise DebError(f"{name}: cannot read {member.name}")
+                tree.add_file(path, content.read(), mode)
+            # device nodes and fifos are not shipped by the packages an image needs; skip them
+    return info
+
+
+def add_merged_usr_links(tree: Tree, arch: str) -> None:
+    """/bin -> usr/bin and friends; lib64 only where the ABI puts its loader there."""
+    names = ["bin", "sbin", "lib"] + (["lib64"] if arch == "amd64" else [])
+    for top in names:
+        tree.add_symlink(top, f"usr/{top}")

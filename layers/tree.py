@@ -1,0 +1,143 @@
+"""A filesystem tree held in memory: the input of every layer, independent of any host's disk.
+
+Paths are POSIX, relative to the image root, without a leading slash ("usr/bin/python3"). A file's content
+is either bytes or a path to read when the tar is written (large weights stay on disk).
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterator, Literal
+
+EntryType = Literal["file", "dir", "symlink"]
+
+
+class TreeError(ValueError):
+    """An entry that cannot be placed in an image (escapes the root, conflicting types)."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    path: str
+    type: EntryType
+    mode: int
+    uid: int = 0
+    gid: int = 0
+    data: bytes | None = None  # file content held in memory
+    source: Path | None = None  # or read from this host file at write time
+    size: int = 0
+    linkname: str = ""  # symlink target, kept as the package wrote it
+
+    def read(self) -> bytes:
+        if self.data is not None:
+            return self.data
+        if self.source is not None:
+            return self.source.read_bytes()
+        return b""
+
+
+def normalize(path: str) -> str:
+    """'./usr//bin/x' -> 'usr/bin/x'; refuses paths that climb out of the root."""
+    parts = [part for part in path.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise TreeError(f"path {path!r} escapes the image root")
+    return "/".join(parts)
+
+
+class Tree:
+    """Entries by path; adding a path also creates its parent directories (each gets its own tar entry)."""
+
+    def __init__(self, dir_mode: int = 0o755, uid: int = 0, gid: int = 0) -> None:
+        self._entries: dict[str, Entry] = {}
+        self._dir_mode = dir_mode
+        self._uid, self._gid = uid, gid
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, path: str) -> bool:
+        return normalize(path) in self._entries
+
+    def get(self, path: str) -> Entry | None:
+        return self._entries.get(normalize(path))
+
+    def entries(self) -> Iterator[Entry]:
+        """Entries in the order they go into the tar: sorted by path bytes, so parents come first."""
+        for path in sorted(self._entries, key=lambda p: p.encode()):
+            yield self._entries[path]
+
+    def paths_under(self, prefix: str) -> list[str]:
+        prefix = normalize(prefix) + "/"
+        return sorted(p for p in self._entries if p.startswith(prefix))
+
+    # -- adding ---------------------------------------------------------------------------------
+    def add(self, entry: Entry) -> None:
+        path = normalize(entry.path)
+        if not path:
+            return  # the root itself is implicit
+        entry = replace(entry, path=path)
+        self._add_parents(path)
+        existing = self._entries.get(path)
+        if existing is not None and existing.type == "dir" and entry.type == "dir":
+            return  # the first writer of a directory decides its mode, as with dpkg
+        if existing is not None and existing.type == "dir":
+            self._drop_below(path)
+        self._entries[path] = entry
+
+    def add_file(self, path: str, data: bytes, mode: int = 0o644, uid: int | None = None,
+                 gid: int | None = None) -> None:
+        self.add(Entry(path, "file", mode, self._pick(uid, self._uid), self._pick(gid, self._gid),
+                       data=data, size=len(data)))
+
+    def add_host_file(self, path: str, source: Path, mode: int, size: int, uid: int | None = None,
+                      gid: int | None = None) -> None:
+        self.add(Entry(path, "file", mode, self._pick(uid, self._uid), self._pick(gid, self._gid),
+                       source=source, size=size))
+
+    def add_dir(self, path: str, mode: int | None = None, uid: int | None = None,
+                gid: int | None = None) -> None:
+        """Add a directory, or set the mode and owner of one that exists."""
+        entry = Entry(normalize(path), "dir", self._dir_mode if mode is None else mode,
+                      self._pick(uid, self._uid), self._pick(gid, self._gid))
+        if self._entries.get(entry.path, entry).type == "dir" and entry.path:
+            self._add_parents(entry.path)
+            self._entries[entry.path] = entry
+        else:
+            self.add(entry)
+
+    def add_symlink(self, path: str, target: str) -> None:
+        self.add(Entry(path, "symlink", 0o777, self._uid, self._gid, linkname=target))
+
+    def remove(self, path: str) -> None:
+        path = normalize(path)
+        self._entries.pop(path, None)
+        self._drop_below(path)
+
+    def merge(self, other: "Tree") -> None:
+        """Overlay `other` onto this tree (later content wins, as in a layered filesystem)."""
+        for entry in other.entries():
+            self.add(entry)
+
+    # -- internals ------------------------------------------------------------------------------
+    def _add_parents(self, path: str) -> None:
+        parent = posixpath.dirname(path)
+        missing = []
+        while parent and parent not in self._entries:
+            missing.append(parent)
+            parent = posixpath.dirname(parent)
+        if parent and self._entries[parent].type != "dir":
+            kind = self._entries[parent].type
+            raise TreeError(f"cannot add {path!r}: {parent!r} is a {kind}, not a directory")
+        for directory in reversed(missing):
+            self._entries[directory] = Entry(directory, "dir", self._dir_mode, self._uid, self._gid)
+
+    def _drop_below(self, path: str) -> None:
+        prefix = path + "/"
+        for key in [k for k in self._entries if k.startswith(prefix)]:
+            del self._entries[key]
+
+    @staticmethod
+    def _pick(value: int | None, default: int) -> int:
+        return default if value is None else value

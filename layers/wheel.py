@@ -1,0 +1,107 @@
+"""Install wheels into a Tree with the pypa `installer` library, as pip would into /usr/local.
+
+The destination is in memory: installer decides what goes where (purelib/platlib, .data directories,
+console scripts, RECORD) and we only record the bytes at image paths.
+"""
+
+from __future__ import annotations
+
+import io
+import posixpath
+import zipfile
+from dataclasses import dataclass
+from typing import BinaryIO, Iterable
+
+from installer import install
+from installer.destinations import WheelDestination
+from installer.records import Hash, RecordEntry
+from installer.scripts import Script
+from installer.sources import WheelFile
+from installer.utils import construct_record_file, copyfileobj_with_hashing, fix_shebang
+
+from .tree import Tree
+
+
+class WheelError(ValueError):
+    """A wheel that cannot be installed: the message names the file."""
+
+
+@dataclass(frozen=True)
+class PythonPaths:
+    """Where a Debian-style Python puts what pip installs (sysconfig's posix_local scheme)."""
+
+    python_version: str  # "3.11"
+    prefix: str = "usr/local"
+
+    @property
+    def site_packages(self) -> str:
+        return f"{self.prefix}/lib/python{self.python_version}/dist-packages"
+
+    @property
+    def interpreter(self) -> str:
+        return f"/usr/bin/python{self.python_version}"
+
+    def scheme(self, distribution: str) -> dict[str, str]:
+        return {
+            "purelib": self.site_packages,
+            "platlib": self.site_packages,
+            "scripts": f"{self.prefix}/bin",
+            "data": self.prefix,
+            "headers": f"{self.prefix}/include/python{self.python_version}/{distribution}",
+        }
+
+
+class _TreeDestination(WheelDestination):
+    def __init__(self, tree: Tree, scheme: dict[str, str], interpreter: str) -> None:
+        self.tree = tree
+        self.scheme = scheme
+        self.interpreter = interpreter
+
+    def _target(self, scheme: str, path: str) -> str:
+        root = self.scheme[scheme]
+        target = posixpath.normpath(posixpath.join(root, path))
+        if not (target + "/").startswith(root + "/"):
+            raise WheelError(f"wheel file {path!r} would be written outside {root}")
+        return target
+
+    def _write(self, scheme: str, path: str, stream: BinaryIO, executable: bool) -> RecordEntry:
+        out = io.BytesIO()
+        digest, size = copyfileobj_with_hashing(stream, out, "sha256")
+        self.tree.add_file(self._target(scheme, path), out.getvalue(), 0o755 if executable else 0o644)
+        return RecordEntry(path, Hash("sha256", digest), size)
+
+    def write_file(self, scheme, path, stream, is_executable):  # type: ignore[override]
+        path = str(path)
+        if scheme == "scripts":
+            with fix_shebang(stream, self.interpreter) as fixed:
+                return self._write(scheme, path, fixed, is_executable)
+        return self._write(scheme, path, stream, is_executable)
+
+    def write_script(self, name, module, attr, section):  # type: ignore[override]
+        script_name, data = Script(name, module, attr, section).generate(self.interpreter, "posix")
+        return self._write("scripts", script_name, io.BytesIO(data), True)
+
+    def finalize_installation(self, scheme, record_file_path, records: Iterable):  # type: ignore[override]
+        def prefix_for(file_scheme: str) -> str | None:
+            if file_scheme == scheme:
+                return None
+            return posixpath.relpath(self.scheme[file_scheme], self.scheme[scheme]) + "/"
+
+        with construct_record_file(list(records), prefix_for) as record:
+            self._write(scheme, record_file_path, record, False)
+
+
+def install_wheel(tree: Tree, wheel: bytes, filename: str, paths: PythonPaths) -> None:
+    """Install one wheel (its bytes and file name) into `tree`."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(wheel)) as archive:
+            archive.filename = filename  # WheelFile parses name and version from it
+            source = WheelFile(archive)
+            destination = _TreeDestination(tree, paths.scheme(source.distribution), paths.interpreter)
+            install(source, destination, {"INSTALLER": b"cogbuild\n"})
+    except zipfile.BadZipFile:
+        raise WheelError(f"{filename} is not a wheel (not a zip archive)") from None
+    except WheelError:
+        raise
+    except Exception as exc:  # installer raises many types for a malformed wheel
+        raise WheelError(f"cannot install {filename}: {exc}") from None
