@@ -1,0 +1,129 @@
+"""Where cogbuild keeps things on the host, and the content-addressed download cache.
+
+Downloads land in a temporary file, are checked against the sha256 and size the lock pinned, and are
+renamed into place; reads hash the file again, so a corrupted entry is noticed and fetched anew.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable, Iterable
+
+import httpx
+
+from .artifacts import Artifact
+from .errors import CogbuildError
+
+_CHUNK = 1 << 20
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("COGBUILD_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "cogbuild")
+    return Path(base)
+
+
+def store_dir() -> Path:
+    """The local image store: an OCI image layout."""
+    base = os.environ.get("COGBUILD_STORE") or os.path.join(
+        os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share"), "cogbuild", "store")
+    return Path(base)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class DownloadError(CogbuildError):
+    pass
+
+
+class BlobCache:
+    """Artifacts by sha256 under <cache>/blobs/sha256/<hex>."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = (root or cache_dir()) / "blobs" / "sha256"
+
+    def path(self, sha256: str) -> Path:
+        return self.root / sha256
+
+    def get(self, artifact: Artifact) -> Path | None:
+        """The verified cached file, or None (a corrupt entry is removed)."""
+        path = self.path(artifact.sha256)
+        if not path.exists():
+            return None
+        if path.stat().st_size == artifact.size and file_sha256(path) == artifact.sha256:
+            return path
+        path.unlink(missing_ok=True)
+        return None
+
+    def read(self, artifact: Artifact) -> bytes:
+        path = self.path(artifact.sha256)
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != artifact.sha256:
+            path.unlink(missing_ok=True)
+            raise DownloadError(f"cached {artifact.filename} is corrupt and was removed; run the command again")
+        return data
+
+    def fetch(self, artifact: Artifact, client: httpx.Client) -> Path:
+        cached = self.get(artifact)
+        if cached is not None:
+            return cached
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".part-")
+        try:
+            h = hashlib.sha256()
+            with os.fdopen(fd, "wb") as out, client.stream("GET", artifact.url) as response:
+                if response.status_code != 200:
+                    raise DownloadError(f"downloading {artifact.filename} from {artifact.url} failed: "
+                                        f"HTTP {response.status_code}")
+                for chunk in response.iter_bytes(_CHUNK):
+                    h.update(chunk)
+                    out.write(chunk)
+            got = h.hexdigest()
+            size = os.path.getsize(tmp)
+            if got != artifact.sha256 or size != artifact.size:
+                raise DownloadError(
+                    f"{artifact.filename} from {artifact.url} does not match the lock: expected sha256 "
+                    f"{artifact.sha256} ({artifact.size} bytes), got {got} ({size} bytes)")
+            os.replace(tmp, self.path(artifact.sha256))
+        except httpx.HTTPError as exc:
+            raise DownloadError(f"downloading {artifact.filename} from {artifact.url} failed: {exc}") from None
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return self.path(artifact.sha256)
+
+    def fetch_all(self, artifacts: Iterable[Artifact], workers: int = 8,
+                  on_done: Callable[[Artifact], None] | None = None) -> dict[str, Path]:
+        """Download what is missing in parallel; returns sha256 -> verified path."""
+        todo = sorted(set(artifacts), key=lambda a: -a.size)  # biggest first: they bound the wall time
+        with httpx.Client(timeout=httpx.Timeout(60.0), follow_redirects=True) as client, \
+                ThreadPoolExecutor(max_workers=workers) as pool:
+            def one(artifact: Artifact) -> tuple[str, Path]:
+                path = self.fetch(artifact, client)
+                if on_done:
+                    on_done(artifact)
+                return artifact.sha256, path
+
+            return dict(pool.map(one, todo))

@@ -1,0 +1,157 @@
+"""`cog.lock`: every input of the image, pinned by URL + sha256 + size, readable in a pull request.
+
+The file is TOML: a header (format version, digest of the inputs it was made from, Python version, Debian
+suite, platforms, variants) and one `[[package]]` table per artifact, sorted by platform, layer group and
+name. Nothing in it depends on the time or the machine it was made on.
+"""
+
+from __future__ import annotations
+
+import sys
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import tomli_w
+
+from .artifacts import Artifact
+from .errors import UsageError
+
+LOCK_VERSION = 1
+LOCK_NAME = "cog.lock"
+# Layer groups, least to most often changed; the build composes them in this order.
+GROUPS = ("os", "system", "cuda", "python", "runtime")
+PLATFORMS = ("linux/amd64", "linux/arm64")
+VARIANTS = ("cpu", "gpu")
+HEADER = "# cog.lock: every input of this model's image, pinned. Made by `cogbuild lock`; review, don't edit.\n"
+
+
+@dataclass(frozen=True, order=True)
+class LockedArtifact:
+    platform: str
+    group: str
+    artifact: Artifact
+    variants: tuple[str, ...] = ("cpu", "gpu")
+
+
+@dataclass
+class Lock:
+    inputs: str
+    python_version: str
+    debian_suite: str
+    platforms: list[str]
+    variants: list[str]
+    packages: list[LockedArtifact] = field(default_factory=list)
+
+    def select(self, platform: str, variant: str, group: str) -> list[Artifact]:
+        return [p.artifact for p in self.packages
+                if p.platform == platform and p.group == group and variant in p.variants]
+
+    def artifacts(self) -> list[Artifact]:
+        """Every distinct artifact, for the downloader."""
+        return sorted({p.artifact for p in self.packages}, key=lambda a: (a.kind, a.name, a.sha256))
+
+
+# -- reading and writing ------------------------------------------------------------------------
+
+def _sort_key(p: LockedArtifact) -> tuple:
+    return (p.platform, GROUPS.index(p.group), p.artifact.name, p.artifact.version, p.artifact.sha256)
+
+
+def dumps(lock: Lock) -> str:
+    doc: dict[str, Any] = {
+        "version": LOCK_VERSION,
+        "inputs": lock.inputs,
+        "python": lock.python_version,
+        "debian": lock.debian_suite,
+        "platforms": list(lock.platforms),
+        "variants": list(lock.variants),
+        "package": [
+            {
+                "platform": p.platform,
+                "group": p.group,
+                "variants": list(p.variants),
+                "kind": p.artifact.kind,
+                "name": p.artifact.name,
+                "version": p.artifact.version,
+                "filename": p.artifact.filename,
+                "url": p.artifact.url,
+                "sha256": p.artifact.sha256,
+                "size": p.artifact.size,
+                "required-by": sorted(p.artifact.required_by),
+            }
+            for p in sorted(lock.packages, key=_sort_key)
+        ],
+    }
+    return HEADER + tomli_w.dumps(doc)
+
+
+def write_lock(lock: Lock, path: Path) -> None:
+    from .cache import atomic_write  # local import: cache imports httpx, not needed for reading
+
+    atomic_write(path, dumps(lock).encode())
+
+
+def loads(text: str, name: str = LOCK_NAME) -> Lock:
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{name} is not valid TOML ({exc}); run `cogbuild lock` to remake it") from None
+    if doc.get("version") != LOCK_VERSION:
+        raise UsageError(f"{name} has format version {doc.get('version')!r}; this cogbuild reads version "
+                         f"{LOCK_VERSION}: run `cogbuild lock` to remake it")
+    try:
+        lock = Lock(inputs=str(doc["inputs"]), python_version=str(doc["python"]),
+                    debian_suite=str(doc["debian"]), platforms=list(doc["platforms"]),
+                    variants=list(doc["variants"]))
+        for i, entry in enumerate(doc.get("package", []), start=1):
+            lock.packages.append(_read_package(entry, i, name, text))
+    except KeyError as exc:
+        raise UsageError(f"{name} lacks the key {exc.args[0]!r}; run `cogbuild lock` to remake it") from None
+    return lock
+
+
+def _read_package(entry: dict[str, Any], index: int, name: str, text: str) -> LockedArtifact:
+    where = f"{name} line {_line_of_package(text, index)}"
+    try:
+        artifact = Artifact(kind=str(entry["kind"]), name=str(entry["name"]), version=str(entry["version"]),
+                            filename=str(entry["filename"]), url=str(entry["url"]),
+                            sha256=str(entry["sha256"]), size=int(entry["size"]),
+                            required_by=tuple(entry.get("required-by", ())))
+        locked = LockedArtifact(platform=str(entry["platform"]), group=str(entry["group"]),
+                                artifact=artifact, variants=tuple(entry["variants"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UsageError(f"{where}: package entry is incomplete or malformed ({exc})") from None
+    if locked.group not in GROUPS:
+        raise UsageError(f"{where}: unknown group {locked.group!r} (expected one of {', '.join(GROUPS)})")
+    if len(artifact.sha256) != 64 or any(c not in "0123456789abcdef" for c in artifact.sha256):
+        raise UsageError(f"{where}: sha256 of {artifact.name} is not 64 lowercase hex digits")
+    return locked
+
+
+def _line_of_package(text: str, index: int) -> int:
+    count = 0
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip() == "[[package]]":
+            count += 1
+            if count == index:
+                return number
+    return 0
+
+
+def read_lock(path: Path) -> Lock:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{path} does not exist; run `cogbuild lock`") from None
+    return loads(text, path.name)
+
+
+def locked(platform: str, group: str, artifacts: Iterable[Artifact], variants: Iterable[str]
+           ) -> list[LockedArtifact]:
+    return [LockedArtifact(platform, group, a, tuple(variants)) for a in artifacts]

@@ -1,0 +1,79 @@
+"""Make a Lock from a CogConfig: resolve every input for each target platform and variant, run nothing.
+
+The Debian resolver picks the OS + Python runtime and `system_packages`; the Python resolver picks wheels
+for the image's interpreter and platform (never the host's); the runtime's own wheels come from the
+project's pip-compiled lockfiles.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from pathlib import Path
+
+from .artifacts import Artifact
+from .config import CogConfig
+from .debian import resolve_closure, suite_for_python
+from .errors import UsageError
+from .lock import Lock, LockedArtifact, locked
+from .pyresolve import Target, resolve_requirements, wheels_for_lockfile
+
+# What every image gets from Debian besides the interpreter: dpkg's base files (os-release), netbase
+# (/etc/services, /etc/protocols), time zones, CA certificates, and a POSIX shell for subprocess users.
+BASE_PACKAGES = ("base-files", "netbase", "tzdata", "ca-certificates", "dash")
+# Satisfied but never installed: they only serve maintainer scripts, which an image build never runs.
+NOT_INSTALLED = ("debconf", "debconf-2.0")
+DEBIAN_ARCH = {"linux/amd64": "amd64", "linux/arm64": "arm64"}
+WHEEL_ARCH = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
+
+
+def os_packages(python_version: str) -> list[str]:
+    return [f"python{python_version}", *BASE_PACKAGES]
+
+
+def runtime_lockfile(python_version: str) -> Path:
+    path = resources.files("cogbuild.lockfiles") / f"runtime-py{python_version}.txt"
+    if not path.is_file():
+        raise UsageError(f"cogbuild has no runtime lockfile for Python {python_version}")
+    return Path(str(path))
+
+
+def glibc_version(os_debs: list[Artifact]) -> str:
+    """The image's glibc, from the locked libc6 ("2.36-9+deb12u13" -> "2.36"): it bounds manylinux tags."""
+    for deb in os_debs:
+        if deb.name == "libc6":
+            match = re.match(r"(\d+\.\d+)", deb.version)
+            if match:
+                return match.group(1)
+    raise UsageError("the OS closure has no libc6; cannot tell which manylinux wheels the image can run")
+
+
+def make_lock(config: CogConfig, platforms: list[str], variants: list[str]) -> Lock:
+    for platform in platforms:
+        if platform not in DEBIAN_ARCH:
+            raise UsageError(f"unsupported platform {platform!r} (supported: {', '.join(DEBIAN_ARCH)})")
+    suite = suite_for_python(config.python_version)
+    lock = Lock(inputs=config.inputs_digest(), python_version=config.python_version, debian_suite=suite,
+                platforms=sorted(platforms), variants=sorted(variants))
+    for platform in lock.platforms:
+        lock.packages += _lock_platform(config, platform, suite, lock.variants)
+    return lock
+
+
+def _lock_platform(config: CogConfig, platform: str, suite: str, variants: list[str]) -> list[LockedArtifact]:
+    arch = DEBIAN_ARCH[platform]
+    os_debs = resolve_closure(os_packages(config.python_version), suite=suite, arch=arch,
+                              exclude=NOT_INSTALLED)
+    out = locked(platform, "os", os_debs, variants)
+    if config.system_packages:
+        system = resolve_closure(config.system_packages, suite=suite, arch=arch, exclude=NOT_INSTALLED,
+                                 installed=os_debs)
+        out += locked(platform, "system", system, variants)
+    target = Target(python_version=config.python_version, arch=WHEEL_ARCH[platform],
+                    glibc=glibc_version(os_debs))
+    out += locked(platform, "runtime", wheels_for_lockfile(runtime_lockfile(config.python_version), target),
+                  variants)
+    requirements = config.requirements()
+    if any(line.strip() and not line.strip().startswith("#") for line in requirements):
+        out += locked(platform, "python", resolve_requirements(requirements, target), variants)
+    return out

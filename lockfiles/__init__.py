@@ -1,0 +1,1 @@
+"""pip-compiled lockfiles for what cogbuild puts into every image (package data)."""
