@@ -1,0 +1,142 @@
+"""Fetch and verify an archive's package indexes: InRelease (gpgv) → Packages.xz (size + sha256).
+
+Index blobs are cached by their signed sha256, so a second lock only re-fetches the small InRelease.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import lzma
+from dataclasses import dataclass
+from functools import cached_property
+
+import httpx
+
+from ..errors import CogbuildError
+from .cache import BlobCache
+from .release import IndexFile, Release
+from .signature import verified_release_text
+from .source import Archive, DebianSource
+
+# Preferred first: smallest download; all three are what Debian mirrors publish.
+_COMPRESSIONS = ((".xz", lzma.decompress), (".gz", gzip.decompress), ("", lambda data: data))
+
+
+@dataclass(frozen=True)
+class PackagesText:
+    """One verified Packages index and the archive whose pool its Filenames point into."""
+
+    archive: Archive
+    suite: str
+    index: IndexFile
+    data: bytes  # as downloaded (compressed); its sha256 is index.sha256
+
+    @cached_property
+    def text(self) -> str:
+        return _decompress(self.index, self.data)
+
+
+def fetch_packages(
+    source: DebianSource, codename: str, arch: str, *, client: httpx.Client, cache: BlobCache
+) -> list[PackagesText]:
+    """Every Packages index of every archive of `source` for one release codename and architecture."""
+    texts = []
+    for archive in source.archives:
+        suite = archive.suite_for(codename)
+        release = _fetch_release(archive, suite, client=client, keyring=source.keyring)
+        for component in source.components:
+            for index_arch in _index_arches(release, component, arch):
+                index = _pick_index(release, f"{component}/binary-{index_arch}/Packages", archive, suite)
+                if index is None:
+                    continue
+                data = _fetch_index(archive, suite, release, index, client=client, cache=cache)
+                texts.append(PackagesText(archive, suite, index, data))
+    return texts
+
+
+def _dists_url(archive: Archive, suite: str, path: str) -> str:
+    return f"{archive.base()}/dists/{suite}/{path}"
+
+
+def _fetch_release(archive: Archive, suite: str, *, client: httpx.Client, keyring) -> Release:
+    url = _dists_url(archive, suite, "InRelease")
+    signed = verified_release_text(_get(client, url), keyring=keyring, what=url)
+    return Release.parse(signed, expected_suite=suite, what=url)
+
+
+def _index_arches(release: Release, component: str, arch: str) -> list[str]:
+    # apt's rule: binary-all is a separate index only when the Release lists "all" among its
+    # Architectures and does not say "No-Support-for-Architecture-all: Packages" (Debian's main
+    # archive says so and repeats arch-"all" packages in every binary-<arch>).
+    arches = [arch]
+    if "all" in release.architectures and not release.all_in_arch_indexes:
+        arches.append("all")
+    return arches
+
+
+def _pick_index(release: Release, stem: str, archive: Archive, suite: str) -> IndexFile | None:
+    for extension, _ in _COMPRESSIONS:
+        index = release.files.get(stem + extension)
+        if index is not None:
+            return index
+    if stem.endswith("binary-all/Packages"):
+        return None
+    raise CogbuildError(f"{_dists_url(archive, suite, 'InRelease')} lists no {stem} index.")
+
+
+def _fetch_index(
+    archive: Archive, suite: str, release: Release, index: IndexFile, *, client: httpx.Client, cache: BlobCache
+) -> bytes:
+    cached = cache.get(index.sha256)
+    if cached is not None:
+        return cached
+    url = _dists_url(archive, suite, index.path)
+    if release.by_hash:
+        # by-hash names the exact signed file, so a mirror updating mid-fetch cannot mix versions;
+        # like apt, fall back to the plain path when a mirror lacks the by-hash copy.
+        directory = index.path.rsplit("/", 1)[0]
+        by_hash = _dists_url(archive, suite, f"{directory}/by-hash/SHA256/{index.sha256}")
+        data = _get(client, by_hash, limit=index.size, missing_ok=True)
+        if data is None:
+            data = _get(client, url, limit=index.size)
+        else:
+            url = by_hash
+    else:
+        data = _get(client, url, limit=index.size)
+    if len(data) != index.size or hashlib.sha256(data).hexdigest() != index.sha256:
+        raise CogbuildError(f"{url} does not match the size and sha256 its signed InRelease lists.")
+    cache.put(data, index.sha256)
+    return data
+
+
+def _decompress(index: IndexFile, data: bytes) -> str:
+    for extension, decompress in _COMPRESSIONS:
+        if index.path.endswith("Packages" + extension):
+            try:
+                return decompress(data).decode("utf-8", "replace")
+            except (lzma.LZMAError, OSError, EOFError) as exc:
+                raise CogbuildError(f"{index.path} is not valid {extension or 'text'} data: {exc}.") from None
+    raise CogbuildError(f"{index.path} has an unknown compression.")  # _pick_index only picks known ones
+
+
+def _get(client: httpx.Client, url: str, *, limit: int | None = None, missing_ok: bool = False):
+    """GET a URL whole; with `limit`, stop reading once the body is longer than the signed size.
+
+    With missing_ok, a 404 returns None instead of raising.
+    """
+    try:
+        with client.stream("GET", url) as response:
+            if missing_ok and response.status_code == 404:
+                return None
+            if response.status_code != 200:
+                raise CogbuildError(f"Could not fetch {url}: HTTP {response.status_code}.")
+            chunks, total = [], 0
+            for chunk in response.iter_bytes():
+                total += len(chunk)
+                if limit is not None and total > limit:
+                    raise CogbuildError(f"{url} is larger than the size its signed InRelease lists.")
+                chunks.append(chunk)
+            return b"".join(chunks)
+    except httpx.HTTPError as exc:
+        raise CogbuildError(f"Could not fetch {url}: {exc}.") from None

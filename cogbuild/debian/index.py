@@ -1,0 +1,115 @@
+"""Parsed Packages indexes: the candidate version of every package and who provides each virtual name."""
+
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cached_property
+
+from debian import deb822
+from debian.debian_support import Version
+
+from .archive import PackagesText
+
+_FIELDS = [
+    "Package", "Version", "Architecture", "Multi-Arch", "Priority",
+    "Pre-Depends", "Depends", "Provides", "Filename", "Size", "SHA256",
+]  # fmt: skip
+
+# apt's order when several packages provide a virtual name and none is chosen yet.
+PRIORITY_RANK = {"required": 0, "important": 1, "standard": 2, "optional": 3, "extra": 4}
+
+Relation = dict  # PkgRelation's dict: name, archqual, version=(op, ver) | None, arch, restrictions
+
+
+@dataclass(frozen=True, eq=False)
+class BinaryPackage:
+    name: str
+    version: str
+    arch: str
+    multi_arch: str  # "no", "same", "foreign" or "allowed"
+    priority: str
+    pre_depends: str
+    depends: str
+    provides_field: str
+    url: str
+    size: int
+    sha256: str
+
+    @cached_property
+    def debian_version(self) -> Version:
+        return Version(self.version)
+
+    @cached_property
+    def dependencies(self) -> list[list[Relation]]:
+        """Pre-Depends then Depends, each an OR-group of alternatives, in the order the package lists them."""
+        groups = []
+        for text in (self.pre_depends, self.depends):
+            if text:
+                groups.extend(deb822.PkgRelation.parse_relations(text))
+        return groups
+
+    @cached_property
+    def provides(self) -> list[tuple[str, str | None]]:
+        """(virtual name, provided version or None); only `=` versions count, as in dpkg."""
+        provided = []
+        for group in deb822.PkgRelation.parse_relations(self.provides_field) if self.provides_field else []:
+            for relation in group:
+                version = relation["version"]
+                provided.append((relation["name"], version[1] if version and version[0] == "=" else None))
+        return provided
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+
+class PackageIndex:
+    """Packages of one architecture (and arch "all") merged across archives; highest version wins."""
+
+    def __init__(self, packages: Iterable[BinaryPackage]) -> None:
+        self.candidates: dict[str, BinaryPackage] = {}
+        self.versions: dict[str, set[str]] = defaultdict(set)
+        for package in packages:
+            self.versions[package.name].add(package.version)
+            current = self.candidates.get(package.name)
+            if current is None or package.debian_version > current.debian_version:
+                self.candidates[package.name] = package
+        self.providers: dict[str, list[tuple[BinaryPackage, str | None]]] = defaultdict(list)
+        for name in sorted(self.candidates):
+            package = self.candidates[name]
+            for virtual, version in package.provides:
+                self.providers[virtual].append((package, version))
+
+    @classmethod
+    def from_texts(cls, texts: Iterable[PackagesText], arch: str) -> PackageIndex:
+        return cls(package for text in texts for package in parse_packages(text, arch))
+
+    def available_versions(self, name: str) -> list[str]:
+        return sorted(self.versions.get(name, ()), key=Version)
+
+
+def parse_packages(text: PackagesText, arch: str) -> Iterable[BinaryPackage]:
+    """Packages of `arch` or "all" in one index; entries that cannot be pinned (no hash) are skipped."""
+    base = text.archive.base()
+    for fields in deb822.Deb822.iter_paragraphs(io.StringIO(text.text), fields=_FIELDS, use_apt_pkg=False):
+        package_arch = fields.get("Architecture", "")
+        if package_arch not in (arch, "all"):
+            continue
+        if not all(key in fields for key in ("Package", "Version", "Filename", "Size", "SHA256")):
+            continue
+        yield BinaryPackage(
+            name=fields["Package"],
+            version=fields["Version"],
+            arch=package_arch,
+            multi_arch=fields.get("Multi-Arch", "no"),
+            priority=fields.get("Priority", "optional"),
+            pre_depends=fields.get("Pre-Depends", ""),
+            depends=fields.get("Depends", ""),
+            provides_field=fields.get("Provides", ""),
+            url=f"{base}/{fields['Filename']}",
+            size=int(fields["Size"]),
+            sha256=fields["SHA256"].lower(),
+        )

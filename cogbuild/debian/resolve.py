@@ -1,0 +1,282 @@
+"""The dependency closure of Debian packages, chosen the way apt would, pinned as Artifacts.
+
+Rules (single architecture: the target's packages plus arch "all"):
+- each name has one candidate, its highest version across the source's archives (apt's default);
+- Pre-Depends and Depends are followed; Recommends, Suggests, Conflicts and Breaks are not;
+- in an OR-group the first alternative already satisfied wins, otherwise the first satisfiable one;
+- virtual names resolve through Provides (a versioned dependency needs a `=` versioned Provides);
+  several providers and none chosen yet: apt's Priority order, then name;
+- `:any` is satisfied only by Multi-Arch: allowed (or foreign) packages, as in dpkg;
+- Essential packages are not added implicitly: the caller asks for the base system it wants.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections import defaultdict, deque
+from collections.abc import Collection, Iterable
+from pathlib import Path
+
+import httpx
+from debian.debian_support import version_compare
+
+from ..artifacts import Artifact
+from ..errors import CogbuildError
+from .archive import fetch_packages
+from .cache import BlobCache, default_cache_dir
+from .index import PRIORITY_RANK, BinaryPackage, PackageIndex, Relation
+from .source import DebianSource
+
+ARCHITECTURES = ("amd64", "arm64")
+
+_EXTERNAL = object()  # satisfied outside the closure: excluded, or installed in a lower layer
+
+_COMPARE = {
+    "<<": lambda c: c < 0,
+    "<=": lambda c: c <= 0,
+    "<": lambda c: c <= 0,  # obsolete spelling of <=
+    "=": lambda c: c == 0,
+    ">=": lambda c: c >= 0,
+    ">": lambda c: c >= 0,  # obsolete spelling of >=
+    ">>": lambda c: c > 0,
+}
+
+# Parsed indexes of this process, keyed by the signed hashes of the indexes they came from.
+_INDEX_MEMO: dict[tuple, PackageIndex] = {}
+
+
+def resolve_closure(
+    packages: list[str],
+    *,
+    suite: str,
+    arch: str,
+    exclude: Collection[str] = (),
+    installed: Collection[Artifact] = (),
+    source: DebianSource | None = None,
+    cache_dir: Path | None = None,
+) -> list[Artifact]:
+    """The packages to install for `packages` on `suite`/`arch`, sorted by name, each pinned by sha256.
+
+    `packages` are names, optionally `name=version` (apt's pin syntax). `exclude` names count as
+    satisfied but are not installed; `installed` (a lower layer) is satisfied and not returned.
+    """
+    if arch not in ARCHITECTURES:
+        raise CogbuildError(f"Architecture '{arch}' is not supported; use one of {', '.join(ARCHITECTURES)}.")
+    index = load_index(source or DebianSource(), suite, arch, cache_dir=cache_dir)
+    resolver = Resolver(index, suite=suite, arch=arch, exclude=exclude, installed=installed)
+    return resolver.closure(packages)
+
+
+def load_index(source: DebianSource, suite: str, arch: str, *, cache_dir: Path | None = None) -> PackageIndex:
+    """Fetch, verify and parse the source's indexes for one suite and architecture."""
+    cache = BlobCache(Path(cache_dir or default_cache_dir()) / "debian-indexes")
+    headers = {"User-Agent": "cogbuild (Debian index fetch)"}
+    with httpx.Client(timeout=httpx.Timeout(60.0), follow_redirects=True, headers=headers) as client:
+        texts = fetch_packages(source, suite, arch, client=client, cache=cache)
+    key = (arch, tuple((t.archive.base(), t.suite, t.index.path, t.index.sha256) for t in texts))
+    if key not in _INDEX_MEMO:
+        _INDEX_MEMO.clear()  # a full index is large: keep only the latest
+        _INDEX_MEMO[key] = PackageIndex.from_texts(texts, arch)
+    return _INDEX_MEMO[key]
+
+
+class Resolver:
+    """Walks dependencies breadth-first from the requests, in declaration order, so output is stable."""
+
+    def __init__(
+        self,
+        index: PackageIndex,
+        *,
+        suite: str,
+        arch: str,
+        exclude: Collection[str] = (),
+        installed: Collection[Artifact] = (),
+    ) -> None:
+        self.index, self.suite, self.arch = index, suite, arch
+        self.exclude = set(exclude)
+        self.installed = {a.name: a.version for a in installed if a.kind == "deb"}
+        self.installed_provides = self._provides_of_installed()
+        self.chosen: dict[str, BinaryPackage] = {}
+        self.chosen_provides: dict[str, list[tuple[BinaryPackage, str | None]]] = defaultdict(list)
+        self.required_by: dict[str, set[str]] = defaultdict(set)
+        self.queue: deque[BinaryPackage] = deque()
+
+    def closure(self, requests: Iterable[str]) -> list[Artifact]:
+        for request in requests:
+            self._request(_parse_request(request))
+        while self.queue:
+            package = self.queue.popleft()
+            for group in package.dependencies:
+                self._satisfy(group, package)
+        return [self._artifact(self.chosen[name]) for name in sorted(self.chosen)]
+
+    # -- requests and dependencies ------------------------------------------------------------
+
+    def _request(self, relation: Relation) -> None:
+        found = self._already_satisfied(relation)
+        if found is _EXTERNAL:
+            return
+        package = found or self._candidate_for(relation)
+        if package is None:
+            raise CogbuildError(self._request_error(relation))
+        self._choose(package, "request")
+
+    def _satisfy(self, group: list[Relation], dependent: BinaryPackage) -> None:
+        for relation in group:
+            found = self._already_satisfied(relation)
+            if found is not None:
+                if found is not _EXTERNAL:
+                    self.required_by[found.name].add(dependent.name)
+                return
+        for relation in group:
+            package = self._candidate_for(relation)
+            if package is not None:
+                self._choose(package, dependent.name)
+                return
+        raise CogbuildError(self._dependency_error(group, dependent))
+
+    def _choose(self, package: BinaryPackage, why: str) -> None:
+        self.required_by[package.name].add(why)
+        if package.name in self.chosen:
+            return
+        self.chosen[package.name] = package
+        for virtual, version in package.provides:
+            self.chosen_provides[virtual].append((package, version))
+        self.queue.append(package)
+
+    # -- matching one relation -----------------------------------------------------------------
+
+    def _already_satisfied(self, relation: Relation):
+        """The chosen package satisfying `relation`, _EXTERNAL, or None when nothing does yet."""
+        name, constraint = relation["name"], relation["version"]
+        if name in self.exclude:
+            return _EXTERNAL
+        if name in self.installed and _version_ok(self.installed[name], constraint):
+            return _EXTERNAL
+        if any(_provided_ok(version, constraint) for version in self.installed_provides.get(name, ())):
+            return _EXTERNAL
+        package = self.chosen.get(name)
+        if package is not None and _version_ok(package.version, constraint) and self._arch_ok(package, relation):
+            return package
+        for provider, version in self.chosen_provides.get(name, ()):
+            if _provided_ok(version, constraint) and self._arch_ok(provider, relation):
+                return provider
+        return None
+
+    def _candidate_for(self, relation: Relation) -> BinaryPackage | None:
+        """A package from the index satisfying `relation`: the real package first, then a provider."""
+        name, constraint = relation["name"], relation["version"]
+        package = self.index.candidates.get(name)
+        if package is not None and _version_ok(package.version, constraint) and self._arch_ok(package, relation):
+            return package
+        providers = [
+            provider
+            for provider, version in self.index.providers.get(name, ())
+            if _provided_ok(version, constraint) and self._arch_ok(provider, relation)
+        ]
+        if not providers:
+            return None
+        return min(providers, key=lambda p: (PRIORITY_RANK.get(p.priority, len(PRIORITY_RANK)), p.name))
+
+    def _arch_ok(self, package: BinaryPackage, relation: Relation) -> bool:
+        # dpkg's rule, reduced to one architecture (every candidate is native or "all").
+        qualifier = relation["archqual"]
+        if package.multi_arch == "foreign":
+            return True
+        if qualifier == "any":
+            return package.multi_arch == "allowed"
+        return qualifier in (None, "native", self.arch)
+
+    def _provides_of_installed(self) -> dict[str, list[str | None]]:
+        provides: dict[str, list[str | None]] = defaultdict(list)
+        for name, version in self.installed.items():
+            package = self.index.candidates.get(name)
+            if package is not None and package.version == version:
+                for virtual, provided in package.provides:
+                    provides[virtual].append(provided)
+        return provides
+
+    # -- results and errors --------------------------------------------------------------------
+
+    def _artifact(self, package: BinaryPackage) -> Artifact:
+        return Artifact(
+            kind="deb",
+            name=package.name,
+            version=package.version,
+            filename=package.filename,
+            url=package.url,
+            sha256=package.sha256,
+            size=package.size,
+            required_by=tuple(sorted(self.required_by[package.name])),
+        )
+
+    def _where(self) -> str:
+        return f"{self.suite} ({self.arch})"
+
+    def _request_error(self, relation: Relation) -> str:
+        name = relation["name"]
+        versions = self.index.available_versions(name)
+        if versions or name in self.index.providers:
+            wanted = relation["version"][1] if relation["version"] else "any"
+            offered = ", ".join(versions) or "only as a virtual package without that version"
+            return f"Debian package '{name}' has no version {wanted} in {self._where()}; available: {offered}."
+        names = list(self.index.candidates) + list(self.index.providers)
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else "."
+        return f"Debian package '{name}' is not in {self._where()}{hint}"
+
+    def _dependency_error(self, group: list[Relation], dependent: BinaryPackage) -> str:
+        reasons = "; ".join(self._why_not(relation) for relation in group)
+        return (
+            f"Debian package {dependent.name} {dependent.version} depends on '{_format_group(group)}', "
+            f"which {self._where()} cannot satisfy: {reasons}."
+        )
+
+    def _why_not(self, relation: Relation) -> str:
+        name = relation["name"]
+        versions = self.index.available_versions(name)
+        if versions:
+            return f"{name} has only {', '.join(versions)}"
+        if name in self.index.providers:
+            return f"{name} is provided only without a matching version or architecture"
+        return f"no package is named or provides {name}"
+
+
+def _version_ok(version: str, constraint: tuple[str, str] | None) -> bool:
+    if constraint is None:
+        return True
+    operator, wanted = constraint
+    return _COMPARE[operator](version_compare(version, wanted))
+
+
+def _provided_ok(provided: str | None, constraint: tuple[str, str] | None) -> bool:
+    # An unversioned Provides satisfies only unversioned dependencies.
+    if constraint is None:
+        return True
+    return provided is not None and _version_ok(provided, constraint)
+
+
+_REQUEST = re.compile(r"^([a-z0-9][a-z0-9+.\-]+)(?::([a-z0-9\-]+))?(?:=(\S+))?$")
+
+
+def _parse_request(text: str) -> Relation:
+    """`name`, `name:arch` or `name=version` (apt's pin syntax) as a relation."""
+    match = _REQUEST.match(text.strip())
+    if match is None:
+        raise CogbuildError(f"'{text}' is not a Debian package name (expected name or name=version).")
+    name, qualifier, version = match.groups()
+    return {"name": name, "archqual": qualifier, "version": ("=", version) if version else None}
+
+
+def _format_group(group: list[Relation]) -> str:
+    parts = []
+    for relation in group:
+        text = relation["name"] + (f":{relation['archqual']}" if relation["archqual"] else "")
+        if relation["version"]:
+            text += f" ({relation['version'][0]} {relation['version'][1]})"
+        parts.append(text)
+    return " | ".join(parts)
+
+
+__all__ = ["ARCHITECTURES", "Resolver", "load_index", "resolve_closure"]
