@@ -1,0 +1,190 @@
+"""One registry's HTTP API (OCI distribution spec): auth, retries and clear errors in one place.
+
+The session comes from oras (`oras.provider.Registry`, which also refuses cookies the way registries
+need); challenges are answered by `RegistryAuth`. Requests go through `RegistryClient.request`, which
+retries connection failures, 429 and 5xx with backoff (honouring Retry-After) whenever the body can be
+sent again, and turns any other failure into one sentence naming the registry and repository.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import IO, Callable, Iterable, Union
+from urllib.parse import urljoin
+
+import oras.provider
+import requests
+
+from cogbuild.errors import CogbuildError
+
+from .auth import RegistryAuth
+from .reference import is_loopback_host
+
+Body = Union[bytes, Callable[[], IO[bytes]], None]
+_TIMEOUT = (10, 300)  # connect, read (seconds): a registry may take long to commit a large blob
+_RETRY_STATUSES = {429, 500, 502, 503, 504}
+
+
+class RegistryError(CogbuildError):
+    """A registry said no, or could not be reached; the message says which and what to do."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class RegistryClient:
+    """Talks to one registry; thread-safe enough to share between upload workers."""
+
+    def __init__(self, registry: str, api_host: str | None = None, *, insecure: bool = False,
+                 attempts: int = 5, backoff: float = 0.5) -> None:
+        self.registry = registry
+        host = api_host or registry
+        self.plain_http = insecure or is_loopback_host(registry)
+        self.base = f"{'http' if self.plain_http else 'https'}://{host}/v2/"
+        self._oras = oras.provider.Registry(hostname=host, insecure=self.plain_http)
+        adapter = _LargeBlockAdapter(pool_connections=4, pool_maxsize=16)
+        self._oras.session.mount("http://", adapter)
+        self._oras.session.mount("https://", adapter)
+        self.session: requests.Session = self._oras.session
+        self.auth = RegistryAuth(registry, self.session)
+        self.attempts = attempts
+        self.backoff = backoff
+
+    def url(self, path: str) -> str:
+        return urljoin(self.base, path.lstrip("/"))
+
+    def resolve_location(self, response: requests.Response) -> str:
+        """An upload's Location header, made absolute (registries may send a relative one)."""
+        location = response.headers.get("Location")
+        if not location:
+            raise RegistryError(f"registry {self.registry} answered an upload without a Location header",
+                                response.status_code)
+        return urljoin(response.url, location)
+
+    # -- the one request path -------------------------------------------------------------------
+    def request(self, method: str, url: str, *, repository: str, action: str,
+                ok: Iterable[int] = (200,), headers: dict[str, str] | None = None, body: Body = None,
+                stream: bool = False, scope: str | None = None, retry: bool = True) -> requests.Response:
+        """Send with auth; retry what is safe to retry; return a response whose status is in `ok`.
+
+        `action` completes "could not … " in error messages (e.g. "push blob sha256:… to").
+        """
+        scope = scope or _scope(repository, method)
+        ok = set(ok)
+        attempts = self.attempts if retry else 1
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
+            try:
+                response = self._send_authenticated(method, url, scope, headers or {}, body, stream)
+            except requests.exceptions.SSLError as exc:
+                raise RegistryError(
+                    f"TLS with registry {self.registry} failed ({_short(exc)}); if it serves plain HTTP, "
+                    "pass --insecure") from None
+            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+                    requests.exceptions.ChunkedEncodingError) as exc:
+                if last or (body is not None and not _replayable(body)):
+                    raise RegistryError(
+                        f"could not {action} {self.registry}/{repository}: the registry is unreachable "
+                        f"or dropped the connection ({_short(exc)})") from None
+                self._sleep(attempt, None)
+                continue
+            if response.status_code in ok:
+                return response
+            if response.status_code in _RETRY_STATUSES and not last and _replayable(body):
+                self._sleep(attempt, response.headers.get("Retry-After"))
+                response.close()
+                continue
+            raise self.error(response, repository, action, attempts=attempt + 1)
+        raise AssertionError("unreachable")
+
+    def _send_authenticated(self, method: str, url: str, scope: str, headers: dict[str, str],
+                            body: Body, stream: bool) -> requests.Response:
+        response = self._send(method, url, {**headers, **self.auth.header_for_scope(scope)}, body, stream)
+        if response.status_code != 401:
+            return response
+        challenge = response.headers.get("WWW-Authenticate", "")
+        answer = self.auth.answer(challenge, scope) if challenge else None
+        if answer is None or not _replayable(body):
+            return response
+        response.close()
+        return self._send(method, url, {**headers, **answer}, body, stream)
+
+    def _send(self, method: str, url: str, headers: dict[str, str], body: Body,
+              stream: bool) -> requests.Response:
+        data = body() if callable(body) else body
+        try:
+            return self.session.request(method, url, headers=headers, data=data, stream=stream,
+                                        timeout=_TIMEOUT, allow_redirects=True)
+        finally:
+            if callable(body) and hasattr(data, "close"):
+                data.close()  # type: ignore[union-attr]
+
+    def _sleep(self, attempt: int, retry_after: str | None) -> None:
+        delay = self.backoff * (2 ** attempt) * (1 + random.random() / 2)
+        if retry_after and retry_after.strip().isdigit():
+            delay = max(delay, min(float(retry_after), 60.0))
+        time.sleep(delay)
+
+    # -- errors ---------------------------------------------------------------------------------
+    def error(self, response: requests.Response, repository: str, action: str,
+              attempts: int = 1) -> RegistryError:
+        status = response.status_code
+        where = f"{self.registry}/{repository}"
+        detail = _registry_message(response)
+        detail = f" ({detail})" if detail else ""
+        if status == 401:
+            if self.auth.has_credentials:
+                text = (f"registry {self.registry} rejected the stored credentials when trying to {action} "
+                        f"{where}{detail}; run `cogbuild login {self.registry}` again")
+            else:
+                text = (f"registry {self.registry} needs credentials to {action} {where}{detail}; "
+                        f"run `cogbuild login {self.registry}` first")
+        elif status == 403:
+            text = (f"registry {self.registry} denied permission to {action} {where}{detail}; "
+                    "check that your account may use this repository")
+        elif status == 404:
+            text = f"could not {action} {where}: not found{detail}"
+        elif status == 429:
+            text = (f"registry {self.registry} kept rate-limiting requests to {action} {where} "
+                    f"after {attempts} tries; wait a while and run the command again")
+        elif status >= 500:
+            text = (f"registry {self.registry} failed with {status} {response.reason} when trying to {action} "
+                    f"{where} after {attempts} tries{detail}; try again later")
+        else:
+            text = f"registry {self.registry} refused to {action} {where}: {status} {response.reason}{detail}"
+        response.close()
+        return RegistryError(text, status)
+
+
+class _LargeBlockAdapter(requests.adapters.HTTPAdapter):
+    """Sends request bodies in 1 MiB reads (urllib3's default 16 KiB costs throughput on big layers)."""
+
+    def init_poolmanager(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        kwargs.setdefault("blocksize", 1 << 20)
+        super().init_poolmanager(*args, **kwargs)
+
+
+def _scope(repository: str, method: str) -> str:
+    actions = "pull" if method in ("GET", "HEAD") else "pull,push"
+    return f"repository:{repository}:{actions}"
+
+
+def _replayable(body: Body) -> bool:
+    return body is None or isinstance(body, bytes) or callable(body)
+
+
+def _registry_message(response: requests.Response) -> str:
+    """The first error message of an OCI error body, if the registry sent one."""
+    try:
+        errors = response.json().get("errors") or []
+    except (ValueError, AttributeError, requests.exceptions.RequestException):
+        return ""
+    parts = [f"{e.get('code', '')}: {e.get('message', '')}".strip(": ") for e in errors if isinstance(e, dict)]
+    return "; ".join(p for p in parts if p)[:300]
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    return text if len(text) < 160 else text[:157] + "..."

@@ -1,0 +1,206 @@
+"""Push an image from the local OCI layout to a registry, and pull one back: the public API.
+
+    push_image(layout, desc, "127.0.0.1:5000/ns/model:v1") -> "sha256:…"
+    pull_image("127.0.0.1:5000/ns/model:v1", layout) -> Descriptor
+
+Order makes a push safe to interrupt: all blobs first (in parallel, skipping what the registry has),
+then child manifests by digest, then the top manifest or index under its tags. A tag therefore never
+points at anything incomplete, and running the push again uploads only what is missing.
+Manifests are sent as the exact bytes stored in the layout, so the digest is the one computed at build.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+from cogbuild.errors import CogbuildError
+from cogbuild.layers.descriptor import (DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST,
+                                        Descriptor, sha256_digest)
+
+from .blob_locations import BlobLocations
+from .client import RegistryClient, RegistryError
+from .layout import Layout, LayoutError
+from .reference import Reference, parse_reference
+from .transfer import BlobPusher, Progress, TransferStats, download_blob
+
+INDEX_TYPES = (OCI_INDEX, DOCKER_MANIFEST_LIST)
+MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
+ACCEPT = ", ".join(INDEX_TYPES + MANIFEST_TYPES)
+PARALLEL_BLOBS = 4
+
+
+@dataclass
+class ImagePlan:
+    """Everything under one descriptor: blobs to move, manifests in the order they must be sent."""
+
+    blobs: list[Descriptor] = field(default_factory=list)
+    manifests: list[Descriptor] = field(default_factory=list)  # children before parents
+
+
+def plan_from_layout(layout: Layout, desc: Descriptor) -> ImagePlan:
+    """Walk an index or manifest in the layout (verifying each JSON blob's digest)."""
+    plan = ImagePlan()
+    seen: set[str] = set()
+
+    def visit(node: Descriptor) -> None:
+        try:
+            doc = layout.read_json(node.digest)
+        except LayoutError as exc:
+            raise CogbuildError(str(exc)) from None
+        if node.media_type in INDEX_TYPES:
+            for child in doc.get("manifests", []):
+                visit(Descriptor.from_json(child))
+        elif node.media_type in MANIFEST_TYPES:
+            for blob in [doc["config"], *doc.get("layers", [])]:
+                blob_desc = Descriptor.from_json(blob)
+                if blob_desc.digest not in seen:
+                    seen.add(blob_desc.digest)
+                    plan.blobs.append(blob_desc)
+        else:
+            raise CogbuildError(f"cannot push {node.digest}: unknown manifest media type {node.media_type!r}")
+        if node.digest not in {m.digest for m in plan.manifests}:
+            plan.manifests.append(node)
+
+    visit(desc)
+    return plan
+
+
+def push_image(layout: Layout, desc: Descriptor, ref: str | Reference, *, extra_tags: Sequence[str] = (),
+               insecure: bool = False, progress: Progress | None = None,
+               variants: Mapping[str, Descriptor] | None = None,
+               stats: TransferStats | None = None) -> str:
+    """Push `desc` (a manifest or index in `layout`) and everything under it; return its digest.
+
+    The image is tagged with the reference's tag (default `latest`) and every `extra_tags` entry.
+    `variants` maps a suffix to another descriptor in the layout (e.g. {"cpu": idx_cpu}) that is pushed
+    as `<tag>-<suffix>`, since runtimes pick from an index by platform only.
+    """
+    ref = parse_reference(ref)
+    if ref.digest and ref.digest != desc.digest:
+        raise CogbuildError(f"cannot push {desc.digest} as {ref}: the reference names another digest")
+    tag = ref.tag or (None if ref.digest else "latest")
+    stats = stats or TransferStats()
+    client = RegistryClient(ref.registry, ref.api_host, insecure=insecure)
+    targets = [(desc, [tag, *extra_tags] if tag else list(extra_tags))]
+    for suffix, variant in (variants or {}).items():
+        targets.append((variant, [f"{tag or 'latest'}-{suffix}"]))
+    plans = [plan_from_layout(layout, d) for d, _ in targets]
+    blobs = list({b.digest: b for p in plans for b in p.blobs}.values())
+    _push_blobs(client, ref.repository, layout, blobs, stats, progress)
+    sent: set[str] = set()
+    for plan, (top, tags) in zip(plans, targets):
+        for manifest in plan.manifests:
+            if manifest.digest not in sent and manifest.digest != top.digest:
+                put_manifest(client, ref.repository, layout.read_blob(manifest.digest), manifest, manifest.digest)
+                sent.add(manifest.digest)
+        data = layout.read_blob(top.digest)
+        for name in tags or [top.digest]:
+            put_manifest(client, ref.repository, data, top, name)
+        sent.add(top.digest)
+    return desc.digest
+
+
+def _push_blobs(client: RegistryClient, repository: str, layout: Layout, blobs: list[Descriptor],
+                stats: TransferStats, progress: Progress | None) -> None:
+    locations = BlobLocations(client.registry)
+    pusher = BlobPusher(client, repository, layout, stats=stats, progress=progress,
+                        mount_sources=locations.sources)
+    # Largest first: the long uploads start early and small ones fill the gaps.
+    ordered = sorted(blobs, key=lambda b: -b.size)
+    try:
+        with ThreadPoolExecutor(PARALLEL_BLOBS, thread_name_prefix="push") as pool:
+            for future in [pool.submit(pusher.push, b) for b in ordered]:
+                future.result()
+    finally:
+        locations.remember(repository, [b.digest for b in blobs])
+        locations.save()
+
+
+def put_manifest(client: RegistryClient, repository: str, data: bytes, desc: Descriptor, name: str) -> None:
+    """PUT the exact bytes under a tag or digest, and check the registry computed the same digest."""
+    response = client.request(
+        "PUT", client.url(f"{repository}/manifests/{name}"), repository=repository, ok=(201,),
+        headers={"Content-Type": desc.media_type}, body=data, action=f"push manifest {name} to")
+    echoed = response.headers.get("Docker-Content-Digest")
+    if echoed and echoed != desc.digest:
+        raise RegistryError(f"registry {client.registry} stored manifest {desc.digest} of {repository} "
+                            f"under another digest {echoed}")
+
+
+def get_manifest(client: RegistryClient, ref: Reference, name: str | None = None) -> tuple[bytes, Descriptor]:
+    """Fetch a manifest or index by tag or digest; verify it against the digest when one is known."""
+    name = name or ref.target
+    response = client.request("GET", client.url(f"{ref.repository}/manifests/{name}"),
+                              repository=ref.repository, headers={"Accept": ACCEPT},
+                              action=f"fetch manifest {name} from")
+    data = response.content
+    digest = sha256_digest(data)
+    expected = name if name.startswith("sha256:") else response.headers.get("Docker-Content-Digest")
+    if expected and expected != digest:
+        raise RegistryError(f"registry {ref.registry} sent manifest {name} of {ref.repository} with content "
+                            f"hashing to {digest}, not {expected}; nothing was stored", 502)
+    media_type = _media_type(data, response.headers.get("Content-Type", ""))
+    return data, Descriptor(media_type, digest, len(data))
+
+
+def _media_type(data: bytes, header: str) -> str:
+    try:
+        declared = json.loads(data).get("mediaType")
+    except (ValueError, AttributeError):
+        declared = None
+    media_type = declared or header.split(";")[0].strip()
+    if media_type not in INDEX_TYPES + MANIFEST_TYPES:
+        raise RegistryError(f"the registry answered with {media_type!r}, which is not an image manifest or index")
+    return media_type
+
+
+def pull_image(ref: str | Reference, layout: Layout, *, insecure: bool = False,
+               progress: Progress | None = None, stats: TransferStats | None = None) -> Descriptor:
+    """Fetch an image (every platform and variant of an index) into `layout` and name it `ref`.
+
+    Every blob is checked against its digest and size before it enters the layout; manifests are
+    stored as the exact bytes received, so digests are kept.
+    """
+    ref = parse_reference(ref)
+    stats = stats or TransferStats()
+    client = RegistryClient(ref.registry, ref.api_host, insecure=insecure)
+    layout.init()
+    data, top = get_manifest(client, ref)
+    blobs: dict[str, Descriptor] = {}
+    manifests = _fetch_manifest_tree(client, ref, data, top, blobs)
+    with ThreadPoolExecutor(PARALLEL_BLOBS, thread_name_prefix="pull") as pool:
+        futures = [pool.submit(download_blob, client, ref.repository, b, layout, stats=stats, progress=progress)
+                   for b in sorted(blobs.values(), key=lambda b: -b.size)]
+        for future in futures:
+            future.result()
+    for data, _ in reversed(manifests):  # children first, so the layout never names a partial image
+        layout.write_blob(data)
+    locations = BlobLocations(client.registry)
+    locations.remember(ref.repository, list(blobs))
+    locations.save()
+    layout.tag(str(ref.with_digest(top.digest) if not ref.tag else ref.with_tag(ref.tag)), top)
+    return top
+
+
+def _fetch_manifest_tree(client: RegistryClient, ref: Reference, data: bytes, desc: Descriptor,
+                         blobs: dict[str, Descriptor]) -> list[tuple[bytes, Descriptor]]:
+    doc = json.loads(data)
+    out = [(data, desc)]
+    if desc.media_type in INDEX_TYPES:
+        for child in doc.get("manifests", []):
+            child_desc = Descriptor.from_json(child)
+            if child_desc.media_type not in INDEX_TYPES + MANIFEST_TYPES:
+                continue  # an artifact we do not need to run the image
+            child_data, got = get_manifest(client, ref, child_desc.digest)
+            if got.size != child_desc.size:
+                raise RegistryError(f"manifest {child_desc.digest} of {ref.repository} on {ref.registry} has "
+                                    f"{got.size} bytes, but its index says {child_desc.size}", 502)
+            out += _fetch_manifest_tree(client, ref, child_data, got, blobs)
+    else:
+        for blob in [doc["config"], *doc.get("layers", [])]:
+            blob_desc = Descriptor.from_json(blob)
+            blobs[blob_desc.digest] = blob_desc
+    return out

@@ -1,0 +1,54 @@
+"""Fixtures: real registries on loopback (anonymous, Basic, bearer token) and a private Docker config."""
+
+from __future__ import annotations
+
+import pytest
+
+from cogbuild.registry.layout import Layout
+from oci_registry_server import RegistryServer, TokenServer, htpasswd_line
+
+USER, PASSWORD = "tester", "s3cret-pass"
+
+
+@pytest.fixture(autouse=True)
+def private_home(tmp_path, monkeypatch):
+    """Credentials and caches of the test only, never the developer's."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "home" / ".docker"))
+    monkeypatch.setenv("COGBUILD_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+
+
+@pytest.fixture
+def registry(tmp_path):
+    server = RegistryServer(tmp_path / "registry").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def basic_registry(tmp_path):
+    (tmp_path / "htpasswd").write_text(htpasswd_line(USER, PASSWORD) + "\n")
+    auth = {"htpasswd": {"realm": "cogbuild-test", "path": str(tmp_path / "htpasswd")}}
+    server = RegistryServer(tmp_path / "registry-basic", auth=auth).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def token_server(tmp_path):
+    tokens = TokenServer(tmp_path / "tokens", {USER: PASSWORD}).start()
+    yield tokens
+    tokens.stop()
+
+
+@pytest.fixture
+def token_registry(tmp_path, token_server):
+    server = RegistryServer(tmp_path / "registry-token", auth=token_server.registry_auth()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def layout(tmp_path):
+    return Layout(tmp_path / "store").init()

@@ -1,0 +1,195 @@
+"""A real OCI registry for tests: Debian's `docker-registry` (distribution 2.8) on 127.0.0.1.
+
+Three modes: anonymous, htpasswd Basic auth, and bearer tokens issued by TokenServer (a tiny token
+service in a thread, signing RS256 JWTs with a throwaway certificate made by `openssl`).
+Reusable outside tests/registry: `RegistryServer(tmp_path).start()`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+REGISTRY_BINARY = "docker-registry"
+
+
+def require(program: str) -> str:
+    """Path of a program the test needs: a failure under CI, a skip on a developer machine."""
+    path = shutil.which(program)
+    if path is None:
+        message = f"{program} is not installed"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def htpasswd_line(user: str, password: str) -> str:
+    import bcrypt  # test dependency: distribution accepts only bcrypt entries
+
+    return f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()}"
+
+
+class RegistryServer:
+    """One registry process; stop() and start() again keep port and storage (for interruption tests)."""
+
+    def __init__(self, workdir: Path, *, auth: dict | None = None) -> None:
+        self.workdir = workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.storage = workdir / "storage"
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        self.auth = auth
+        self.process: subprocess.Popen | None = None
+        self.config = workdir / "config.yml"
+        self._write_config()
+
+    def _write_config(self) -> None:
+        lines = [
+            "version: 0.1",
+            "log: {level: error, accesslog: {disabled: true}}",
+            "storage:",
+            f"  filesystem: {{rootdirectory: {self.storage}}}",
+            "  delete: {enabled: true}",
+            "http:",
+            f"  addr: {self.host}",
+            "  secret: cogbuild-test-secret",
+        ]
+        if self.auth:
+            lines.append("auth: " + json.dumps(self.auth))
+        self.config.write_text("\n".join(lines) + "\n")
+
+    def start(self) -> "RegistryServer":
+        binary = require(REGISTRY_BINARY)
+        log = open(self.workdir / "registry.log", "ab")
+        self.process = subprocess.Popen([binary, "serve", str(self.config)], stdout=log, stderr=log)
+        log.close()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"docker-registry exited: {(self.workdir / 'registry.log').read_text()[-2000:]}")
+            try:
+                urllib.request.urlopen(f"http://{self.host}/v2/", timeout=1)
+                return self
+            except urllib.error.HTTPError:
+                return self  # 401: up, and asking for auth
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("docker-registry did not start within 15 s")
+
+    def stop(self, kill: bool = False) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill() if kill else self.process.terminate()
+            self.process.wait(10)
+        self.process = None
+
+
+class TokenServer:
+    """Docker token auth (realm/service/scope): grants what the user asks, to known users only."""
+
+    service = "cogbuild-test"
+    issuer = "cogbuild-test-issuer"
+
+    def __init__(self, workdir: Path, users: dict[str, str], *, anonymous_pull: bool = False) -> None:
+        openssl = require("openssl")
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.key = workdir / "token.key"
+        self.cert = workdir / "token.crt"
+        subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(self.key),
+                        "-out", str(self.cert), "-days", "1", "-subj", "/CN=cogbuild-test-token"],
+                       check=True, capture_output=True)
+        der = "".join(l for l in self.cert.read_text().splitlines() if not l.startswith("-----"))
+        self._header = {"alg": "RS256", "typ": "JWT", "x5c": [der]}
+        self.users = users
+        self.anonymous_pull = anonymous_pull
+        self.requests: list[dict] = []
+        self.port = free_port()
+        self.realm = f"http://127.0.0.1:{self.port}/token"
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def registry_auth(self) -> dict:
+        return {"token": {"realm": self.realm, "service": self.service, "issuer": self.issuer,
+                          "rootcertbundle": str(self.cert)}}
+
+    def start(self) -> "TokenServer":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _sign(self, claims: dict) -> str:
+        def b64(data: bytes) -> str:
+            return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+        signing_input = b64(json.dumps(self._header).encode()) + "." + b64(json.dumps(claims).encode())
+        signature = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(self.key)],
+                                   input=signing_input.encode(), capture_output=True, check=True).stdout
+        return signing_input + "." + b64(signature)
+
+    def _grant(self, user: str | None, scopes: list[str]) -> list[dict]:
+        access = []
+        for scope in scopes:
+            kind, _, rest = scope.partition(":")
+            name, _, actions = rest.rpartition(":")
+            wanted = [a for a in actions.split(",") if a]
+            allowed = wanted if user else [a for a in wanted if a == "pull" and self.anonymous_pull]
+            if allowed:
+                access.append({"type": kind, "name": name, "actions": allowed})
+        return access
+
+    def _handler(self):
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep test output quiet
+                pass
+
+            def do_GET(self):
+                query = parse_qs(urlsplit(self.path).query)
+                scopes = [s for value in query.get("scope", []) for s in value.split(" ") if s]
+                user = None
+                header = self.headers.get("Authorization", "")
+                if header.startswith("Basic "):
+                    name, _, password = base64.b64decode(header[6:]).decode().partition(":")
+                    if server.users.get(name) != password:
+                        self.send_response(401)
+                        self.end_headers()
+                        return
+                    user = name
+                server.requests.append({"user": user, "scopes": scopes})
+                now = int(time.time())
+                token = server._sign({"iss": server.issuer, "sub": user or "", "aud": server.service,
+                                      "exp": now + 300, "nbf": now - 10, "iat": now,
+                                      "jti": base64.b16encode(os.urandom(8)).decode(),
+                                      "access": server._grant(user, scopes)})
+                body = json.dumps({"token": token, "expires_in": 300}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        return Handler

@@ -1,0 +1,105 @@
+"""Push and pull against a real docker-registry on loopback (anonymous)."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+import pytest
+
+from cogbuild.errors import CogbuildError
+from cogbuild.registry import transfer
+from cogbuild.registry.layout import Layout
+from cogbuild.registry.remote import pull_image, push_image
+from cogbuild.registry.transfer import TransferStats
+from synthetic_images import random_layer_files, write_image, write_index
+
+pytestmark = pytest.mark.e2e
+
+
+def _get(url: str, accept: str = "") -> tuple[bytes, dict]:
+    request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.read(), dict(response.headers)
+
+
+def test_push_single_manifest_is_served_byte_for_byte(registry, layout):
+    desc = write_image(layout, [{"app/predict.py": b"print('hi')\n"}, {"w/weights.bin": b"\x00" * 4096}])
+    digest = push_image(layout, desc, f"{registry.host}/ns/model:v1")
+    assert digest == desc.digest
+    body, headers = _get(f"http://{registry.host}/v2/ns/model/manifests/v1", desc.media_type)
+    assert body == layout.read_blob(desc.digest)
+    assert headers["Docker-Content-Digest"] == desc.digest
+    for layer in json.loads(body)["layers"]:
+        blob, _ = _get(f"http://{registry.host}/v2/ns/model/blobs/{layer['digest']}")
+        assert blob == layout.read_blob(layer["digest"])
+
+
+def test_push_index_pushes_every_child_and_tags(registry, layout):
+    amd = write_image(layout, [{"a": b"amd64 code"}], arch="amd64")
+    arm = write_image(layout, [{"a": b"arm64 code"}], arch="arm64")
+    index = write_index(layout, [amd, arm])
+    cpu_only = write_index(layout, [amd])
+    stats = TransferStats()
+    push_image(layout, index, f"{registry.host}/ns/idx:v2", extra_tags=["latest"], variants={"cpu": cpu_only},
+               stats=stats)
+    for tag, expected in [("v2", index), ("latest", index), ("v2-cpu", cpu_only)]:
+        body, headers = _get(f"http://{registry.host}/v2/ns/idx/manifests/{tag}", expected.media_type)
+        assert headers["Docker-Content-Digest"] == expected.digest
+    for child in (amd, arm):
+        body, _ = _get(f"http://{registry.host}/v2/ns/idx/manifests/{child.digest}", child.media_type)
+        assert body == layout.read_blob(child.digest)
+    assert stats.blobs_uploaded == 4  # two configs, two layers
+
+
+def test_repush_sends_no_blob_bytes(registry, layout):
+    desc = write_image(layout, [{"x": b"1" * 10000}, {"y": b"2" * 10000}])
+    push_image(layout, desc, f"{registry.host}/ns/again:v1")
+    stats = TransferStats()
+    push_image(layout, desc, f"{registry.host}/ns/again:v1", stats=stats)
+    assert stats.bytes_sent == 0
+    assert stats.blobs_skipped == 3
+
+
+def test_push_to_other_repository_mounts_known_blobs(registry, layout):
+    desc = write_image(layout, [random_layer_files(200_000)])
+    push_image(layout, desc, f"{registry.host}/team/one:v1")
+    stats = TransferStats()
+    push_image(layout, desc, f"{registry.host}/team/two:v1", stats=stats)
+    assert stats.blobs_mounted == 2
+    assert stats.bytes_sent == 0
+    body, _ = _get(f"http://{registry.host}/v2/team/two/manifests/v1", desc.media_type)
+    assert body == layout.read_blob(desc.digest)
+
+
+def test_large_blob_goes_in_resumable_chunks(registry, layout, monkeypatch):
+    monkeypatch.setattr(transfer, "MONOLITHIC_MAX", 100_000)
+    monkeypatch.setattr(transfer, "CHUNK_SIZE", 128_000)
+    desc = write_image(layout, [random_layer_files(500_000)])
+    seen: list[tuple[int, int]] = []
+    push_image(layout, desc, f"{registry.host}/ns/big:v1", progress=lambda d, done, total: seen.append((done, total)))
+    layer = json.loads(layout.read_blob(desc.digest))["layers"][0]
+    blob, _ = _get(f"http://{registry.host}/v2/ns/big/blobs/{layer['digest']}")
+    assert blob == layout.read_blob(layer["digest"])
+    assert (layer["size"], layer["size"]) in seen
+
+
+def test_pull_round_trip_keeps_digests(registry, layout, tmp_path):
+    amd = write_image(layout, [{"a": b"amd"}, random_layer_files(300_000, seed=1)], arch="amd64")
+    arm = write_image(layout, [{"a": b"arm"}], arch="arm64")
+    index = write_index(layout, [amd, arm])
+    push_image(layout, index, f"{registry.host}/ns/round:v1")
+    store = Layout(tmp_path / "pulled")
+    pulled = pull_image(f"{registry.host}/ns/round:v1", store)
+    assert pulled.digest == index.digest
+    assert store.resolve(f"{registry.host}/ns/round:v1").digest == index.digest
+    for blob in (layout.root / "blobs" / "sha256").iterdir():
+        assert store.read_blob("sha256:" + blob.name) == blob.read_bytes()
+
+
+def test_pull_of_missing_tag_is_one_sentence(registry, tmp_path):
+    with pytest.raises(CogbuildError) as err:
+        pull_image(f"{registry.host}/ns/nothing:v9", Layout(tmp_path / "p"))
+    message = str(err.value)
+    assert registry.host in message and "ns/nothing" in message and "not found" in message
+    assert "\n" not in message
