@@ -1,0 +1,102 @@
+"""One clear sentence for why pip could not resolve: a project that does not exist, a version that
+does not exist, no wheel for the target platform, a source-only release, or conflicting pins."""
+
+from __future__ import annotations
+
+import re
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.version import Version
+
+from ..errors import CogbuildError
+from .index import IndexClient, IndexFile
+from .pip_runner import PipFailure
+from .sdist import sdist_version
+from .target import Target
+
+
+def explain(failure: PipFailure, target: Target, client: IndexClient, index_urls: list[str],
+            find_links: list[str], allow_sdist: bool) -> CogbuildError:
+    errors = failure.error_lines()
+    for line in errors:
+        match = re.match(r"No matching distribution found for (.+)", line)
+        if match:
+            return _explain_missing(match.group(1).strip(), target, client, index_urls, find_links, allow_sdist)
+    text = "\n".join(errors)
+    if "conflicting dependencies" in text or "ResolutionImpossible" in text:
+        causes = [c.strip() for c in re.findall(r"^\s+(\S.*depends on .*)$", failure.stderr, re.M)]
+        detail = "; ".join(causes) if causes else errors[0]
+        return CogbuildError(f"The Python requirements conflict for {target.describe()}: {detail}.")
+    if "DO NOT MATCH THE HASHES" in text or "Expected sha256" in failure.stderr:
+        return CogbuildError("A downloaded file does not match the --hash pinned for it in the requirements: "
+                             + _hash_detail(failure.stderr) + ".")
+    first = errors[0] if errors else (failure.stderr.strip().splitlines() or ["no output"])[-1]
+    return CogbuildError(f"pip could not resolve the Python requirements: {first.rstrip('.')}.")
+
+
+def _hash_detail(stderr: str) -> str:
+    lines = [line.strip() for line in stderr.splitlines() if "Expected sha256" in line or " Got " in line]
+    files = re.findall(r"^\s*(\S+==\S+) from (\S+)", stderr, re.M)
+    name = files[0][0] if files else "a file"
+    return f"{name} ({' '.join(lines)})" if lines else name
+
+
+def _explain_missing(requirement_text: str, target: Target, client: IndexClient, index_urls: list[str],
+                     find_links: list[str], allow_sdist: bool) -> CogbuildError:
+    try:
+        requirement = Requirement(requirement_text)
+    except InvalidRequirement:
+        return CogbuildError(f"No distribution matches the requirement {requirement_text!r}.")
+    files = _project_files(requirement.name, client, index_urls, find_links)
+    where = ", ".join(index_urls + find_links)
+    if files is None:
+        return CogbuildError(f"The requirement {requirement_text!r} names a package that does not exist on {where}.")
+    versions = _versions(requirement.name, files)
+    matching = sorted((v for v in versions if requirement.specifier.contains(v, prereleases=True)), reverse=True)
+    if not matching:
+        newest = max(versions) if versions else None
+        available = f"the newest is {newest}" if newest else "it has no releases"
+        return CogbuildError(f"No release of {requirement.name} matches {requirement_text!r} ({available}).")
+    newest = matching[0]
+    release = [f for f in files if _file_version(requirement.name, f) == newest]
+    wheels = [f for f in release if f.filename.endswith(".whl")]
+    if not wheels:
+        if allow_sdist:
+            return CogbuildError(f"{requirement.name} {newest} has only a source distribution whose "
+                                 "dependencies are not declared statically, so locking it would need "
+                                 "building it, which cogbuild lock never does.")
+        return CogbuildError(f"{requirement.name} {newest} has no wheel, only a source distribution, "
+                             f"and source distributions are not allowed for {target.describe()}.")
+    offered = sorted({str(tag) for f in wheels for tag in parse_wheel_filename(f.filename)[3]})
+    shown = ", ".join(offered[:6]) + (", …" if len(offered) > 6 else "")
+    return CogbuildError(f"{requirement.name} {newest} has no wheel for {target.describe()} "
+                         f"(its wheels are for {shown}).")
+
+
+def _project_files(name: str, client: IndexClient, index_urls: list[str],
+                   find_links: list[str]) -> list[IndexFile] | None:
+    found: list[IndexFile] | None = None
+    for index_url in index_urls:
+        files = client.project_files(index_url, name)
+        if files is not None:
+            found = (found or []) + files
+    local = [f for location in find_links for f in client.find_links_files(location)
+             if _file_version(name, f) is not None]
+    if local:
+        found = (found or []) + local
+    return found
+
+
+def _file_version(name: str, file: IndexFile) -> Version | None:
+    if file.filename.endswith(".whl"):
+        try:
+            wheel_name, version, _, _ = parse_wheel_filename(file.filename)
+        except InvalidWheelFilename:
+            return None
+        return version if wheel_name == canonicalize_name(name) else None
+    return sdist_version(name, file.filename)
+
+
+def _versions(name: str, files: list[IndexFile]) -> set[Version]:
+    return {v for f in files if not f.yanked and (v := _file_version(name, f)) is not None}

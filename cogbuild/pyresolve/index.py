@@ -1,0 +1,167 @@
+"""Reading package indexes: PEP 691 JSON simple pages (exact sizes and hashes), PEP 503 HTML pages and
+--find-links locations (a local directory or an HTML page of links)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
+
+import httpx
+from packaging.utils import canonicalize_name
+
+from ..errors import CogbuildError
+
+PYPI_SIMPLE = "https://pypi.org/simple/"
+_ACCEPT = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"
+_TIMEOUT = httpx.Timeout(60.0, connect=15.0)
+
+
+@dataclass(frozen=True)
+class IndexFile:
+    """One distribution file offered by an index; size and sha256 are None when the index omits them."""
+
+    filename: str
+    url: str
+    sha256: str | None
+    size: int | None
+    yanked: bool = False
+
+
+def strip_fragment(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, parts.query, ""))
+
+
+class _LinkParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[dict[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self.links.append(dict(attrs))
+
+
+def _files_from_html(page_url: str, html: str) -> list[IndexFile]:
+    parser = _LinkParser()
+    parser.feed(html)
+    files = []
+    for attrs in parser.links:
+        href = attrs.get("href")
+        if not href:
+            continue
+        url = urljoin(page_url, href)
+        fragment = urlsplit(url).fragment
+        sha256 = fragment.split("=", 1)[1] if fragment.startswith("sha256=") else None
+        filename = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+        files.append(IndexFile(filename, strip_fragment(url), sha256, None, "data-yanked" in attrs))
+    return files
+
+
+def _files_from_json(page_url: str, data: dict) -> list[IndexFile]:
+    return [
+        IndexFile(
+            filename=entry["filename"],
+            url=strip_fragment(urljoin(page_url, entry["url"])),
+            sha256=entry.get("hashes", {}).get("sha256"),
+            size=entry.get("size"),
+            yanked=bool(entry.get("yanked")),
+        )
+        for entry in data.get("files", [])
+    ]
+
+
+def _files_in_directory(directory: Path) -> list[IndexFile]:
+    return [
+        IndexFile(path.name, path.resolve().as_uri(), None, path.stat().st_size)
+        for path in sorted(directory.iterdir())
+        if path.is_file()
+    ]
+
+
+class IndexClient:
+    """Fetches project pages from indexes and find-links locations, one HTTP client for all."""
+
+    def __init__(self) -> None:
+        self._http = httpx.Client(timeout=_TIMEOUT, follow_redirects=True)  # trust_env: SSL_CERT_FILE, proxies, .netrc as users set them
+        self._find_links_cache: dict[str, list[IndexFile]] = {}
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> IndexClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def project_files(self, index_url: str, name: str) -> list[IndexFile] | None:
+        """Files of project `name` on a simple index; None when the index does not have the project."""
+        page_url = index_url.rstrip("/") + "/" + canonicalize_name(name) + "/"
+        try:
+            response = self._http.get(page_url, headers={"Accept": _ACCEPT})
+        except httpx.HTTPError as exc:
+            raise CogbuildError(f"Could not reach the package index {index_url}: {exc}.") from exc
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise CogbuildError(f"The package index answered {response.status_code} for {page_url}.")
+        if response.headers.get("content-type", "").startswith("application/vnd.pypi.simple.v1+json"):
+            return _files_from_json(str(response.url), response.json())
+        return _files_from_html(str(response.url), response.text)
+
+    def find_links_files(self, location: str) -> list[IndexFile]:
+        """Files offered by a --find-links location: a local directory, or an HTML page of links."""
+        if location not in self._find_links_cache:
+            self._find_links_cache[location] = self._read_find_links(location)
+        return self._find_links_cache[location]
+
+    def _read_find_links(self, location: str) -> list[IndexFile]:
+        path = Path(unquote(urlsplit(location).path)) if location.startswith("file:") else Path(location)
+        if "://" not in location or location.startswith("file:"):
+            return _files_in_directory(path) if path.is_dir() else []
+        response = self._http.get(location)
+        if response.status_code != 200:
+            raise CogbuildError(f"The find-links page {location} answered {response.status_code}.")
+        return _files_from_html(str(response.url), response.text)
+
+    def measure(self, url: str) -> tuple[int, str | None]:
+        """Size (and sha256 for local files) of a file whose index did not state them."""
+        if url.startswith("file:"):
+            path = Path(unquote(urlsplit(url).path))
+            return path.stat().st_size, _sha256_of(path)
+        response = self._http.head(url)
+        length = response.headers.get("content-length")
+        if response.status_code != 200 or length is None:
+            raise CogbuildError(f"Could not learn the size of {url} (HTTP {response.status_code}).")
+        return int(length), None
+
+    def download_sha256(self, url: str) -> str:
+        """sha256 of a remote file whose index offers no hash: stream it once."""
+        digest = hashlib.sha256()
+        with self._http.stream("GET", url) as response:
+            if response.status_code != 200:
+                raise CogbuildError(f"Could not download {url} (HTTP {response.status_code}).")
+            for chunk in response.iter_bytes(1 << 20):
+                digest.update(chunk)
+        return digest.hexdigest()
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def normalize_index_url(url: str) -> str:
+    return url if url.endswith("/") else url + "/"
+
+
+def is_local(location: str) -> bool:
+    return location.startswith("file:") or "://" not in location and os.path.exists(location)

@@ -1,0 +1,73 @@
+"""pip as the resolver, run in a subprocess for the target image.
+
+Why pip: it is the resolver Cog users' requirements were written against, it honours every option a
+requirements file can carry (--index-url, --extra-index-url, --find-links, --hash, -c), and with
+`--dry-run --report` plus `--only-binary=:all:` it resolves from wheel metadata alone (PEP 658 metadata
+files when the index has them) without building or executing any package code. `--isolated` keeps this
+host's pip.conf and PIP_* variables (local indexes) out of the lock. The subprocess goes through
+_pip_shim.py so that environment markers are evaluated for the image, not for this host.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import CogbuildError
+from .target import Target
+
+_SHIM = Path(__file__).with_name("_pip_shim.py")
+
+
+@dataclass
+class PipFailure:
+    """pip exited non-zero; stderr holds its explanation."""
+
+    stderr: str
+
+    def error_lines(self) -> list[str]:
+        return [line[len("ERROR: "):] for line in self.stderr.splitlines() if line.startswith("ERROR: ")]
+
+
+def target_options(target: Target) -> list[str]:
+    options = ["--only-binary=:all:", "--python-version", target.python_version,
+               "--implementation", "cp", "--abi", target.abi]
+    for platform in target.platforms():
+        options += ["--platform", platform]
+    return options
+
+
+def pip_command(target: Target, requirements_file: Path, report_file: Path, *,
+                index_url: str | None, extra_index_urls: list[str], find_links: list[str],
+                constraints_file: Path | None) -> list[str]:
+    command = [sys.executable, "-I", str(_SHIM), json.dumps(target.marker_environment()),
+               "install", "--isolated", "--dry-run", "--ignore-installed", "--quiet", "--no-input",
+               "--disable-pip-version-check", "--progress-bar", "off", "--no-color",
+               "--report", str(report_file), *target_options(target),
+               # pip refuses platform options without --target; with --dry-run nothing is written there.
+               "--target", str(report_file.parent / "never-written")]
+    if index_url:
+        command += ["--index-url", index_url]
+    for url in extra_index_urls:
+        command += ["--extra-index-url", url]
+    for location in find_links:
+        command += ["--find-links", location]
+    if constraints_file is not None:
+        command += ["-c", str(constraints_file)]
+    return command + ["-r", str(requirements_file)]
+
+
+def run_pip(command: list[str], report_file: Path) -> dict | PipFailure:
+    """The pip installation report (pip's JSON --report), or the failure pip explained."""
+    try:
+        completed = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    except subprocess.TimeoutExpired as exc:
+        raise CogbuildError("pip took more than 30 minutes to resolve the Python requirements.") from exc
+    if completed.returncode != 0:
+        if "No module named pip" in completed.stderr:
+            raise CogbuildError(f"pip is not installed for {sys.executable}, and cogbuild lock uses it to resolve.")
+        return PipFailure(completed.stderr)
+    return json.loads(report_file.read_text())
