@@ -56,6 +56,7 @@ class RegistryAuth(oras.auth.TokenAuth):
         self._basic_auth: str | None = None
         self._tokens: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._scope_locks: dict[str, threading.Lock] = {}
         self._load_credentials()
 
     # -- credentials ----------------------------------------------------------------------------
@@ -81,8 +82,12 @@ class RegistryAuth(oras.auth.TokenAuth):
             self._tokens.clear()
 
     # -- challenges -----------------------------------------------------------------------------
-    def answer(self, challenge: str, scope: str) -> dict[str, str] | None:
-        """Headers that answer a WWW-Authenticate challenge, or None when there is nothing to try."""
+    def answer(self, challenge: str, scope: str, sent: dict[str, str]) -> dict[str, str] | None:
+        """Headers that answer a WWW-Authenticate challenge, or None when there is nothing to try.
+
+        `sent` is what the refused request carried: when another thread has meanwhile earned a
+        different token for the scope, that one is tried instead of asking the realm again.
+        """
         scheme = challenge.split(" ", 1)[0].lower()
         if scheme == "basic":
             if not self._basic_auth:
@@ -95,12 +100,20 @@ class RegistryAuth(oras.auth.TokenAuth):
         parsed = oras_auth_utils.parse_auth_header(challenge)
         if not parsed.realm:
             return None
-        token = self.request_token(parsed)  # oras: GET realm?service&scope, Basic credentials if any
-        if not token:
-            return None
-        with self._lock:
-            self._tokens[scope] = token
+        with self._scope_lock(scope):
+            current = self.header_for_scope(scope)
+            if current and current != {k: v for k, v in sent.items() if k == "Authorization"}:
+                return current
+            token = self.request_token(parsed)  # oras: GET realm?service&scope, Basic credentials if any
+            if not token:
+                return None
+            with self._lock:
+                self._tokens[scope] = token
         return {"Authorization": f"Bearer {token}"}
+
+    def _scope_lock(self, scope: str) -> threading.Lock:
+        with self._lock:
+            return self._scope_locks.setdefault(scope, threading.Lock())
 
     def header_for_scope(self, scope: str) -> dict[str, str]:
         with self._lock:

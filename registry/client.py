@@ -101,11 +101,12 @@ class RegistryClient:
 
     def _send_authenticated(self, method: str, url: str, scope: str, headers: dict[str, str],
                             body: Body, stream: bool) -> requests.Response:
-        response = self._send(method, url, {**headers, **self.auth.header_for_scope(scope)}, body, stream)
+        sent = {**headers, **self.auth.header_for_scope(scope)}
+        response = self._send(method, url, sent, body, stream)
         if response.status_code != 401:
             return response
         challenge = response.headers.get("WWW-Authenticate", "")
-        answer = self.auth.answer(challenge, scope) if challenge else None
+        answer = self.auth.answer(challenge, scope, sent) if challenge else None
         if answer is None or not _replayable(body):
             return response
         response.close()

@@ -1,0 +1,87 @@
+"""Push and pull through Basic (htpasswd) and bearer-token auth, credentials from Docker's config."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from cogbuild.errors import CogbuildError
+from cogbuild.registry.auth import docker_config_path, store_credentials
+from cogbuild.registry.layout import Layout
+from cogbuild.registry.remote import pull_image, push_image
+from cogbuild.registry.transfer import TransferStats
+from conftest import PASSWORD, USER
+from synthetic_images import write_image
+
+pytestmark = pytest.mark.e2e
+
+
+def test_basic_auth_push_and_pull_with_stored_login(basic_registry, layout, tmp_path):
+    desc = write_image(layout, [{"code.py": b"x = 1\n"}])
+    ref = f"{basic_registry.host}/ns/private:v1"
+    with pytest.raises(CogbuildError, match=r"needs credentials .*cogbuild login"):
+        push_image(layout, desc, ref)
+    store_credentials(basic_registry.host, USER, PASSWORD)
+    assert push_image(layout, desc, ref) == desc.digest
+    assert pull_image(ref, Layout(tmp_path / "pulled")).digest == desc.digest
+
+
+def test_login_file_is_private_and_docker_shaped(basic_registry):
+    where = store_credentials(basic_registry.host, USER, PASSWORD)
+    path = docker_config_path()
+    assert where == str(path)
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert set(json.loads(path.read_text())["auths"]) == {basic_registry.host}
+
+
+def test_basic_auth_wrong_password_names_login(basic_registry, layout):
+    store_credentials(basic_registry.host, USER, "wrong")
+    desc = write_image(layout, [{"a": b"a"}])
+    with pytest.raises(CogbuildError, match=r"rejected the stored credentials.*cogbuild login"):
+        push_image(layout, desc, f"{basic_registry.host}/ns/private:v1")
+
+
+def test_bearer_token_flow_push_pull_and_mount(token_registry, token_server, layout, tmp_path):
+    desc = write_image(layout, [{"model.py": b"def predict(): ...\n"}])
+    with pytest.raises(CogbuildError, match=r"cogbuild login"):
+        push_image(layout, desc, f"{token_registry.host}/ns/tok:v1")
+    store_credentials(token_registry.host, USER, PASSWORD)
+    push_image(layout, desc, f"{token_registry.host}/ns/tok:v1")
+    stats = TransferStats()
+    push_image(layout, desc, f"{token_registry.host}/other/tok:v1", stats=stats)
+    assert stats.blobs_mounted == 2  # the mount asked for push on other/tok and pull on ns/tok
+    assert ["repository:other/tok:pull,push", "repository:ns/tok:pull"] in [r["scopes"] for r in token_server.requests]
+    assert pull_image(f"{token_registry.host}/other/tok:v1", Layout(tmp_path / "p")).digest == desc.digest
+    assert {r["user"] for r in token_server.requests} == {None, USER}  # anonymous first, then the login
+
+
+def test_credentials_from_a_credential_helper(basic_registry, layout, tmp_path, monkeypatch):
+    helper_dir = tmp_path / "bin"
+    helper_dir.mkdir()
+    store = tmp_path / "helper-store.json"
+    helper = helper_dir / "docker-credential-testhelper"
+    helper.write_text(f"""#!/usr/bin/env python3
+import json, sys
+path = {str(store)!r}
+action = sys.argv[1]
+if action == "store":
+    payload = json.load(sys.stdin)
+    json.dump(payload, open(path, "w"))
+elif action == "get":
+    server = sys.stdin.read().strip()
+    payload = json.load(open(path))
+    if payload["ServerURL"] != server:
+        print("credentials not found in native keychain"); sys.exit(1)
+    json.dump({{"Username": payload["Username"], "Secret": payload["Secret"]}}, sys.stdout)
+""")
+    helper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{helper_dir}:{os.environ['PATH']}")
+    path = docker_config_path()
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"credsStore": "testhelper"}))
+    assert store_credentials(basic_registry.host, USER, PASSWORD) == "docker-credential-testhelper"
+    assert "auth" not in json.loads(path.read_text())["auths"].get(basic_registry.host, {})
+    desc = write_image(layout, [{"b": b"helper"}])
+    assert push_image(layout, desc, f"{basic_registry.host}/ns/helper:v1") == desc.digest
