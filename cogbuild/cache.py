@@ -17,6 +17,7 @@ import httpx
 
 from .artifacts import Artifact
 from .errors import CogbuildError
+from .registry.layout import atomic_write
 
 _CHUNK = 1 << 20
 
@@ -32,18 +33,6 @@ def store_dir() -> Path:
     base = os.environ.get("COGBUILD_STORE") or os.path.join(
         os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share"), "cogbuild", "store")
     return Path(base)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def file_sha256(path: Path) -> str:

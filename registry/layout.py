@@ -29,7 +29,7 @@ class Layout:
         (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
         marker = self.root / "oci-layout"
         if not marker.exists():
-            _atomic_write(marker, b'{"imageLayoutVersion":"1.0.0"}')
+            atomic_write(marker, b'{"imageLayoutVersion":"1.0.0"}')
         if not (self.root / "index.json").exists():
             self._write_index([])
         return self
@@ -48,7 +48,7 @@ class Layout:
         digest = sha256_digest(data)
         path = self.blob_path(digest)
         if not path.exists():
-            _atomic_write(path, data)
+            atomic_write(path, data)
         return digest
 
     def add_blob_file(self, src: Path, digest: str) -> None:
@@ -77,7 +77,9 @@ class Layout:
     def tmp_file(self) -> tuple[int, str]:
         """A temporary file inside the layout, so a finished blob can be renamed into place."""
         (self.root / "tmp").mkdir(exist_ok=True)
-        return tempfile.mkstemp(dir=self.root / "tmp")
+        fd, path = tempfile.mkstemp(dir=self.root / "tmp")
+        os.fchmod(fd, 0o644)
+        return fd, path
 
     # -- index / refs -----------------------------------------------------------------------
     def manifests(self) -> list[Descriptor]:
@@ -108,13 +110,15 @@ class Layout:
     def _write_index(self, manifests: list[Descriptor]) -> None:
         manifests = sorted(manifests, key=lambda m: (m.annotations.get(REF_ANNOTATION, ""), m.digest))
         index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [m.to_json() for m in manifests]}
-        _atomic_write(self.root / "index.json", json.dumps(index, indent=2, sort_keys=True).encode())
+        atomic_write(self.root / "index.json", json.dumps(index, indent=2, sort_keys=True).encode())
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, then rename: readers see the old or the new file, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
+        os.fchmod(fd, 0o644)  # content-addressed blobs are public within the store
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -1,0 +1,183 @@
+"""`cogbuild build`: lock (if needed) → download by hash → compose layers → image(s) in the local store.
+
+One image per (platform, variant) the lock names; with more than one, an OCI index holds them. Layers are
+composed in parallel and cached by the digest of their inputs, so an unchanged layer is never recomposed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import __version__
+from .cache import BlobCache, atomic_write, cache_dir, file_sha256
+from .config import CogConfig
+from .errors import CogbuildError
+from .layers.descriptor import Descriptor, canonical_json
+from .layers.image import (Layer, RuntimeConfig, config_bytes, config_descriptor, index_bytes, manifest_bytes,
+                           manifest_descriptor)
+from .layers.osfixups import ImageUser
+from .layers.tarball import Compression, source_date_epoch, write_layer
+from .layers.wheel import PythonPaths
+from .lock import Lock
+from .plan import LayerSpec, code_layers, os_layer, python_layers, runtime_layer, system_layer
+from .registry.layout import Layout
+from .resolve import DEBIAN_ARCH
+
+Progress = Callable[[str], None]
+VARIANT_ANNOTATION = "run.cog.variant"
+LOCK_ANNOTATION = "run.cog.lock-digest"
+
+
+@dataclass
+class BuildOptions:
+    platforms: list[str] | None = None  # default: every platform in the lock
+    variants: list[str] | None = None  # default: every variant in the lock
+    compression: Compression = field(default_factory=Compression)
+    workers: int = max(1, min(4, os.cpu_count() or 1))
+
+
+@dataclass
+class BuildResult:
+    descriptor: Descriptor  # the manifest (one image) or the index (several)
+    images: dict[tuple[str, str], Descriptor]  # (platform, variant) -> manifest
+
+
+class LayerCache:
+    """input key -> finished layer, remembered across builds; the blob itself lives in the store."""
+
+    def __init__(self, layout: Layout, root: Path | None = None) -> None:
+        self.layout = layout
+        self.root = (root or cache_dir()) / "layers"
+
+    def get(self, key: str, media_type: str) -> Layer | None:
+        path = self.root / f"{key}.json"
+        try:
+            doc = json.loads(path.read_text())
+            desc = Descriptor(doc["mediaType"], doc["digest"], int(doc["size"]))
+            diff_id, comment = doc["diffID"], doc["comment"]
+        except (OSError, ValueError, KeyError):
+            return None
+        blob = self.layout.blob_path(desc.digest)
+        if desc.media_type != media_type or not blob.exists() or blob.stat().st_size != desc.size \
+                or "sha256:" + file_sha256(blob) != desc.digest:
+            return None  # missing or corrupt: compose again
+        return Layer(desc, diff_id, comment)
+
+    def put(self, key: str, layer: Layer) -> None:
+        doc = {**layer.descriptor.to_json(), "diffID": layer.diff_id, "comment": layer.comment}
+        atomic_write(self.root / f"{key}.json", json.dumps(doc, sort_keys=True).encode())
+
+
+def compose_layer(spec: LayerSpec, layout: Layout, cache: LayerCache, compression: Compression,
+                  mtime: int) -> Layer:
+    key = f"{spec.key}-{compression.identity}-{mtime}".replace("/", "_")
+    hit = cache.get(key, compression.media_type)
+    if hit is not None:
+        return Layer(hit.descriptor, hit.diff_id, spec.comment)
+    fd, tmp = layout.tmp_file()
+    try:
+        with os.fdopen(fd, "wb") as out:
+            digests = write_layer(spec.compose(), out, compression, mtime)
+        layout.add_blob_file(Path(tmp), digests.digest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    layer = Layer(Descriptor(compression.media_type, digests.digest, digests.size), digests.diff_id,
+                  spec.comment)
+    cache.put(key, layer)
+    return layer
+
+
+def plan_layers(config: CogConfig, lock: Lock, platform: str, variant: str, blobs: BlobCache,
+                user: ImageUser) -> list[LayerSpec]:
+    paths = PythonPaths(lock.python_version)
+    specs = [os_layer(lock.select(platform, variant, "os"), blobs, DEBIAN_ARCH[platform],
+                      lock.python_version, user)]
+    if system := lock.select(platform, variant, "system"):
+        specs.append(system_layer(system, blobs))
+    if variant == "gpu" and (cuda := lock.select(platform, variant, "cuda")):
+        specs += python_layers(cuda, blobs, paths)
+    specs += python_layers(lock.select(platform, variant, "python"), blobs, paths)
+    specs.append(runtime_layer(lock.select(platform, variant, "runtime"), blobs, paths))
+    specs += code_layers(config.root, user)
+    return specs
+
+
+def runtime_config(config: CogConfig, lock: Lock, user: ImageUser, lock_digest: str) -> RuntimeConfig:
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "PYTHONUNBUFFERED": "1",
+        "SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt",
+        "COG_PREDICTOR": config.predictor or "",
+        "COG_MAX_CONCURRENCY": str(config.concurrency_max),
+        **config.environment,
+    }
+    labels = {
+        "run.cog.config": canonical_json(config.raw).decode(),
+        "run.cog.cogbuild-version": __version__,
+        LOCK_ANNOTATION: lock_digest,
+        "org.opencontainers.image.title": config.root.name,
+    }
+    return RuntimeConfig(entrypoint=[f"/usr/bin/python{lock.python_version}", "-m", "cog.server.http"],
+                         env=env, user=user.spec, labels=labels)
+
+
+def build(config: CogConfig, lock: Lock, lock_digest: str, layout: Layout, options: BuildOptions,
+          progress: Progress = lambda message: None) -> BuildResult:
+    if not config.predictor:
+        raise CogbuildError(f"{config.path.name} names no predictor; add `predict: \"predict.py:Predictor\"`")
+    platforms = options.platforms or lock.platforms
+    variants = options.variants or lock.variants
+    for platform in platforms:
+        if platform not in lock.platforms:
+            raise CogbuildError(f"cog.lock has no {platform}; run `cogbuild lock --platform {platform}`")
+    for variant in variants:
+        if variant not in lock.variants:
+            raise CogbuildError(f"cog.lock has no {variant} variant; lock with that variant first")
+    layout.init()
+    blobs = BlobCache()
+    needed = [a for p in platforms for v in variants for g in ("os", "system", "cuda", "python", "runtime")
+              for a in lock.select(p, v, g)]
+    missing = [a for a in set(needed) if blobs.get(a) is None]
+    if missing:
+        progress(f"downloading {len(missing)} artifacts ({sum(a.size for a in missing) / 1e6:.1f} MB)")
+        blobs.fetch_all(missing)
+
+    user = ImageUser()
+    mtime = source_date_epoch()
+    cache = LayerCache(layout)
+    images: dict[tuple[str, str], Descriptor] = {}
+    with ThreadPoolExecutor(max_workers=options.workers) as pool:
+        for platform in platforms:
+            for variant in variants:
+                specs = plan_layers(config, lock, platform, variant, blobs, user)
+                progress(f"composing {len(specs)} layers for {platform} {variant}")
+                layers = list(pool.map(lambda s: compose_layer(s, layout, cache, options.compression, mtime),
+                                       specs))
+                images[(platform, variant)] = _write_image(layout, layers, config, lock, lock_digest, user,
+                                                           platform, variant, options.compression, mtime)
+    if len(images) == 1:
+        return BuildResult(next(iter(images.values())), images)
+    index = index_bytes(list(images.values()))
+    layout.write_blob(index)
+    return BuildResult(Descriptor.of("application/vnd.oci.image.index.v1+json", index), images)
+
+
+def _write_image(layout: Layout, layers: list, config: CogConfig, lock: Lock, lock_digest: str,
+                 user: ImageUser, platform: str, variant: str, compression: Compression, mtime: int
+                 ) -> Descriptor:
+    os_name, arch = platform.split("/")
+    cfg = config_bytes(layers, runtime_config(config, lock, user, lock_digest), os=os_name,
+                       architecture=arch, created=mtime)
+    layout.write_blob(cfg)
+    annotations = {VARIANT_ANNOTATION: variant, "run.cog.compression": compression.identity}
+    manifest = manifest_bytes(config_descriptor(cfg), layers, annotations)
+    layout.write_blob(manifest)
+    return manifest_descriptor(manifest, platform={"architecture": arch, "os": os_name},
+                               annotations={VARIANT_ANNOTATION: variant})

@@ -1,0 +1,55 @@
+"""cogbuild build: the model directory's image into the local store (an OCI image layout)."""
+
+from __future__ import annotations
+
+import click
+
+from ..build import BuildOptions, build
+from ..errors import UsageError
+from ..layers.tarball import Compression
+from ..project import Project, open_store, parse_platforms
+from ..ui import progress_printer, result
+
+
+def build_project(project: Project, tag: str | None, platforms: list[str] | None, variants: list[str] | None,
+                  compression: Compression, progress) -> tuple[str, object]:
+    lock = project.ensure_lock(platforms, progress)
+    store = open_store()
+    outcome = build(project.config, lock, project.lock_digest(), store,
+                    BuildOptions(platforms=platforms, variants=variants, compression=compression), progress)
+    name = tag or f"{project.name}:latest"
+    store.tag(name, outcome.descriptor)
+    if len(outcome.images) > 1:
+        for (platform, variant), desc in outcome.images.items():
+            if platform == "linux/amd64":
+                store.tag(f"{name}-{variant}", desc)
+    return name, outcome
+
+
+@click.command("build")
+@click.option("-f", "--file", "cog_yaml", type=click.Path(), help="Path to cog.yaml (default: ./cog.yaml).")
+@click.option("-t", "--tag", help="Name in the local store (default: <directory>:latest).")
+@click.option("--variant", type=click.Choice(["cpu", "gpu", "all"]), default=None,
+              help="Which variant to build (default: what the lock has).")
+@click.option("--platform", "platform", help="Comma-separated, e.g. linux/amd64,linux/arm64.")
+@click.option("--compression", default="gzip", show_default=True, help="gzip[:LEVEL], zstd[:LEVEL] or none.")
+@click.argument("directory", required=False, default=".")
+@click.pass_context
+def command(ctx: click.Context, cog_yaml: str | None, tag: str | None, variant: str | None,
+            platform: str | None, compression: str, directory: str) -> None:
+    """Build the model in DIRECTORY into an OCI image, without Docker; print its digest.
+
+    \b
+    Examples:
+      cogbuild build                       # ./cog.yaml, linux/amd64
+      cogbuild build examples/hello -t hello:dev
+      cogbuild build --platform linux/amd64,linux/arm64
+    """
+    project = Project.load(cog_yaml, directory)
+    try:
+        comp = Compression.parse(compression)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    variants = None if variant in (None, "all") else [variant]
+    name, outcome = build_project(project, tag, parse_platforms(platform), variants, comp, progress_printer(ctx))
+    result(outcome.descriptor.digest)

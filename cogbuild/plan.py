@@ -1,0 +1,164 @@
+"""The layer plan: which trees make up an image, least to most often changed, each with a cache key.
+
+A LayerSpec names its inputs (artifact hashes, file hashes, options) in `key`; the builder composes a
+layer only when no layer with that key exists yet, so editing predict.py recomposes the code layer alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import cog
+
+from . import __version__
+from .artifacts import Artifact
+from .cache import BlobCache, file_sha256
+from .layers.code import collect_model_files
+from .layers.deb import add_merged_usr_links, unpack_deb
+from .layers.osfixups import ImageUser, add_ca_bundle, add_dpkg_status, add_python_links, add_temp_dirs, \
+    add_users
+from .layers.tree import Tree
+from .layers.wheel import PythonPaths, install_wheel
+
+LARGE_WHEEL = 64 * 1024 * 1024  # wheels above this get a layer each, shared across models
+RUNTIME_DIST = "cogbuild_runtime"
+
+
+@dataclass
+class LayerSpec:
+    comment: str
+    key: str
+    compose: Callable[[], Tree]
+
+
+def _key(*parts: object) -> str:
+    return hashlib.sha256(json.dumps([__version__, *parts], sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _hashes(artifacts: list[Artifact]) -> list[str]:
+    return sorted(a.sha256 for a in artifacts)
+
+
+def os_layer(debs: list[Artifact], blobs: BlobCache, arch: str, python_version: str, user: ImageUser
+             ) -> LayerSpec:
+    def compose() -> Tree:
+        tree = Tree()
+        add_merged_usr_links(tree, arch)
+        infos = [unpack_deb(blobs.read(deb), tree, deb.filename) for deb in _dpkg_order(debs)]
+        add_python_links(tree, python_version)
+        if "usr/bin/sh" not in tree and "usr/bin/dash" in tree:
+            tree.add_symlink("usr/bin/sh", "dash")
+        add_ca_bundle(tree)
+        add_users(tree, user)
+        add_temp_dirs(tree)
+        add_dpkg_status(tree, infos)
+        return tree
+
+    return LayerSpec("OS and Python runtime (Debian packages)",
+                     _key("os", arch, python_version, user, _hashes(debs)), compose)
+
+
+def system_layer(debs: list[Artifact], blobs: BlobCache) -> LayerSpec:
+    def compose() -> Tree:
+        tree = Tree()
+        infos = [unpack_deb(blobs.read(deb), tree, deb.filename) for deb in _dpkg_order(debs)]
+        add_dpkg_status(tree, infos)
+        return tree
+
+    return LayerSpec("system_packages (Debian packages)", _key("system", _hashes(debs)), compose)
+
+
+def wheels_layer(comment: str, wheels: list[Artifact], blobs: BlobCache, paths: PythonPaths,
+                 extra: Callable[[Tree], None] | None = None, extra_key: object = None) -> LayerSpec:
+    def compose() -> Tree:
+        tree = Tree()
+        for wheel in sorted(wheels, key=lambda w: w.name):
+            install_wheel(tree, blobs.read(wheel), wheel.filename, paths)
+        if extra:
+            extra(tree)
+        return tree
+
+    return LayerSpec(comment, _key("wheels", paths, _hashes(wheels), extra_key), compose)
+
+
+def python_layers(wheels: list[Artifact], blobs: BlobCache, paths: PythonPaths) -> list[LayerSpec]:
+    """One layer per large wheel (torch and friends are shared across models), then the rest together."""
+    large = [w for w in wheels if w.size >= LARGE_WHEEL]
+    small = [w for w in wheels if w.size < LARGE_WHEEL]
+    specs = [wheels_layer(f"{w.name} {w.version}", [w], blobs, paths) for w in sorted(large)]
+    if small:
+        specs.append(wheels_layer("Python packages", small, blobs, paths))
+    return specs
+
+
+def runtime_layer(wheels: list[Artifact], blobs: BlobCache, paths: PythonPaths) -> LayerSpec:
+    sdk_wheel, sdk_name, sdk_digest = runtime_sdk_wheel()
+
+    def add_sdk(tree: Tree) -> None:
+        install_wheel(tree, sdk_wheel, sdk_name, paths)
+
+    return wheels_layer("cogbuild runtime (cog SDK and HTTP server)", wheels, blobs, paths, add_sdk, sdk_digest)
+
+
+def code_layers(model_dir: Path, user: ImageUser) -> list[LayerSpec]:
+    files = collect_model_files(model_dir, uid=user.uid, gid=user.gid)
+    specs = [_static_layer("model code (/src)", files.code)]
+    specs += [_static_layer(f"weights {next(iter(t.entries())).path}", t) for t in files.weights]
+    return specs
+
+
+def _static_layer(comment: str, tree: Tree) -> LayerSpec:
+    """A layer whose tree is already known; its key hashes every entry's metadata and content."""
+    h = hashlib.sha256()
+    for e in tree.entries():
+        h.update(f"{e.path}\0{e.type}\0{e.mode}\0{e.uid}\0{e.gid}\0{e.linkname}\0{e.size}\0".encode())
+        if e.source is not None:
+            h.update(bytes.fromhex(file_sha256(e.source)))
+        elif e.type == "file":
+            h.update(hashlib.sha256(e.read()).digest())
+    return LayerSpec(comment, _key("static", h.hexdigest()), lambda: tree)
+
+
+def runtime_sdk_wheel() -> tuple[bytes, str, str]:
+    """The `cog` package this cogbuild carries, as a reproducible wheel (fixed timestamps, sorted)."""
+    root = Path(cog.__file__).parent
+    version = cog.__version__
+    files = sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+                   and p.suffix in (".py", ".typed"))
+    dist_info = f"{RUNTIME_DIST}-{version}.dist-info"
+    contents: list[tuple[str, bytes]] = [(f"cog/{p.relative_to(root).as_posix()}", p.read_bytes())
+                                         for p in files]
+    contents.append((f"{dist_info}/METADATA", (
+        f"Metadata-Version: 2.1\nName: {RUNTIME_DIST}\nVersion: {version}\n"
+        "Summary: The cog SDK and HTTP server that cogbuild puts into images\n").encode()))
+    contents.append((f"{dist_info}/WHEEL", b"Wheel-Version: 1.0\nGenerator: cogbuild\n"
+                                           b"Root-Is-Purelib: true\nTag: py3-none-any\n"))
+    contents.append((f"{dist_info}/top_level.txt", b"cog\n"))
+    record = "".join(f"{name},sha256={_urlsafe_sha256(data)},{len(data)}\n" for name, data in contents)
+    contents.append((f"{dist_info}/RECORD", (record + f"{dist_info}/RECORD,,\n").encode()))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in contents:
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, data)
+    data = buf.getvalue()
+    return data, f"{RUNTIME_DIST}-{version}-py3-none-any.whl", hashlib.sha256(data).hexdigest()
+
+
+def _urlsafe_sha256(data: bytes) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def _dpkg_order(debs: list[Artifact]) -> list[Artifact]:
+    """A stable unpack order; where two packages ship one path, the later name wins on every host."""
+    return sorted(debs, key=lambda d: (d.name, d.version))

@@ -1,0 +1,73 @@
+"""A model directory as the commands see it: its cog.yaml, its lock (made when missing or stale), its store."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import CogConfig, load_config
+from .errors import UsageError
+from .lock import LOCK_NAME, Lock, read_lock, write_lock
+from .registry.layout import Layout
+from .cache import store_dir
+
+DEFAULT_PLATFORMS = ["linux/amd64"]
+
+
+@dataclass
+class Project:
+    config: CogConfig
+
+    @classmethod
+    def load(cls, cog_yaml: str | Path | None = None, directory: str | Path = ".") -> "Project":
+        path = Path(cog_yaml) if cog_yaml else Path(directory) / "cog.yaml"
+        if path.is_dir():
+            path = path / "cog.yaml"
+        return cls(load_config(path))
+
+    @property
+    def lock_path(self) -> Path:
+        return self.config.root / LOCK_NAME
+
+    @property
+    def name(self) -> str:
+        return self.config.root.name.lower().replace(" ", "-") or "model"
+
+    def default_variants(self) -> list[str]:
+        return ["cpu", "gpu"] if self.config.gpu else ["cpu"]
+
+    def lock_is_current(self, lock: Lock) -> bool:
+        return lock.inputs == self.config.inputs_digest()
+
+    def ensure_lock(self, platforms: list[str] | None = None, progress=lambda m: None) -> Lock:
+        """The lock on disk if it matches cog.yaml and covers the platforms; otherwise lock anew."""
+        wanted = sorted(platforms or DEFAULT_PLATFORMS)
+        if self.lock_path.exists():
+            lock = read_lock(self.lock_path)
+            if self.lock_is_current(lock) and set(wanted) <= set(lock.platforms):
+                return lock
+            wanted = sorted(set(wanted) | set(lock.platforms))
+        from .resolve import make_lock  # resolvers pull in network clients; only load them when locking
+
+        progress(f"locking {self.config.path.name} for {', '.join(wanted)}")
+        lock = make_lock(self.config, wanted, self.default_variants())
+        write_lock(lock, self.lock_path)
+        return lock
+
+    def lock_digest(self) -> str:
+        return "sha256:" + hashlib.sha256(self.lock_path.read_bytes()).hexdigest()
+
+
+def open_store() -> Layout:
+    return Layout(store_dir()).init()
+
+
+def parse_platforms(text: str | None) -> list[str] | None:
+    if not text:
+        return None
+    platforms = [p.strip() for p in text.split(",") if p.strip()]
+    for p in platforms:
+        if p not in ("linux/amd64", "linux/arm64"):
+            raise UsageError(f"unsupported platform {p!r} (supported: linux/amd64, linux/arm64)")
+    return platforms
