@@ -9,9 +9,10 @@ from pathlib import Path
 
 
 def default_cache_dir() -> Path:
-    """`$XDG_CACHE_HOME/cogbuild`, or `~/.cache/cogbuild` when XDG_CACHE_HOME is unset."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "cogbuild"
+    """cogbuild's cache root ($COGBUILD_CACHE, else $XDG_CACHE_HOME/cogbuild or ~/.cache/cogbuild)."""
+    from ..cache import cache_dir  # the project-wide rule, so every part of cogbuild agrees
+
+    return cache_dir()
 
 
 class BlobCache:

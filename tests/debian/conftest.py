@@ -1,0 +1,58 @@
+"""Fixtures for the Debian resolver: a generated signing key, a fixture archive and a loopback HTTP server."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from debian_fixture_repo import FixtureRepo, SigningKey, require_tools
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "network: reaches the real Debian archive (deb.debian.org)")
+
+
+@pytest.fixture(scope="session")
+def signing_key(tmp_path_factory: pytest.TempPathFactory) -> SigningKey:
+    require_tools("gpg", "gpgv", "dpkg-deb")
+    return SigningKey.generate(tmp_path_factory.mktemp("archive-key"))
+
+
+@pytest.fixture(scope="session")
+def other_key(tmp_path_factory: pytest.TempPathFactory) -> SigningKey:
+    """A key that is not in the archive keyring: what an attacker would sign with."""
+    require_tools("gpg")
+    return SigningKey.generate(tmp_path_factory.mktemp("other-key"), name="someone else")
+
+
+@pytest.fixture
+def repo(tmp_path: Path, signing_key: SigningKey) -> FixtureRepo:
+    return FixtureRepo(tmp_path / "repo", signing_key)
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def serve() -> Iterator:
+    """serve(directory) -> base URL of a loopback HTTP server for that directory (stopped after the test)."""
+    servers = []
+
+    def start(directory: Path) -> str:
+        handler = functools.partial(_QuietHandler, directory=str(directory))
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
