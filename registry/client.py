@@ -24,6 +24,8 @@ from .reference import is_loopback_host
 Body = Union[bytes, Callable[[], IO[bytes]], None]
 _TIMEOUT = (10, 300)  # connect, read (seconds): a registry may take long to commit a large blob
 _RETRY_STATUSES = {429, 500, 502, 503, 504}
+ATTEMPTS = 5  # per request, for connection failures, 429 and 5xx
+BACKOFF = 0.5  # seconds before the first retry; doubles each time
 
 
 class RegistryError(CogbuildError):
@@ -38,7 +40,7 @@ class RegistryClient:
     """Talks to one registry; thread-safe enough to share between upload workers."""
 
     def __init__(self, registry: str, api_host: str | None = None, *, insecure: bool = False,
-                 attempts: int = 5, backoff: float = 0.5) -> None:
+                 attempts: int | None = None, backoff: float | None = None) -> None:
         self.registry = registry
         host = api_host or registry
         self.plain_http = insecure or is_loopback_host(registry)
@@ -49,8 +51,8 @@ class RegistryClient:
         self._oras.session.mount("https://", adapter)
         self.session: requests.Session = self._oras.session
         self.auth = RegistryAuth(registry, self.session)
-        self.attempts = attempts
-        self.backoff = backoff
+        self.attempts = attempts or ATTEMPTS
+        self.backoff = BACKOFF if backoff is None else backoff
 
     def url(self, path: str) -> str:
         return urljoin(self.base, path.lstrip("/"))
