@@ -60,14 +60,29 @@ def pip_command(target: Target, requirements_file: Path, report_file: Path, *,
     return command + ["-r", str(requirements_file)]
 
 
+MINIMUM_PIP = (25, 3)  # older pips check Requires-Python against this host, not --python-version
+
+
+def require_pip() -> None:
+    """The pip that resolves is part of the lock's identity: pinned in pyproject.toml, checked here."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version("pip")
+    except PackageNotFoundError:
+        found = None
+    if found is None or tuple(int(p) for p in found.split(".")[:2] if p.isdigit()) < MINIMUM_PIP:
+        raise CogbuildError(f"cogbuild lock needs pip {'.'.join(map(str, MINIMUM_PIP))} or newer in "
+                            f"{sys.executable}'s environment to resolve (found {found or 'none'}).")
+
+
 def run_pip(command: list[str], report_file: Path) -> dict | PipFailure:
     """The pip installation report (pip's JSON --report), or the failure pip explained."""
+    require_pip()
     try:
         completed = subprocess.run(command, capture_output=True, text=True, timeout=1800)
     except subprocess.TimeoutExpired as exc:
         raise CogbuildError("pip took more than 30 minutes to resolve the Python requirements.") from exc
     if completed.returncode != 0:
-        if "No module named pip" in completed.stderr:
-            raise CogbuildError(f"pip is not installed for {sys.executable}, and cogbuild lock uses it to resolve.")
         return PipFailure(completed.stderr)
     return json.loads(report_file.read_text())
