@@ -1,0 +1,40 @@
+"""Print a predictor's OpenAPI schema without running its setup().
+
+    python -m cog.command.openapi_schema [--predictor predict.py:Predictor]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from ..errors import PredictorError
+from ..loader import load_predictor
+from ..openapi import openapi_document
+
+DEFAULT_REF = "predict.py:Predictor"
+
+
+def openapi_schema(ref: str | None = None) -> dict:
+    """The OpenAPI document of the predictor `ref` (default `$COG_PREDICTOR`), relative to the cwd."""
+    return openapi_document(load_predictor(ref or os.environ.get("COG_PREDICTOR") or DEFAULT_REF).signature)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cog.command.openapi_schema", description=__doc__.splitlines()[0])
+    parser.add_argument("--predictor", help="module and class, like predict.py:Predictor (default: $COG_PREDICTOR)")
+    args = parser.parse_args(argv)
+    try:
+        schema = openapi_schema(args.predictor)
+    except PredictorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    json.dump(schema, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

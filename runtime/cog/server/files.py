@@ -1,0 +1,186 @@
+"""Files in and out: input URLs and data URIs become local temp files; output files become
+data URIs or are uploaded with PUT."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import mimetypes
+import os
+import socket
+import tempfile
+import urllib.parse
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+MiB = 1024 * 1024
+
+# Addresses an input URL may not reach unless allowed explicitly: link-local (which holds the
+# cloud metadata endpoints, 169.254.169.254 and fd00:ec2::254) and their IPv6 forms.
+DEFAULT_DENY = ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "100.100.100.200/32")
+
+
+class InputFileError(Exception):
+    """An input file cannot be fetched; the message says which and why."""
+
+
+def _networks(value: str | None) -> list[ipaddress._BaseNetwork]:
+    return [ipaddress.ip_network(item.strip(), strict=False) for item in (value or "").split(",") if item.strip()]
+
+
+@dataclass
+class FetchPolicy:
+    max_bytes: int = 100 * MiB
+    timeout: float = 60.0
+    deny: list = field(default_factory=lambda: _networks(",".join(DEFAULT_DENY)))
+    allow: list = field(default_factory=list)  # when non-empty, only these networks
+
+    @classmethod
+    def from_env(cls) -> FetchPolicy:
+        """COG_INPUT_MAX_BYTES, COG_INPUT_TIMEOUT, COG_INPUT_URL_DENY and COG_INPUT_URL_ALLOW (CIDR lists)."""
+        policy = cls()
+        if value := os.environ.get("COG_INPUT_MAX_BYTES"):
+            policy.max_bytes = int(value)
+        if value := os.environ.get("COG_INPUT_TIMEOUT"):
+            policy.timeout = float(value)
+        policy.deny += _networks(os.environ.get("COG_INPUT_URL_DENY"))
+        policy.allow = _networks(os.environ.get("COG_INPUT_URL_ALLOW"))
+        return policy
+
+    def permits(self, address: str) -> bool:
+        ip = ipaddress.ip_address(address.split("%")[0])
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        if any(ip in net for net in self.deny):
+            return False
+        return not self.allow or any(ip in net for net in self.allow)
+
+
+def url_problem(value: str) -> str | None:
+    """Why a file input value is not something we can fetch, or None."""
+    scheme = urllib.parse.urlsplit(value).scheme
+    if scheme in ("http", "https", "data"):
+        return None
+    return f"'{scheme or value[:20]}' is not a valid URL scheme; 'data', 'http' and 'https' are supported"
+
+
+def _filename_from_url(url: str) -> str:
+    name = urllib.parse.unquote(os.path.basename(urllib.parse.urlsplit(url).path))
+    name = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[-100:]
+    return name or "file"
+
+
+def _decode_data_uri(uri: str) -> tuple[bytes, str]:
+    header, sep, payload = uri[5:].partition(",")
+    if not sep:
+        raise InputFileError("the data URI has no comma before its payload")
+    mime = header.split(";")[0] or "text/plain"
+    try:
+        if header.endswith(";base64"):
+            data = base64.b64decode(payload, validate=False)
+        else:
+            data = urllib.parse.unquote_to_bytes(payload)
+    except (binascii.Error, ValueError) as exc:
+        raise InputFileError(f"the data URI cannot be decoded ({exc})") from None
+    return data, mime
+
+
+class Fetcher:
+    """Downloads input files into one temp directory per prediction."""
+
+    def __init__(self, policy: FetchPolicy, session: aiohttp.ClientSession) -> None:
+        self.policy = policy
+        self.session = session
+
+    async def fetch(self, url: str, directory: str) -> str:
+        if url.startswith("data:"):
+            data, mime = _decode_data_uri(url)
+            if len(data) > self.policy.max_bytes:
+                raise InputFileError(f"the data URI is larger than {self.policy.max_bytes} bytes")
+            path = os.path.join(tempfile.mkdtemp(dir=directory), "file" + (mimetypes.guess_extension(mime) or ""))
+            with open(path, "wb") as out:
+                out.write(data)
+            return path
+        await self._check_host(url)
+        path = os.path.join(tempfile.mkdtemp(dir=directory), _filename_from_url(url))
+        timeout = aiohttp.ClientTimeout(total=self.policy.timeout)
+        try:
+            async with self.session.get(url, timeout=timeout, allow_redirects=False) as response:
+                if response.status != 200:
+                    raise InputFileError(f"fetching {_redact(url)} answered HTTP {response.status}")
+                size = 0
+                with open(path, "wb") as out:
+                    async for chunk in response.content.iter_chunked(256 * 1024):
+                        size += len(chunk)
+                        if size > self.policy.max_bytes:
+                            raise InputFileError(f"{_redact(url)} is larger than {self.policy.max_bytes} bytes")
+                        out.write(chunk)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise InputFileError(f"fetching {_redact(url)} failed: {exc or type(exc).__name__}") from None
+        return path
+
+    async def _check_host(self, url: str) -> None:
+        parts = urllib.parse.urlsplit(url)
+        if not parts.hostname:
+            raise InputFileError(f"{_redact(url)} has no host")
+        import asyncio
+
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, parts.port or 80,
+                                                                 type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise InputFileError(f"the host of {_redact(url)} cannot be resolved ({exc})") from None
+        for info in infos:
+            if not self.policy.permits(info[4][0]):
+                raise InputFileError(f"{_redact(url)} resolves to {info[4][0]}, which input URLs may not reach")
+
+
+def _redact(url: str) -> str:
+    """A URL fit for an error message: no credentials, no query string."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+# ---------------------------------------------------------------- outputs
+
+
+def mime_type(path: str) -> str:
+    return mimetypes.guess_type(path)[0] or "application/octet-stream"
+
+
+def data_uri(path: str) -> str:
+    with open(path, "rb") as handle:
+        encoded = base64.b64encode(handle.read()).decode()
+    return f"data:{mime_type(path)};base64,{encoded}"
+
+
+async def upload(session: aiohttp.ClientSession, path: str, base_url: str) -> str:
+    """PUT the file to base_url + its name; the answer's Location (or the URL) names it."""
+    url = base_url.rstrip("/") + "/" + urllib.parse.quote(os.path.basename(path))
+    with open(path, "rb") as handle:
+        async with session.put(url, data=handle, headers={"Content-Type": mime_type(path)}) as response:
+            if response.status >= 400:
+                raise OSError(f"uploading {os.path.basename(path)} answered HTTP {response.status}")
+            location = response.headers.get("Location")
+    final = urllib.parse.urljoin(url, location) if location else url
+    parts = urllib.parse.urlsplit(final)
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def walk(value: Any, visit: Any) -> Any:
+    """Rebuild a JSON value, replacing each leaf through visit(leaf) (used for file markers)."""
+    from .protocol import marked_path
+
+    if marked_path(value) is not None:
+        return visit(value)
+    if isinstance(value, dict):
+        return {k: walk(v, visit) for k, v in value.items()}
+    if isinstance(value, list):
+        return [walk(v, visit) for v in value]
+    return value

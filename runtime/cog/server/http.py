@@ -1,0 +1,256 @@
+"""Cog's HTTP prediction API on aiohttp; the predictor runs in a worker process.
+
+    python -m cog.server.http [--host H] [--port P] [--predictor FILE.py:NAME] [--upload-url URL]
+
+Run it from the model directory. Defaults come from the image's environment: $PORT (else 5000),
+$COG_PREDICTOR (else predict.py:Predictor), $COG_MAX_CONCURRENCY, $COG_UPLOAD_URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from typing import Any
+
+from aiohttp import web
+
+from .._version import __version__
+from ..openapi import openapi_document
+from .prediction import Prediction
+from .protocol import marked_path
+from .service import PredictionService, Refused, Settings
+from .validation import coerce_form_value, error
+
+MiB = 1024 * 1024
+SERVICE = web.AppKey("service", PredictionService)
+STOP = web.AppKey("stop", asyncio.Event)
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.Response(text=json.dumps(body), status=status, content_type="application/json")
+
+
+async def _read_json(request: web.Request) -> Any:
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Refused(400, {"detail": "the request body is not UTF-8 text"}) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise Refused(422, {"detail": [{"loc": ["body", exc.pos], "msg": f"JSON decode error: {exc.msg}",
+                                        "type": "value_error.jsondecode"}]}) from None
+
+
+# ---------------------------------------------------------------- meta routes
+
+
+async def root(request: web.Request) -> web.Response:
+    return _json({
+        "cog_version": __version__, "openapi_url": "/openapi.json", "healthcheck_url": "/health-check",
+        "predictions_url": "/predictions", "predictions_idempotent_url": "/predictions/{prediction_id}",
+        "predictions_cancel_url": "/predictions/{prediction_id}/cancel", "shutdown_url": "/shutdown",
+    })
+
+
+async def health_check(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    return _json({"status": service.health(), "setup": service.worker.setup})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    signature = request.app[SERVICE].worker.signature
+    if signature is None:
+        return _json({"detail": "the predictor has not been loaded; see /health-check"}, 503)
+    return _json(openapi_document(signature))
+
+
+async def shutdown(request: web.Request) -> web.Response:
+    request.app[STOP].set()
+    return _json({})
+
+
+# ---------------------------------------------------------------- predictions
+
+
+async def create_prediction(request: web.Request) -> web.StreamResponse:
+    service = request.app[SERVICE]
+    path_id = request.match_info.get("prediction_id")
+    try:
+        prediction, values = service.create(await _read_json(request), path_id)
+    except Refused as refused:
+        return _json(refused.body, refused.status)
+    if "respond-async" in request.headers.get("Prefer", ""):
+        service.run(prediction, values)
+        return _json(prediction.to_json(), 202)
+    try:
+        wire = await service.fetch_inputs(prediction, values)
+    except Refused as refused:
+        service.abandon(prediction)
+        return _json(refused.body, refused.status)
+    if "text/event-stream" in request.headers.get("Accept", ""):
+        return await _stream_events(request, service, prediction, values, wire)
+    service.run(prediction, values, prefetched=wire)
+    await prediction.done.wait()
+    return _json(prediction.to_json())
+
+
+async def _stream_events(request: web.Request, service: PredictionService, prediction: Prediction,
+                         values: dict, wire: dict) -> web.StreamResponse:
+    """Server-sent events: `start`, one `output` per item, then `completed` with the whole response."""
+    events: asyncio.Queue = asyncio.Queue()
+    prediction.listeners.append(events)
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await response.prepare(request)
+    service.run(prediction, values, prefetched=wire)
+    await response.write(_sse("start", prediction.to_json()))
+    try:
+        while True:
+            event, payload = await events.get()
+            await response.write(_sse(event, payload))
+            if event == "completed":
+                break
+    except ConnectionError:
+        await service.cancel(prediction.id)  # the client went away
+    finally:
+        prediction.listeners.remove(events)
+    return response
+
+
+def _sse(event: str, payload: Any) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(payload)}\n\n".encode()
+
+
+async def cancel_prediction(request: web.Request) -> web.Response:
+    if await request.app[SERVICE].cancel(request.match_info["prediction_id"]):
+        return _json({})
+    return _json({"detail": "no prediction with this ID is running"}, 404)
+
+
+# ---------------------------------------------------------------- the seed's form endpoint
+
+
+async def predict_form(request: web.Request) -> web.StreamResponse:
+    """The seed's `POST /predict`: multipart form in, the bare output back."""
+    service = request.app[SERVICE]
+    signature = service.worker.signature
+    try:
+        form = await request.post()
+    except ValueError as exc:
+        return _json({"detail": f"the form cannot be read: {exc}"}, 400)
+    given: dict[str, Any] = {}
+    uploads: dict[str, Any] = {}
+    specs = {spec.name: spec for spec in signature.inputs} if signature else {}
+    for name in form:
+        value = form.getall(name)[-1]
+        spec = specs.get(name)
+        if isinstance(value, web.FileField):
+            uploads[name] = value
+            given[name] = "data:,"  # placeholder that passes validation; replaced by the upload
+        else:
+            given[name] = coerce_form_value(spec, value) if spec is not None else value
+    try:
+        prediction, values = service.create({"input": given})
+    except Refused as refused:
+        return _json(refused.body, refused.status)
+    local = {}
+    for name, upload in uploads.items():
+        if not specs[name].is_file:
+            service.abandon(prediction)
+            return _json({"detail": [error(name, "this input is not a file", "type_error")]}, 422)
+        local[name] = await asyncio.to_thread(_save_upload, service, prediction, upload)
+    prediction.raw_files = True
+    try:
+        wire = await service.fetch_inputs(prediction, values, local)
+    except Refused as refused:
+        service.abandon(prediction)
+        return _json(refused.body, refused.status)
+    service.run(prediction, values, prefetched=wire)
+    await prediction.done.wait()
+    if prediction.status != "succeeded":
+        return _json({"error": prediction.error or prediction.status, "logs": prediction.logs}, 500)
+    return _bare_output(prediction.output)
+
+
+def _save_upload(service: PredictionService, prediction: Prediction, upload: web.FileField) -> dict:
+    import tempfile
+
+    directory = tempfile.mkdtemp(dir=service.temp_root)
+    prediction.temp_paths.append(directory)
+    name = os.path.basename(upload.filename or "file") or "file"
+    path = os.path.join(directory, name)
+    with open(path, "wb") as out:
+        while chunk := upload.file.read(1024 * 1024):
+            out.write(chunk)
+    return {"$cog.path": path}
+
+
+def _bare_output(output: Any) -> web.StreamResponse:
+    if (path := marked_path(output)) is not None:
+        return web.FileResponse(path)
+    if isinstance(output, str):
+        return web.Response(text=output)
+    return _json(output)
+
+
+# ---------------------------------------------------------------- app and main
+
+
+def make_app(service: PredictionService, stop: asyncio.Event, max_body: int = 100 * MiB) -> web.Application:
+    app = web.Application(client_max_size=max_body)
+    app[SERVICE], app[STOP] = service, stop
+    app.router.add_get("/", root)
+    app.router.add_get("/health-check", health_check)
+    app.router.add_get("/openapi.json", openapi)
+    app.router.add_post("/predictions", create_prediction)
+    app.router.add_put("/predictions/{prediction_id}", create_prediction)
+    app.router.add_post("/predictions/{prediction_id}/cancel", cancel_prediction)
+    app.router.add_post("/shutdown", shutdown)
+    app.router.add_post("/predict", predict_form)
+    return app
+
+
+async def serve(settings: Settings, host: str, port: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    service = PredictionService(settings)
+    await service.start()
+    max_body = int(os.environ.get("COG_MAX_BODY_BYTES", str(100 * MiB)))
+    runner = web.AppRunner(make_app(service, stop, max_body), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    print(f"cog: serving {settings.predictor_ref} on http://{host}:{port}", file=sys.stderr, flush=True)
+    await stop.wait()
+    print("cog: shutting down", file=sys.stderr, flush=True)
+    await site.stop()  # no new connections
+    await service.shutdown()
+    await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cog.server.http", description="Serve Cog's HTTP prediction API.")
+    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 5000))
+    parser.add_argument("--predictor", default=os.environ.get("COG_PREDICTOR") or "predict.py:Predictor")
+    parser.add_argument("--upload-url", default=None, help="PUT output files here instead of inlining them")
+    args = parser.parse_args(argv)
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(Settings.from_env(args.predictor, args.upload_url), args.host, args.port))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

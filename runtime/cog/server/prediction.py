@@ -1,0 +1,83 @@
+"""One prediction's state, as the API reports it."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+TERMINAL = ("succeeded", "failed", "canceled")
+SECRET_MASK = "**********"
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat()
+
+
+@dataclass
+class Prediction:
+    id: str
+    input: dict[str, Any]  # as the client sent it, secrets masked
+    webhook: str | None = None
+    webhook_events_filter: tuple[str, ...] = ("start", "output", "logs", "completed")
+    output_file_prefix: str | None = None
+    context: dict[str, str] = field(default_factory=dict)
+    created_at: str | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+    status: str = "starting"
+    output: Any = None
+    error: str | None = None
+    logs: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    secrets: list[str] = field(default_factory=list)  # values to redact from logs
+    streams: bool = False  # iterator output: `output` is a growing list
+    cancel_requested: bool = False
+    raw_files: bool = False  # keep output files as local paths (the seed's /predict)
+    _started: float = 0.0
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    listeners: list[asyncio.Queue] = field(default_factory=list)
+    temp_paths: list[str] = field(default_factory=list)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    def start(self) -> None:
+        self.status = "processing"
+        self.started_at = now_iso()
+        self._started = time.monotonic()
+        if self.streams:
+            self.output = []
+
+    def add_log(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret:
+                text = text.replace(secret, SECRET_MASK)
+        self.logs += text
+        return text
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        if self.is_terminal:
+            return
+        self.status = status
+        self.error = error
+        self.completed_at = now_iso()
+        if self._started:
+            self.metrics["predict_time"] = round(time.monotonic() - self._started, 6)
+
+    def notify(self, event: str, payload: Any = None) -> None:
+        for listener in list(self.listeners):
+            listener.put_nowait((event, payload))
+
+    def to_json(self) -> dict[str, Any]:
+        body = {
+            "id": self.id, "input": self.input, "output": self.output, "status": self.status,
+            "error": self.error, "logs": self.logs, "metrics": self.metrics,
+            "created_at": self.created_at, "started_at": self.started_at, "completed_at": self.completed_at,
+        }
+        if self.webhook:
+            body["webhook"] = self.webhook
+        return body

@@ -1,0 +1,193 @@
+"""The server's handle on the worker process: start it, feed it predictions, watch it die.
+
+Events from the worker update `Prediction` objects; the HTTP layer only waits on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+from typing import Any, Callable
+
+from ..signature import Signature
+from . import protocol
+from .prediction import Prediction, now_iso
+
+# Worker lifecycle states, as /health-check names them.
+STARTING, READY, SETUP_FAILED, DEFUNCT = "STARTING", "READY", "SETUP_FAILED", "DEFUNCT"
+
+OutputHook = Callable[[Prediction, Any], Any]  # coroutine function: (prediction, wire value)
+DoneHook = Callable[[Prediction, dict], Any]  # coroutine function: (prediction, "done" event)
+LogHook = Callable[[Prediction], None]
+
+
+class WorkerProcess:
+    def __init__(self, predictor_ref: str, *, on_output: OutputHook, on_done: DoneHook, on_log: LogHook,
+                 cancel_grace: float = 1.0) -> None:
+        self.predictor_ref = predictor_ref
+        self.on_output, self.on_done, self.on_log = on_output, on_done, on_log
+        self.cancel_grace = cancel_grace
+        self.state = STARTING
+        self.signature: Signature | None = None
+        self.setup = {"started_at": None, "completed_at": None, "status": None, "logs": ""}
+        self.in_flight: dict[str, Prediction] = {}
+        self.ready = asyncio.Event()  # set once setup finished, either way
+        self.process: asyncio.subprocess.Process | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._expected_exit = False
+        self._stopping = False
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        self.state, self._expected_exit = STARTING, False
+        self.ready.clear()
+        self.setup = {"started_at": now_iso(), "completed_at": None, "status": None, "logs": ""}
+        ours, theirs = socket.socketpair()
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "cog.server.worker", "--predictor", self.predictor_ref, "--fd", str(theirs.fileno()),
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            pass_fds=(theirs.fileno(),), env=env, start_new_session=True,
+        )
+        theirs.close()
+        reader, self._writer = await asyncio.open_unix_connection(sock=ours, limit=protocol.MAX_LINE)
+        process = self.process
+        self._tasks = [
+            asyncio.create_task(self._read_events(reader, process)),
+            asyncio.create_task(self._read_fd_output(process.stdout)),
+            asyncio.create_task(self._read_fd_output(process.stderr)),
+        ]
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Ask the worker to exit; kill it if it does not."""
+        self._stopping = self._expected_exit = True
+        process = self.process
+        if process is None or process.returncode is not None:
+            return
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self._send({"op": "shutdown"})
+        try:
+            await asyncio.wait_for(process.wait(), timeout)
+        except asyncio.TimeoutError:
+            self._kill(process)
+            await process.wait()
+
+    def _kill(self, process: asyncio.subprocess.Process) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # the predictor's own children go too
+
+    async def restart(self) -> None:
+        """Kill the worker on purpose and start a fresh one (it runs setup again)."""
+        process = self.process
+        self._expected_exit = True
+        if process is not None and process.returncode is None:
+            self._kill(process)
+            await process.wait()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.start()
+
+    # ---------------------------------------------------------------- predictions
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        if self._writer is None:
+            raise ConnectionError("the worker is not running")
+        self._writer.write(protocol.encode(message))
+        await self._writer.drain()
+
+    async def submit(self, prediction: Prediction, wire_input: dict[str, Any]) -> None:
+        self.in_flight[prediction.id] = prediction
+        prediction.start()
+        await self._send({"op": "predict", "id": prediction.id, "input": wire_input, "context": prediction.context})
+
+    async def cancel(self, prediction: Prediction) -> None:
+        """Cancel politely; if a sync predictor ignores it past the grace, kill and respawn the worker."""
+        prediction.cancel_requested = True
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self._send({"op": "cancel", "id": prediction.id})
+        try:
+            await asyncio.wait_for(asyncio.shield(prediction.done.wait()), self.cancel_grace)
+        except asyncio.TimeoutError:
+            if not prediction.is_terminal and prediction.id in self.in_flight:
+                await self.restart()
+
+    # ---------------------------------------------------------------- events from the worker
+
+    async def _read_events(self, reader: asyncio.StreamReader, process: asyncio.subprocess.Process) -> None:
+        try:
+            while line := await reader.readline():
+                await self._handle(protocol.decode(line))
+        except (ConnectionError, ValueError, asyncio.LimitOverrunError) as exc:
+            self.setup["logs"] += f"worker channel broken: {exc}\n"
+        returncode = await process.wait()
+        await self._worker_gone(returncode)
+
+    async def _handle(self, event: dict[str, Any]) -> None:
+        kind = event["ev"]
+        if kind == "log":
+            prediction = self.in_flight.get(event["id"] or "") if event["id"] else self._sole()
+            self._log(prediction, event["text"])
+        elif kind == "output":
+            if (prediction := self.in_flight.get(event["id"])) is not None:
+                await self.on_output(prediction, event["value"])
+        elif kind == "done":
+            if (prediction := self.in_flight.pop(event["id"], None)) is not None:
+                await self.on_done(prediction, event)
+        elif kind == "signature":
+            self.signature = Signature.from_json(event["signature"])
+        elif kind == "setup_done":
+            self._end_setup("succeeded" if event["ok"] else "failed", event["error"])
+        elif kind == "load_failed":
+            self._end_setup("failed", event["error"])
+
+    def _end_setup(self, status: str, error: str | None) -> None:
+        self.setup["completed_at"] = now_iso()
+        self.setup["status"] = status
+        if error:
+            self.setup["logs"] += error if error.endswith("\n") else error + "\n"
+        self.state = READY if status == "succeeded" else SETUP_FAILED
+        self.ready.set()
+
+    def _sole(self) -> Prediction | None:
+        return next(iter(self.in_flight.values())) if len(self.in_flight) == 1 else None
+
+    def _log(self, prediction: Prediction | None, text: str) -> None:
+        if prediction is not None:
+            prediction.add_log(text)
+            self.on_log(prediction)
+        elif self.state == STARTING:
+            self.setup["logs"] += text
+        else:
+            sys.stderr.write(text)
+
+    async def _read_fd_output(self, stream: asyncio.StreamReader | None) -> None:
+        """Output written straight to fd 1/2 (C code, subprocesses) by the predictor."""
+        assert stream is not None
+        while line := await stream.readline():
+            self._log(self._sole(), line.decode(errors="replace"))
+
+    async def _worker_gone(self, returncode: int) -> None:
+        self._writer = None
+        if self._expected_exit:
+            cause = "it was stopped"
+        elif returncode < 0:
+            cause = f"it was killed by signal {signal.Signals(-returncode).name}"
+        else:
+            cause = f"it exited with code {returncode}"
+        for prediction in list(self.in_flight.values()):
+            self.in_flight.pop(prediction.id, None)
+            status = "canceled" if prediction.cancel_requested else "failed"
+            error = None if status == "canceled" else f"the prediction's worker process died: {cause}"
+            await self.on_done(prediction, {"status": status, "error": error, "output": None, "metrics": {}})
+        if self.state == STARTING and not self._expected_exit:
+            self._end_setup("failed", f"the worker process died during setup: {cause}")
+        elif not self._expected_exit and self.state == READY:
+            self.state = DEFUNCT
+        self.ready.set()

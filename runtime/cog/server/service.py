@@ -1,0 +1,309 @@
+"""Predictions from request to response: validate, fetch files, run in the worker, shape the output.
+
+The HTTP layer (http.py) turns requests into calls here and results into responses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from . import files
+from .files import Fetcher, FetchPolicy, InputFileError
+from .prediction import SECRET_MASK, Prediction, now_iso
+from .protocol import marked_path, path_marker
+from .runner import DEFUNCT, READY, SETUP_FAILED, STARTING, WorkerProcess
+from .validation import error, validate_input
+from .webhooks import WebhookSender
+
+BUSY = "BUSY"
+
+
+class Refused(Exception):
+    """A request the service will not run; carries the HTTP status and body to answer with."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(body)
+        self.status, self.body = status, body
+
+
+@dataclass
+class Settings:
+    predictor_ref: str
+    max_concurrency: int | None = None  # None: from the predictor (@cog.concurrent) or 1
+    upload_url: str | None = None
+    predict_timeout: float | None = None
+    shutdown_grace: float = 30.0
+    cancel_grace: float = 1.0
+
+    @classmethod
+    def from_env(cls, predictor_ref: str, upload_url: str | None = None) -> Settings:
+        env = os.environ
+        return cls(
+            predictor_ref=predictor_ref,
+            max_concurrency=int(env["COG_MAX_CONCURRENCY"]) if env.get("COG_MAX_CONCURRENCY") else None,
+            upload_url=upload_url or env.get("COG_UPLOAD_URL") or None,
+            predict_timeout=float(env["COG_PREDICT_TIMEOUT"]) if env.get("COG_PREDICT_TIMEOUT") else None,
+            shutdown_grace=float(env.get("COG_SHUTDOWN_GRACE", "30")),
+            cancel_grace=float(env.get("COG_CANCEL_GRACE", "1.0")),
+        )
+
+
+class PredictionService:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.active: dict[str, Prediction] = {}
+        self.shutting_down = False
+        self.worker = WorkerProcess(settings.predictor_ref, on_output=self._on_output, on_done=self._on_done,
+                                    on_log=self._on_log, cancel_grace=settings.cancel_grace)
+        self.session: aiohttp.ClientSession | None = None
+        self.webhooks: WebhookSender | None = None
+        self.fetcher: Fetcher | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self.temp_root = tempfile.mkdtemp(prefix="cog-inputs-")
+
+    async def start(self) -> None:
+        self.session = aiohttp.ClientSession(trust_env=False)
+        self.webhooks = WebhookSender(self.session)
+        self.fetcher = Fetcher(FetchPolicy.from_env(), self.session)
+        await self.worker.start()
+
+    @property
+    def slots(self) -> int:
+        signature = self.worker.signature
+        if signature is None or not signature.is_async:
+            return 1  # sync predictors run one at a time
+        return self.settings.max_concurrency or signature.max_concurrency
+
+    def health(self) -> str:
+        state = self.worker.state
+        if state == READY and len(self.active) >= self.slots:
+            return BUSY
+        return state
+
+    # ---------------------------------------------------------------- creating predictions
+
+    def _admit(self) -> None:
+        if self.shutting_down:
+            raise Refused(503, {"detail": "the server is shutting down"})
+        state = self.worker.state
+        if state == STARTING:
+            raise Refused(503, {"detail": "setup has not finished yet"})
+        if state == SETUP_FAILED:
+            raise Refused(503, {"detail": "setup failed; see /health-check for its logs"})
+        if state == DEFUNCT:
+            raise Refused(503, {"detail": "the worker process died; the server must be restarted"})
+        if len(self.active) >= self.slots:
+            raise Refused(409, {"detail": "all prediction slots are busy"})
+
+    def create(self, body: Any, path_id: str | None = None) -> tuple[Prediction, dict[str, Any]]:
+        """Validate a request and reserve a slot; returns the prediction and its complete input."""
+        if not isinstance(body, dict):
+            raise Refused(422, {"detail": [{"loc": ["body"], "msg": "value is not a valid dict",
+                                            "type": "type_error.dict"}]})
+        if path_id is not None and body.get("id") not in (None, path_id):
+            raise Refused(422, {"detail": [{"loc": ["body", "id"], "type": "value_error",
+                                            "msg": "prediction ID in the body does not match the ID in the path"}]})
+        prediction_id = path_id or body.get("id") or uuid.uuid4().hex
+        if prediction_id in self.active:
+            raise Refused(202, self.active[prediction_id].to_json())
+        self._admit()
+        signature = self.worker.signature
+        assert signature is not None
+        values, errors = validate_input(signature, body.get("input"))
+        errors += _request_errors(body)
+        if errors:
+            raise Refused(422, {"detail": errors})
+        secrets = [values[s.name] for s in signature.inputs if s.kind == "secret" and values.get(s.name)]
+        given = dict(body.get("input") or {})
+        for spec in signature.inputs:
+            if spec.kind == "secret" and given.get(spec.name) is not None:
+                given[spec.name] = SECRET_MASK
+        prediction = Prediction(
+            id=str(prediction_id), input=given, webhook=body.get("webhook"),
+            webhook_events_filter=tuple(body.get("webhook_events_filter") or ("start", "output", "logs", "completed")),
+            output_file_prefix=body.get("output_file_prefix"), context=dict(body.get("context") or {}),
+            created_at=body.get("created_at") or None, secrets=secrets, streams=signature.is_iterator,
+        )
+        prediction.created_at = prediction.created_at or now_iso()
+        self.active[prediction.id] = prediction
+        return prediction, values
+
+    async def fetch_inputs(self, prediction: Prediction, values: dict[str, Any],
+                           local: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Replace file URLs with downloaded local files (path markers); `local` are already on disk."""
+        signature = self.worker.signature
+        assert signature is not None and self.fetcher is not None
+        directory = tempfile.mkdtemp(dir=self.temp_root)
+        prediction.temp_paths.append(directory)
+        wire = dict(values)
+        for spec in signature.inputs:
+            if local and spec.name in local:
+                wire[spec.name] = local[spec.name]
+            elif spec.is_file and values.get(spec.name) is not None:
+                urls = values[spec.name] if spec.is_list else [values[spec.name]]
+                try:
+                    fetched = [path_marker(await self.fetcher.fetch(url, directory)) for url in urls]
+                except InputFileError as exc:
+                    raise Refused(422, {"detail": [error(spec.name, str(exc), "value_error.file")]}) from None
+                wire[spec.name] = fetched if spec.is_list else fetched[0]
+        return wire
+
+    def run(self, prediction: Prediction, values: dict[str, Any], local: dict[str, Any] | None = None,
+            *, prefetched: dict[str, Any] | None = None) -> asyncio.Task:
+        """Run in the background; the prediction's `done` event fires at the end, whatever happens."""
+        task = asyncio.ensure_future(self._run(prediction, values, local, prefetched))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _run(self, prediction: Prediction, values: dict[str, Any], local: dict[str, Any] | None,
+                   prefetched: dict[str, Any] | None) -> None:
+        try:
+            wire = prefetched if prefetched is not None else await self.fetch_inputs(prediction, values, local)
+        except Refused as refused:
+            await self._finish(prediction, "failed", refused.body["detail"][0]["msg"])
+            return
+        if prediction.cancel_requested:
+            await self._finish(prediction, "canceled")
+            return
+        try:
+            await self.worker.submit(prediction, wire)
+        except (ConnectionError, RuntimeError) as exc:
+            await self._finish(prediction, "failed", f"the worker is not available ({exc})")
+            return
+        self._webhook(prediction, "start")
+        timeout = self.settings.predict_timeout
+        try:
+            await asyncio.wait_for(asyncio.shield(prediction.done.wait()), timeout)
+        except asyncio.TimeoutError:
+            prediction.error = f"the prediction exceeded the timeout of {timeout:g} seconds"
+            await self.worker.cancel(prediction)
+
+    def abandon(self, prediction: Prediction) -> None:
+        """Release a prediction that never started (its request was refused)."""
+        self.active.pop(prediction.id, None)
+        self._cleanup(prediction)
+
+    # ---------------------------------------------------------------- events
+
+    async def _convert_files(self, prediction: Prediction, value: Any) -> Any:
+        if (path := marked_path(value)) is not None:
+            if prediction.raw_files:  # the seed's /predict answers with the file itself
+                return value
+            base = prediction.output_file_prefix or self.settings.upload_url
+            if base:
+                assert self.session is not None
+                return await files.upload(self.session, path, base)
+            return files.data_uri(path)
+        if isinstance(value, dict):
+            return {k: await self._convert_files(prediction, v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [await self._convert_files(prediction, v) for v in value]
+        return value
+
+    async def _on_output(self, prediction: Prediction, value: Any) -> None:
+        try:
+            value = await self._convert_files(prediction, value)
+        except OSError as exc:
+            prediction.error = f"an output file could not be sent: {exc}"
+            return
+        if not isinstance(prediction.output, list):
+            prediction.output = []
+        prediction.output.append(value)
+        prediction.notify("output", value)
+        self._webhook(prediction, "output")
+
+    def _on_log(self, prediction: Prediction) -> None:
+        self._webhook(prediction, "logs")
+
+    async def _on_done(self, prediction: Prediction, event: dict[str, Any]) -> None:
+        status, error_text = event["status"], event.get("error")
+        if event.get("output") is not None:
+            try:
+                prediction.output = await self._convert_files(prediction, event["output"])
+            except OSError as exc:
+                status, error_text = "failed", f"an output file could not be sent: {exc}"
+        prediction.metrics.update(event.get("metrics") or {})
+        if prediction.error and status != "succeeded":  # a timeout explains the cancel
+            status, error_text = "failed", prediction.error
+        elif prediction.error and not error_text:  # an output file failed to upload
+            status, error_text = "failed", prediction.error
+        await self._finish(prediction, status, error_text)
+
+    async def _finish(self, prediction: Prediction, status: str, error_text: str | None = None) -> None:
+        prediction.finish(status, error_text)
+        self.active.pop(prediction.id, None)
+        self._cleanup(prediction)
+        prediction.notify("completed", prediction.to_json())
+        self._webhook(prediction, "completed")
+        prediction.done.set()
+
+    def _cleanup(self, prediction: Prediction) -> None:
+        for path in prediction.temp_paths:
+            shutil.rmtree(path, ignore_errors=True)
+        prediction.temp_paths.clear()
+
+    def _webhook(self, prediction: Prediction, event: str) -> None:
+        if self.webhooks is not None:
+            self.webhooks.notify(prediction, event)
+
+    # ---------------------------------------------------------------- cancel and shutdown
+
+    async def cancel(self, prediction_id: str) -> bool:
+        prediction = self.active.get(prediction_id)
+        if prediction is None:
+            return False
+        if prediction.status == "starting":
+            prediction.cancel_requested = True
+        else:
+            task = asyncio.ensure_future(self.worker.cancel(prediction))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return True
+
+    async def shutdown(self) -> None:
+        """Stop taking work, let in-flight predictions finish (then cancel them), flush webhooks."""
+        self.shutting_down = True
+        pending = [p.done.wait() for p in self.active.values()]
+        if pending:
+            try:
+                await asyncio.wait_for(asyncio.gather(*pending), self.settings.shutdown_grace)
+            except asyncio.TimeoutError:
+                await asyncio.gather(*(self.worker.cancel(p) for p in list(self.active.values())))
+        if self.webhooks is not None:
+            await self.webhooks.drain()
+        await self.worker.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        if self.session is not None:
+            await self.session.close()
+        shutil.rmtree(self.temp_root, ignore_errors=True)
+
+
+def _request_errors(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Problems with the request fields around `input`."""
+    problems = []
+    webhook = body.get("webhook")
+    if webhook is not None and (not isinstance(webhook, str) or not webhook.startswith(("http://", "https://"))):
+        problems.append({"loc": ["body", "webhook"], "msg": "invalid or missing URL scheme", "type": "value_error.url"})
+    events = body.get("webhook_events_filter")
+    if events is not None and (not isinstance(events, list)
+                               or not set(events) <= {"start", "output", "logs", "completed"}):
+        problems.append({"loc": ["body", "webhook_events_filter"], "type": "type_error.enum",
+                         "msg": "value is not a valid enumeration member; permitted: 'start', 'output', 'logs', 'completed'"})
+    context = body.get("context")
+    if context is not None and not (isinstance(context, dict) and all(isinstance(v, str) for v in context.values())):
+        problems.append({"loc": ["body", "context"], "msg": "context must map names to strings", "type": "type_error.dict"})
+    for key in ("output_file_prefix", "created_at", "id"):
+        if body.get(key) is not None and not isinstance(body[key], str):
+            problems.append({"loc": ["body", key], "msg": "str type expected", "type": "type_error.str"})
+    return problems
+

@@ -1,0 +1,358 @@
+"""The worker process: imports the predictor, runs setup(), then runs predictions.
+
+Started by the server as `python -m cog.server.worker --predictor REF --fd N`; it talks
+over the socket on fd N (see protocol.py). A crash here never takes the server down.
+
+Sync predictors run on the main thread, one at a time, so that a cancel can interrupt
+them with a signal even inside `time.sleep` or blocking I/O. Async predictors run as
+tasks on an event loop in the main thread; a cancel cancels the task.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextvars
+import dataclasses
+import enum
+import inspect
+import io
+import os
+import pathlib
+import queue
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import traceback
+from typing import Any
+
+from ..errors import CancelationException, PredictorError
+from ..loader import LoadedPredictor, load_predictor
+from ..scope import Scope, enter_scope, exit_scope
+from ..signature import InputSpec
+from ..types import Path, Secret
+from . import protocol
+
+CANCEL_SIGNAL = signal.SIGUSR1
+_prediction_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("cog_prediction_id", default=None)
+
+
+class Channel:
+    """The worker's end of the socket: thread-safe sends, blocking line reads."""
+
+    def __init__(self, fd: int) -> None:
+        self.sock = socket.socket(fileno=fd)
+        self.reader = self.sock.makefile("rb")
+        self.lock = threading.Lock()
+
+    def send(self, message: dict[str, Any]) -> None:
+        data = protocol.encode(message)
+        with self.lock:
+            self.sock.sendall(data)
+
+    def receive(self) -> dict[str, Any] | None:
+        line = self.reader.readline()
+        return protocol.decode(line) if line else None
+
+
+class LogStream(io.TextIOBase):
+    """Replaces sys.stdout/sys.stderr: each write becomes a log event of the current prediction."""
+
+    def __init__(self, channel: Channel, worker: Worker, name: str) -> None:
+        self.channel, self.worker, self.name = channel, worker, name
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if text:
+            pid = _prediction_id.get() or self.worker.sole_prediction()
+            self.channel.send({"ev": "log", "id": pid, "text": text})
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+
+# ---------------------------------------------------------------- inputs and outputs
+
+
+def _to_python(spec: InputSpec, value: Any, opened: list[Any]) -> Any:
+    if value is None:
+        return None
+    if spec.is_list:
+        return [_one_to_python(spec, v, opened) for v in value]
+    return _one_to_python(spec, value, opened)
+
+
+def _one_to_python(spec: InputSpec, value: Any, opened: list[Any]) -> Any:
+    if spec.kind == "path":
+        return Path(protocol.marked_path(value) or value)
+    if spec.kind == "file":
+        handle = open(protocol.marked_path(value) or value, "rb")  # noqa: SIM115 - closed after predict
+        opened.append(handle)
+        return handle
+    if spec.kind == "secret":
+        return Secret(value)
+    if spec.kind == "float":
+        return float(value)
+    return value
+
+
+def to_wire(value: Any, scratch: str) -> Any:
+    """An output value as JSON-able data, with files as path markers."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, pathlib.PurePath):
+        return protocol.path_marker(os.path.abspath(value))
+    if isinstance(value, io.IOBase):
+        return protocol.path_marker(_save_file_like(value, scratch))
+    if isinstance(value, Secret):
+        return value.get_secret_value()
+    if isinstance(value, enum.Enum):
+        return to_wire(value.value, scratch)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_wire(getattr(value, f.name), scratch) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): to_wire(v, scratch) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [to_wire(v, scratch) for v in value]
+    if hasattr(value, "model_dump"):  # pydantic v2 models
+        return to_wire(value.model_dump(), scratch)
+    if hasattr(value, "dict") and hasattr(value, "__fields__"):  # pydantic v1 models
+        return to_wire(value.dict(), scratch)
+    if hasattr(value, "tolist"):  # numpy arrays and scalars
+        return to_wire(value.tolist(), scratch)
+    raise TypeError(f"the predictor returned a {type(value).__name__}, which cannot be sent as output")
+
+
+def _save_file_like(handle: io.IOBase, scratch: str) -> str:
+    name = os.path.basename(str(getattr(handle, "name", "") or "output")) or "output"
+    fd, path = tempfile.mkstemp(dir=scratch, suffix="-" + name)
+    with os.fdopen(fd, "wb") as out:
+        data = handle.read()
+        out.write(data.encode() if isinstance(data, str) else data)
+    return path
+
+
+# ---------------------------------------------------------------- the worker
+
+
+class Worker:
+    def __init__(self, channel: Channel, predictor: LoadedPredictor) -> None:
+        self.channel = channel
+        self.predictor = predictor
+        self.signature = predictor.signature
+        self.running: dict[str, Any] = {}  # prediction id -> task (async) or True (sync)
+        self.sync_current: str | None = None
+        self.sync_cancel_target: str | None = None
+        self.scratch = tempfile.mkdtemp(prefix="cog-worker-")
+
+    def sole_prediction(self) -> str | None:
+        return next(iter(self.running)) if len(self.running) == 1 else None
+
+    # ---- setup
+
+    def run_setup(self) -> None:
+        setup = self.predictor.setup
+        if setup is None:
+            return
+        kwargs = {}
+        if self.signature.setup_takes_weights:
+            weights = os.environ.get("COG_WEIGHTS")
+            kwargs["weights"] = Path(weights) if weights and "://" not in weights else weights
+        result = setup(**kwargs)
+        if inspect.isawaitable(result):
+            self._setup_loop = asyncio.new_event_loop()
+            self._setup_loop.run_until_complete(result)
+
+    # ---- running one prediction
+
+    def _prepare(self, message: dict[str, Any], opened: list[Any]) -> dict[str, Any]:
+        given = message["input"]
+        return {spec.name: _to_python(spec, given[spec.name], opened)
+                for spec in self.signature.inputs if spec.name in given}
+
+    def _send_output(self, pid: str, item: Any) -> None:
+        self.channel.send({"ev": "output", "id": pid, "value": to_wire(item, self.scratch)})
+
+    def _finish(self, pid: str, status: str, output: Any = None, error: str | None = None,
+                scope: Scope | None = None) -> None:
+        self.running.pop(pid, None)
+        message = {"ev": "done", "id": pid, "status": status, "output": output, "error": error,
+                   "metrics": dict(scope.metrics) if scope else {}}
+        try:
+            self.channel.send(message)
+        except (TypeError, ValueError) as exc:  # metrics or output that JSON cannot carry
+            self.channel.send({"ev": "done", "id": pid, "status": "failed", "output": None,
+                               "error": f"the prediction's result cannot be sent: {exc}", "metrics": {}})
+
+    def run_sync(self, message: dict[str, Any]) -> None:
+        pid = message["id"]
+        scope = Scope(pid, message.get("context"))
+        token, opened = enter_scope(scope), []
+        id_token = _prediction_id.set(pid)
+        self.running[pid] = True
+        self.sync_current = pid
+        try:
+            result = self.predictor.predict(**self._prepare(message, opened))
+            if self.signature.is_iterator or inspect.isgenerator(result):
+                for item in result:
+                    self._send_output(pid, item)
+                output = None
+            else:
+                output = to_wire(result, self.scratch)
+            self.sync_current = None
+            self._finish(pid, "succeeded", output, scope=scope)
+        except CancelationException:
+            self.sync_current = None
+            self._finish(pid, "canceled", scope=scope)
+        except Exception as exc:  # noqa: BLE001 - the predictor's failure is reported, not raised
+            self.sync_current = None
+            traceback.print_exc(file=sys.stderr)
+            self._finish(pid, "failed", error=str(exc) or type(exc).__name__, scope=scope)
+        finally:
+            self.sync_current = None
+            for handle in opened:
+                handle.close()
+            _prediction_id.reset(id_token)
+            exit_scope(token)
+
+    async def run_async(self, message: dict[str, Any]) -> None:
+        pid = message["id"]
+        scope = Scope(pid, message.get("context"))
+        enter_scope(scope)  # each task runs in its own context copy
+        _prediction_id.set(pid)
+        opened: list[Any] = []
+        try:
+            result = self.predictor.predict(**self._prepare(message, opened))
+            output = None
+            if inspect.isasyncgen(result) or hasattr(result, "__anext__"):
+                async for item in result:
+                    self._send_output(pid, item)
+            elif inspect.isgenerator(result):
+                for item in result:
+                    self._send_output(pid, item)
+            else:
+                if inspect.isawaitable(result):
+                    result = await result
+                output = to_wire(result, self.scratch)
+            self._finish(pid, "succeeded", output, scope=scope)
+        except (asyncio.CancelledError, CancelationException):
+            self._finish(pid, "canceled", scope=scope)
+        except Exception as exc:  # noqa: BLE001
+            traceback.print_exc(file=sys.stderr)
+            self._finish(pid, "failed", error=str(exc) or type(exc).__name__, scope=scope)
+        finally:
+            for handle in opened:
+                handle.close()
+
+    # ---- cancel
+
+    def on_cancel_signal(self, signum: int, frame: Any) -> None:
+        if self.sync_current is not None and self.sync_current == self.sync_cancel_target:
+            self.sync_cancel_target = None
+            raise CancelationException()
+
+    def request_sync_cancel(self, pid: str) -> None:
+        if self.sync_current == pid:
+            self.sync_cancel_target = pid
+            signal.pthread_kill(threading.main_thread().ident, CANCEL_SIGNAL)  # type: ignore[arg-type]
+
+
+def _serve_sync(worker: Worker, channel: Channel) -> None:
+    inbox: queue.Queue[dict[str, Any] | None] = queue.Queue()
+
+    def read() -> None:
+        while (message := channel.receive()) is not None:
+            if message["op"] == "cancel":
+                worker.request_sync_cancel(message["id"])
+            else:
+                inbox.put(message)
+        inbox.put(None)
+
+    signal.signal(CANCEL_SIGNAL, worker.on_cancel_signal)
+    threading.Thread(target=read, name="cog-worker-reader", daemon=True).start()
+    while (message := inbox.get()) is not None and message["op"] != "shutdown":
+        if message["op"] == "predict":
+            try:
+                worker.run_sync(message)
+            except CancelationException:  # a cancel signal that landed just after the prediction ended
+                pass
+
+
+def _serve_async(worker: Worker, channel: Channel) -> None:
+    loop = getattr(worker, "_setup_loop", None) or asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    stopped = asyncio.Event()
+
+    def dispatch(message: dict[str, Any] | None) -> None:
+        if message is None or message["op"] == "shutdown":
+            stopped.set()
+        elif message["op"] == "predict":
+            worker.running[message["id"]] = loop.create_task(worker.run_async(message))
+        elif message["op"] == "cancel" and (task := worker.running.get(message["id"])) is not None:
+            task.cancel()
+
+    def read() -> None:
+        while True:
+            message = channel.receive()
+            loop.call_soon_threadsafe(dispatch, message)
+            if message is None:
+                return
+
+    threading.Thread(target=read, name="cog-worker-reader", daemon=True).start()
+    loop.run_until_complete(stopped.wait())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cog.server.worker")
+    parser.add_argument("--predictor", required=True)
+    parser.add_argument("--fd", type=int, required=True)
+    args = parser.parse_args(argv)
+    channel = Channel(args.fd)
+    holder: dict[str, Worker] = {}
+
+    class _Early:  # stand-in so setup-time prints are tagged before the Worker exists
+        def sole_prediction(self) -> None:
+            return None
+
+    sys.stdout = LogStream(channel, _Early(), "stdout")  # type: ignore[arg-type,assignment]
+    sys.stderr = LogStream(channel, _Early(), "stderr")  # type: ignore[arg-type,assignment]
+    try:
+        predictor = load_predictor(args.predictor)
+    except PredictorError as exc:
+        channel.send({"ev": "load_failed", "error": str(exc)})
+        return 1
+    except BaseException:  # noqa: BLE001 - an import error in the model is a setup failure
+        channel.send({"ev": "load_failed", "error": traceback.format_exc()})
+        return 1
+    worker = holder["worker"] = Worker(channel, predictor)
+    sys.stdout.worker = sys.stderr.worker = worker  # type: ignore[attr-defined]
+    channel.send({"ev": "signature", "signature": predictor.signature.to_json()})
+    try:
+        worker.run_setup()
+    except BaseException:  # noqa: BLE001
+        channel.send({"ev": "setup_done", "ok": False, "error": traceback.format_exc()})
+        return 1
+    channel.send({"ev": "setup_done", "ok": True, "error": None})
+    if predictor.signature.is_async:
+        _serve_async(worker, channel)
+    else:
+        _serve_sync(worker, channel)
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    os._exit(code)  # skip interpreter teardown: predictors' threads must not keep us alive

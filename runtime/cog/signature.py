@@ -1,0 +1,348 @@
+"""Read a predictor's signature: its inputs, output type and calling style.
+
+The result is plain data (`Signature.to_json`), so the worker process that imported
+the model can hand it to the server process, which validates requests with it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import inspect
+import pathlib
+import re
+import sys
+import types as pytypes
+import typing
+from collections import abc
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .errors import PredictorError
+from .input import MISSING, FieldInfo
+from .model import BaseModel
+from .types import AsyncConcatenateIterator, ConcatenateIterator, File, Path, Secret
+
+INPUT_KINDS: dict[Any, str] = {
+    str: "str", int: "int", float: "float", bool: "bool",
+    Path: "path", pathlib.Path: "path", File: "file", Secret: "secret",
+}
+FILE_KINDS = ("path", "file")
+_ITERATORS = (abc.Iterator, abc.Iterable, abc.Generator)
+_ASYNC_ITERATORS = (abc.AsyncIterator, abc.AsyncIterable, abc.AsyncGenerator)
+
+
+@dataclass
+class InputSpec:
+    """One input parameter, as the server needs it to validate requests."""
+
+    name: str
+    order: int
+    kind: str  # one of INPUT_KINDS' values
+    is_list: bool = False
+    nullable: bool = False
+    required: bool = True
+    default: Any = None
+    description: str | None = None
+    ge: float | None = None
+    le: float | None = None
+    min_length: int | None = None
+    max_length: int | None = None
+    regex: str | None = None
+    choices: list | None = None
+    deprecated: bool | None = None
+
+    @property
+    def is_file(self) -> bool:
+        return self.kind in FILE_KINDS
+
+
+@dataclass
+class Signature:
+    inputs: list[InputSpec]
+    output_schema: dict
+    is_async: bool = False
+    is_iterator: bool = False
+    max_concurrency: int = 1
+    setup_takes_weights: bool = False
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> Signature:
+        inputs = [InputSpec(**spec) for spec in data["inputs"]]
+        return cls(**{**data, "inputs": inputs})
+
+    def input(self, name: str) -> InputSpec | None:
+        return next((spec for spec in self.inputs if spec.name == name), None)
+
+
+# ---------------------------------------------------------------- input types
+
+
+def _strip_optional(annotation: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union or (sys.version_info >= (3, 10) and origin is pytypes.UnionType):
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(members) == 1:
+            return members[0], True
+        raise PredictorError(f"unions other than Optional[T] are not supported ({annotation})")
+    return annotation, False
+
+
+def _strip_annotated(annotation: Any) -> Any:
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    return annotation
+
+
+def _input_kind(annotation: Any) -> tuple[str, bool, bool]:
+    """(kind, is_list, nullable) for an input annotation, or PredictorError."""
+    annotation, nullable = _strip_optional(_strip_annotated(annotation))
+    is_list = False
+    if typing.get_origin(annotation) in (list, typing.List) or annotation in (list, typing.List):
+        args = typing.get_args(annotation)
+        if not args:
+            raise PredictorError("list inputs need an item type, like list[str]")
+        annotation, is_list = _strip_annotated(args[0]), True
+    kind = _lookup(INPUT_KINDS, annotation)
+    if kind is not None:
+        return kind, is_list, nullable
+    if is_list and typing.get_origin(annotation) in (list, typing.List):
+        raise PredictorError("nested lists are not supported")
+    raise PredictorError(f"type {getattr(annotation, '__name__', annotation)!s} is not supported; "
+                         "use str, int, float, bool, cog.Path, cog.File, cog.Secret, Optional or list of these")
+
+
+def _lookup(table: dict, annotation: Any) -> Any:
+    try:
+        return table.get(annotation)
+    except TypeError:  # an unhashable annotation object
+        return None
+
+
+def _json_default(kind: str, value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if isinstance(value, Secret):
+        return value.get_secret_value()
+    if isinstance(value, pathlib.PurePath):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [_json_default(kind, v) for v in value]
+    if kind == "float" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _check_constraints(spec: InputSpec) -> None:
+    """Reject constraints that cannot apply to the type, and defaults that break them."""
+    if (spec.ge is not None or spec.le is not None) and spec.kind not in ("int", "float"):
+        raise PredictorError("ge/le (min/max) only apply to int and float inputs")
+    if (spec.min_length is not None or spec.max_length is not None or spec.regex) and spec.kind != "str":
+        raise PredictorError("min_length, max_length and regex only apply to str inputs")
+    if spec.regex:
+        try:
+            re.compile(spec.regex)
+        except re.error as exc:
+            raise PredictorError(f"regex {spec.regex!r} is not valid ({exc})") from None
+    if spec.choices is not None:
+        if spec.kind not in ("str", "int", "float"):
+            raise PredictorError("choices only apply to str, int and float inputs")
+        for choice in spec.choices:
+            if problem := check_value(spec, choice, check_choices=False):
+                raise PredictorError(f"choice {choice!r} is not valid: {problem}")
+    if spec.default is not None:
+        values = spec.default if spec.is_list and isinstance(spec.default, list) else [spec.default]
+        if spec.is_list and not isinstance(spec.default, list):
+            raise PredictorError(f"default {spec.default!r} is not a list")
+        for value in values:
+            if problem := check_value(spec, value):
+                raise PredictorError(f"default {value!r} is not valid: {problem}")
+
+
+def check_value(spec: InputSpec, value: Any, *, check_choices: bool = True) -> str | None:
+    """Why one (non-list) value does not fit the input, or None when it does."""
+    problem = value_problem(spec, value, check_choices=check_choices)
+    return problem[1] if problem else None
+
+
+def value_problem(spec: InputSpec, value: Any, *, check_choices: bool = True) -> tuple[str, str] | None:
+    """(error type, message) when one (non-list) value does not fit the input, in pydantic's words."""
+    kind = spec.kind
+    if kind == "bool":
+        ok = isinstance(value, bool)
+    elif kind == "int":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind == "float":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:  # str, path, file, secret travel as strings
+        ok = isinstance(value, str)
+    if not ok:
+        name = {"int": "integer", "float": "float", "bool": "boolean"}.get(kind, "str")
+        return f"type_error.{name}", f"value is not a valid {'string' if name == 'str' else name}"
+    if spec.ge is not None and value < spec.ge:
+        return "value_error.number.not_ge", f"ensure this value is greater than or equal to {_num(spec.ge)}"
+    if spec.le is not None and value > spec.le:
+        return "value_error.number.not_le", f"ensure this value is less than or equal to {_num(spec.le)}"
+    if spec.min_length is not None and len(value) < spec.min_length:
+        return "value_error.any_str.min_length", f"ensure this value has at least {spec.min_length} characters"
+    if spec.max_length is not None and len(value) > spec.max_length:
+        return "value_error.any_str.max_length", f"ensure this value has at most {spec.max_length} characters"
+    if spec.regex and not re.search(spec.regex, value):
+        return "value_error.str.regex", f'string does not match regex "{spec.regex}"'
+    if check_choices and spec.choices is not None and value not in spec.choices:
+        permitted = ", ".join(repr(c) for c in spec.choices)
+        return "type_error.enum", f"value is not a valid enumeration member; permitted: {permitted}"
+    return None
+
+
+def _num(x: float) -> Any:
+    return int(x) if float(x).is_integer() else x
+
+
+def _make_spec(name: str, order: int, annotation: Any, info: FieldInfo) -> InputSpec:
+    kind, is_list, nullable = _input_kind(annotation)
+    has_default = info.default is not MISSING
+    default = _json_default(kind, info.default) if has_default else None
+    spec = InputSpec(
+        name=name, order=order, kind=kind, is_list=is_list,
+        nullable=nullable or (has_default and default is None),
+        required=not has_default and not nullable,
+        default=default, description=info.description,
+        ge=info.ge, le=info.le, min_length=info.min_length, max_length=info.max_length,
+        regex=info.regex, deprecated=info.deprecated,
+        choices=None if info.choices is None else [_json_default(kind, c) for c in info.choices],
+    )
+    _check_constraints(spec)
+    return spec
+
+
+def read_inputs(fn: Callable[..., Any]) -> list[InputSpec]:
+    """Inputs of a Cog-style predict/run function, in parameter order."""
+    if getattr(fn, "_cog_inputs", None) is not None:
+        return _read_seed_inputs(fn)
+    hints = _type_hints(fn)
+    specs = []
+    params = [p for p in inspect.signature(fn).parameters.values() if p.name != "self"]
+    for order, param in enumerate(params):
+        where = f"parameter {param.name!r} of {fn.__qualname__}"
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise PredictorError(f"{where} is *args/**kwargs, which cannot be described as an input")
+        if param.name not in hints:
+            raise PredictorError(f"{where} has no type annotation")
+        default = param.default
+        info = default if isinstance(default, FieldInfo) else FieldInfo(
+            default=MISSING if default is inspect.Parameter.empty else default)
+        try:
+            specs.append(_make_spec(param.name, order, hints[param.name], info))
+        except PredictorError as exc:
+            raise PredictorError(f"{where}: {exc}") from None
+    return specs
+
+
+def _read_seed_inputs(fn: Callable[..., Any]) -> list[InputSpec]:
+    specs = []
+    for order, declared in enumerate(fn._cog_inputs):  # type: ignore[attr-defined]
+        info = FieldInfo(default=declared["default"], description=declared["help"],
+                         ge=declared["min"], le=declared["max"], choices=declared["options"])
+        try:
+            specs.append(_make_spec(declared["name"], order, declared["type"], info))
+        except PredictorError as exc:
+            raise PredictorError(f"input {declared['name']!r} of {fn.__qualname__}: {exc}") from None
+    return specs
+
+
+def _type_hints(obj: Any) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(obj, include_extras=True)
+    except Exception as exc:  # NameError for unresolvable string annotations, among others
+        raise PredictorError(f"cannot read the type annotations of {obj.__qualname__}: {exc}") from None
+
+
+# ---------------------------------------------------------------- output types
+
+_PRIMITIVE_SCHEMAS = {
+    str: {"type": "string"}, int: {"type": "integer"}, float: {"type": "number"}, bool: {"type": "boolean"},
+    Path: {"type": "string", "format": "uri"}, pathlib.Path: {"type": "string", "format": "uri"},
+    File: {"type": "string", "format": "uri"},
+    Secret: {"type": "string", "format": "password", "writeOnly": True, "x-cog-secret": True},
+}
+
+
+def title(name: str) -> str:
+    return name.replace("_", " ").title()
+
+
+def value_schema(annotation: Any) -> dict:
+    """JSON schema of an output value type (lenient: unknown types give an open schema)."""
+    annotation = _strip_annotated(annotation)
+    primitive = _lookup(_PRIMITIVE_SCHEMAS, annotation)
+    if primitive is not None:
+        return dict(primitive)
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Union or (sys.version_info >= (3, 10) and origin is pytypes.UnionType):
+        inner, _ = _strip_optional(annotation)
+        return {**value_schema(inner), "nullable": True}
+    if origin in (list, tuple, typing.List) or annotation in (list, tuple):
+        items = value_schema(args[0]) if args else {}
+        return {"type": "array", "items": items}
+    if origin is dict or annotation is dict:
+        return {"type": "object"}
+    if inspect.isclass(annotation) and dataclasses.is_dataclass(annotation):
+        return _object_schema(annotation)
+    if inspect.isclass(annotation) and hasattr(annotation, "model_json_schema"):  # a pydantic model
+        return annotation.model_json_schema()
+    return {}
+
+
+def _object_schema(cls: type) -> dict:
+    hints = _type_hints(cls)
+    properties, required = {}, []
+    for f in dataclasses.fields(cls):
+        properties[f.name] = {"title": title(f.name), **value_schema(hints.get(f.name, Any))}
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            required.append(f.name)
+    schema = {"title": cls.__name__, "type": "object", "properties": properties}
+    if required:
+        schema["required"] = required
+    return schema
+
+
+def output_schema(annotation: Any) -> tuple[dict, bool]:
+    """(the `Output` component, whether the output is an iterator)."""
+    if annotation is inspect.Signature.empty or annotation is Any:
+        return {"title": "Output"}, False
+    annotation = _strip_annotated(annotation)
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    item = args[0] if args else Any
+    if origin in (ConcatenateIterator, AsyncConcatenateIterator) or annotation in (
+            ConcatenateIterator, AsyncConcatenateIterator):
+        return {"title": "Output", "type": "array", "items": value_schema(item) or {"type": "string"},
+                "x-cog-array-type": "iterator", "x-cog-array-display": "concatenate"}, True
+    if origin in _ITERATORS + _ASYNC_ITERATORS or annotation in _ITERATORS + _ASYNC_ITERATORS:
+        return {"title": "Output", "type": "array", "items": value_schema(item),
+                "x-cog-array-type": "iterator"}, True
+    schema = value_schema(annotation)
+    if inspect.isclass(annotation) and issubclass(annotation, BaseModel) and annotation.__name__ == "Output":
+        schema["title"] = "Output"
+    return {"title": "Output", **schema}, False
+
+
+def read_signature(fn: Callable[..., Any], setup: Callable[..., Any] | None = None) -> Signature:
+    """The full signature of a predict/run callable."""
+    hints = _type_hints(fn)
+    schema, is_iter = output_schema(hints.get("return", inspect.Signature.empty))
+    is_async = inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
+    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        is_iter = True
+        if "x-cog-array-type" not in schema:
+            schema = {"title": "Output", "type": "array", "items": {k: v for k, v in schema.items() if k != "title"},
+                      "x-cog-array-type": "iterator"}
+    takes_weights = setup is not None and "weights" in inspect.signature(setup).parameters
+    return Signature(
+        inputs=read_inputs(fn), output_schema=schema, is_async=is_async, is_iterator=is_iter,
+        max_concurrency=getattr(fn, "__cog_concurrent_max__", 1), setup_takes_weights=takes_weights,
+    )
