@@ -1,0 +1,142 @@
+"""Artifacts attached to an image (OCI 1.1 referrers): the lock and an SBOM travel with the image.
+
+An artifact is an image manifest with `artifactType`, the empty config and `subject` pointing at the
+image. Registries with the referrers API index it themselves (they answer the PUT with `OCI-Subject`);
+for the others (Debian's docker-registry 2.8 among them) the spec's fallback applies: an index tagged
+`sha256-<hex of the subject>` lists the artifacts, and it is updated on every attach.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Sequence
+
+from cogbuild.layers.descriptor import OCI_INDEX, OCI_MANIFEST, Descriptor, canonical_json, sha256_digest
+
+from .client import RegistryClient, RegistryError
+from .reference import Reference, parse_reference
+from .remote import put_manifest
+from .sbom import spdx_sbom
+from .transfer import with_query
+
+OCI_EMPTY = "application/vnd.oci.empty.v1+json"
+EMPTY_JSON = b"{}"
+TITLE = "org.opencontainers.image.title"
+LOCK_ARTIFACT_TYPE = "application/vnd.cogbuild.lock.v1+toml"
+SPDX_ARTIFACT_TYPE = "application/spdx+json"
+
+
+@dataclass(frozen=True)
+class ArtifactFile:
+    name: str
+    media_type: str
+    data: bytes
+
+
+def fallback_tag(digest: str) -> str:
+    return digest.replace(":", "-", 1)
+
+
+def attach_artifact(ref: str | Reference, subject: Descriptor, artifact_type: str,
+                    files: Sequence[ArtifactFile], *, annotations: dict[str, str] | None = None,
+                    insecure: bool = False, client: RegistryClient | None = None) -> Descriptor:
+    """Push `files` as one artifact whose subject is the image `subject`; return its descriptor."""
+    ref = parse_reference(ref)
+    client = client or RegistryClient(ref.registry, ref.api_host, insecure=insecure)
+    layers = []
+    for item in files:
+        _push_small_blob(client, ref.repository, item.data)
+        layers.append(Descriptor.of(item.media_type, item.data, annotations={TITLE: item.name}).to_json())
+    _push_small_blob(client, ref.repository, EMPTY_JSON)
+    doc = {
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": artifact_type,
+        "config": Descriptor.of(OCI_EMPTY, EMPTY_JSON).to_json(), "layers": layers,
+        "subject": Descriptor(subject.media_type, subject.digest, subject.size).to_json(),
+    }
+    if annotations:
+        doc["annotations"] = dict(sorted(annotations.items()))
+    data = canonical_json(doc)
+    desc = Descriptor(OCI_MANIFEST, sha256_digest(data), len(data), annotations=dict(annotations or {}))
+    response = client.request(
+        "PUT", client.url(f"{ref.repository}/manifests/{desc.digest}"), repository=ref.repository, ok=(201,),
+        headers={"Content-Type": OCI_MANIFEST}, body=data, action=f"attach a {artifact_type} artifact to")
+    if response.headers.get("OCI-Subject") != subject.digest:
+        _add_to_fallback_index(client, ref, subject.digest, desc, artifact_type)
+    return desc
+
+
+def find_referrers(ref: str | Reference, subject_digest: str, *, artifact_type: str | None = None,
+                   insecure: bool = False, client: RegistryClient | None = None) -> list[Descriptor]:
+    """Artifacts attached to `subject_digest`: the referrers API, else the fallback tag."""
+    ref = parse_reference(ref)
+    client = client or RegistryClient(ref.registry, ref.api_host, insecure=insecure)
+    response = client.request(
+        "GET", client.url(f"{ref.repository}/referrers/{subject_digest}"), repository=ref.repository,
+        ok=(200, 404), headers={"Accept": OCI_INDEX}, action="list artifacts attached to an image in")
+    index = response.json() if response.status_code == 200 else None
+    if index is None or not index.get("manifests"):
+        index = _fetch_fallback_index(client, ref, subject_digest) or {"manifests": []}
+    found = [_referrer(m) for m in index.get("manifests", [])]
+    return [d for d, kind in found if artifact_type is None or kind == artifact_type]
+
+
+def _referrer(entry: dict) -> tuple[Descriptor, str | None]:
+    desc = Descriptor.from_json(entry)
+    kind = entry.get("artifactType")
+    if kind:
+        desc.annotations.setdefault("artifactType", kind)  # kept visible to callers that only see descriptors
+    return desc, kind
+
+
+def _push_small_blob(client: RegistryClient, repository: str, data: bytes) -> None:
+    digest = sha256_digest(data)
+    head = client.request("HEAD", client.url(f"{repository}/blobs/{digest}"), repository=repository,
+                          ok=(200, 404), action=f"check blob {digest[:19]} in")
+    if head.status_code == 200:
+        return
+    start = client.request("POST", client.url(f"{repository}/blobs/uploads/"), repository=repository,
+                           ok=(202,), action="start uploading an artifact to")
+    client.request("PUT", with_query(client.resolve_location(start), digest=digest), repository=repository,
+                   ok=(201,), headers={"Content-Type": "application/octet-stream"}, body=data,
+                   action="upload an artifact to")
+
+
+def _fetch_fallback_index(client: RegistryClient, ref: Reference, subject_digest: str) -> dict | None:
+    response = client.request(
+        "GET", client.url(f"{ref.repository}/manifests/{fallback_tag(subject_digest)}"),
+        repository=ref.repository, ok=(200, 404), headers={"Accept": OCI_INDEX},
+        action="read the referrers tag of")
+    if response.status_code == 404:
+        return None
+    try:
+        return json.loads(response.content)
+    except ValueError:
+        raise RegistryError(f"the referrers tag {fallback_tag(subject_digest)} in {ref.registry}/{ref.repository} "
+                            "does not hold JSON") from None
+
+
+def _add_to_fallback_index(client: RegistryClient, ref: Reference, subject_digest: str, desc: Descriptor,
+                           artifact_type: str) -> None:
+    index = _fetch_fallback_index(client, ref, subject_digest) or {"schemaVersion": 2, "mediaType": OCI_INDEX,
+                                                                  "manifests": []}
+    entries = [m for m in index.get("manifests", []) if m.get("digest") != desc.digest]
+    entry = {**Descriptor(desc.media_type, desc.digest, desc.size, annotations=desc.annotations).to_json(),
+             "artifactType": artifact_type}
+    index["manifests"] = sorted(entries + [entry], key=lambda m: (m.get("artifactType", ""), m["digest"]))
+    data = canonical_json(index)
+    put_manifest(client, ref.repository, data, Descriptor.of(OCI_INDEX, data), fallback_tag(subject_digest))
+
+
+def attach_lock_and_sbom(ref: str | Reference, subject: Descriptor, lock_text: bytes, artifacts: Sequence,
+                         *, insecure: bool = False) -> list[Descriptor]:
+    """Attach `cog.lock` and an SPDX SBOM made from its artifacts to the pushed image `subject`."""
+    ref = parse_reference(ref)
+    client = RegistryClient(ref.registry, ref.api_host, insecure=insecure)
+    sbom = spdx_sbom(ref.name, subject.digest, artifacts)
+    return [
+        attach_artifact(ref, subject, LOCK_ARTIFACT_TYPE,
+                        [ArtifactFile("cog.lock", LOCK_ARTIFACT_TYPE, lock_text)], client=client),
+        attach_artifact(ref, subject, SPDX_ARTIFACT_TYPE,
+                        [ArtifactFile("sbom.spdx.json", SPDX_ARTIFACT_TYPE, sbom)], client=client),
+    ]
