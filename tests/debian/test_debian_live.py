@@ -1,0 +1,46 @@
+"""The real Debian archive: bookworm's python3.11 closure, verified with the system's Debian keyring."""
+
+from __future__ import annotations
+
+import re
+import socket
+from pathlib import Path
+
+import pytest
+from debian_fixture_repo import require, require_tools
+
+from cogbuild.debian import DebianSource, resolve_closure, suite_for_python
+
+pytestmark = pytest.mark.network
+
+
+def _reachable(host: str) -> bool:
+    try:
+        socket.create_connection((host, 80), timeout=10).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def live_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    require_tools("gpgv")
+    require(DebianSource().keyring.is_file(), f"the Debian archive keyring {DebianSource().keyring}")
+    require(_reachable("deb.debian.org"), "network access to deb.debian.org")
+    return tmp_path_factory.mktemp("debian-cache")
+
+
+@pytest.mark.parametrize("arch", ["amd64", "arm64"])
+def test_python311_closure_on_bookworm(arch: str, live_cache: Path):
+    debs = resolve_closure(["python3.11"], suite=suite_for_python("3.11"), arch=arch,
+                           exclude=["debconf", "debconf-2.0"], cache_dir=live_cache)  # fmt: skip
+    by_name = {deb.name: deb for deb in debs}
+    for name in ("libc6", "libpython3.11-stdlib", "python3.11-minimal"):
+        deb = by_name[name]
+        assert re.fullmatch(r"[0-9a-f]{64}", deb.sha256)
+        assert deb.size > 10_000
+        assert deb.filename.endswith(f"_{arch}.deb") and deb.url.endswith("/" + deb.filename)
+        assert deb.url.startswith(("http://deb.debian.org/debian/pool/", "http://deb.debian.org/debian-security/pool/"))
+    assert by_name["python3.11"].required_by == ("request",)
+    assert "debconf" not in by_name
+    assert all(deb.filename.endswith((f"_{arch}.deb", "_all.deb")) for deb in debs)
