@@ -17,7 +17,7 @@ from . import __version__
 from .cache import BlobCache, atomic_write, cache_dir, file_sha256
 from .config import CogConfig
 from .errors import CogbuildError
-from .layers.descriptor import Descriptor, canonical_json
+from .layers.descriptor import OCI_INDEX, Descriptor, canonical_json
 from .layers.image import (Layer, RuntimeConfig, config_bytes, config_descriptor, index_bytes, manifest_bytes,
                            manifest_descriptor)
 from .layers.osfixups import ImageUser
@@ -45,6 +45,7 @@ class BuildOptions:
 class BuildResult:
     descriptor: Descriptor  # the manifest (one image) or the index (several)
     images: dict[tuple[str, str], Descriptor]  # (platform, variant) -> manifest
+    variants: dict[str, Descriptor] = field(default_factory=dict)  # variant -> its manifest or index
 
 
 class LayerCache:
@@ -122,7 +123,6 @@ def runtime_config(config: CogConfig, lock: Lock, user: ImageUser, lock_digest: 
         "run.cog.config": canonical_json(config.raw).decode(),
         "run.cog.cogbuild-version": __version__,
         LOCK_ANNOTATION: lock_digest,
-        "org.opencontainers.image.title": config.root.name,
     }
     return RuntimeConfig(entrypoint=[f"/usr/bin/python{lock.python_version}", "-m", "cog.server.http"],
                          env=env, user=user.spec, labels=labels)
@@ -164,9 +164,18 @@ def build(config: CogConfig, lock: Lock, lock_digest: str, layout: Layout, optio
                                                            platform, variant, options.compression, mtime)
     if len(images) == 1:
         return BuildResult(next(iter(images.values())), images)
-    index = index_bytes(list(images.values()))
-    layout.write_blob(index)
-    return BuildResult(Descriptor.of("application/vnd.oci.image.index.v1+json", index), images)
+    # Runtimes choose from an index by platform only, so each variant also gets an image of its own.
+    by_variant = {v: _index(layout, [d for (_, variant), d in images.items() if variant == v])
+                  for v in variants}
+    return BuildResult(_index(layout, list(images.values())), images, by_variant)
+
+
+def _index(layout: Layout, manifests: list[Descriptor]) -> Descriptor:
+    if len(manifests) == 1:
+        return manifests[0]
+    data = index_bytes(manifests)
+    layout.write_blob(data)
+    return Descriptor.of(OCI_INDEX, data)
 
 
 def _write_image(layout: Layout, layers: list, config: CogConfig, lock: Lock, lock_digest: str,

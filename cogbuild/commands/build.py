@@ -19,10 +19,8 @@ def build_project(project: Project, tag: str | None, platforms: list[str] | None
                     BuildOptions(platforms=platforms, variants=variants, compression=compression), progress)
     name = tag or f"{project.name}:latest"
     store.tag(name, outcome.descriptor)
-    if len(outcome.images) > 1:
-        for (platform, variant), desc in outcome.images.items():
-            if platform == "linux/amd64":
-                store.tag(f"{name}-{variant}", desc)
+    for variant, desc in outcome.variants.items():
+        store.tag(f"{name}-{variant}", desc)
     return name, outcome
 
 

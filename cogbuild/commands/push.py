@@ -1,0 +1,36 @@
+"""cogbuild push: build the model if it changed (instant from cache otherwise), then push it."""
+
+from __future__ import annotations
+
+import click
+
+from ..layers.tarball import Compression
+from ..project import Project, open_store
+from ..registry.reference import parse_reference
+from ..registry.remote import push_image
+from ..ui import progress_printer, result
+from .build import build_project
+
+
+@click.command("push")
+@click.argument("ref")
+@click.option("-f", "--file", "cog_yaml", type=click.Path(), help="Path to cog.yaml (default: ./cog.yaml).")
+@click.option("--insecure", is_flag=True, help="Allow plain HTTP to a registry that is not on loopback.")
+@click.option("--compression", default="gzip", show_default=True, help="gzip[:LEVEL], zstd[:LEVEL] or none.")
+@click.pass_context
+def command(ctx: click.Context, ref: str, cog_yaml: str | None, insecure: bool, compression: str) -> None:
+    """Build the model in the current directory and push it to REF; print REF@sha256:… (its version ID).
+
+    \b
+    Examples:
+      cogbuild push 127.0.0.1:5000/hello:v1
+      cogbuild push ghcr.io/me/my-model:latest -f models/a/cog.yaml
+    """
+    progress = progress_printer(ctx)
+    reference = parse_reference(ref)
+    project = Project.load(cog_yaml)
+    _, outcome = build_project(project, None, None, None, Compression.parse(compression), progress)
+    progress(f"pushing to {reference.registry}/{reference.repository}")
+    digest = push_image(open_store(), outcome.descriptor, reference, insecure=insecure,
+                        variants=outcome.variants)
+    result(f"{ref.split('@')[0]}@{digest}")

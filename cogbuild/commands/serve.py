@@ -1,0 +1,24 @@
+"""cogbuild serve: the model's HTTP API on this host, from its directory, no image needed."""
+
+from __future__ import annotations
+
+import click
+
+from ..project import Project
+from ..serving import exec_server
+
+
+@click.command("serve")
+@click.argument("directory", required=False, default=".")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", "-p", default=5000, show_default=True, type=int)
+def command(directory: str, host: str, port: int) -> None:
+    """Serve the Cog HTTP API for the model in DIRECTORY until interrupted.
+
+    \b
+    Example:
+      cogbuild serve examples/hello --port 5000 &
+      curl -s -XPOST localhost:5000/predictions -H 'Content-Type: application/json' \\
+           -d '{"input": {"text": "world"}}'
+    """
+    exec_server(Project.load(None, directory).config, host, port)
