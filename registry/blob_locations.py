@@ -17,7 +17,7 @@ _MAX_DIGESTS = 20000
 
 
 def cache_dir() -> Path:
-    explicit = os.environ.get("COGBUILD_CACHE_DIR")
+    explicit = os.environ.get("COGBUILD_CACHE")
     if explicit:
         return Path(explicit)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")

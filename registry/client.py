@@ -134,7 +134,7 @@ class RegistryClient:
     def error(self, response: requests.Response, repository: str, action: str,
               attempts: int = 1) -> RegistryError:
         status = response.status_code
-        where = f"{self.registry}/{repository}"
+        where = f"{self.registry}/{repository}" if repository else self.registry
         detail = _registry_message(response)
         detail = f" ({detail})" if detail else ""
         if status == 401:

@@ -15,7 +15,8 @@ def private_home(tmp_path, monkeypatch):
     """Credentials and caches of the test only, never the developer's."""
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "home" / ".docker"))
-    monkeypatch.setenv("COGBUILD_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("COGBUILD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("COGBUILD_STORE", str(tmp_path / "local-store"))
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
 
 

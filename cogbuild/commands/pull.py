@@ -1,0 +1,33 @@
+"""cogbuild pull: fetch an image (all platforms and variants) into the local store, verifying every blob."""
+
+from __future__ import annotations
+
+import click
+
+from ..project import open_store
+from ..registry.reference import parse_reference
+from ..registry.remote import pull_image
+from ..registry.transfer import TransferStats
+from ..ui import progress_printer, result
+
+
+@click.command("pull")
+@click.argument("ref")
+@click.option("--insecure", is_flag=True, help="Allow plain HTTP to a registry that is not on loopback.")
+@click.pass_context
+def command(ctx: click.Context, ref: str, insecure: bool) -> None:
+    """Fetch REF into the local store; print REF@sha256:….
+
+    \b
+    Examples:
+      cogbuild pull 127.0.0.1:5000/hello:v1
+      cogbuild pull ghcr.io/me/model@sha256:…
+    """
+    progress = progress_printer(ctx)
+    reference = parse_reference(ref)
+    progress(f"pulling {reference}")
+    stats = TransferStats()
+    desc = pull_image(reference, open_store(), insecure=insecure, stats=stats)
+    progress(f"{stats.blobs_downloaded} blobs downloaded ({stats.bytes_received / 1e6:.1f} MB), "
+             f"{stats.blobs_skipped} already present")
+    result(f"{reference.name}@{desc.digest}")

@@ -1,0 +1,59 @@
+"""cogbuild show: variants, platforms, layers, schema and lock of an image, local or in a registry."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import click
+
+from ..errors import UsageError
+from ..project import open_store
+from ..registry.inspect import describe_local, describe_remote, render
+from ..registry.layout import Layout, LayoutError
+from ..registry.reference import parse_reference
+from ..ui import result
+
+
+@click.command("show")
+@click.argument("target")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.option("--remote", is_flag=True, help="Look TARGET up in its registry even if the local store has it.")
+@click.option("--insecure", is_flag=True, help="Allow plain HTTP to a registry that is not on loopback.")
+def command(target: str, as_json: bool, remote: bool, insecure: bool) -> None:
+    """Describe TARGET: an OCI layout directory (DIR or DIR:NAME), a name in the local store, or a registry REF.
+
+    \b
+    Examples:
+      cogbuild show hello:latest
+      cogbuild show 127.0.0.1:5000/hello:v1 --json
+      cogbuild show ./image-layout:v1
+    """
+    summary = _describe(target, remote, insecure)
+    result(json.dumps(summary, indent=2, sort_keys=True) if as_json else render(summary))
+
+
+def _describe(target: str, remote: bool, insecure: bool) -> dict:
+    if not remote:
+        path, _, name = target.partition(":") if not os.path.exists(target) else (target, "", "")
+        if os.path.isfile(os.path.join(path, "oci-layout")):
+            return _from_layout(Layout(path), name, path)
+        store = open_store()
+        try:
+            return describe_local(store, target)
+        except LayoutError:
+            pass
+    return describe_remote(parse_reference(target), insecure=insecure)
+
+
+def _from_layout(layout: Layout, name: str, path: str) -> dict:
+    if not name:
+        names = [n for n, _ in layout.refs()] or [m.digest for m in layout.manifests()]
+        if len(names) != 1:
+            raise UsageError(f"{path} holds {len(names)} images; name one as {path}:NAME "
+                             f"(one of: {', '.join(names[:5]) or 'none'})")
+        name = names[0]
+    try:
+        return describe_local(layout, name)
+    except LayoutError as exc:
+        raise UsageError(str(exc)) from None

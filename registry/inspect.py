@@ -1,0 +1,194 @@
+"""What an image is: variants and platforms, layers and what each holds, schema inputs/outputs, the lock.
+
+Works on the local store (an OCI layout) or a registry; only manifests, configs and (when attached)
+the lock are read, never the layers. `describe()` returns plain data for `--json`; `render()` makes text.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Callable
+
+from cogbuild.layers.descriptor import Descriptor, sha256_digest
+
+from .client import RegistryClient, RegistryError
+from .layout import Layout
+from .reference import Reference
+from .referrers import LOCK_ARTIFACT_TYPE, find_referrers
+from .remote import INDEX_TYPES, get_manifest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+SCHEMA_LABELS = ("run.cog.openapi_schema", "run.cog.openapi-schema")
+LOCK_LABEL = "run.cog.lock-digest"
+VARIANT_ANNOTATION = "run.cog.variant"
+ReadBlob = Callable[[str], bytes]  # digest -> verified bytes
+
+
+def describe(read: ReadBlob, top: Descriptor, *, name: str, lock_text: bytes | None = None) -> dict[str, Any]:
+    doc = json.loads(read(top.digest))
+    if top.media_type in INDEX_TYPES:
+        entries = [Descriptor.from_json(m) for m in doc.get("manifests", [])]
+        images = [_describe_manifest(read, d) for d in entries if d.media_type not in INDEX_TYPES]
+    else:
+        images = [_describe_manifest(read, top, doc)]
+    lock_digests = sorted({i["lock_digest"] for i in images if i["lock_digest"]})
+    return {
+        "name": name,
+        "digest": top.digest,
+        "media_type": top.media_type,
+        "images": images,
+        "lock": summarize_lock(lock_text) if lock_text else None,
+        "lock_digests": lock_digests,
+    }
+
+
+def _describe_manifest(read: ReadBlob, desc: Descriptor, doc: dict | None = None) -> dict[str, Any]:
+    doc = doc or json.loads(read(desc.digest))
+    config = json.loads(read(doc["config"]["digest"]))
+    labels = (config.get("config") or {}).get("Labels") or {}
+    history = [h for h in config.get("history", []) if not h.get("empty_layer")]
+    layers = []
+    for i, layer in enumerate(doc.get("layers", [])):
+        holds = history[i].get("created_by", "") if i < len(history) else ""
+        layers.append({"digest": layer["digest"], "size": layer["size"], "media_type": layer["mediaType"],
+                       "holds": holds.removeprefix("cogbuild: ")})
+    platform = desc.platform or {"os": config.get("os", ""), "architecture": config.get("architecture", "")}
+    variant = (desc.annotations.get(VARIANT_ANNOTATION)
+               or (doc.get("annotations") or {}).get(VARIANT_ANNOTATION) or "")
+    return {
+        "digest": desc.digest,
+        "platform": "/".join(p for p in (platform.get("os"), platform.get("architecture"),
+                                         platform.get("variant")) if p),
+        "variant": variant,
+        "size": sum(l["size"] for l in layers) + doc["config"]["size"],
+        "layers": layers,
+        "schema": summarize_schema(next((labels[k] for k in SCHEMA_LABELS if k in labels), None)),
+        "lock_digest": labels.get(LOCK_LABEL, ""),
+        "entrypoint": (config.get("config") or {}).get("Entrypoint") or [],
+    }
+
+
+def summarize_schema(text: str | None) -> dict[str, Any] | None:
+    """Inputs (name, type, default, description, in x-order) and the output type of a Cog OpenAPI schema."""
+    if not text:
+        return None
+    try:
+        schemas = json.loads(text)["components"]["schemas"]
+    except (ValueError, KeyError, TypeError):
+        return {"error": "the schema label is not a Cog OpenAPI document"}
+    props = (schemas.get("Input") or {}).get("properties") or {}
+    required = set((schemas.get("Input") or {}).get("required") or [])
+    inputs = []
+    for key, prop in sorted(props.items(), key=lambda kv: kv[1].get("x-order", 0)):
+        inputs.append({"name": key, "type": _type_name(prop, schemas), "required": key in required,
+                       "default": prop.get("default"), "description": prop.get("description", "")})
+    return {"inputs": inputs, "output": _type_name(schemas.get("Output") or {}, schemas)}
+
+
+def _type_name(prop: dict, schemas: dict) -> str:
+    if "allOf" in prop and prop["allOf"]:
+        target = prop["allOf"][0].get("$ref", "").rsplit("/", 1)[-1]
+        choices = (schemas.get(target) or {}).get("enum")
+        return f"enum{choices}" if choices else target or "object"
+    if prop.get("type") == "array":
+        return f"list[{_type_name(prop.get('items') or {}, schemas)}]"
+    if prop.get("format") == "uri":
+        return "Path"
+    return prop.get("type") or prop.get("title") or "any"
+
+
+def summarize_lock(text: bytes) -> dict[str, Any]:
+    try:
+        lock = tomllib.loads(text.decode())
+    except (ValueError, UnicodeDecodeError):
+        return {"error": "the attached cog.lock is not valid TOML"}
+    packages = lock.get("package") or []
+    counts: dict[str, int] = {}
+    total = 0
+    for p in packages:
+        key = f"{p.get('group', '?')}/{p.get('kind', '?')}"
+        counts[key] = counts.get(key, 0) + 1
+        total += int(p.get("size") or 0)
+    return {"python": lock.get("python"), "debian": lock.get("debian"), "platforms": lock.get("platforms"),
+            "variants": lock.get("variants"), "packages": len(packages), "by_group": dict(sorted(counts.items())),
+            "download_bytes": total}
+
+
+# -- sources -----------------------------------------------------------------------------------
+def describe_local(layout: Layout, name: str) -> dict[str, Any]:
+    desc = layout.resolve(name)
+    summary = describe(lambda d: layout.read_blob(d), desc, name=name)
+    for digest in summary["lock_digests"]:
+        if layout.has_blob(digest):
+            summary["lock"] = summarize_lock(layout.read_blob(digest))
+            break
+    return summary
+
+
+def describe_remote(ref: Reference, *, insecure: bool = False) -> dict[str, Any]:
+    client = RegistryClient(ref.registry, ref.api_host, insecure=insecure)
+    data, top = get_manifest(client, ref)
+    cache = {top.digest: data}
+
+    def read(digest: str) -> bytes:
+        if digest not in cache:
+            cache[digest] = _fetch_json_blob(client, ref, digest)
+        return cache[digest]
+
+    lock_text = None
+    lock_refs = find_referrers(ref, top.digest, artifact_type=LOCK_ARTIFACT_TYPE, client=client)
+    if lock_refs:
+        manifest = json.loads(get_manifest(client, ref, lock_refs[0].digest)[0])
+        if manifest.get("layers"):
+            lock_text = _fetch_json_blob(client, ref, manifest["layers"][0]["digest"])
+    return describe(read, top, name=str(ref), lock_text=lock_text)
+
+
+def _fetch_json_blob(client: RegistryClient, ref: Reference, digest: str) -> bytes:
+    """Manifests by the manifests endpoint, other small blobs by the blobs endpoint; verified either way."""
+    response = client.request("GET", client.url(f"{ref.repository}/blobs/{digest}"), repository=ref.repository,
+                              ok=(200, 404), action=f"read blob {digest[:19]} from")
+    if response.status_code == 404:
+        return get_manifest(client, ref, digest)[0]
+    data = response.content
+    if sha256_digest(data) != digest:
+        raise RegistryError(f"registry {ref.registry} sent blob {digest} of {ref.repository} with other content")
+    return data
+
+
+# -- text ----------------------------------------------------------------------------------------
+def render(summary: dict[str, Any]) -> str:
+    lines = [f"{summary['name']}", f"  digest: {summary['digest']}"]
+    for image in summary["images"]:
+        title = " ".join(p for p in (image["platform"], image["variant"]) if p)
+        lines.append(f"  {title}  {image['digest']}  {_size(image['size'])}")
+        for layer in image["layers"]:
+            lines.append(f"    {_size(layer['size']):>10}  {layer['digest'][7:19]}  {layer['holds'] or '-'}")
+        schema = image["schema"]
+        if schema and "inputs" in schema:
+            for item in schema["inputs"]:
+                default = "" if item["default"] is None else f" = {item['default']!r}"
+                flag = " (required)" if item["required"] else ""
+                lines.append(f"    input {item['name']}: {item['type']}{default}{flag}  {item['description']}".rstrip())
+            lines.append(f"    output: {schema['output']}")
+    if summary["lock_digests"]:
+        lines.append(f"  lock: {', '.join(summary['lock_digests'])}")
+    lock = summary.get("lock")
+    if lock and "packages" in lock:
+        groups = ", ".join(f"{k} {v}" for k, v in lock["by_group"].items())
+        lines.append(f"    python {lock['python']}, debian {lock['debian']}, {lock['packages']} packages "
+                     f"({_size(lock['download_bytes'])}): {groups}")
+    return "\n".join(lines)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"
