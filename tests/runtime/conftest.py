@@ -1,0 +1,176 @@
+"""Fixtures for black-box runtime tests: real servers on loopback, a sink for webhooks,
+uploads and input files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+
+MODELS = Path(__file__).parent / "models"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """`python -m cog.server.http` in a subprocess, serving one predictor from tests/runtime/models."""
+
+    def __init__(self, predictor: str, *, env: dict | None = None, args: list[str] | None = None,
+                 cwd: Path = MODELS) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        full_env.pop("COG_PREDICTOR", None)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "cog.server.http", "--host", "127.0.0.1", "--port", str(self.port),
+             "--predictor", predictor, *(args or [])],
+            cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        self.client = httpx.Client(base_url=self.url, timeout=30)
+
+    def wait_until(self, *states: str, timeout: float = 20) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"server exited early:\n{self.process.stdout.read()}")
+            try:
+                health = self.client.get("/health-check").json()
+                if health["status"] in states:
+                    return health
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"server never reached {states}")
+
+    def stop(self) -> int:
+        self.client.close()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+@pytest.fixture
+def serve():
+    """serve(predictor, env=..., args=...) starts a server and waits for setup to end."""
+    started: list[Server] = []
+
+    def start(predictor: str, *, ready: tuple = ("READY", "SETUP_FAILED"), **kwargs) -> Server:
+        server = Server(predictor, **kwargs)
+        started.append(server)
+        server.wait_until(*ready)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def module_server(predictor: str, **kwargs):
+    """A module-scoped fixture serving one predictor (saves server start-up per test)."""
+
+    @pytest.fixture(scope="module")
+    def fixture():
+        server = Server(predictor, **kwargs)
+        server.wait_until("READY", "SETUP_FAILED")
+        yield server
+        server.stop()
+
+    return fixture
+
+
+class Sink:
+    """A loopback HTTP server that records requests: webhooks (POST), uploads (PUT), files (GET)."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+        self.files: dict[str, bytes] = {}
+        self.post_statuses: list[int] = []  # answered in order to POSTs, then 200
+        self.lock = threading.Lock()
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def _record(self) -> bytes:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with sink.lock:
+                    sink.requests.append({"method": self.command, "path": self.path, "body": body,
+                                          "headers": dict(self.headers), "time": time.monotonic()})
+                return body
+
+            def do_POST(self) -> None:
+                self._record()
+                with sink.lock:
+                    status = sink.post_statuses.pop(0) if sink.post_statuses else 200
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def do_PUT(self) -> None:
+                body = self._record()
+                with sink.lock:
+                    sink.files[self.path] = body
+                self.send_response(201)
+                self.send_header("Location", f"http://127.0.0.1:{sink.port}/stored{self.path}?signed=1")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def do_GET(self) -> None:
+                self._record()
+                body = sink.files.get(self.path)
+                if self.path.startswith("/slow"):
+                    time.sleep(5)
+                self.send_response(200 if body is not None else 404)
+                self.send_header("Content-Length", str(len(body or b"")))
+                self.end_headers()
+                if body:
+                    self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def webhooks(self) -> list[dict]:
+        with self.lock:
+            return [json.loads(r["body"]) for r in self.requests if r["method"] == "POST"]
+
+    def wait_for_webhook(self, status: str, timeout: float = 20) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            hooks = self.webhooks()
+            if any(h["status"] == status for h in hooks):
+                return hooks
+            time.sleep(0.05)
+        raise AssertionError(f"no webhook with status {status}; got {[h['status'] for h in self.webhooks()]}")
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def sink():
+    s = Sink()
+    yield s
+    s.close()

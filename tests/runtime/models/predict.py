@@ -1,0 +1,175 @@
+"""Predictors the runtime tests serve, one class per behaviour (select with --predictor predict.py:NAME)."""
+
+import asyncio
+import os
+import signal
+import sys
+import tempfile
+import time
+from typing import Iterator, List, Optional
+
+import cog
+from cog import (AsyncConcatenateIterator, BaseModel, BasePredictor, BaseRunner, ConcatenateIterator, File, Input,
+                 Path, Secret, current_scope)
+
+
+class Echo(BasePredictor):
+    def setup(self) -> None:
+        print("echo setup ran")
+
+    def predict(
+        self,
+        text: str = Input(description="Some text", min_length=1, max_length=20),
+        count: int = Input(description="How many", default=1, ge=1, le=5),
+        ratio: float = Input(default=0.5, ge=0.0, le=1.0),
+        loud: bool = False,
+        color: str = Input(default="red", choices=["red", "green"]),
+        code: str = Input(default="ab", regex=r"^[a-z]+$"),
+        note: Optional[str] = None,
+        tags: List[str] = Input(default=None, description="Tags"),
+        token: Secret = Input(default=None),
+    ) -> dict:
+        print(f"echoing {text} with token {token.get_secret_value() if token else None}")
+        print("to stderr", file=sys.stderr)
+        return {"text": text * count, "ratio": ratio, "loud": loud, "color": color, "code": code,
+                "note": note, "tags": tags, "has_token": token is not None}
+
+
+class Files(BasePredictor):
+    def predict(self, image: Path, extra: List[Path] = Input(default=None),
+                blob: File = Input(default=None)) -> dict:
+        names = [image] + list(extra or [])
+        out = {"sizes": [os.path.getsize(p) for p in names], "content": image.read_text(),
+               "is_cog_path": isinstance(image, cog.Path)}
+        if blob is not None:
+            out["blob"] = blob.read().decode()
+        global SEEN
+        SEEN = str(image)
+        print(f"input path: {image}")
+        return out
+
+
+class Output(BaseModel):
+    caption: str
+    picture: Path
+
+
+class FileOutput(BasePredictor):
+    def predict(self, text: str = "hi") -> Output:
+        path = os.path.join(tempfile.mkdtemp(), "out.txt")
+        with open(path, "w") as handle:
+            handle.write(text)
+        return Output(caption=text.upper(), picture=Path(path))
+
+
+class PathOutput(BasePredictor):
+    def predict(self, text: str = "hi") -> Path:
+        path = os.path.join(tempfile.mkdtemp(), "answer.txt")
+        with open(path, "w") as handle:
+            handle.write(text)
+        return Path(path)
+
+
+class Fails(BasePredictor):
+    def predict(self, message: str = "boom") -> str:
+        print("about to fail")
+        raise ValueError(message)
+
+
+class Slow(BasePredictor):
+    def predict(self, seconds: float = 1.0) -> str:
+        print("started", flush=True)
+        time.sleep(seconds)
+        return "slept"
+
+
+class Stubborn(BasePredictor):
+    """Blocks the cancel signal, so only killing the worker can stop it."""
+
+    def predict(self, seconds: float = 30.0) -> str:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+        time.sleep(seconds)
+        return "never canceled"
+
+
+class Tokens(BasePredictor):
+    def predict(self, words: int = 3, delay: float = 0.0) -> ConcatenateIterator[str]:
+        for i in range(words):
+            time.sleep(delay)
+            print(f"token {i}")
+            yield f"w{i} "
+
+
+class Numbers(BasePredictor):
+    def predict(self, n: int = 3) -> Iterator[int]:
+        yield from range(n)
+
+
+class AsyncSlow(BasePredictor):
+    @cog.concurrent(max=2)
+    async def predict(self, seconds: float = 0.5, tag: str = "x") -> str:
+        print(f"async start {tag}")
+        await asyncio.sleep(seconds)
+        return f"done {tag}"
+
+
+class AsyncTokens(BasePredictor):
+    async def predict(self, words: int = 3) -> AsyncConcatenateIterator[str]:
+        for i in range(words):
+            await asyncio.sleep(0.01)
+            yield f"a{i} "
+
+
+class Crash(BasePredictor):
+    def predict(self, how: str = Input(default="exit", choices=["exit", "segv", "kill"])) -> str:
+        print("crashing", flush=True)
+        if how == "exit":
+            os._exit(3)
+        if how == "segv":
+            os.kill(os.getpid(), signal.SIGSEGV)
+        os.kill(os.getpid(), signal.SIGKILL)
+        return "unreachable"
+
+
+class SetupFails(BasePredictor):
+    def setup(self) -> None:
+        print("loading weights")
+        raise RuntimeError("weights are missing")
+
+    def predict(self) -> str:
+        return "unreachable"
+
+
+class Weights(BasePredictor):
+    def setup(self, weights: Optional[Path] = None) -> None:
+        self.weights = weights
+
+    def predict(self) -> str:
+        return str(self.weights)
+
+
+class Scoped(BaseRunner):
+    def run(self, x: int = 1) -> dict:
+        scope = current_scope()
+        scope.record_metric("tokens", x)
+        self.record_metric("calls", 1, mode="incr")
+        return {"context": scope.context}
+
+
+def plain(a: int, b: int = 2) -> int:
+    return a + b
+
+
+class Untyped(BasePredictor):
+    def predict(self, thing) -> str:
+        return thing
+
+
+class Nested(BasePredictor):
+    def predict(self, grid: List[List[str]]) -> str:
+        return ""
+
+
+class BadDefault(BasePredictor):
+    def predict(self, n: int = Input(default=0, ge=1)) -> int:
+        return n
