@@ -126,7 +126,7 @@ class TokenServer:
         self.port = free_port()
         self.realm = f"http://127.0.0.1:{self.port}/token"
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
 
     def registry_auth(self) -> dict:
         return {"token": {"realm": self.realm, "service": self.service, "issuer": self.issuer,

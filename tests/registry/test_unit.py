@@ -1,0 +1,171 @@
+"""Fast, offline: reference parsing, error sentences and retries (a scripted HTTP server on loopback),
+the SBOM, and the mount-hint file surviving damage."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from cogbuild.artifacts import Artifact
+from cogbuild.errors import CogbuildError, UsageError
+from cogbuild.registry import client as client_module
+from cogbuild.registry.blob_locations import BlobLocations
+from cogbuild.registry.client import RegistryClient, RegistryError
+from cogbuild.registry.reference import Reference, is_loopback_host, parse_reference
+from cogbuild.registry.remote import get_manifest
+from cogbuild.registry.sbom import spdx_sbom
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("127.0.0.1:5000/ns/repo:tag", Reference("127.0.0.1:5000", "ns/repo", "tag")),
+    ("localhost/repo", Reference("localhost", "repo")),
+    ("ubuntu", Reference("docker.io", "library/ubuntu")),
+    ("me/model:v1", Reference("docker.io", "me/model", "v1")),
+    ("ghcr.io/a/b/c@sha256:" + "a" * 64, Reference("ghcr.io", "a/b/c", None, "sha256:" + "a" * 64)),
+    ("[::1]:5000/x:y", Reference("[::1]:5000", "x", "y")),
+    ("index.docker.io/me/m", Reference("docker.io", "me/m")),
+])
+def test_parse_reference(text, expected):
+    assert parse_reference(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "Upper/Case", "host:5000/repo:bad tag", "r@sha256:123", "a//b"])
+def test_bad_reference_is_a_usage_error(text):
+    with pytest.raises(UsageError):
+        parse_reference(text)
+
+
+def test_reference_helpers():
+    ref = parse_reference("me/model:v1")
+    assert ref.api_host == "registry-1.docker.io"
+    assert str(ref.with_digest("sha256:" + "b" * 64)) == "docker.io/me/model:v1@sha256:" + "b" * 64
+    assert [is_loopback_host(h) for h in ("127.0.0.5:80", "localhost:5000", "[::1]:5000", "ghcr.io", "10.0.0.1")] \
+        == [True, True, True, False, False]
+
+
+class Scripted:
+    """A loopback HTTP server answering each request with the next scripted (status, headers, body)."""
+
+    def __init__(self, answers):
+        self.answers = list(answers)
+        self.seen = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                outer.seen.append(self.path)
+                status, headers, body = outer.answers.pop(0) if len(outer.answers) > 1 else outer.answers[0]
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fast_retries(monkeypatch):
+    monkeypatch.setattr(client_module, "BACKOFF", 0.01)
+
+
+MANIFEST = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                       "config": {}, "layers": []}).encode()
+
+
+def _fetch(host):
+    ref = parse_reference(f"{host}/ns/app:v1")
+    return get_manifest(RegistryClient(ref.registry), ref)
+
+
+def test_429_and_503_are_retried_then_succeed(fast_retries):
+    server = Scripted([(429, {"Retry-After": "0"}, b""), (503, {}, b""), (200, {}, MANIFEST)])
+    try:
+        data, desc = _fetch(server.host)
+    finally:
+        server.close()
+    assert data == MANIFEST and len(server.seen) == 3
+
+
+@pytest.mark.parametrize("status, headers, words", [
+    (401, {}, ["needs credentials", "cogbuild login"]),
+    (403, {}, ["denied permission", "ns/app"]),
+    (404, {}, ["not found", "ns/app"]),
+    (429, {}, ["rate-limiting", "after 5 tries"]),
+    (502, {}, ["failed with 502", "after 5 tries", "try again later"]),
+    (400, {"Content-Type": "application/json"}, ["MANIFEST_INVALID: bad"]),
+])
+def test_failures_become_one_sentence(fast_retries, status, headers, words):
+    body = json.dumps({"errors": [{"code": "MANIFEST_INVALID", "message": "bad"}]}).encode() if status == 400 else b""
+    server = Scripted([(status, headers, body)])
+    try:
+        with pytest.raises(RegistryError) as err:
+            _fetch(server.host)
+    finally:
+        server.close()
+    message = str(err.value)
+    assert server.host in message and "\n" not in message
+    for word in words:
+        assert word in message
+    assert isinstance(err.value, CogbuildError)
+
+
+def test_unreachable_registry_is_one_sentence(fast_retries):
+    server = Scripted([(200, {}, b"")])
+    host = server.host
+    server.close()
+    with pytest.raises(RegistryError, match="unreachable"):
+        _fetch(host)
+
+
+def test_manifest_with_wrong_digest_is_refused(fast_retries):
+    server = Scripted([(200, {"Docker-Content-Digest": "sha256:" + "0" * 64}, MANIFEST)])
+    try:
+        with pytest.raises(RegistryError, match="nothing was stored"):
+            _fetch(server.host)
+    finally:
+        server.close()
+
+
+def test_non_loopback_registry_needs_insecure_for_plain_http():
+    assert RegistryClient("registry.example.com").base.startswith("https://")
+    assert RegistryClient("registry.example.com", insecure=True).base.startswith("http://")
+    assert RegistryClient("localhost:5000").base.startswith("http://")
+
+
+def test_sbom_is_deterministic_spdx(monkeypatch):
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    artifacts = [Artifact("wheel", "Pillow", "10.0", "f.whl", "https://x/f.whl", "aa" * 32, 1),
+                 Artifact("deb", "zlib1g", "1:1.2", "z.deb", "http://y/z.deb", "bb" * 32, 2)]
+    one = spdx_sbom("r/m", "sha256:" + "c" * 64, artifacts)
+    two = spdx_sbom("r/m", "sha256:" + "c" * 64, list(reversed(artifacts)))
+    assert one == two
+    doc = json.loads(one)
+    assert doc["creationInfo"]["created"] == "1970-01-01T00:00:00Z"
+    purls = {ref["referenceLocator"] for p in doc["packages"] for ref in p.get("externalRefs", [])}
+    assert purls == {"pkg:pypi/pillow@10.0", "pkg:deb/debian/zlib1g@1:1.2"}
+
+
+def test_blob_locations_survive_a_damaged_file(tmp_path):
+    hints = BlobLocations("127.0.0.1:5000", tmp_path)
+    hints.path.parent.mkdir(parents=True, exist_ok=True)
+    hints.path.write_text("{not json")
+    hints = BlobLocations("127.0.0.1:5000", tmp_path)
+    assert hints.sources("sha256:x") == []
+    hints.remember("a/b", ["sha256:x"])
+    hints.remember("c/d", ["sha256:x"])
+    hints.save()
+    assert BlobLocations("127.0.0.1:5000", tmp_path).sources("sha256:x") == ["c/d", "a/b"]
