@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -22,6 +23,8 @@ class BlobCache:
         self.root = Path(root)
 
     def _path(self, sha256: str) -> Path:
+        if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+            raise ValueError(f"not a sha256 hex digest: {sha256!r}")
         return self.root / "sha256" / sha256
 
     def get(self, sha256: str) -> bytes | None:
@@ -36,16 +39,32 @@ class BlobCache:
             return None
         return data
 
-    def put(self, data: bytes, sha256: str) -> None:
-        """Store data under its hash; the caller has already checked that the hash is right."""
-        path = self._path(sha256)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Write beside the target and rename, so readers never see a partial blob.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    def put(self, data: bytes, sha256: str | None = None) -> str:
+        """Store data under its hash (computed when not given) and return the hash."""
+        sha256 = sha256 or hashlib.sha256(data).hexdigest()
+        _atomic_write(self._path(sha256), data)
+        return sha256
+
+    def get_derived(self, name: str) -> bytes | None:
+        """A blob reached through a named reference, e.g. a parsed form of another blob."""
         try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            sha256 = (self.root / "refs" / name).read_text().strip()
+        except FileNotFoundError:
+            return None
+        return self.get(sha256) if re.fullmatch(r"[0-9a-f]{64}", sha256) else None
+
+    def put_derived(self, name: str, data: bytes) -> None:
+        _atomic_write(self.root / "refs" / name, self.put(data).encode())
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    # Write beside the target and rename, so readers never see a partial file.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import cached_property
 
 from debian import deb822
 from debian.debian_support import Version
 
 from .archive import PackagesText
+from .cache import BlobCache
 
 _FIELDS = [
     "Package", "Version", "Architecture", "Multi-Arch", "Priority",
@@ -84,11 +87,34 @@ class PackageIndex:
                 self.providers[virtual].append((package, version))
 
     @classmethod
-    def from_texts(cls, texts: Iterable[PackagesText], arch: str) -> PackageIndex:
-        return cls(package for text in texts for package in parse_packages(text, arch))
+    def from_texts(cls, texts: Iterable[PackagesText], arch: str, cache: BlobCache | None = None) -> PackageIndex:
+        return cls(package for text in texts for package in load_packages(text, arch, cache))
 
     def available_versions(self, name: str) -> list[str]:
         return sorted(self.versions.get(name, ()), key=Version)
+
+
+# Bump when BinaryPackage's fields change, so older parsed caches are not read.
+_PARSED_FORMAT = "v1"
+
+
+def load_packages(text: PackagesText, arch: str, cache: BlobCache | None = None) -> list[BinaryPackage]:
+    """parse_packages, remembered in the cache: parsing a full Debian index takes seconds, loading JSON not."""
+    if cache is None:
+        return list(parse_packages(text, arch))
+    base = hashlib.sha256(text.archive.base().encode()).hexdigest()[:16]
+    ref = f"{text.index.sha256}-{arch}-{base}-{_PARSED_FORMAT}.json"
+    cached = cache.get_derived(ref)
+    if cached is not None:
+        try:
+            return [BinaryPackage(*row) for row in json.loads(cached)]
+        except (ValueError, TypeError):
+            pass  # unreadable: parse again and overwrite
+    packages = list(parse_packages(text, arch))
+    names = [field.name for field in fields(BinaryPackage)]
+    rows = [[getattr(package, name) for name in names] for package in packages]
+    cache.put_derived(ref, json.dumps(rows, separators=(",", ":")).encode())
+    return packages
 
 
 def parse_packages(text: PackagesText, arch: str) -> Iterable[BinaryPackage]:

@@ -77,7 +77,7 @@ def load_index(source: DebianSource, suite: str, arch: str, *, cache_dir: Path |
     key = (arch, tuple((t.archive.base(), t.suite, t.index.path, t.index.sha256) for t in texts))
     if key not in _INDEX_MEMO:
         _INDEX_MEMO.clear()  # a full index is large: keep only the latest
-        _INDEX_MEMO[key] = PackageIndex.from_texts(texts, arch)
+        _INDEX_MEMO[key] = PackageIndex.from_texts(texts, arch, cache)
     return _INDEX_MEMO[key]
 
 

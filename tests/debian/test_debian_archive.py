@@ -190,3 +190,21 @@ def test_missing_keyring_is_a_clear_error(repo, serve, tmp_path):
     source = DebianSource(archives=(Archive(serve(repo.root)),), keyring=Path(tmp_path / "none.gpg"))
     with pytest.raises(CogbuildError, match=r"keyring .*none\.gpg does not exist"):
         resolve_closure(["app"], suite="testing", arch="amd64", source=source, cache_dir=tmp_path)
+
+
+def test_parsed_index_cache_is_used_and_survives_corruption(repo, serve, signing_key, tmp_path):
+    from cogbuild.debian import resolve
+
+    publish_app(repo)
+    source = source_for(serve(repo.root), signing_key)
+    cache = tmp_path / "cache"
+    first = resolve_closure(["app"], suite="testing", arch="amd64", exclude=["debconf"], source=source, cache_dir=cache)
+    refs = sorted((cache / "debian-indexes" / "refs").iterdir())
+    assert [ref.name.split("-")[1] for ref in refs] == ["amd64"]
+    parsed = cache / "debian-indexes" / "sha256" / refs[0].read_text()
+    assert b'"libfoo","1.1"' in parsed.read_bytes()
+    for damage in (b"[[", b'[["libfoo","6.6"]]'):  # broken, then well-formed JSON that is not what was hashed
+        parsed.write_bytes(damage)
+        resolve._INDEX_MEMO.clear()
+        assert resolve_closure(["app"], suite="testing", arch="amd64", exclude=["debconf"], source=source,
+                               cache_dir=cache) == first  # fmt: skip
