@@ -24,6 +24,7 @@ from .validation import error, validate_input
 from .webhooks import WebhookSender
 
 BUSY = "BUSY"
+_SEND_ERRORS = (OSError, aiohttp.ClientError, asyncio.TimeoutError)  # uploading an output file
 
 
 class Refused(Exception):
@@ -212,7 +213,7 @@ class PredictionService:
     async def _on_output(self, prediction: Prediction, value: Any) -> None:
         try:
             value = await self._convert_files(prediction, value)
-        except OSError as exc:
+        except _SEND_ERRORS as exc:
             prediction.error = f"an output file could not be sent: {exc}"
             return
         if not isinstance(prediction.output, list):
@@ -229,7 +230,7 @@ class PredictionService:
         if event.get("output") is not None:
             try:
                 prediction.output = await self._convert_files(prediction, event["output"])
-            except OSError as exc:
+            except _SEND_ERRORS as exc:
                 status, error_text = "failed", f"an output file could not be sent: {exc}"
         prediction.metrics.update(event.get("metrics") or {})
         if prediction.error and status != "succeeded":  # a timeout explains the cancel

@@ -1,0 +1,145 @@
+"""Async predictions, webhooks, server-sent events, concurrency slots."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+from .conftest import module_server
+
+tokens = module_server("predict.py:Tokens", env={"COG_WEBHOOK_INTERVAL": "0.2", "COG_WEBHOOK_BACKOFF": "0.05"})
+async_slow = module_server("predict.py:AsyncSlow")
+
+ASYNC = {"Prefer": "respond-async"}
+
+
+def test_respond_async_returns_202_then_webhooks(tokens, sink):
+    response = tokens.client.post("/predictions", headers=ASYNC, json={
+        "id": "hook-1", "input": {"words": 5, "delay": 0.1}, "webhook": f"{sink.url}/hook"})
+    assert response.status_code == 202
+    assert response.json()["id"] == "hook-1" and response.json()["status"] in ("starting", "processing")
+    hooks = sink.wait_for_webhook("succeeded")
+    assert hooks[0]["status"] == "processing"
+    final = hooks[-1]
+    assert final["output"] == ["w0 ", "w1 ", "w2 ", "w3 ", "w4 "]
+    assert "token 4" in final["logs"] and final["metrics"]["predict_time"] > 0
+    assert [h["status"] for h in hooks].count("succeeded") == 1
+    # intermediate webhooks are throttled: 5 outputs and 5 log lines in ~0.5 s give far fewer than 10 posts
+    assert len(hooks) < 9
+    outputs = [len(h["output"] or []) for h in hooks]
+    assert outputs == sorted(outputs)  # sent in order
+
+
+def test_webhook_events_filter(tokens, sink):
+    tokens.client.post("/predictions", headers=ASYNC, json={
+        "input": {"words": 3}, "webhook": f"{sink.url}/hook", "webhook_events_filter": ["completed"]})
+    hooks = sink.wait_for_webhook("succeeded")
+    time.sleep(0.3)
+    assert [h["status"] for h in sink.webhooks()] == ["succeeded"]
+
+
+def test_terminal_webhook_retried_on_errors(tokens, sink):
+    sink.post_statuses = [503, 429, 500]
+    tokens.client.post("/predictions", headers=ASYNC, json={
+        "input": {"words": 1}, "webhook": f"{sink.url}/hook", "webhook_events_filter": ["completed"]})
+    deadline = time.monotonic() + 20
+    while len(sink.webhooks()) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [h["status"] for h in sink.webhooks()] == ["succeeded"] * 4
+
+
+def test_dead_webhook_does_not_hurt(tokens):
+    response = tokens.client.post("/predictions", headers=ASYNC, json={
+        "input": {"words": 2}, "webhook": "http://127.0.0.1:9/dead"})
+    assert response.status_code == 202
+    time.sleep(0.3)
+    assert tokens.client.post("/predictions", json={"input": {"words": 2}}).json()["output"] == ["w0 ", "w1 "]
+
+
+def test_sse_streams_outputs(tokens):
+    events = []
+    with tokens.client.stream("POST", "/predictions", json={"input": {"words": 3, "delay": 0.05}},
+                              headers={"Accept": "text/event-stream"}) as response:
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        name = None
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                events.append((name, json.loads(line[6:])))
+    names = [n for n, _ in events]
+    assert names[0] == "start" and names[-1] == "completed"
+    assert [d for n, d in events if n == "output"] == ["w0 ", "w1 ", "w2 "]
+    assert events[-1][1]["status"] == "succeeded" and events[-1][1]["output"] == ["w0 ", "w1 ", "w2 "]
+
+
+def test_sync_predictor_is_one_at_a_time_409_and_busy(serve):
+    server = serve("predict.py:Slow")
+    first = threading.Thread(target=server.client.post, args=("/predictions",),
+                             kwargs={"json": {"input": {"seconds": 1.0}}})
+    first.start()
+    deadline = time.monotonic() + 5
+    while server.client.get("/health-check").json()["status"] != "BUSY" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.client.get("/health-check").json()["status"] == "BUSY"
+    second = server.client.post("/predictions", json={"input": {"seconds": 0}})
+    assert second.status_code == 409
+    first.join()
+    assert server.client.get("/health-check").json()["status"] == "READY"
+
+
+def test_async_predictor_runs_concurrently_up_to_its_slots(async_slow):
+    results = {}
+
+    def post(tag):
+        results[tag] = async_slow.client.post("/predictions", json={"input": {"seconds": 0.8, "tag": tag}})
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=post, args=(t,)) for t in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.3)
+    assert async_slow.client.get("/health-check").json()["status"] == "BUSY"
+    assert async_slow.client.post("/predictions", json={"input": {"seconds": 0}}).status_code == 409
+    for thread in threads:
+        thread.join()
+    assert time.monotonic() - started < 1.5  # both ran at once
+    for tag in "ab":
+        body = results[tag].json()
+        assert body["output"] == f"done {tag}"
+        assert f"async start {tag}" in body["logs"]  # each prediction's own logs
+        assert f"async start {'b' if tag == 'a' else 'a'}" not in body["logs"]
+
+
+def test_concurrency_from_env(serve):
+    server = serve("predict.py:AsyncSlow", env={"COG_MAX_CONCURRENCY": "1"})
+    thread = threading.Thread(target=server.client.post, args=("/predictions",),
+                              kwargs={"json": {"input": {"seconds": 0.6}}})
+    thread.start()
+    time.sleep(0.3)
+    assert server.client.post("/predictions", json={"input": {"seconds": 0}}).status_code == 409
+    thread.join()
+
+
+def test_async_generator_output(serve):
+    server = serve("predict.py:AsyncTokens")
+    assert server.client.post("/predictions", json={"input": {"words": 3}}).json()["output"] == ["a0 ", "a1 ", "a2 "]
+
+
+def test_put_is_idempotent(serve):
+    server = serve("predict.py:Slow")
+    first = server.client.put("/predictions/same-id", headers=ASYNC, json={"input": {"seconds": 0.6}})
+    assert first.status_code == 202
+    again = server.client.put("/predictions/same-id", headers=ASYNC, json={"input": {"seconds": 0.6}})
+    assert again.status_code == 202 and again.json()["id"] == "same-id"
+    assert again.json()["status"] in ("starting", "processing")
+    mismatch = server.client.put("/predictions/other", json={"id": "different", "input": {}})
+    assert mismatch.status_code == 422
+    time.sleep(0.8)
+    done = server.client.put("/predictions/after", json={"input": {"seconds": 0}})
+    assert done.status_code == 200 and done.json()["output"] == "slept"
+
+
+def test_cancel_unknown_is_404(async_slow):
+    assert async_slow.client.post("/predictions/nope/cancel").status_code == 404
