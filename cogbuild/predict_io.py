@@ -27,7 +27,7 @@ def _coerce(name: str, text: str, prop: dict[str, Any]) -> Any:
         if kind in ("array", "object"):
             return json.loads(text)
     except ValueError:
-        raise UsageError(f"input {name!r} must be a {kind}, not {text!r}") from None
+        raise UsageError(f"input {name!r} must be {'an' if kind[0] in 'aeiou' else 'a'} {kind}, not {text!r}") from None
     return text
 
 

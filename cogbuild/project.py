@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .config import CogConfig, load_config
 from .errors import UsageError
+from .policy import lock_inputs_digest
 from .lock import LOCK_NAME, Lock, read_lock, write_lock
 from .registry.layout import Layout
 from .cache import store_dir
@@ -38,7 +39,7 @@ class Project:
         return ["cpu", "gpu"] if self.config.gpu else ["cpu"]
 
     def lock_is_current(self, lock: Lock) -> bool:
-        return lock.inputs == self.config.inputs_digest()
+        return lock.inputs == lock_inputs_digest(self.config)
 
     def ensure_lock(self, platforms: list[str] | None = None, progress=lambda m: None) -> Lock:
         """The lock on disk if it matches cog.yaml and covers the platforms; otherwise lock anew."""

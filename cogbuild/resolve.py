@@ -8,34 +8,17 @@ project's pip-compiled lockfiles.
 from __future__ import annotations
 
 import re
-from importlib import resources
-from pathlib import Path
 
 from .artifacts import Artifact
 from .config import CogConfig
 from .debian import resolve_closure, suite_for_python
 from .errors import UsageError
 from .lock import Lock, LockedArtifact, locked
+from .policy import NOT_INSTALLED, lock_inputs_digest, os_packages, runtime_lockfile
 from .pyresolve import Target, resolve_requirements, wheels_for_lockfile
 
-# What every image gets from Debian besides the interpreter: dpkg's base files (os-release), netbase
-# (/etc/services, /etc/protocols), time zones, CA certificates, and a POSIX shell for subprocess users.
-BASE_PACKAGES = ("base-files", "netbase", "tzdata", "ca-certificates", "dash")
-# Satisfied but never installed: they only serve maintainer scripts, which an image build never runs.
-NOT_INSTALLED = ("debconf", "debconf-2.0")
 DEBIAN_ARCH = {"linux/amd64": "amd64", "linux/arm64": "arm64"}
 WHEEL_ARCH = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
-
-
-def os_packages(python_version: str) -> list[str]:
-    return [f"python{python_version}", *BASE_PACKAGES]
-
-
-def runtime_lockfile(python_version: str) -> Path:
-    path = resources.files("cogbuild.lockfiles") / f"runtime-py{python_version}.txt"
-    if not path.is_file():
-        raise UsageError(f"cogbuild has no runtime lockfile for Python {python_version}")
-    return Path(str(path))
 
 
 def glibc_version(os_debs: list[Artifact]) -> str:
@@ -48,19 +31,22 @@ def glibc_version(os_debs: list[Artifact]) -> str:
     raise UsageError("the OS closure has no libc6; cannot tell which manylinux wheels the image can run")
 
 
-def make_lock(config: CogConfig, platforms: list[str], variants: list[str]) -> Lock:
+def make_lock(config: CogConfig, platforms: list[str], variants: list[str], constraints: list[str] = ()
+              ) -> Lock:
+    """Resolve everything for each platform; `constraints` keeps Python packages at given versions."""
     for platform in platforms:
         if platform not in DEBIAN_ARCH:
             raise UsageError(f"unsupported platform {platform!r} (supported: {', '.join(DEBIAN_ARCH)})")
     suite = suite_for_python(config.python_version)
-    lock = Lock(inputs=config.inputs_digest(), python_version=config.python_version, debian_suite=suite,
+    lock = Lock(inputs=lock_inputs_digest(config), python_version=config.python_version, debian_suite=suite,
                 platforms=sorted(platforms), variants=sorted(variants))
     for platform in lock.platforms:
-        lock.packages += _lock_platform(config, platform, suite, lock.variants)
+        lock.packages += _lock_platform(config, platform, suite, lock.variants, list(constraints))
     return lock
 
 
-def _lock_platform(config: CogConfig, platform: str, suite: str, variants: list[str]) -> list[LockedArtifact]:
+def _lock_platform(config: CogConfig, platform: str, suite: str, variants: list[str], constraints: list[str]
+                   ) -> list[LockedArtifact]:
     arch = DEBIAN_ARCH[platform]
     os_debs = resolve_closure(os_packages(config.python_version), suite=suite, arch=arch,
                               exclude=NOT_INSTALLED)
@@ -75,5 +61,5 @@ def _lock_platform(config: CogConfig, platform: str, suite: str, variants: list[
                   variants)
     requirements = config.requirements()
     if any(line.strip() and not line.strip().startswith("#") for line in requirements):
-        out += locked(platform, "python", resolve_requirements(requirements, target), variants)
+        out += locked(platform, "python", resolve_requirements(requirements, target, constraints=constraints), variants)
     return out

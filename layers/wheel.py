@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import posixpath
+import warnings
 import zipfile
 from dataclasses import dataclass
 from typing import BinaryIO, Iterable
@@ -98,7 +99,10 @@ def install_wheel(tree: Tree, wheel: bytes, filename: str, paths: PythonPaths) -
             archive.filename = filename  # WheelFile parses name and version from it
             source = WheelFile(archive)
             destination = _TreeDestination(tree, paths.scheme(source.distribution), paths.interpreter)
-            install(source, destination, {"INSTALLER": b"cogbuild\n"})
+            with warnings.catch_warnings():
+                # installer skips __pycache__ files some wheels ship, and says so; skipping is right.
+                warnings.simplefilter("ignore", RuntimeWarning)
+                install(source, destination, {"INSTALLER": b"cogbuild\n"})
     except zipfile.BadZipFile:
         raise WheelError(f"{filename} is not a wheel (not a zip archive)") from None
     except WheelError:

@@ -1,0 +1,66 @@
+"""cogbuild lock: pin every input of the image in cog.lock, beside cog.yaml."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..errors import CogbuildError
+from ..lock import read_lock, write_lock
+from ..lockdiff import diff_locks, render
+from ..project import DEFAULT_PLATFORMS, Project, parse_platforms
+from ..ui import progress_printer, result
+
+
+@click.command("lock")
+@click.option("-f", "--file", "cog_yaml", type=click.Path(), help="Path to cog.yaml (default: ./cog.yaml).")
+@click.option("--platform", "platform", help="Comma-separated platforms (default: linux/amd64).")
+@click.option("--check", is_flag=True, help="Exit 1 if cog.lock does not match cog.yaml and requirements.")
+@click.option("--diff", "old", type=click.Path(exists=True, dir_okay=False),
+              help="Print what changed from OLD to the current cog.lock.")
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown"]), default="text", show_default=True)
+@click.option("--upgrade", is_flag=True, help="Take the newest allowed Python packages, not the locked ones.")
+@click.option("--upgrade-package", "upgrade_packages", multiple=True, metavar="NAME",
+              help="Upgrade only NAME (repeatable); other Python packages keep their locked versions.")
+@click.argument("directory", required=False, default=".")
+@click.pass_context
+def command(ctx: click.Context, cog_yaml: str | None, platform: str | None, check: bool, old: str | None,
+            fmt: str, upgrade: bool, upgrade_packages: tuple[str, ...], directory: str) -> None:
+    """Resolve and pin every input (Debian packages, wheels, runtime) in cog.lock; run nothing.
+
+    \b
+    Examples:
+      cogbuild lock                          # write ./cog.lock
+      cogbuild lock --check                  # in CI: fail when cog.lock is stale
+      cogbuild lock --diff old.lock --format markdown   # a PR comment
+      cogbuild lock --upgrade-package numpy
+    """
+    project = Project.load(cog_yaml, directory)
+    if check:
+        lock = read_lock(project.lock_path)
+        if not project.lock_is_current(lock):
+            raise CogbuildError(f"{project.lock_path} is stale: cog.yaml or the requirements changed since it "
+                                "was made; run `cogbuild lock`")
+        result(f"{project.lock_path} is up to date")
+        return
+    if old:
+        result(render(diff_locks(read_lock(Path(old)), read_lock(project.lock_path)), markdown=fmt == "markdown"))
+        return
+    from ..resolve import make_lock
+
+    platforms = parse_platforms(platform) or DEFAULT_PLATFORMS
+    previous = read_lock(project.lock_path) if project.lock_path.exists() else None
+    keep = [] if upgrade or previous is None else _pins(previous, set(upgrade_packages))
+    progress_printer(ctx)(f"locking {project.config.path.name} for {', '.join(platforms)}")
+    lock = make_lock(project.config, platforms, project.default_variants(), constraints=keep)
+    write_lock(lock, project.lock_path)
+    if previous is not None:
+        result(render(diff_locks(previous, lock), markdown=fmt == "markdown"))
+    result(f"wrote {project.lock_path} ({len(lock.packages)} packages)")
+
+
+def _pins(lock, upgrade: set[str]) -> list[str]:
+    """The previous lock's Python versions as constraints, so re-locking changes only what must change."""
+    names = {p.artifact.name: p.artifact.version for p in lock.packages if p.group in ("python", "cuda")}
+    return [f"{name}=={version}" for name, version in sorted(names.items()) if name not in upgrade]

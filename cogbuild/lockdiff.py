@@ -1,0 +1,57 @@
+"""What changed between two locks, for a reviewer: added, removed and changed packages with size deltas."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .lock import Lock
+
+
+@dataclass(frozen=True)
+class Change:
+    key: str  # "linux/amd64 os libc6"
+    old_version: str | None
+    new_version: str | None
+    size_delta: int
+
+    @property
+    def kind(self) -> str:
+        if self.old_version is None:
+            return "added"
+        if self.new_version is None:
+            return "removed"
+        return "changed"
+
+
+def _by_key(lock: Lock) -> dict[str, tuple[str, int, str]]:
+    return {f"{p.platform} {p.group} {p.artifact.name}": (p.artifact.version, p.artifact.size, p.artifact.sha256)
+            for p in lock.packages}
+
+
+def diff_locks(old: Lock, new: Lock) -> list[Change]:
+    before, after = _by_key(old), _by_key(new)
+    changes = []
+    for key in sorted(before.keys() | after.keys()):
+        a, b = before.get(key), after.get(key)
+        if a == b:
+            continue
+        changes.append(Change(key, a[0] if a else None, b[0] if b else None, (b[1] if b else 0) - (a[1] if a else 0)))
+    return changes
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:+.2f} MB"
+
+
+def render(changes: list[Change], markdown: bool = False) -> str:
+    if not changes:
+        return "No changes." if markdown else "no changes"
+    total = sum(c.size_delta for c in changes)
+    if markdown:
+        rows = ["| change | package | old | new | size |", "|---|---|---|---|---|"]
+        rows += [f"| {c.kind} | `{c.key}` | {c.old_version or ''} | {c.new_version or ''} | {_mb(c.size_delta)} |"
+                 for c in changes]
+        return "\n".join(rows + ["", f"**{len(changes)} changes, {_mb(total)} in total**"])
+    lines = [f"{c.kind:8} {c.key}  {c.old_version or '-'} -> {c.new_version or '-'}  ({_mb(c.size_delta)})"
+             for c in changes]
+    return "\n".join(lines + [f"{len(changes)} changes, {_mb(total)} in total"])

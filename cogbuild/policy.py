@@ -1,0 +1,43 @@
+"""What cogbuild adds to every image besides the model's own inputs: part of what a lock is made from.
+
+A change here (another base package, a new runtime lockfile) makes existing locks stale, since their
+`inputs` digest covers it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from importlib import resources
+from pathlib import Path
+
+from .config import CogConfig
+from .errors import UsageError
+
+# Besides the interpreter: dpkg's base files (os-release), netbase (/etc/services, /etc/protocols), time
+# zones, CA certificates, a POSIX shell for subprocess users, and libstdc++, which manylinux wheels (numpy,
+# torch, …) may assume the system provides.
+BASE_PACKAGES = ("base-files", "netbase", "tzdata", "ca-certificates", "dash", "libstdc++6")
+# Satisfied but never installed: they only serve maintainer scripts, which an image build never runs.
+NOT_INSTALLED = ("debconf", "debconf-2.0")
+
+
+def os_packages(python_version: str) -> list[str]:
+    return [f"python{python_version}", *BASE_PACKAGES]
+
+
+def runtime_lockfile(python_version: str) -> Path:
+    path = resources.files("cogbuild.lockfiles") / f"runtime-py{python_version}.txt"
+    if not path.is_file():
+        raise UsageError(f"cogbuild has no runtime lockfile for Python {python_version}")
+    return Path(str(path))
+
+
+def lock_inputs_digest(config: CogConfig) -> str:
+    """The digest a lock records: cog.yaml, the requirements file, and this policy."""
+    h = hashlib.sha256(config.inputs_digest().encode())
+    h.update("\0".join(os_packages(config.python_version) + list(NOT_INSTALLED)).encode())
+    try:
+        h.update(runtime_lockfile(config.python_version).read_bytes())
+    except UsageError:
+        pass  # an unsupported version fails when locking, with its own message
+    return "sha256:" + h.hexdigest()
