@@ -1,0 +1,142 @@
+"""Isolation and lifecycle: cancel, worker death, setup failure, timeouts, shutdown."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import pytest
+
+ASYNC = {"Prefer": "respond-async"}
+
+
+def wait_status(server, prediction_id: str, sink, status: str) -> dict:
+    hooks = sink.wait_for_webhook(status)
+    return next(h for h in hooks if h["id"] == prediction_id and h["status"] == status)
+
+
+def test_cancel_interrupts_sync_sleep_quickly(serve, sink):
+    server = serve("predict.py:Slow")
+    server.client.post("/predictions", headers=ASYNC, json={
+        "id": "c1", "input": {"seconds": 30}, "webhook": f"{sink.url}/h"})
+    time.sleep(0.3)
+    started = time.monotonic()
+    assert server.client.post("/predictions/c1/cancel").status_code == 200
+    final = wait_status(server, "c1", sink, "canceled")
+    assert time.monotonic() - started < 1.0
+    assert "started" in final["logs"] and final["error"] is None
+    assert server.client.get("/health-check").json()["status"] == "READY"
+    assert server.client.post("/predictions", json={"input": {"seconds": 0}}).json()["output"] == "slept"
+
+
+def test_cancel_of_a_sync_request_answers_canceled(serve):
+    server = serve("predict.py:Slow")
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(r=server.client.post(
+        "/predictions", json={"id": "c2", "input": {"seconds": 30}})))
+    thread.start()
+    time.sleep(0.4)
+    server.client.post("/predictions/c2/cancel")
+    thread.join(5)
+    assert result["r"].json()["status"] == "canceled"
+
+
+def test_cancel_async_prediction(serve, sink):
+    server = serve("predict.py:AsyncSlow")
+    server.client.post("/predictions", headers=ASYNC, json={
+        "id": "a1", "input": {"seconds": 30}, "webhook": f"{sink.url}/h"})
+    time.sleep(0.3)
+    server.client.post("/predictions/a1/cancel")
+    assert wait_status(server, "a1", sink, "canceled")["status"] == "canceled"
+    assert server.client.post("/predictions", json={"input": {"seconds": 0}}).json()["status"] == "succeeded"
+
+
+def test_cancel_ignored_by_predictor_kills_and_respawns_worker(serve, sink):
+    server = serve("predict.py:Stubborn", env={"COG_CANCEL_GRACE": "0.3"})
+    server.client.post("/predictions", headers=ASYNC, json={
+        "id": "s1", "input": {"seconds": 60}, "webhook": f"{sink.url}/h"})
+    time.sleep(0.3)
+    started = time.monotonic()
+    server.client.post("/predictions/s1/cancel")
+    wait_status(server, "s1", sink, "canceled")
+    assert time.monotonic() - started < 3
+    server.wait_until("READY")
+    assert server.client.post("/predictions", json={"input": {"seconds": 0}}).json()["output"] == "never canceled"
+
+
+@pytest.mark.parametrize("how, cause", [("exit", "code 3"), ("segv", "SIGSEGV"), ("kill", "SIGKILL")])
+def test_worker_death_fails_the_prediction_and_reports_defunct(serve, how, cause):
+    server = serve("predict.py:Crash")
+    body = server.client.post("/predictions", json={"input": {"how": how}}).json()
+    assert body["status"] == "failed" and cause in body["error"]
+    assert "crashing" in body["logs"]
+    assert server.client.get("/health-check").json()["status"] == "DEFUNCT"
+    refused = server.client.post("/predictions", json={"input": {}})
+    assert refused.status_code == 503
+    assert server.process.poll() is None  # the server itself stays up
+
+
+def test_setup_failure(serve):
+    server = serve("predict.py:SetupFails")
+    health = server.client.get("/health-check").json()
+    assert health["status"] == "SETUP_FAILED"
+    assert health["setup"]["status"] == "failed"
+    assert "loading weights" in health["setup"]["logs"] and "weights are missing" in health["setup"]["logs"]
+    assert "Traceback" in health["setup"]["logs"]
+    response = server.client.post("/predictions", json={"input": {}})
+    assert response.status_code == 503 and "setup failed" in response.json()["detail"]
+
+
+def test_unloadable_predictor_is_setup_failed_with_the_reason(serve):
+    server = serve("predict.py:Untyped")
+    health = server.client.get("/health-check").json()
+    assert health["status"] == "SETUP_FAILED" and "'thing'" in health["setup"]["logs"]
+    assert server.client.get("/openapi.json").status_code == 503
+
+
+def test_prediction_timeout(serve):
+    server = serve("predict.py:Slow", env={"COG_PREDICT_TIMEOUT": "0.5"})
+    body = server.client.post("/predictions", json={"input": {"seconds": 10}}).json()
+    assert body["status"] == "failed" and "timeout of 0.5 seconds" in body["error"]
+    assert server.client.post("/predictions", json={"input": {"seconds": 0}}).json()["status"] == "succeeded"
+
+
+def test_sigterm_finishes_in_flight_work_and_sends_webhooks(serve, sink):
+    server = serve("predict.py:Slow")
+    server.client.post("/predictions", headers=ASYNC, json={
+        "id": "t1", "input": {"seconds": 0.8}, "webhook": f"{sink.url}/h"})
+    time.sleep(0.2)
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(10) == 0
+    final = [h for h in sink.webhooks() if h["status"] == "succeeded"]
+    assert final and final[0]["output"] == "slept"
+
+
+def test_sigterm_cancels_work_past_the_grace(serve, sink):
+    server = serve("predict.py:Slow", env={"COG_SHUTDOWN_GRACE": "0.3"})
+    server.client.post("/predictions", headers=ASYNC, json={
+        "id": "t2", "input": {"seconds": 30}, "webhook": f"{sink.url}/h"})
+    time.sleep(0.2)
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(10) == 0
+    assert [h["status"] for h in sink.webhooks()][-1] == "canceled"
+
+
+def test_shutdown_endpoint(serve):
+    server = serve("predict.py:Echo")
+    assert server.client.post("/shutdown").status_code == 200
+    assert server.process.wait(10) == 0
+
+
+def test_predictions_refused_while_starting(serve, tmp_path):
+    (tmp_path / "predict.py").write_text(
+        "import time\nfrom cog import BasePredictor\n"
+        "class Predictor(BasePredictor):\n"
+        "    def setup(self):\n        time.sleep(2)\n"
+        "    def predict(self) -> str:\n        return 'ok'\n")
+    server = serve("predict.py:Predictor", cwd=tmp_path, ready=("STARTING",))
+    response = server.client.post("/predictions", json={})
+    assert response.status_code == 503
+    server.wait_until("READY")
+    assert server.client.post("/predictions", json={}).json()["output"] == "ok"
