@@ -44,7 +44,7 @@ def fetch_packages(
     texts = []
     for archive in source.archives:
         suite = archive.suite_for(codename)
-        release = _fetch_release(archive, suite, client=client, keyring=source.keyring)
+        release = _fetch_release(archive, suite, client=client, source=source)
         for component in source.components:
             for index_arch in _index_arches(release, component, arch):
                 index = _pick_index(release, f"{component}/binary-{index_arch}/Packages", archive, suite)
@@ -59,10 +59,10 @@ def _dists_url(archive: Archive, suite: str, path: str) -> str:
     return f"{archive.base()}/dists/{suite}/{path}"
 
 
-def _fetch_release(archive: Archive, suite: str, *, client: httpx.Client, keyring) -> Release:
+def _fetch_release(archive: Archive, suite: str, *, client: httpx.Client, source: DebianSource) -> Release:
     url = _dists_url(archive, suite, "InRelease")
-    signed = verified_release_text(_get(client, url), keyring=keyring, what=url)
-    return Release.parse(signed, expected_suite=suite, what=url)
+    signed = verified_release_text(_get(client, url), keyring=source.keyring, what=url)
+    return Release.parse(signed, expected_suite=suite, what=url, check_valid_until=source.check_valid_until)
 
 
 def _index_arches(release: Release, component: str, arch: str) -> list[str]:

@@ -9,6 +9,7 @@ from email.utils import parsedate_to_datetime
 from debian import deb822
 
 from ..errors import CogbuildError
+from .source import IGNORE_VALID_UNTIL_ENV
 
 
 @dataclass(frozen=True)
@@ -28,13 +29,16 @@ class Release:
     files: dict[str, IndexFile]
 
     @classmethod
-    def parse(cls, text: bytes, *, expected_suite: str, what: str, now: datetime | None = None) -> Release:
+    def parse(
+        cls, text: bytes, *, expected_suite: str, what: str, check_valid_until: bool = True, now: datetime | None = None
+    ) -> Release:
         """Parse signed Release text and check it is the suite that was asked for and still valid."""
         fields = deb822.Release(text.decode("utf-8", "replace"))
         suite, codename = fields.get("Suite", ""), fields.get("Codename", "")
         if expected_suite not in (suite, codename):
             raise CogbuildError(f"{what} describes suite '{codename or suite}', not '{expected_suite}'.")
-        _check_valid_until(fields.get("Valid-Until"), now or datetime.now(timezone.utc), what)
+        if check_valid_until:
+            _check_valid_until(fields.get("Valid-Until"), now or datetime.now(timezone.utc), what)
         files = {}
         for entry in fields.get("SHA256", []):
             files[entry["name"]] = IndexFile(entry["name"], entry["sha256"].lower(), int(entry["size"]))
@@ -61,4 +65,7 @@ def _check_valid_until(value: str | None, now: datetime, what: str) -> None:
     if until.tzinfo is None:
         until = until.replace(tzinfo=timezone.utc)
     if until < now:
-        raise CogbuildError(f"{what} expired on {value} (Valid-Until), so it may be a stale copy.")
+        raise CogbuildError(
+            f"{what} expired on {value} (Valid-Until), so it may be a stale copy; "
+            f"set {IGNORE_VALID_UNTIL_ENV}=1 to accept it anyway."
+        )

@@ -168,11 +168,16 @@ def test_release_of_another_suite_is_rejected(repo, serve, signing_key, tmp_path
                         cache_dir=tmp_path)  # fmt: skip
 
 
-def test_expired_release_is_rejected(repo, serve, signing_key, tmp_path):
+def test_expired_release_is_rejected_unless_the_user_accepts_it(repo, serve, signing_key, tmp_path, monkeypatch):
     publish_app(repo, extra_release_fields="Valid-Until: Sat, 01 Jan 2000 00:00:00 UTC\n")
-    with pytest.raises(CogbuildError, match=r"expired on Sat, 01 Jan 2000 .*Valid-Until"):
-        resolve_closure(["app"], suite="testing", arch="amd64", source=source_for(serve(repo.root), signing_key),
+    url = serve(repo.root)
+    with pytest.raises(CogbuildError, match=r"expired on Sat, 01 Jan 2000 .*Valid-Until.*IGNORE_VALID_UNTIL=1"):
+        resolve_closure(["libfoo"], suite="testing", arch="amd64", source=source_for(url, signing_key),
                         cache_dir=tmp_path)  # fmt: skip
+    monkeypatch.setenv("COGBUILD_DEBIAN_IGNORE_VALID_UNTIL", "1")
+    debs = resolve_closure(["libfoo"], suite="testing", arch="amd64", source=source_for(url, signing_key),
+                           cache_dir=tmp_path)  # fmt: skip
+    assert [d.name for d in debs] == ["libc6", "libfoo"]
 
 
 def test_missing_suite_and_unreachable_mirror_are_clear_errors(repo, serve, signing_key, tmp_path):
