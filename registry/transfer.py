@@ -170,7 +170,7 @@ class BlobPusher:
                 failures += 1
                 if failures >= BLOB_ATTEMPTS or not _worth_retrying(exc):
                     raise
-                location, offset = self._resume_point(location)
+                location, offset = self._resume_point(location, exc)
                 continue
             location = self.client.resolve_location(response)
             offset = start + length
@@ -178,10 +178,19 @@ class BlobPusher:
                             ok=(201,), headers={"Content-Length": "0"},
                             action=f"commit blob {desc.digest[:19]} to")
 
-    def _resume_point(self, location: str) -> tuple[str, int]:
-        """Ask the registry how much of an interrupted upload it kept."""
-        response = self.client.request("GET", location, repository=self.repository, ok=(204,),
-                                       action="resume an interrupted upload to")
+    def _resume_point(self, location: str, failure: RegistryError) -> tuple[str, int]:
+        """Ask the registry how much of an interrupted upload it kept.
+
+        Some registries (distribution among them) drop a session whose last chunk arrived only in
+        part; then the blob starts over in a new session, which the caller's retry loop opens.
+        """
+        try:
+            response = self.client.request("GET", location, repository=self.repository, ok=(204,),
+                                           action="resume an interrupted upload to")
+        except RegistryError as exc:
+            if exc.status is not None and exc.status < 500 and exc.status != 429:
+                raise RegistryError(str(failure), 404) from None  # session gone: start the blob again
+            raise
         end = response.headers.get("Range", "0-0").rpartition("-")[2]
         received = int(end) + 1 if end.isdigit() and int(end) > 0 else 0
         return self.client.resolve_location(response), received

@@ -193,3 +193,54 @@ class TokenServer:
                 self.wfile.write(body)
 
         return Handler
+
+
+class CuttingProxy:
+    """A TCP proxy to a registry that resets the connection once, after `cut_after` bytes upstream.
+
+    Models a connection reset mid-upload: the registry has already stored part of the request body.
+    """
+
+    def __init__(self, target_port: int, cut_after: int) -> None:
+        self.target_port = target_port
+        self.cut_after = cut_after
+        self.cut = threading.Event()
+        self._sent = 0
+        self._lock = threading.Lock()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.host = f"127.0.0.1:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, counted: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if counted and not self.cut.is_set():
+                    with self._lock:
+                        self._sent += len(data)
+                        cut_now = self._sent >= self.cut_after
+                    if cut_now:
+                        self.cut.set()
+                        sink.sendall(data[: len(data) // 2])  # part of it reaches the registry
+                        break
+                sink.sendall(data)
+        except OSError:
+            pass
+        for s in (source, sink):
+            try:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                s.close()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._listener.close()

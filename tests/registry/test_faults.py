@@ -13,6 +13,7 @@ from cogbuild.errors import CogbuildError
 from cogbuild.registry import client, transfer
 from cogbuild.registry.remote import push_image
 from cogbuild.registry.transfer import TransferStats
+from oci_registry_server import CuttingProxy
 from synthetic_images import random_layer_files, write_image
 
 pytestmark = pytest.mark.e2e
@@ -56,6 +57,21 @@ def test_push_resumes_after_registry_restart_mid_upload(registry, layout, small_
     assert _blob(registry.host, "ns/resume", layer["digest"]) == layout.read_blob(layer["digest"])
     # Resumed, not restarted: at most the chunk in flight is sent twice.
     assert stats.bytes_sent < layer["size"] + 2 * MB
+
+
+def test_connection_reset_mid_chunk_still_completes(registry, layout, small_chunks, monkeypatch):
+    monkeypatch.setattr(client, "BACKOFF", 0.05)
+    desc = write_image(layout, [random_layer_files(5 * MB)])
+    layer = json.loads(layout.read_blob(desc.digest))["layers"][0]
+    proxy = CuttingProxy(registry.port, cut_after=int(2.5 * MB))
+    try:
+        stats = TransferStats()
+        push_image(layout, desc, f"{proxy.host}/ns/reset:v1", stats=stats)
+    finally:
+        proxy.close()
+    assert proxy.cut.is_set()
+    assert _blob(registry.host, "ns/reset", layer["digest"]) == layout.read_blob(layer["digest"])
+    assert stats.blobs_uploaded == 2
 
 
 def test_failed_push_leaves_no_tag_and_rerun_sends_only_what_is_missing(registry, layout, small_chunks,
