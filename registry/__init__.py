@@ -1,0 +1,15 @@
+"""OCI image layout on disk and the OCI distribution client (push, pull, show, login).
+
+Map of the package:
+    layout.py          the local store: an OCI image layout, atomic writes, verified reads
+    reference.py       `host/repo:tag@sha256:…` parsing, Docker defaults, loopback detection
+    auth.py            credentials (Docker config, credential helpers) and Basic/Bearer challenges
+    client.py          one registry's HTTP API: auth, retries with backoff, one-sentence errors
+    transfer.py        one blob: HEAD/mount/upload (resumable chunks) and verified download
+    remote.py          push_image / pull_image: whole images and indexes, manifests as exact bytes
+    referrers.py       artifacts attached to an image (cog.lock, SBOM), referrers API or fallback tag
+    sbom.py            SPDX JSON from the lock's pinned artifacts
+    inspect.py         what `cogbuild show` prints
+    login.py           `cogbuild login`: check credentials, store them like `docker login`
+    blob_locations.py  which repositories hold a blob, for cross-repository mounts
+"""
