@@ -99,5 +99,6 @@ def load_predictor(ref: str) -> LoadedPredictor:
         predict, setup = target, None
     else:
         raise PredictorError(f"{where} is neither a class nor a function")
-    return LoadedPredictor(ref=ref, target=target, predict=predict, setup=setup,
-                           signature=read_signature(predict, setup))
+    signature = read_signature(predict, setup)
+    signature.has_healthcheck = callable(getattr(target, "healthcheck", None))
+    return LoadedPredictor(ref=ref, target=target, predict=predict, setup=setup, signature=signature)

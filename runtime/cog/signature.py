@@ -15,7 +15,7 @@ import sys
 import types as pytypes
 import typing
 from collections import abc
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from .errors import PredictorError
@@ -65,7 +65,7 @@ class Signature:
     is_iterator: bool = False
     max_concurrency: int = 1
     setup_takes_weights: bool = False
-    extra: dict = field(default_factory=dict)
+    has_healthcheck: bool = False
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)

@@ -63,7 +63,11 @@ async def root(request: web.Request) -> web.Response:
 
 async def health_check(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
-    return _json({"status": service.health(), "setup": service.worker.setup})
+    status, problem = await service.health()
+    body = {"status": status, "setup": service.worker.setup}
+    if problem is not None:
+        body["user_healthcheck_error"] = problem
+    return _json(body)
 
 
 async def openapi(request: web.Request) -> web.Response:

@@ -1,9 +1,10 @@
 """The server ⇄ worker wire format: one JSON object per line over a Unix socket pair.
 
-server → worker:  {"op": "predict", "id", "input", "context"} | {"op": "cancel", "id"} | {"op": "shutdown"}
+server → worker:  {"op": "predict", "id", "input", "context"} | {"op": "cancel", "id"}
+                  {"op": "healthcheck", "id"} | {"op": "shutdown"}
 worker → server:  {"ev": "signature", "signature"} | {"ev": "load_failed", "error"}
                   {"ev": "setup_done", "ok", "error"} | {"ev": "log", "id", "text"}
-                  {"ev": "output", "id", "value"} | {"ev": "done", "id", "status", "output", "error", "metrics"}
+                  {"ev": "healthcheck", "id", "ok", "error"} | {"ev": "output", "id", "value"} | {"ev": "done", "id", "status", "output", "error", "metrics"}
 
 File values cross the boundary as {PATH_KEY: "/absolute/path"}: both sides share a filesystem.
 """

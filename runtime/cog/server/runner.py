@@ -41,6 +41,8 @@ class WorkerProcess:
         self._tasks: list[asyncio.Task] = []
         self._expected_exit = False
         self._stopping = False
+        self._healthcheck: asyncio.Future | None = None
+        self._healthcheck_id = 0
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -118,6 +120,22 @@ class WorkerProcess:
             if not prediction.is_terminal and prediction.id in self.in_flight:
                 await self.restart()
 
+    async def healthcheck(self, timeout: float) -> str | None:
+        """Run the predictor's own healthcheck(); None when healthy, else why not.
+
+        Concurrent callers share one check."""
+        if self._healthcheck is None or self._healthcheck.done():
+            self._healthcheck_id += 1
+            self._healthcheck = asyncio.get_running_loop().create_future()
+            try:
+                await self._send({"op": "healthcheck", "id": self._healthcheck_id})
+            except (ConnectionError, RuntimeError) as exc:
+                self._healthcheck.set_result(f"the worker cannot be reached ({exc})")
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._healthcheck), timeout)
+        except asyncio.TimeoutError:
+            return f"healthcheck() did not answer within {timeout:g} seconds"
+
     # ---------------------------------------------------------------- events from the worker
 
     async def _read_events(self, reader: asyncio.StreamReader, process: asyncio.subprocess.Process) -> None:
@@ -140,6 +158,9 @@ class WorkerProcess:
         elif kind == "done":
             if (prediction := self.in_flight.pop(event["id"], None)) is not None:
                 await self.on_done(prediction, event)
+        elif kind == "healthcheck":
+            if self._healthcheck is not None and not self._healthcheck.done() and event["id"] == self._healthcheck_id:
+                self._healthcheck.set_result(None if event["ok"] else event["error"])
         elif kind == "signature":
             self.signature = Signature.from_json(event["signature"])
         elif kind == "setup_done":

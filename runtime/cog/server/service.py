@@ -23,7 +23,7 @@ from .runner import DEFUNCT, READY, SETUP_FAILED, STARTING, WorkerProcess
 from .validation import error, validate_input
 from .webhooks import WebhookSender
 
-BUSY = "BUSY"
+BUSY, UNHEALTHY = "BUSY", "UNHEALTHY"
 _SEND_ERRORS = (OSError, aiohttp.ClientError, asyncio.TimeoutError)  # uploading an output file
 
 
@@ -43,6 +43,7 @@ class Settings:
     predict_timeout: float | None = None
     shutdown_grace: float = 30.0
     cancel_grace: float = 1.0
+    healthcheck_timeout: float = 5.0
 
     @classmethod
     def from_env(cls, predictor_ref: str, upload_url: str | None = None) -> Settings:
@@ -54,6 +55,7 @@ class Settings:
             predict_timeout=float(env["COG_PREDICT_TIMEOUT"]) if env.get("COG_PREDICT_TIMEOUT") else None,
             shutdown_grace=float(env.get("COG_SHUTDOWN_GRACE", "30")),
             cancel_grace=float(env.get("COG_CANCEL_GRACE", "1.0")),
+            healthcheck_timeout=float(env.get("COG_HEALTHCHECK_TIMEOUT", "5")),
         )
 
 
@@ -83,11 +85,17 @@ class PredictionService:
             return 1  # sync predictors run one at a time
         return self.settings.max_concurrency or signature.max_concurrency
 
-    def health(self) -> str:
+    async def health(self) -> tuple[str, str | None]:
+        """(status for /health-check, why the predictor's own healthcheck() failed)."""
         state = self.worker.state
+        signature = self.worker.signature
+        if state == READY and signature is not None and signature.has_healthcheck:
+            problem = await self.worker.healthcheck(self.settings.healthcheck_timeout)
+            if problem is not None:
+                return UNHEALTHY, problem
         if state == READY and len(self.active) >= self.slots:
-            return BUSY
-        return state
+            return BUSY, None
+        return state, None
 
     # ---------------------------------------------------------------- creating predictions
 

@@ -256,6 +256,23 @@ class Worker:
             for handle in opened:
                 handle.close()
 
+    # ---- user healthcheck
+
+    def run_healthcheck(self, request_id: int) -> None:
+        """Call the predictor's healthcheck() on its own thread, so a busy predictor still answers."""
+
+        def check() -> None:
+            try:
+                result = self.predictor.target.healthcheck()
+                if inspect.isawaitable(result):
+                    result = asyncio.run(result)
+                ok, error = result is not False, None if result is not False else "healthcheck() returned False"
+            except Exception as exc:  # noqa: BLE001
+                ok, error = False, f"healthcheck() raised {type(exc).__name__}: {exc}"
+            self.channel.send({"ev": "healthcheck", "id": request_id, "ok": ok, "error": error})
+
+        threading.Thread(target=check, name="cog-healthcheck", daemon=True).start()
+
     # ---- cancel
 
     def on_cancel_signal(self, signum: int, frame: Any) -> None:
@@ -276,6 +293,8 @@ def _serve_sync(worker: Worker, channel: Channel) -> None:
         while (message := channel.receive()) is not None:
             if message["op"] == "cancel":
                 worker.request_sync_cancel(message["id"])
+            elif message["op"] == "healthcheck":
+                worker.run_healthcheck(message["id"])
             else:
                 inbox.put(message)
         inbox.put(None)
@@ -302,6 +321,8 @@ def _serve_async(worker: Worker, channel: Channel) -> None:
             worker.running[message["id"]] = loop.create_task(worker.run_async(message))
         elif message["op"] == "cancel" and (task := worker.running.get(message["id"])) is not None:
             task.cancel()
+        elif message["op"] == "healthcheck":
+            worker.run_healthcheck(message["id"])
 
     def read() -> None:
         while True:

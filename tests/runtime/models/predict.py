@@ -173,3 +173,21 @@ class Nested(BasePredictor):
 class BadDefault(BasePredictor):
     def predict(self, n: int = Input(default=0, ge=1)) -> int:
         return n
+
+
+class SelfChecking(BasePredictor):
+    """healthcheck() reports unhealthy once a prediction has set the flag, or hangs on request."""
+
+    def setup(self) -> None:
+        self.state = "ok"
+
+    def healthcheck(self) -> bool:
+        if self.state == "hang":
+            time.sleep(30)
+        if self.state == "raise":
+            raise RuntimeError("GPU fell off the bus")
+        return self.state == "ok"
+
+    def predict(self, state: str = "ok") -> str:
+        self.state = state
+        return state
