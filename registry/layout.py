@@ -52,12 +52,11 @@ class Layout:
         return digest
 
     def add_blob_file(self, src: Path, digest: str) -> None:
-        """Move a finished file whose digest the caller computed into the store (same filesystem)."""
-        path = self.blob_path(digest)
-        if path.exists():
-            src.unlink(missing_ok=True)
-        else:
-            os.replace(src, path)
+        """Move a finished file whose digest the caller computed into the store (same filesystem).
+
+        It replaces whatever is there: the caller's bytes were just hashed, an existing file may be corrupt.
+        """
+        os.replace(src, self.blob_path(digest))
 
     def read_blob(self, digest: str, verify: bool = True) -> bytes:
         try:
