@@ -256,9 +256,9 @@ def _download_once(client: RegistryClient, repository: str, desc: Descriptor, la
                     break
             out.flush()
             os.fsync(out.fileno())
-    except Exception as exc:
+    except BaseException as exc:  # interrupted too: no partial file stays behind
         os.unlink(tmp)
-        if isinstance(exc, RegistryError):
+        if isinstance(exc, (RegistryError, KeyboardInterrupt, SystemExit)):
             raise
         raise RegistryError(f"could not {action} {client.registry}/{repository}: {exc}") from None
     got = "sha256:" + hasher.hexdigest()

@@ -13,6 +13,7 @@ from cogbuild.registry.layout import Layout
 from cogbuild.registry.remote import pull_image, push_image
 from cogbuild.registry.transfer import TransferStats
 from conftest import PASSWORD, USER
+from oci_registry_server import RegistryServer, TokenServer
 from synthetic_images import write_image
 
 pytestmark = pytest.mark.e2e
@@ -58,6 +59,23 @@ def test_bearer_token_flow_push_pull_and_mount(token_registry, token_server, lay
     assert {r["user"] for r in token_server.requests} == {None, USER}  # anonymous first, then the login
 
 
+def test_anonymous_token_pull_from_public_repository(tmp_path, layout):
+    tokens = TokenServer(tmp_path / "public-tokens", {USER: PASSWORD}, anonymous_pull=True).start()
+    server = RegistryServer(tmp_path / "public-registry", auth=tokens.registry_auth()).start()
+    try:
+        desc = write_image(layout, [{"pub": b"public"}])
+        store_credentials(server.host, USER, PASSWORD)
+        push_image(layout, desc, f"{server.host}/pub/model:v1")
+        docker_config_path().unlink()  # forget the login: pulls go anonymous
+        assert pull_image(f"{server.host}/pub/model:v1", Layout(tmp_path / "anon")).digest == desc.digest
+        assert tokens.requests[-1]["user"] is None
+        with pytest.raises(CogbuildError, match="needs credentials"):
+            push_image(layout, desc, f"{server.host}/pub/model:v2")
+    finally:
+        server.stop()
+        tokens.stop()
+
+
 def _normal(scopes: list[str]) -> set[tuple[str, tuple[str, ...]]]:
     """The registry orders scopes and actions as it likes: compare as sets."""
     out = set()
@@ -67,7 +85,8 @@ def _normal(scopes: list[str]) -> set[tuple[str, tuple[str, ...]]]:
     return out
 
 
-def test_credentials_from_a_credential_helper(basic_registry, layout, tmp_path, monkeypatch):
+@pytest.mark.parametrize("style", ["credsStore", "credHelpers"])
+def test_credentials_from_a_credential_helper(basic_registry, layout, tmp_path, monkeypatch, style):
     helper_dir = tmp_path / "bin"
     helper_dir.mkdir()
     store = tmp_path / "helper-store.json"
@@ -90,7 +109,9 @@ elif action == "get":
     monkeypatch.setenv("PATH", f"{helper_dir}:{os.environ['PATH']}")
     path = docker_config_path()
     path.parent.mkdir(parents=True)
-    path.write_text(json.dumps({"credsStore": "testhelper"}))
+    config = {"credsStore": "testhelper"} if style == "credsStore" else \
+        {"credHelpers": {basic_registry.host: "testhelper"}}
+    path.write_text(json.dumps(config))
     assert store_credentials(basic_registry.host, USER, PASSWORD) == "docker-credential-testhelper"
     assert "auth" not in json.loads(path.read_text())["auths"].get(basic_registry.host, {})
     desc = write_image(layout, [{"b": b"helper"}])
