@@ -1,0 +1,153 @@
+"""cogbuild.build offline: a lock whose artifacts a loopback server holds, built into a real OCI layout."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from cogbuild import build as build_module
+from cogbuild.artifacts import Artifact
+from cogbuild.build import BuildOptions, build
+from cogbuild.cache import BlobCache
+from cogbuild.config import load_config
+from cogbuild.errors import CogbuildError
+from cogbuild.lock import Lock, LockedArtifact, dumps, loads
+from cogbuild.registry.layout import Layout
+from fixtures_build import make_deb, make_wheel
+from static_server import StaticServer
+
+
+@pytest.fixture(autouse=True)
+def private_dirs(tmp_path, monkeypatch):
+    monkeypatch.setenv("COGBUILD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("COGBUILD_STORE", str(tmp_path / "store"))
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+
+
+def artifact(server: StaticServer, kind: str, name: str, filename: str, data: bytes) -> Artifact:
+    server.files[f"/{filename}"] = data
+    return Artifact(kind, name, "1.0", filename, f"{server.url}/{filename}", hashlib.sha256(data).hexdigest(),
+                    len(data), ("request",))
+
+
+@pytest.fixture
+def model(tmp_path) -> Path:
+    root = tmp_path / "model"
+    root.mkdir()
+    (root / "cog.yaml").write_text('build:\n  python_version: "3.11"\npredict: "predict.py:Predictor"\n'
+                                   'environment:\n  - GREETING=hi\n')
+    (root / "predict.py").write_text("from cog import BasePredictor\n")
+    return root
+
+
+@pytest.fixture
+def served_lock(tmp_path):
+    with StaticServer() as server:
+        python = make_deb(tmp_path, "python3.11", files={"/usr/bin/python3.11": b"ELF-python"})
+        certs = make_deb(tmp_path, "ca-certificates", arch="all",
+                         files={"/usr/share/ca-certificates/mozilla/Test.crt": b"-----CERT-----\n"})
+        name, wheel = make_wheel("tinydep", files={"tinydep/__init__.py": b"VALUE = 1\n"})
+        lock = Lock(inputs="sha256:" + "0" * 64, python_version="3.11", debian_suite="bookworm",
+                    platforms=["linux/amd64"], variants=["cpu"])
+        lock.packages = [
+            LockedArtifact("linux/amd64", "os", artifact(server, "deb", "python3.11", "python3.11.deb", python), ("cpu",)),
+            LockedArtifact("linux/amd64", "os", artifact(server, "deb", "ca-certificates", "ca.deb", certs), ("cpu",)),
+            LockedArtifact("linux/amd64", "runtime", artifact(server, "wheel", "tinydep", name, wheel), ("cpu",)),
+        ]
+        yield server, lock
+
+
+def run_build(model: Path, lock: Lock, store: Path):
+    return build(load_config(model / "cog.yaml"), lock, "sha256:" + "1" * 64, Layout(store), BuildOptions())
+
+
+def test_build_writes_a_runnable_image_description(model, served_lock, tmp_path):
+    server, lock = served_lock
+    store = tmp_path / "store"
+    result = run_build(model, lock, store)
+    layout = Layout(store)
+    manifest = layout.read_json(result.descriptor.digest)
+    config = layout.read_json(manifest["config"]["digest"])
+    assert config["architecture"] == "amd64" and config["os"] == "linux"
+    assert config["created"] == "1970-01-01T00:00:00Z"
+    run = config["config"]
+    assert run["Entrypoint"] == ["/usr/bin/python3.11", "-m", "cog.server.http"]
+    assert run["User"] == "1000:1000" and run["WorkingDir"] == "/src"
+    assert run["ExposedPorts"] == {"5000/tcp": {}}
+    env = dict(item.split("=", 1) for item in run["Env"])
+    assert env["PYTHONUNBUFFERED"] == "1" and env["COG_PREDICTOR"] == "predict.py:Predictor"
+    assert env["GREETING"] == "hi" and env["PATH"].startswith("/usr/local/bin")
+    assert json.loads(run["Labels"]["run.cog.config"])["predict"] == "predict.py:Predictor"
+    assert [h["created_by"] for h in config["history"]] == [
+        "cogbuild: OS and Python runtime (Debian packages)",
+        "cogbuild: cogbuild runtime (cog SDK and HTTP server)",
+        "cogbuild: model code (/src)"]
+    assert len(config["rootfs"]["diff_ids"]) == len(manifest["layers"]) == 3
+    for layer in manifest["layers"]:
+        assert layout.read_blob(layer["digest"])  # verified by hash on read
+
+
+def test_rebuild_is_identical_and_an_edit_recomposes_only_the_code_layer(model, served_lock, tmp_path,
+                                                                         monkeypatch):
+    server, lock = served_lock
+    store = tmp_path / "store"
+    first = run_build(model, lock, store)
+    composed = []
+    real_write = build_module.write_layer
+    monkeypatch.setattr(build_module, "write_layer",
+                        lambda tree, *a, **k: composed.append(tree) or real_write(tree, *a, **k))
+    assert run_build(model, lock, store).descriptor == first.descriptor
+    assert composed == []
+    (model / "predict.py").write_text("from cog import BasePredictor  # edited\n")
+    edited = run_build(model, lock, store)
+    assert len(composed) == 1
+    layout = Layout(store)
+    before = [l["digest"] for l in layout.read_json(first.descriptor.digest)["layers"]]
+    after = [l["digest"] for l in layout.read_json(edited.descriptor.digest)["layers"]]
+    assert before[:2] == after[:2] and before[2] != after[2]
+
+
+def test_a_corrupt_download_cache_entry_is_detected_and_fetched_again(model, served_lock, tmp_path):
+    server, lock = served_lock
+    first = run_build(model, lock, tmp_path / "store-a")
+    wheel = next(p.artifact for p in lock.packages if p.artifact.kind == "wheel")
+    cached = BlobCache().path(wheel.sha256)
+    cached.write_bytes(b"bit rot")
+    hits_before = server.hits[f"/{wheel.filename}"]
+    second = run_build(model, lock, tmp_path / "store-b")
+    assert server.hits[f"/{wheel.filename}"] == hits_before + 1
+    assert second.descriptor == first.descriptor
+
+
+def test_a_download_that_does_not_match_the_lock_is_a_hard_error(model, served_lock, tmp_path):
+    server, lock = served_lock
+    wheel = next(p.artifact for p in lock.packages if p.artifact.kind == "wheel")
+    server.files[f"/{wheel.filename}"] = b"tampered"
+    with pytest.raises(CogbuildError, match=f"{wheel.filename}.*expected sha256 {wheel.sha256}"):
+        run_build(model, lock, tmp_path / "store")
+
+
+def test_a_corrupt_layer_in_the_store_is_recomposed(model, served_lock, tmp_path):
+    server, lock = served_lock
+    store = tmp_path / "store"
+    first = run_build(model, lock, store)
+    layout = Layout(store)
+    code_layer = layout.read_json(first.descriptor.digest)["layers"][-1]["digest"]
+    layout.blob_path(code_layer).write_bytes(b"corrupt")
+    again = run_build(model, lock, store)
+    assert again.descriptor == first.descriptor
+    assert layout.read_blob(code_layer)
+
+
+def test_lock_round_trips_and_names_the_bad_line(served_lock):
+    _, lock = served_lock
+    text = dumps(lock)
+    assert dumps(loads(text)) == text
+    broken = text.replace('sha256 = "', 'sha256 = "zz', 1)
+    with pytest.raises(CogbuildError, match=r"cog.lock line \d+: sha256 of"):
+        loads(broken)
+    with pytest.raises(CogbuildError, match="not valid TOML"):
+        loads(text + "\n[[package\n")
