@@ -70,13 +70,17 @@ class BinaryPackage:
 
 
 class PackageIndex:
-    """Packages of one architecture (and arch "all") merged across archives; highest version wins."""
+    """Packages of one architecture (and arch "all") merged across archives.
+
+    Each name's candidate, what dependencies resolve to, is its highest version, as apt's default.
+    Other versions are kept for exact pins (`name=version`) and error messages.
+    """
 
     def __init__(self, packages: Iterable[BinaryPackage]) -> None:
         self.candidates: dict[str, BinaryPackage] = {}
-        self.versions: dict[str, set[str]] = defaultdict(set)
+        self.all_versions: dict[str, list[BinaryPackage]] = defaultdict(list)
         for package in packages:
-            self.versions[package.name].add(package.version)
+            self.all_versions[package.name].append(package)
             current = self.candidates.get(package.name)
             if current is None or package.debian_version > current.debian_version:
                 self.candidates[package.name] = package
@@ -91,7 +95,11 @@ class PackageIndex:
         return cls(package for text in texts for package in load_packages(text, arch, cache))
 
     def available_versions(self, name: str) -> list[str]:
-        return sorted(self.versions.get(name, ()), key=Version)
+        return sorted({package.version for package in self.all_versions.get(name, ())}, key=Version)
+
+    def exact(self, name: str, version: str) -> BinaryPackage | None:
+        """The package with exactly this version, from whichever archive lists it first."""
+        return next((p for p in self.all_versions.get(name, ()) if p.version == version), None)
 
 
 # Bump when BinaryPackage's fields change, so older parsed caches are not read.

@@ -117,10 +117,18 @@ class Resolver:
         found = self._already_satisfied(relation)
         if found is _EXTERNAL:
             return
-        package = found or self._candidate_for(relation)
+        package = found or self._candidate_for(relation) or self._pinned(relation)
         if package is None:
             raise CogbuildError(self._request_error(relation))
         self._choose(package, "request")
+
+    def _pinned(self, relation: Relation) -> BinaryPackage | None:
+        # Like `apt-get install name=version`: an exact pin may pick a version other than the candidate.
+        constraint = relation["version"]
+        if constraint is None or constraint[0] != "=":
+            return None
+        package = self.index.exact(relation["name"], constraint[1])
+        return package if package is not None and self._arch_ok(package, relation) else None
 
     def _satisfy(self, group: list[Relation], dependent: BinaryPackage) -> None:
         for relation in group:
@@ -191,8 +199,8 @@ class Resolver:
     def _provides_of_installed(self) -> dict[str, list[str | None]]:
         provides: dict[str, list[str | None]] = defaultdict(list)
         for name, version in self.installed.items():
-            package = self.index.candidates.get(name)
-            if package is not None and package.version == version:
+            package = self.index.exact(name, version)
+            if package is not None:
                 for virtual, provided in package.provides:
                     provides[virtual].append(provided)
         return provides
@@ -235,9 +243,12 @@ class Resolver:
 
     def _why_not(self, relation: Relation) -> str:
         name = relation["name"]
-        versions = self.index.available_versions(name)
-        if versions:
-            return f"{name} has only {', '.join(versions)}"
+        candidate = self.index.candidates.get(name)
+        if candidate is not None:
+            older = [v for v in self.index.available_versions(name) if v != candidate.version]
+            also = f" (older, not chosen: {', '.join(older)})" if older else ""
+            arch = "" if self._arch_ok(candidate, relation) else f" with Multi-Arch: {candidate.multi_arch}"
+            return f"{name} is at {candidate.version}{arch}{also}"
         if name in self.index.providers:
             return f"{name} is provided only without a matching version or architecture"
         return f"no package is named or provides {name}"
