@@ -128,22 +128,22 @@ def load_packages(text: PackagesText, arch: str, cache: BlobCache | None = None)
 def parse_packages(text: PackagesText, arch: str) -> Iterable[BinaryPackage]:
     """Packages of `arch` or "all" in one index; entries that cannot be pinned (no hash) are skipped."""
     base = text.archive.base()
-    for fields in deb822.Deb822.iter_paragraphs(io.StringIO(text.text), fields=_FIELDS, use_apt_pkg=False):
-        package_arch = fields.get("Architecture", "")
+    for stanza in deb822.Deb822.iter_paragraphs(io.StringIO(text.text), fields=_FIELDS, use_apt_pkg=False):
+        package_arch = stanza.get("Architecture", "")
         if package_arch not in (arch, "all"):
             continue
-        if not all(key in fields for key in ("Package", "Version", "Filename", "Size", "SHA256")):
+        if not all(key in stanza for key in ("Package", "Version", "Filename", "Size", "SHA256")):
             continue
         yield BinaryPackage(
-            name=fields["Package"],
-            version=fields["Version"],
+            name=stanza["Package"],
+            version=stanza["Version"],
             arch=package_arch,
-            multi_arch=fields.get("Multi-Arch", "no"),
-            priority=fields.get("Priority", "optional"),
-            pre_depends=fields.get("Pre-Depends", ""),
-            depends=fields.get("Depends", ""),
-            provides_field=fields.get("Provides", ""),
-            url=f"{base}/{fields['Filename']}",
-            size=int(fields["Size"]),
-            sha256=fields["SHA256"].lower(),
+            multi_arch=stanza.get("Multi-Arch", "no"),
+            priority=stanza.get("Priority", "optional"),
+            pre_depends=stanza.get("Pre-Depends", ""),
+            depends=stanza.get("Depends", ""),
+            provides_field=stanza.get("Provides", ""),
+            url=f"{base}/{stanza['Filename']}",
+            size=int(stanza["Size"]),
+            sha256=stanza["SHA256"].lower(),
         )

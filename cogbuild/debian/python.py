@@ -116,7 +116,8 @@ def _load_manifest(location: str) -> tuple[dict, str | None]:
         except httpx.HTTPError as exc:
             raise CogbuildError(f"Could not fetch the Python provider manifest {location}: {exc}.") from None
         if response.status_code != 200:
-            raise CogbuildError(f"Could not fetch the Python provider manifest {location}: HTTP {response.status_code}.")
+            status = response.status_code
+            raise CogbuildError(f"Could not fetch the Python provider manifest {location}: HTTP {status}.")
         raw, base_url = response.content, str(response.url)
     else:
         try:
@@ -170,7 +171,9 @@ def _entry_url(entry: dict, manifest: dict, arch: str, base_url: str | None, loc
     if url is None:
         template = manifest.get("url_template")
         if not isinstance(template, str):
-            raise CogbuildError(f"Python {entry['version']} in {location} has no 'url' and the manifest no 'url_template'.")
+            raise CogbuildError(
+                f"Python {entry['version']} in {location} has no 'url' and the manifest no 'url_template'."
+            )
         url = template.format(version=entry["version"], arch=arch, machine=_MACHINES.get(arch, arch))
     if base_url:
         url = urljoin(base_url, url)

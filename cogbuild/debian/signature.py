@@ -18,7 +18,9 @@ def verified_release_text(inrelease: bytes, *, keyring: Path, what: str) -> byte
     """
     gpgv = shutil.which("gpgv")
     if gpgv is None:
-        raise CogbuildError("gpgv is not installed, so Debian archive signatures cannot be checked (apt-get install gpgv).")
+        raise CogbuildError(
+            "gpgv is not installed, so Debian archive signatures cannot be checked (apt-get install gpgv)."
+        )
     if not Path(keyring).is_file():
         raise CogbuildError(f"The Debian archive keyring {keyring} does not exist.")
     with tempfile.TemporaryDirectory(prefix="cogbuild-gpgv-") as tmp:

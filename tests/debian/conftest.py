@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from debian_fixture_repo import FixtureRepo, SigningKey, require_tools
 
 

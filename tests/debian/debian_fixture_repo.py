@@ -12,8 +12,8 @@ import gzip
 import hashlib
 import lzma
 import os
-import subprocess
 import shutil
+import subprocess
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
