@@ -3,6 +3,7 @@ data URIs or are uploaded with PUT."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import ipaddress
@@ -118,7 +119,7 @@ class Fetcher:
                         if size > self.policy.max_bytes:
                             raise InputFileError(f"{_redact(url)} is larger than {self.policy.max_bytes} bytes")
                         out.write(chunk)
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:  # asyncio's differs from the builtin on 3.10
             raise InputFileError(f"fetching {_redact(url)} failed: {exc or type(exc).__name__}") from None
         return path
 
@@ -126,8 +127,6 @@ class Fetcher:
         parts = urllib.parse.urlsplit(url)
         if not parts.hostname:
             raise InputFileError(f"{_redact(url)} has no host")
-        import asyncio
-
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, parts.port or 80,
                                                                  type=socket.SOCK_STREAM)
@@ -171,16 +170,3 @@ async def upload(session: aiohttp.ClientSession, path: str, base_url: str) -> st
     final = urllib.parse.urljoin(url, location) if location else url
     parts = urllib.parse.urlsplit(final)
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
-
-
-def walk(value: Any, visit: Any) -> Any:
-    """Rebuild a JSON value, replacing each leaf through visit(leaf) (used for file markers)."""
-    from .protocol import marked_path
-
-    if marked_path(value) is not None:
-        return visit(value)
-    if isinstance(value, dict):
-        return {k: walk(v, visit) for k, v in value.items()}
-    if isinstance(value, list):
-        return [walk(v, visit) for v in value]
-    return value
