@@ -84,11 +84,27 @@ class PackageIndex:
             current = self.candidates.get(package.name)
             if current is None or package.debian_version > current.debian_version:
                 self.candidates[package.name] = package
-        self.providers: dict[str, list[tuple[BinaryPackage, str | None]]] = defaultdict(list)
+        # Virtual name -> candidates whose Provides mention it; the relation is parsed only on lookup.
+        self._mentions: dict[str, list[BinaryPackage]] = defaultdict(list)
         for name in sorted(self.candidates):
             package = self.candidates[name]
-            for virtual, version in package.provides:
-                self.providers[virtual].append((package, version))
+            for virtual in _provided_names(package.provides_field):
+                self._mentions[virtual].append(package)
+        self._providers: dict[str, list[tuple[BinaryPackage, str | None]]] = {}
+
+    def providers(self, virtual: str) -> list[tuple[BinaryPackage, str | None]]:
+        """(candidate, provided version or None) for each candidate that Provides `virtual`, by name."""
+        if virtual not in self._providers:
+            self._providers[virtual] = [
+                (package, version)
+                for package in self._mentions.get(virtual, ())
+                for provided, version in package.provides
+                if provided == virtual
+            ]
+        return self._providers[virtual]
+
+    def virtual_names(self) -> list[str]:
+        return list(self._mentions)
 
     @classmethod
     def from_texts(cls, texts: Iterable[PackagesText], arch: str, cache: BlobCache | None = None) -> PackageIndex:
@@ -100,6 +116,11 @@ class PackageIndex:
     def exact(self, name: str, version: str) -> BinaryPackage | None:
         """The package with exactly this version, from whichever archive lists it first."""
         return next((p for p in self.all_versions.get(name, ()) if p.version == version), None)
+
+
+def _provided_names(provides_field: str) -> list[str]:
+    """Names in a Provides field ("foo (= 1.0), bar:any"), cheaply: full parsing waits for a lookup."""
+    return [item.split("(")[0].split(":")[0].strip() for item in provides_field.split(",") if item.strip()]
 
 
 # Bump when BinaryPackage's fields change, so older parsed caches are not read.

@@ -180,7 +180,7 @@ class Resolver:
             return package
         providers = [
             provider
-            for provider, version in self.index.providers.get(name, ())
+            for provider, version in self.index.providers(name)
             if _provided_ok(version, constraint) and self._arch_ok(provider, relation)
         ]
         if not providers:
@@ -225,11 +225,11 @@ class Resolver:
     def _request_error(self, relation: Relation) -> str:
         name = relation["name"]
         versions = self.index.available_versions(name)
-        if versions or name in self.index.providers:
+        if versions or self.index.providers(name):
             wanted = relation["version"][1] if relation["version"] else "any"
             offered = ", ".join(versions) or "only as a virtual package without that version"
             return f"Debian package '{name}' has no version {wanted} in {self._where()}; available: {offered}."
-        names = list(self.index.candidates) + list(self.index.providers)
+        names = list(self.index.candidates) + self.index.virtual_names()
         close = difflib.get_close_matches(name, names, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else "."
         return f"Debian package '{name}' is not in {self._where()}{hint}"
@@ -249,7 +249,7 @@ class Resolver:
             also = f" (older, not chosen: {', '.join(older)})" if older else ""
             arch = "" if self._arch_ok(candidate, relation) else f" with Multi-Arch: {candidate.multi_arch}"
             return f"{name} is at {candidate.version}{arch}{also}"
-        if name in self.index.providers:
+        if self.index.providers(name):
             return f"{name} is provided only without a matching version or architecture"
         return f"no package is named or provides {name}"
 
