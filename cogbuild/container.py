@@ -1,35 +1,242 @@
-"""Run an image in a container runtime and talk to the Cog HTTP API inside it.
+"""Run an image in a container runtime and reach the Cog HTTP API inside it on a loopback port.
 
-podman (or docker) with host networking, so the server's port is on loopback. A local store name runs from
-the OCI layout directly (`oci:` transport); a registry reference is pulled by the runtime itself.
+Three ways to run, one interface (`Container`):
+  * podman or docker, with host networking so the server's `PORT` is on this host's loopback;
+  * daemonless: `umoci unpack` the image into a bundle and start it with `runc` (or `crun`), the
+    bundle's config.json adjusted for the host network namespace and no terminal.
+
+Every runtime starts from one manifest that cogbuild picked (this host's platform; the gpu variant when a
+GPU is present and the runtime can pass it through), presented as a throw-away OCI layout that links to
+the local store's blobs. A registry reference is first pulled into the local store (verified blob by blob),
+so the image's schema label is known before anything starts.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import platform
 import shutil
 import socket
 import subprocess
+import tarfile
 import tempfile
 import time
+import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, Protocol
 
 import httpx
 
-from .errors import CogbuildError
-from .registry.layout import Layout, LayoutError
+from .cache import cache_dir
+from .errors import CogbuildError, UsageError
+from .layers.descriptor import Descriptor
+from .registry.layout import REF_ANNOTATION, Layout, LayoutError
 from .registry.reference import parse_reference
 
-READY_TIMEOUT = float(os.environ.get("COGBUILD_READY_TIMEOUT", "120"))
+READY_TIMEOUT = float(os.environ.get("COGBUILD_READY_TIMEOUT", "300"))
+RUNTIMES = ("podman", "docker", "runc", "crun")
+SCHEMA_LABELS = ("run.cog.openapi_schema", "run.cog.openapi-schema")
+VARIANT_ANNOTATION = "run.cog.variant"
+_INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
+                "application/vnd.docker.distribution.manifest.list.v2+json")
+_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+_RUN_REF = "run"  # the one ref in the throw-away layout handed to a runtime
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def has_gpu() -> bool:
+    """An NVIDIA GPU this host can pass to containers (its device node or its tool is present)."""
+    return Path("/dev/nvidiactl").exists() or shutil.which("nvidia-smi") is not None
+
+
+def host_platform() -> str:
+    return f"linux/{_ARCH.get(platform.machine().lower(), platform.machine().lower())}"
+
+
+# -- which image ---------------------------------------------------------------------------------
+@dataclass
+class Image:
+    """One runnable manifest: where its blobs are, which manifest, and its config."""
+
+    layout: Layout
+    name: str
+    manifest: Descriptor
+    config: dict = field(repr=False)
+
+    @property
+    def variant(self) -> str:
+        return self.manifest.annotations.get(VARIANT_ANNOTATION, "cpu")
+
+    @property
+    def schema(self) -> dict | None:
+        """The OpenAPI schema the build stored as a label, when it did."""
+        labels = (self.config.get("config") or {}).get("Labels") or {}
+        for key in SCHEMA_LABELS:
+            if labels.get(key):
+                try:
+                    return json.loads(labels[key])
+                except ValueError:
+                    raise CogbuildError(f"the image {self.name} has a damaged {key} label (not JSON)") from None
+        return None
+
+
+def find_image(target: str, store: Layout, gpu: bool, progress: Callable[[str], None] = lambda m: None) -> Image:
+    """Resolve what the user typed: an OCI layout path (`oci:DIR[:TAG]` or a directory), a local store
+    name, or a registry reference (pulled into the store)."""
+    layout, name = _locate(target, store, progress)
+    try:
+        top = layout.resolve(name)
+    except LayoutError as exc:
+        raise UsageError(str(exc)) from None
+    manifest = _pick_manifest(layout, top, target, host_platform(), "gpu" if gpu else "cpu")
+    doc = layout.read_json(manifest.digest)
+    return Image(layout, target, manifest, layout.read_json(doc["config"]["digest"]))
+
+
+def _locate(target: str, store: Layout, progress: Callable[[str], None]) -> tuple[Layout, str]:
+    if target.startswith("oci:") or (Path(target) / "oci-layout").is_file():
+        return _layout_path(target.removeprefix("oci:"))
+    for name in (target, f"{target}:latest"):
+        if any(ref == name for ref, _ in store.refs()):
+            return store, name
+    ref = parse_reference(target)
+    if ref.registry == "docker.io" and "." not in target.split("/")[0]:
+        raise UsageError(f"no image named {target!r} in the local store ({store.root}); build it with "
+                         f"`cogbuild build -t {target}` or name a registry, like 127.0.0.1:5000/{target}")
+    from .registry.remote import pull_image  # network clients load only when a pull is needed
+
+    progress(f"pulling {ref}")
+    try:
+        top = pull_image(ref, store, insecure=ref.is_loopback)
+    except httpx.TransportError as exc:  # registry answers become RegistryError sentences already
+        raise CogbuildError(f"could not reach {ref.registry} to pull {ref}: {exc}") from None
+    return store, next(name for name, desc in store.refs() if desc.digest == top.digest)
+
+
+def _layout_path(text: str) -> tuple[Layout, str]:
+    path, name = Path(text), None
+    if not (path / "oci-layout").is_file() and ":" in text:
+        base, _, tag = text.rpartition(":")
+        path, name = Path(base), tag
+    if not (path / "oci-layout").is_file():
+        raise UsageError(f"{path} is not an OCI image layout (it has no oci-layout file)")
+    layout = Layout(path)
+    names = [ref for ref, _ in layout.refs()]
+    if name is None:
+        if len(names) != 1:
+            raise UsageError(f"the OCI layout {path} holds {len(names)} named images; name one as oci:{path}:TAG "
+                             f"({', '.join(names) or 'none'})")
+        name = names[0]
+    return layout, name
+
+
+def _pick_manifest(layout: Layout, top: Descriptor, target: str, want_platform: str, want_variant: str) -> Descriptor:
+    """The manifest for this platform, preferring the wanted variant and falling back to cpu."""
+    leaves = list(_leaf_manifests(layout, top))
+    here = [d for d in leaves if _platform_of(layout, d) == want_platform]
+    if not here:
+        have = sorted({_platform_of(layout, d) for d in leaves})
+        raise UsageError(f"the image {target} has no {want_platform} image (it has {', '.join(have)})")
+    for variant in (want_variant, "cpu"):
+        for desc in here:
+            if desc.annotations.get(VARIANT_ANNOTATION, "cpu") == variant:
+                return desc
+    return here[0]
+
+
+def _leaf_manifests(layout: Layout, desc: Descriptor) -> Iterator[Descriptor]:
+    if desc.media_type not in _INDEX_TYPES:
+        yield desc
+        return
+    for child in layout.read_json(desc.digest).get("manifests", []):
+        child_desc = Descriptor.from_json(child)
+        if child_desc.media_type in _INDEX_TYPES or "manifest" in child_desc.media_type:
+            yield from _leaf_manifests(layout, child_desc)
+
+
+def _platform_of(layout: Layout, desc: Descriptor) -> str:
+    if desc.platform:
+        return f"{desc.platform.get('os')}/{desc.platform.get('architecture')}"
+    config = layout.read_json(layout.read_json(desc.digest)["config"]["digest"])
+    return f"{config.get('os')}/{config.get('architecture')}"
+
+
+@contextmanager
+def single_image_layout(image: Image) -> Iterator[Path]:
+    """A temporary OCI layout naming only `image.manifest` (as `run`); its blobs link to the store's."""
+    root = Path(tempfile.mkdtemp(prefix="cogbuild-image-"))
+    try:
+        (root / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+        (root / "blobs").symlink_to((image.layout.root / "blobs").resolve())
+        entry = {**image.manifest.to_json(), "annotations": {REF_ANNOTATION: _RUN_REF}}
+        index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [entry]}
+        (root / "index.json").write_text(json.dumps(index))
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# -- runtimes ------------------------------------------------------------------------------------
+class Container(Protocol):
+    """A started container whose Cog server listens on `base_url`."""
+
+    base_url: str
+
+    def logs(self) -> str: ...
+
+    def alive(self) -> bool: ...
+
+    def follow_logs(self) -> subprocess.Popen: ...
+
+    def remove(self) -> None: ...
+
+
+class Runtime(Protocol):
+    name: str
+
+    def start(self, image: Image, port: int, env: dict[str, str], gpu: bool) -> Container: ...
+
+
+def choose_runtime(name: str | None = None) -> Runtime:
+    """The runtime named, or the first available: podman, docker (with a reachable daemon), runc, crun."""
+    if name:
+        if name not in RUNTIMES:
+            raise UsageError(f"unknown container runtime {name!r} (choose from {', '.join(RUNTIMES)})")
+        if not shutil.which(name):
+            raise UsageError(f"the container runtime {name!r} is not installed (not on PATH)")
+        if name in ("runc", "crun") and not shutil.which("umoci"):
+            raise UsageError(f"running with {name} needs umoci to unpack the image; install it (apt-get install umoci)")
+        return EngineRuntime(name) if name in ("podman", "docker") else BundleRuntime(name)
+    if shutil.which("podman"):
+        return EngineRuntime("podman")
+    if shutil.which("docker") and _docker_daemon_answers():
+        return EngineRuntime("docker")
+    for program in ("runc", "crun"):
+        if shutil.which(program) and shutil.which("umoci"):
+            return BundleRuntime(program)
+    raise CogbuildError("no container runtime found: install podman, docker, or umoci with runc "
+                        "(apt-get install podman runc umoci)")
+
+
+def _docker_daemon_answers() -> bool:
+    try:
+        return subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"], capture_output=True,
+                              timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"
 
 
 def _containers_conf() -> str:
@@ -43,76 +250,193 @@ def _containers_conf() -> str:
 
 
 @dataclass
-class Engine:
-    """A container CLI: podman (preferred, daemonless) or docker."""
+class EngineRuntime:
+    """podman or docker: the image is handed over as a layout (podman) or an OCI archive (docker load)."""
 
-    program: str
+    name: str
 
-    @classmethod
-    def find(cls) -> "Engine":
-        for program in ("podman", "docker"):
-            if shutil.which(program):
-                return cls(program)
-        raise CogbuildError("no container runtime found: install podman (apt-get install podman runc) or docker")
-
-    def base_args(self) -> list[str]:
-        if self.program == "podman":
-            return ["podman", "--cgroup-manager=cgroupfs", "--runtime", "runc"]
-        return [self.program]
+    def command(self, *args: str) -> list[str]:
+        if self.name == "podman":
+            return ["podman", "--cgroup-manager=cgroupfs", "--runtime", "runc", *args]
+        return [self.name, *args]
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
-        if self.program == "podman":
+        if self.name == "podman":
             env["CONTAINERS_CONF"] = _containers_conf()
         return env
 
-    def image_argument(self, image: str, store: Layout) -> tuple[str, list[str]]:
-        """What to pass to `run` for `image`, plus extra flags (TLS off for loopback registries)."""
+    def gpu_flags(self) -> list[str]:
+        return ["--device", "nvidia.com/gpu=all"] if self.name == "podman" else ["--gpus", "all"]
+
+    def start(self, image: Image, port: int, env: dict[str, str], gpu: bool) -> "EngineContainer":
+        args = ["run", "-d", "--rm", "--network", "host", "-e", f"PORT={port}"]
+        for key, value in env.items():
+            args += ["-e", f"{key}={value}"]
+        if gpu:
+            args += self.gpu_flags()
+        with single_image_layout(image) as layout:
+            target = f"oci:{layout}:{_RUN_REF}" if self.name == "podman" else self._docker_load(layout, image)
+            started = subprocess.run(self.command(*args, target), capture_output=True, text=True, env=self.env())
+        if started.returncode != 0:
+            raise CogbuildError(f"{self.name} could not start {image.name}: {_last_line(started.stderr)}")
+        return EngineContainer(self, _last_line(started.stdout), f"http://127.0.0.1:{port}")
+
+    def _docker_load(self, layout: Path, image: Image) -> str:
+        """docker runs only what its daemon stores: load the manifest as an OCI archive, named by digest."""
+        tag = f"cogbuild.local/run:{image.manifest.digest.split(':')[1][:32]}"
+        index = json.loads((layout / "index.json").read_text())
+        index["manifests"][0]["annotations"]["io.containerd.image.name"] = tag
+        (layout / "index.json").write_text(json.dumps(index))
+        with tempfile.TemporaryFile() as archive:
+            with tarfile.open(fileobj=archive, mode="w") as tar:
+                tar.add(layout / "oci-layout", "oci-layout")
+                tar.add(layout / "index.json", "index.json")
+                for digest in _blob_digests(image):
+                    tar.add(image.layout.blob_path(digest), f"blobs/sha256/{digest.split(':')[1]}")
+            archive.seek(0)
+            loaded = subprocess.run(self.command("load"), stdin=archive, capture_output=True, text=True)
+        if loaded.returncode != 0:
+            raise CogbuildError(f"docker could not load {image.name}: {_last_line(loaded.stderr)}")
+        return tag
+
+
+def _blob_digests(image: Image) -> list[str]:
+    doc = image.layout.read_json(image.manifest.digest)
+    return [image.manifest.digest, doc["config"]["digest"], *(layer["digest"] for layer in doc.get("layers", []))]
+
+
+@dataclass
+class EngineContainer:
+    runtime: EngineRuntime
+    id: str
+    base_url: str
+
+    def logs(self) -> str:
+        out = subprocess.run(self.runtime.command("logs", self.id), capture_output=True, text=True,
+                             env=self.runtime.env())
+        return (out.stdout + out.stderr).strip()
+
+    def alive(self) -> bool:
+        out = subprocess.run(self.runtime.command("inspect", "--format", "{{.State.Running}}", self.id),
+                             capture_output=True, text=True, env=self.runtime.env())
+        return out.returncode == 0 and out.stdout.strip() == "true"
+
+    def follow_logs(self) -> subprocess.Popen:
+        return subprocess.Popen(self.runtime.command("logs", "-f", self.id), env=self.runtime.env())
+
+    def remove(self) -> None:
+        subprocess.run(self.runtime.command("rm", "-f", "-t", "2", self.id), capture_output=True,
+                       env=self.runtime.env())
+
+
+@dataclass
+class BundleRuntime:
+    """Daemonless: `umoci unpack` the image into an OCI runtime bundle, then `runc run -d` (or crun)."""
+
+    name: str
+
+    def start(self, image: Image, port: int, env: dict[str, str], gpu: bool) -> "BundleContainer":
+        rootless = os.geteuid() != 0
+        bundles = cache_dir() / "bundles"
+        bundles.mkdir(parents=True, exist_ok=True)
+        container_id = f"cogbuild-{uuid.uuid4().hex[:12]}"
+        bundle = bundles / container_id
         try:
-            store.resolve(image)
-            return f"oci:{store.root}:{image}", []
-        except LayoutError:
-            pass
-        ref = parse_reference(image)
-        loopback = ref.registry.split(":")[0] in ("127.0.0.1", "localhost", "[::1]")
-        flags = ["--tls-verify=false"] if loopback and self.program == "podman" else []
-        return image, flags
+            with single_image_layout(image) as layout:
+                unpack = ["umoci", "unpack", *(["--rootless"] if rootless else []),
+                          "--image", f"{layout}:{_RUN_REF}", str(bundle)]
+                done = subprocess.run(unpack, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise CogbuildError(f"umoci could not unpack {image.name}: {_last_line(done.stderr)}")
+            adjust_bundle_config(bundle / "config.json", {"PORT": str(port), **env})
+            container = BundleContainer(self, container_id, f"http://127.0.0.1:{port}", bundle)
+            with open(container.log_path, "wb") as log:
+                started = subprocess.run(self.command("run", "--detach", "--bundle", str(bundle), container_id),
+                                         stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+            if started.returncode != 0:
+                raise CogbuildError(f"{self.name} could not start {image.name}: {_last_line(container.logs())}")
+            return container
+        except BaseException:
+            subprocess.run(self.command("delete", "--force", container_id), capture_output=True)
+            shutil.rmtree(bundle, ignore_errors=True)
+            raise
+
+    def command(self, *args: str) -> list[str]:
+        rootless = ["--rootless", "true"] if os.geteuid() != 0 and self.name == "runc" else []
+        return [self.name, *rootless, *args]
 
 
+def adjust_bundle_config(path: Path, env: dict[str, str]) -> None:
+    """Make umoci's runtime config serve on the host: host network, no terminal, `env` set, DNS from the host."""
+    config = json.loads(path.read_text())
+    process = config.setdefault("process", {})
+    process["terminal"] = False
+    names = set(env)
+    process["env"] = [e for e in process.get("env", []) if e.split("=", 1)[0] not in names]
+    process["env"] += [f"{key}={value}" for key, value in env.items()]
+    linux = config.setdefault("linux", {})
+    linux["namespaces"] = [ns for ns in linux.get("namespaces", []) if ns.get("type") != "network"]
+    for host_file in ("/etc/resolv.conf", "/etc/hosts"):
+        if Path(host_file).is_file():
+            config.setdefault("mounts", []).append(
+                {"destination": host_file, "type": "bind", "source": host_file, "options": ["rbind", "ro"]})
+    path.write_text(json.dumps(config, indent=2))
+
+
+@dataclass
+class BundleContainer:
+    runtime: BundleRuntime
+    id: str
+    base_url: str
+    bundle: Path
+
+    @property
+    def log_path(self) -> Path:
+        return self.bundle / "container.log"
+
+    def logs(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace").strip()
+        except FileNotFoundError:
+            return ""
+
+    def alive(self) -> bool:
+        out = subprocess.run(self.runtime.command("state", self.id), capture_output=True, text=True)
+        try:
+            return out.returncode == 0 and json.loads(out.stdout).get("status") == "running"
+        except ValueError:
+            return False
+
+    def follow_logs(self) -> subprocess.Popen:
+        return subprocess.Popen(["tail", "-n", "+1", "-f", str(self.log_path)])
+
+    def remove(self) -> None:
+        subprocess.run(self.runtime.command("delete", "--force", self.id), capture_output=True)
+        shutil.rmtree(self.bundle, ignore_errors=True)
+
+
+# -- start, wait, clean up -----------------------------------------------------------------------
 @contextmanager
-def running_container(image: str, store: Layout, port: int | None = None, env: dict[str, str] | None = None,
-                      detach_logs: bool = True) -> Iterator[str]:
-    """Start `image` serving on a loopback port; yield its base URL; remove the container afterwards."""
-    engine = Engine.find()
-    port = port or free_port()
-    target, flags = engine.image_argument(image, store)
-    args = engine.base_args() + ["run", "-d", "--rm", "--network", "host", "-e", f"PORT={port}", *flags]
-    for key, value in (env or {}).items():
-        args += ["-e", f"{key}={value}"]
-    started = subprocess.run(args + [target], capture_output=True, text=True, env=engine.env())
-    if started.returncode != 0:
-        detail = started.stderr.strip().splitlines()[-1] if started.stderr.strip() else "no output"
-        raise CogbuildError(f"{engine.program} could not start {image}: {detail}")
-    container = started.stdout.strip().splitlines()[-1]
+def running_container(image: Image, runtime: Runtime, *, port: int | None = None,
+                      env: dict[str, str] | None = None, gpu: bool = False,
+                      on_status: Callable[[str], None] = lambda s: None,
+                      timeout: float = READY_TIMEOUT) -> Iterator[Container]:
+    """Start `image`, wait until its server is READY, yield the container; remove it afterwards."""
+    container = runtime.start(image, port or free_port(), env or {}, gpu)
     try:
-        base = f"http://127.0.0.1:{port}"
-        wait_ready(base, lambda: _logs(engine, container))
-        yield base
+        wait_ready(container.base_url, container.logs, timeout, on_status, container.alive)
+        yield container
     finally:
-        subprocess.run(engine.base_args() + ["rm", "-f", "-t", "2", container], capture_output=True,
-                       env=engine.env())
+        container.remove()
 
 
-def _logs(engine: Engine, container: str) -> str:
-    out = subprocess.run(engine.base_args() + ["logs", container], capture_output=True, text=True,
-                         env=engine.env())
-    return (out.stdout + out.stderr).strip()
-
-
-def wait_ready(base: str, logs=lambda: "", timeout: float = READY_TIMEOUT) -> None:
-    """Poll GET /health-check until READY; fail with the server's logs on SETUP_FAILED or timeout."""
+def wait_ready(base: str, logs: Callable[[], str] = lambda: "", timeout: float = READY_TIMEOUT,
+               on_status: Callable[[str], None] = lambda s: None,
+               alive: Callable[[], bool] = lambda: True) -> None:
+    """Poll GET /health-check until READY; fail with the server's logs on SETUP_FAILED, exit or timeout."""
     deadline = time.monotonic() + timeout
-    status = "unreachable"
+    status, last_shown, checks = "unreachable", None, 0
     while time.monotonic() < deadline:
         try:
             body = httpx.get(f"{base}/health-check", timeout=2).json()
@@ -123,7 +447,13 @@ def wait_ready(base: str, logs=lambda: "", timeout: float = READY_TIMEOUT) -> No
                 setup_logs = (body.get("setup") or {}).get("logs") or logs()
                 raise CogbuildError(f"the model's setup failed ({status}): {setup_logs.strip()[-2000:]}")
         except (httpx.HTTPError, ValueError):
-            pass
+            checks += 1
+            if checks % 10 == 0 and not alive():  # the server exited before it ever answered
+                raise CogbuildError(f"the model server exited before it was ready; its output:\n{logs()[-2000:]}")
+        shown = "starting" if status == "unreachable" else status.lower()
+        if shown != last_shown:
+            on_status(shown)
+            last_shown = shown
         time.sleep(0.2)
     raise CogbuildError(f"the model did not become ready within {timeout:.0f} s (last status: {status}); "
-                        f"logs:\n{logs()[-2000:]}")
+                        f"its output:\n{logs()[-2000:]}")

@@ -1,34 +1,154 @@
-"""Inputs from `-i name=value` flags and outputs to the terminal or files, guided by the model's schema."""
+"""From `-i` flags to a prediction's input, and from its output to the terminal or files.
+
+Inputs are checked against the model's OpenAPI schema (Cog's layout: `components.schemas.Input`) before
+any model starts, so a typo costs a second, not a model setup. Every problem is one sentence naming the
+input at fault. Files travel as data URIs; file outputs come back as data URIs and are written to disk.
+"""
 
 from __future__ import annotations
 
 import base64
 import json
 import mimetypes
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
 
+URL_PREFIXES = ("http://", "https://", "data:")
 
-def _coerce(name: str, text: str, prop: dict[str, Any]) -> Any:
-    kind = prop.get("type")
-    if prop.get("format") == "uri" or kind is None and "allOf" not in prop:
+
+# -- the schema, as far as flags care ----------------------------------------------------------
+@dataclass
+class InputSpec:
+    """One input of the model: its JSON type and the constraints the CLI can check up front."""
+
+    name: str
+    prop: dict[str, Any]
+    required: bool
+
+    @property
+    def is_list(self) -> bool:
+        return self.prop.get("type") == "array"
+
+    @property
+    def item(self) -> dict[str, Any]:
+        return self.prop.get("items", {}) if self.is_list else self.prop
+
+    @property
+    def is_file(self) -> bool:
+        return self.item.get("format") == "uri"
+
+    @property
+    def kind(self) -> str | None:
+        return self.item.get("type")
+
+
+def input_specs(schema: dict[str, Any] | None) -> dict[str, InputSpec] | None:
+    """The model's inputs in `x-order`, enums from `allOf` references inlined; None when unknown."""
+    if not schema:
+        return None
+    schemas = schema.get("components", {}).get("schemas", {})
+    model = schemas.get("Input")
+    if model is None:
+        return None
+    required = set(model.get("required", []))
+    props = sorted(model.get("properties", {}).items(), key=lambda kv: kv[1].get("x-order", 0))
+    return {name: InputSpec(name, _inline_refs(prop, schemas), name in required) for name, prop in props}
+
+
+def _inline_refs(prop: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any]:
+    merged = {k: v for k, v in prop.items() if k != "allOf"}
+    for part in prop.get("allOf", []):
+        ref = part.get("$ref", "")
+        target = schemas.get(ref.rsplit("/", 1)[-1], {}) if ref.startswith("#/components/schemas/") else part
+        merged = {**target, **merged}
+    if isinstance(merged.get("items"), dict):
+        merged["items"] = _inline_refs(merged["items"], schemas)
+    return merged
+
+
+# -- flags -> input ------------------------------------------------------------------------------
+def parse_inputs(flags: list[str], schema: dict[str, Any] | None) -> dict[str, Any]:
+    """`-i name=value`, `-i name=@file`, and the seed's `-i @file` for a model with one file input.
+
+    A repeated name makes a list. Without a schema values stay strings and files become data URIs.
+    """
+    specs = input_specs(schema)
+    values: dict[str, list[Any]] = {}
+    for flag in flags:
+        name, value = _split_flag(flag, specs)
+        spec = _spec_for(name, specs)
+        values.setdefault(name, []).append(_convert(name, value, spec))
+    inputs: dict[str, Any] = {}
+    for name, given in values.items():
+        spec = specs.get(name) if specs else None
+        if spec and not spec.is_list and len(given) > 1:
+            raise UsageError(f"input {name!r} takes one value, but -i {name}= was given {len(given)} times")
+        inputs[name] = given if (spec and spec.is_list) or len(given) > 1 else given[0]
+    if specs:
+        missing = [s.name for s in specs.values() if s.required and s.name not in inputs]
+        if missing:
+            example = " ".join(f"-i {n}=…" for n in missing)
+            raise UsageError(f"the model needs input{'s' if len(missing) > 1 else ''} "
+                             f"{', '.join(map(repr, missing))}: add {example}")
+    return inputs
+
+
+def check_files(flags: list[str]) -> None:
+    """Before the schema is known: every `@file` named must exist, so nothing starts for nothing."""
+    for flag in flags:
+        value = flag.partition("=")[2] if "=" in flag else flag
+        if value.startswith("@") and not Path(value[1:]).is_file():
+            name = flag.partition("=")[0] if "=" in flag else "input"
+            raise UsageError(f"input {name!r} names {value[1:]}, which is not a file")
+
+
+def _split_flag(flag: str, specs: dict[str, InputSpec] | None) -> tuple[str, str]:
+    name, sep, value = flag.partition("=")
+    if sep and name and not name.startswith("@"):
+        return name, value
+    if not flag.startswith("@"):
+        raise UsageError(f"input {flag!r} must look like name=value or name=@file")
+    if specs is None:
+        raise UsageError(f"-i {flag} needs a name (name=@file): the model's schema is unknown")
+    files = [s.name for s in specs.values() if s.is_file]
+    if len(files) != 1:
+        raise UsageError(f"-i {flag} needs a name (name=@file): the model has {len(files)} file inputs"
+                         + (f" ({', '.join(files)})" if files else ""))
+    return files[0], flag
+
+
+def _spec_for(name: str, specs: dict[str, InputSpec] | None) -> InputSpec | None:
+    if specs is None:
+        return None
+    if name not in specs:
+        raise UsageError(f"the model has no input {name!r} (its inputs: {', '.join(specs) or 'none'})")
+    return specs[name]
+
+
+def _convert(name: str, text: str, spec: InputSpec | None) -> Any:
+    if spec is None:
+        return file_to_data_uri(name, text[1:]) if text.startswith("@") else text
+    if spec.is_file:
+        return _file_value(name, text)
+    if text.startswith("@"):  # like curl -d @file: a non-file input takes the file's text
+        text = _read_text(name, text[1:])
+    value = _coerce(name, text, spec.item)
+    _check_constraints(name, value, spec.item)
+    return value
+
+
+def _file_value(name: str, text: str) -> str:
+    if text.startswith("@"):
+        return file_to_data_uri(name, text[1:])
+    if text.startswith(URL_PREFIXES):
         return text
-    try:
-        if kind == "integer":
-            return int(text)
-        if kind == "number":
-            return float(text)
-        if kind == "boolean":
-            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError
-            return text.lower() in ("true", "1", "yes")
-        if kind in ("array", "object"):
-            return json.loads(text)
-    except ValueError:
-        raise UsageError(f"input {name!r} must be {'an' if kind[0] in 'aeiou' else 'a'} {kind}, not {text!r}") from None
-    return text
+    if Path(text).is_file():
+        return file_to_data_uri(name, text)
+    raise UsageError(f"input {name!r} is a file: give {name}=@PATH or a URL (no file {text!r} exists)")
 
 
 def file_to_data_uri(name: str, path: str) -> str:
@@ -39,50 +159,98 @@ def file_to_data_uri(name: str, path: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(file.read_bytes()).decode()}"
 
 
-def parse_inputs(flags: list[str], schema: dict[str, Any] | None) -> dict[str, Any]:
-    """-i name=value, -i name=@file, and the seed's -i @file for a model with one file input."""
-    props: dict[str, Any] = ((schema or {}).get("components", {}).get("schemas", {})
-                             .get("Input", {}).get("properties", {}))
-    inputs: dict[str, Any] = {}
-    for flag in flags:
-        name, sep, value = flag.partition("=")
-        if not sep:
-            if not flag.startswith("@"):
-                raise UsageError(f"input {flag!r} must look like name=value or name=@file")
-            files = [n for n, p in props.items() if p.get("format") == "uri"]
-            if len(files) != 1:
-                raise UsageError(f"-i {flag} needs a name: the model has {len(files)} file inputs")
-            name, value = files[0], flag
-        if props and name not in props:
-            raise UsageError(f"the model has no input {name!r} (inputs: {', '.join(props) or 'none'})")
-        item = props.get(name, {})
-        item_schema = item.get("items", item) if item.get("type") == "array" else item
-        coerced = file_to_data_uri(name, value[1:]) if value.startswith("@") else _coerce(name, value, item_schema)
-        if name in inputs or item.get("type") == "array":
-            previous = inputs.get(name, [])
-            inputs[name] = (previous if isinstance(previous, list) else [previous]) + [coerced]
-        else:
-            inputs[name] = coerced
-    return inputs
+def _read_text(name: str, path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"input {name!r} names {path}, which cannot be read as text ({exc.__class__.__name__})") from None
 
 
-def write_output(output: Any, out_path: str | None) -> list[str]:
-    """Files (data URIs) go to disk; other values are returned as lines to print."""
-    if isinstance(output, str) and output.startswith("data:"):
-        return [str(_save_data_uri(output, out_path or "output"))]
-    if isinstance(output, list) and output and all(isinstance(o, str) and o.startswith("data:") for o in output):
-        stem = out_path or "output"
-        return [str(_save_data_uri(o, f"{stem}.{i}")) for i, o in enumerate(output)]
-    if isinstance(output, str):
-        return [output]
-    return [json.dumps(output, indent=2)]
+_TRUE, _FALSE = ("true", "1", "yes", "y", "on"), ("false", "0", "no", "n", "off")
 
 
-def _save_data_uri(uri: str, path: str) -> Path:
+def _coerce(name: str, text: str, prop: dict[str, Any]) -> Any:
+    kind = prop.get("type")
+    try:
+        if kind == "integer":
+            return int(text)
+        if kind == "number":
+            return float(text)
+        if kind == "boolean":
+            if text.lower() not in _TRUE + _FALSE:
+                raise ValueError
+            return text.lower() in _TRUE
+        if kind in ("array", "object"):
+            return json.loads(text)
+    except ValueError:
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise UsageError(f"input {name!r} must be {article} {kind}, not {text!r}") from None
+    return text
+
+
+def _check_constraints(name: str, value: Any, prop: dict[str, Any]) -> None:
+    if "enum" in prop and value not in prop["enum"]:
+        raise UsageError(f"input {name!r} must be one of {', '.join(map(str, prop['enum']))}, not {value!r}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if "minimum" in prop and value < prop["minimum"]:
+            raise UsageError(f"input {name!r} must be at least {prop['minimum']}, not {value}")
+        if "maximum" in prop and value > prop["maximum"]:
+            raise UsageError(f"input {name!r} must be at most {prop['maximum']}, not {value}")
+    if isinstance(value, str):
+        if "minLength" in prop and len(value) < prop["minLength"]:
+            raise UsageError(f"input {name!r} must have at least {prop['minLength']} characters")
+        if "maxLength" in prop and len(value) > prop["maxLength"]:
+            raise UsageError(f"input {name!r} must have at most {prop['maxLength']} characters")
+        if "pattern" in prop and not re.search(prop["pattern"], value):
+            raise UsageError(f"input {name!r} must match the pattern {prop['pattern']!r}, not {value!r}")
+
+
+# -- output -> terminal and files ----------------------------------------------------------------
+def write_output(output: Any, out_path: str | None, schema: dict[str, Any] | None = None) -> list[str]:
+    """Write file outputs (data URIs) to disk and return what to print: paths, text, or JSON.
+
+    One file goes to `out_path` or `output.<ext>`; a list of files to `<stem>.N.<ext>`. A string is
+    printed (or written to `out_path` when one is given); iterator text marked `concatenate` is joined.
+    """
+    stem, suffix = _split_suffix(out_path or "output")
+    if _is_file(output):
+        return [str(_save_data_uri(output, stem, suffix))]
+    if isinstance(output, list) and output and all(_is_file(o) for o in output):
+        return [str(_save_data_uri(o, f"{stem}.{i}", suffix)) for i, o in enumerate(output)]
+    if isinstance(output, list) and _is_concatenated(schema) and all(isinstance(o, str) for o in output):
+        output = "".join(output)
+    text = output if isinstance(output, str) else json.dumps(output, indent=2)
+    if out_path:
+        Path(out_path).write_text(text if text.endswith("\n") else text + "\n")
+        return [out_path]
+    return [text]
+
+
+def _is_file(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith("data:") and "," in value
+
+
+def _is_concatenated(schema: dict[str, Any] | None) -> bool:
+    out = ((schema or {}).get("components", {}).get("schemas", {}).get("Output") or {})
+    return out.get("x-cog-array-display") == "concatenate"
+
+
+def _split_suffix(path: str) -> tuple[str, str]:
+    p = Path(path)
+    return (str(p.with_suffix("")), p.suffix) if p.suffix else (path, "")
+
+
+def _save_data_uri(uri: str, stem: str, suffix: str) -> Path:
+    """Write the file to `stem + suffix`; with no suffix given, the extension follows the MIME type."""
     header, _, payload = uri.partition(",")
     mime = header[5:].split(";")[0]
-    target = Path(path)
-    if not target.suffix:
-        target = target.with_suffix(mimetypes.guess_extension(mime) or ".bin")
-    target.write_bytes(base64.b64decode(payload) if ";base64" in header else payload.encode())
+    target = Path(stem + (suffix or _extension(mime)))
+    data = base64.b64decode(payload) if ";base64" in header else payload.encode()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
     return target
+
+
+def _extension(mime: str) -> str:
+    preferred = {"image/jpeg": ".jpg", "text/plain": ".txt", "audio/mpeg": ".mp3"}
+    return preferred.get(mime) or mimetypes.guess_extension(mime) or ".bin"

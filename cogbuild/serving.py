@@ -1,16 +1,24 @@
-"""Serve a model directory with the runtime that goes into images, on this host, no image needed."""
+"""A model directory on this host, no image: its schema, and the image's runtime serving it on loopback.
+
+The runtime (`python -m cog.server.http`) is the same code that goes into images; it runs in a child
+process with the model directory as its working directory, like `/src` in the image.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import tempfile
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 from .config import CogConfig
-from .container import free_port, wait_ready
-from .errors import CogbuildError
+from .container import READY_TIMEOUT, free_port, wait_ready
+from .errors import CogbuildError, UsageError
+
+SCHEMA_TIMEOUT = 120.0
 
 
 def server_command(host: str, port: int) -> list[str]:
@@ -19,31 +27,54 @@ def server_command(host: str, port: int) -> list[str]:
 
 def server_env(config: CogConfig) -> dict[str, str]:
     if not config.predictor:
-        raise CogbuildError(f"{config.path.name} names no predictor; add `predict: \"predict.py:Predictor\"`")
+        raise UsageError(f"{config.path} names no predictor; add `predict: \"predict.py:Predictor\"`")
     return {**os.environ, **config.environment, "COG_PREDICTOR": config.predictor,
             "COG_MAX_CONCURRENCY": str(config.concurrency_max)}
 
 
-@contextmanager
-def local_server(config: CogConfig) -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen(server_command("127.0.0.1", port), cwd=config.root, env=server_env(config),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def directory_schema(config: CogConfig) -> dict:
+    """The model's OpenAPI schema, read from its signatures without running setup()."""
+    command = [sys.executable, "-m", "cog.command.openapi_schema"]
     try:
-        wait_ready(f"http://127.0.0.1:{port}", lambda: _drain(proc))
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
+        done = subprocess.run(command, cwd=config.root, env=server_env(config), capture_output=True, text=True,
+                              timeout=SCHEMA_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise CogbuildError(f"reading the schema of {config.predictor} took over {SCHEMA_TIMEOUT:.0f} s") from None
+    if done.returncode != 0:
+        reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "no output"
+        raise UsageError(f"{config.root / config.predictor.split(':')[0]} cannot be loaded: "
+                         f"{reason.removeprefix('error: ')}")
+    try:
+        return json.loads(done.stdout)
+    except ValueError:
+        raise CogbuildError(f"the schema of {config.predictor} is not JSON") from None
+
+
+@contextmanager
+def local_server(config: CogConfig, on_status: Callable[[str], None] = lambda s: None,
+                 timeout: float = READY_TIMEOUT) -> Iterator[str]:
+    """Serve the directory's model on a free loopback port until the block ends; yield its base URL."""
+    port = free_port()
+    # A file, not a pipe: a chatty predictor must never block on a pipe nobody reads.
+    with tempfile.TemporaryFile() as output:
+        proc = subprocess.Popen(server_command("127.0.0.1", port), cwd=config.root, env=server_env(config),
+                                stdout=output, stderr=subprocess.STDOUT)
         try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            wait_ready(f"http://127.0.0.1:{port}", lambda: _read_all(output), timeout, on_status,
+                       alive=lambda: proc.poll() is None)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
-def _drain(proc: subprocess.Popen) -> str:
-    if proc.poll() is None:
-        return "(server still running)"
-    return proc.stdout.read() if proc.stdout else ""
+def _read_all(file) -> str:
+    file.seek(0)
+    return file.read().decode(errors="replace")
 
 
 def exec_server(config: CogConfig, host: str, port: int) -> None:

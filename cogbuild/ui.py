@@ -1,27 +1,95 @@
-"""Progress and result output: rich on a terminal, plain lines otherwise, nothing but results with --quiet."""
+"""What the user sees while a command works, and what it produces.
+
+Three audiences: a person at a terminal gets rich spinners and bars on stderr; a CI log (stderr is not a
+terminal) gets one plain line per step and no control characters; `--quiet` gets nothing but results.
+Results (a digest, a prediction) always go to stdout as plain text, so they can be piped.
+"""
 
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import click
 from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-_stderr = Console(stderr=True)
+Reporter = Callable[[str], None]
 
 
-def progress_printer(ctx: click.Context | None = None):
-    quiet = bool(ctx and ctx.obj and ctx.obj.get("quiet"))
+def _console() -> Console:
+    # Made per call: tests and callers may swap sys.stderr, and rich binds to the stream it was given.
+    return Console(file=sys.stderr)
+
+
+def is_quiet(ctx: click.Context | None = None) -> bool:
+    ctx = ctx or click.get_current_context(silent=True)
+    root = ctx.find_root() if ctx else None
+    return bool(root and root.obj and root.obj.get("quiet"))
+
+
+def is_debug(ctx: click.Context | None = None) -> bool:
+    ctx = ctx or click.get_current_context(silent=True)
+    root = ctx.find_root() if ctx else None
+    return bool(root and root.obj and root.obj.get("debug"))
+
+
+def _fancy() -> bool:
+    return _console().is_terminal
+
+
+def progress_printer(ctx: click.Context | None = None) -> Reporter:
+    """A function that reports one step of work: a dim bullet on a terminal, a plain line in a log."""
+    quiet = is_quiet(ctx)
 
     def show(message: str) -> None:
         if quiet:
             return
-        if _stderr.is_terminal:
-            _stderr.print(f"[dim]•[/dim] {message}")
+        if _fancy():
+            _console().print(f"[dim]•[/dim] {message}", highlight=False)
         else:
             print(f"• {message}", file=sys.stderr, flush=True)
 
     return show
+
+
+@contextmanager
+def spinner(message: str, ctx: click.Context | None = None) -> Iterator[Reporter]:
+    """Show `message` with a spinner until the block ends; the yielded function updates the text.
+
+    Outside a terminal the message is printed once, and updates are printed as they come.
+    """
+    if is_quiet(ctx):
+        yield lambda _text: None
+        return
+    if not _fancy():
+        print(f"• {message}", file=sys.stderr, flush=True)
+        yield lambda text: None  # a log keeps one line per step; the spinner's updates are for people
+        return
+    with _console().status(message) as status:
+        yield lambda text: status.update(f"{message} [dim]({text})[/dim]")
+
+
+@contextmanager
+def transfer_bar(description: str, total: int | None, ctx: click.Context | None = None) -> Iterator[Callable[[int], None]]:
+    """A byte-counting bar for downloads and uploads; the yielded function adds bytes done.
+
+    In a log only the start and the total are printed, never a line per chunk.
+    """
+    if is_quiet(ctx):
+        yield lambda _n: None
+        return
+    if not _fancy():
+        size = f" ({total / 1e6:.1f} MB)" if total else ""
+        print(f"• {description}{size}", file=sys.stderr, flush=True)
+        yield lambda _n: None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns, console=_console(), transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.advance(task, n)
 
 
 def result(text: str) -> None:

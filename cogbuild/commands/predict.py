@@ -1,71 +1,135 @@
-"""cogbuild predict: one prediction from a model directory or an image."""
+"""cogbuild predict: one prediction from a model directory (on this host) or an image (in a container)."""
 
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
+import sys
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Iterator
+from typing import Any
 
 import click
 import httpx
 
-from ..container import running_container
-from ..errors import CogbuildError
-from ..predict_io import parse_inputs, write_output
+from ..container import RUNTIMES, choose_runtime, find_image, has_gpu, running_container
+from ..errors import CogbuildError, UsageError
+from ..predict_io import check_files, parse_inputs, write_output
 from ..project import Project, open_store
-from ..serving import local_server
-from ..ui import progress_printer, result
+from ..serving import directory_schema, local_server
+from ..ui import is_quiet, progress_printer, result, spinner
 
 
-@contextmanager
-def _server(target: str, progress) -> Iterator[str]:
+def model_directory(target: str) -> Path | None:
+    """The model directory `target` names, None when it names an image; a directory without cog.yaml
+    is an error unless it is an OCI layout."""
     path = Path(target)
-    if path.is_dir() and (path / "cog.yaml").exists():
-        progress(f"starting the model in {path} locally")
-        with local_server(Project.load(None, path).config) as base:
-            yield base
-    else:
-        progress(f"starting {target} in a container")
-        with running_container(target, open_store()) as base:
-            yield base
+    if not path.is_dir() or (path / "oci-layout").is_file():
+        if target.startswith((".", "/", "~")) and not path.exists():
+            raise UsageError(f"there is no directory {target}")
+        return None
+    if not (path / "cog.yaml").is_file():
+        raise UsageError(f"{path.resolve()} has no cog.yaml; name a model directory, an image, or run `cogbuild init`")
+    return path
 
 
 @click.command("predict")
-@click.argument("target", required=False, default=".")
-@click.option("-i", "--input", "inputs", multiple=True, help="name=value or name=@file; repeat for lists.")
-@click.option("-o", "--output", "out_path", help="Where to write a file output (default: output.<ext>).")
+@click.argument("target", required=False, default=".", metavar="[DIR|IMAGE]")
+@click.option("-i", "--input", "inputs", multiple=True, metavar="NAME=VALUE",
+              help="An input: name=value, name=@file (sent as a data URI) or @file for the one file input; "
+                   "repeat a name for a list.")
+@click.option("-o", "--output", "out_path", metavar="PATH",
+              help="Where to write the output (default for files: output.<ext>; lists: output.N.<ext>).")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole prediction response as JSON.")
+@click.option("--runtime", type=click.Choice(RUNTIMES), default=None,
+              help="Container runtime for images (default: podman, docker, else umoci+runc).")
+@click.option("--timeout", type=float, default=None, metavar="SECONDS",
+              help="How long to wait for the model's setup (default 300, or $COGBUILD_READY_TIMEOUT).")
 @click.pass_context
-def command(ctx: click.Context, target: str, inputs: tuple[str, ...], out_path: str | None, as_json: bool) -> None:
-    """Run one prediction with the model in a directory (locally) or an image (in a container).
+def command(ctx: click.Context, target: str, inputs: tuple[str, ...], out_path: str | None, as_json: bool,
+            runtime: str | None, timeout: float | None) -> None:
+    """Run one prediction with the model in DIR (on this host) or IMAGE (in a container).
+
+    IMAGE is a name in the local store (`cogbuild build -t NAME`), a registry reference (pulled into the
+    store first), or an OCI layout (`oci:PATH[:TAG]`). Inputs are checked against the model's schema
+    before the model starts.
 
     \b
     Examples:
+      cogbuild predict -i text=world                      # the model in this directory
       cogbuild predict examples/hello -i text=world
-      cogbuild predict hello:latest -i text=world            # from the local store
-      cogbuild predict 127.0.0.1:5000/hello:v1 -i image=@in.png -o out.png
+      cogbuild predict hello:latest -i image=@in.png -o out.png
+      cogbuild predict hello:latest -i @in.png            # the model's one file input
+      cogbuild predict 127.0.0.1:5000/me/hello:v1 -i tags=a -i tags=b --json
+      cogbuild predict hello:latest --runtime runc -i text=x   # daemonless: umoci + runc
+
+    \b
+    Exit codes: 0 the prediction succeeded; 1 it failed or could not run; 2 bad input or usage.
     """
     progress = progress_printer(ctx)
-    with _server(target, progress) as base:
-        try:
-            schema = httpx.get(f"{base}/openapi.json", timeout=10).json()
-        except (httpx.HTTPError, ValueError):
-            schema = None
-        payload = {"input": parse_inputs(list(inputs), schema)}
-        try:
-            response = httpx.post(f"{base}/predictions", json=payload, timeout=None)
-        except httpx.HTTPError as exc:
-            raise CogbuildError(f"the prediction request failed: {exc}") from None
-    body = response.json()
+    flags = list(inputs)
+    wait = {"timeout": timeout} if timeout else {}
+    with ExitStack() as stack:
+        directory = model_directory(target)
+        if directory is not None:
+            config = Project.load(None, directory).config
+            schema = directory_schema(config)
+            payload = parse_inputs(flags, schema)
+            with spinner(f"starting the model in {directory}", ctx) as status:
+                base = stack.enter_context(local_server(config, on_status=status, **wait))
+        else:
+            chosen = choose_runtime(runtime)
+            check_files(flags)
+            gpu = has_gpu() and chosen.name in ("podman", "docker")
+            image = find_image(target, open_store(), gpu, progress)
+            schema = image.schema
+            payload = parse_inputs(flags, schema) if schema else None
+            with spinner(f"starting {target} ({image.variant}) with {chosen.name}", ctx) as status:
+                container = stack.enter_context(running_container(
+                    image, chosen, gpu=gpu and image.variant == "gpu", on_status=status, **wait))
+            base = container.base_url
+            if payload is None:  # an image built without the schema label: ask the server
+                schema = _fetch_schema(base)
+                payload = parse_inputs(flags, schema)
+        with spinner("predicting", ctx):
+            body = _post_prediction(base, payload)
+    _report(body, schema, out_path, as_json, quiet=is_quiet(ctx))
+
+
+def _fetch_schema(base: str) -> dict | None:
+    try:
+        return httpx.get(f"{base}/openapi.json", timeout=30).json()
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+def _post_prediction(base: str, payload: dict[str, Any]) -> dict[str, Any]:
+    try:
+        response = httpx.post(f"{base}/predictions", json={"input": payload}, timeout=None)
+    except httpx.HTTPError as exc:
+        raise CogbuildError(f"the prediction request to {base} failed: {exc}") from None
+    try:
+        body = response.json()
+    except ValueError:
+        raise CogbuildError(f"the model server answered {response.status_code} without JSON") from None
     if response.status_code == 422:
-        details = "; ".join(f"{'.'.join(map(str, d.get('loc', [])[2:]))}: {d.get('msg')}"
-                            for d in body.get("detail", []))
-        raise CogbuildError(f"the model rejected the input: {details}")
+        problems = "; ".join(f"{'.'.join(map(str, d.get('loc', [])[2:])) or 'input'}: {d.get('msg')}"
+                             for d in body.get("detail", []))
+        raise UsageError(f"the model rejected the input: {problems}")
+    if response.status_code >= 400 and "status" not in body:
+        raise CogbuildError(f"the model server answered {response.status_code}: {body}")
+    return body
+
+
+def _report(body: dict[str, Any], schema: dict | None, out_path: str | None, as_json: bool, quiet: bool) -> None:
+    status = body.get("status")
     if as_json:
         result(json.dumps(body, indent=2))
-    elif body.get("status") == "succeeded":
-        for line in write_output(body.get("output"), out_path):
-            result(line)
-    if body.get("status") != "succeeded":
-        raise CogbuildError(f"the prediction {body.get('status', 'failed')}: {body.get('error')}")
+    else:
+        if body.get("logs") and not quiet:
+            sys.stderr.write(body["logs"] if body["logs"].endswith("\n") else body["logs"] + "\n")
+        if status == "succeeded":
+            for line in write_output(body.get("output"), out_path, schema):
+                result(line)
+    if status != "succeeded":
+        error = (body.get("error") or "no error message").strip().splitlines()
+        raise CogbuildError(f"the prediction {status or 'failed'}: {error[-1] if error else ''}")
