@@ -18,7 +18,7 @@ from .cache import BlobCache
 
 _FIELDS = [
     "Package", "Version", "Architecture", "Multi-Arch", "Priority",
-    "Pre-Depends", "Depends", "Provides", "Filename", "Size", "SHA256",
+    "Pre-Depends", "Depends", "Provides", "Filename", "Size", "SHA256", "Conflicts", "Breaks",
 ]  # fmt: skip
 
 # apt's order when several packages provide a virtual name and none is chosen yet.
@@ -40,6 +40,8 @@ class BinaryPackage:
     url: str
     size: int
     sha256: str
+    conflicts: str = ""
+    breaks: str = ""
 
     @cached_property
     def debian_version(self) -> Version:
@@ -63,6 +65,15 @@ class BinaryPackage:
                 version = relation["version"]
                 provided.append((relation["name"], version[1] if version and version[0] == "=" else None))
         return provided
+
+    @cached_property
+    def refusals(self) -> list[tuple[str, Relation]]:
+        """("Conflicts" or "Breaks", relation): packages that must not be installed beside this one."""
+        refused = []
+        for field_name, text in (("Conflicts", self.conflicts), ("Breaks", self.breaks)):
+            for group in deb822.PkgRelation.parse_relations(text) if text else []:
+                refused.extend((field_name, relation) for relation in group)
+        return refused
 
     @property
     def filename(self) -> str:
@@ -124,7 +135,7 @@ def _provided_names(provides_field: str) -> list[str]:
 
 
 # Bump when BinaryPackage's fields change, so older parsed caches are not read.
-_PARSED_FORMAT = "v1"
+_PARSED_FORMAT = "v2"
 
 
 def load_packages(text: PackagesText, arch: str, cache: BlobCache | None = None) -> list[BinaryPackage]:
@@ -167,4 +178,6 @@ def parse_packages(text: PackagesText, arch: str) -> Iterable[BinaryPackage]:
             url=f"{base}/{stanza['Filename']}",
             size=int(stanza["Size"]),
             sha256=stanza["SHA256"].lower(),
+            conflicts=stanza.get("Conflicts", ""),
+            breaks=stanza.get("Breaks", ""),
         )

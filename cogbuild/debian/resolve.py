@@ -2,7 +2,8 @@
 
 Rules (single architecture: the target's packages plus arch "all"):
 - each name has one candidate, its highest version across the source's archives (apt's default);
-- Pre-Depends and Depends are followed; Recommends, Suggests, Conflicts and Breaks are not;
+- Pre-Depends and Depends are followed; Recommends and Suggests are not;
+- Conflicts and Breaks are not solved around but checked at the end: a clash is an error naming both;
 - in an OR-group the first alternative already satisfied wins, otherwise the first satisfiable one;
 - virtual names resolve through Provides (a versioned dependency needs a `=` versioned Provides);
   several providers and none chosen yet: apt's Priority order, then name;
@@ -109,6 +110,7 @@ class Resolver:
             package = self.queue.popleft()
             for group in package.dependencies:
                 self._satisfy(group, package)
+        self._check_refusals()
         return [self._artifact(self.chosen[name]) for name in sorted(self.chosen)]
 
     # -- requests and dependencies ------------------------------------------------------------
@@ -204,6 +206,30 @@ class Resolver:
                 for virtual, provided in package.provides:
                     provides[virtual].append(provided)
         return provides
+
+    # -- Conflicts and Breaks ------------------------------------------------------------------
+
+    def _check_refusals(self) -> None:
+        """Fail when a package to be installed conflicts with (or breaks) another one in the image."""
+        installed = [p for name, v in sorted(self.installed.items()) if (p := self.index.exact(name, v))]
+        image = [self.chosen[name] for name in sorted(self.chosen)] + installed
+        for package in image:
+            for field_name, relation in package.refusals:
+                for other in self._refused(relation, image):
+                    if other is not package and (package.name in self.chosen or other.name in self.chosen):
+                        raise CogbuildError(
+                            f"Debian packages {package.name} {package.version} and {other.name} {other.version} "
+                            f"cannot be installed together: {package.name} declares "
+                            f"'{field_name}: {_format_group([relation])}'."
+                        )
+
+    def _refused(self, relation: Relation, image: list[BinaryPackage]) -> list[BinaryPackage]:
+        name, constraint = relation["name"], relation["version"]
+        hits = [p for p in image if p.name == name and _version_ok(p.version, constraint)]
+        # A conflict on a virtual name hits every provider (a versioned one only matching provides).
+        hits += [p for p in image for virtual, version in p.provides
+                 if virtual == name and p.name != name and _provided_ok(version, constraint)]  # fmt: skip
+        return hits
 
     # -- results and errors --------------------------------------------------------------------
 

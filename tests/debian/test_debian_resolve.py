@@ -252,3 +252,32 @@ def test_dependency_cycles_terminate_and_output_is_deterministic():
     again = resolve(index, "aa")
     assert list(again.values()) == list(first.values())
     assert [x.required_by for x in again.values()] == [x.required_by for x in first.values()]
+
+
+def test_conflicting_packages_in_one_closure_are_an_error():
+    index = index_of(stanza("app", depends="liba, libb"), stanza("liba", conflicts="libb"), stanza("libb"))
+    with pytest.raises(CogbuildError) as error:
+        resolve(index, "app")
+    assert str(error.value) == (
+        "Debian packages liba 1.0 and libb 1.0 cannot be installed together: liba declares 'Conflicts: libb'."
+    )
+
+
+def test_breaks_honours_versions_and_virtual_names():
+    newer = index_of(stanza("libnew", breaks="libold (<< 2)"), stanza("libold", "2.0"))
+    assert set(resolve(newer, "libnew", "libold")) == {"libnew", "libold"}
+    older = index_of(stanza("libnew", breaks="libold (<< 2)"), stanza("libold", "1.5"))
+    with pytest.raises(CogbuildError, match=r"libnew declares 'Breaks: libold \(<< 2\)'"):
+        resolve(older, "libnew", "libold")
+    virtual = index_of(stanza("sendmail", provides="mail-transport-agent"),
+                       stanza("exim4", provides="mail-transport-agent", conflicts="mail-transport-agent"))  # fmt: skip
+    assert set(resolve(virtual, "exim4")) == {"exim4"}  # a package may conflict with what it provides itself
+    with pytest.raises(CogbuildError, match="exim4 1.0 and sendmail 1.0 cannot be installed together"):
+        resolve(virtual, "exim4", "sendmail")
+
+
+def test_a_new_package_clashing_with_the_lower_layer_is_an_error():
+    index = index_of(stanza("mawk"), stanza("gawk", conflicts="mawk"))
+    base = list(resolve(index, "mawk").values())
+    with pytest.raises(CogbuildError, match="gawk 1.0 and mawk 1.0 cannot be installed together"):
+        resolve(index, "gawk", installed=base)
