@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from ..build import BuildOptions, build
 from ..errors import UsageError
 from ..layers.tarball import Compression
 from ..project import Project, open_store, parse_platforms
+from ..registry.archive import export_layout, write_archive
 from ..ui import progress_printer, result
 
 
@@ -31,10 +34,12 @@ def build_project(project: Project, tag: str | None, platforms: list[str] | None
               help="Which variant to build (default: what the lock has).")
 @click.option("--platform", "platform", help="Comma-separated, e.g. linux/amd64,linux/arm64.")
 @click.option("--compression", default="gzip", show_default=True, help="gzip[:LEVEL], zstd[:LEVEL] or none.")
+@click.option("-o", "--output", help="Also write the image to DIR (OCI layout), oci-archive:FILE or "
+                                     "docker-archive:FILE (for `podman load` / `docker load`).")
 @click.argument("directory", required=False, default=".")
 @click.pass_context
 def command(ctx: click.Context, cog_yaml: str | None, tag: str | None, variant: str | None,
-            platform: str | None, compression: str, directory: str) -> None:
+            platform: str | None, compression: str, output: str | None, directory: str) -> None:
     """Build the model in DIRECTORY into an OCI image, without Docker; print its digest.
 
     \b
@@ -44,10 +49,26 @@ def command(ctx: click.Context, cog_yaml: str | None, tag: str | None, variant: 
       cogbuild build --platform linux/amd64,linux/arm64
     """
     project = Project.load(cog_yaml, directory)
+    variants = None if variant in (None, "all") else [variant]
+    name, outcome = build_project(project, tag, parse_platforms(platform), variants,
+                                  parse_compression(compression), progress_printer(ctx))
+    if output:
+        write_output(output, name, outcome.descriptor)
+    result(outcome.descriptor.digest)
+
+
+def parse_compression(text: str) -> Compression:
     try:
-        comp = Compression.parse(compression)
+        return Compression.parse(text)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    variants = None if variant in (None, "all") else [variant]
-    name, outcome = build_project(project, tag, parse_platforms(platform), variants, comp, progress_printer(ctx))
-    result(outcome.descriptor.digest)
+
+
+def write_output(output: str, name: str, desc) -> None:
+    kind, sep, path = output.partition(":")
+    if sep and kind in ("oci-archive", "docker-archive"):
+        write_archive(open_store(), desc, name, Path(path), docker=kind == "docker-archive")
+    elif sep and kind in ("oci", "dir"):
+        export_layout(open_store(), desc, name, Path(path))
+    else:
+        export_layout(open_store(), desc, name, Path(output))

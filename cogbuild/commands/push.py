@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import click
 
-from ..layers.tarball import Compression
 from ..project import Project, open_store
 from ..registry.reference import parse_reference
 from ..registry.remote import push_image
 from ..ui import progress_printer, result
-from .build import build_project
+from .build import build_project, parse_compression
 
 
 @click.command("push")
@@ -29,7 +28,7 @@ def command(ctx: click.Context, ref: str, cog_yaml: str | None, insecure: bool, 
     progress = progress_printer(ctx)
     reference = parse_reference(ref)
     project = Project.load(cog_yaml)
-    _, outcome = build_project(project, None, None, None, Compression.parse(compression), progress)
+    _, outcome = build_project(project, None, None, None, parse_compression(compression), progress)
     progress(f"pushing to {reference.registry}/{reference.repository}")
     digest = push_image(open_store(), outcome.descriptor, reference, insecure=insecure,
                         variants=outcome.variants)
