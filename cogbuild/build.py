@@ -49,48 +49,64 @@ class BuildResult:
 
 
 class LayerCache:
-    """input key -> finished layer, remembered across builds; the blob itself lives in the store."""
+    """input key -> finished layer, remembered across builds; the blob itself lives in the store.
 
-    def __init__(self, layout: Layout, root: Path | None = None) -> None:
+    A blob is hashed when first recorded and again whenever its size, mtime or inode no longer match
+    what was recorded then, so an unchanged 2 GB layer costs a stat, not a read, on each rebuild.
+    """
+
+    def __init__(self, layout: Layout, compression: Compression, mtime: int, root: Path | None = None) -> None:
         self.layout = layout
+        self.compression = compression
+        self.mtime = mtime
         self.root = (root or cache_dir()) / "layers"
 
-    def get(self, key: str, media_type: str) -> Layer | None:
-        path = self.root / f"{key}.json"
+    def _path(self, spec: LayerSpec) -> Path:
+        key = f"{spec.key}-{self.compression.identity}-{self.mtime}".replace("/", "_")
+        return self.root / f"{key}.json"
+
+    def get(self, spec: LayerSpec) -> Layer | None:
         try:
-            doc = json.loads(path.read_text())
+            doc = json.loads(self._path(spec).read_text())
             desc = Descriptor(doc["mediaType"], doc["digest"], int(doc["size"]))
-            diff_id, comment = doc["diffID"], doc["comment"]
+            diff_id, stamp = doc["diffID"], doc.get("stamp")
         except (OSError, ValueError, KeyError):
             return None
         blob = self.layout.blob_path(desc.digest)
-        if desc.media_type != media_type or not blob.exists() or blob.stat().st_size != desc.size \
-                or "sha256:" + file_sha256(blob) != desc.digest:
-            return None  # missing or corrupt: compose again
-        return Layer(desc, diff_id, comment)
+        try:
+            st = blob.stat()
+        except FileNotFoundError:
+            return None
+        if desc.media_type != self.compression.media_type or st.st_size != desc.size:
+            return None
+        if stamp != _stamp(st):
+            if "sha256:" + file_sha256(blob) != desc.digest:
+                return None  # corrupt: compose again
+            self.put(spec, Layer(desc, diff_id, spec.comment))
+        return Layer(desc, diff_id, spec.comment)
 
-    def put(self, key: str, layer: Layer) -> None:
-        doc = {**layer.descriptor.to_json(), "diffID": layer.diff_id, "comment": layer.comment}
-        atomic_write(self.root / f"{key}.json", json.dumps(doc, sort_keys=True).encode())
+    def put(self, spec: LayerSpec, layer: Layer) -> None:
+        st = self.layout.blob_path(layer.descriptor.digest).stat()
+        doc = {**layer.descriptor.to_json(), "diffID": layer.diff_id, "stamp": _stamp(st)}
+        atomic_write(self._path(spec), json.dumps(doc, sort_keys=True).encode())
 
 
-def compose_layer(spec: LayerSpec, layout: Layout, cache: LayerCache, compression: Compression,
-                  mtime: int) -> Layer:
-    key = f"{spec.key}-{compression.identity}-{mtime}".replace("/", "_")
-    hit = cache.get(key, compression.media_type)
-    if hit is not None:
-        return Layer(hit.descriptor, hit.diff_id, spec.comment)
+def _stamp(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+def compose_layer(spec: LayerSpec, layout: Layout, cache: LayerCache) -> Layer:
     fd, tmp = layout.tmp_file()
     try:
         with os.fdopen(fd, "wb") as out:
-            digests = write_layer(spec.compose(), out, compression, mtime)
+            digests = write_layer(spec.compose(), out, cache.compression, cache.mtime)
         layout.add_blob_file(Path(tmp), digests.digest)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    layer = Layer(Descriptor(compression.media_type, digests.digest, digests.size), digests.diff_id,
+    layer = Layer(Descriptor(cache.compression.media_type, digests.digest, digests.size), digests.diff_id,
                   spec.comment)
-    cache.put(key, layer)
+    cache.put(spec, layer)
     return layer
 
 
@@ -142,26 +158,32 @@ def build(config: CogConfig, lock: Lock, lock_digest: str, layout: Layout, optio
             raise CogbuildError(f"cog.lock has no {variant} variant; lock with that variant first")
     layout.init()
     blobs = BlobCache()
-    needed = [a for p in platforms for v in variants for g in ("os", "system", "cuda", "python", "runtime")
-              for a in lock.select(p, v, g)]
-    missing = [a for a in set(needed) if blobs.get(a) is None]
-    if missing:
-        progress(f"downloading {len(missing)} artifacts ({sum(a.size for a in missing) / 1e6:.1f} MB)")
-        blobs.fetch_all(missing)
-
     user = ImageUser()
-    mtime = source_date_epoch()
-    cache = LayerCache(layout)
-    images: dict[tuple[str, str], Descriptor] = {}
-    with ThreadPoolExecutor(max_workers=options.workers) as pool:
-        for platform in platforms:
-            for variant in variants:
-                specs = plan_layers(config, lock, platform, variant, blobs, user)
-                progress(f"composing {len(specs)} layers for {platform} {variant}")
-                layers = list(pool.map(lambda s: compose_layer(s, layout, cache, options.compression, mtime),
-                                       specs))
-                images[(platform, variant)] = _write_image(layout, layers, config, lock, lock_digest, user,
-                                                           platform, variant, options.compression, mtime)
+    cache = LayerCache(layout, options.compression, source_date_epoch())
+    plans = {(p, v): plan_layers(config, lock, p, v, blobs, user) for p in platforms for v in variants}
+    layers: dict[str, Layer] = {}
+    todo: dict[str, LayerSpec] = {}  # by key: a layer shared by the cpu and gpu images is composed once
+    for spec in (s for specs in plans.values() for s in specs):
+        if spec.key not in layers and spec.key not in todo:
+            hit = cache.get(spec)
+            if hit is not None:
+                layers[spec.key] = hit
+            else:
+                todo[spec.key] = spec
+    if todo:
+        inputs = {a for spec in todo.values() for a in spec.inputs}
+        missing = [a for a in inputs if blobs.get(a) is None]
+        if missing:
+            progress(f"downloading {len(missing)} artifacts ({sum(a.size for a in missing) / 1e6:.1f} MB)")
+            blobs.fetch_all(missing)
+        progress(f"composing {len(todo)} of {sum(len(s) for s in plans.values())} layers")
+        with ThreadPoolExecutor(max_workers=options.workers) as pool:
+            for spec, layer in zip(todo.values(), pool.map(lambda s: compose_layer(s, layout, cache),
+                                                           todo.values())):
+                layers[spec.key] = layer
+    images = {(p, v): _write_image(layout, [layers[s.key] for s in specs], config, lock, lock_digest, user, p, v,
+                                   options.compression, cache.mtime)
+              for (p, v), specs in plans.items()}
     if len(images) == 1:
         return BuildResult(next(iter(images.values())), images)
     # Runtimes choose from an index by platform only, so each variant also gets an image of its own.

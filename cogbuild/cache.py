@@ -11,7 +11,8 @@ import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterable
+import urllib.parse
+from typing import Callable, Iterable, Iterator
 
 import httpx
 
@@ -45,6 +46,24 @@ def file_sha256(path: Path) -> str:
 
 class DownloadError(CogbuildError):
     pass
+
+
+def _read_url(artifact: Artifact, client: httpx.Client) -> Iterator[bytes]:
+    """The artifact's bytes from http(s), or from a local file:// URL (a --find-links directory)."""
+    if artifact.url.startswith("file://"):
+        path = Path(urllib.parse.unquote(urllib.parse.urlsplit(artifact.url).path))
+        try:
+            with open(path, "rb") as f:
+                while chunk := f.read(_CHUNK):
+                    yield chunk
+        except OSError as exc:
+            raise DownloadError(f"cannot read {artifact.filename} from {path}: {exc.strerror}") from None
+        return
+    with client.stream("GET", artifact.url) as response:
+        if response.status_code != 200:
+            raise DownloadError(f"downloading {artifact.filename} from {artifact.url} failed: "
+                                f"HTTP {response.status_code}")
+        yield from response.iter_bytes(_CHUNK)
 
 
 class BlobCache:
@@ -82,11 +101,8 @@ class BlobCache:
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".part-")
         try:
             h = hashlib.sha256()
-            with os.fdopen(fd, "wb") as out, client.stream("GET", artifact.url) as response:
-                if response.status_code != 200:
-                    raise DownloadError(f"downloading {artifact.filename} from {artifact.url} failed: "
-                                        f"HTTP {response.status_code}")
-                for chunk in response.iter_bytes(_CHUNK):
+            with os.fdopen(fd, "wb") as out:
+                for chunk in _read_url(artifact, client):
                     h.update(chunk)
                     out.write(chunk)
             got = h.hexdigest()

@@ -10,7 +10,7 @@ import hashlib
 import io
 import json
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -35,6 +35,7 @@ class LayerSpec:
     comment: str
     key: str
     compose: Callable[[], Tree]
+    inputs: list[Artifact] = field(default_factory=list)  # downloads compose() reads
 
 
 def _key(*parts: object) -> str:
@@ -61,7 +62,7 @@ def os_layer(debs: list[Artifact], blobs: BlobCache, arch: str, python_version: 
         return tree
 
     return LayerSpec("OS and Python runtime (Debian packages)",
-                     _key("os", arch, python_version, user, _hashes(debs)), compose)
+                     _key("os", arch, python_version, user, _hashes(debs)), compose, debs)
 
 
 def system_layer(debs: list[Artifact], blobs: BlobCache) -> LayerSpec:
@@ -71,7 +72,7 @@ def system_layer(debs: list[Artifact], blobs: BlobCache) -> LayerSpec:
         add_dpkg_status(tree, infos)
         return tree
 
-    return LayerSpec("system_packages (Debian packages)", _key("system", _hashes(debs)), compose)
+    return LayerSpec("system_packages (Debian packages)", _key("system", _hashes(debs)), compose, debs)
 
 
 def wheels_layer(comment: str, wheels: list[Artifact], blobs: BlobCache, paths: PythonPaths,
@@ -84,7 +85,7 @@ def wheels_layer(comment: str, wheels: list[Artifact], blobs: BlobCache, paths: 
             extra(tree)
         return tree
 
-    return LayerSpec(comment, _key("wheels", paths, _hashes(wheels), extra_key), compose)
+    return LayerSpec(comment, _key("wheels", paths, _hashes(wheels), extra_key), compose, wheels)
 
 
 def python_layers(wheels: list[Artifact], blobs: BlobCache, paths: PythonPaths) -> list[LayerSpec]:
