@@ -150,13 +150,15 @@ class PredictionService:
         """Replace file URLs with downloaded local files (path markers); `local` are already on disk."""
         signature = self.worker.signature
         assert signature is not None and self.fetcher is not None
-        directory = tempfile.mkdtemp(dir=self.temp_root)
-        prediction.temp_paths.append(directory)
         wire = dict(values)
+        directory = None  # made only when needed: directory churn is slow on some filesystems
         for spec in signature.inputs:
             if local and spec.name in local:
                 wire[spec.name] = local[spec.name]
             elif spec.is_file and values.get(spec.name) is not None:
+                if directory is None:
+                    directory = tempfile.mkdtemp(dir=self.temp_root)
+                    prediction.temp_paths.append(directory)
                 urls = values[spec.name] if spec.is_list else [values[spec.name]]
                 try:
                     fetched = [path_marker(await self.fetcher.fetch(url, directory)) for url in urls]
