@@ -152,3 +152,36 @@ def test_user_healthcheck_reports_unhealthy(serve):
         if state != "hang":  # a hung check stays in flight; the others recover at once
             server.client.post("/predictions", json={"input": {"state": "ok"}})
             assert server.client.get("/health-check").json()["status"] == "READY"
+
+
+def test_defaults_from_environment_and_class_picked_from_the_file(tmp_path):
+    """No flags: $PORT and $COG_PREDICTOR decide, and a file with one predictor class needs no class name."""
+    import os
+    import subprocess
+    import sys
+
+    import httpx
+
+    from .conftest import free_port
+
+    (tmp_path / "model.py").write_text(
+        "import cog\n"
+        "class AnyName(cog.Model):\n"
+        "    @cog.input('x', type=int, default=2)\n"
+        "    def predict(self, x):\n        return x * 10\n")
+    port = free_port()
+    env = {**os.environ, "PORT": str(port), "COG_PREDICTOR": "model.py"}
+    process = subprocess.Popen([sys.executable, "-m", "cog.server.http"], cwd=tmp_path, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health-check").json()["status"] == "READY":
+                    break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        assert httpx.post(f"http://127.0.0.1:{port}/predictions", json={}).json()["output"] == 20
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0

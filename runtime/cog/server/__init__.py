@@ -1,0 +1,18 @@
+"""Cog's HTTP prediction API, served by aiohttp, with the predictor in a worker process.
+
+A map of this package, in the order a request travels:
+
+- http.py        routes and `main()` (`python -m cog.server.http`): parses requests, answers them
+- service.py     predictions from request to response: admission (slots, 409/503), validation,
+                 input files, timeouts, cancel, output files, webhooks, shutdown
+- validation.py  the request's `input` against the predictor's signature (422 details)
+- files.py       input URLs/data URIs to temp files (limits, address policy); outputs to data URIs/uploads
+- runner.py      the server's handle on the worker process: spawn, send, receive events, notice death
+- protocol.py    the JSON-lines wire format between server and worker
+- worker.py      the worker process (`python -m cog.server.worker`): loads the predictor, runs setup()
+                 and predictions, captures their prints, honours cancel
+- prediction.py  one prediction's state and its JSON form
+- webhooks.py    throttled intermediate webhooks and a retried terminal one
+
+Nothing here is imported by `import cog`; the SDK stays cheap to import.
+"""
