@@ -4,6 +4,8 @@ Rules (single architecture: the target's packages plus arch "all"):
 - each name has one candidate, its highest version across the source's archives (apt's default);
 - Pre-Depends and Depends are followed; Recommends and Suggests are not;
 - Conflicts and Breaks are not solved around but checked at the end: a clash is an error naming both;
+- requested packages are marked first, then dependencies are followed depth-first in the order
+  packages list them, as apt's MarkInstall recursion does (the bench compares closures with apt's);
 - in an OR-group the first alternative already satisfied wins, otherwise the first satisfiable one;
 - virtual names resolve through Provides (a versioned dependency needs a `=` versioned Provides);
   several providers and none chosen yet: apt's Priority order, then name;
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Collection, Iterable
 from pathlib import Path
 
@@ -101,28 +103,27 @@ class Resolver:
         self.chosen: dict[str, BinaryPackage] = {}
         self.chosen_provides: dict[str, list[tuple[BinaryPackage, str | None]]] = defaultdict(list)
         self.required_by: dict[str, set[str]] = defaultdict(set)
-        self.queue: deque[BinaryPackage] = deque()
 
     def closure(self, requests: Iterable[str]) -> list[Artifact]:
-        for request in requests:
-            self._request(_parse_request(request))
-        while self.queue:
-            package = self.queue.popleft()
-            for group in package.dependencies:
-                self._satisfy(group, package)
+        # As `apt-get install` does: mark every requested package first, then follow each one's
+        # dependencies depth-first, in request order (the order apt's MarkInstall recursion takes).
+        marked = [package for request in requests if (package := self._request(_parse_request(request)))]
+        for package in marked:
+            self._follow(package)
         self._check_refusals()
         return [self._artifact(self.chosen[name]) for name in sorted(self.chosen)]
 
     # -- requests and dependencies ------------------------------------------------------------
 
-    def _request(self, relation: Relation) -> None:
+    def _request(self, relation: Relation) -> BinaryPackage | None:
+        """Mark a requested package; returns it when newly chosen (its dependencies still to follow)."""
         found = self._already_satisfied(relation)
         if found is _EXTERNAL:
-            return
+            return None
         package = found or self._candidate_for(relation) or self._pinned(relation)
         if package is None:
             raise CogbuildError(self._request_error(relation))
-        self._choose(package, "request")
+        return package if self._choose(package, "request") else None
 
     def _pinned(self, relation: Relation) -> BinaryPackage | None:
         # Like `apt-get install name=version`: an exact pin may pick a version other than the candidate.
@@ -132,28 +133,42 @@ class Resolver:
         package = self.index.exact(relation["name"], constraint[1])
         return package if package is not None and self._arch_ok(package, relation) else None
 
-    def _satisfy(self, group: list[Relation], dependent: BinaryPackage) -> None:
+    def _follow(self, root: BinaryPackage) -> None:
+        """Depth-first over dependencies: a newly chosen package's own dependencies come next."""
+        stack = [(root, iter(root.dependencies))]
+        while stack:
+            package, groups = stack[-1]
+            group = next(groups, None)
+            if group is None:
+                stack.pop()
+                continue
+            chosen = self._satisfy(group, package)
+            if chosen is not None:
+                stack.append((chosen, iter(chosen.dependencies)))
+
+    def _satisfy(self, group: list[Relation], dependent: BinaryPackage) -> BinaryPackage | None:
+        """Meet one OR-group; returns the package it newly chose, or None when it was already met."""
         for relation in group:
             found = self._already_satisfied(relation)
             if found is not None:
                 if found is not _EXTERNAL:
                     self.required_by[found.name].add(dependent.name)
-                return
+                return None
         for relation in group:
             package = self._candidate_for(relation)
             if package is not None:
-                self._choose(package, dependent.name)
-                return
+                return package if self._choose(package, dependent.name) else None
         raise CogbuildError(self._dependency_error(group, dependent))
 
-    def _choose(self, package: BinaryPackage, why: str) -> None:
+    def _choose(self, package: BinaryPackage, why: str) -> bool:
+        """Record why `package` is in the closure; True when it was not chosen before."""
         self.required_by[package.name].add(why)
         if package.name in self.chosen:
-            return
+            return False
         self.chosen[package.name] = package
         for virtual, version in package.provides:
             self.chosen_provides[virtual].append((package, version))
-        self.queue.append(package)
+        return True
 
     # -- matching one relation -----------------------------------------------------------------
 

@@ -243,6 +243,21 @@ def test_unsatisfiable_dependency_is_one_sentence_with_versions():
     )
 
 
+def test_dependencies_are_followed_depth_first_like_apt():
+    """deep's "libblas3 | libblas.so.3" is met before shallow's provider is reached, as in apt."""
+    index = index_of(
+        stanza("app", depends="middle, shallow"),
+        stanza("middle", depends="deep"),
+        stanza("deep", depends="libblas3 | libblas.so.3"),
+        stanza("shallow", depends="libopenblas0"),
+        stanza("libopenblas0", provides="libblas.so.3"),
+        stanza("libblas3", provides="libblas.so.3"),
+    )
+    assert set(resolve(index, "app")) == {"app", "middle", "deep", "shallow", "libopenblas0", "libblas3"}
+    # Requests are all marked before any dependency is followed.
+    assert set(resolve(index, "libopenblas0", "deep")) == {"libopenblas0", "deep"}
+
+
 def test_dependency_cycles_terminate_and_output_is_deterministic():
     index = index_of(stanza("aa", depends="bb"), stanza("bb", depends="cc"), stanza("cc", depends="dd | aa"),
                      stanza("dd"))  # fmt: skip
