@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Lock a realistic model's Python requirements with cogbuild, pip-compile and uv, in one run.
+
+All three produce hash-pinned wheels for CPython 3.11 on linux/x86_64 from PyPI (network needed). cogbuild
+and uv run twice: cold (a fresh cache directory) and warm (the same cache again); pip-compile runs cold
+only, as it takes minutes (it downloads files whose hashes it cannot read from the index). Prints wall times and
+ratios against cogbuild; asserts nothing about speed.
+
+    .venv/bin/python bench/lock/python_lock.py [--requirements torch transformers pillow numpy]
+
+What differs: cogbuild resolves for the image (target tags and markers) and records one file per
+package with its exact size; pip-compile resolves for this host and lists every file's hash per
+package; uv resolves for --python-platform and lists every file's hash too. Without PEP 658 metadata
+files on the index (this mirror has none), cogbuild's pip reads wheel metadata with range requests
+(fast-deps), pip-compile downloads each wheel whole, and uv uses range requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PYPI = "https://pypi.org/simple"
+UV_VERSION = "uv"  # the newest uv from PyPI at bench time; printed below
+
+
+def clean_env(cache: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
+    env.update(PIP_CONFIG_FILE=os.devnull, PIP_CACHE_DIR=str(cache / "pip"), UV_CACHE_DIR=str(cache / "uv"),
+               XDG_CACHE_HOME=str(cache))
+    cert = os.environ.get("SSL_CERT_FILE")
+    if cert:  # pip and pip-compile read REQUESTS_CA_BUNDLE; uv reads SSL_CERT_FILE
+        env["SSL_CERT_FILE"] = cert
+    return env
+
+
+def run_cogbuild(requirements: list[str], cache: Path, out: Path) -> int:
+    code = (
+        "import sys; from cogbuild.pyresolve import Target, resolve_requirements, export_requirements;"
+        "a = resolve_requirements(sys.argv[1:], Target('3.11', 'x86_64', '2.36'));"
+        f"open({str(out)!r}, 'w').write(export_requirements(a)); print(len(a))"
+    )
+    # pip's cache goes where PIP_CACHE_DIR says only without --isolated; point HOME's cache there too.
+    env = clean_env(cache)
+    env["HOME"] = str(cache)
+    completed = subprocess.run([sys.executable, "-c", code, *requirements], env=env, capture_output=True, text=True)
+    if completed.returncode:
+        raise SystemExit(completed.stderr)
+    return int(completed.stdout.strip().splitlines()[-1])
+
+
+def run_pip_compile(requirements: list[str], cache: Path, out: Path) -> int:
+    source = out.with_suffix(".in")
+    source.write_text("\n".join(requirements) + "\n")
+    pip_compile = Path(sys.executable).with_name("pip-compile")
+    subprocess.run([str(pip_compile), "--quiet", "--generate-hashes", "--allow-unsafe", "--no-header",
+                    "--index-url", PYPI, "--cache-dir", str(cache / "pip-tools"), "--output-file", str(out),
+                    str(source)], env=clean_env(cache), check=True)
+    return count_pins(out)
+
+
+def run_uv(uv: str, requirements: list[str], cache: Path, out: Path) -> int:
+    source = out.with_suffix(".in")
+    source.write_text("\n".join(requirements) + "\n")
+    subprocess.run([uv, "pip", "compile", "--quiet", "--generate-hashes", "--no-header", "--index-url", PYPI,
+                    "--python-version", "3.11", "--python-platform", "x86_64-manylinux_2_36",
+                    "--only-binary", ":all:", "--cache-dir", str(cache / "uv"), "--output-file", str(out),
+                    str(source)], env=clean_env(cache), check=True)
+    return count_pins(out)
+
+
+def count_pins(path: Path) -> int:
+    return sum(1 for line in path.read_text().splitlines() if "==" in line and not line.startswith((" ", "#")))
+
+
+def read_pins(path: Path) -> set[str]:
+    """name==version lines, names normalised, so the three outputs compare."""
+    from packaging.utils import canonicalize_name
+
+    pins = set()
+    for line in path.read_text().splitlines():
+        if "==" in line and not line.startswith((" ", "#")):
+            name, version = line.split(" ")[0].split("==")
+            pins.add(f"{canonicalize_name(name.split('[')[0])}=={version}")
+    return pins
+
+
+def install_uv(where: Path) -> str:
+    subprocess.run([sys.executable, "-m", "venv", str(where)], check=True)
+    subprocess.run([str(where / "bin" / "pip"), "install", "--quiet", "--isolated", "--disable-pip-version-check", "--index-url", PYPI,
+                    UV_VERSION], check=True, env=clean_env(where))
+    uv = str(where / "bin" / "uv")
+    print(subprocess.run([uv, "--version"], capture_output=True, text=True).stdout.strip())
+    return uv
+
+
+def timed(function, *args) -> tuple[float, int]:
+    start = time.perf_counter()
+    pins = function(*args)
+    return time.perf_counter() - start, pins
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requirements", nargs="+", default=["torch", "transformers", "pillow", "numpy"])
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-lock-") as tmp:
+        work = Path(tmp)
+        uv = install_uv(work / "uv-venv")
+        tools = {
+            "cogbuild": lambda cache, out: run_cogbuild(args.requirements, cache, out),
+            "pip-compile": lambda cache, out: run_pip_compile(args.requirements, cache, out),
+            "uv pip compile": lambda cache, out: run_uv(uv, args.requirements, cache, out),
+        }
+        results: dict[str, dict[str, tuple[float, int]]] = {}
+        for name, tool in tools.items():
+            cache = work / f"cache-{name.split()[0]}"
+            phases = ("cold",) if name == "pip-compile" else ("cold", "warm")
+            results[name] = {phase: timed(tool, cache, work / f"{name.split()[0]}-{phase}.txt") for phase in phases}
+            shutil.rmtree(cache, ignore_errors=True)
+        pins = {name: read_pins(work / f"{name.split()[0]}-cold.txt") for name in tools}
+    print(f"\nrequirements: {' '.join(args.requirements)} (CPython 3.11, linux/x86_64, hashes)")
+    print(f"{'tool':<16}{'pins':>6}{'cold s':>9}{'warm s':>9}{'cold ratio':>12}{'warm ratio':>12}")
+    ours = results["cogbuild"]
+    for name, phases in results.items():
+        cold = phases["cold"][0]
+        warm = f"{phases['warm'][0]:>9.2f}" if "warm" in phases else f"{'-':>9}"
+        warm_ratio = f"{phases['warm'][0] / ours['warm'][0]:>12.2f}" if "warm" in phases else f"{'-':>12}"
+        print(f"{name:<16}{phases['cold'][1]:>6}{cold:>9.2f}{warm}{cold / ours['cold'][0]:>12.2f}{warm_ratio}")
+    print("ratio = tool time / cogbuild time (above 1: cogbuild is faster)")
+    for name in ("pip-compile", "uv pip compile"):
+        differ = sorted(pins["cogbuild"] ^ pins[name])
+        print(f"pins differing from {name}: {', '.join(differ) if differ else 'none'}")
+
+
+if __name__ == "__main__":
+    main()
