@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import lzma
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -41,17 +42,28 @@ def fetch_packages(
     source: DebianSource, codename: str, arch: str, *, client: httpx.Client, cache: BlobCache
 ) -> list[PackagesText]:
     """Every Packages index of every archive of `source` for one release codename and architecture."""
+    # Archives are independent downloads: fetch them side by side, keep the source's order.
+    with ThreadPoolExecutor(max_workers=len(source.archives) or 1) as pool:
+        per_archive = pool.map(
+            lambda archive: _fetch_archive(archive, source, codename, arch, client=client, cache=cache),
+            source.archives,
+        )
+        return [text for texts in per_archive for text in texts]
+
+
+def _fetch_archive(
+    archive: Archive, source: DebianSource, codename: str, arch: str, *, client: httpx.Client, cache: BlobCache
+) -> list[PackagesText]:
+    suite = archive.suite_for(codename)
+    release = _fetch_release(archive, suite, client=client, source=source)
     texts = []
-    for archive in source.archives:
-        suite = archive.suite_for(codename)
-        release = _fetch_release(archive, suite, client=client, source=source)
-        for component in source.components:
-            for index_arch in _index_arches(release, component, arch):
-                index = _pick_index(release, f"{component}/binary-{index_arch}/Packages", archive, suite)
-                if index is None:
-                    continue
-                data = _fetch_index(archive, suite, release, index, client=client, cache=cache)
-                texts.append(PackagesText(archive, suite, index, data))
+    for component in source.components:
+        for index_arch in _index_arches(release, component, arch):
+            index = _pick_index(release, f"{component}/binary-{index_arch}/Packages", archive, suite)
+            if index is None:
+                continue
+            data = _fetch_index(archive, suite, release, index, client=client, cache=cache)
+            texts.append(PackagesText(archive, suite, index, data))
     return texts
 
 

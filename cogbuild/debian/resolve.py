@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import threading
 from collections import defaultdict
 from collections.abc import Collection, Iterable
 from pathlib import Path
@@ -47,6 +48,7 @@ _COMPARE = {
 
 # Parsed indexes of this process, keyed by the signed hashes of the indexes they came from.
 _INDEX_MEMO: dict[tuple, PackageIndex] = {}
+_INDEX_MEMO_LOCK = threading.Lock()
 
 
 def resolve_closure(
@@ -78,14 +80,17 @@ def load_index(source: DebianSource, suite: str, arch: str, *, cache_dir: Path |
     with httpx.Client(timeout=httpx.Timeout(60.0), follow_redirects=True, headers=headers) as client:
         texts = fetch_packages(source, suite, arch, client=client, cache=cache)
     key = (arch, tuple((t.archive.base(), t.suite, t.index.path, t.index.sha256) for t in texts))
-    if key not in _INDEX_MEMO:
-        _INDEX_MEMO.clear()  # a full index is large: keep only the latest
-        _INDEX_MEMO[key] = PackageIndex.from_texts(texts, arch, cache)
-    return _INDEX_MEMO[key]
+    with _INDEX_MEMO_LOCK:
+        index = _INDEX_MEMO.get(key)
+        if index is None:
+            index = PackageIndex.from_texts(texts, arch, cache)
+            _INDEX_MEMO.clear()  # a full index takes ~100 MB: keep only the latest
+            _INDEX_MEMO[key] = index
+    return index
 
 
 class Resolver:
-    """Walks dependencies breadth-first from the requests, in declaration order, so output is stable."""
+    """One resolution: marks the requests, then walks their dependencies depth-first (see module doc)."""
 
     def __init__(
         self,
