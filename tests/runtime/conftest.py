@@ -103,6 +103,7 @@ class Sink:
     def __init__(self) -> None:
         self.requests: list[dict] = []
         self.files: dict[str, bytes] = {}
+        self.redirects: dict[str, str] = {}  # GET path -> Location
         self.post_statuses: list[int] = []  # answered in order to POSTs, then 200
         self.lock = threading.Lock()
         sink = self
@@ -137,6 +138,12 @@ class Sink:
 
             def do_GET(self) -> None:
                 self._record()
+                if self.path in sink.redirects:
+                    self.send_response(302)
+                    self.send_header("Location", sink.redirects[self.path])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 body = sink.files.get(self.path)
                 if self.path.startswith("/slow"):
                     time.sleep(5)

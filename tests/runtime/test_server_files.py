@@ -57,11 +57,30 @@ def test_bad_file_inputs_are_422(files, sink):
     assert files.client.get("/health-check").json()["status"] == "READY"
 
 
-def test_deny_list_from_env(serve, sink):
+def test_redirects_are_followed_and_checked(files, sink):
+    sink.files["/real.txt"] = b"moved here"
+    sink.redirects["/old.txt"] = "/real.txt"
+    sink.redirects["/sneaky.txt"] = "http://169.254.169.254/latest/meta-data/"
+    sink.redirects["/loop"] = "/loop"
+    body = files.client.post("/predictions", json={"input": {"image": f"{sink.url}/old.txt"}}).json()
+    assert body["output"]["content"] == "moved here"
+    for path, words in (("/sneaky.txt", "may not reach"), ("/loop", "more than 5 redirects")):
+        response = files.client.post("/predictions", json={"input": {"image": f"{sink.url}{path}"}})
+        assert response.status_code == 422 and words in response.json()["detail"][0]["msg"]
+
+
+def test_deny_and_allow_lists_from_env(serve, sink):
     sink.files["/a.txt"] = b"a"
-    server = serve("predict.py:Files", env={"COG_INPUT_URL_DENY": "127.0.0.0/8"})
-    response = server.client.post("/predictions", json={"input": {"image": f"{sink.url}/a.txt"}})
-    assert response.status_code == 422 and "may not reach" in response.json()["detail"][0]["msg"]
+    denied = serve("predict.py:Files", env={"COG_INPUT_URL_DENY": "127.0.0.0/8"})
+    for host in ("127.0.0.1", "localhost"):
+        url = f"http://{host}:{sink.port}/a.txt"
+        response = denied.client.post("/predictions", json={"input": {"image": url}})
+        assert response.status_code == 422 and "may not reach" in response.json()["detail"][0]["msg"]
+    allowed_elsewhere = serve("predict.py:Files", env={"COG_INPUT_URL_ALLOW": "10.0.0.0/8"})
+    response = allowed_elsewhere.client.post("/predictions", json={"input": {"image": f"{sink.url}/a.txt"}})
+    assert response.status_code == 422
+    allowed = serve("predict.py:Files", env={"COG_INPUT_URL_ALLOW": "127.0.0.0/8"})
+    assert allowed.client.post("/predictions", json={"input": {"image": f"{sink.url}/a.txt"}}).status_code == 200
 
 
 def test_file_outputs_are_data_uris(serve):

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import aiohttp.abc
 
 MiB = 1024 * 1024
 
@@ -89,12 +90,38 @@ def _decode_data_uri(uri: str) -> tuple[bytes, str]:
     return data, mime
 
 
-class Fetcher:
-    """Downloads input files into one temp directory per prediction."""
+class PolicyResolver(aiohttp.abc.AbstractResolver):
+    """Resolves host names, dropping addresses the policy forbids, so that a name cannot
+    change its answer between our check and the connection (DNS rebinding)."""
 
-    def __init__(self, policy: FetchPolicy, session: aiohttp.ClientSession) -> None:
+    def __init__(self, policy: FetchPolicy) -> None:
         self.policy = policy
-        self.session = session
+        self.inner = aiohttp.DefaultResolver()
+
+    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list:
+        allowed = [info for info in await self.inner.resolve(host, port, family) if self.policy.permits(info["host"])]
+        if not allowed:
+            raise OSError(f"{host} resolves only to addresses that input URLs may not reach")
+        return allowed
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+REDIRECTS = (301, 302, 303, 307, 308)
+MAX_REDIRECTS = 5
+
+
+class Fetcher:
+    """Downloads input files; its own session connects only where the policy allows."""
+
+    def __init__(self, policy: FetchPolicy) -> None:
+        self.policy = policy
+        connector = aiohttp.TCPConnector(resolver=PolicyResolver(policy), limit=32)
+        self.session = aiohttp.ClientSession(connector=connector, trust_env=False)
+
+    async def close(self) -> None:
+        await self.session.close()
 
     async def fetch(self, url: str, directory: str) -> str:
         if url.startswith("data:"):
@@ -105,11 +132,24 @@ class Fetcher:
             with open(path, "wb") as out:
                 out.write(data)
             return path
-        await self._check_host(url)
         path = os.path.join(tempfile.mkdtemp(dir=directory), _filename_from_url(url))
-        timeout = aiohttp.ClientTimeout(total=self.policy.timeout)
         try:
-            async with self.session.get(url, timeout=timeout, allow_redirects=False) as response:
+            await asyncio.wait_for(self._download(url, path), self.policy.timeout)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:  # asyncio's differs from the builtin on 3.10
+            reason = str(exc) or ("timed out" if isinstance(exc, asyncio.TimeoutError) else type(exc).__name__)
+            raise InputFileError(f"fetching {_redact(url)} failed: {reason}") from None
+        return path
+
+    async def _download(self, url: str, path: str) -> None:
+        """GET url into path, following a few redirects, each one checked against the policy."""
+        for _ in range(MAX_REDIRECTS + 1):
+            await self._check_host(url)
+            async with self.session.get(url, allow_redirects=False) as response:
+                if response.status in REDIRECTS and response.headers.get("Location"):
+                    url = urllib.parse.urljoin(url, response.headers["Location"])
+                    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+                        raise InputFileError(f"fetching an input redirected to a non-http URL ({_redact(url)})")
+                    continue
                 if response.status != 200:
                     raise InputFileError(f"fetching {_redact(url)} answered HTTP {response.status}")
                 size = 0
@@ -119,11 +159,11 @@ class Fetcher:
                         if size > self.policy.max_bytes:
                             raise InputFileError(f"{_redact(url)} is larger than {self.policy.max_bytes} bytes")
                         out.write(chunk)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:  # asyncio's differs from the builtin on 3.10
-            raise InputFileError(f"fetching {_redact(url)} failed: {exc or type(exc).__name__}") from None
-        return path
+                return
+        raise InputFileError(f"fetching {_redact(url)} took more than {MAX_REDIRECTS} redirects")
 
     async def _check_host(self, url: str) -> None:
+        """Refuse forbidden addresses up front, including IP literals (which skip the resolver)."""
         parts = urllib.parse.urlsplit(url)
         if not parts.hostname:
             raise InputFileError(f"{_redact(url)} has no host")

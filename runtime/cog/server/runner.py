@@ -6,6 +6,7 @@ Events from the worker update `Prediction` objects; the HTTP layer only waits on
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import os
 import signal
@@ -191,8 +192,10 @@ class WorkerProcess:
     async def _read_fd_output(self, stream: asyncio.StreamReader | None) -> None:
         """Output written straight to fd 1/2 (C code, subprocesses) by the predictor."""
         assert stream is not None
-        while line := await stream.readline():
-            self._log(self._sole(), line.decode(errors="replace"))
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        while chunk := await stream.read(64 * 1024):  # chunks, not lines: a huge line must not stall the pipe
+            if text := decoder.decode(chunk):
+                self._log(self._sole(), text)
 
     async def _worker_gone(self, returncode: int) -> None:
         self._writer = None

@@ -75,7 +75,7 @@ class PredictionService:
     async def start(self) -> None:
         self.session = aiohttp.ClientSession(trust_env=False)
         self.webhooks = WebhookSender(self.session)
-        self.fetcher = Fetcher(FetchPolicy.from_env(), self.session)
+        self.fetcher = Fetcher(FetchPolicy.from_env())
         await self.worker.start()
 
     @property
@@ -296,6 +296,8 @@ class PredictionService:
             task.cancel()
         if self.session is not None:
             await self.session.close()
+        if self.fetcher is not None:
+            await self.fetcher.close()
         shutil.rmtree(self.temp_root, ignore_errors=True)
 
 

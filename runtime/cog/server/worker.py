@@ -60,8 +60,9 @@ class Channel:
 class LogStream(io.TextIOBase):
     """Replaces sys.stdout/sys.stderr: each write becomes a log event of the current prediction."""
 
-    def __init__(self, channel: Channel, worker: Worker, name: str) -> None:
-        self.channel, self.worker, self.name = channel, worker, name
+    def __init__(self, channel: Channel, worker: Worker) -> None:
+        self.channel, self.worker = channel, worker
+        self.buffer = _BinaryLog(self)  # for code that writes bytes to sys.stdout.buffer
 
     def writable(self) -> bool:
         return True
@@ -81,6 +82,18 @@ class LogStream(io.TextIOBase):
     @property
     def encoding(self) -> str:  # type: ignore[override]
         return "utf-8"
+
+
+class _BinaryLog(io.RawIOBase):
+    def __init__(self, text: LogStream) -> None:
+        self.text = text
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self.text.write(bytes(data).decode(errors="replace"))
+        return len(data)
 
 
 # ---------------------------------------------------------------- inputs and outputs
@@ -341,14 +354,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fd", type=int, required=True)
     args = parser.parse_args(argv)
     channel = Channel(args.fd)
-    holder: dict[str, Worker] = {}
 
     class _Early:  # stand-in so setup-time prints are tagged before the Worker exists
         def sole_prediction(self) -> None:
             return None
 
-    sys.stdout = LogStream(channel, _Early(), "stdout")  # type: ignore[arg-type,assignment]
-    sys.stderr = LogStream(channel, _Early(), "stderr")  # type: ignore[arg-type,assignment]
+    sys.stdout = LogStream(channel, _Early())  # type: ignore[arg-type,assignment]
+    sys.stderr = LogStream(channel, _Early())  # type: ignore[arg-type,assignment]
     try:
         predictor = load_predictor(args.predictor)
     except PredictorError as exc:
@@ -357,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException:  # noqa: BLE001 - an import error in the model is a setup failure
         channel.send({"ev": "load_failed", "error": traceback.format_exc()})
         return 1
-    worker = holder["worker"] = Worker(channel, predictor)
+    worker = Worker(channel, predictor)
     sys.stdout.worker = sys.stderr.worker = worker  # type: ignore[attr-defined]
     channel.send({"ev": "signature", "signature": predictor.signature.to_json()})
     try:
