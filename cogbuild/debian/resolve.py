@@ -275,9 +275,8 @@ class Resolver:
             wanted = relation["version"][1] if relation["version"] else "any"
             offered = ", ".join(versions) or "only as a virtual package without that version"
             return f"Debian package '{name}' has no version {wanted} in {self._where()}; available: {offered}."
-        names = list(self.index.candidates) + self.index.virtual_names()
-        close = difflib.get_close_matches(name, names, n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else "."
+        close = _closest_name(name, list(self.index.candidates) + self.index.virtual_names())
+        hint = f"; did you mean '{close}'?" if close else "."
         return f"Debian package '{name}' is not in {self._where()}{hint}"
 
     def _dependency_error(self, group: list[Relation], dependent: BinaryPackage) -> str:
@@ -298,6 +297,15 @@ class Resolver:
         if self.index.providers(name):
             return f"{name} is provided only without a matching version or architecture"
         return f"no package is named or provides {name}"
+
+
+def _closest_name(name: str, names: list[str]) -> str | None:
+    """A name with `name` as its stem ("libopencv" → "libopencv-dev"), else difflib's closest one."""
+    stems = sorted((n for n in names if n.startswith(name + "-") or n.startswith(name + ".")), key=lambda n: (len(n), n))
+    if stems:
+        return stems[0]
+    close = difflib.get_close_matches(name, names, n=1)
+    return close[0] if close else None
 
 
 def _version_ok(version: str, constraint: tuple[str, str] | None) -> bool:

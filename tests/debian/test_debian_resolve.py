@@ -221,6 +221,8 @@ def test_unknown_package_names_the_closest_match():
     assert str(error.value) == "Debian package 'pyhton3.11' is not in testing (amd64); did you mean 'python3.11'?"
     with pytest.raises(CogbuildError, match=r"^Debian package 'zzz' is not in testing \(amd64\)\.$"):
         resolve(index, "zzz")
+    with pytest.raises(CogbuildError, match=r"'libpython3' is not .*; did you mean 'libpython3\.11-stdlib'\?$"):
+        resolve(index, "libpython3")
 
 
 def test_pinned_request_and_its_error():
