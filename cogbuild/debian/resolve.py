@@ -301,7 +301,7 @@ class Resolver:
 
 def _closest_name(name: str, names: list[str]) -> str | None:
     """A name with `name` as its stem ("libopencv" → "libopencv-dev"), else difflib's closest one."""
-    stems = sorted((n for n in names if n.startswith(name + "-") or n.startswith(name + ".")), key=lambda n: (len(n), n))
+    stems = sorted((n for n in names if n.startswith((name + "-", name + "."))), key=lambda n: (len(n), n))
     if stems:
         return stems[0]
     close = difflib.get_close_matches(name, names, n=1)
