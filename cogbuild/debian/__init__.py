@@ -1,7 +1,18 @@
 """Debian half of `cogbuild lock`: verified archive indexes → apt-like dependency closure → pinned debs.
 
     suite = suite_for_python("3.11")                       # "bookworm"
-    debs = resolve_closure(["python3.11"], suite=suite, arch="amd64")
+    debs = resolve_closure(["python3.11"], suite=suite, arch="amd64", exclude=["debconf", "debconf-2.0"])
+    extra = resolve_closure(["ffmpeg"], suite=suite, arch="amd64", installed=debs)   # only what is new
+
+Modules, in the order data flows through them:
+    source.py     DebianSource / Archive: mirrors, suites ("{suite}-security"), components, keyring
+    signature.py  gpgv checks InRelease; only the signed text goes on
+    release.py    the signed Release: suite check, Valid-Until, sha256 + size of every index
+    archive.py    fetch Packages.xz (by-hash when offered), check it against the Release, cache it
+    cache.py      content-addressed blobs, written atomically, re-hashed on every read
+    index.py      parsed packages (python-debian), candidates = highest version, Provides lookup
+    resolve.py    the closure: Depends/Pre-Depends, alternatives, virtuals, versions, Multi-Arch
+    python.py     python_version → suite, and standalone CPython tarballs from a provider manifest
 """
 
 from .python import UnsupportedPython, standalone_python, suite_for_python
