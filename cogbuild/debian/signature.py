@@ -13,8 +13,9 @@ from ..errors import CogbuildError
 def verified_release_text(inrelease: bytes, *, keyring: Path, what: str) -> bytes:
     """The signed content of a clearsigned InRelease, or CogbuildError when no trusted key signed it.
 
-    Like apt: at least one good signature from the keyring is needed and any bad signature is fatal;
-    signatures from keys outside the keyring (Debian signs with several) are ignored.
+    Like apt: at least one good signature (GOODSIG: valid, key neither expired nor revoked) from the
+    keyring is needed and any bad signature is fatal; signatures from keys outside the keyring
+    (Debian signs with several) are ignored.
     """
     gpgv = shutil.which("gpgv")
     if gpgv is None:
@@ -33,6 +34,8 @@ def verified_release_text(inrelease: bytes, *, keyring: Path, what: str) -> byte
         status = _status_keywords(result.stdout)
         if "BADSIG" in status:
             raise CogbuildError(f"{what} has a bad signature (the file was altered after signing).")
+        if "GOODSIG" not in status and status & {"EXPKEYSIG", "REVKEYSIG", "EXPSIG"}:
+            raise CogbuildError(f"{what} is signed only by an expired or revoked key (or the signature expired).")
         if "GOODSIG" not in status or not content.exists():
             raise CogbuildError(f"{what} is not signed by a key in {keyring}.")
         return content.read_bytes()

@@ -42,17 +42,27 @@ class SigningKey:
     gnupghome: Path
     keyring: Path  # binary export, what gpgv --keyring takes
 
+    faked_time: str | None = None  # gpg's --faked-system-time, for a key that expired long ago
+
     @classmethod
-    def generate(cls, directory: Path, name: str = "cogbuild test archive") -> SigningKey:
+    def generate(
+        cls, directory: Path, name: str = "cogbuild test archive", *, expired_since: str | None = None
+    ) -> SigningKey:
+        """A new ed25519 key; with expired_since ("20000101T000000"), one made then, valid for a day."""
         home = directory / "gnupg"
         home.mkdir(parents=True, mode=0o700)
-        _gpg(home, "--quick-generate-key", f"{name} <archive@example.invalid>", "ed25519", "sign", "never")
-        keyring = directory / "archive-keyring.gpg"
-        keyring.write_bytes(_gpg(home, "--export"))
-        return cls(home, keyring)
+        key = cls(home, directory / "archive-keyring.gpg", expired_since)
+        expiry = "1d" if expired_since else "never"
+        key._gpg("--quick-generate-key", f"{name} <archive@example.invalid>", "ed25519", "sign", expiry)
+        key.keyring.write_bytes(key._gpg("--export"))
+        return key
 
     def clearsign(self, text: bytes) -> bytes:
-        return _gpg(self.gnupghome, "--clearsign", "--digest-algo", "SHA256", input=text)
+        return self._gpg("--clearsign", "--digest-algo", "SHA256", input=text)
+
+    def _gpg(self, *args: str, input: bytes | None = None) -> bytes:
+        faked = ("--faked-system-time", self.faked_time) if self.faked_time else ()
+        return _gpg(self.gnupghome, *faked, *args, input=input)
 
 
 def _gpg(home: Path, *args: str, input: bytes | None = None) -> bytes:
