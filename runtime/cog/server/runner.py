@@ -107,7 +107,6 @@ class WorkerProcess:
 
     async def submit(self, prediction: Prediction, wire_input: dict[str, Any]) -> None:
         self.in_flight[prediction.id] = prediction
-        prediction.start()
         await self._send({"op": "predict", "id": prediction.id, "input": wire_input, "context": prediction.context})
 
     async def cancel(self, prediction: Prediction) -> None:

@@ -185,12 +185,14 @@ class PredictionService:
         if prediction.cancel_requested:
             await self._finish(prediction, "canceled")
             return
+        prediction.start()
+        self._webhook(prediction, "start")  # before any output can arrive
         try:
             await self.worker.submit(prediction, wire)
         except (ConnectionError, RuntimeError) as exc:
+            self.worker.in_flight.pop(prediction.id, None)
             await self._finish(prediction, "failed", f"the worker is not available ({exc})")
             return
-        self._webhook(prediction, "start")
         timeout = self.settings.predict_timeout
         try:
             await asyncio.wait_for(asyncio.shield(prediction.done.wait()), timeout)
