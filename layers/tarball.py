@@ -10,8 +10,12 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import struct
 import tarfile
+import threading
 import zlib
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -36,7 +40,7 @@ class Compression:
     def identity(self) -> str:
         """Compressor name, level and library version, recorded in image annotations and cache keys."""
         if self.name == "gzip":
-            return f"gzip-{self.level}/zlib-{zlib.ZLIB_RUNTIME_VERSION}"
+            return f"gzip-{self.level}-blocks{ParallelGzip.BLOCK}/zlib-{zlib.ZLIB_RUNTIME_VERSION}"
         if self.name == "zstd":
             return f"zstd-{self.level}/zstandard-{zstandard.__version__}"
         return "none"
@@ -67,6 +71,75 @@ def source_date_epoch() -> int:
         raise ValueError(f"SOURCE_DATE_EPOCH must be a whole number of seconds, not {value!r}") from None
 
 
+class ParallelGzip:
+    """gzip in independent 1 MiB deflate blocks compressed on several cores, the way pigz does it.
+
+    Each block is deflated by its own compressor primed with the previous 32 KiB of input and ends on a byte
+    boundary (a sync flush); the last one finishes the stream. The bytes depend only on the input, the block
+    size, the level and zlib, never on how many threads ran: the same layer gives the same digest anywhere
+    the same zlib is used.
+    """
+
+    BLOCK = 1 << 20
+    WINDOW = 32 * 1024
+    HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # no name, mtime 0, OS unknown
+
+    def __init__(self, level: int) -> None:
+        self.level = level
+        self._buffer = bytearray()
+        self._pending: deque[Future[bytes]] = deque()
+        self._crc = 0
+        self._size = 0
+        self._tail = b""
+        self._started = False
+
+    def _deflate(self, block: bytes, dictionary: bytes, last: bool) -> bytes:
+        if dictionary:
+            c = zlib.compressobj(self.level, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, dictionary)
+        else:
+            c = zlib.compressobj(self.level, zlib.DEFLATED, -15, 9)
+        return c.compress(block) + c.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+
+    def _submit(self, block: bytes, last: bool) -> None:
+        self._crc = zlib.crc32(block, self._crc)
+        self._size += len(block)
+        self._pending.append(_compression_pool().submit(self._deflate, block, self._tail, last))
+        self._tail = (self._tail + block)[-self.WINDOW:]
+
+    def _ready(self, wait_for: int) -> bytes:
+        out = [self.HEADER] if not self._started else []
+        self._started = True
+        while self._pending and (len(self._pending) > wait_for or self._pending[0].done()):
+            out.append(self._pending.popleft().result())
+        return b"".join(out)
+
+    def compress(self, data: bytes) -> bytes:
+        self._buffer += data
+        while len(self._buffer) >= self.BLOCK:
+            self._submit(bytes(self._buffer[:self.BLOCK]), last=False)
+            del self._buffer[:self.BLOCK]
+        return self._ready(wait_for=2 * _WORKERS)  # bounded memory: a few blocks in flight
+
+    def flush(self) -> bytes:
+        self._submit(bytes(self._buffer), last=True)
+        self._buffer.clear()
+        body = self._ready(wait_for=0)
+        return body + struct.pack("<II", self._crc & 0xFFFFFFFF, self._size & 0xFFFFFFFF)
+
+
+_WORKERS = max(1, os.cpu_count() or 1)
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _compression_pool() -> ThreadPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="deflate")
+        return _POOL
+
+
 class _HashingSink(io.RawIOBase):
     """Receives the tar stream; hashes it, compresses it, hashes and writes the compressed bytes."""
 
@@ -77,7 +150,7 @@ class _HashingSink(io.RawIOBase):
         self.tar_size = 0
         self.blob_size = 0
         if compression.name == "gzip":
-            self._compressor = zlib.compressobj(compression.level, zlib.DEFLATED, 31)  # 31: gzip wrapper
+            self._compressor = ParallelGzip(compression.level)
         elif compression.name == "zstd":
             self._compressor = zstandard.ZstdCompressor(level=compression.level).compressobj()
         else:

@@ -163,3 +163,21 @@ def test_gzip_layer_decompresses_to_the_diff_id():
 
     blob, digests = layer_bytes(sample_tree(), mtime=0)
     assert "sha256:" + hashlib.sha256(gzip.decompress(blob)).hexdigest() == digests.diff_id
+
+
+def test_parallel_gzip_is_valid_and_independent_of_write_sizes():
+    import os as _os
+
+    from cogbuild.layers.tarball import ParallelGzip
+
+    data = _os.urandom(300_000) + b"layer " * 700_000  # spans several 1 MiB blocks
+
+    def compress(step: int) -> bytes:
+        gz = ParallelGzip(6)
+        out = b"".join(gz.compress(data[i:i + step]) for i in range(0, len(data), step))
+        return out + gz.flush()
+
+    a, b = compress(4096), compress(3_000_001)
+    assert a == b
+    assert gzip.decompress(a) == data
+    assert a[:10] == b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"

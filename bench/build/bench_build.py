@@ -1,0 +1,121 @@
+"""Build benchmarks, ours beside named peers in one run (ratios only; absolute times vary by machine).
+
+1. examples/hello and a torch model: build from a warm download cache, and rebuild after editing predict.py.
+2. Layer composition of the same trees: cogbuild's tar writer vs GNU tar + gzip and GNU tar + pigz.
+3. Compressed image sizes.
+
+    .venv/bin/python bench/build/bench_build.py [--torch-wheel-dir /opt/wheels]
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+
+def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=cwd, env=env, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def image_size(store: Path, name: str) -> int:
+    from cogbuild.registry.archive import image_blobs
+    from cogbuild.registry.layout import Layout
+
+    layout = Layout(store)
+    return sum(b.size for b in image_blobs(layout, layout.resolve(name)))
+
+
+def bench_model(label: str, model: Path, work: Path) -> dict[str, float]:
+    env = {**os.environ, "COGBUILD_CACHE": str(work / "cache"), "COGBUILD_STORE": str(work / "store")}
+    cogbuild = [sys.executable, "-m", "cogbuild", "-q", "build", "-t", f"{label}:bench"]
+    run(cogbuild, model, env)  # lock + download: not measured
+    shutil.rmtree(work / "store")
+    shutil.rmtree(work / "cache" / "layers")
+    warm = run(cogbuild, model, env)
+    predict = model / "predict.py"
+    predict.write_text(predict.read_text() + "\n# edited\n")
+    rebuild = run(cogbuild, model, env)
+    size = image_size(work / "store", f"{label}:bench")
+    print(f"{label:8} build (warm download cache) {warm:6.2f} s   rebuild after editing predict.py "
+          f"{rebuild:5.2f} s   image {size / 1e6:6.1f} MB compressed")
+    return {"warm": warm, "rebuild": rebuild, "size": size}
+
+
+def bench_composition(wheel: Path, work: Path) -> None:
+    """One big tree (an installed wheel) composed by us and by GNU tar piped into gzip / pigz."""
+    from cogbuild.layers.tarball import Compression, write_layer
+    from cogbuild.layers.tree import Tree
+    from cogbuild.layers.wheel import PythonPaths, install_wheel
+
+    tree = Tree()
+    install_wheel(tree, wheel.read_bytes(), wheel.name, PythonPaths("3.11"))
+    root = work / "tree"
+    for entry in tree.entries():
+        target = root / entry.path
+        if entry.type == "dir":
+            target.mkdir(parents=True, exist_ok=True)
+        elif entry.type == "file":
+            target.write_bytes(entry.read())
+    raw = sum(e.size for e in tree.entries() if e.type == "file")
+    results = {}
+    for name in ("gzip", "zstd"):
+        start = time.perf_counter()
+        with open(os.devnull, "wb") as sink:
+            write_layer(tree, sink, Compression.parse(name), 0)
+        results[f"cogbuild {name}-{Compression.parse(name).level}"] = time.perf_counter() - start
+    tar = ["tar", "-C", str(root), "--sort=name", "--mtime=@0", "--owner=0", "--group=0", "--numeric-owner",
+           "-cf", "-", "."]
+    for name, compressor in (("GNU tar + gzip -6", "gzip -6 -n"), ("GNU tar + pigz -6", "pigz -6 -n")):
+        if shutil.which(compressor.split()[0]) is None:
+            continue
+        start = time.perf_counter()
+        subprocess.run(" ".join(tar) + f" | {compressor} > /dev/null", shell=True, check=True)
+        results[name] = time.perf_counter() - start
+    ours = results["cogbuild gzip-6"]
+    print(f"\ncomposition of {wheel.name} ({raw / 1e6:.0f} MB uncompressed):")
+    for name, seconds in results.items():
+        print(f"  {name:22} {seconds:6.2f} s  {raw / seconds / 1e6:6.0f} MB/s   "
+              f"ours(gzip)/this throughput ratio {seconds / ours:5.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--torch-wheel-dir", default="/opt/wheels")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="cogbuild-bench-") as tmp:
+        work = Path(tmp)
+        hello = work / "hello"
+        shutil.copytree(REPO / "examples" / "hello", hello, ignore=shutil.ignore_patterns("cog.lock"))
+        bench_model("hello", hello, work / "hello-work")
+        wheels = sorted(glob.glob(os.path.join(args.torch_wheel_dir, "torch-*-cp311-*.whl")))
+        if not wheels:
+            print(f"no torch wheel in {args.torch_wheel_dir}: torch model and composition benchmarks skipped")
+            return
+        model = work / "torch-model"
+        model.mkdir()
+        (model / "cog.yaml").write_text('build:\n  python_version: "3.11"\n  python_requirements: '
+                                        'requirements.txt\npredict: "predict.py:Predictor"\n')
+        version = Path(wheels[-1]).name.split("-")[1]
+        (model / "requirements.txt").write_text(f"--find-links {args.torch_wheel_dir}\ntorch=={version}\n")
+        (model / "predict.py").write_text("from cog import BasePredictor\nimport torch\n\n\n"
+                                          "class Predictor(BasePredictor):\n"
+                                          "    def predict(self, n: int = 3) -> float:\n"
+                                          "        return float(torch.arange(n).sum())\n")
+        bench_model("torch", model, work / "torch-work")
+        bench_composition(Path(wheels[-1]), work)
+
+
+if __name__ == "__main__":
+    main()
