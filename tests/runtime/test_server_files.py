@@ -104,3 +104,13 @@ def test_upload_failure_fails_the_prediction(serve):
     server = serve("predict.py:PathOutput", args=["--upload-url", "http://127.0.0.1:9/nowhere/"])
     body = server.client.post("/predictions", json={"input": {}}).json()
     assert body["status"] == "failed" and "output file could not be sent" in body["error"]
+
+
+def test_streamed_file_outputs_inline_or_uploaded(serve, sink):
+    inline = serve("predict.py:Frames")
+    body = inline.client.post("/predictions", json={"input": {"count": 2}}).json()
+    assert body["output"] == ["data:image/png;base64," + base64.b64encode(b"png%d" % i).decode() for i in range(2)]
+    body = inline.client.post("/predictions", json={
+        "input": {"count": 2}, "output_file_prefix": f"{sink.url}/frames/"}).json()
+    assert body["output"] == [f"{sink.url}/stored/frames/frame{i}.png" for i in range(2)]
+    assert sink.files["/frames/frame1.png"] == b"png1"

@@ -191,3 +191,12 @@ class SelfChecking(BasePredictor):
     def predict(self, state: str = "ok") -> str:
         self.state = state
         return state
+
+
+class Frames(BasePredictor):
+    def predict(self, count: int = 2) -> Iterator[Path]:
+        for i in range(count):
+            path = os.path.join(tempfile.mkdtemp(), f"frame{i}.png")
+            with open(path, "wb") as handle:
+                handle.write(b"png%d" % i)
+            yield Path(path)
