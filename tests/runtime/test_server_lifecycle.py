@@ -185,3 +185,20 @@ def test_defaults_from_environment_and_class_picked_from_the_file(tmp_path):
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(10) == 0
+
+
+def test_bad_settings_and_busy_port_are_one_clear_sentence(serve):
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import MODELS
+
+    bad = subprocess.run([sys.executable, "-m", "cog.server.http", "--predictor", "predict.py:Echo"], cwd=MODELS,
+                         env={**os.environ, "COG_PREDICT_TIMEOUT": "soon"}, capture_output=True, text=True, timeout=20)
+    assert bad.returncode == 2 and bad.stderr.strip() == "cog: error: COG_PREDICT_TIMEOUT='soon' is not a number of at least 0"
+    running = serve("predict.py:Echo")
+    clash = subprocess.run([sys.executable, "-m", "cog.server.http", "--host", "127.0.0.1", "--port", str(running.port),
+                            "--predictor", "predict.py:Echo"], cwd=MODELS, capture_output=True, text=True, timeout=30)
+    assert clash.returncode == 1 and f"cannot listen on 127.0.0.1:{running.port}" in clash.stderr
+    assert "Traceback" not in clash.stderr

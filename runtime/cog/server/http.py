@@ -23,7 +23,7 @@ from .._version import __version__
 from ..openapi import openapi_document
 from .prediction import Prediction
 from .protocol import marked_path
-from .service import PredictionService, Refused, Settings
+from .service import PredictionService, Refused, Settings, _env_number
 from .validation import coerce_form_value, error
 
 MiB = 1024 * 1024
@@ -222,18 +222,22 @@ def make_app(service: PredictionService, stop: asyncio.Event, max_body: int = 10
     return app
 
 
-async def serve(settings: Settings, host: str, port: int) -> None:
+async def serve(settings: Settings, host: str, port: int, max_body: int = 100 * MiB) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     service = PredictionService(settings)
     await service.start()
-    max_body = int(os.environ.get("COG_MAX_BODY_BYTES", str(100 * MiB)))
     runner = web.AppRunner(make_app(service, stop, max_body), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await service.shutdown()
+        await runner.cleanup()
+        raise SystemExit(f"cog: error: cannot listen on {host}:{port} ({exc.strerror or exc})") from None
     print(f"cog: serving {settings.predictor_ref} on http://{host}:{port}", file=sys.stderr, flush=True)
     await stop.wait()
     print("cog: shutting down", file=sys.stderr, flush=True)
@@ -251,8 +255,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    try:
+        settings = Settings.from_env(args.predictor, args.upload_url)
+        max_body = _env_number("COG_MAX_BODY_BYTES", int, 100 * MiB, minimum=1)
+    except ValueError as exc:
+        print(f"cog: error: {exc}", file=sys.stderr)
+        return 2
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(Settings.from_env(args.predictor, args.upload_url), args.host, args.port))
+        asyncio.run(serve(settings, args.host, args.port, max_body))
     return 0
 
 

@@ -47,16 +47,30 @@ class Settings:
 
     @classmethod
     def from_env(cls, predictor_ref: str, upload_url: str | None = None) -> Settings:
-        env = os.environ
+        """Settings from COG_* variables; a malformed value raises ValueError naming the variable."""
         return cls(
             predictor_ref=predictor_ref,
-            max_concurrency=int(env["COG_MAX_CONCURRENCY"]) if env.get("COG_MAX_CONCURRENCY") else None,
-            upload_url=upload_url or env.get("COG_UPLOAD_URL") or None,
-            predict_timeout=float(env["COG_PREDICT_TIMEOUT"]) if env.get("COG_PREDICT_TIMEOUT") else None,
-            shutdown_grace=float(env.get("COG_SHUTDOWN_GRACE", "30")),
-            cancel_grace=float(env.get("COG_CANCEL_GRACE", "1.0")),
-            healthcheck_timeout=float(env.get("COG_HEALTHCHECK_TIMEOUT", "5")),
+            max_concurrency=_env_number("COG_MAX_CONCURRENCY", int, None, minimum=1),
+            upload_url=upload_url or os.environ.get("COG_UPLOAD_URL") or None,
+            predict_timeout=_env_number("COG_PREDICT_TIMEOUT", float, None, minimum=0),
+            shutdown_grace=_env_number("COG_SHUTDOWN_GRACE", float, 30.0, minimum=0),
+            cancel_grace=_env_number("COG_CANCEL_GRACE", float, 1.0, minimum=0),
+            healthcheck_timeout=_env_number("COG_HEALTHCHECK_TIMEOUT", float, 5.0, minimum=0),
         )
+
+
+def _env_number(name: str, cast: type, default: Any, *, minimum: float) -> Any:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = cast(text)
+    except ValueError:
+        value = None
+    if value is None or value < minimum:
+        kind = "an integer" if cast is int else "a number"
+        raise ValueError(f"{name}={text!r} is not {kind} of at least {minimum:g}")
+    return value
 
 
 class PredictionService:
