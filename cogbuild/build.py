@@ -26,11 +26,13 @@ from .layers.wheel import PythonPaths
 from .lock import Lock
 from .plan import LayerSpec, code_layers, os_layer, python_layers, runtime_layer, system_layer
 from .registry.layout import Layout
-from .resolve import DEBIAN_ARCH
+from .policy import DEBIAN_ARCH
+from .schema import static_schema
 
 Progress = Callable[[str], None]
 VARIANT_ANNOTATION = "run.cog.variant"
 LOCK_ANNOTATION = "run.cog.lock-digest"
+SCHEMA_LABEL = "run.cog.openapi_schema"  # Cog's own label name, so Cog-aware tools find it
 
 
 @dataclass
@@ -126,6 +128,7 @@ def plan_layers(config: CogConfig, lock: Lock, platform: str, variant: str, blob
 
 
 def runtime_config(config: CogConfig, lock: Lock, user: ImageUser, lock_digest: str) -> RuntimeConfig:
+    schema = static_schema(config.root, config.predictor) if config.predictor else None
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "LANG": "C.UTF-8",
@@ -137,6 +140,7 @@ def runtime_config(config: CogConfig, lock: Lock, user: ImageUser, lock_digest: 
     }
     labels = {
         "run.cog.config": canonical_json(config.raw).decode(),
+        **({SCHEMA_LABEL: canonical_json(schema).decode()} if schema else {}),
         "run.cog.cogbuild-version": __version__,
         LOCK_ANNOTATION: lock_digest,
     }

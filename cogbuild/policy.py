@@ -17,6 +17,8 @@ from .errors import UsageError
 # zones, CA certificates, a POSIX shell for subprocess users, and libstdc++, which manylinux wheels (numpy,
 # torch, …) may assume the system provides.
 BASE_PACKAGES = ("base-files", "netbase", "tzdata", "ca-certificates", "dash", "libstdc++6")
+DEBIAN_ARCH = {"linux/amd64": "amd64", "linux/arm64": "arm64"}
+WHEEL_ARCH = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
 # Satisfied but never installed: they only serve maintainer scripts, which an image build never runs.
 NOT_INSTALLED = ("debconf", "debconf-2.0")
 

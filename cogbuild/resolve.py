@@ -14,12 +14,8 @@ from .config import CogConfig
 from .debian import resolve_closure, suite_for_python
 from .errors import UsageError
 from .lock import Lock, LockedArtifact, locked
-from .policy import NOT_INSTALLED, lock_inputs_digest, os_packages, runtime_lockfile
+from .policy import DEBIAN_ARCH, NOT_INSTALLED, WHEEL_ARCH, lock_inputs_digest, os_packages, runtime_lockfile
 from .pyresolve import Target, resolve_requirements, wheels_for_lockfile
-
-DEBIAN_ARCH = {"linux/amd64": "amd64", "linux/arm64": "arm64"}
-WHEEL_ARCH = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
-
 
 def glibc_version(os_debs: list[Artifact]) -> str:
     """The image's glibc, from the locked libc6 ("2.36-9+deb12u13" -> "2.36"): it bounds manylinux tags."""
