@@ -17,7 +17,7 @@ import httpx
 from ..errors import CogbuildError
 from .cache import BlobCache
 from .release import IndexFile, Release
-from .signature import verified_release_text
+from .signature import verified_detached, verified_release_text
 from .source import Archive, DebianSource
 
 # Preferred first: smallest download; all three are what Debian mirrors publish.
@@ -73,7 +73,18 @@ def _dists_url(archive: Archive, suite: str, path: str) -> str:
 
 def _fetch_release(archive: Archive, suite: str, *, client: httpx.Client, source: DebianSource) -> Release:
     url = _dists_url(archive, suite, "InRelease")
-    signed = verified_release_text(_get(client, url), keyring=source.keyring, what=url)
+    inrelease = _get(client, url, missing_ok=True)
+    if inrelease is not None:
+        signed = verified_release_text(inrelease, keyring=source.keyring, what=url)
+    else:
+        # Older or third-party archives publish only Release with a detached Release.gpg (apt's fallback).
+        url = _dists_url(archive, suite, "Release")
+        signature = _get(client, url + ".gpg", missing_ok=True)
+        if signature is None:
+            raise CogbuildError(
+                f"{archive.base()} has no suite '{suite}' (neither dists/{suite}/InRelease nor Release.gpg exists)."
+            )
+        signed = verified_detached(_get(client, url), signature, keyring=source.keyring, what=url)
     return Release.parse(signed, expected_suite=suite, what=url, check_valid_until=source.check_valid_until)
 
 

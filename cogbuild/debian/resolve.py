@@ -77,7 +77,8 @@ def load_index(source: DebianSource, suite: str, arch: str, *, cache_dir: Path |
     """Fetch, verify and parse the source's indexes for one suite and architecture."""
     cache = BlobCache(Path(cache_dir or default_cache_dir()) / "debian-indexes")
     headers = {"User-Agent": "cogbuild (Debian index fetch)"}
-    with httpx.Client(timeout=httpx.Timeout(60.0), follow_redirects=True, headers=headers) as client:
+    transport = httpx.HTTPTransport(retries=2)  # retries failed connections, not failed answers
+    with httpx.Client(transport=transport, timeout=60.0, follow_redirects=True, headers=headers) as client:
         texts = fetch_packages(source, suite, arch, client=client, cache=cache)
     key = (arch, tuple((t.archive.base(), t.suite, t.index.path, t.index.sha256) for t in texts))
     with _INDEX_MEMO_LOCK:

@@ -17,6 +17,26 @@ def verified_release_text(inrelease: bytes, *, keyring: Path, what: str) -> byte
     keyring is needed and any bad signature is fatal; signatures from keys outside the keyring
     (Debian signs with several) are ignored.
     """
+    with tempfile.TemporaryDirectory(prefix="cogbuild-gpgv-") as tmp:
+        signed, content = Path(tmp, "InRelease"), Path(tmp, "Release")
+        signed.write_bytes(inrelease)
+        _gpgv(["--output", str(content), str(signed)], keyring=keyring, what=what)
+        if not content.exists():
+            raise CogbuildError(f"{what} is not signed by a key in {keyring}.")
+        return content.read_bytes()
+
+
+def verified_detached(release: bytes, signature: bytes, *, keyring: Path, what: str) -> bytes:
+    """`release` itself once its detached signature (Release.gpg) checks out, by the same rules."""
+    with tempfile.TemporaryDirectory(prefix="cogbuild-gpgv-") as tmp:
+        data, detached = Path(tmp, "Release"), Path(tmp, "Release.gpg")
+        data.write_bytes(release)
+        detached.write_bytes(signature)
+        _gpgv([str(detached), str(data)], keyring=keyring, what=what)
+    return release
+
+
+def _gpgv(arguments: list[str], *, keyring: Path, what: str) -> None:
     gpgv = shutil.which("gpgv")
     if gpgv is None:
         raise CogbuildError(
@@ -24,21 +44,14 @@ def verified_release_text(inrelease: bytes, *, keyring: Path, what: str) -> byte
         )
     if not Path(keyring).is_file():
         raise CogbuildError(f"The Debian archive keyring {keyring} does not exist.")
-    with tempfile.TemporaryDirectory(prefix="cogbuild-gpgv-") as tmp:
-        signed, content = Path(tmp, "InRelease"), Path(tmp, "Release")
-        signed.write_bytes(inrelease)
-        result = subprocess.run(
-            [gpgv, "--status-fd", "1", "--keyring", str(keyring), "--output", str(content), str(signed)],
-            capture_output=True,
-        )
-        status = _status_keywords(result.stdout)
-        if "BADSIG" in status:
-            raise CogbuildError(f"{what} has a bad signature (the file was altered after signing).")
-        if "GOODSIG" not in status and status & {"EXPKEYSIG", "REVKEYSIG", "EXPSIG"}:
-            raise CogbuildError(f"{what} is signed only by an expired or revoked key (or the signature expired).")
-        if "GOODSIG" not in status or not content.exists():
-            raise CogbuildError(f"{what} is not signed by a key in {keyring}.")
-        return content.read_bytes()
+    result = subprocess.run([gpgv, "--status-fd", "1", "--keyring", str(keyring), *arguments], capture_output=True)
+    status = _status_keywords(result.stdout)
+    if "BADSIG" in status:
+        raise CogbuildError(f"{what} has a bad signature (the file was altered after signing).")
+    if "GOODSIG" not in status and status & {"EXPKEYSIG", "REVKEYSIG", "EXPSIG"}:
+        raise CogbuildError(f"{what} is signed only by an expired or revoked key (or the signature expired).")
+    if "GOODSIG" not in status:
+        raise CogbuildError(f"{what} is not signed by a key in {keyring}.")
 
 
 def _status_keywords(status: bytes) -> set[str]:

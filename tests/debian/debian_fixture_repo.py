@@ -60,6 +60,9 @@ class SigningKey:
     def clearsign(self, text: bytes) -> bytes:
         return self._gpg("--clearsign", "--digest-algo", "SHA256", input=text)
 
+    def detach_sign(self, text: bytes) -> bytes:
+        return self._gpg("--detach-sign", "--armor", "--digest-algo", "SHA256", input=text)
+
     def _gpg(self, *args: str, input: bytes | None = None) -> bytes:
         faked = ("--faked-system-time", self.faked_time) if self.faked_time else ()
         return _gpg(self.gnupghome, *faked, *args, input=input)
@@ -129,8 +132,12 @@ class FixtureRepo:
         codename: str | None = None,
         extra_release_fields: str = "",
         by_hash: bool = False,
+        detached: bool = False,
     ) -> None:
-        """Write dists/<suite>: Packages, .gz and .xz per arch, a Release listing them, InRelease signed."""
+        """Write dists/<suite>: Packages, .gz and .xz per arch, a Release listing them, InRelease signed.
+
+        With detached=True, Release.gpg (a detached signature) replaces InRelease, as older archives do.
+        """
         dists = self.root / "dists" / suite
         listed: list[tuple[str, bytes]] = []
         for arch in ARCHES:
@@ -161,7 +168,10 @@ class FixtureRepo:
             f" {hashlib.sha256(data).hexdigest()} {len(data):>8} {path}\n" for path, data in listed
         )
         (dists / "Release").write_text(release)
-        (dists / "InRelease").write_bytes(self.key.clearsign(release.encode()))
+        if detached:
+            (dists / "Release.gpg").write_bytes(self.key.detach_sign(release.encode()))
+        else:
+            (dists / "InRelease").write_bytes(self.key.clearsign(release.encode()))
 
     def _packages_text(self, suite: str, arch: str) -> str:
         stanzas = []
