@@ -15,8 +15,10 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO, Callable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import requests
 
 from cogbuild.layers.descriptor import Descriptor
 
@@ -217,54 +219,95 @@ def _worth_retrying(exc: RegistryError) -> bool:
 
 def download_blob(client: RegistryClient, repository: str, desc: Descriptor, layout: Layout, *,
                   stats: TransferStats, progress: Progress | None = None) -> None:
-    """Fetch one blob into the layout unless it is already there; verify size and digest."""
+    """Fetch one blob into the layout unless it is already there; verify size and digest.
+
+    A dropped connection resumes with a Range request from the bytes already received; content that
+    does not hash to its digest is fetched once more from the start, then refused.
+    """
     path = layout.blob_path(desc.digest)
     if path.exists() and path.stat().st_size == desc.size:
         stats.add(blobs_skipped=1)
         return
-    last_error: Exception | None = None
+    fd, tmp = layout.tmp_file()
+    sink = _HashingFile(os.fdopen(fd, "wb"))
+    try:
+        _download_into(sink, client, repository, desc, stats, progress)
+        sink.close()
+        layout.add_blob_file(Path(tmp), desc.digest)
+        stats.add(blobs_downloaded=1)
+    except BaseException:  # interrupted too: no partial file stays behind
+        sink.close()
+        os.unlink(tmp)
+        raise
+
+
+class _HashingFile:
+    """A file being written that knows its size and running sha256, and can start over."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self.file = file
+        self.reset()
+
+    def reset(self) -> None:
+        self.file.seek(0)
+        self.file.truncate()
+        self.size = 0
+        self.hasher = hashlib.sha256()
+
+    def write(self, data: bytes) -> None:
+        self.file.write(data)
+        self.hasher.update(data)
+        self.size += len(data)
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + self.hasher.hexdigest()
+
+    def close(self) -> None:
+        if not self.file.closed:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+
+
+def _download_into(sink: _HashingFile, client: RegistryClient, repository: str, desc: Descriptor,
+                   stats: TransferStats, progress: Progress | None) -> None:
+    action = f"download blob {desc.digest[:19]} from"
+    failure: RegistryError | None = None
     for _ in range(BLOB_ATTEMPTS):
         try:
-            _download_once(client, repository, desc, layout, stats, progress)
-            stats.add(blobs_downloaded=1)
-            return
+            _receive(sink, client, repository, desc, stats, progress, action)
         except RegistryError as exc:
             if exc.status is not None and exc.status < 500 and exc.status != 429:
                 raise
-            last_error = exc
-    raise last_error  # type: ignore[misc]
+            failure = exc
+            continue
+        if sink.size == desc.size and sink.digest == desc.digest:
+            return
+        failure = RegistryError(
+            f"registry {client.registry} sent blob {desc.digest} of {repository} with the wrong content "
+            f"({sink.size} bytes hashing to {sink.digest}, expected {desc.size} bytes); nothing was stored", 502)
+        sink.reset()
+    raise failure  # type: ignore[misc]
 
 
-def _download_once(client: RegistryClient, repository: str, desc: Descriptor, layout: Layout,
-                   stats: TransferStats, progress: Progress | None) -> None:
-    action = f"download blob {desc.digest[:19]} from"
-    response = client.request("GET", client.url(f"{repository}/blobs/{desc.digest}"),
-                              repository=repository, action=action, stream=True)
-    fd, tmp = layout.tmp_file()
-    hasher = hashlib.sha256()
-    size = 0
+def _receive(sink: _HashingFile, client: RegistryClient, repository: str, desc: Descriptor,
+             stats: TransferStats, progress: Progress | None, action: str) -> None:
+    """One GET, continuing from what `sink` already holds when the registry honours Range."""
+    headers = {"Range": f"bytes={sink.size}-"} if 0 < sink.size < desc.size else {}
+    response = client.request("GET", client.url(f"{repository}/blobs/{desc.digest}"), repository=repository,
+                              action=action, stream=True, ok=(200, 206), headers=headers)
+    if response.status_code == 200 and sink.size:
+        sink.reset()  # the registry sent the whole blob again
     try:
-        with os.fdopen(fd, "wb") as out, response:
+        with response:
             for chunk in response.iter_content(_READ):
-                hasher.update(chunk)
-                out.write(chunk)
-                size += len(chunk)
+                sink.write(chunk)
                 stats.add(bytes_received=len(chunk))
                 if progress:
-                    progress(desc.digest, size, desc.size)
-                if size > desc.size:
-                    break
-            out.flush()
-            os.fsync(out.fileno())
-    except BaseException as exc:  # interrupted too: no partial file stays behind
-        os.unlink(tmp)
-        if isinstance(exc, (RegistryError, KeyboardInterrupt, SystemExit)):
-            raise
-        raise RegistryError(f"could not {action} {client.registry}/{repository}: {exc}") from None
-    got = "sha256:" + hasher.hexdigest()
-    if size != desc.size or got != desc.digest:
-        os.unlink(tmp)
-        raise RegistryError(
-            f"registry {client.registry} sent blob {desc.digest} of {repository} with the wrong content "
-            f"({size} bytes hashing to {got}, expected {desc.size} bytes); nothing was stored", 502)
-    layout.add_blob_file(Path(tmp), desc.digest)
+                    progress(desc.digest, sink.size, desc.size)
+                if sink.size > desc.size:
+                    return  # too long: the caller's digest check refuses it
+    except requests.exceptions.RequestException as exc:
+        raise RegistryError(f"could not {action} {client.registry}/{repository}: the connection dropped "
+                            f"({exc.__class__.__name__})") from None

@@ -196,12 +196,14 @@ class TokenServer:
 
 
 class CuttingProxy:
-    """A TCP proxy to a registry that resets the connection once, after `cut_after` bytes upstream.
+    """A TCP proxy to a registry that resets the connection once, after `cut_after` bytes upstream
+    (or downstream).
 
-    Models a connection reset mid-upload: the registry has already stored part of the request body.
+    Models a connection reset mid-transfer: the other side has already received part of the body.
     """
 
-    def __init__(self, target_port: int, cut_after: int) -> None:
+    def __init__(self, target_port: int, cut_after: int, *, downstream: bool = False) -> None:
+        self.downstream = downstream  # count (and cut) the registry's answers instead of requests
         self.target_port = target_port
         self.cut_after = cut_after
         self.cut = threading.Event()
@@ -218,8 +220,8 @@ class CuttingProxy:
             except OSError:
                 return
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(client, upstream, not self.downstream), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, self.downstream), daemon=True).start()
 
     def _pipe(self, source: socket.socket, sink: socket.socket, counted: bool) -> None:
         try:
@@ -237,10 +239,10 @@ class CuttingProxy:
             pass
         for s in (source, sink):
             try:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-                s.close()
+                s.shutdown(socket.SHUT_RDWR)  # wakes the partner thread blocked in recv on it
             except OSError:
                 pass
+            s.close()
 
     def close(self) -> None:
         self._listener.close()

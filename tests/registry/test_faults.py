@@ -11,7 +11,8 @@ import pytest
 
 from cogbuild.errors import CogbuildError
 from cogbuild.registry import client, transfer
-from cogbuild.registry.remote import push_image
+from cogbuild.registry.layout import Layout
+from cogbuild.registry.remote import pull_image, push_image
 from cogbuild.registry.transfer import TransferStats
 from oci_registry_server import CuttingProxy
 from synthetic_images import random_layer_files, write_image
@@ -72,6 +73,24 @@ def test_connection_reset_mid_chunk_still_completes(registry, layout, small_chun
     assert proxy.cut.is_set()
     assert _blob(registry.host, "ns/reset", layer["digest"]) == layout.read_blob(layer["digest"])
     assert stats.blobs_uploaded == 2
+
+
+def test_pull_resumes_a_dropped_download_with_range(registry, layout, tmp_path, monkeypatch):
+    monkeypatch.setattr(client, "BACKOFF", 0.05)
+    desc = write_image(layout, [random_layer_files(4 * MB)])
+    layer = json.loads(layout.read_blob(desc.digest))["layers"][0]
+    push_image(layout, desc, f"{registry.host}/ns/pull:v1")
+    proxy = CuttingProxy(registry.port, cut_after=2 * MB, downstream=True)
+    store = Layout(tmp_path / "pulled")
+    stats = TransferStats()
+    try:
+        pull_image(f"{proxy.host}/ns/pull:v1", store, stats=stats)
+    finally:
+        proxy.close()
+    assert proxy.cut.is_set()
+    assert store.read_blob(layer["digest"]) == layout.read_blob(layer["digest"])
+    assert stats.bytes_received < layer["size"] + MB  # continued, not fetched twice
+    assert not any((store.root / "tmp").iterdir())
 
 
 def test_failed_push_leaves_no_tag_and_rerun_sends_only_what_is_missing(registry, layout, small_chunks,
