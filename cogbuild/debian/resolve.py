@@ -301,10 +301,11 @@ class Resolver:
 
 
 def _closest_name(name: str, names: list[str]) -> str | None:
-    """A name with `name` as its stem ("libopencv" → "libopencv-dev"), else difflib's closest one."""
-    stems = sorted((n for n in names if n.startswith((name + "-", name + "."))), key=lambda n: (len(n), n))
+    """The shortest name extending `name` past a word ("libsndfile" → "libsndfile1", "libopencv" →
+    "libopencv-dev"), else difflib's closest one."""
+    stems = [n for n in names if n.startswith(name) and len(n) > len(name) and not n[len(name)].isalpha()]
     if stems:
-        return stems[0]
+        return min(stems, key=lambda n: (len(n), n))
     close = difflib.get_close_matches(name, names, n=1)
     return close[0] if close else None
 

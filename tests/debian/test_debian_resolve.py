@@ -215,7 +215,10 @@ def test_requested_package_already_installed_returns_nothing():
 
 
 def test_unknown_package_names_the_closest_match():
-    index = index_of(stanza("python3.11"), stanza("libpython3.11-stdlib"))
+    index = index_of(stanza("python3.11"), stanza("libpython3.11-stdlib"), stanza("libsndfile1-dev"),
+                     stanza("libsndfile1"), stanza("libsndfileextra"))  # fmt: skip
+    with pytest.raises(CogbuildError, match=r"'libsndfile' is not .*; did you mean 'libsndfile1'\?$"):
+        resolve(index, "libsndfile")
     with pytest.raises(CogbuildError) as error:
         resolve(index, "pyhton3.11")
     assert str(error.value) == "Debian package 'pyhton3.11' is not in testing (amd64); did you mean 'python3.11'?"
