@@ -202,3 +202,19 @@ def test_bad_settings_and_busy_port_are_one_clear_sentence(serve):
                             "--predictor", "predict.py:Echo"], cwd=MODELS, capture_output=True, text=True, timeout=30)
     assert clash.returncode == 1 and f"cannot listen on 127.0.0.1:{running.port}" in clash.stderr
     assert "Traceback" not in clash.stderr
+
+
+def test_cancel_while_streaming_keeps_the_worker_channel_intact(serve, sink):
+    server = serve("predict.py:Chatty")
+    for attempt in range(3):
+        pid = f"chatty-{attempt}"
+        server.client.post("/predictions", headers=ASYNC, json={"id": pid, "input": {}, "webhook": f"{sink.url}/h",
+                                                                "webhook_events_filter": ["completed"]})
+        time.sleep(0.3)
+        server.client.post(f"/predictions/{pid}/cancel")
+        deadline = time.monotonic() + 10
+        while not any(h["id"] == pid for h in sink.webhooks()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [h["status"] for h in sink.webhooks() if h["id"] == pid] == ["canceled"]
+    assert server.client.get("/health-check").json()["status"] == "READY"
+    assert server.client.post("/predictions", json={"input": {"lines": 2, "size": 3}}).json()["output"] == ["yyy"] * 2

@@ -26,7 +26,7 @@ import sys
 import tempfile
 import threading
 import traceback
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import CancelationException, PredictorError
 from ..loader import LoadedPredictor, load_predictor
@@ -46,11 +46,23 @@ class Channel:
         self.sock = socket.socket(fileno=fd)
         self.reader = self.sock.makefile("rb")
         self.lock = threading.Lock()
+        # A cancel signal must not cut a message in half: while the main thread is writing,
+        # the signal handler leaves its action here and send() runs it once the write is done.
+        self.main_sending = False
+        self.deferred: Callable[[], None] | None = None
 
     def send(self, message: dict[str, Any]) -> None:
         data = protocol.encode(message)
+        on_main = threading.get_ident() == threading.main_thread().ident
         with self.lock:
-            self.sock.sendall(data)
+            self.main_sending = on_main
+            try:
+                self.sock.sendall(data)
+            finally:
+                self.main_sending = False
+        if on_main and self.deferred is not None:
+            action, self.deferred = self.deferred, None
+            action()
 
     def receive(self) -> dict[str, Any] | None:
         line = self.reader.readline()
@@ -289,6 +301,12 @@ class Worker:
     # ---- cancel
 
     def on_cancel_signal(self, signum: int, frame: Any) -> None:
+        if self.channel.main_sending:
+            self.channel.deferred = self._cancel_now
+        else:
+            self._cancel_now()
+
+    def _cancel_now(self) -> None:
         if self.sync_current is not None and self.sync_current == self.sync_cancel_target:
             self.sync_cancel_target = None
             raise CancelationException()

@@ -200,3 +200,12 @@ class Frames(BasePredictor):
             with open(path, "wb") as handle:
                 handle.write(b"png%d" % i)
             yield Path(path)
+
+
+class Chatty(BasePredictor):
+    """Prints and yields without pause, so a cancel lands in the middle of sending."""
+
+    def predict(self, lines: int = 1_000_000, size: int = 1000) -> Iterator[str]:
+        for i in range(lines):
+            print(f"line {i} " + "x" * 200)
+            yield "y" * size
