@@ -60,7 +60,7 @@ def run_pip_compile(requirements: list[str], cache: Path, out: Path) -> int:
     source = out.with_suffix(".in")
     source.write_text("\n".join(requirements) + "\n")
     pip_compile = Path(sys.executable).with_name("pip-compile")
-    subprocess.run([str(pip_compile), "--quiet", "--generate-hashes", "--allow-unsafe", "--no-header",
+    subprocess.run([str(pip_compile), "--quiet", "--generate-hashes", "--allow-unsafe", "--no-header", "--strip-extras",
                     "--index-url", PYPI, "--cache-dir", str(cache / "pip-tools"), "--output-file", str(out),
                     str(source)], env=clean_env(cache), check=True)
     return count_pins(out)

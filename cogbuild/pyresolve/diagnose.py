@@ -48,7 +48,7 @@ def _explain_missing(requirement_text: str, target: Target, client: IndexClient,
         requirement = Requirement(requirement_text)
     except InvalidRequirement:
         return CogbuildError(f"No distribution matches the requirement {requirement_text!r}.")
-    files = _project_files(requirement.name, client, index_urls, find_links)
+    files = project_files(requirement.name, client, index_urls, find_links)
     where = ", ".join(index_urls + find_links)
     if files is None:
         return CogbuildError(f"The requirement {requirement_text!r} names a package that does not exist on {where}.")
@@ -74,7 +74,7 @@ def _explain_missing(requirement_text: str, target: Target, client: IndexClient,
                          f"(its wheels are for {shown}).")
 
 
-def _project_files(name: str, client: IndexClient, index_urls: list[str],
+def project_files(name: str, client: IndexClient, index_urls: list[str],
                    find_links: list[str]) -> list[IndexFile] | None:
     found: list[IndexFile] | None = None
     for index_url in index_urls:

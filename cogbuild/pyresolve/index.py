@@ -140,6 +140,15 @@ class IndexClient:
             raise CogbuildError(f"Could not learn the size of {url} (HTTP {response.status_code}).")
         return int(length), None
 
+    def read_bytes(self, url: str) -> bytes:
+        """A whole (small) file: a local file: URL or an HTTP download."""
+        if url.startswith("file:"):
+            return Path(unquote(urlsplit(url).path)).read_bytes()
+        response = self._http.get(url)
+        if response.status_code != 200:
+            raise CogbuildError(f"Could not download {url} (HTTP {response.status_code}).")
+        return response.content
+
     def download_sha256(self, url: str) -> str:
         """sha256 of a remote file whose index offers no hash: stream it once."""
         digest = hashlib.sha256()

@@ -45,6 +45,10 @@ def wheel_dir(tmp_path_factory: pytest.TempPathFactory):
     for dist in FIXTURE_DISTS:
         build_wheel(directory, dist)
     build_sdist(directory, "srconly", "1.0")
+    # PEP 643: dependencies declared statically, so usable without building; and a dynamic one.
+    build_sdist(directory, "staticsrc", "1.0", "2.2", requires=("helper<2",))
+    build_sdist(directory, "staticsrc", "0.9", "2.2")
+    build_sdist(directory, "dynsrc", "1.0", "2.2", requires=("helper",), dynamic=("Requires-Dist",))
     return directory
 
 

@@ -116,6 +116,26 @@ def test_source_only_release_is_refused_clearly(simple_url):
         resolve_requirements(["srconly"], X86, index_url=simple_url, allow_sdist=True)
 
 
+def test_static_sdist_joins_the_lock_when_allowed(index, simple_url, wheel_dir):
+    artifacts = resolve_requirements(["staticsrc"], X86, index_url=simple_url, allow_sdist=True)
+    by_name = {a.name: a for a in artifacts}
+    source = by_name["staticsrc"]
+    assert (source.kind, source.version, source.filename) == ("sdist", "1.0", "staticsrc-1.0.tar.gz")
+    assert source.url == f"{index.url}/files/staticsrc-1.0.tar.gz" and source.required_by == ("request",)
+    assert source.sha256 == sha256_of(wheel_dir / source.filename)
+    assert source.size == (wheel_dir / source.filename).stat().st_size
+    assert (by_name["helper"].version, by_name["helper"].required_by) == ("1.0", ("staticsrc",))
+    pinned = resolve_requirements(["staticsrc==0.9"], X86, index_url=simple_url, allow_sdist=True)
+    assert [(a.name, a.version, a.kind) for a in pinned] == [("staticsrc", "0.9", "sdist")]
+
+
+def test_sdist_with_dynamic_dependencies_would_need_building(simple_url):
+    with pytest.raises(CogbuildError, match="dynsrc 1.0 has only a source distribution .* would need building"):
+        resolve_requirements(["dynsrc"], X86, index_url=simple_url, allow_sdist=True)
+    with pytest.raises(CogbuildError, match="staticsrc 1.0 has no wheel, only a source distribution"):
+        resolve_requirements(["staticsrc"], X86, index_url=simple_url)
+
+
 def test_invalid_requirement_is_one_sentence(simple_url):
     with pytest.raises(CogbuildError, match="not valid PEP 508"):
         resolve_requirements(["foo bar baz"], X86, index_url=simple_url)

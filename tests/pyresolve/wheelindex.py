@@ -53,12 +53,16 @@ def build_wheel(directory: Path, dist: Dist) -> Path:
     return path
 
 
-def build_sdist(directory: Path, name: str, version: str) -> Path:
+def build_sdist(directory: Path, name: str, version: str, metadata_version: str = "2.1",
+                requires: tuple[str, ...] = (), dynamic: tuple[str, ...] = ()) -> Path:
+    """An sdist with just PKG-INFO: enough for tools that read metadata and never build."""
     import tarfile
 
     path = directory / f"{name}-{version}.tar.gz"
+    lines = [f"Metadata-Version: {metadata_version}", f"Name: {name}", f"Version: {version}"]
+    lines += [f"Dynamic: {field}" for field in dynamic] + [f"Requires-Dist: {r}" for r in requires]
     with tarfile.open(path, "w:gz") as archive:
-        data = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
+        data = ("\n".join(lines) + "\n").encode()
         info = tarfile.TarInfo(f"{name}-{version}/PKG-INFO")
         info.size = len(data)
         archive.addfile(info, io.BytesIO(data))
