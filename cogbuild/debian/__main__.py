@@ -6,9 +6,11 @@ import argparse
 import json
 import sys
 from dataclasses import asdict
+from pathlib import Path
 
 from ..errors import CogbuildError
-from . import ARCHITECTURES, resolve_closure
+from . import ARCHITECTURES, DebianSource, resolve_closure
+from .source import DEBIAN_KEYRING
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,9 +20,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arch", default="amd64", choices=ARCHITECTURES)
     parser.add_argument("--exclude", action="append", default=["debconf", "debconf-2.0"])
     parser.add_argument("--json", action="store_true", help="print the artifacts as JSON")
+    parser.add_argument("--mirror", help="one archive URL instead of Debian's three (release, updates, security)")
+    parser.add_argument("--keyring", type=Path, default=DEBIAN_KEYRING)
+    parser.add_argument("--cache-dir", type=Path)
     args = parser.parse_args(argv)
+    if args.mirror:
+        source = DebianSource.single(args.mirror, keyring=args.keyring)
+    else:
+        source = DebianSource(keyring=args.keyring)
     try:
-        debs = resolve_closure(args.packages, suite=args.suite, arch=args.arch, exclude=args.exclude)
+        debs = resolve_closure(args.packages, suite=args.suite, arch=args.arch, exclude=args.exclude, source=source,
+                               cache_dir=args.cache_dir)  # fmt: skip
     except CogbuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

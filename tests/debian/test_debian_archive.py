@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import lzma
 from pathlib import Path
 
@@ -236,3 +237,18 @@ def test_parsed_index_cache_is_used_and_survives_corruption(repo, serve, signing
         resolve._INDEX_MEMO.clear()
         assert resolve_closure(["app"], suite="testing", arch="amd64", exclude=["debconf"], source=source,
                                cache_dir=cache) == first  # fmt: skip
+
+
+def test_the_inspection_command(repo, serve, signing_key, tmp_path, capsys):
+    from cogbuild.debian.__main__ import main
+
+    publish_app(repo)
+    common = ["--mirror", serve(repo.root), "--keyring", str(signing_key.keyring), "--suite", "testing",
+              "--cache-dir", str(tmp_path)]  # fmt: skip
+    assert main([*common, "--json", "libfoo"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert [(d["name"], d["required_by"]) for d in printed] == [("libc6", ["libfoo"]), ("libfoo", ["request"])]
+    assert main([*common, "libfo"]) == 1
+    assert capsys.readouterr().err == (
+        "error: Debian package 'libfo' is not in testing (amd64); did you mean 'libfoo'?\n"
+    )
