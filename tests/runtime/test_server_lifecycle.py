@@ -218,3 +218,16 @@ def test_cancel_while_streaming_keeps_the_worker_channel_intact(serve, sink):
         assert [h["status"] for h in sink.webhooks() if h["id"] == pid] == ["canceled"]
     assert server.client.get("/health-check").json()["status"] == "READY"
     assert server.client.post("/predictions", json={"input": {"lines": 2, "size": 3}}).json()["output"] == ["yyy"] * 2
+
+
+def test_sigterm_answers_in_flight_sync_requests(serve):
+    server = serve("predict.py:Slow")
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(r=server.client.post(
+        "/predictions", json={"input": {"seconds": 0.8}})))
+    thread.start()
+    time.sleep(0.3)
+    server.process.send_signal(signal.SIGTERM)
+    thread.join(10)
+    assert result["r"].status_code == 200 and result["r"].json()["output"] == "slept"
+    assert server.process.wait(10) == 0
