@@ -10,6 +10,7 @@ Map of the package:
     referrers.py       artifacts attached to an image (cog.lock, SBOM), referrers API or fallback tag
     sbom.py            SPDX JSON from the lock's pinned artifacts
     inspect.py         what `cogbuild show` prints
+    progress.py        per-blob byte callbacks as an occasional one-line message
     login.py           `cogbuild login`: check credentials, store them like `docker login`
     blob_locations.py  which repositories hold a blob, for cross-repository mounts
 """

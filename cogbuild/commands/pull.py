@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ..project import open_store
+from ..registry.progress import TransferProgress
 from ..registry.reference import parse_reference
 from ..registry.remote import pull_image
 from ..registry.transfer import TransferStats
@@ -27,7 +28,8 @@ def command(ctx: click.Context, ref: str, insecure: bool) -> None:
     reference = parse_reference(ref)
     progress(f"pulling {reference}")
     stats = TransferStats()
-    desc = pull_image(reference, open_store(), insecure=insecure, stats=stats)
+    desc = pull_image(reference, open_store(), insecure=insecure, stats=stats,
+                      progress=TransferProgress(progress, "downloaded"))
     progress(f"{stats.blobs_downloaded} blobs downloaded ({stats.bytes_received / 1e6:.1f} MB), "
              f"{stats.blobs_skipped} already present")
     result(f"{reference.name}@{desc.digest}")

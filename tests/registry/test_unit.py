@@ -242,3 +242,16 @@ def test_registry_with_referrers_api_needs_no_fallback_tag():
     assert sorted(d.digest for d in found) == sorted(d.digest for d in attached)
     assert lock.digest == attached[0].digest
     assert json.loads(fake.manifests[attached[1].digest])["artifactType"] == SPDX_ARTIFACT_TYPE
+
+
+def test_transfer_progress_sums_blobs_and_throttles():
+    from cogbuild.registry.progress import TransferProgress
+
+    said: list[str] = []
+    progress = TransferProgress(said.append, "pushed", interval=0.0)
+    progress("sha256:a", 500_000, 1_000_000)
+    progress("sha256:b", 2_000_000, 2_000_000)
+    assert said[-1] == "pushed 2.5 / 3.0 MB (1 / 2 blobs)"
+    quiet = TransferProgress(said.append, interval=3600)
+    quiet("sha256:a", 1, 2)
+    assert len(said) == 2
