@@ -9,6 +9,7 @@ sent again, and turns any other failure into one sentence naming the registry an
 from __future__ import annotations
 
 import random
+import re
 import time
 from typing import IO, Callable, Iterable, Union
 from urllib.parse import urljoin
@@ -148,7 +149,7 @@ class RegistryClient:
             text = (f"registry {self.registry} denied permission to {action} {where}{detail}; "
                     "check that your account may use this repository")
         elif status == 404:
-            text = f"could not {action} {where}: not found{detail}"
+            text = f"could not {action} {where}: not found{detail}; check the repository name and tag"
         elif status == 429:
             text = (f"registry {self.registry} kept rate-limiting requests to {action} {where} "
                     f"after {attempts} tries; wait a while and run the command again")
@@ -189,5 +190,12 @@ def _registry_message(response: requests.Response) -> str:
 
 
 def _short(exc: BaseException) -> str:
+    """The useful part of a requests/urllib3 error, e.g. "Connection refused" rather than its whole chain."""
     text = str(exc)
-    return text if len(text) < 160 else text[:157] + "..."
+    errno = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
+    if errno:
+        return errno.group(1).strip()
+    for known in ("Read timed out", "Connection aborted", "Connection reset by peer", "Remote end closed"):
+        if known in text:
+            return known
+    return text if len(text) < 120 else exc.__class__.__name__
