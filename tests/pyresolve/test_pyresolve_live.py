@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
-from cogbuild.pyresolve import Target, resolve_requirements, wheels_for_lockfile
-from pathlib import Path
+from cogbuild.cuda import CpuWheelSource, check_cpu_closure, choose_cuda, split_gpu_wheels, variant_inputs
+from cogbuild.pyresolve import Target, reqfile, resolve_requirements, wheels_for_lockfile
 
 pytestmark = pytest.mark.network
 
@@ -29,3 +32,49 @@ def test_runtime_lockfile_has_a_wheel_for_every_supported_target():
             artifacts = wheels_for_lockfile(root / f"runtime-py{version}.txt", Target(version, arch))
             assert "aiohttp" in {a.name for a in artifacts}
             assert all(a.filename.endswith(".whl") for a in artifacts)
+
+
+@pytest.mark.parametrize("version", ["3.11", "3.13", "3.14"])
+@pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
+def test_runtime_lockfile_matches_a_resolution_for_the_target(version, arch):
+    """The lockfile names exactly what pip resolves for that Python (markers included); this checks the
+    3.14 file, compiled on 3.13 with target options, against a resolution evaluated for 3.14."""
+    root = Path(__file__).resolve().parents[2]
+    lockfile = root / "lockfiles" / f"runtime-py{version}.txt"
+    pins = [line.text for line in reqfile.parse(lockfile.read_text()).requirements]
+    target = Target(version, arch)
+    resolved = resolve_requirements((root / "runtime" / "requirements.in").read_text().splitlines(), target,
+                                    constraints=pins)
+    locked = wheels_for_lockfile(lockfile, target)
+    assert [(a.name, a.version) for a in resolved] == [(a.name, a.version) for a in locked]
+    assert [a.sha256 for a in resolved] == [a.sha256 for a in locked]
+
+
+def cpu_torch_wheels() -> str:
+    """Where a CPU build of torch 2.13.0 for cp311 x86_64 lives (PyTorch's CPU index is not reachable here)."""
+    location = os.environ.get("COGBUILD_CPU_FIND_LINKS", "/opt/wheels")
+    if not list(Path(location).glob("torch-2.13.0+cpu-cp311-*x86_64.whl")):
+        message = f"no torch 2.13.0+cpu wheel in {location} (set COGBUILD_CPU_FIND_LINKS)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return location
+
+
+def test_torch_gpu_variant_carries_cuda_and_cpu_variant_does_not():
+    location = cpu_torch_wheels()
+    target = Target("3.11", "x86_64")
+    gpu = resolve_requirements(["torch==2.13.0"], target)
+    gpu_only, _ = split_gpu_wheels(gpu)
+    choice = choose_cuda({"torch": "2.13.0"}, python_version="3.11")
+    assert choice.cuda == "13.0"
+    assert {a.name for a in gpu_only} >= {"nvidia-cudnn-cu13", "triton"}
+    assert sum(a.size for a in gpu_only) > 1_000_000_000
+
+    inputs = variant_inputs(["torch==2.13.0"], {a.name: a.version for a in gpu}, choice, "cpu", "x86_64",
+                            CpuWheelSource(index_url=None, find_links=(location,)))
+    cpu = resolve_requirements(inputs.requirements, target, constraints=inputs.constraints,
+                               find_links=inputs.find_links, extra_index_urls=inputs.extra_index_urls)
+    check_cpu_closure(cpu)
+    torch = {a.name: a for a in cpu}["torch"]
+    assert torch.version == "2.13.0+cpu" and torch.url.startswith("file://")
