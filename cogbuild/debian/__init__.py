@@ -15,7 +15,7 @@ Modules, in the order data flows through them:
     python.py     python_version → suite, and standalone CPython tarballs from a provider manifest
 """
 
-from .python import UnsupportedPython, standalone_python, suite_for_python
+from .python import PythonRuntime, UnsupportedPython, python_runtime, standalone_python, suite_for_python
 from .resolve import ARCHITECTURES, resolve_closure
 from .source import Archive, DebianSource
 
@@ -23,7 +23,9 @@ __all__ = [
     "ARCHITECTURES",
     "Archive",
     "DebianSource",
+    "PythonRuntime",
     "UnsupportedPython",
+    "python_runtime",
     "resolve_closure",
     "standalone_python",
     "suite_for_python",

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -39,6 +40,27 @@ _VERSION = re.compile(r"^3\.\d+(\.\d+)?$")
 
 class UnsupportedPython(CogbuildError):
     """A python_version that neither a Debian suite nor a configured provider can supply."""
+
+
+@dataclass(frozen=True)
+class PythonRuntime:
+    """Where an image's interpreter comes from, for one python_version and architecture."""
+
+    suite: str
+    debian_packages: tuple[str, ...]  # for the OS closure: Debian's interpreter, or what a tarball needs
+    tarball: Artifact | None  # a standalone CPython when Debian has none for this version
+
+
+# Standalone CPython builds link only glibc's libraries dynamically; libc6 brings libgcc-s1 along.
+STANDALONE_RUNTIME_DEBS = ("libc6",)
+
+
+def python_runtime(version: str, arch: str, *, provider: str | None = None) -> PythonRuntime:
+    """Debian's python3.X where a suite carries it, else the provider's tarball on the standalone base."""
+    if not uses_standalone_python(version):
+        return PythonRuntime(suite_for_python(version), (debian_python_package(version),), None)
+    tarball = standalone_python(version, arch, provider=provider)
+    return PythonRuntime(STANDALONE_BASE_SUITE, STANDALONE_RUNTIME_DEBS, tarball)
 
 
 def suite_for_python(version: str, *, provider: str | None = None) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cogbuild.debian import UnsupportedPython, standalone_python, suite_for_python
+from cogbuild.debian import UnsupportedPython, python_runtime, standalone_python, suite_for_python
 from cogbuild.debian.python import PROVIDER_ENV, STANDALONE_BASE_SUITE, debian_python_package
 from cogbuild.errors import CogbuildError
 
@@ -131,3 +131,14 @@ def test_bad_manifests_are_one_clear_sentence(tmp_path, content, message):
         standalone_python("3.12", "amd64", provider=str(manifest))
     with pytest.raises(CogbuildError, match="Could not read the Python provider manifest"):
         standalone_python("3.12", "amd64", provider=str(tmp_path / "missing.json"))
+
+
+def test_python_runtime_says_where_the_interpreter_comes_from(provider):
+    debian = python_runtime("3.11", "arm64")
+    assert (debian.suite, debian.debian_packages, debian.tarball) == ("bookworm", ("python3.11",), None)
+    standalone = python_runtime("3.12", "arm64", provider=provider["manifest"])
+    assert standalone.suite == STANDALONE_BASE_SUITE
+    assert "libc6" in standalone.debian_packages
+    assert standalone.tarball.url.endswith("/arm/cpython-3.12.7-aarch64.tar.gz")
+    with pytest.raises(UnsupportedPython, match="needs a standalone CPython provider"):
+        python_runtime("3.12", "arm64")
