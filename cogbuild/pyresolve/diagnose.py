@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
@@ -68,10 +69,28 @@ def _explain_missing(requirement_text: str, target: Target, client: IndexClient,
                                  "building it, which cogbuild lock never does.")
         return CogbuildError(f"{requirement.name} {newest} has no wheel, only a source distribution, "
                              f"and source distributions are not allowed for {target.describe()}.")
-    offered = sorted({str(tag) for f in wheels for tag in parse_wheel_filename(f.filename)[3]})
-    shown = ", ".join(offered[:6]) + (", …" if len(offered) > 6 else "")
+    rank = set(target.tags())
+    fitting = [f for f in wheels if rank & set(parse_wheel_filename(f.filename)[3])]
+    excluded = [f.requires_python for f in fitting if f.requires_python
+                and not SpecifierSet(f.requires_python).contains(f"{target.python_version}.0", prereleases=True)]
+    if fitting and excluded:
+        return CogbuildError(f"{requirement.name} {newest} requires Python {excluded[0]}, "
+                             f"but the image has Python {target.python_version}.")
     return CogbuildError(f"{requirement.name} {newest} has no wheel for {target.describe()} "
-                         f"(its wheels are for {shown}).")
+                         f"(its wheels are for {_summarize_tags(wheels)}).")
+
+
+def _summarize_tags(wheels: list[IndexFile]) -> str:
+    """'cp310, cp311 on linux/x86_64, macosx_11_0_arm64': which Pythons and platforms a release covers."""
+    tags = {tag for f in wheels for tag in parse_wheel_filename(f.filename)[3]}
+    interpreters = sorted({t.interpreter for t in tags}, key=lambda i: (len(i), i))
+    platforms = set()
+    for tag in tags:
+        arch = next((a for a in ("x86_64", "aarch64") if tag.platform.endswith(a)), None)
+        platforms.add(f"linux/{arch}" if arch and "linux" in tag.platform else tag.platform)
+    shown = sorted(platforms)
+    listed = ", ".join(shown[:5]) + (", …" if len(shown) > 5 else "")
+    return f"{', '.join(interpreters)} on {listed}"
 
 
 def project_files(name: str, client: IndexClient, index_urls: list[str],

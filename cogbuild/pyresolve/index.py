@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -29,6 +28,7 @@ class IndexFile:
     sha256: str | None
     size: int | None
     yanked: bool = False
+    requires_python: str | None = None
 
 
 def strip_fragment(url: str) -> str:
@@ -58,7 +58,8 @@ def _files_from_html(page_url: str, html: str) -> list[IndexFile]:
         fragment = urlsplit(url).fragment
         sha256 = fragment.split("=", 1)[1] if fragment.startswith("sha256=") else None
         filename = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
-        files.append(IndexFile(filename, strip_fragment(url), sha256, None, "data-yanked" in attrs))
+        files.append(IndexFile(filename, strip_fragment(url), sha256, None, "data-yanked" in attrs,
+                               attrs.get("data-requires-python")))
     return files
 
 
@@ -70,6 +71,7 @@ def _files_from_json(page_url: str, data: dict) -> list[IndexFile]:
             sha256=entry.get("hashes", {}).get("sha256"),
             size=entry.get("size"),
             yanked=bool(entry.get("yanked")),
+            requires_python=entry.get("requires-python"),
         )
         for entry in data.get("files", [])
     ]
@@ -171,6 +173,3 @@ def _sha256_of(path: Path) -> str:
 def normalize_index_url(url: str) -> str:
     return url if url.endswith("/") else url + "/"
 
-
-def is_local(location: str) -> bool:
-    return location.startswith("file:") or "://" not in location and os.path.exists(location)

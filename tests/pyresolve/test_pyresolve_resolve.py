@@ -62,7 +62,7 @@ def test_extras_pull_their_dependencies(simple_url):
 
 def test_requires_python_is_checked_against_the_target(simple_url):
     assert files(resolve_requirements(["newpy"], Target("3.13", "x86_64"), index_url=simple_url))
-    with pytest.raises(CogbuildError, match="newpy"):
+    with pytest.raises(CogbuildError, match=r"^newpy 1.0 requires Python >=3.13, but the image has Python 3.11.$"):
         resolve_requirements(["newpy"], X86, index_url=simple_url)
 
 
@@ -99,7 +99,7 @@ def test_missing_wheel_for_the_platform_names_the_platform(simple_url):
         resolve_requirements(["x86only"], ARM, index_url=simple_url)
     message = str(error.value)
     assert "x86only 1.0 has no wheel for CPython 3.11 on linux/aarch64" in message
-    assert "manylinux2014_x86_64" in message and "\n" not in message
+    assert message.endswith("(its wheels are for cp311 on linux/x86_64).") and "\n" not in message
 
 
 def test_unknown_package_and_unknown_version(simple_url):

@@ -144,9 +144,21 @@ class WheelIndex:
         return Handler
 
 
+def _requires_python(path: Path) -> str | None:
+    """What PyPI puts in requires-python: the wheel's own Requires-Python."""
+    if not path.name.endswith(".whl"):
+        return None
+    with zipfile.ZipFile(path) as archive:
+        metadata = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        for line in archive.read(metadata).decode().splitlines():
+            if line.startswith("Requires-Python:"):
+                return line.split(":", 1)[1].strip()
+    return None
+
+
 def _json_page(project: str, files: list[Path]) -> bytes:
     entries = [{"filename": p.name, "url": f"../../files/{p.name}", "hashes": {"sha256": sha256_of(p)},
-                "size": p.stat().st_size} for p in files]
+                "size": p.stat().st_size, "requires-python": _requires_python(p)} for p in files]
     return json.dumps({"meta": {"api-version": "1.1"}, "name": project, "files": entries}).encode()
 
 
