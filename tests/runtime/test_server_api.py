@@ -160,3 +160,17 @@ def test_seed_style_file_output_is_the_file(serve):
     response = server.client.post("/predict", data={"text": "abc"})
     assert response.status_code == 200 and response.content == b"cba"
     assert response.headers["Content-Type"].startswith("text/plain")
+
+
+def test_seed_form_lists_and_bad_uploads(serve):
+    server = serve("predict.py:Files")
+    response = server.client.post("/predict", files=[
+        ("image", ("a.txt", b"first", "text/plain")),
+        ("extra", ("b.txt", b"22", "text/plain")), ("extra", ("c.txt", b"333", "text/plain"))])
+    assert response.status_code == 200, response.text
+    assert response.json()["sizes"] == [5, 2, 3] and response.json()["content"] == "first"
+    echo = serve("predict.py:Echo")
+    not_a_file = echo.client.post("/predict", files={"text": ("t.txt", b"x", "text/plain")})
+    assert not_a_file.status_code == 422 and not_a_file.json()["detail"][0]["loc"] == ["body", "input", "text"]
+    tags = echo.client.post("/predict", data={"text": "a", "tags": ["x", "y"]})
+    assert tags.json()["tags"] == ["x", "y"]

@@ -13,7 +13,6 @@ import socket
 import tempfile
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import Any
 
 import aiohttp
 import aiohttp.abc

@@ -15,6 +15,8 @@ import json
 import os
 import signal
 import sys
+import tempfile
+import traceback
 from typing import Any
 
 from aiohttp import web
@@ -22,7 +24,7 @@ from aiohttp import web
 from .._version import __version__
 from ..openapi import openapi_document
 from .prediction import Prediction
-from .protocol import marked_path
+from .protocol import marked_path, path_marker
 from .service import PredictionService, Refused, Settings, _env_number
 from .validation import coerce_form_value, error
 
@@ -150,27 +152,31 @@ async def predict_form(request: web.Request) -> web.StreamResponse:
         form = await request.post()
     except ValueError as exc:
         return _json({"detail": f"the form cannot be read: {exc}"}, 400)
-    given: dict[str, Any] = {}
-    uploads: dict[str, Any] = {}
     specs = {spec.name: spec for spec in signature.inputs} if signature else {}
-    for name in form:
-        value = form.getall(name)[-1]
+    given: dict[str, Any] = {}
+    uploads: dict[str, list[web.FileField]] = {}
+    for name in set(form):
         spec = specs.get(name)
-        if isinstance(value, web.FileField):
-            uploads[name] = value
-            given[name] = "data:,"  # placeholder that passes validation; replaced by the upload
-        else:
-            given[name] = coerce_form_value(spec, value) if spec is not None else value
+        values = form.getall(name)
+        files = [v for v in values if isinstance(v, web.FileField)]
+        if files:
+            uploads[name] = files
+            # Stand-ins that pass URL validation; the uploaded files replace them below.
+            values = ["data:,"] * len(files)
+        elif spec is not None:
+            values = [coerce_form_value(spec, v) for v in values]
+        given[name] = values if spec is not None and spec.is_list else values[-1]
     try:
         prediction, values = service.create({"input": given})
     except Refused as refused:
         return _json(refused.body, refused.status)
     local = {}
-    for name, upload in uploads.items():
+    for name, files in uploads.items():
         if not specs[name].is_file:
             service.abandon(prediction)
             return _json({"detail": [error(name, "this input is not a file", "type_error")]}, 422)
-        local[name] = await asyncio.to_thread(_save_upload, service, prediction, upload)
+        saved = [await asyncio.to_thread(_save_upload, service, prediction, f) for f in files]
+        local[name] = saved if specs[name].is_list else saved[-1]
     prediction.raw_files = True
     try:
         wire = await service.fetch_inputs(prediction, values, local)
@@ -185,8 +191,6 @@ async def predict_form(request: web.Request) -> web.StreamResponse:
 
 
 def _save_upload(service: PredictionService, prediction: Prediction, upload: web.FileField) -> dict:
-    import tempfile
-
     directory = tempfile.mkdtemp(dir=service.temp_root)
     prediction.temp_paths.append(directory)
     name = os.path.basename(upload.filename or "file") or "file"
@@ -194,7 +198,7 @@ def _save_upload(service: PredictionService, prediction: Prediction, upload: web
     with open(path, "wb") as out:
         while chunk := upload.file.read(1024 * 1024):
             out.write(chunk)
-    return {"$cog.path": path}
+    return path_marker(path)
 
 
 def _bare_output(output: Any) -> web.StreamResponse:
@@ -208,8 +212,20 @@ def _bare_output(output: Any) -> web.StreamResponse:
 # ---------------------------------------------------------------- app and main
 
 
+@web.middleware
+async def _internal_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """A bug of ours still answers JSON (and leaves a traceback in the server log)."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        traceback.print_exc()
+        return _json({"detail": f"internal server error: {type(exc).__name__}: {exc}"}, 500)
+
+
 def make_app(service: PredictionService, stop: asyncio.Event, max_body: int = 100 * MiB) -> web.Application:
-    app = web.Application(client_max_size=max_body)
+    app = web.Application(client_max_size=max_body, middlewares=[_internal_errors])
     app[SERVICE], app[STOP] = service, stop
     app.router.add_get("/", root)
     app.router.add_get("/health-check", health_check)

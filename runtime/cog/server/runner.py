@@ -41,7 +41,6 @@ class WorkerProcess:
         self._writer: asyncio.StreamWriter | None = None
         self._tasks: list[asyncio.Task] = []
         self._expected_exit = False
-        self._stopping = False
         self._healthcheck: asyncio.Future | None = None
         self._healthcheck_id = 0
 
@@ -69,7 +68,7 @@ class WorkerProcess:
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Ask the worker to exit; kill it if it does not."""
-        self._stopping = self._expected_exit = True
+        self._expected_exit = True
         process = self.process
         if process is None or process.returncode is not None:
             return
