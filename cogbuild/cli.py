@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -16,20 +17,58 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
             return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise  # click's own usage errors and exits already speak for themselves
         except CogbuildError as exc:
-            if ctx.obj and ctx.obj.get("debug"):
+            if _debug(ctx):
                 raise
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        except Exception as exc:  # a bug of ours: one line here, the traceback with --debug
+            if _debug(ctx):
+                raise
+            click.echo(f"error: internal error ({exc.__class__.__name__}: {exc}); rerun with --debug "
+                       "for the traceback", err=True)
+            sys.exit(70)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+def _debug(ctx: click.Context) -> bool:
+    return bool(ctx.obj and ctx.obj.get("debug")) or bool(os.environ.get("COGBUILD_DEBUG"))
+
+
+EPILOG = """\b
+Exit codes:
+  0    success
+  1    the work failed (build, registry, container, prediction)
+  2    bad input: a flag, a file, cog.yaml, an image reference or a model input
+  70   internal error (a bug; --debug shows the traceback)
+  130  interrupted
+\b
+Environment: COGBUILD_STORE (local image store), COGBUILD_CACHE (downloads and layers),
+COGBUILD_DEBUG=1 (same as --debug), COGBUILD_READY_TIMEOUT (seconds to wait for a model's setup).
+Run `cogbuild COMMAND --help` for examples.
+"""
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
 @click.version_option(__version__, prog_name="cogbuild")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
-@click.option("-q", "--quiet", is_flag=True, help="Print only results, no progress.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only results (stdout) and errors, no progress.")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
-    """Build reproducible OCI images of Cog models without a Docker daemon."""
+    """Build reproducible OCI images of Cog models without a Docker daemon, and run them anywhere.
+
+    \b
+    Quick start:
+      cogbuild init my-model && cd my-model
+      cogbuild predict -i text=you            # on this host, no image
+      cogbuild build -t my-model:dev          # an OCI image in the local store
+      cogbuild predict my-model:dev -i text=you
+      cogbuild push 127.0.0.1:5000/me/my-model:v1
+    """
     ctx.ensure_object(dict)
     ctx.obj.update(debug=debug, quiet=quiet)
 

@@ -44,6 +44,7 @@ _INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
                 "application/vnd.docker.distribution.manifest.list.v2+json")
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 _RUN_REF = "run"  # the one ref in the throw-away layout handed to a runtime
+_STDERR = 2  # a container's output goes to our stderr; stdout carries results only
 
 
 def free_port() -> int:
@@ -102,7 +103,7 @@ def find_image(target: str, store: Layout, gpu: bool, progress: Callable[[str], 
 
 
 def _locate(target: str, store: Layout, progress: Callable[[str], None]) -> tuple[Layout, str]:
-    if target.startswith("oci:") or (Path(target) / "oci-layout").is_file():
+    if target.startswith("oci:") or _is_layout(target) or _is_layout(target.rpartition(":")[0]):
         return _layout_path(target.removeprefix("oci:"))
     for name in (target, f"{target}:latest"):
         if any(ref == name for ref, _ in store.refs()):
@@ -119,6 +120,10 @@ def _locate(target: str, store: Layout, progress: Callable[[str], None]) -> tupl
     except httpx.TransportError as exc:  # registry answers become RegistryError sentences already
         raise CogbuildError(f"could not reach {ref.registry} to pull {ref}: {exc}") from None
     return store, next(name for name, desc in store.refs() if desc.digest == top.digest)
+
+
+def _is_layout(path: str) -> bool:
+    return bool(path) and (Path(path) / "oci-layout").is_file()
 
 
 def _layout_path(text: str) -> tuple[Layout, str]:
@@ -323,7 +328,8 @@ class EngineContainer:
         return out.returncode == 0 and out.stdout.strip() == "true"
 
     def follow_logs(self) -> subprocess.Popen:
-        return subprocess.Popen(self.runtime.command("logs", "-f", self.id), env=self.runtime.env())
+        return subprocess.Popen(self.runtime.command("logs", "-f", self.id), env=self.runtime.env(),
+                                stdout=_STDERR, stderr=_STDERR)
 
     def remove(self) -> None:
         subprocess.run(self.runtime.command("rm", "-f", "-t", "2", self.id), capture_output=True,
@@ -409,7 +415,7 @@ class BundleContainer:
             return False
 
     def follow_logs(self) -> subprocess.Popen:
-        return subprocess.Popen(["tail", "-n", "+1", "-f", str(self.log_path)])
+        return subprocess.Popen(["tail", "-n", "+1", "-f", str(self.log_path)], stdout=_STDERR)
 
     def remove(self) -> None:
         subprocess.run(self.runtime.command("delete", "--force", self.id), capture_output=True)

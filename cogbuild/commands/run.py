@@ -1,0 +1,88 @@
+"""cogbuild run: start an image in a container runtime and serve its HTTP API until interrupted."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from contextlib import ExitStack
+
+import click
+
+from ..container import RUNTIMES, Container, choose_runtime, find_image, has_gpu, running_container
+from ..errors import CogbuildError, UsageError
+from ..project import open_store
+from ..ui import progress_printer, result, spinner
+
+
+def _check_port_free(port: int) -> None:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("0.0.0.0", port))
+        except OSError:
+            raise UsageError(f"port {port} is already in use; choose another with -p PORT") from None
+
+
+@click.command("run")
+@click.argument("image_name", metavar="IMAGE")
+@click.option("-p", "--port", default=5000, show_default=True, type=click.IntRange(1, 65535),
+              help="Port the model's HTTP API listens on (host network).")
+@click.option("--runtime", type=click.Choice(RUNTIMES), default=None,
+              help="Container runtime (default: podman, docker, else umoci+runc).")
+@click.option("-e", "--env", "env", multiple=True, metavar="NAME=VALUE", help="Set an environment variable.")
+@click.pass_context
+def command(ctx: click.Context, image_name: str, port: int, runtime: str | None, env: tuple[str, ...]) -> None:
+    """Start IMAGE and serve the Cog HTTP API on PORT until interrupted (Ctrl-C).
+
+    IMAGE is a name in the local store, a registry reference (pulled first) or `oci:PATH[:TAG]`.
+    The container's output follows on stderr; the URL is printed on stdout once the model is ready.
+
+    \b
+    Examples:
+      cogbuild run hello:latest
+      cogbuild run 127.0.0.1:5000/me/hello:v1 -p 8080 --runtime runc
+      curl -s -XPOST localhost:5000/predictions -H 'Content-Type: application/json' \\
+           -d '{"input": {"text": "world"}}'
+
+    \b
+    Exit codes: 0 stopped by Ctrl-C or SIGTERM; 1 the container failed or exited; 2 bad usage.
+    """
+    variables = dict(_split_env(e) for e in env)
+    _check_port_free(port)
+    chosen = choose_runtime(runtime)
+    gpu = has_gpu() and chosen.name in ("podman", "docker")
+    image = find_image(image_name, open_store(), gpu, progress_printer(ctx))
+    signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C, so the container is removed
+    with ExitStack() as stack:
+        with spinner(f"starting {image_name} ({image.variant}) with {chosen.name}", ctx) as status:
+            container = stack.enter_context(running_container(
+                image, chosen, port=port, env=variables, gpu=gpu and image.variant == "gpu", on_status=status))
+        result(container.base_url)
+        try:
+            _follow_until_exit(container)
+        except KeyboardInterrupt:
+            progress_printer(ctx)(f"stopping {image_name}")
+            return
+        raise CogbuildError(f"the container for {image_name} exited; its last output:\n{container.logs()[-2000:]}")
+
+
+def _follow_until_exit(container: Container) -> None:
+    follower = container.follow_logs()
+    try:
+        while container.alive():
+            time.sleep(1)
+    finally:
+        follower.terminate()
+        follower.wait()
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _split_env(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise UsageError(f"-e {text!r} must look like NAME=value")
+    return name, value
