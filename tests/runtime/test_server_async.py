@@ -71,6 +71,7 @@ def test_sse_streams_outputs(tokens):
     names = [n for n, _ in events]
     assert names[0] == "start" and names[-1] == "completed"
     assert [d for n, d in events if n == "output"] == ["w0 ", "w1 ", "w2 "]
+    assert "".join(d for n, d in events if n == "logs") == "token 0\ntoken 1\ntoken 2\n"
     assert events[-1][1]["status"] == "succeeded" and events[-1][1]["output"] == ["w0 ", "w1 ", "w2 "]
 
 

@@ -111,7 +111,8 @@ async def create_prediction(request: web.Request) -> web.StreamResponse:
 
 async def _stream_events(request: web.Request, service: PredictionService, prediction: Prediction,
                          values: dict, wire: dict) -> web.StreamResponse:
-    """Server-sent events: `start`, one `output` per item, then `completed` with the whole response."""
+    """Server-sent events: `start`, one `output` per item, `logs` as they come, then `completed`
+    with the whole response."""
     events: asyncio.Queue = asyncio.Queue()
     prediction.listeners.append(events)
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})

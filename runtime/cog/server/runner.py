@@ -23,7 +23,7 @@ STARTING, READY, SETUP_FAILED, DEFUNCT = "STARTING", "READY", "SETUP_FAILED", "D
 
 OutputHook = Callable[[Prediction, Any], Any]  # coroutine function: (prediction, wire value)
 DoneHook = Callable[[Prediction, dict], Any]  # coroutine function: (prediction, "done" event)
-LogHook = Callable[[Prediction], None]
+LogHook = Callable[[Prediction, str], None]  # (prediction, the new text, secrets redacted)
 
 
 class WorkerProcess:
@@ -180,8 +180,7 @@ class WorkerProcess:
 
     def _log(self, prediction: Prediction | None, text: str) -> None:
         if prediction is not None:
-            prediction.add_log(text)
-            self.on_log(prediction)
+            self.on_log(prediction, prediction.add_log(text))
         elif self.state == STARTING:
             self.setup["logs"] += text
         else:

@@ -248,7 +248,8 @@ class PredictionService:
         prediction.notify("output", value)
         self._webhook(prediction, "output")
 
-    def _on_log(self, prediction: Prediction) -> None:
+    def _on_log(self, prediction: Prediction, text: str) -> None:
+        prediction.notify("logs", text)
         self._webhook(prediction, "logs")
 
     async def _on_done(self, prediction: Prediction, event: dict[str, Any]) -> None:
