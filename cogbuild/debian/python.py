@@ -1,5 +1,8 @@
 """Which Debian suite carries a Python version, and standalone CPython tarballs for versions none carries.
 
+python_runtime(version, arch) combines both for the lock: the suite, the Debian packages to add to the OS
+closure, and the tarball when there is one.
+
 The provider is a JSON manifest named by env COGBUILD_PYTHON_PROVIDER (a URL or a file path):
 
     {"url_template": "https://host/cpython-{version}-{machine}-unknown-linux-gnu.tar.gz",   # optional
