@@ -167,3 +167,27 @@ def test_current_scope_outside_prediction_is_harmless():
     scope = cog.current_scope()
     scope.record_metric("x", 1)
     assert scope.context == {}
+
+
+def test_runtime_imports_only_the_stdlib_and_aiohttp():
+    """The runtime is installed into images on its own: no cogbuild, layers, registry or other packages."""
+    import ast
+    from pathlib import Path as FsPath
+
+    root = FsPath(cog.__file__).parent
+    allowed = set(sys.stdlib_module_names) | {"cog", "aiohttp"}
+    found = {}
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            else:
+                continue
+            for name in names:
+                if name.split(".")[0] not in allowed:
+                    found[f"{path.relative_to(root)}:{node.lineno}"] = name
+    assert found == {}
+    requirements = (root.parent / "requirements.in").read_text().split()
+    assert requirements == ["aiohttp==3.14.5"]
