@@ -37,6 +37,22 @@ def require(program: str) -> str:
     return path
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGKILL when the test process dies, so no registry outlives a killed run."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _on_main_thread() -> bool:
+    # PR_SET_PDEATHSIG fires when the parent *thread* ends: only tie the registry to a lasting thread.
+    return threading.current_thread() is threading.main_thread()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -81,7 +97,8 @@ class RegistryServer:
     def start(self) -> "RegistryServer":
         binary = require(REGISTRY_BINARY)
         log = open(self.workdir / "registry.log", "ab")
-        self.process = subprocess.Popen([binary, "serve", str(self.config)], stdout=log, stderr=log)
+        self.process = subprocess.Popen([binary, "serve", str(self.config)], stdout=log, stderr=log,
+                                        preexec_fn=_die_with_parent if _on_main_thread() else None)
         log.close()
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
