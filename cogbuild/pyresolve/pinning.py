@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
 
 from packaging.markers import Marker
 from packaging.requirements import Requirement
@@ -29,6 +30,11 @@ class Resolved:
     requested: bool
     requested_extras: tuple[str, ...]
     requires_dist: tuple[str, ...]
+
+
+def filename_of(url: str) -> str:
+    """The file name a URL ends with, percent-decoded (torch-2.5.1%2Bcpu-… is torch-2.5.1+cpu-…)."""
+    return unquote(urlsplit(url).path.rsplit("/", 1)[-1])
 
 
 def from_pip_report(report: dict) -> list[Resolved]:
@@ -70,8 +76,10 @@ class FileLocator:
 
     def pin(self, item: Resolved) -> tuple[str, int]:
         """(sha256, size) of the exact file pip chose."""
-        filename = item.url.rsplit("/", 1)[-1]
-        matches = [f for f in self.candidates(item.name) if f.url == item.url or f.filename == filename]
+        candidates = self.candidates(item.name)
+        # The same URL first; the same file name (another spelling of a local path) only failing that.
+        matches = [f for f in candidates if f.url == item.url] or \
+            [f for f in candidates if f.filename == filename_of(item.url)]
         if item.sha256:
             matches = [f for f in matches if f.sha256 in (None, item.sha256)]
         known = next((f for f in matches if f.size is not None and f.sha256), None)
@@ -90,7 +98,7 @@ def to_artifacts(items: list[Resolved], locator: FileLocator, target: Target) ->
     parents = required_by(items, target)
     artifacts = []
     for item, (sha256, size) in zip(items, pins):
-        filename = item.url.rsplit("/", 1)[-1]
+        filename = filename_of(item.url)
         kind = "wheel" if filename.endswith(".whl") else "sdist"
         artifacts.append(Artifact(kind, item.name, item.version, filename, item.url, sha256, size,
                                   tuple(sorted(parents.get(item.name, ())))))

@@ -114,12 +114,13 @@ class _Resolution:
         if file is None:
             return False
         version = str(sdist.sdist_version(requirement.name, file.filename))
+        if sdist.standin_path(self.standin_dir, requirement.name, version).exists():
+            return False  # pip refused the stand-in too (e.g. its Requires-Python): let explain() say why
         path, sha256, size = sdist.fetch_sdist(self.client, file, self.workdir)
         metadata = sdist.static_metadata(path)
-        standin = self.standin_dir / f"{canonicalize_name(requirement.name).replace('-', '_')}-{version}-py3-none-any.whl"
-        if metadata is None or standin.exists():
+        if metadata is None:
             return False
-        sdist.write_standin_wheel(self.standin_dir, requirement.name, version, metadata)
+        standin = sdist.write_standin_wheel(self.standin_dir, requirement.name, version, metadata)
         self.sdists[standin.resolve().as_uri()] = Artifact(
             "sdist", canonicalize_name(requirement.name), version, file.filename, file.url, sha256, size)
         return True

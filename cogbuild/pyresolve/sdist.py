@@ -81,11 +81,14 @@ def _read_pkg_info(path: Path) -> str | None:
         return handle.read().decode() if handle else None
 
 
+def standin_path(directory: Path, name: str, version: str) -> Path:
+    return directory / f"{canonicalize_name(name).replace('-', '_')}-{version}-py3-none-any.whl"
+
+
 def write_standin_wheel(directory: Path, name: str, version: str, metadata: str) -> Path:
     """A wheel holding only the sdist's metadata, so pip can resolve through it without building."""
-    stem = f"{canonicalize_name(name).replace('-', '_')}-{version}"
-    path = directory / f"{stem}-py3-none-any.whl"
-    distinfo = f"{stem}.dist-info"
+    path = standin_path(directory, name, version)
+    distinfo = f"{canonicalize_name(name).replace('-', '_')}-{version}.dist-info"
     wheel = "Wheel-Version: 1.0\nGenerator: cogbuild stand-in\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr(f"{distinfo}/METADATA", metadata)

@@ -140,6 +140,9 @@ def test_gpu_and_cpu_variants_resolve_apart(cuda_index):
                                extra_index_urls=inputs.extra_index_urls, find_links=inputs.find_links)
     check_cpu_closure(cpu)
     assert {a.name: a.version for a in cpu} == {"filelock": "3.0", "torch": "2.5.1+cpu"}
+    torch = {a.name: a for a in cpu}["torch"]
+    assert torch.filename == "torch-2.5.1+cpu-py3-none-any.whl"
+    assert torch.size == (cpu_wheels / torch.filename).stat().st_size
 
 
 def test_arm_torch_on_pypi_is_already_the_cpu_build():
