@@ -1,0 +1,185 @@
+"""-i flags against real schemas (made by the runtime from the test models), and outputs to files."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+
+from cogbuild.config import load_config
+from cogbuild.errors import UsageError
+from cogbuild.predict_io import check_files, input_specs, parse_inputs, write_output
+from cogbuild.serving import directory_schema
+
+MODELS = Path(__file__).parent / "models"
+
+
+@pytest.fixture(scope="module")
+def choices_schema() -> dict:
+    return directory_schema(load_config(MODELS / "choices" / "cog.yaml"))
+
+
+@pytest.fixture(scope="module")
+def file_schema() -> dict:
+    return directory_schema(load_config(MODELS / "filecopy" / "cog.yaml"))
+
+
+def data_uri(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+def usage_error(flags: list[str], schema: dict | None) -> str:
+    with pytest.raises(UsageError) as caught:
+        parse_inputs(flags, schema)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+# -- inputs ----------------------------------------------------------------------------------------
+def test_values_are_coerced_to_the_schema_types(choices_schema):
+    got = parse_inputs(["mode=slow", "steps=7", "scale=2.5", "words=a", "words=b"], choices_schema)
+    assert got == {"mode": "slow", "steps": 7, "scale": 2.5, "words": ["a", "b"]}
+
+
+def test_a_list_input_given_once_is_still_a_list(choices_schema):
+    assert parse_inputs(["words=only"], choices_schema) == {"words": ["only"]}
+
+
+def test_booleans_accept_the_usual_spellings(file_schema, tmp_path):
+    (tmp_path / "a.txt").write_text("x")
+    for text, value in (("true", True), ("YES", True), ("0", False), ("off", False)):
+        got = parse_inputs([f"image=@{tmp_path / 'a.txt'}", f"upper={text}"], file_schema)
+        assert got["upper"] is value
+    assert "must be a boolean, not 'maybe'" in usage_error([f"image=@{tmp_path / 'a.txt'}", "upper=maybe"],
+                                                           file_schema)
+
+
+def test_enums_from_allof_references_are_checked(choices_schema):
+    specs = input_specs(choices_schema)
+    assert specs["mode"].item["enum"] == ["fast", "slow"]
+    assert usage_error(["mode=medium"], choices_schema) == "input 'mode' must be one of fast, slow, not 'medium'"
+
+
+def test_wrong_type_names_the_input_and_the_value(choices_schema):
+    assert usage_error(["steps=many"], choices_schema) == "input 'steps' must be an integer, not 'many'"
+    assert usage_error(["scale=big"], choices_schema) == "input 'scale' must be a number, not 'big'"
+
+
+def test_bounds_are_checked(choices_schema):
+    assert usage_error(["steps=0"], choices_schema) == "input 'steps' must be at least 1, not 0"
+    assert usage_error(["steps=51"], choices_schema) == "input 'steps' must be at most 50, not 51"
+
+
+def test_unknown_input_lists_the_real_ones(choices_schema):
+    assert usage_error(["stepz=3"], choices_schema) == \
+        "the model has no input 'stepz' (its inputs: mode, steps, scale, words, notes)"
+
+
+def test_a_repeated_scalar_is_refused(choices_schema):
+    assert "takes one value" in usage_error(["steps=1", "steps=2"], choices_schema)
+
+
+def test_missing_required_input_says_how_to_give_it(file_schema):
+    assert usage_error([], file_schema) == "the model needs input 'image': add -i image=…"
+
+
+def test_flag_without_equals_is_refused(choices_schema):
+    assert usage_error(["steps"], choices_schema) == "input 'steps' must look like name=value or name=@file"
+
+
+def test_file_inputs_become_data_uris(file_schema, tmp_path):
+    photo = tmp_path / "in.png"
+    photo.write_bytes(b"\x89PNG fake")
+    got = parse_inputs([f"image=@{photo}"], file_schema)
+    assert got == {"image": data_uri(b"\x89PNG fake", "image/png")}
+
+
+def test_short_form_fills_the_one_file_input(file_schema, tmp_path):
+    (tmp_path / "in.txt").write_text("hi")
+    assert parse_inputs([f"@{tmp_path / 'in.txt'}"], file_schema) == {"image": data_uri(b"hi", "text/plain")}
+
+
+def test_short_form_needs_exactly_one_file_input(tmp_path):
+    hello = directory_schema(load_config(MODELS.parents[2] / "examples" / "hello" / "cog.yaml"))
+    (tmp_path / "in.txt").write_text("hi")
+    assert usage_error([f"@{tmp_path / 'in.txt'}"], hello) == \
+        f"-i @{tmp_path / 'in.txt'} needs a name (name=@file): the model has 0 file inputs"
+
+
+def test_short_form_fills_a_list_of_files(choices_schema, tmp_path):
+    (tmp_path / "in.txt").write_text("hi")
+    assert parse_inputs([f"@{tmp_path / 'in.txt'}"], choices_schema) == {"notes": [data_uri(b"hi", "text/plain")]}
+
+
+def test_list_of_files(choices_schema, tmp_path):
+    (tmp_path / "a.txt").write_text("A")
+    (tmp_path / "b.txt").write_text("B")
+    got = parse_inputs([f"notes=@{tmp_path / 'a.txt'}", f"notes=@{tmp_path / 'b.txt'}"], choices_schema)
+    assert got == {"notes": [data_uri(b"A", "text/plain"), data_uri(b"B", "text/plain")]}
+
+
+def test_missing_file_names_input_and_path(file_schema, tmp_path):
+    missing = tmp_path / "nope.png"
+    assert usage_error([f"image=@{missing}"], file_schema) == f"input 'image' names {missing}, which is not a file"
+    with pytest.raises(UsageError, match="which is not a file"):
+        check_files([f"image=@{missing}"])
+
+
+def test_file_input_takes_urls_and_plain_existing_paths(file_schema, tmp_path):
+    assert parse_inputs(["image=https://example.org/x.png"], file_schema) == {"image": "https://example.org/x.png"}
+    (tmp_path / "p.txt").write_text("p")
+    assert parse_inputs([f"image={tmp_path / 'p.txt'}"], file_schema) == {"image": data_uri(b"p", "text/plain")}
+    assert "is a file: give image=@PATH or a URL" in usage_error(["image=nothing-here.png"], file_schema)
+
+
+def test_at_file_for_a_text_input_reads_the_text(choices_schema, tmp_path):
+    (tmp_path / "mode.txt").write_text("slow")
+    assert parse_inputs([f"mode=@{tmp_path / 'mode.txt'}"], choices_schema) == {"mode": "slow"}
+
+
+def test_without_a_schema_values_stay_strings_and_repeats_make_lists(tmp_path):
+    (tmp_path / "f.bin").write_bytes(b"\0")
+    got = parse_inputs(["a=1", "b=x", "b=y", f"c=@{tmp_path / 'f.bin'}"], None)
+    assert got == {"a": "1", "b": ["x", "y"], "c": data_uri(b"\0", "application/octet-stream")}
+
+
+# -- outputs ---------------------------------------------------------------------------------------
+def test_strings_print_and_objects_become_json(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert write_output("hello", None) == ["hello"]
+    assert json.loads(write_output({"a": [1, 2]}, None)[0]) == {"a": [1, 2]}
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_output_goes_to_output_ext(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert write_output(data_uri(b"img", "image/png"), None) == ["output.png"]
+    assert (tmp_path / "output.png").read_bytes() == b"img"
+
+
+def test_a_file_output_goes_to_the_path_given(tmp_path):
+    target = tmp_path / "sub" / "result.jpg"
+    assert write_output(data_uri(b"jpg", "image/jpeg"), str(target)) == [str(target)]
+    assert target.read_bytes() == b"jpg"
+
+
+def test_a_list_of_files_is_numbered(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    files = [data_uri(b"0", "text/plain"), data_uri(b"1", "text/plain")]
+    assert write_output(files, None) == ["output.0.txt", "output.1.txt"]
+    assert write_output(files, "out.md") == ["out.0.md", "out.1.md"]
+    assert (tmp_path / "out.1.md").read_bytes() == b"1"
+
+
+def test_concatenated_iterator_text_is_joined(choices_schema):
+    assert write_output(["fast", " 1", " a"], None, choices_schema) == ["fast 1 a"]
+    assert json.loads(write_output(["a", "b"], None, None)[0]) == ["a", "b"]
+
+
+def test_text_output_with_o_is_written_to_the_file(tmp_path):
+    target = tmp_path / "greeting.txt"
+    assert write_output("hi", str(target)) == [str(target)]
+    assert target.read_text() == "hi\n"
