@@ -231,3 +231,15 @@ def test_sigterm_answers_in_flight_sync_requests(serve):
     thread.join(10)
     assert result["r"].status_code == 200 and result["r"].json()["output"] == "slept"
     assert server.process.wait(10) == 0
+
+
+def test_respawn_explains_itself_to_other_predictions(serve, sink):
+    server = serve("predict.py:AsyncStubborn", env={"COG_CANCEL_GRACE": "0.3"})
+    for pid in ("stuck", "bystander"):
+        server.client.post("/predictions", headers=ASYNC, json={"id": pid, "input": {}, "webhook": f"{sink.url}/h"})
+    time.sleep(0.3)
+    server.client.post("/predictions/stuck/cancel")
+    bystander = wait_status(server, "bystander", sink, "failed")
+    assert "restarted because canceled prediction stuck did not stop" in bystander["error"]
+    assert wait_status(server, "stuck", sink, "canceled")["error"] is None
+    server.wait_until("READY")

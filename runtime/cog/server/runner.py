@@ -41,6 +41,7 @@ class WorkerProcess:
         self._writer: asyncio.StreamWriter | None = None
         self._tasks: list[asyncio.Task] = []
         self._expected_exit = False
+        self._exit_reason = ""
         self._healthcheck: asyncio.Future | None = None
         self._healthcheck_id = 0
 
@@ -68,7 +69,7 @@ class WorkerProcess:
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Ask the worker to exit; kill it if it does not."""
-        self._expected_exit = True
+        self._expected_exit, self._exit_reason = True, "the server is shutting down"
         process = self.process
         if process is None or process.returncode is not None:
             return
@@ -84,10 +85,10 @@ class WorkerProcess:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)  # the predictor's own children go too
 
-    async def restart(self) -> None:
+    async def restart(self, reason: str) -> None:
         """Kill the worker on purpose and start a fresh one (it runs setup again)."""
         process = self.process
-        self._expected_exit = True
+        self._expected_exit, self._exit_reason = True, reason
         if process is not None and process.returncode is None:
             self._kill(process)
             await process.wait()
@@ -117,7 +118,7 @@ class WorkerProcess:
             await asyncio.wait_for(asyncio.shield(prediction.done.wait()), self.cancel_grace)
         except asyncio.TimeoutError:
             if not prediction.is_terminal and prediction.id in self.in_flight:
-                await self.restart()
+                await self.restart(f"it was restarted because canceled prediction {prediction.id} did not stop")
 
     async def healthcheck(self, timeout: float) -> str | None:
         """Run the predictor's own healthcheck(); None when healthy, else why not.
@@ -197,7 +198,7 @@ class WorkerProcess:
     async def _worker_gone(self, returncode: int) -> None:
         self._writer = None
         if self._expected_exit:
-            cause = "it was stopped"
+            cause = self._exit_reason
         elif returncode < 0:
             cause = f"it was killed by signal {signal.Signals(-returncode).name}"
         else:

@@ -209,3 +209,13 @@ class Chatty(BasePredictor):
         for i in range(lines):
             print(f"line {i} " + "x" * 200)
             yield "y" * size
+
+
+class AsyncStubborn(BasePredictor):
+    @cog.concurrent(max=2)
+    async def predict(self, seconds: float = 30.0) -> str:
+        try:
+            await asyncio.sleep(seconds)
+        except asyncio.CancelledError:
+            time.sleep(seconds)  # swallows the cancel and blocks the event loop
+        return "done"
