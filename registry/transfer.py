@@ -118,15 +118,23 @@ class BlobPusher:
             except RegistryError as exc:
                 if attempt == BLOB_ATTEMPTS - 1 or not _worth_retrying(exc):
                     raise
+                if self._exists_quietly(desc):  # the commit landed, only its answer was lost
+                    break
                 continue
-            self.stats.add(blobs_uploaded=1)
-            return
+            break
+        self.stats.add(blobs_uploaded=1)
 
     def exists(self, desc: Descriptor) -> bool:
         response = self.client.request(
             "HEAD", self.client.url(f"{self.repository}/blobs/{desc.digest}"), repository=self.repository,
             action=f"check blob {desc.digest[:19]} in", ok=(200, 404))
         return response.status_code == 200
+
+    def _exists_quietly(self, desc: Descriptor) -> bool:
+        try:
+            return self.exists(desc)
+        except RegistryError:
+            return False
 
     # -- starting: mount or new session ---------------------------------------------------------
     def _start(self, desc: Descriptor) -> str | None:
@@ -137,10 +145,12 @@ class BlobPusher:
             scope = f"repository:{self.repository}:pull,push repository:{source}:pull"
             response = self.client.request(
                 "POST", with_query(url, mount=desc.digest, **{"from": source}), repository=self.repository,
-                scope=scope, action=f"mount blob {desc.digest[:19]} into", ok=(201, 202))
+                scope=scope, action=f"mount blob {desc.digest[:19]} into", ok=(201, 202, 401, 403))
             if response.status_code == 201:
                 return None
-            return self.client.resolve_location(response)  # not mountable: the registry opened an upload
+            if response.status_code == 202:
+                return self.client.resolve_location(response)  # not mountable: the registry opened an upload
+            # 401/403: no read access to the source repository; try the next one, then upload.
         response = self.client.request("POST", url, repository=self.repository, ok=(202,),
                                        action=f"start uploading blob {desc.digest[:19]} to")
         return self.client.resolve_location(response)

@@ -126,7 +126,8 @@ class TokenServer:
     service = "cogbuild-test"
     issuer = "cogbuild-test-issuer"
 
-    def __init__(self, workdir: Path, users: dict[str, str], *, anonymous_pull: bool = False) -> None:
+    def __init__(self, workdir: Path, users: dict[str, str], *, anonymous_pull: bool = False,
+                 denied: set[str] = frozenset()) -> None:
         openssl = require("openssl")
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
@@ -139,6 +140,7 @@ class TokenServer:
         self._header = {"alg": "RS256", "typ": "JWT", "x5c": [der]}
         self.users = users
         self.anonymous_pull = anonymous_pull
+        self.denied = set(denied)  # repositories nobody gets any access to
         self.requests: list[dict] = []
         self.port = free_port()
         self.realm = f"http://127.0.0.1:{self.port}/token"
@@ -173,6 +175,8 @@ class TokenServer:
             name, _, actions = rest.rpartition(":")
             wanted = [a for a in actions.split(",") if a]
             allowed = wanted if user else [a for a in wanted if a == "pull" and self.anonymous_pull]
+            if name in self.denied:
+                allowed = []
             if allowed:
                 access.append({"type": kind, "name": name, "actions": allowed})
         return access

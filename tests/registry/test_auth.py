@@ -9,6 +9,7 @@ import pytest
 
 from cogbuild.errors import CogbuildError
 from cogbuild.registry.auth import docker_config_path, store_credentials
+from cogbuild.registry.blob_locations import BlobLocations
 from cogbuild.registry.layout import Layout
 from cogbuild.registry.remote import pull_image, push_image
 from cogbuild.registry.transfer import TransferStats
@@ -71,6 +72,25 @@ def test_anonymous_token_pull_from_public_repository(tmp_path, layout):
         assert tokens.requests[-1]["user"] is None
         with pytest.raises(CogbuildError, match="needs credentials"):
             push_image(layout, desc, f"{server.host}/pub/model:v2")
+    finally:
+        server.stop()
+        tokens.stop()
+
+
+def test_mount_from_a_repository_without_access_falls_back_to_upload(tmp_path, layout):
+    tokens = TokenServer(tmp_path / "t", {USER: PASSWORD}, denied={"forbidden/src"}).start()
+    server = RegistryServer(tmp_path / "r", auth=tokens.registry_auth()).start()
+    try:
+        store_credentials(server.host, USER, PASSWORD)
+        desc = write_image(layout, [{"m": b"mount me"}])
+        blobs = [b["digest"] for b in [json.loads(layout.read_blob(desc.digest))["config"],
+                                       *json.loads(layout.read_blob(desc.digest))["layers"]]]
+        hints = BlobLocations(server.host)
+        hints.remember("forbidden/src", blobs)
+        hints.save()
+        stats = TransferStats()
+        push_image(layout, desc, f"{server.host}/ns/target:v1", stats=stats)
+        assert (stats.blobs_mounted, stats.blobs_uploaded) == (0, 2)
     finally:
         server.stop()
         tokens.stop()
