@@ -40,7 +40,8 @@ def _input_property(spec: InputSpec, enums: dict[str, dict]) -> dict:
     if spec.description is not None:
         prop["description"] = spec.description
     if not spec.required and spec.default is not None:
-        prop["default"] = spec.default
+        # A secret's default must not leak through the schema (which may land in an image label).
+        prop["default"] = "**********" if spec.kind == "secret" else spec.default
     if spec.nullable:
         prop["nullable"] = True
     if spec.deprecated:

@@ -92,6 +92,15 @@ def test_output_schemas():
     assert out["properties"]["score"] == {"title": "Score", "type": "number"}
 
 
+def test_secret_defaults_stay_out_of_the_schema():
+    class P(BasePredictor):
+        def predict(self, key: Secret = Input(default="s3cr3t")) -> str:
+            return key.get_secret_value()
+
+    prop = schema_of(P().predict)["Input"]["properties"]["key"]
+    assert prop["default"] == "**********" and "s3cr3t" not in json.dumps(prop)
+
+
 def test_async_and_concurrency_are_read():
     class P(BasePredictor):
         @cog.concurrent(max=4)
