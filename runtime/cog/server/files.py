@@ -123,20 +123,23 @@ class Fetcher:
         await self.session.close()
 
     async def fetch(self, url: str, directory: str) -> str:
-        if url.startswith("data:"):
-            data, mime = _decode_data_uri(url)
-            if len(data) > self.policy.max_bytes:
-                raise InputFileError(f"the data URI is larger than {self.policy.max_bytes} bytes")
-            path = os.path.join(tempfile.mkdtemp(dir=directory), "file" + (mimetypes.guess_extension(mime) or ""))
-            with open(path, "wb") as out:
-                out.write(data)
-            return path
+        if url.startswith("data:"):  # decoding a big one would stall the event loop: use a thread
+            return await asyncio.to_thread(self._save_data_uri, url, directory)
         path = os.path.join(tempfile.mkdtemp(dir=directory), _filename_from_url(url))
         try:
             await asyncio.wait_for(self._download(url, path), self.policy.timeout)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:  # asyncio's differs from the builtin on 3.10
             reason = str(exc) or ("timed out" if isinstance(exc, asyncio.TimeoutError) else type(exc).__name__)
             raise InputFileError(f"fetching {_redact(url)} failed: {reason}") from None
+        return path
+
+    def _save_data_uri(self, uri: str, directory: str) -> str:
+        data, mime = _decode_data_uri(uri)
+        if len(data) > self.policy.max_bytes:
+            raise InputFileError(f"the data URI is larger than {self.policy.max_bytes} bytes")
+        path = os.path.join(tempfile.mkdtemp(dir=directory), "file" + (mimetypes.guess_extension(mime) or ""))
+        with open(path, "wb") as out:
+            out.write(data)
         return path
 
     async def _download(self, url: str, path: str) -> None:

@@ -229,7 +229,7 @@ class PredictionService:
             if base:
                 assert self.session is not None
                 return await files.upload(self.session, path, base)
-            return files.data_uri(path)
+            return await asyncio.to_thread(files.data_uri, path)
         if isinstance(value, dict):
             return {k: await self._convert_files(prediction, v) for k, v in value.items()}
         if isinstance(value, list):
