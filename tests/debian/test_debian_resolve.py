@@ -301,3 +301,16 @@ def test_a_new_package_clashing_with_the_lower_layer_is_an_error():
     base = list(resolve(index, "mawk").values())
     with pytest.raises(CogbuildError, match=r"gawk 1\.0 and mawk 1\.0 cannot be installed together"):
         resolve(index, "gawk", installed=base)
+
+
+def test_index_parsing_keeps_continuation_lines_and_whitespace_paragraph_breaks():
+    text = (
+        "Package: app\nVersion: 1.0\nArchitecture: amd64\nDescription: long\n continued description\n"
+        "Depends: liba,\n libb\nFilename: pool/app.deb\nSize: 1\nSHA256: " + "a" * 64 + "\n"
+        " \t\n"  # a whitespace-only line also ends a paragraph
+        "Package: liba\nVersion: 1.0\nArchitecture: all\nFilename: pool/liba.deb\nSize: 1\nSHA256: " + "b" * 64 + "\n"
+        "\nPackage: libb\nVersion: 2.0\nArchitecture: amd64\nFilename: pool/libb.deb\nSize: 1\nSHA256: " + "c" * 64
+    )
+    index = index_of(text)
+    assert sorted(index.candidates) == ["app", "liba", "libb"]
+    assert set(resolve(index, "app")) == {"app", "liba", "libb"}
