@@ -5,9 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cogbuild.registry.layout import Layout
-from oci_registry_server import RegistryServer, TokenServer, htpasswd_line
-
-USER, PASSWORD = "tester", "s3cret-pass"
+from oci_registry_server import PASSWORD, USER, RegistryServer, TokenServer, htpasswd_line
 
 
 @pytest.fixture(autouse=True)

@@ -24,6 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 REGISTRY_BINARY = "docker-registry"
+USER, PASSWORD = "tester", "s3cret-pass"  # the account the auth fixtures accept
 
 
 def require(program: str) -> str:

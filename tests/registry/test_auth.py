@@ -13,8 +13,7 @@ from cogbuild.registry.blob_locations import BlobLocations
 from cogbuild.registry.layout import Layout
 from cogbuild.registry.remote import pull_image, push_image
 from cogbuild.registry.transfer import TransferStats
-from conftest import PASSWORD, USER
-from oci_registry_server import RegistryServer, TokenServer
+from oci_registry_server import PASSWORD, USER, RegistryServer, TokenServer
 from synthetic_images import write_image
 
 pytestmark = pytest.mark.e2e

@@ -11,7 +11,7 @@ from cogbuild.cli import cli
 from cogbuild.registry.layout import Layout
 from cogbuild.registry.referrers import attach_lock_and_sbom
 from cogbuild.registry.remote import push_image
-from conftest import PASSWORD, USER
+from oci_registry_server import PASSWORD, USER
 from synthetic_images import write_image, write_index
 
 pytestmark = pytest.mark.e2e
