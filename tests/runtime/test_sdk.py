@@ -158,6 +158,12 @@ def test_openapi_schema_command_prints_json_without_setup(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "cog.command.openapi_schema", "--predictor", "missing.py:P"],
                          cwd=tmp_path, capture_output=True, text=True)
     assert bad.returncode == 1 and "missing.py does not exist" in bad.stderr
+    (tmp_path / "broken.py").write_text("import torch_is_not_here\n")
+    broken = subprocess.run([sys.executable, "-m", "cog.command.openapi_schema", "--predictor", "broken.py:P"],
+                            cwd=tmp_path, capture_output=True, text=True)
+    assert broken.returncode == 1
+    assert broken.stderr.strip() == ("error: importing broken.py failed: ModuleNotFoundError: "
+                                     "No module named 'torch_is_not_here'")
 
 
 def test_secret_hides_itself_and_basemodel_is_a_dataclass():

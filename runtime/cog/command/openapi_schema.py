@@ -31,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     except PredictorError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:  # noqa: BLE001 - the model's own import failed; say so in one line
+        ref = args.predictor or os.environ.get("COG_PREDICTOR") or DEFAULT_REF
+        print(f"error: importing {ref.split(':')[0]} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     json.dump(schema, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
