@@ -111,3 +111,29 @@ def test_target_validation():
         Target("3.11", "arm64")
     with pytest.raises(CogbuildError, match="Python version"):
         Target("311", "x86_64")
+
+
+def test_exported_lock_installs_with_pip_require_hashes(tmp_path, simple_url):
+    """The export is what pip itself accepts: install it for real (pure wheels) with hashes required."""
+    import subprocess
+    import sys
+
+    artifacts = resolve_requirements(["purelib", "markers"], X86, index_url=simple_url)
+    lock = write_lock(tmp_path, simple_url, export_requirements(artifacts))
+    subprocess.run([sys.executable, "-m", "pip", "install", "--isolated", "--quiet", "--no-deps",
+                    "--disable-pip-version-check", "--require-hashes", "--target", str(tmp_path / "site"),
+                    "-r", str(lock)], check=True)
+    installed = sorted(p.name for p in (tmp_path / "site").glob("*.dist-info"))
+    assert installed == [f"{a.name}-{a.version}.dist-info" for a in artifacts]
+
+
+def test_command_line_prints_the_lock(tmp_path, simple_url, capsys):
+    from cogbuild.pyresolve.__main__ import main
+
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(f"--index-url {simple_url}\nfastmath\n")
+    assert main([str(requirements), "--arch", "aarch64"]) == 0
+    assert "fastmath==1.0 \\\n    --hash=sha256:" in capsys.readouterr().out
+    requirements.write_text(f"--index-url {simple_url}\nx86only\n")
+    assert main([str(requirements), "--arch", "aarch64"]) == 1
+    assert "x86only 1.0 has no wheel for CPython 3.11 on linux/aarch64" in capsys.readouterr().err
