@@ -34,6 +34,7 @@ from packaging.version import InvalidVersion, Version
 
 from .artifacts import Artifact
 from .errors import CogbuildError, UsageError
+from .pyresolve import Target, resolve_requirements
 
 FRAMEWORKS = ("torch", "tensorflow")
 GPU_PACKAGE = re.compile(r"^(nvidia-.*|triton|cuda-toolkit|cuda-bindings|cuda-pathfinder)$")
@@ -275,6 +276,15 @@ def _with_tensorflow_extra(line: str, variant: str) -> str:
     else:
         requirement.extras.discard("and-cuda")
     return str(requirement)
+
+
+def gpu_wheels(choice: CudaChoice, target: Target, **resolve_options) -> list[Artifact]:
+    """The GPU variant's NVIDIA wheel set for `target`, pinned: what the frameworks' PyPI wheels require
+    on that arch, resolved to files (options as for resolve_requirements)."""
+    requirements = choice.gpu_requirements(target.arch)
+    if not requirements:
+        return []
+    return [a for a in resolve_requirements(requirements, target, **resolve_options) if is_gpu_package(a.name)]
 
 
 def split_gpu_wheels(artifacts: Iterable[Artifact]) -> tuple[list[Artifact], list[Artifact]]:

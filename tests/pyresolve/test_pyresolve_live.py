@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cogbuild.cuda import CpuWheelSource, check_cpu_closure, choose_cuda, split_gpu_wheels, variant_inputs
+from cogbuild.cuda import (CpuWheelSource, check_cpu_closure, choose_cuda, gpu_wheels, split_gpu_wheels,
+                           variant_inputs)
 from cogbuild.pyresolve import Target, reqfile, resolve_requirements, wheels_for_lockfile
 
 pytestmark = pytest.mark.network
@@ -78,3 +79,12 @@ def test_torch_gpu_variant_carries_cuda_and_cpu_variant_does_not():
     check_cpu_closure(cpu)
     torch = {a.name: a for a in cpu}["torch"]
     assert torch.version == "2.13.0+cpu" and torch.url.startswith("file://")
+
+
+def test_nvidia_wheel_set_of_torch_2_5_1():
+    choice = choose_cuda({"torch": "2.5.1"}, cuda="12.4", cudnn="9", python_version="3.11")
+    wheels = {a.name: a for a in gpu_wheels(choice, Target("3.11", "x86_64"))}
+    assert wheels["nvidia-cudnn-cu12"].version == "9.1.0.70"
+    assert wheels["nvidia-cuda-runtime-cu12"].version == "12.4.127"
+    assert all(a.filename.endswith("x86_64.whl") or a.filename.endswith("any.whl") for a in wheels.values())
+    assert gpu_wheels(choice, Target("3.11", "aarch64")) == []
