@@ -126,10 +126,22 @@ class Resolver:
         found = self._already_satisfied(relation)
         if found is _EXTERNAL:
             return None
+        self._refuse_ambiguous_virtual(relation)
         package = found or self._candidate_for(relation) or self._pinned(relation)
         if package is None:
             raise CogbuildError(self._request_error(relation))
         return package if self._choose(package, "request") else None
+
+    def _refuse_ambiguous_virtual(self, relation: Relation) -> None:
+        # apt-get install refuses a purely virtual name with several providers: the user picks one.
+        name = relation["name"]
+        if name in self.index.candidates or self._already_satisfied(relation) is not None:
+            return
+        providers = sorted({provider.name for provider, _ in self.index.providers(name)})
+        if len(providers) > 1:
+            raise CogbuildError(
+                f"Debian package '{name}' is virtual, provided by {', '.join(providers)}; name one of them instead."
+            )
 
     def _pinned(self, relation: Relation) -> BinaryPackage | None:
         # Like `apt-get install name=version`: an exact pin may pick a version other than the candidate.

@@ -88,6 +88,15 @@ def test_virtual_package_resolves_to_a_provider_by_priority_then_name():
     assert set(resolve(index, "postfix", "app")) == {"app", "postfix"}
 
 
+def test_requesting_a_virtual_name_needs_a_single_provider_as_in_apt():
+    index = index_of(stanza("mawk", provides="awk"), stanza("gawk", provides="awk"), stanza("sh-impl", provides="sh"))
+    with pytest.raises(CogbuildError) as error:
+        resolve(index, "awk")
+    assert str(error.value) == "Debian package 'awk' is virtual, provided by gawk, mawk; name one of them instead."
+    assert set(resolve(index, "mawk", "awk")) == {"mawk"}  # already provided: nothing to choose
+    assert set(resolve(index, "sh")) == {"sh-impl"}  # one provider: apt selects it
+
+
 def test_versioned_dependency_needs_a_versioned_provides():
     index = index_of(
         stanza("app", depends="libapi (>= 2)"),
