@@ -10,7 +10,7 @@ The provider is a JSON manifest named by env COGBUILD_PYTHON_PROVIDER (a URL or 
                   "url": "…"}]}                    # url optional when url_template is given
 
 Placeholders: {version}, {arch} (amd64/arm64) and {machine} (x86_64/aarch64). Relative URLs are
-resolved against the manifest's URL.
+resolved against the manifest's URL. Append `#sha256=<hex>` to the location to pin the manifest itself.
 """
 
 from __future__ import annotations
@@ -134,7 +134,29 @@ def _provider_location(provider: str | None) -> str:
 
 
 def _load_manifest(location: str) -> tuple[dict, str | None]:
-    """The manifest as a dict and, when it came from a URL, that URL (for relative tarball URLs)."""
+    """The manifest as a dict and, when it came from a URL, that URL (for relative tarball URLs).
+
+    A location ending in `#sha256=<hex>` pins the manifest's own bytes, so a plain-HTTP host cannot
+    swap the hashes it lists.
+    """
+    location, _, fragment = location.partition("#")
+    raw, base_url = _read_manifest(location)
+    if fragment:
+        pinned = fragment.removeprefix("sha256=").lower()
+        if not fragment.startswith("sha256=") or not re.fullmatch(r"[0-9a-f]{64}", pinned):
+            raise CogbuildError(f"The Python provider pin '#{fragment}' is not '#sha256=' and 64 hex digits.")
+        if hashlib.sha256(raw).hexdigest() != pinned:
+            raise CogbuildError(f"The Python provider manifest {location} does not match its pinned sha256.")
+    try:
+        manifest = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CogbuildError(f"The Python provider manifest {location} is not valid JSON: {exc}.") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("pythons"), list):
+        raise CogbuildError(f"The Python provider manifest {location} has no 'pythons' list.")
+    return manifest, base_url
+
+
+def _read_manifest(location: str) -> tuple[bytes, str | None]:
     if location.startswith(("http://", "https://")):
         try:
             response = httpx.get(location, timeout=60.0, follow_redirects=True)
@@ -149,13 +171,7 @@ def _load_manifest(location: str) -> tuple[dict, str | None]:
             raw, base_url = Path(location).read_bytes(), None
         except OSError as exc:
             raise CogbuildError(f"Could not read the Python provider manifest {location}: {exc.strerror}.") from None
-    try:
-        manifest = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CogbuildError(f"The Python provider manifest {location} is not valid JSON: {exc}.") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("pythons"), list):
-        raise CogbuildError(f"The Python provider manifest {location} has no 'pythons' list.")
-    return manifest, base_url
+    return raw, base_url
 
 
 def _pick(manifest: dict, version: str, arch: str, location: str) -> dict:

@@ -142,3 +142,13 @@ def test_python_runtime_says_where_the_interpreter_comes_from(provider):
     assert standalone.tarball.url.endswith("/arm/cpython-3.12.7-aarch64.tar.gz")
     with pytest.raises(UnsupportedPython, match="needs a standalone CPython provider"):
         python_runtime("3.12", "arm64")
+
+
+def test_a_pinned_manifest_must_match_its_hash(provider):
+    digest = hashlib.sha256((provider["site"] / "pythons.json").read_bytes()).hexdigest()
+    pinned = standalone_python("3.12", "amd64", provider=f"{provider['manifest']}#sha256={digest}")
+    assert pinned.url == f"{provider['url']}/dist/cpython-3.12.7-x86_64.tar.gz"  # relative to the manifest URL
+    with pytest.raises(CogbuildError, match="does not match its pinned sha256"):
+        standalone_python("3.12", "amd64", provider=f"{provider['manifest']}#sha256={'0' * 64}")
+    with pytest.raises(CogbuildError, match="is not '#sha256=' and 64 hex digits"):
+        standalone_python("3.12", "amd64", provider=f"{provider['manifest']}#md5=abc")
