@@ -94,8 +94,8 @@ def read_pins(path: Path) -> set[str]:
 
 def install_uv(where: Path) -> str:
     subprocess.run([sys.executable, "-m", "venv", str(where)], check=True)
-    subprocess.run([str(where / "bin" / "pip"), "install", "--quiet", "--isolated", "--disable-pip-version-check", "--index-url", PYPI,
-                    UV_VERSION], check=True, env=clean_env(where))
+    subprocess.run([str(where / "bin" / "pip"), "install", "--quiet", "--isolated", "--disable-pip-version-check",
+                    "--index-url", PYPI, UV_VERSION], check=True, env=clean_env(where))
     uv = str(where / "bin" / "uv")
     print(subprocess.run([uv, "--version"], capture_output=True, text=True).stdout.strip())
     return uv

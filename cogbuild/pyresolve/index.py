@@ -89,7 +89,8 @@ class IndexClient:
     """Fetches project pages from indexes and find-links locations, one HTTP client for all."""
 
     def __init__(self) -> None:
-        self._http = httpx.Client(timeout=_TIMEOUT, follow_redirects=True)  # trust_env: SSL_CERT_FILE, proxies, .netrc as users set them
+        # trust_env (the default): SSL_CERT_FILE, proxies and .netrc as the user set them.
+        self._http = httpx.Client(timeout=_TIMEOUT, follow_redirects=True)
         self._find_links_cache: dict[str, list[IndexFile]] = {}
 
     def close(self) -> None:

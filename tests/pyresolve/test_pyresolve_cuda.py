@@ -8,8 +8,15 @@ import json
 import pytest
 from wheelindex import Dist, build_wheel
 
-from cogbuild.cuda import (CpuWheelSource, CudaMatrix, check_cpu_closure, choose_cuda, cpu_source_from_env,
-                           split_gpu_wheels, variant_inputs)
+from cogbuild.cuda import (
+    CpuWheelSource,
+    CudaMatrix,
+    check_cpu_closure,
+    choose_cuda,
+    cpu_source_from_env,
+    split_gpu_wheels,
+    variant_inputs,
+)
 from cogbuild.errors import CogbuildError
 from cogbuild.pyresolve import Target, resolve_requirements
 

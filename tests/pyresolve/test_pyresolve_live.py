@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cogbuild.cuda import (CpuWheelSource, check_cpu_closure, choose_cuda, gpu_wheels, split_gpu_wheels,
-                           variant_inputs)
+from cogbuild.cuda import CpuWheelSource, check_cpu_closure, choose_cuda, gpu_wheels, split_gpu_wheels, variant_inputs
 from cogbuild.pyresolve import Target, reqfile, resolve_requirements, wheels_for_lockfile
 
 pytestmark = pytest.mark.network

@@ -15,7 +15,8 @@ ARM = Target("3.11", "aarch64", "2.36")
 
 
 def hashes(wheel_dir: Path, prefix: str, exclude: str = "") -> str:
-    chosen = [p for p in sorted(wheel_dir.iterdir()) if p.name.startswith(prefix) and not (exclude and exclude in p.name)]
+    chosen = [p for p in sorted(wheel_dir.iterdir())
+              if p.name.startswith(prefix) and not (exclude and exclude in p.name)]
     return " ".join(f"--hash=sha256:{sha256_of(p)}" for p in chosen)
 
 

@@ -21,7 +21,8 @@ from packaging.utils import canonicalize_name
 class Dist:
     name: str
     version: str
-    tag: str = "py3-none-any"  # may be a compressed tag set, e.g. cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64
+    # May be a compressed tag set, e.g. cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.
+    tag: str = "py3-none-any"
     requires: list[str] = field(default_factory=list)
     requires_python: str | None = None
 
@@ -33,7 +34,7 @@ class Dist:
 def build_wheel(directory: Path, dist: Dist) -> Path:
     """A minimal valid wheel: one module and a dist-info with METADATA, WHEEL and RECORD."""
     distinfo = f"{dist.name.replace('-', '_')}-{dist.version}.dist-info"
-    metadata = [f"Metadata-Version: 2.1", f"Name: {dist.name}", f"Version: {dist.version}"]
+    metadata = ["Metadata-Version: 2.1", f"Name: {dist.name}", f"Version: {dist.version}"]
     if dist.requires_python:
         metadata.append(f"Requires-Python: {dist.requires_python}")
     metadata += [f"Requires-Dist: {r}" for r in dist.requires]
