@@ -22,6 +22,9 @@ class _Group(click.Group):
         except CogbuildError as exc:
             if _debug(ctx):
                 raise
+            details = getattr(exc, "details", "")  # e.g. a model's output, shown above the sentence
+            if details and not (ctx.obj or {}).get("quiet"):
+                click.echo(details.rstrip("\n")[-5000:], err=True)
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:

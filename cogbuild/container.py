@@ -47,6 +47,20 @@ _RUN_REF = "run"  # the one ref in the throw-away layout handed to a runtime
 _STDERR = 2  # a container's output goes to our stderr; stdout carries results only
 
 
+class ModelStartError(CogbuildError):
+    """The model server did not become ready; `details` holds its output, shown above the sentence."""
+
+    def __init__(self, sentence: str, details: str) -> None:
+        super().__init__(sentence)
+        self.details = details
+
+
+def _reason(output: str) -> str:
+    """The last non-empty line of a server's output: usually the exception that stopped it."""
+    lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "it printed nothing"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -451,15 +465,16 @@ def wait_ready(base: str, logs: Callable[[], str] = lambda: "", timeout: float =
                 return
             if status in ("SETUP_FAILED", "DEFUNCT"):
                 setup_logs = (body.get("setup") or {}).get("logs") or logs()
-                raise CogbuildError(f"the model's setup failed ({status}): {setup_logs.strip()[-2000:]}")
+                raise ModelStartError(f"the model's setup failed: {_reason(setup_logs)}", setup_logs)
         except (httpx.HTTPError, ValueError):
             checks += 1
             if checks % 10 == 0 and not alive():  # the server exited before it ever answered
-                raise CogbuildError(f"the model server exited before it was ready; its output:\n{logs()[-2000:]}")
+                output = logs()
+                raise ModelStartError(f"the model server exited before it was ready: {_reason(output)}", output)
         shown = "starting" if status == "unreachable" else status.lower()
         if shown != last_shown:
             on_status(shown)
             last_shown = shown
         time.sleep(0.2)
-    raise CogbuildError(f"the model did not become ready within {timeout:.0f} s (last status: {status}); "
-                        f"its output:\n{logs()[-2000:]}")
+    raise ModelStartError(f"the model did not become ready within {timeout:.0f} s (last status: {status.lower()}); "
+                          "raise --timeout or COGBUILD_READY_TIMEOUT if its setup is slow", logs())

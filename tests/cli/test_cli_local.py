@@ -1,0 +1,188 @@
+"""`cogbuild predict DIR`, `init` and the CLI's manners, as a user runs them: offline, no image, no container."""
+
+from __future__ import annotations
+
+import json
+
+import click
+import pytest
+
+from cli_helpers import MODELS, cogbuild, copy_model, isolated_env, one_line_error
+from cogbuild.cli import cli
+
+
+@pytest.fixture
+def env(tmp_path):
+    return isolated_env(tmp_path)
+
+
+@pytest.fixture
+def filecopy(tmp_path):
+    return copy_model("filecopy", tmp_path / "filecopy")
+
+
+def test_file_in_file_out_on_a_directory(tmp_path, env, filecopy):
+    (tmp_path / "note.txt").write_text("abc")
+    run = cogbuild(["predict", str(filecopy), "-i", "image=@note.txt", "-i", "upper=true", "-o", "res.txt"],
+                   tmp_path, env)
+    assert run.code == 0, run.err
+    assert run.out.strip() == "res.txt"
+    assert (tmp_path / "res.txt").read_bytes() == b"copied:ABC"
+
+
+def test_short_form_and_default_output_name(tmp_path, env, filecopy):
+    (tmp_path / "pic.png").write_bytes(b"\x89PNG...")
+    run = cogbuild(["predict", str(filecopy), "-i", "@pic.png"], tmp_path, env)
+    assert run.code == 0, run.err
+    assert run.out.strip() == "output.png"
+    assert (tmp_path / "output.png").read_bytes() == b"copied:\x89PNG..."
+
+
+def test_the_current_directory_is_the_default_model(env, filecopy):
+    (filecopy / "in.txt").write_text("here")
+    run = cogbuild(["predict", "-i", "image=@in.txt", "-o", "out.txt"], filecopy, env)
+    assert run.code == 0, run.err
+    assert (filecopy / "out.txt").read_text() == "copied:here"
+
+
+def test_json_prints_the_whole_prediction(tmp_path, env, filecopy):
+    (tmp_path / "in.txt").write_text("j")
+    run = cogbuild(["predict", str(filecopy), "-i", "image=@in.txt", "--json"], tmp_path, env)
+    assert run.code == 0, run.err
+    body = json.loads(run.out)
+    assert body["status"] == "succeeded"
+    assert body["output"].startswith("data:text/plain")
+    assert {"id", "input", "logs", "metrics", "created_at", "completed_at"} <= set(body)
+
+
+def test_iterator_text_is_joined_and_lists_repeat(tmp_path, env):
+    model = copy_model("choices", tmp_path / "choices")
+    run = cogbuild(["predict", str(model), "-i", "mode=slow", "-i", "words=a", "-i", "words=b"], tmp_path, env)
+    assert run.code == 0, run.err
+    assert run.out.strip() == "slow 10 1.0 a b"
+
+
+def test_quiet_prints_only_the_result(tmp_path, env):
+    model = copy_model("hello", tmp_path / "hello")
+    loud = cogbuild(["predict", str(model), "-i", "text=q"], tmp_path, env)
+    quiet = cogbuild(["--quiet", "predict", str(model), "-i", "text=q"], tmp_path, env)
+    assert loud.out == quiet.out == "hello q\n"
+    assert "starting the model" in loud.err
+    assert quiet.err == ""
+    assert "\x1b[" not in loud.err, "a log that is not a terminal gets no escape codes"
+
+
+# -- every error is one sentence with the right exit code ------------------------------------------
+@pytest.mark.parametrize("flags, message", [
+    (["-i", "imag=@in.txt"], "the model has no input 'imag' (its inputs: image, upper)"),
+    (["-i", "image=@in.txt", "-i", "upper=perhaps"], "input 'upper' must be a boolean, not 'perhaps'"),
+    (["-i", "image=@missing.txt"], "input 'image' names missing.txt, which is not a file"),
+    (["-i", "upper=true"], "the model needs input 'image': add -i image=…"),
+    (["-i", "image"], "input 'image' must look like name=value or name=@file"),
+])
+def test_bad_inputs_fail_before_the_model_starts(tmp_path, env, flags, message):
+    # badsetup's setup() raises: an input error instead of a setup error proves nothing started.
+    model = copy_model("badsetup", tmp_path / "model")
+    (model / "predict.py").write_text((MODELS / "filecopy" / "predict.py").read_text().replace(
+        "self.prefix = b\"copied:\"", "raise RuntimeError('setup ran')"))
+    (tmp_path / "in.txt").write_text("x")
+    run = cogbuild(["predict", str(model), *flags], tmp_path, env)
+    assert run.code == 2, run.err
+    assert one_line_error(run) == message
+    assert "starting the model" not in run.err
+
+
+def test_a_failing_prediction_exits_1_with_its_error_and_logs(tmp_path, env):
+    model = copy_model("failing", tmp_path / "failing")
+    run = cogbuild(["predict", str(model), "-i", "text=this"], tmp_path, env)
+    assert run.code == 1
+    assert one_line_error(run, model_logs=True) == "the prediction failed: cannot handle this"
+    assert "about to fail" in run.err  # the model's logs are shown
+    as_json = cogbuild(["predict", str(model), "-i", "text=this", "--json"], tmp_path, env)
+    assert as_json.code == 1
+    assert json.loads(as_json.out)["status"] == "failed"
+    assert "cannot handle this" in json.loads(as_json.out)["error"]
+
+
+def test_a_failing_setup_is_reported_with_its_reason(tmp_path, env):
+    model = copy_model("badsetup", tmp_path / "badsetup")
+    run = cogbuild(["predict", str(model)], tmp_path, env)
+    assert run.code == 1
+    assert one_line_error(run, model_logs=True) == "the model's setup failed: RuntimeError: weights are missing"
+    assert 'raise RuntimeError("weights are missing")' in run.err  # its output, for the one who debugs it
+
+
+def test_a_predictor_that_does_not_load_names_its_file(tmp_path, env):
+    model = copy_model("broken", tmp_path / "broken")
+    run = cogbuild(["predict", str(model)], tmp_path, env)
+    assert run.code == 2
+    assert one_line_error(run).startswith(f"{model / 'predict.py'} cannot be loaded:")
+
+
+def test_a_directory_without_cog_yaml(tmp_path, env):
+    (tmp_path / "empty").mkdir()
+    run = cogbuild(["predict", "empty"], tmp_path, env)
+    assert run.code == 2
+    assert one_line_error(run).startswith(f"{tmp_path / 'empty'} has no cog.yaml")
+
+
+def test_a_path_that_does_not_exist(tmp_path, env):
+    run = cogbuild(["predict", "./nowhere"], tmp_path, env)
+    assert run.code == 2
+    assert one_line_error(run) == "there is no directory ./nowhere"
+
+
+def test_a_bad_cog_yaml_names_the_key_and_line(tmp_path, env, filecopy):
+    (filecopy / "cog.yaml").write_text('build:\n  python_version: "3.11"\n  pyhton_packages: []\n'
+                                       'predict: "predict.py:Predictor"\n')
+    run = cogbuild(["predict", str(filecopy)], tmp_path, env)
+    assert run.code == 2
+    error = one_line_error(run)
+    assert "line 3" in error and "pyhton_packages" in error
+
+
+def test_an_image_name_not_in_the_store(tmp_path, env):
+    run = cogbuild(["predict", "nosuch:latest", "-i", "text=x"], tmp_path, env)
+    assert run.code == 2
+    assert one_line_error(run).startswith("no image named 'nosuch:latest' in the local store")
+
+
+def test_debug_shows_the_traceback(tmp_path, env):
+    run = cogbuild(["--debug", "predict", "./nowhere"], tmp_path, env)
+    assert run.code != 0
+    assert "Traceback" in run.err and "there is no directory ./nowhere" in run.err
+
+
+# -- init ------------------------------------------------------------------------------------------
+def test_init_writes_a_template_that_predicts_as_is(tmp_path, env):
+    run = cogbuild(["init", "fresh"], tmp_path, env)
+    assert run.code == 0, run.err
+    assert sorted(p.name for p in (tmp_path / "fresh").iterdir()) == [".cogignore", "cog.yaml", "predict.py"]
+    default = cogbuild(["predict", "fresh"], tmp_path, env)
+    assert (default.code, default.out) == (0, "hello world\n"), default.err
+    given = cogbuild(["predict", "fresh", "-i", "text=you", "-i", "repeat=2"], tmp_path, env)
+    assert given.out == "hello you hello you\n", given.err
+
+
+def test_init_never_overwrites(tmp_path, env):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "predict.py").write_text("# my work\n")
+    run = cogbuild(["init", "mine"], tmp_path, env)
+    assert run.code == 2
+    assert one_line_error(run).startswith("mine/predict.py already exists; nothing was written")
+    assert (tmp_path / "mine" / "predict.py").read_text() == "# my work\n"
+    assert not (tmp_path / "mine" / "cog.yaml").exists()
+
+
+# -- help ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(cli.commands))
+def test_every_command_has_help_with_examples(name):
+    with click.Context(cli.commands[name], info_name=name) as ctx:
+        text = cli.commands[name].get_help(ctx)
+    assert "Example" in text, f"`cogbuild {name} --help` shows no example"
+
+
+def test_top_level_help_documents_exit_codes():
+    with click.Context(cli, info_name="cogbuild") as ctx:
+        text = cli.get_help(ctx)
+    assert "Exit codes:" in text and "130" in text

@@ -1,0 +1,180 @@
+"""Choosing the image and the runtime, offline: synthetic OCI layouts built here, PATH built here."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from cli_helpers import require
+
+from cogbuild.container import (BundleRuntime, EngineRuntime, adjust_bundle_config, choose_runtime, find_image,
+                                host_platform, single_image_layout)
+from cogbuild.errors import CogbuildError, UsageError
+from cogbuild.layers.descriptor import OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, Descriptor, canonical_json
+from cogbuild.registry.layout import Layout
+
+HERE = host_platform()
+OTHER = "linux/arm64" if HERE == "linux/amd64" else "linux/amd64"
+
+
+def write_image(layout: Layout, platform: str, variant: str, labels: dict[str, str] | None = None) -> Descriptor:
+    os_name, arch = platform.split("/")
+    config = canonical_json({"os": os_name, "architecture": arch, "config": {"Labels": labels or {}},
+                             "rootfs": {"type": "layers", "diff_ids": []}})
+    manifest = canonical_json({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": [],
+                               "config": Descriptor.of(OCI_CONFIG, config).to_json()})
+    layout.write_blob(config)
+    layout.write_blob(manifest)
+    return Descriptor.of(OCI_MANIFEST, manifest, platform={"os": os_name, "architecture": arch},
+                         annotations={"run.cog.variant": variant})
+
+
+def write_index(layout: Layout, children: list[Descriptor]) -> Descriptor:
+    data = canonical_json({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [c.to_json() for c in children]})
+    layout.write_blob(data)
+    return Descriptor.of(OCI_INDEX, data)
+
+
+@pytest.fixture
+def store(tmp_path) -> Layout:
+    return Layout(tmp_path / "store").init()
+
+
+def test_picks_this_platform_and_the_cpu_variant_without_gpu(store):
+    images = [write_image(store, p, v) for p in (OTHER, HERE) for v in ("cpu", "gpu")]
+    store.tag("m:latest", write_index(store, images))
+    image = find_image("m:latest", store, gpu=False)
+    assert image.manifest.digest == images[2].digest
+    assert image.variant == "cpu"
+
+
+def test_picks_the_gpu_variant_when_asked_and_present(store):
+    cpu, gpu = write_image(store, HERE, "cpu"), write_image(store, HERE, "gpu")
+    store.tag("m:latest", write_index(store, [cpu, gpu]))
+    assert find_image("m:latest", store, gpu=True).manifest.digest == gpu.digest
+
+
+def test_gpu_wanted_but_only_cpu_built_falls_back_to_cpu(store):
+    cpu = write_image(store, HERE, "cpu")
+    store.tag("m:latest", write_index(store, [cpu]))
+    assert find_image("m:latest", store, gpu=True).manifest.digest == cpu.digest
+
+
+def test_nested_indexes_are_followed(store):
+    cpu = write_image(store, HERE, "cpu")
+    store.tag("m:v1", write_index(store, [write_index(store, [cpu])]))
+    assert find_image("m:v1", store, gpu=False).manifest.digest == cpu.digest
+
+
+def test_a_bare_name_means_latest(store):
+    cpu = write_image(store, HERE, "cpu")
+    store.tag("m:latest", cpu)
+    assert find_image("m", store, gpu=False).manifest.digest == cpu.digest
+
+
+def test_no_image_for_this_platform_says_which_exist(store):
+    store.tag("m:latest", write_index(store, [write_image(store, OTHER, "cpu")]))
+    with pytest.raises(UsageError, match=f"the image m:latest has no {HERE} image \\(it has {OTHER}\\)"):
+        find_image("m:latest", store, gpu=False)
+
+
+def test_an_unknown_local_name_is_not_sent_to_docker_hub(store):
+    with pytest.raises(UsageError, match=r"no image named 'nothing:here' in the local store .*cogbuild build -t"):
+        find_image("nothing:here", store, gpu=False)
+
+
+def test_the_schema_label_is_read_and_a_damaged_one_is_named(store):
+    schema = {"components": {"schemas": {"Input": {"properties": {}}}}}
+    store.tag("good:latest", write_image(store, HERE, "cpu", {"run.cog.openapi_schema": json.dumps(schema)}))
+    store.tag("bad:latest", write_image(store, HERE, "cpu", {"run.cog.openapi_schema": "{not json"}))
+    store.tag("none:latest", write_image(store, HERE, "cpu"))
+    assert find_image("good:latest", store, gpu=False).schema == schema
+    assert find_image("none:latest", store, gpu=False).schema is None
+    with pytest.raises(CogbuildError, match="damaged run.cog.openapi_schema label"):
+        find_image("bad:latest", store, gpu=False).schema
+
+
+def test_oci_layout_paths(tmp_path):
+    layout = Layout(tmp_path / "out").init()
+    one = write_image(layout, HERE, "cpu")
+    layout.tag("only", one)
+    assert find_image(str(tmp_path / "out"), Layout(tmp_path / "store"), gpu=False).manifest.digest == one.digest
+    assert find_image(f"oci:{tmp_path / 'out'}:only", Layout(tmp_path / "s"), gpu=False).manifest.digest == one.digest
+    layout.tag("second", write_image(layout, HERE, "gpu"))
+    with pytest.raises(UsageError, match="holds 2 named images; name one as oci:"):
+        find_image(f"oci:{tmp_path / 'out'}", Layout(tmp_path / "s"), gpu=False)
+    with pytest.raises(UsageError, match="is not an OCI image layout"):
+        find_image(f"oci:{tmp_path / 'missing'}", Layout(tmp_path / "s"), gpu=False)
+
+
+def test_single_image_layout_names_only_the_chosen_manifest(store):
+    chosen = write_image(store, HERE, "cpu")
+    store.tag("m:latest", write_index(store, [chosen, write_image(store, HERE, "gpu")]))
+    image = find_image("m:latest", store, gpu=False)
+    with single_image_layout(image) as root:
+        index = json.loads((root / "index.json").read_text())
+        assert [m["digest"] for m in index["manifests"]] == [chosen.digest]
+        assert index["manifests"][0]["annotations"] == {"org.opencontainers.image.ref.name": "run"}
+        assert Layout(root).read_blob(chosen.digest)  # blobs reachable, verified by hash
+    assert not root.exists()
+
+
+def test_bundle_config_gets_host_network_port_and_no_terminal(tmp_path):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({
+        "process": {"terminal": True, "env": ["PATH=/usr/bin", "PORT=1"], "args": ["python3"]},
+        "linux": {"namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "mount"}]},
+        "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}]}))
+    adjust_bundle_config(config, {"PORT": "5123", "X": "y"})
+    got = json.loads(config.read_text())
+    assert got["process"]["terminal"] is False
+    assert got["process"]["env"] == ["PATH=/usr/bin", "PORT=5123", "X=y"]
+    assert got["process"]["args"] == ["python3"]
+    assert [ns["type"] for ns in got["linux"]["namespaces"]] == ["pid", "mount"]
+    if Path("/etc/resolv.conf").is_file():
+        assert {"destination": "/etc/resolv.conf", "type": "bind", "source": "/etc/resolv.conf",
+                "options": ["rbind", "ro"]} in got["mounts"]
+
+
+# -- which runtime -----------------------------------------------------------------------------------
+def path_with(tmp_path: Path, programs: list[str]) -> str:
+    """A PATH holding links to the real programs named (those installed), and nothing else."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for program in programs:
+        real = shutil.which(program)
+        if real:
+            (bin_dir / program).symlink_to(real)
+    return str(bin_dir)
+
+
+def test_without_podman_or_docker_the_daemonless_runtime_is_chosen(tmp_path, monkeypatch):
+    require("runc", "umoci")
+    monkeypatch.setenv("PATH", path_with(tmp_path, ["runc", "umoci"]))
+    assert choose_runtime() == BundleRuntime("runc")
+
+
+def test_podman_is_preferred_when_present(tmp_path, monkeypatch):
+    require("podman")
+    monkeypatch.setenv("PATH", path_with(tmp_path, ["podman", "docker", "runc", "umoci"]))
+    assert choose_runtime() == EngineRuntime("podman")
+
+
+def test_no_runtime_at_all_is_one_sentence(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", path_with(tmp_path, []))
+    with pytest.raises(CogbuildError, match="no container runtime found: install podman"):
+        choose_runtime()
+
+
+def test_an_explicit_runtime_must_be_installed(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", path_with(tmp_path, ["runc"]))
+    with pytest.raises(UsageError, match="the container runtime 'docker' is not installed"):
+        choose_runtime("docker")
+    if shutil.which("runc", path=os.environ["PATH"]):
+        with pytest.raises(UsageError, match="running with runc needs umoci"):
+            choose_runtime("runc")
+    with pytest.raises(UsageError, match="unknown container runtime 'lxc'"):
+        choose_runtime("lxc")
