@@ -17,16 +17,29 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session")
-def signing_key(tmp_path_factory: pytest.TempPathFactory) -> SigningKey:
-    require_tools("gpg", "gpgv", "dpkg-deb")
-    return SigningKey.generate(tmp_path_factory.mktemp("archive-key"))
+def signing_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SigningKey]:
+    require_tools("gpg", "gpgv", "gpgconf", "dpkg-deb")
+    key = SigningKey.generate(tmp_path_factory.mktemp("archive-key"))
+    yield key
+    key.close()
 
 
 @pytest.fixture(scope="session")
-def other_key(tmp_path_factory: pytest.TempPathFactory) -> SigningKey:
+def other_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SigningKey]:
     """A key that is not in the archive keyring: what an attacker would sign with."""
     require_tools("gpg")
-    return SigningKey.generate(tmp_path_factory.mktemp("other-key"), name="someone else")
+    key = SigningKey.generate(tmp_path_factory.mktemp("other-key"), name="someone else")
+    yield key
+    key.close()
+
+
+@pytest.fixture
+def expired_key(tmp_path: Path) -> Iterator[SigningKey]:
+    """A key made on 2000-01-01 that expired a day later."""
+    require_tools("gpg")
+    key = SigningKey.generate(tmp_path / "expired-key", expired_since="20000101T000000")
+    yield key
+    key.close()
 
 
 @pytest.fixture

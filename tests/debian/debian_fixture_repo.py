@@ -60,6 +60,10 @@ class SigningKey:
     def clearsign(self, text: bytes) -> bytes:
         return self._gpg("--clearsign", "--digest-algo", "SHA256", input=text)
 
+    def close(self) -> None:
+        """Stop the gpg-agent that gpg started for this home, so no daemon outlives the tests."""
+        subprocess.run(["gpgconf", "--homedir", str(self.gnupghome), "--kill", "gpg-agent"], capture_output=True)
+
     def detach_sign(self, text: bytes) -> bytes:
         return self._gpg("--detach-sign", "--armor", "--digest-algo", "SHA256", input=text)
 

@@ -140,13 +140,12 @@ def test_release_signed_by_an_unknown_key_is_rejected(repo, serve, signing_key, 
                         cache_dir=tmp_path)  # fmt: skip
 
 
-def test_release_signed_by_an_expired_key_is_rejected(repo, serve, tmp_path):
-    expired = SigningKey.generate(tmp_path / "expired-key", expired_since="20000101T000000")
+def test_release_signed_by_an_expired_key_is_rejected(repo, serve, expired_key, tmp_path):
     publish_app(repo)
     release = (repo.root / "dists/testing/Release").read_bytes()
-    (repo.root / "dists/testing/InRelease").write_bytes(expired.clearsign(release))
+    (repo.root / "dists/testing/InRelease").write_bytes(expired_key.clearsign(release))
     with pytest.raises(CogbuildError, match="InRelease is signed only by an expired or revoked key"):
-        resolve_closure(["app"], suite="testing", arch="amd64", source=source_for(serve(repo.root), expired),
+        resolve_closure(["app"], suite="testing", arch="amd64", source=source_for(serve(repo.root), expired_key),
                         cache_dir=tmp_path)  # fmt: skip
 
 
