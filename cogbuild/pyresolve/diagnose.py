@@ -26,14 +26,29 @@ def explain(failure: PipFailure, target: Target, client: IndexClient, index_urls
             return _explain_missing(match.group(1).strip(), target, client, index_urls, find_links, allow_sdist)
     text = "\n".join(errors)
     if "conflicting dependencies" in text or "ResolutionImpossible" in text:
-        causes = [c.strip() for c in re.findall(r"^\s+(\S.*depends on .*)$", failure.stderr, re.M)]
-        detail = "; ".join(causes) if causes else errors[0]
+        causes = _conflict_causes(failure.stdout + failure.stderr)
+        detail = "; ".join(causes) if causes else errors[0].rstrip(".")
         return CogbuildError(f"The Python requirements conflict for {target.describe()}: {detail}.")
     if "DO NOT MATCH THE HASHES" in text or "Expected sha256" in failure.stderr:
         return CogbuildError("A downloaded file does not match the --hash pinned for it in the requirements: "
                              + _hash_detail(failure.stderr) + ".")
     first = errors[0] if errors else (failure.stderr.strip().splitlines() or ["no output"])[-1]
     return CogbuildError(f"pip could not resolve the Python requirements: {first.rstrip('.')}.")
+
+
+def _conflict_causes(stderr: str) -> list[str]:
+    """The indented lines pip prints under 'The conflict is caused by:'."""
+    block = stderr.split("The conflict is caused by:", 1)
+    if len(block) < 2:
+        return []
+    causes = []
+    for line in block[1].splitlines()[1:] if block[1].startswith("\n") else block[1].splitlines():
+        if not line.startswith((" ", "\t")) or not line.strip():
+            if causes:
+                break
+            continue
+        causes.append(line.strip().rstrip("."))
+    return causes
 
 
 def _hash_detail(stderr: str) -> str:

@@ -26,9 +26,10 @@ _SHIM = Path(__file__).with_name("_pip_shim.py")
 
 @dataclass
 class PipFailure:
-    """pip exited non-zero; stderr holds its explanation."""
+    """pip exited non-zero; its errors are on stderr, the resolver's explanations on stdout."""
 
     stderr: str
+    stdout: str = ""
 
     def error_lines(self) -> list[str]:
         return [line[len("ERROR: "):] for line in self.stderr.splitlines() if line.startswith("ERROR: ")]
@@ -46,7 +47,7 @@ def pip_command(target: Target, requirements_file: Path, report_file: Path, *,
                 index_url: str | None, extra_index_urls: list[str], find_links: list[str],
                 constraints_file: Path | None) -> list[str]:
     command = [sys.executable, "-I", str(_SHIM), json.dumps(target.marker_environment()),
-               "install", "--isolated", "--dry-run", "--ignore-installed", "--quiet", "--no-input",
+               "install", "--isolated", "--dry-run", "--ignore-installed", "--no-input",
                "--disable-pip-version-check", "--progress-bar", "off", "--no-color", "--use-feature=fast-deps",
                "--report", str(report_file), *target_options(target),
                # pip refuses platform options without --target; with --dry-run nothing is written there.
@@ -86,5 +87,5 @@ def run_pip(command: list[str], report_file: Path) -> dict | PipFailure:
     except subprocess.TimeoutExpired as exc:
         raise CogbuildError("pip took more than 30 minutes to resolve the Python requirements.") from exc
     if completed.returncode != 0:
-        return PipFailure(completed.stderr)
+        return PipFailure(completed.stderr, completed.stdout)
     return json.loads(report_file.read_text())

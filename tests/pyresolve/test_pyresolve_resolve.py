@@ -137,6 +137,15 @@ def test_sdist_with_dynamic_dependencies_would_need_building(simple_url):
         resolve_requirements(["staticsrc"], X86, index_url=simple_url)
 
 
+def test_conflicts_name_their_causes(simple_url):
+    with pytest.raises(CogbuildError) as error:
+        resolve_requirements(["withextra[more]", "helper>=2"], X86, index_url=simple_url)
+    message = str(error.value)
+    assert message.startswith("The Python requirements conflict for CPython 3.11 on linux/x86_64")
+    assert "The user requested helper>=2; withextra[more] 1.0 depends on helper<2" in message
+    assert "\n" not in message and ".." not in message
+
+
 def test_invalid_requirement_is_one_sentence(simple_url):
     with pytest.raises(CogbuildError, match="not valid PEP 508"):
         resolve_requirements(["foo bar baz"], X86, index_url=simple_url)
