@@ -8,7 +8,7 @@ import os
 import click
 
 from ..errors import UsageError
-from ..project import open_store
+from ..project import Project, open_store
 from ..registry.inspect import describe_local, describe_remote, render
 from ..registry.layout import Layout, LayoutError
 from ..registry.reference import parse_reference
@@ -21,19 +21,22 @@ from ..ui import result
 @click.option("--remote", is_flag=True, help="Look TARGET up in its registry even if the local store has it.")
 @click.option("--insecure", is_flag=True, help="Allow plain HTTP to a registry that is not on loopback.")
 def command(target: str, as_json: bool, remote: bool, insecure: bool) -> None:
-    """Describe TARGET: an OCI layout directory (DIR or DIR:NAME), a name in the local store, or a registry REF.
+    """Describe TARGET: a model directory, an OCI layout (DIR or DIR:NAME), a local store name or a registry REF.
 
     \b
     Examples:
       cogbuild show hello:latest
       cogbuild show 127.0.0.1:5000/hello:v1 --json
       cogbuild show ./image-layout:v1
+      cogbuild show examples/hello            # what `cogbuild build examples/hello` made
     """
     summary = _describe(target, remote, insecure)
     result(json.dumps(summary, indent=2, sort_keys=True) if as_json else render(summary))
 
 
 def _describe(target: str, remote: bool, insecure: bool) -> dict:
+    if not remote and os.path.isfile(os.path.join(target, "cog.yaml")):
+        return _from_model_dir(target)
     if not remote:
         path, _, name = target.partition(":") if not os.path.exists(target) else (target, "", "")
         if os.path.isfile(os.path.join(path, "oci-layout")):
@@ -44,6 +47,16 @@ def _describe(target: str, remote: bool, insecure: bool) -> dict:
         except LayoutError:
             pass
     return describe_remote(parse_reference(target), insecure=insecure)
+
+
+def _from_model_dir(directory: str) -> dict:
+    """A model directory: the image `cogbuild build` made from it (named <directory>:latest)."""
+    name = f"{Project.load(None, directory).name}:latest"
+    try:
+        return describe_local(open_store(), name)
+    except LayoutError:
+        raise UsageError(f"the local store has no image {name} for {directory}; run `cogbuild build {directory}` "
+                         "first") from None
 
 
 def _from_layout(layout: Layout, name: str, path: str) -> dict:

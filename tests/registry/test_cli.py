@@ -88,3 +88,29 @@ def test_show_unknown_image_is_one_sentence(registry):
     out = CliRunner().invoke(cli, ["show", f"{registry.host}/ns/none:v1"])
     assert out.exit_code != 0
     assert out.output.startswith("error: ") and "ns/none" in out.output and out.output.count("\n") == 1
+
+
+def test_show_model_directory_not_built_yet_says_what_to_run(tmp_path):
+    model = tmp_path / "mymodel"
+    model.mkdir()
+    (model / "cog.yaml").write_text('build:\n  python_version: "3.11"\npredict: "predict.py:Predictor"\n')
+    (model / "predict.py").write_text("from cog import BasePredictor\n\nclass Predictor(BasePredictor):\n"
+                                      "    def predict(self) -> str:\n        return 'x'\n")
+    out = CliRunner().invoke(cli, ["show", str(model)])
+    assert out.exit_code != 0
+    assert "mymodel:latest" in out.output and "cogbuild build" in out.output
+
+
+def test_show_model_directory_after_a_local_build(tmp_path, layout, monkeypatch):
+    from cogbuild.project import open_store
+
+    model = tmp_path / "built"
+    model.mkdir()
+    (model / "cog.yaml").write_text('build:\n  python_version: "3.11"\npredict: "predict.py:Predictor"\n')
+    (model / "predict.py").write_text("from cog import BasePredictor\n\nclass Predictor(BasePredictor):\n"
+                                      "    def predict(self) -> str:\n        return 'x'\n")
+    store = open_store()
+    index = _model(store)
+    store.tag("built:latest", index)
+    summary = json.loads(_cli("show", str(model), "--json").output)
+    assert summary["digest"] == index.digest and len(summary["images"]) == 2
