@@ -24,7 +24,7 @@ from .layers.osfixups import ImageUser
 from .layers.tarball import Compression, source_date_epoch, write_layer
 from .layers.wheel import PythonPaths
 from .lock import Lock
-from .plan import LayerSpec, code_layers, os_layer, python_layers, runtime_layer, system_layer
+from .plan import LayerSpec, code_layers, cuda_layers, os_layer, python_layers, runtime_layer, system_layer
 from .registry.layout import Layout
 from .policy import DEBIAN_ARCH
 from .schema import static_schema
@@ -71,7 +71,7 @@ class LayerCache:
         try:
             doc = json.loads(self._path(spec).read_text())
             desc = Descriptor(doc["mediaType"], doc["digest"], int(doc["size"]))
-            diff_id, stamp = doc["diffID"], doc.get("stamp")
+            diff_id, stamp, libs = doc["diffID"], doc.get("stamp"), tuple(doc.get("libraryDirs", ()))
         except (OSError, ValueError, KeyError):
             return None
         blob = self.layout.blob_path(desc.digest)
@@ -84,12 +84,13 @@ class LayerCache:
         if stamp != _stamp(st):
             if "sha256:" + file_sha256(blob) != desc.digest:
                 return None  # corrupt: compose again
-            self.put(spec, Layer(desc, diff_id, spec.comment))
-        return Layer(desc, diff_id, spec.comment)
+            self.put(spec, Layer(desc, diff_id, spec.comment, libs))
+        return Layer(desc, diff_id, spec.comment, libs)
 
     def put(self, spec: LayerSpec, layer: Layer) -> None:
         st = self.layout.blob_path(layer.descriptor.digest).stat()
-        doc = {**layer.descriptor.to_json(), "diffID": layer.diff_id, "stamp": _stamp(st)}
+        doc = {**layer.descriptor.to_json(), "diffID": layer.diff_id, "stamp": _stamp(st),
+               "libraryDirs": list(layer.library_dirs)}
         atomic_write(self._path(spec), json.dumps(doc, sort_keys=True).encode())
 
 
@@ -99,15 +100,17 @@ def _stamp(st: os.stat_result) -> list[int]:
 
 def compose_layer(spec: LayerSpec, layout: Layout, cache: LayerCache) -> Layer:
     fd, tmp = layout.tmp_file()
+    tree = spec.compose()
+    libs = tree.shared_library_dirs(spec.library_root) if spec.library_root else ()
     try:
         with os.fdopen(fd, "wb") as out:
-            digests = write_layer(spec.compose(), out, cache.compression, cache.mtime)
+            digests = write_layer(tree, out, cache.compression, cache.mtime)
         layout.add_blob_file(Path(tmp), digests.digest)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     layer = Layer(Descriptor(cache.compression.media_type, digests.digest, digests.size), digests.diff_id,
-                  spec.comment)
+                  spec.comment, libs)
     cache.put(spec, layer)
     return layer
 
@@ -120,14 +123,15 @@ def plan_layers(config: CogConfig, lock: Lock, platform: str, variant: str, blob
     if system := lock.select(platform, variant, "system"):
         specs.append(system_layer(system, blobs))
     if variant == "gpu" and (cuda := lock.select(platform, variant, "cuda")):
-        specs += python_layers(cuda, blobs, paths)
+        specs += cuda_layers(cuda, blobs, paths)
     specs += python_layers(lock.select(platform, variant, "python"), blobs, paths)
     specs.append(runtime_layer(lock.select(platform, variant, "runtime"), blobs, paths))
     specs += code_layers(config.root, user)
     return specs
 
 
-def runtime_config(config: CogConfig, lock: Lock, user: ImageUser, lock_digest: str) -> RuntimeConfig:
+def runtime_config(config: CogConfig, lock: Lock, user: ImageUser, lock_digest: str, layers: list[Layer],
+                   variant: str) -> RuntimeConfig:
     schema = static_schema(config.root, config.predictor) if config.predictor else None
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -136,6 +140,7 @@ def runtime_config(config: CogConfig, lock: Lock, user: ImageUser, lock_digest: 
         "SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt",
         "COG_PREDICTOR": config.predictor or "",
         "COG_MAX_CONCURRENCY": str(config.concurrency_max),
+        **(gpu_env(layers) if variant == "gpu" else {}),
         **config.environment,
     }
     labels = {
@@ -146,6 +151,15 @@ def runtime_config(config: CogConfig, lock: Lock, user: ImageUser, lock_digest: 
     }
     return RuntimeConfig(entrypoint=[f"/usr/bin/python{lock.python_version}", "-m", "cog.server.http"],
                          env=env, user=user.spec, labels=labels)
+
+
+def gpu_env(layers: list[Layer]) -> dict[str, str]:
+    """What the NVIDIA container toolkit reads, and where the CUDA wheels' libraries are."""
+    env = {"NVIDIA_VISIBLE_DEVICES": "all", "NVIDIA_DRIVER_CAPABILITIES": "compute,utility"}
+    dirs = [d for layer in layers for d in layer.library_dirs]
+    if dirs:
+        env["LD_LIBRARY_PATH"] = ":".join(dirs)
+    return env
 
 
 def build(config: CogConfig, lock: Lock, lock_digest: str, layout: Layout, options: BuildOptions,
@@ -204,11 +218,11 @@ def _index(layout: Layout, manifests: list[Descriptor]) -> Descriptor:
     return Descriptor.of(OCI_INDEX, data)
 
 
-def _write_image(layout: Layout, layers: list, config: CogConfig, lock: Lock, lock_digest: str,
+def _write_image(layout: Layout, layers: list[Layer], config: CogConfig, lock: Lock, lock_digest: str,
                  user: ImageUser, platform: str, variant: str, compression: Compression, mtime: int
                  ) -> Descriptor:
     os_name, arch = platform.split("/")
-    cfg = config_bytes(layers, runtime_config(config, lock, user, lock_digest), os=os_name,
+    cfg = config_bytes(layers, runtime_config(config, lock, user, lock_digest, layers, variant), os=os_name,
                        architecture=arch, created=mtime)
     layout.write_blob(cfg)
     annotations = {VARIANT_ANNOTATION: variant, "run.cog.compression": compression.identity}

@@ -36,6 +36,7 @@ class LayerSpec:
     key: str
     compose: Callable[[], Tree]
     inputs: list[Artifact] = field(default_factory=list)  # downloads compose() reads
+    library_root: str | None = None  # libraries below this path go on the image's LD_LIBRARY_PATH
 
 
 def _key(*parts: object) -> str:
@@ -88,13 +89,22 @@ def wheels_layer(comment: str, wheels: list[Artifact], blobs: BlobCache, paths: 
     return LayerSpec(comment, _key("wheels", paths, _hashes(wheels), extra_key), compose, wheels)
 
 
-def python_layers(wheels: list[Artifact], blobs: BlobCache, paths: PythonPaths) -> list[LayerSpec]:
+def python_layers(wheels: list[Artifact], blobs: BlobCache, paths: PythonPaths, comment: str = "Python packages"
+                  ) -> list[LayerSpec]:
     """One layer per large wheel (torch and friends are shared across models), then the rest together."""
     large = [w for w in wheels if w.size >= LARGE_WHEEL]
     small = [w for w in wheels if w.size < LARGE_WHEEL]
     specs = [wheels_layer(f"{w.name} {w.version}", [w], blobs, paths) for w in sorted(large)]
     if small:
-        specs.append(wheels_layer("Python packages", small, blobs, paths))
+        specs.append(wheels_layer(comment, small, blobs, paths))
+    return specs
+
+
+def cuda_layers(wheels: list[Artifact], blobs: BlobCache, paths: PythonPaths) -> list[LayerSpec]:
+    """The NVIDIA wheels of the gpu variant; their libraries go on LD_LIBRARY_PATH."""
+    specs = python_layers(wheels, blobs, paths, "CUDA libraries (NVIDIA wheels)")
+    for spec in specs:
+        spec.library_root = f"{paths.site_packages}/nvidia"
     return specs
 
 

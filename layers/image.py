@@ -16,6 +16,7 @@ class Layer:
     descriptor: Descriptor
     diff_id: str
     comment: str  # what the layer holds, for `history` and `cogbuild show`
+    library_dirs: tuple[str, ...] = ()  # directories of shared libraries the image's loader must search
 
 
 @dataclass(frozen=True)

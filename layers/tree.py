@@ -68,6 +68,13 @@ class Tree:
         for path in sorted(self._entries, key=lambda p: p.encode()):
             yield self._entries[path]
 
+    def shared_library_dirs(self, under: str) -> tuple[str, ...]:
+        """Absolute directories below `under` that hold shared libraries (lib*.so, lib*.so.N)."""
+        dirs = {posixpath.dirname(p) for p in self.paths_under(under)
+                if self._entries[p].type != "dir" and ".so" in posixpath.basename(p)
+                and posixpath.basename(p).startswith("lib")}
+        return tuple(sorted("/" + d for d in dirs))
+
     def paths_under(self, prefix: str) -> list[str]:
         prefix = normalize(prefix) + "/"
         return sorted(p for p in self._entries if p.startswith(prefix))

@@ -151,3 +151,30 @@ def test_lock_round_trips_and_names_the_bad_line(served_lock):
         loads(broken)
     with pytest.raises(CogbuildError, match="not valid TOML"):
         loads(text + "\n[[package\n")
+
+
+def test_gpu_variant_adds_cuda_layer_and_nvidia_environment(model, served_lock, tmp_path):
+    server, lock = served_lock
+    name, wheel = make_wheel("nvidia_cublas_cu12", files={
+        "nvidia/__init__.py": b"", "nvidia/cublas/lib/libcublas.so.12": b"ELF", "nvidia/cublas/include/x.h": b""})
+    cublas = artifact(server, "wheel", "nvidia-cublas-cu12", name, wheel)
+    lock.variants = ["cpu", "gpu"]
+    lock.packages = [LockedArtifact(p.platform, p.group, p.artifact, ("cpu", "gpu")) for p in lock.packages]
+    lock.packages.append(LockedArtifact("linux/amd64", "cuda", cublas, ("gpu",)))
+    result = run_build(model, lock, tmp_path / "store")
+    layout = Layout(tmp_path / "store")
+    assert set(result.variants) == {"cpu", "gpu"}
+    index = layout.read_json(result.descriptor.digest)
+    assert sorted(m["annotations"]["run.cog.variant"] for m in index["manifests"]) == ["cpu", "gpu"]
+
+    def config_of(variant: str) -> dict:
+        manifest = layout.read_json(result.images[("linux/amd64", variant)].digest)
+        return layout.read_json(manifest["config"]["digest"])
+
+    gpu, cpu = config_of("gpu"), config_of("cpu")
+    gpu_env = dict(item.split("=", 1) for item in gpu["config"]["Env"])
+    assert gpu_env["NVIDIA_VISIBLE_DEVICES"] == "all"
+    assert gpu_env["LD_LIBRARY_PATH"] == "/usr/local/lib/python3.11/dist-packages/nvidia/cublas/lib"
+    assert not any(item.startswith(("NVIDIA_", "LD_LIBRARY_PATH")) for item in cpu["config"]["Env"])
+    assert len(gpu["rootfs"]["diff_ids"]) == len(cpu["rootfs"]["diff_ids"]) + 1
+    assert gpu["rootfs"]["diff_ids"][0] == cpu["rootfs"]["diff_ids"][0], "the OS layer is shared"
