@@ -12,9 +12,10 @@ Manifests are sent as the exact bytes stored in the layout, so the digest is the
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from cogbuild.errors import CogbuildError
 from cogbuild.layers.descriptor import (DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST,
@@ -111,12 +112,24 @@ def _push_blobs(client: RegistryClient, repository: str, layout: Layout, blobs: 
     # Largest first: the long uploads start early and small ones fill the gaps.
     ordered = sorted(blobs, key=lambda b: -b.size)
     try:
-        with ThreadPoolExecutor(PARALLEL_BLOBS, thread_name_prefix="push") as pool:
-            for future in [pool.submit(pusher.push, b) for b in ordered]:
-                future.result()
+        run_parallel(pusher.push, ordered, pusher.cancel, "push")
     finally:
         locations.remember(repository, [b.digest for b in blobs])
         locations.save()
+
+
+def run_parallel(work: Callable[[Descriptor], None], blobs: list[Descriptor], cancel: threading.Event,
+                 name: str) -> None:
+    """Run `work` over blobs on PARALLEL_BLOBS threads; the first failure, or Ctrl-C, stops the others."""
+    pool = ThreadPoolExecutor(PARALLEL_BLOBS, thread_name_prefix=name)
+    try:
+        for future in as_completed([pool.submit(work, b) for b in blobs]):
+            future.result()
+    except BaseException:
+        cancel.set()  # workers stop at their next read instead of finishing their blobs
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def put_manifest(client: RegistryClient, repository: str, data: bytes, desc: Descriptor, name: str) -> None:
@@ -171,11 +184,10 @@ def pull_image(ref: str | Reference, layout: Layout, *, insecure: bool = False,
     data, top = get_manifest(client, ref)
     blobs: dict[str, Descriptor] = {}
     manifests = _fetch_manifest_tree(client, ref, data, top, blobs)
-    with ThreadPoolExecutor(PARALLEL_BLOBS, thread_name_prefix="pull") as pool:
-        futures = [pool.submit(download_blob, client, ref.repository, b, layout, stats=stats, progress=progress)
-                   for b in sorted(blobs.values(), key=lambda b: -b.size)]
-        for future in futures:
-            future.result()
+    cancel = threading.Event()
+    run_parallel(lambda b: download_blob(client, ref.repository, b, layout, stats=stats, progress=progress,
+                                         cancel=cancel),
+                 sorted(blobs.values(), key=lambda b: -b.size), cancel, "pull")
     for data, _ in reversed(manifests):  # children first, so the layout never names a partial image
         layout.write_blob(data)
     locations = BlobLocations(client.registry)

@@ -51,10 +51,16 @@ class TransferStats:
                 setattr(self, name, getattr(self, name) + value)
 
 
+class TransferCancelled(Exception):
+    """Raised inside a worker once another blob failed or the user interrupted: stop sending now."""
+
+
 class _FileSlice:
     """`length` bytes of a file from `start`, read in large blocks; reports bytes as they are read."""
 
-    def __init__(self, path: Path, start: int, length: int, on_bytes: Callable[[int], None]) -> None:
+    def __init__(self, path: Path, start: int, length: int, on_bytes: Callable[[int], None],
+                 cancel: threading.Event | None = None) -> None:
+        self._cancel = cancel
         self._file = open(path, "rb")
         self._file.seek(start)
         self._left = length
@@ -65,6 +71,8 @@ class _FileSlice:
         return self._length
 
     def read(self, size: int = -1) -> bytes:
+        if self._cancel is not None and self._cancel.is_set():
+            raise TransferCancelled()
         if self._left <= 0:
             return b""
         size = self._left if size is None or size < 0 else min(size, self._left)
@@ -95,6 +103,7 @@ class BlobPusher:
         self.stats = stats
         self.progress = progress
         self.mount_sources = mount_sources
+        self.cancel = threading.Event()
 
     def push(self, desc: Descriptor) -> None:
         path = self.layout.blob_path(desc.digest)
@@ -161,7 +170,7 @@ class BlobPusher:
         self.client.request(
             "PUT", with_query(location, digest=desc.digest), repository=self.repository, retry=False,
             headers={"Content-Type": "application/octet-stream", "Content-Length": str(desc.size)},
-            body=lambda: _FileSlice(path, 0, desc.size, counted), ok=(201,),
+            body=lambda: _FileSlice(path, 0, desc.size, counted, self.cancel), ok=(201,),
             action=f"upload blob {desc.digest[:19]} to")
 
     def _put_chunks(self, location: str, desc: Descriptor, path: Path) -> None:
@@ -176,7 +185,7 @@ class BlobPusher:
                     "PATCH", location, repository=self.repository, retry=False, ok=(202,),
                     headers={"Content-Type": "application/octet-stream", "Content-Length": str(length),
                              "Content-Range": f"{start}-{start + length - 1}"},
-                    body=lambda: _FileSlice(path, start, length, counted),
+                    body=lambda: _FileSlice(path, start, length, counted, self.cancel),
                     action=f"upload blob {desc.digest[:19]} to")
             except RegistryError as exc:
                 failures += 1
@@ -228,7 +237,8 @@ def _worth_retrying(exc: RegistryError) -> bool:
 
 
 def download_blob(client: RegistryClient, repository: str, desc: Descriptor, layout: Layout, *,
-                  stats: TransferStats, progress: Progress | None = None) -> None:
+                  stats: TransferStats, progress: Progress | None = None,
+                  cancel: threading.Event | None = None) -> None:
     """Fetch one blob into the layout unless it is already there; verify size and digest.
 
     A dropped connection resumes with a Range request from the bytes already received; content that
@@ -241,7 +251,7 @@ def download_blob(client: RegistryClient, repository: str, desc: Descriptor, lay
     fd, tmp = layout.tmp_file()
     sink = _HashingFile(os.fdopen(fd, "wb"))
     try:
-        _download_into(sink, client, repository, desc, stats, progress)
+        _download_into(sink, client, repository, desc, stats, progress, cancel or threading.Event())
         sink.close()
         layout.add_blob_file(Path(tmp), desc.digest)
         stats.add(blobs_downloaded=1)
@@ -281,12 +291,12 @@ class _HashingFile:
 
 
 def _download_into(sink: _HashingFile, client: RegistryClient, repository: str, desc: Descriptor,
-                   stats: TransferStats, progress: Progress | None) -> None:
+                   stats: TransferStats, progress: Progress | None, cancel: threading.Event) -> None:
     action = f"download blob {desc.digest[:19]} from"
     failure: RegistryError | None = None
     for _ in range(BLOB_ATTEMPTS):
         try:
-            _receive(sink, client, repository, desc, stats, progress, action)
+            _receive(sink, client, repository, desc, stats, progress, action, cancel)
         except RegistryError as exc:
             if exc.status is not None and exc.status < 500 and exc.status != 429:
                 raise
@@ -302,7 +312,7 @@ def _download_into(sink: _HashingFile, client: RegistryClient, repository: str, 
 
 
 def _receive(sink: _HashingFile, client: RegistryClient, repository: str, desc: Descriptor,
-             stats: TransferStats, progress: Progress | None, action: str) -> None:
+             stats: TransferStats, progress: Progress | None, action: str, cancel: threading.Event) -> None:
     """One GET, continuing from what `sink` already holds when the registry honours Range."""
     headers = {"Range": f"bytes={sink.size}-"} if 0 < sink.size < desc.size else {}
     response = client.request("GET", client.url(f"{repository}/blobs/{desc.digest}"), repository=repository,
@@ -312,6 +322,8 @@ def _receive(sink: _HashingFile, client: RegistryClient, repository: str, desc: 
     try:
         with response:
             for chunk in response.iter_content(_READ):
+                if cancel.is_set():
+                    raise TransferCancelled()
                 sink.write(chunk)
                 stats.add(bytes_received=len(chunk))
                 if progress:

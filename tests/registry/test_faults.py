@@ -135,3 +135,16 @@ def test_corrupt_local_blob_is_refused_by_the_registry(registry, layout):
     assert "DIGEST_INVALID" in str(err.value) or "digest" in str(err.value).lower()
     with pytest.raises(urllib.error.HTTPError):
         _blob(registry.host, "ns/corrupt", layer["digest"])
+
+
+def test_first_failure_stops_the_other_uploads(registry, layout):
+    desc = write_image(layout, [random_layer_files(48 * MB), {"small": b"will go missing"}])
+    manifest = json.loads(layout.read_blob(desc.digest))
+    big, small = sorted(manifest["layers"], key=lambda l: -l["size"])
+    layout.blob_path(small["digest"]).unlink()
+    stats = TransferStats()
+    with pytest.raises(CogbuildError, match="missing from the local store"):
+        push_image(layout, desc, f"{registry.host}/ns/failfast:v1", stats=stats)
+    assert stats.bytes_sent < big["size"]  # the big upload was abandoned, not finished
+    with pytest.raises(urllib.error.HTTPError):
+        _blob(registry.host, "ns/failfast", big["digest"])
