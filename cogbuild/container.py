@@ -117,7 +117,7 @@ def find_image(target: str, store: Layout, gpu: bool, progress: Callable[[str], 
 
 
 def _locate(target: str, store: Layout, progress: Callable[[str], None]) -> tuple[Layout, str]:
-    if target.startswith("oci:") or _is_layout(target) or _is_layout(target.rpartition(":")[0]):
+    if target.startswith("oci:") or _split_layout(target):
         return _layout_path(target.removeprefix("oci:"))
     for name in (target, f"{target}:latest"):
         if any(ref == name for ref, _ in store.refs()):
@@ -140,13 +140,21 @@ def _is_layout(path: str) -> bool:
     return bool(path) and (Path(path) / "oci-layout").is_file()
 
 
+def _split_layout(text: str) -> tuple[str, str | None] | None:
+    """`DIR` or `DIR:NAME` when DIR is an OCI layout (NAME may hold colons, like `model:v1`)."""
+    if _is_layout(text):
+        return text, None
+    for i, char in enumerate(text):
+        if char == ":" and _is_layout(text[:i]):
+            return text[:i], text[i + 1:]
+    return None
+
+
 def _layout_path(text: str) -> tuple[Layout, str]:
-    path, name = Path(text), None
-    if not (path / "oci-layout").is_file() and ":" in text:
-        base, _, tag = text.rpartition(":")
-        path, name = Path(base), tag
-    if not (path / "oci-layout").is_file():
-        raise UsageError(f"{path} is not an OCI image layout (it has no oci-layout file)")
+    found = _split_layout(text)
+    if found is None:
+        raise UsageError(f"{text} is not an OCI image layout (it has no oci-layout file)")
+    path, name = Path(found[0]), found[1]
     layout = Layout(path)
     names = [ref for ref, _ in layout.refs()]
     if name is None:

@@ -1,0 +1,188 @@
+"""`predict` and `run` on real built images: podman, daemonless umoci + runc, a loopback registry; and
+`init` -> `build` -> `predict` on a fresh directory.
+
+One image of the file-in/file-out test model is built per session (network to Debian and PyPI) into a
+store and cache of the session's own; the tests share it.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cli_helpers import REPO, cogbuild, copy_model, isolated_env, one_line_error, require
+
+pytestmark = pytest.mark.e2e
+
+try:  # the registry helper is moving from tests/registry to tests/support
+    from oci_registry_server import RegistryServer
+except ImportError:  # pragma: no cover - until the move lands
+    sys.path.insert(0, str(REPO / "tests" / "registry"))
+    from oci_registry_server import RegistryServer
+
+IMAGE = "filetest:e2e"
+
+
+@dataclass
+class Built:
+    root: Path
+    env: dict[str, str]
+    model: Path
+
+    @property
+    def bundles(self) -> Path:
+        return Path(self.env["COGBUILD_CACHE"]) / "bundles"
+
+    def leftover_bundles(self) -> list[str]:
+        return sorted(p.name for p in self.bundles.iterdir()) if self.bundles.exists() else []
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory) -> Built:
+    root = tmp_path_factory.mktemp("cli-images")
+    model = copy_model("filecopy", root / "filecopy")
+    env = isolated_env(root)
+    run = cogbuild(["build", "-t", IMAGE], model, env)
+    assert run.code == 0, f"building the test model failed:\n{run.err}"
+    return Built(root, env, model)
+
+
+@pytest.fixture
+def podman_env(built) -> dict[str, str]:
+    require("podman", "runc")
+    return built.env
+
+
+@pytest.fixture
+def runc_env(built) -> dict[str, str]:
+    require("umoci", "runc")
+    return built.env
+
+
+def test_predict_in_podman_file_in_file_out(tmp_path, podman_env):
+    (tmp_path / "in.txt").write_text("through podman")
+    run = cogbuild(["predict", IMAGE, "--runtime", "podman", "-i", "image=@in.txt", "-o", "got.txt"],
+                   tmp_path, podman_env)
+    assert run.code == 0, run.err
+    assert run.out.strip() == "got.txt"
+    assert (tmp_path / "got.txt").read_text() == "copied:through podman"
+    assert "with podman" in run.err
+
+
+def test_predict_with_umoci_and_runc_file_in_file_out(tmp_path, runc_env, built):
+    (tmp_path / "in.md").write_text("daemonless")
+    run = cogbuild(["predict", IMAGE, "--runtime", "runc", "-i", "@in.md", "-i", "upper=true"], tmp_path, runc_env)
+    assert run.code == 0, run.err
+    assert run.out.strip() == "output.md"
+    assert (tmp_path / "output.md").read_text() == "copied:DAEMONLESS"
+    assert built.leftover_bundles() == [], "the container's bundle must be removed"
+
+
+def test_daemonless_is_chosen_when_neither_podman_nor_docker_is_on_path(tmp_path, runc_env, built):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for program in ("umoci", "runc"):
+        (bin_dir / program).symlink_to(subprocess.check_output(["which", program], text=True).strip())
+    (tmp_path / "in.txt").write_text("auto")
+    run = cogbuild(["predict", IMAGE, "-i", "image=@in.txt"], tmp_path, {**runc_env, "PATH": str(bin_dir)})
+    assert run.code == 0, run.err
+    assert "with runc" in run.err
+    assert (tmp_path / "output.txt").read_text() == "copied:auto"
+
+
+def test_predict_an_oci_layout_path(tmp_path, runc_env):
+    store = Path(runc_env["COGBUILD_STORE"])
+    (tmp_path / "in.txt").write_text("layout")
+    run = cogbuild(["predict", f"oci:{store}:{IMAGE}", "--runtime", "runc", "-i", "image=@in.txt", "--json"],
+                   tmp_path, {**runc_env, "COGBUILD_STORE": str(tmp_path / "empty-store")})
+    assert run.code == 0, run.err
+    assert '"status": "succeeded"' in run.out
+
+
+def test_predict_a_registry_reference_pulls_it_first(tmp_path, runc_env, built):
+    require("docker-registry")
+    registry = RegistryServer(tmp_path / "registry").start()
+    try:
+        ref = f"{registry.host}/tests/filetest:v1"
+        pushed = cogbuild(["push", ref], built.model, runc_env)
+        assert pushed.code == 0, pushed.err
+        fresh = {**runc_env, "COGBUILD_STORE": str(tmp_path / "fresh-store")}  # nothing local: must pull
+        (tmp_path / "in.txt").write_text("from the registry")
+        run = cogbuild(["predict", ref, "--runtime", "runc", "-i", "image=@in.txt"], tmp_path, fresh)
+        assert run.code == 0, run.err
+        assert f"pulling {ref}" in run.err
+        assert (tmp_path / "output.txt").read_text() == "copied:from the registry"
+    finally:
+        registry.stop()
+
+
+def test_bad_input_to_an_image_is_one_sentence(tmp_path, runc_env, built):
+    missing = cogbuild(["predict", IMAGE, "--runtime", "runc", "-i", "image=@absent.png"], tmp_path, runc_env)
+    assert missing.code == 2
+    assert one_line_error(missing) == "input 'image' names absent.png, which is not a file"
+    assert "starting" not in missing.err, "a missing file must be noticed before a container starts"
+    (tmp_path / "in.txt").write_text("x")
+    unknown = cogbuild(["predict", IMAGE, "--runtime", "runc", "-i", "image=@in.txt", "-i", "colour=red"],
+                       tmp_path, runc_env)
+    assert unknown.code == 2
+    assert one_line_error(unknown) == "the model has no input 'colour' (its inputs: image, upper)"
+    assert built.leftover_bundles() == []
+
+
+def test_run_serves_until_sigterm_and_cleans_up(tmp_path, runc_env, built):
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "cogbuild", "run", IMAGE, "--runtime", "runc", "-p", str(port)],
+                            cwd=tmp_path, env=runc_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().strip()  # printed once the model is READY
+        assert url == f"http://127.0.0.1:{port}", proc.stderr.read() if not url else url
+        payload = {"input": {"image": "data:text/plain;base64," + base64.b64encode(b"served").decode()}}
+        body = httpx.post(f"{url}/predictions", json=payload, timeout=60).json()
+        assert body["status"] == "succeeded", body
+        assert base64.b64decode(body["output"].split(",", 1)[1]) == b"copied:served"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(60)
+    assert code == 0, proc.stderr.read()
+    assert built.leftover_bundles() == []
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{port}/health-check", timeout=2)
+
+
+def test_run_refuses_a_port_in_use(tmp_path, runc_env):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = cogbuild(["run", IMAGE, "--runtime", "runc", "-p", str(port)], tmp_path, runc_env)
+    assert run.code == 2
+    assert one_line_error(run) == f"port {port} is already in use; choose another with -p PORT"
+
+
+def test_init_build_predict_on_a_fresh_directory(tmp_path, built):
+    require("podman", "runc")
+    env = built.env  # shares the session's download cache
+    assert cogbuild(["init", "fresh"], tmp_path, env).code == 0
+    build = cogbuild(["build", "-t", "fresh:e2e"], tmp_path / "fresh", env)
+    assert build.code == 0, build.err
+    run = cogbuild(["predict", "fresh:e2e", "-i", "text=you", "-i", "repeat=2"], tmp_path, env)
+    assert run.code == 0, run.err
+    assert run.out == "hello you hello you\n"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
