@@ -103,10 +103,11 @@ class Image:
         return None
 
 
-def find_image(target: str, store: Layout, gpu: bool, progress: Callable[[str], None] = lambda m: None) -> Image:
+def find_image(target: str, store: Layout, gpu: bool, progress: Callable[[str], None] = lambda m: None,
+               transfer: Callable[[str, int, int], None] | None = None) -> Image:
     """Resolve what the user typed: an OCI layout path (`oci:DIR[:TAG]` or a directory), a local store
-    name, or a registry reference (pulled into the store)."""
-    layout, name = _locate(target, store, progress)
+    name, or a registry reference (pulled into the store; `transfer` hears of its bytes)."""
+    layout, name = _locate(target, store, progress, transfer)
     try:
         top = layout.resolve(name)
     except LayoutError as exc:
@@ -116,7 +117,8 @@ def find_image(target: str, store: Layout, gpu: bool, progress: Callable[[str], 
     return Image(layout, target, manifest, layout.read_json(doc["config"]["digest"]))
 
 
-def _locate(target: str, store: Layout, progress: Callable[[str], None]) -> tuple[Layout, str]:
+def _locate(target: str, store: Layout, progress: Callable[[str], None],
+            transfer: Callable[[str, int, int], None] | None) -> tuple[Layout, str]:
     if target.startswith("oci:") or _split_layout(target):
         return _layout_path(target.removeprefix("oci:"))
     for name in (target, f"{target}:latest"):
@@ -130,7 +132,7 @@ def _locate(target: str, store: Layout, progress: Callable[[str], None]) -> tupl
 
     progress(f"pulling {ref}")
     try:
-        top = pull_image(ref, store, insecure=ref.is_loopback)
+        top = pull_image(ref, store, insecure=ref.is_loopback, progress=transfer)
     except httpx.TransportError as exc:  # registry answers become RegistryError sentences already
         raise CogbuildError(f"could not reach {ref.registry} to pull {ref}: {exc}") from None
     return store, next(name for name, desc in store.refs() if desc.digest == top.digest)

@@ -8,6 +8,7 @@ Results (a digest, a prediction) always go to stdout as plain text, so they can 
 from __future__ import annotations
 
 import sys
+import threading
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
@@ -90,6 +91,35 @@ def transfer_bar(description: str, total: int | None, ctx: click.Context | None 
     with Progress(*columns, console=_console(), transient=True) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n: bar.advance(task, n)
+
+
+@contextmanager
+def blob_progress(description: str, ctx: click.Context | None = None) -> Iterator[Callable[[str, int, int], None]]:
+    """One bar for many blobs moving at once (threads call it): the yielded function takes
+    (digest, bytes done, bytes total), the shape registry transfers report. The bar appears with the
+    first report, so nothing flashes when there is nothing to move; logs and --quiet get no bar."""
+    if is_quiet(ctx) or not _fancy():
+        yield lambda _digest, _done, _total: None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+               TimeRemainingColumn())
+    bar = Progress(*columns, console=_console(), transient=True)
+    task, done, totals, lock = None, {}, {}, threading.Lock()
+
+    def update(digest: str, n: int, total: int) -> None:
+        nonlocal task
+        with lock:
+            if task is None:
+                bar.start()
+                task = bar.add_task(description, total=0)
+            done[digest], totals[digest] = n, total
+            bar.update(task, completed=sum(done.values()), total=sum(totals.values()))
+
+    try:
+        yield update
+    finally:
+        if task is not None:
+            bar.stop()
 
 
 def result(text: str) -> None:

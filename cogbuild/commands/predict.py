@@ -16,7 +16,7 @@ from ..errors import CogbuildError, UsageError
 from ..predict_io import check_files, parse_inputs, write_output
 from ..project import Project, open_store
 from ..serving import directory_schema, local_server
-from ..ui import is_quiet, progress_printer, result, spinner
+from ..ui import blob_progress, is_quiet, progress_printer, result, spinner
 
 
 def model_directory(target: str) -> Path | None:
@@ -80,7 +80,8 @@ def command(ctx: click.Context, target: str, inputs: tuple[str, ...], out_path: 
             chosen = choose_runtime(runtime)
             check_files(flags)
             gpu = has_gpu() and chosen.name in ("podman", "docker")
-            image = find_image(target, open_store(), gpu, progress)
+            with blob_progress(f"pulling {target}", ctx) as transfer:
+                image = find_image(target, open_store(), gpu, progress, transfer)
             schema = image.schema
             payload = parse_inputs(flags, schema) if schema else None
             with spinner(f"starting {target} ({image.variant}) with {chosen.name}", ctx) as status:

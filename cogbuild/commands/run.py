@@ -12,7 +12,7 @@ import click
 from ..container import RUNTIMES, Container, choose_runtime, find_image, has_gpu, running_container
 from ..errors import CogbuildError, UsageError
 from ..project import open_store
-from ..ui import progress_printer, result, spinner
+from ..ui import blob_progress, progress_printer, result, spinner
 
 
 def _check_port_free(port: int) -> None:
@@ -52,7 +52,8 @@ def command(ctx: click.Context, image_name: str, port: int, runtime: str | None,
     _check_port_free(port)
     chosen = choose_runtime(runtime)
     gpu = has_gpu() and chosen.name in ("podman", "docker")
-    image = find_image(image_name, open_store(), gpu, progress_printer(ctx))
+    with blob_progress(f"pulling {image_name}", ctx) as transfer:
+        image = find_image(image_name, open_store(), gpu, progress_printer(ctx), transfer)
     signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C, so the container is removed
     with ExitStack() as stack:
         with spinner(f"starting {image_name} ({image.variant}) with {chosen.name}", ctx) as status:
