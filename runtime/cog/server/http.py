@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -255,6 +256,7 @@ async def serve(settings: Settings, host: str, port: int, max_body: int = 100 * 
         await service.shutdown()
         await runner.cleanup()
         raise SystemExit(f"cog: error: cannot listen on {host}:{port} ({exc.strerror or exc})") from None
+    gc.freeze()  # start-up objects never become garbage; keep collections short (tail latency)
     print(f"cog: serving {settings.predictor_ref} on http://{host}:{port}", file=sys.stderr, flush=True)
     await stop.wait()
     print("cog: shutting down", file=sys.stderr, flush=True)

@@ -1,4 +1,8 @@
-"""The server ⇄ worker wire format: one JSON object per line over a Unix socket pair.
+"""The server ⇄ worker wire format: one JSON object per line over Unix socket pairs.
+
+Two sockets: predictions (and shutdown) go down the main one, which carries every event back;
+cancel and healthcheck go down a control socket that a worker thread reads even while the
+main thread is busy in predict().
 
 server → worker:  {"op": "predict", "id", "input", "context"} | {"op": "cancel", "id"}
                   {"op": "healthcheck", "id"} | {"op": "shutdown"}

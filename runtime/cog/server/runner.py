@@ -39,6 +39,7 @@ class WorkerProcess:
         self.ready = asyncio.Event()  # set once setup finished, either way
         self.process: asyncio.subprocess.Process | None = None
         self._writer: asyncio.StreamWriter | None = None
+        self._control_writer: asyncio.StreamWriter | None = None
         self._tasks: list[asyncio.Task] = []
         self._expected_exit = False
         self._exit_reason = ""
@@ -51,15 +52,19 @@ class WorkerProcess:
         self.state, self._expected_exit = STARTING, False
         self.ready.clear()
         self.setup = {"started_at": now_iso(), "completed_at": None, "status": None, "logs": ""}
-        ours, theirs = socket.socketpair()
+        ours, theirs = socket.socketpair()  # predictions in, all events out
+        control_ours, control_theirs = socket.socketpair()  # cancel and healthcheck, heard while busy
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "cog.server.worker", "--predictor", self.predictor_ref, "--fd", str(theirs.fileno()),
+            sys.executable, "-m", "cog.server.worker", "--predictor", self.predictor_ref,
+            "--fd", str(theirs.fileno()), "--control-fd", str(control_theirs.fileno()),
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            pass_fds=(theirs.fileno(),), env=env, start_new_session=True,
+            pass_fds=(theirs.fileno(), control_theirs.fileno()), env=env, start_new_session=True,
         )
         theirs.close()
+        control_theirs.close()
         reader, self._writer = await asyncio.open_unix_connection(sock=ours, limit=protocol.MAX_LINE)
+        _, self._control_writer = await asyncio.open_unix_connection(sock=control_ours)
         process = self.process
         self._tasks = [
             asyncio.create_task(self._read_events(reader, process)),
@@ -100,10 +105,11 @@ class WorkerProcess:
     # ---------------------------------------------------------------- predictions
 
     async def _send(self, message: dict[str, Any]) -> None:
-        if self._writer is None:
+        writer = self._control_writer if message["op"] in ("cancel", "healthcheck") else self._writer
+        if writer is None:
             raise ConnectionError("the worker is not running")
-        self._writer.write(protocol.encode(message))
-        await self._writer.drain()
+        writer.write(protocol.encode(message))
+        await writer.drain()
 
     async def submit(self, prediction: Prediction, wire_input: dict[str, Any]) -> None:
         self.in_flight[prediction.id] = prediction
@@ -196,7 +202,10 @@ class WorkerProcess:
                 self._log(self._sole(), text)
 
     async def _worker_gone(self, returncode: int) -> None:
-        self._writer = None
+        for writer in (self._writer, self._control_writer):
+            if writer is not None:
+                writer.close()
+        self._writer = self._control_writer = None
         if self._expected_exit:
             cause = self._exit_reason
         elif returncode < 0:

@@ -15,11 +15,11 @@ import asyncio
 import contextvars
 import dataclasses
 import enum
+import gc
 import inspect
 import io
 import os
 import pathlib
-import queue
 import signal
 import socket
 import sys
@@ -181,6 +181,7 @@ class Worker:
         self.sync_current: str | None = None
         self.sync_cancel_target: str | None = None
         self.scratch = tempfile.mkdtemp(prefix="cog-worker-")
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def sole_prediction(self) -> str | None:
         return next(iter(self.running)) if len(self.running) == 1 else None
@@ -197,8 +198,8 @@ class Worker:
             kwargs["weights"] = Path(weights) if weights and "://" not in weights else weights
         result = setup(**kwargs)
         if inspect.isawaitable(result):
-            self._setup_loop = asyncio.new_event_loop()
-            self._setup_loop.run_until_complete(result)
+            self.loop = asyncio.new_event_loop()  # async predictions later run on this same loop
+            self.loop.run_until_complete(result)
 
     # ---- running one prediction
 
@@ -318,21 +319,9 @@ class Worker:
 
 
 def _serve_sync(worker: Worker, channel: Channel) -> None:
-    inbox: queue.Queue[dict[str, Any] | None] = queue.Queue()
-
-    def read() -> None:
-        while (message := channel.receive()) is not None:
-            if message["op"] == "cancel":
-                worker.request_sync_cancel(message["id"])
-            elif message["op"] == "healthcheck":
-                worker.run_healthcheck(message["id"])
-            else:
-                inbox.put(message)
-        inbox.put(None)
-
+    """Predictions are read and run right here on the main thread: no hand-off between threads."""
     signal.signal(CANCEL_SIGNAL, worker.on_cancel_signal)
-    threading.Thread(target=read, name="cog-worker-reader", daemon=True).start()
-    while (message := inbox.get()) is not None and message["op"] != "shutdown":
+    while (message := channel.receive()) is not None and message["op"] != "shutdown":
         if message["op"] == "predict":
             try:
                 worker.run_sync(message)
@@ -340,8 +329,7 @@ def _serve_sync(worker: Worker, channel: Channel) -> None:
                 pass
 
 
-def _serve_async(worker: Worker, channel: Channel) -> None:
-    loop = getattr(worker, "_setup_loop", None) or asyncio.new_event_loop()
+def _serve_async(worker: Worker, channel: Channel, loop: asyncio.AbstractEventLoop) -> None:
     asyncio.set_event_loop(loop)
     stopped = asyncio.Event()
 
@@ -350,10 +338,6 @@ def _serve_async(worker: Worker, channel: Channel) -> None:
             stopped.set()
         elif message["op"] == "predict":
             worker.running[message["id"]] = loop.create_task(worker.run_async(message))
-        elif message["op"] == "cancel" and (task := worker.running.get(message["id"])) is not None:
-            task.cancel()
-        elif message["op"] == "healthcheck":
-            worker.run_healthcheck(message["id"])
 
     def read() -> None:
         while True:
@@ -366,12 +350,33 @@ def _serve_async(worker: Worker, channel: Channel) -> None:
     loop.run_until_complete(stopped.wait())
 
 
+def _serve_control(worker: Worker, control: Channel, loop: asyncio.AbstractEventLoop | None) -> None:
+    """Cancel and healthcheck requests arrive on their own socket, read by this thread,
+    so they are heard while the main thread is busy predicting."""
+
+    def cancel_task(pid: str) -> None:
+        if (task := worker.running.get(pid)) is not None:
+            task.cancel()
+
+    def read() -> None:
+        while (message := control.receive()) is not None:
+            if message["op"] == "healthcheck":
+                worker.run_healthcheck(message["id"])
+            elif message["op"] == "cancel" and loop is None:
+                worker.request_sync_cancel(message["id"])
+            elif message["op"] == "cancel":
+                loop.call_soon_threadsafe(cancel_task, message["id"])
+
+    threading.Thread(target=read, name="cog-worker-control", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cog.server.worker")
     parser.add_argument("--predictor", required=True)
-    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--fd", type=int, required=True, help="socket for predictions and all events")
+    parser.add_argument("--control-fd", type=int, required=True, help="socket for cancel and healthcheck")
     args = parser.parse_args(argv)
-    channel = Channel(args.fd)
+    channel, control = Channel(args.fd), Channel(args.control_fd)
 
     class _Early:  # stand-in so setup-time prints are tagged before the Worker exists
         def sole_prediction(self) -> None:
@@ -395,10 +400,14 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException:  # noqa: BLE001
         channel.send({"ev": "setup_done", "ok": False, "error": traceback.format_exc()})
         return 1
+    gc.freeze()  # the loaded model's objects stay put: later collections need not walk them
     channel.send({"ev": "setup_done", "ok": True, "error": None})
     if predictor.signature.is_async:
-        _serve_async(worker, channel)
+        loop = worker.loop or asyncio.new_event_loop()
+        _serve_control(worker, control, loop)
+        _serve_async(worker, channel, loop)
     else:
+        _serve_control(worker, control, None)
         _serve_sync(worker, channel)
     return 0
 
