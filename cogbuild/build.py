@@ -21,10 +21,11 @@ from .layers.descriptor import OCI_INDEX, Descriptor, canonical_json
 from .layers.image import (Layer, RuntimeConfig, config_bytes, config_descriptor, index_bytes, manifest_bytes,
                            manifest_descriptor)
 from .layers.osfixups import ImageUser
+from .layers.standalone import STANDALONE_PREFIX
 from .layers.tarball import Compression, source_date_epoch, write_layer
-from .layers.wheel import PythonPaths
 from .lock import Lock
-from .plan import LayerSpec, code_layers, cuda_layers, os_layer, python_layers, runtime_layer, system_layer
+from .plan import (LayerSpec, code_layers, cuda_layers, os_layer, python_layers, python_paths, runtime_layer,
+                   system_layer)
 from .registry.layout import Layout
 from .policy import DEBIAN_ARCH
 from .schema import static_schema
@@ -117,9 +118,9 @@ def compose_layer(spec: LayerSpec, layout: Layout, cache: LayerCache) -> Layer:
 
 def plan_layers(config: CogConfig, lock: Lock, platform: str, variant: str, blobs: BlobCache,
                 user: ImageUser) -> list[LayerSpec]:
-    paths = PythonPaths(lock.python_version)
-    specs = [os_layer(lock.select(platform, variant, "os"), blobs, DEBIAN_ARCH[platform],
-                      lock.python_version, user)]
+    os_artifacts = lock.select(platform, variant, "os")
+    paths = python_paths(lock.python_version, os_artifacts)
+    specs = [os_layer(os_artifacts, blobs, DEBIAN_ARCH[platform], lock.python_version, user)]
     if system := lock.select(platform, variant, "system"):
         specs.append(system_layer(system, blobs))
     if variant == "gpu" and (cuda := lock.select(platform, variant, "cuda")):
@@ -133,8 +134,9 @@ def plan_layers(config: CogConfig, lock: Lock, platform: str, variant: str, blob
 def runtime_config(config: CogConfig, lock: Lock, user: ImageUser, lock_digest: str, layers: list[Layer],
                    variant: str) -> RuntimeConfig:
     schema = static_schema(config.root, config.predictor) if config.predictor else None
+    standalone = any(a.kind == "python-tarball" for a in lock.artifacts())
     env = {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "PATH": "/usr/local/bin:/usr/bin:/bin" if not standalone else f"/{STANDALONE_PREFIX}/bin:/usr/local/bin:/usr/bin:/bin",
         "LANG": "C.UTF-8",
         "PYTHONUNBUFFERED": "1",
         "SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt",

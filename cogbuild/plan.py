@@ -23,6 +23,7 @@ from .layers.code import collect_model_files
 from .layers.deb import add_merged_usr_links, unpack_deb
 from .layers.osfixups import ImageUser, add_ca_bundle, add_dpkg_status, add_python_links, add_temp_dirs, \
     add_users
+from .layers.standalone import STANDALONE_PREFIX, unpack_standalone_python
 from .layers.tree import Tree
 from .layers.wheel import PythonPaths, install_wheel
 
@@ -47,12 +48,18 @@ def _hashes(artifacts: list[Artifact]) -> list[str]:
     return sorted(a.sha256 for a in artifacts)
 
 
-def os_layer(debs: list[Artifact], blobs: BlobCache, arch: str, python_version: str, user: ImageUser
+def os_layer(artifacts: list[Artifact], blobs: BlobCache, arch: str, python_version: str, user: ImageUser
              ) -> LayerSpec:
+    """Debian packages plus, where Debian has no such Python, a standalone CPython tarball."""
+    debs = [a for a in artifacts if a.kind == "deb"]
+    tarballs = [a for a in artifacts if a.kind == "python-tarball"]
+
     def compose() -> Tree:
         tree = Tree()
         add_merged_usr_links(tree, arch)
         infos = [unpack_deb(blobs.read(deb), tree, deb.filename) for deb in _dpkg_order(debs)]
+        for tarball in tarballs:
+            unpack_standalone_python(blobs.read(tarball), tree, python_version, tarball.filename)
         add_python_links(tree, python_version)
         if "usr/bin/sh" not in tree and "usr/bin/dash" in tree:
             tree.add_symlink("usr/bin/sh", "dash")
@@ -63,7 +70,13 @@ def os_layer(debs: list[Artifact], blobs: BlobCache, arch: str, python_version: 
         return tree
 
     return LayerSpec("OS and Python runtime (Debian packages)",
-                     _key("os", arch, python_version, user, _hashes(debs)), compose, debs)
+                     _key("os", arch, python_version, user, _hashes(artifacts)), compose, artifacts)
+
+
+def python_paths(python_version: str, os_artifacts: list[Artifact]) -> PythonPaths:
+    if any(a.kind == "python-tarball" for a in os_artifacts):
+        return PythonPaths.standalone_at(python_version, STANDALONE_PREFIX)
+    return PythonPaths(python_version)
 
 
 def system_layer(debs: list[Artifact], blobs: BlobCache) -> LayerSpec:

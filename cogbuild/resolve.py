@@ -11,10 +11,10 @@ import re
 
 from .artifacts import Artifact
 from .config import CogConfig
-from .debian import resolve_closure, suite_for_python
+from .debian import python_runtime, resolve_closure, suite_for_python
 from .errors import UsageError
 from .lock import Lock, LockedArtifact, locked
-from .policy import DEBIAN_ARCH, NOT_INSTALLED, WHEEL_ARCH, lock_inputs_digest, os_packages, runtime_lockfile
+from .policy import BASE_PACKAGES, DEBIAN_ARCH, NOT_INSTALLED, WHEEL_ARCH, lock_inputs_digest, runtime_lockfile
 from .pyresolve import Target, resolve_requirements, wheels_for_lockfile
 
 def glibc_version(os_debs: list[Artifact]) -> str:
@@ -44,9 +44,12 @@ def make_lock(config: CogConfig, platforms: list[str], variants: list[str], cons
 def _lock_platform(config: CogConfig, platform: str, suite: str, variants: list[str], constraints: list[str]
                    ) -> list[LockedArtifact]:
     arch = DEBIAN_ARCH[platform]
-    os_debs = resolve_closure(os_packages(config.python_version), suite=suite, arch=arch,
+    interpreter = python_runtime(config.python_version, arch)
+    os_debs = resolve_closure([*interpreter.debian_packages, *BASE_PACKAGES], suite=suite, arch=arch,
                               exclude=NOT_INSTALLED)
     out = locked(platform, "os", os_debs, variants)
+    if interpreter.tarball is not None:  # no Debian suite has this Python: a standalone CPython build
+        out += locked(platform, "os", [interpreter.tarball], variants)
     if config.system_packages:
         system = resolve_closure(config.system_packages, suite=suite, arch=arch, exclude=NOT_INSTALLED,
                                  installed=os_debs)

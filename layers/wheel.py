@@ -29,17 +29,29 @@ class WheelError(ValueError):
 
 @dataclass(frozen=True)
 class PythonPaths:
-    """Where a Debian-style Python puts what pip installs (sysconfig's posix_local scheme)."""
+    """Where pip would install into the image's Python.
+
+    Debian's interpreter: /usr/local with dist-packages (its posix_local scheme). A standalone CPython:
+    its own prefix with site-packages, as its sysconfig says.
+    """
 
     python_version: str  # "3.11"
     prefix: str = "usr/local"
+    standalone: bool = False
+
+    @classmethod
+    def standalone_at(cls, python_version: str, prefix: str) -> "PythonPaths":
+        return cls(python_version, prefix, standalone=True)
 
     @property
     def site_packages(self) -> str:
-        return f"{self.prefix}/lib/python{self.python_version}/dist-packages"
+        folder = "site-packages" if self.standalone else "dist-packages"
+        return f"{self.prefix}/lib/python{self.python_version}/{folder}"
 
     @property
     def interpreter(self) -> str:
+        if self.standalone:
+            return f"/{self.prefix}/bin/python{self.python_version}"
         return f"/usr/bin/python{self.python_version}"
 
     def scheme(self, distribution: str) -> dict[str, str]:

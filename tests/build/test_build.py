@@ -178,3 +178,36 @@ def test_gpu_variant_adds_cuda_layer_and_nvidia_environment(model, served_lock, 
     assert not any(item.startswith(("NVIDIA_", "LD_LIBRARY_PATH")) for item in cpu["config"]["Env"])
     assert len(gpu["rootfs"]["diff_ids"]) == len(cpu["rootfs"]["diff_ids"]) + 1
     assert gpu["rootfs"]["diff_ids"][0] == cpu["rootfs"]["diff_ids"][0], "the OS layer is shared"
+
+
+def test_standalone_python_tarball_becomes_the_interpreter(tmp_path, served_lock):
+    import io as _io
+    import tarfile as _tarfile
+
+    server, lock = served_lock
+    buf = _io.BytesIO()
+    with _tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for path, data in (("python/bin/python3.12", b"ELF"), ("python/lib/python3.12/os.py", b"")):
+            info = _tarfile.TarInfo(path)
+            info.size, info.mode = len(data), 0o755
+            tar.addfile(info, _io.BytesIO(data))
+    tarball = artifact(server, "python-tarball", "cpython", "cpython-3.12.7.tar.gz", buf.getvalue())
+    lock.python_version = "3.12"
+    lock.packages = [p for p in lock.packages if p.artifact.name != "python3.11"]
+    lock.packages.append(LockedArtifact("linux/amd64", "os", tarball, ("cpu",)))
+    model = tmp_path / "m312"
+    model.mkdir()
+    (model / "cog.yaml").write_text('build:\n  python_version: "3.12"\npredict: "predict.py:Predictor"\n')
+    (model / "predict.py").write_text("")
+    result = run_build(model, lock, tmp_path / "store")
+    layout = Layout(tmp_path / "store")
+    manifest = layout.read_json(result.descriptor.digest)
+    config = layout.read_json(manifest["config"]["digest"])["config"]
+    assert config["Entrypoint"][0] == "/usr/bin/python3.12"
+    assert dict(e.split("=", 1) for e in config["Env"])["PATH"].startswith("/opt/python/bin:")
+    import gzip as _gzip
+
+    os_names = _tarfile.open(fileobj=_io.BytesIO(_gzip.decompress(layout.read_blob(manifest["layers"][0]["digest"])))).getnames()
+    assert "opt/python/bin/python3.12" in os_names and "usr/bin/python3.12" in os_names
+    runtime_names = _tarfile.open(fileobj=_io.BytesIO(_gzip.decompress(layout.read_blob(manifest["layers"][1]["digest"])))).getnames()
+    assert "opt/python/lib/python3.12/site-packages/tinydep/__init__.py" in runtime_names
