@@ -111,11 +111,9 @@ def _push_blobs(client: RegistryClient, repository: str, layout: Layout, blobs: 
                         mount_sources=locations.sources)
     # Largest first: the long uploads start early and small ones fill the gaps.
     ordered = sorted(blobs, key=lambda b: -b.size)
-    try:
-        run_parallel(pusher.push, ordered, pusher.cancel, "push")
-    finally:
-        locations.remember(repository, [b.digest for b in blobs])
-        locations.save()
+    run_parallel(pusher.push, ordered, pusher.cancel, "push")
+    locations.remember(repository, [b.digest for b in blobs])
+    locations.save()
 
 
 def run_parallel(work: Callable[[Descriptor], None], blobs: list[Descriptor], cancel: threading.Event,
