@@ -209,8 +209,9 @@ def _check_constraints(name: str, value: Any, prop: dict[str, Any]) -> None:
 def write_output(output: Any, out_path: str | None, schema: dict[str, Any] | None = None) -> list[str]:
     """Write file outputs (data URIs) to disk and return what to print: paths, text, or JSON.
 
-    One file goes to `out_path` or `output.<ext>`; a list of files to `<stem>.N.<ext>`. A string is
-    printed (or written to `out_path` when one is given); iterator text marked `concatenate` is joined.
+    One file goes to `out_path` or `output.<ext>`; a list of files to `<stem>.N.<ext>`; files inside an
+    object to `<stem>.<key>.<ext>`, the object printed as JSON with their paths. A string is printed (or
+    written to `out_path` when one is given); iterator text marked `concatenate` is joined.
     """
     stem, suffix = _split_suffix(out_path or "output")
     if _is_file(output):
@@ -219,11 +220,25 @@ def write_output(output: Any, out_path: str | None, schema: dict[str, Any] | Non
         return [str(_save_data_uri(o, f"{stem}.{i}", suffix)) for i, o in enumerate(output)]
     if isinstance(output, list) and _is_concatenated(schema) and all(isinstance(o, str) for o in output):
         output = "".join(output)
+    if isinstance(output, (dict, list)):  # files inside an object: written beside, named by their key
+        output = _save_nested_files(output, stem, suffix)
+        return [json.dumps(output, indent=2)]
     text = output if isinstance(output, str) else json.dumps(output, indent=2)
     if out_path:
         Path(out_path).write_text(text if text.endswith("\n") else text + "\n")
         return [out_path]
     return [text]
+
+
+def _save_nested_files(value: Any, stem: str, suffix: str) -> Any:
+    """A copy of `value` where each data URI is written to `<stem>.<key path><suffix or .ext>`."""
+    if _is_file(value):
+        return str(_save_data_uri(value, stem, suffix))
+    if isinstance(value, dict):
+        return {k: _save_nested_files(v, f"{stem}.{k}", suffix) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_save_nested_files(v, f"{stem}.{i}", suffix) for i, v in enumerate(value)]
+    return value
 
 
 def _is_file(value: Any) -> bool:

@@ -6,6 +6,7 @@ import signal
 import socket
 import time
 from contextlib import ExitStack
+from pathlib import Path
 
 import click
 
@@ -48,6 +49,9 @@ def command(ctx: click.Context, image_name: str, port: int, runtime: str | None,
     \b
     Exit codes: 0 stopped by Ctrl-C or SIGTERM; 1 the container failed or exited; 2 bad usage.
     """
+    if (Path(image_name) / "cog.yaml").is_file():
+        raise UsageError(f"{image_name} is a model directory, not an image: serve it with "
+                         f"`cogbuild serve {image_name}`, or build it first with `cogbuild build {image_name}`")
     variables = dict(_split_env(e) for e in env)
     _check_port_free(port)
     chosen = choose_runtime(runtime)

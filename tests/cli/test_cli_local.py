@@ -147,6 +147,19 @@ def test_an_image_name_not_in_the_store(tmp_path, env):
     assert one_line_error(run).startswith("no image named 'nosuch:latest' in the local store")
 
 
+def test_run_on_a_model_directory_points_to_serve(tmp_path, env):
+    copy_model("hello", tmp_path / "hello")
+    run = cogbuild(["run", "hello"], tmp_path, env)
+    assert run.code == 2
+    assert one_line_error(run).startswith("hello is a model directory, not an image: serve it with `cogbuild serve")
+
+
+def test_run_env_flags_must_be_name_value(tmp_path, env):
+    run = cogbuild(["run", "some:image", "-e", "NOVALUE"], tmp_path, env)
+    assert run.code == 2
+    assert one_line_error(run) == "-e 'NOVALUE' must look like NAME=value"
+
+
 def test_debug_shows_the_traceback(tmp_path, env):
     run = cogbuild(["--debug", "predict", "./nowhere"], tmp_path, env)
     assert run.code != 0

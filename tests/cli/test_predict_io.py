@@ -183,3 +183,12 @@ def test_text_output_with_o_is_written_to_the_file(tmp_path):
     target = tmp_path / "greeting.txt"
     assert write_output("hi", str(target)) == [str(target)]
     assert target.read_text() == "hi\n"
+
+
+def test_files_inside_an_object_are_written_and_named_by_key(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    output = {"mask": data_uri(b"m", "image/png"), "score": 0.5, "frames": [data_uri(b"f", "image/jpeg")]}
+    printed = json.loads(write_output(output, None)[0])
+    assert printed == {"mask": "output.mask.png", "score": 0.5, "frames": ["output.frames.0.jpg"]}
+    assert (tmp_path / "output.mask.png").read_bytes() == b"m"
+    assert (tmp_path / "output.frames.0.jpg").read_bytes() == b"f"
