@@ -9,6 +9,14 @@ import click
 
 from . import __version__
 from .errors import CogbuildError
+from .layers.deb import DebError
+from .layers.standalone import TarballError
+from .layers.tree import TreeError
+from .layers.wheel import WheelError
+from .registry.errors import OCIError
+
+# Failures whose message is meant for the user: printed as one sentence, no traceback unless --debug.
+USER_ERRORS = (CogbuildError, OCIError, DebError, WheelError, TreeError, TarballError)
 
 
 class _Group(click.Group):
@@ -19,14 +27,14 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise  # click's own usage errors and exits already speak for themselves
-        except CogbuildError as exc:
+        except USER_ERRORS as exc:
             if _debug(ctx):
                 raise
             details = getattr(exc, "details", "")  # e.g. a model's output, shown above the sentence
             if details and not (ctx.obj or {}).get("quiet"):
                 click.echo(details.rstrip("\n")[-5000:], err=True)
             click.echo(f"error: {exc}", err=True)
-            sys.exit(exc.exit_code)
+            sys.exit(getattr(exc, "exit_code", 1))
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)

@@ -20,7 +20,8 @@ import oras.auth
 import oras.auth.utils as oras_auth_utils
 import requests
 
-from cogbuild.errors import CogbuildError
+from .errors import OCIError
+from .layout import atomic_write
 
 from .reference import DOCKER_HUB
 
@@ -67,7 +68,7 @@ class RegistryAuth(oras.auth.TokenAuth):
         try:
             self._auth_config = oras_auth_utils.load_configs([str(path)])
         except (OSError, ValueError) as exc:
-            raise CogbuildError(f"cannot read registry credentials from {path}: {exc}") from None
+            raise OCIError(f"cannot read registry credentials from {path}: {exc}") from None
         for key in config_keys(self.registry):
             if self._load_auth(key):  # oras: auths, then credHelpers, then credsStore
                 return
@@ -135,7 +136,7 @@ def store_credentials(registry: str, username: str, password: str, *, path: Path
     try:
         config = json.loads(path.read_text()) if path.exists() else {}
     except (OSError, ValueError) as exc:
-        raise CogbuildError(f"cannot read {path}: {exc}") from None
+        raise OCIError(f"cannot read {path}: {exc}") from None
     helper = (config.get("credHelpers") or {}).get(registry) or config.get("credsStore")
     if helper:
         _helper_store(helper, registry, username, password)
@@ -156,23 +157,12 @@ def _helper_store(helper: str, registry: str, username: str, password: str) -> N
     try:
         subprocess.run([program, "store"], input=payload, capture_output=True, check=True)
     except FileNotFoundError:
-        raise CogbuildError(f"credential helper {program} named in {docker_config_path()} is not on PATH") from None
+        raise OCIError(f"credential helper {program} named in {docker_config_path()} is not on PATH") from None
     except subprocess.CalledProcessError as exc:
         message = exc.stderr.decode(errors="replace").strip() or f"exit status {exc.returncode}"
-        raise CogbuildError(f"credential helper {program} could not store credentials: {message}") from None
+        raise OCIError(f"credential helper {program} could not store credentials: {message}") from None
 
 
 def _write_private(path: Path, data: bytes) -> None:
     """Write atomically with mode 0600: the file holds secrets."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(path, data, mode=0o600)

@@ -17,7 +17,7 @@ from urllib.parse import urljoin
 import oras.provider
 import requests
 
-from cogbuild.errors import CogbuildError
+from .errors import OCIError
 
 from .auth import RegistryAuth
 from .reference import is_loopback_host
@@ -29,7 +29,7 @@ ATTEMPTS = 5  # per request, for connection failures, 429 and 5xx
 BACKOFF = 0.5  # seconds before the first retry; doubles each time
 
 
-class RegistryError(CogbuildError):
+class RegistryError(OCIError):
     """A registry said no, or could not be reached; the message says which and what to do."""
 
     def __init__(self, message: str, status: int | None = None) -> None:

@@ -10,11 +10,13 @@ from typing import BinaryIO, Iterator
 
 from cogbuild.layers.descriptor import OCI_INDEX, Descriptor, canonical_json, sha256_digest
 
+from .errors import OCIError
+
 REF_ANNOTATION = "org.opencontainers.image.ref.name"
 _CHUNK = 1 << 20
 
 
-class LayoutError(Exception):
+class LayoutError(OCIError):
     """The layout on disk is missing something or holds content that does not match its digest."""
 
 
@@ -112,12 +114,15 @@ class Layout:
         atomic_write(self.root / "index.json", json.dumps(index, indent=2, sort_keys=True).encode())
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename: readers see the old or the new file, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write to a temporary file beside `path`, then rename: readers see the old or the new file, never half.
+
+    The default mode makes store blobs readable to everyone; secrets pass 0o600.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o755 if mode & 0o044 else 0o700)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
-        os.fchmod(fd, 0o644)  # content-addressed blobs are public within the store
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

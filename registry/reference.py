@@ -6,7 +6,7 @@ import ipaddress
 import re
 from dataclasses import dataclass, replace
 
-from cogbuild.errors import UsageError
+from .errors import InvalidReference
 
 DOCKER_HUB = "docker.io"
 _DOCKER_HUB_API = "registry-1.docker.io"
@@ -68,18 +68,18 @@ def parse_reference(text: str | Reference) -> Reference:
         return text
     rest = text.strip()
     if not rest:
-        raise UsageError("the image reference is empty")
+        raise InvalidReference("the image reference is empty")
     digest = None
     if "@" in rest:
         rest, digest = rest.rsplit("@", 1)
         if not _DIGEST.fullmatch(digest):
-            raise UsageError(f"image reference {text!r} has an invalid digest (expected sha256:<64 hex>)")
+            raise InvalidReference(f"image reference {text!r} has an invalid digest (expected sha256:<64 hex>)")
     tag = None
     last_slash = rest.rfind("/")
     if ":" in rest[last_slash + 1:]:
         rest, tag = rest.rsplit(":", 1)
         if not _TAG.fullmatch(tag):
-            raise UsageError(f"image reference {text!r} has an invalid tag {tag!r}")
+            raise InvalidReference(f"image reference {text!r} has an invalid tag {tag!r}")
     first, _, remainder = rest.partition("/")
     if remainder and ("." in first or ":" in first or first == "localhost" or first.startswith("[")):
         registry, repository = first, remainder
@@ -90,7 +90,7 @@ def parse_reference(text: str | Reference) -> Reference:
     if registry == "index.docker.io":
         registry = DOCKER_HUB
     if not repository or not all(_PATH_COMPONENT.fullmatch(p) for p in repository.split("/")):
-        raise UsageError(
+        raise InvalidReference(
             f"image reference {text!r} has an invalid repository name {repository!r} "
             "(lowercase letters, digits and . _ - separators only)"
         )

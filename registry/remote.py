@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
-from cogbuild.errors import CogbuildError
+from .errors import OCIError
 from cogbuild.layers.descriptor import (DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST,
                                         Descriptor, sha256_digest)
 
@@ -50,7 +50,7 @@ def plan_from_layout(layout: Layout, desc: Descriptor) -> ImagePlan:
         try:
             doc = layout.read_json(node.digest)
         except LayoutError as exc:
-            raise CogbuildError(str(exc)) from None
+            raise OCIError(str(exc)) from None
         if node.media_type in INDEX_TYPES:
             for child in doc.get("manifests", []):
                 visit(Descriptor.from_json(child))
@@ -61,7 +61,7 @@ def plan_from_layout(layout: Layout, desc: Descriptor) -> ImagePlan:
                     seen.add(blob_desc.digest)
                     plan.blobs.append(blob_desc)
         else:
-            raise CogbuildError(f"cannot push {node.digest}: unknown manifest media type {node.media_type!r}")
+            raise OCIError(f"cannot push {node.digest}: unknown manifest media type {node.media_type!r}")
         if node.digest not in {m.digest for m in plan.manifests}:
             plan.manifests.append(node)
 
@@ -81,7 +81,7 @@ def push_image(layout: Layout, desc: Descriptor, ref: str | Reference, *, extra_
     """
     ref = parse_reference(ref)
     if ref.digest and ref.digest != desc.digest:
-        raise CogbuildError(f"cannot push {desc.digest} as {ref}: the reference names another digest")
+        raise OCIError(f"cannot push {desc.digest} as {ref}: the reference names another digest")
     tag = ref.tag or (None if ref.digest else "latest")
     stats = stats or TransferStats()
     client = RegistryClient(ref.registry, ref.api_host, insecure=insecure)

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from cogbuild.errors import CogbuildError
+from cogbuild.registry.errors import OCIError
 from cogbuild.registry.auth import docker_config_path, store_credentials
 from cogbuild.registry.blob_locations import BlobLocations
 from cogbuild.registry.layout import Layout
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.e2e
 def test_basic_auth_push_and_pull_with_stored_login(basic_registry, layout, tmp_path):
     desc = write_image(layout, [{"code.py": b"x = 1\n"}])
     ref = f"{basic_registry.host}/ns/private:v1"
-    with pytest.raises(CogbuildError, match=r"needs credentials .*cogbuild login"):
+    with pytest.raises(OCIError, match=r"needs credentials .*cogbuild login"):
         push_image(layout, desc, ref)
     store_credentials(basic_registry.host, USER, PASSWORD)
     assert push_image(layout, desc, ref) == desc.digest
@@ -40,13 +40,13 @@ def test_login_file_is_private_and_docker_shaped(basic_registry):
 def test_basic_auth_wrong_password_names_login(basic_registry, layout):
     store_credentials(basic_registry.host, USER, "wrong")
     desc = write_image(layout, [{"a": b"a"}])
-    with pytest.raises(CogbuildError, match=r"rejected the stored credentials.*cogbuild login"):
+    with pytest.raises(OCIError, match=r"rejected the stored credentials.*cogbuild login"):
         push_image(layout, desc, f"{basic_registry.host}/ns/private:v1")
 
 
 def test_bearer_token_flow_push_pull_and_mount(token_registry, token_server, layout, tmp_path):
     desc = write_image(layout, [{"model.py": b"def predict(): ...\n"}])
-    with pytest.raises(CogbuildError, match=r"cogbuild login"):
+    with pytest.raises(OCIError, match=r"cogbuild login"):
         push_image(layout, desc, f"{token_registry.host}/ns/tok:v1")
     store_credentials(token_registry.host, USER, PASSWORD)
     push_image(layout, desc, f"{token_registry.host}/ns/tok:v1")
@@ -69,7 +69,7 @@ def test_anonymous_token_pull_from_public_repository(tmp_path, layout):
         docker_config_path().unlink()  # forget the login: pulls go anonymous
         assert pull_image(f"{server.host}/pub/model:v1", Layout(tmp_path / "anon")).digest == desc.digest
         assert tokens.requests[-1]["user"] is None
-        with pytest.raises(CogbuildError, match="needs credentials"):
+        with pytest.raises(OCIError, match="needs credentials"):
             push_image(layout, desc, f"{server.host}/pub/model:v2")
     finally:
         server.stop()

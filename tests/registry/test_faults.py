@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from cogbuild.errors import CogbuildError
+from cogbuild.registry.errors import OCIError
 from cogbuild.registry import client, transfer
 from cogbuild.registry.layout import Layout
 from cogbuild.registry.remote import pull_image, push_image
@@ -106,7 +106,7 @@ def test_failed_push_leaves_no_tag_and_rerun_sends_only_what_is_missing(registry
     # Killed once the small layer and the config are in and the big layer is past half way.
     first = TransferStats()
     progress, fired = _kill_once_at(0.5, lambda: registry.stop(kill=True), lambda: first.blobs_uploaded == 2)
-    with pytest.raises(CogbuildError) as err:
+    with pytest.raises(OCIError) as err:
         push_image(layout, desc, ref, progress=progress, stats=first)
     assert fired.is_set()
     assert registry.host in str(err.value) and "\n" not in str(err.value)
@@ -130,7 +130,7 @@ def test_corrupt_local_blob_is_refused_by_the_registry(registry, layout):
     data = bytearray(path.read_bytes())
     data[-5] ^= 0xFF
     path.write_bytes(bytes(data))
-    with pytest.raises(CogbuildError) as err:
+    with pytest.raises(OCIError) as err:
         push_image(layout, desc, f"{registry.host}/ns/corrupt:v1")
     assert "DIGEST_INVALID" in str(err.value) or "digest" in str(err.value).lower()
     with pytest.raises(urllib.error.HTTPError):
@@ -143,7 +143,7 @@ def test_first_failure_stops_the_other_uploads(registry, layout):
     big, small = sorted(manifest["layers"], key=lambda l: -l["size"])
     layout.blob_path(small["digest"]).unlink()
     stats = TransferStats()
-    with pytest.raises(CogbuildError, match="missing from the local store"):
+    with pytest.raises(OCIError, match="missing from the local store"):
         push_image(layout, desc, f"{registry.host}/ns/failfast:v1", stats=stats)
     assert stats.bytes_sent < big["size"]  # the big upload was abandoned, not finished
     with pytest.raises(urllib.error.HTTPError):

@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 
-from cogbuild.errors import CogbuildError
+from cogbuild.registry.errors import OCIError
 from cogbuild.registry import transfer
 from cogbuild.registry.layout import Layout
 from cogbuild.registry.remote import pull_image, push_image
@@ -98,7 +98,7 @@ def test_pull_round_trip_keeps_digests(registry, layout, tmp_path):
 
 
 def test_pull_of_missing_tag_is_one_sentence(registry, tmp_path):
-    with pytest.raises(CogbuildError) as err:
+    with pytest.raises(OCIError) as err:
         pull_image(f"{registry.host}/ns/nothing:v9", Layout(tmp_path / "p"))
     message = str(err.value)
     assert registry.host in message and "ns/nothing" in message and "not found" in message

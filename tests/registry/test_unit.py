@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from cogbuild.artifacts import Artifact
-from cogbuild.errors import CogbuildError, UsageError
+from cogbuild.registry.errors import InvalidReference, OCIError
 from cogbuild.registry import client as client_module
 from cogbuild.registry.blob_locations import BlobLocations
 from cogbuild.registry.client import RegistryClient, RegistryError
@@ -34,7 +34,7 @@ def test_parse_reference(text, expected):
 
 @pytest.mark.parametrize("text", ["", "Upper/Case", "host:5000/repo:bad tag", "r@sha256:123", "a//b"])
 def test_bad_reference_is_a_usage_error(text):
-    with pytest.raises(UsageError):
+    with pytest.raises(InvalidReference):
         parse_reference(text)
 
 
@@ -120,7 +120,7 @@ def test_failures_become_one_sentence(fast_retries, status, headers, words):
     assert server.host in message and "\n" not in message
     for word in words:
         assert word in message
-    assert isinstance(err.value, CogbuildError)
+    assert isinstance(err.value, OCIError)
 
 
 def test_unreachable_registry_is_one_sentence(fast_retries):
