@@ -181,18 +181,16 @@ class PredictionService:
                 wire[spec.name] = fetched if spec.is_list else fetched[0]
         return wire
 
-    def run(self, prediction: Prediction, values: dict[str, Any], local: dict[str, Any] | None = None,
-            *, prefetched: dict[str, Any] | None = None) -> asyncio.Task:
-        """Run in the background; the prediction's `done` event fires at the end, whatever happens."""
-        task = asyncio.ensure_future(self._run(prediction, values, local, prefetched))
+    def run(self, prediction: Prediction, values: dict[str, Any], *, prefetched: dict[str, Any] | None = None) -> None:
+        """Run in the background (fetching input files first unless `prefetched` has them);
+        the prediction's `done` event fires at the end, whatever happens."""
+        task = asyncio.ensure_future(self._run(prediction, values, prefetched))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return task
 
-    async def _run(self, prediction: Prediction, values: dict[str, Any], local: dict[str, Any] | None,
-                   prefetched: dict[str, Any] | None) -> None:
+    async def _run(self, prediction: Prediction, values: dict[str, Any], prefetched: dict[str, Any] | None) -> None:
         try:
-            wire = prefetched if prefetched is not None else await self.fetch_inputs(prediction, values, local)
+            wire = prefetched if prefetched is not None else await self.fetch_inputs(prediction, values)
         except Refused as refused:
             await self._finish(prediction, "failed", refused.body["detail"][0]["msg"])
             return
@@ -208,6 +206,8 @@ class PredictionService:
             await self._finish(prediction, "failed", f"the worker is not available ({exc})")
             return
         timeout = self.settings.predict_timeout
+        if timeout is None:
+            return
         try:
             await asyncio.wait_for(asyncio.shield(prediction.done.wait()), timeout)
         except asyncio.TimeoutError:
