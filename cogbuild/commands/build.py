@@ -18,6 +18,7 @@ def build_project(project: Project, tag: str | None, platforms: list[str] | None
                   compression: Compression, progress) -> tuple[str, object]:
     lock = project.ensure_lock(platforms, progress)
     store = open_store()
+    store.write_blob(project.lock_path.read_bytes())  # `show` finds the lock by the image's lock-digest label
     outcome = build(project.config, lock, project.lock_digest(), store,
                     BuildOptions(platforms=platforms, variants=variants, compression=compression), progress)
     name = tag or f"{project.name}:latest"
