@@ -11,8 +11,9 @@ ratios against cogbuild; asserts nothing about speed.
 What differs: cogbuild resolves for the image (target tags and markers) and records one file per
 package with its exact size; pip-compile resolves for this host and lists every file's hash per
 package; uv resolves for --python-platform and lists every file's hash too. Without PEP 658 metadata
-files on the index (this mirror has none), cogbuild's pip reads wheel metadata with range requests
-(fast-deps), pip-compile downloads each wheel whole, and uv uses range requests.
+files on the index (this mirror has none), cogbuild's pip resolves through cogbuild's loopback metadata
+proxy (range requests, fetched ahead in parallel, cached by wheel hash), pip-compile downloads each
+wheel whole, and uv uses range requests. COGBUILD_PIP_PROXY=0 turns the proxy off for comparison.
 """
 
 from __future__ import annotations

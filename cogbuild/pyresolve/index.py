@@ -92,6 +92,8 @@ class IndexClient:
         # trust_env (the default): SSL_CERT_FILE, proxies and .netrc as the user set them.
         self._http = httpx.Client(timeout=_TIMEOUT, follow_redirects=True)
         self._find_links_cache: dict[str, list[IndexFile]] = {}
+        self._pages: dict[tuple[str, str], list[IndexFile] | None] = {}
+        self.http = self._http  # for readers of whole files and ranges (lazywheel)
 
     def close(self) -> None:
         self._http.close()
@@ -103,8 +105,17 @@ class IndexClient:
         self.close()
 
     def project_files(self, index_url: str, name: str) -> list[IndexFile] | None:
-        """Files of project `name` on a simple index; None when the index does not have the project."""
-        page_url = index_url.rstrip("/") + "/" + canonicalize_name(name) + "/"
+        """Files of project `name` on a simple index; None when the index does not have the project.
+
+        Pages are kept for the client's lifetime (one lock), so pip's proxy, pinning and error
+        messages all see the same answer from the index."""
+        key = (normalize_index_url(index_url), canonicalize_name(name))
+        if key not in self._pages:
+            self._pages[key] = self._fetch_project_files(*key)
+        return self._pages[key]
+
+    def _fetch_project_files(self, index_url: str, name: str) -> list[IndexFile] | None:
+        page_url = index_url + name + "/"
         try:
             response = self._http.get(page_url, headers={"Accept": _ACCEPT})
         except httpx.HTTPError as exc:

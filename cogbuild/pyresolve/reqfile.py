@@ -112,3 +112,12 @@ def _parse_option(content: str, parsed: RequirementsText) -> None:
         getattr(parsed, attribute).append(value)
     else:
         parsed.other_options.append(content)
+
+
+def without_index_options(text: str) -> str:
+    """The text minus --index-url/--extra-index-url lines (the caller passes those to pip itself)."""
+    index_options = ("-i", "--index-url", "--extra-index-url")
+    kept = [line for line in text.splitlines()
+            if not any(line.strip() == option or line.strip().startswith((option + " ", option + "="))
+                       for option in index_options)]
+    return "\n".join(kept)

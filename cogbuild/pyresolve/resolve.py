@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -16,6 +17,7 @@ from ..errors import CogbuildError
 from . import reqfile, sdist
 from .diagnose import explain, project_files
 from .index import PYPI_SIMPLE, IndexClient, normalize_index_url
+from .metadata_proxy import MetadataProxy
 from .pinning import FileLocator, check_hash_pins, from_pip_report, to_artifacts
 from .pip_runner import PipFailure, pip_command, run_pip
 from .target import Target
@@ -69,8 +71,11 @@ class _Resolution:
         self.extra_index_urls = [*extra_index_urls, *parsed.extra_index_urls]
         self.find_links = [*find_links, *parsed.find_links]
         self.index_urls = [normalize_index_url(u) for u in [self.index_url or PYPI_SIMPLE, *self.extra_index_urls]]
+        self.proxy = None if os.environ.get("COGBUILD_PIP_PROXY") == "0" else \
+            MetadataProxy(self.index_urls, target, client)
         self.requirements_file = workdir / "requirements.txt"
-        self.requirements_file.write_text(text + "\n")
+        # Index lines in the file would override the proxy for pip; they are in self.index_urls already.
+        self.requirements_file.write_text(reqfile.without_index_options(text) + "\n")
         self.constraints_file = None
         if constraints:
             self.constraints_file = workdir / "constraints.txt"
@@ -80,6 +85,12 @@ class _Resolution:
         self.sdists: dict[str, Artifact] = {}  # stand-in wheel URL → the sdist it stands for
 
     def resolve(self) -> list[Artifact]:
+        if self.proxy is None:
+            return self._resolve()
+        with self.proxy:
+            return self._resolve()
+
+    def _resolve(self) -> list[Artifact]:
         for _ in range(MAX_SDISTS + 1):
             outcome = self._run_pip()
             if not isinstance(outcome, PipFailure):
@@ -91,14 +102,20 @@ class _Resolution:
     def _run_pip(self) -> dict | PipFailure:
         links = self.find_links + ([str(self.standin_dir)] if self.sdists else [])
         report_file = self.workdir / "report.json"
-        command = pip_command(self.target, self.requirements_file, report_file, index_url=self.index_url,
-                              extra_index_urls=self.extra_index_urls, find_links=links,
-                              constraints_file=self.constraints_file)
+        if self.proxy is not None:
+            index_url, *extra = [self.proxy.index_url(n) for n in range(len(self.index_urls))]
+        else:
+            index_url, extra = self.index_url, self.extra_index_urls
+        command = pip_command(self.target, self.requirements_file, report_file, index_url=index_url,
+                              extra_index_urls=extra, find_links=links, constraints_file=self.constraints_file)
         return run_pip(command, report_file)
 
     def _pin(self, report: dict) -> list[Artifact]:
         locator = FileLocator(self.client, self.index_urls, self.find_links + [str(self.standin_dir)])
-        artifacts = to_artifacts(from_pip_report(report), locator, self.target)
+        resolved = from_pip_report(report)
+        if self.proxy is not None:
+            resolved = [dataclasses.replace(item, url=self.proxy.upstream_url(item.url)) for item in resolved]
+        artifacts = to_artifacts(resolved, locator, self.target)
         return [dataclasses.replace(self.sdists[a.url], required_by=a.required_by) if a.url in self.sdists else a
                 for a in artifacts]
 

@@ -39,6 +39,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "network: needs PyPI (pypi.org, files.pythonhosted.org)")
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """cogbuild's cache (wheel metadata) goes to a per-session directory, not the user's."""
+    monkeypatch.setenv("COGBUILD_CACHE", str(tmp_path_factory.getbasetemp() / "cogbuild-cache"))
+
+
 @pytest.fixture(scope="session")
 def wheel_dir(tmp_path_factory: pytest.TempPathFactory):
     directory = tmp_path_factory.mktemp("wheels")

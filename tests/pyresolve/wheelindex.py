@@ -8,6 +8,7 @@ import hashlib
 import html
 import io
 import json
+import re
 import threading
 import zipfile
 from dataclasses import dataclass, field
@@ -82,8 +83,10 @@ class WheelIndex:
     """Serves every file in `directory`: /simple/<project>/ (JSON or HTML by Accept), /html/<project>/
     (always HTML, no sizes), /files/<filename>."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, serve_ranges: bool = True) -> None:
         self.directory = directory
+        self.serve_ranges = serve_ranges
+        self.requests: list[str] = []  # file requests, "range <name>" for range requests
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -123,7 +126,13 @@ class WheelIndex:
             def _serve(self, head: bool) -> None:
                 parts = [p for p in self.path.split("?")[0].split("/") if p]
                 if len(parts) == 2 and parts[0] == "files" and (index.directory / parts[1]).is_file():
-                    return self._send(200, "application/octet-stream", (index.directory / parts[1]).read_bytes(), head)
+                    data = (index.directory / parts[1]).read_bytes()
+                    ranged = re.fullmatch(r"bytes=(\d+)-(\d+)", self.headers.get("Range", ""))
+                    index.requests.append(("range " if ranged else "") + parts[1])
+                    if ranged and index.serve_ranges:
+                        start, end = int(ranged.group(1)), int(ranged.group(2))
+                        return self._send(206, "application/octet-stream", data[start:end + 1], head)
+                    return self._send(200, "application/octet-stream", data, head)
                 if len(parts) == 2 and parts[0] in ("simple", "html"):
                     files = index.project_files(canonicalize_name(parts[1]))
                     if not files:

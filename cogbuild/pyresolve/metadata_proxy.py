@@ -1,0 +1,244 @@
+"""A loopback index in front of the real ones, so pip resolves from METADATA alone and in parallel.
+
+pip reads each candidate's metadata one request after another; without PEP 658 metadata files on the
+index (PyPI mirrors often lack them) it needs several range requests per wheel. This proxy serves pip a
+PEP 691 page per project whose wheels carry `core-metadata`, answers the `.metadata` requests from a
+persistent cache keyed by the wheel's sha256 or by reading the wheel's zip directory, and, as soon as
+it knows a project's likely pick, fetches that wheel's metadata and its dependencies' pages ahead of
+pip, many at once. pip still makes every decision; the proxy only answers sooner.
+
+Files are addressed as /f/<sha256>/<filename>: the report pip writes names them so, and
+upstream_url() maps them back to the real URL for the lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import quote, unquote
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+
+from .index import IndexClient, IndexFile
+from .lazywheel import wheel_metadata
+from .target import Target
+
+
+class MetadataCache:
+    """Wheel METADATA by the wheel's sha256: <root>/<wheel sha256>.<metadata sha256>, written
+    atomically and checked against its own hash on read."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def get(self, wheel_sha256: str) -> bytes | None:
+        for path in self.root.glob(f"{wheel_sha256}.*"):
+            data = path.read_bytes()
+            if hashlib.sha256(data).hexdigest() == path.suffix[1:]:
+                return data
+            path.unlink(missing_ok=True)  # corrupt: fetch again
+        return None
+
+    def put(self, wheel_sha256: str, data: bytes) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".part-")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, self.root / f"{wheel_sha256}.{hashlib.sha256(data).hexdigest()}")
+
+
+def default_cache() -> MetadataCache:
+    from ..cache import cache_dir
+
+    return MetadataCache(cache_dir() / "wheel-metadata")
+
+
+class MetadataProxy:
+    """Serves /<n>/<project>/ for upstream index n, and /f/<sha256>/<filename>[.metadata]."""
+
+    def __init__(self, upstreams: list[str], target: Target, client: IndexClient,
+                 cache: MetadataCache | None = None) -> None:
+        self.upstreams, self.target, self.client = upstreams, target, client
+        self.cache = cache or default_cache()
+        self.rank = {tag: position for position, tag in enumerate(target.tags())}
+        self.environment = {**target.marker_environment(), "extra": ""}
+        self.files: dict[str, IndexFile] = {}
+        self.pages: dict[tuple[int, str], Future] = {}
+        self.metadata: dict[str, Future] = {}
+        self.lock = threading.Lock()
+        self.pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="metadata-proxy")
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self.server.daemon_threads = True
+        # A short poll interval: shutdown() waits for it, once per lock.
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+
+    def __enter__(self) -> MetadataProxy:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def index_url(self, number: int) -> str:
+        return f"{self.base_url}/{number}/"
+
+    def upstream_url(self, url: str) -> str:
+        """The real URL of a file pip saw through the proxy; other URLs unchanged."""
+        prefix = f"{self.base_url}/f/"
+        if url.startswith(prefix):
+            return self.files[url[len(prefix):].split("/", 1)[0]].url
+        return url
+
+    # Pages and metadata are futures, so pip's request and a prefetch share one fetch.
+
+    def page(self, number: int, project: str) -> Future:
+        key = (number, canonicalize_name(project))
+        with self.lock:
+            if key not in self.pages:
+                self.pages[key] = self.pool.submit(self._load_page, *key)
+            return self.pages[key]
+
+    def _load_page(self, number: int, project: str) -> list[IndexFile] | None:
+        files = self.client.project_files(self.upstreams[number], project)
+        if files:
+            with self.lock:
+                for file in files:
+                    if file.sha256:
+                        self.files[file.sha256] = file
+            likely = self._likely_pick(files)
+            if likely is not None:
+                self.wheel_metadata(likely)
+        return files
+
+    def wheel_metadata(self, file: IndexFile) -> Future:
+        with self.lock:
+            if file.sha256 not in self.metadata:
+                self.metadata[file.sha256] = self.pool.submit(self._load_metadata, file)
+            return self.metadata[file.sha256]
+
+    def _load_metadata(self, file: IndexFile) -> bytes:
+        data = self.cache.get(file.sha256)  # type: ignore[arg-type]
+        if data is None:
+            data = wheel_metadata(self.client.http, file.url, file.size)
+            self.cache.put(file.sha256, data)  # type: ignore[arg-type]
+        self._prefetch_dependencies(data)
+        return data
+
+    def _prefetch_dependencies(self, metadata: bytes) -> None:
+        from email.parser import BytesHeaderParser
+
+        for line in BytesHeaderParser().parsebytes(metadata).get_all("Requires-Dist") or []:
+            try:
+                requirement = Requirement(line)
+            except InvalidRequirement:
+                continue
+            if requirement.marker is None or requirement.marker.evaluate(self.environment):
+                for number in range(len(self.upstreams)):
+                    self.page(number, requirement.name)
+
+    def _likely_pick(self, files: list[IndexFile]) -> IndexFile | None:
+        """The wheel pip will most likely choose: newest final release, best tag for the target."""
+        best = None
+        for file in files:
+            if file.yanked or not file.sha256 or not self._python_ok(file):
+                continue
+            try:
+                _, version, _, tags = parse_wheel_filename(file.filename)
+            except InvalidWheelFilename:
+                continue
+            ranks = [self.rank[tag] for tag in tags if tag in self.rank]
+            if ranks and not version.is_prerelease:
+                key = (version, -min(ranks))
+                if best is None or key > best[0]:
+                    best = (key, file)
+        return best[1] if best else None
+
+    def _python_ok(self, file: IndexFile) -> bool:
+        try:
+            return not file.requires_python or SpecifierSet(file.requires_python).contains(
+                f"{self.target.python_version}.0", prereleases=True)
+        except InvalidSpecifier:
+            return True
+
+    def fits_target(self, file: IndexFile) -> bool:
+        """Wheels the target cannot install are left off pip's page: pip would only skip them, slowly
+        (torch's page lists about a thousand files)."""
+        if not file.filename.endswith(".whl"):
+            return True
+        try:
+            tags = parse_wheel_filename(file.filename)[3]
+        except InvalidWheelFilename:
+            return True
+        return any(tag in self.rank for tag in tags)
+
+    def page_json(self, project: str, files: list[IndexFile]) -> bytes:
+        entries = []
+        for file in filter(self.fits_target, files):
+            entry = {"filename": file.filename, "hashes": {}, "requires-python": file.requires_python,
+                     "yanked": file.yanked, "url": file.url}
+            if file.size is not None:
+                entry["size"] = file.size
+            if file.sha256:
+                entry["hashes"] = {"sha256": file.sha256}
+                entry["url"] = f"{self.base_url}/f/{file.sha256}/{quote(file.filename)}"
+                if file.filename.endswith(".whl"):
+                    entry["core-metadata"] = True
+            entries.append(entry)
+        return json.dumps({"meta": {"api-version": "1.1"}, "name": project, "files": entries}).encode()
+
+
+def _handler(proxy: MetadataProxy):
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            parts = [unquote(p) for p in self.path.split("?")[0].split("/") if p]
+            try:
+                if len(parts) == 3 and parts[0] == "f":
+                    return self._file(parts[1], parts[2])
+                if len(parts) == 2 and parts[0].isdigit() and int(parts[0]) < len(proxy.upstreams):
+                    return self._page(int(parts[0]), parts[1])
+                self._send(404, "text/plain", b"not found")
+            except Exception as exc:  # pip shows the status; the reason goes in the body
+                self._send(502, "text/plain", f"{type(exc).__name__}: {exc}".encode())
+
+        def _page(self, number: int, project: str) -> None:
+            files = proxy.page(number, project).result()
+            if files is None:
+                return self._send(404, "text/plain", b"no such project")
+            self._send(200, "application/vnd.pypi.simple.v1+json", proxy.page_json(project, files))
+
+        def _file(self, sha256: str, filename: str) -> None:
+            file = proxy.files.get(sha256)
+            if file is None:
+                return self._send(404, "text/plain", b"unknown file")
+            if filename.endswith(".metadata"):
+                return self._send(200, "application/octet-stream", proxy.wheel_metadata(file).result())
+            self.send_response(302)
+            self.send_header("Location", file.url)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def _send(self, status: int, content_type: str, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    return Handler
