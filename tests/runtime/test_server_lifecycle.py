@@ -77,6 +77,16 @@ def test_worker_death_fails_the_prediction_and_reports_defunct(serve, how, cause
     assert server.process.poll() is None  # the server itself stays up
 
 
+def test_dead_worker_can_be_replaced(serve):
+    server = serve("predict.py:Crash", env={"COG_RESTART_DEAD_WORKER": "1"})
+    body = server.client.post("/predictions", json={"input": {"how": "kill"}}).json()
+    assert body["status"] == "failed" and "SIGKILL" in body["error"]
+    health = server.wait_until("READY")
+    assert health["worker_restarts"] == 1 and "restarted (#1) after it died" in health["setup"]["logs"]
+    assert server.client.post("/predictions", json={"input": {"how": "exit"}}).json()["status"] == "failed"
+    assert server.wait_until("READY")["worker_restarts"] == 2
+
+
 def test_setup_failure(serve):
     server = serve("predict.py:SetupFails")
     health = server.client.get("/health-check").json()

@@ -67,7 +67,7 @@ async def root(request: web.Request) -> web.Response:
 async def health_check(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     status, problem = await service.health()
-    body = {"status": status, "setup": service.worker.setup}
+    body = {"status": status, "setup": service.worker.setup, "worker_restarts": service.worker.restarts}
     if problem is not None:
         body["user_healthcheck_error"] = problem
     return _json(body)

@@ -28,10 +28,12 @@ LogHook = Callable[[Prediction, str], None]  # (prediction, the new text, secret
 
 class WorkerProcess:
     def __init__(self, predictor_ref: str, *, on_output: OutputHook, on_done: DoneHook, on_log: LogHook,
-                 cancel_grace: float = 1.0) -> None:
+                 cancel_grace: float = 1.0, restart_dead_worker: bool = False) -> None:
         self.predictor_ref = predictor_ref
         self.on_output, self.on_done, self.on_log = on_output, on_done, on_log
         self.cancel_grace = cancel_grace
+        self.restart_dead_worker = restart_dead_worker
+        self.restarts = 0  # how often a worker that died on its own was replaced
         self.state = STARTING
         self.signature: Signature | None = None
         self.setup = {"started_at": None, "completed_at": None, "status": None, "logs": ""}
@@ -220,5 +222,11 @@ class WorkerProcess:
         if self.state == STARTING and not self._expected_exit:
             self._end_setup("failed", f"the worker process died during setup: {cause}")
         elif not self._expected_exit and self.state == READY:
+            if self.restart_dead_worker:
+                self.restarts += 1
+                await self.start()
+                note = f"cog: worker restarted (#{self.restarts}) after it died: {cause}\n"
+                self.setup["logs"] = note + self.setup["logs"]
+                return
             self.state = DEFUNCT
         self.ready.set()

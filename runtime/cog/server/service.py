@@ -44,6 +44,7 @@ class Settings:
     shutdown_grace: float = 30.0
     cancel_grace: float = 1.0
     healthcheck_timeout: float = 5.0
+    restart_dead_worker: bool = False  # else a dead worker leaves the server DEFUNCT
 
     @classmethod
     def from_env(cls, predictor_ref: str, upload_url: str | None = None) -> Settings:
@@ -56,7 +57,17 @@ class Settings:
             shutdown_grace=_env_number("COG_SHUTDOWN_GRACE", float, 30.0, minimum=0),
             cancel_grace=_env_number("COG_CANCEL_GRACE", float, 1.0, minimum=0),
             healthcheck_timeout=_env_number("COG_HEALTHCHECK_TIMEOUT", float, 5.0, minimum=0),
+            restart_dead_worker=_env_flag("COG_RESTART_DEAD_WORKER"),
         )
+
+
+def _env_flag(name: str) -> bool:
+    text = os.environ.get(name, "").strip().lower()
+    if text in ("", "0", "false", "no"):
+        return False
+    if text in ("1", "true", "yes"):
+        return True
+    raise ValueError(f"{name}={text!r} is not one of 1, true, yes, 0, false, no")
 
 
 def _env_number(name: str, cast: type, default: Any, *, minimum: float) -> Any:
@@ -79,7 +90,8 @@ class PredictionService:
         self.active: dict[str, Prediction] = {}
         self.shutting_down = False
         self.worker = WorkerProcess(settings.predictor_ref, on_output=self._on_output, on_done=self._on_done,
-                                    on_log=self._on_log, cancel_grace=settings.cancel_grace)
+                                    on_log=self._on_log, cancel_grace=settings.cancel_grace,
+                                    restart_dead_worker=settings.restart_dead_worker)
         self.session: aiohttp.ClientSession | None = None
         self.webhooks: WebhookSender | None = None
         self.fetcher: Fetcher | None = None
