@@ -3,6 +3,11 @@
 - resolve_requirements: requirement lines → the pinned closure of wheels (pip resolves, see pip_runner)
 - wheels_for_lockfile: a pip-compile lockfile with --hash lines → the one wheel per pin for the target
 - export_requirements: Artifacts → pip-compile-style requirements text with --hash lines
+
+Map: target.py (the image's tags and markers) · pip_runner.py + _pip_shim.py (pip as the resolver) ·
+metadata_proxy.py + lazywheel.py (METADATA for pip, fast) · index.py (PEP 691/503 pages, find-links) ·
+pinning.py (exact URL/sha256/size, required_by) · diagnose.py (one-sentence errors) · sdist.py (PEP 643)
+· reqfile.py (requirements text) · lockfile.py · export.py. `python -m cogbuild.pyresolve` for debugging.
 """
 
 from .export import export_requirements
