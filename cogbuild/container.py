@@ -21,6 +21,7 @@ import socket
 import subprocess
 import tarfile
 import tempfile
+import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -223,7 +224,9 @@ class Container(Protocol):
 
     def alive(self) -> bool: ...
 
-    def follow_logs(self) -> subprocess.Popen: ...
+    def follow_logs(self) -> Callable[[], None]:
+        """Copy the container's output to stderr as it comes; returns the function that stops copying."""
+        ...
 
     def remove(self) -> None: ...
 
@@ -351,9 +354,10 @@ class EngineContainer:
                              capture_output=True, text=True, env=self.runtime.env())
         return out.returncode == 0 and out.stdout.strip() == "true"
 
-    def follow_logs(self) -> subprocess.Popen:
-        return subprocess.Popen(self.runtime.command("logs", "-f", self.id), env=self.runtime.env(),
-                                stdout=_STDERR, stderr=_STDERR)
+    def follow_logs(self) -> Callable[[], None]:
+        follower = subprocess.Popen(self.runtime.command("logs", "-f", self.id), env=self.runtime.env(),
+                                    stdout=_STDERR, stderr=_STDERR)
+        return lambda: (follower.terminate(), follower.wait())
 
     def remove(self) -> None:
         subprocess.run(self.runtime.command("rm", "-f", "-t", "2", self.id), capture_output=True,
@@ -367,34 +371,77 @@ class BundleRuntime:
     name: str
 
     def start(self, image: Image, port: int, env: dict[str, str], gpu: bool) -> "BundleContainer":
-        rootless = os.geteuid() != 0
         bundles = cache_dir() / "bundles"
         bundles.mkdir(parents=True, exist_ok=True)
         container_id = f"cogbuild-{uuid.uuid4().hex[:12]}"
-        bundle = bundles / container_id
+        container = BundleContainer(self, container_id, f"http://127.0.0.1:{port}", bundles / container_id)
         try:
-            with single_image_layout(image) as layout:
-                unpack = ["umoci", "unpack", *(["--rootless"] if rootless else []),
-                          "--image", f"{layout}:{_RUN_REF}", str(bundle)]
-                done = subprocess.run(unpack, capture_output=True, text=True)
-            if done.returncode != 0:
-                raise CogbuildError(f"umoci could not unpack {image.name}: {_last_line(done.stderr)}")
-            adjust_bundle_config(bundle / "config.json", {"PORT": str(port), **env})
-            container = BundleContainer(self, container_id, f"http://127.0.0.1:{port}", bundle)
+            prepare_bundle(image, container.bundle)
+            adjust_bundle_config(container.bundle / "config.json", {"PORT": str(port), **env})
             with open(container.log_path, "wb") as log:
-                started = subprocess.run(self.command("run", "--detach", "--bundle", str(bundle), container_id),
-                                         stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+                started = subprocess.run(self.command("run", "--detach", "--bundle", str(container.bundle),
+                                                      container_id), stdin=subprocess.DEVNULL, stdout=log, stderr=log)
             if started.returncode != 0:
                 raise CogbuildError(f"{self.name} could not start {image.name}: {_last_line(container.logs())}")
             return container
         except BaseException:
-            subprocess.run(self.command("delete", "--force", container_id), capture_output=True)
-            shutil.rmtree(bundle, ignore_errors=True)
+            container.remove()
             raise
 
     def command(self, *args: str) -> list[str]:
         rootless = ["--rootless", "true"] if os.geteuid() != 0 and self.name == "runc" else []
         return [self.name, *rootless, *args]
+
+
+def prepare_bundle(image: Image, bundle: Path) -> None:
+    """An OCI runtime bundle for `image` at `bundle`.
+
+    As root: the image is unpacked once per manifest into the cache (umoci hashes every file, seconds
+    for a small image) and each container gets an overlay on top of it, so runs start at once and
+    never change the cached tree. Otherwise, or when overlay mounts are refused: a fresh unpack.
+    """
+    if os.geteuid() == 0 and shutil.which("mount") and shutil.which("umount"):
+        unpacked = _cached_unpack(image)
+        bundle.mkdir()
+        for part in ("rootfs", "upper", "work"):
+            (bundle / part).mkdir()
+        options = f"lowerdir={unpacked / 'rootfs'},upperdir={bundle / 'upper'},workdir={bundle / 'work'}"
+        mounted = subprocess.run(["mount", "-t", "overlay", "overlay", "-o", options, str(bundle / "rootfs")],
+                                 capture_output=True, text=True)
+        if mounted.returncode == 0:
+            shutil.copyfile(unpacked / "config.json", bundle / "config.json")
+            return
+        shutil.rmtree(bundle)
+    _unpack(image, bundle, rootless=os.geteuid() != 0)
+
+
+def _cached_unpack(image: Image) -> Path:
+    """The image unpacked once, keyed by manifest digest; written beside and renamed into place."""
+    root = cache_dir() / "rootfs"
+    target = root / image.manifest.digest.split(":")[1]
+    if (target / "config.json").is_file():
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    partial = root / f".partial-{uuid.uuid4().hex[:12]}"
+    try:
+        _unpack(image, partial, rootless=False)
+        try:
+            os.rename(partial, target)
+        except OSError:  # another run finished the same unpack first
+            if not (target / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return target
+
+
+def _unpack(image: Image, bundle: Path, rootless: bool) -> None:
+    with single_image_layout(image) as layout:
+        unpack = ["umoci", "unpack", *(["--rootless"] if rootless else []),
+                  "--image", f"{layout}:{_RUN_REF}", str(bundle)]
+        done = subprocess.run(unpack, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise CogbuildError(f"umoci could not unpack {image.name}: {_last_line(done.stderr)}")
 
 
 def adjust_bundle_config(path: Path, env: dict[str, str]) -> None:
@@ -438,12 +485,29 @@ class BundleContainer:
         except ValueError:
             return False
 
-    def follow_logs(self) -> subprocess.Popen:
-        return subprocess.Popen(["tail", "-n", "+1", "-f", str(self.log_path)], stdout=_STDERR)
+    def follow_logs(self) -> Callable[[], None]:
+        stop = threading.Event()
+
+        def copy() -> None:
+            with open(self.log_path, "rb") as log:
+                while True:
+                    chunk = log.read(65536)
+                    if chunk:
+                        os.write(_STDERR, chunk)
+                    elif stop.wait(0.2):
+                        return
+
+        thread = threading.Thread(target=copy, daemon=True)
+        thread.start()
+        return lambda: (stop.set(), thread.join())
 
     def remove(self) -> None:
         subprocess.run(self.runtime.command("delete", "--force", self.id), capture_output=True)
-        shutil.rmtree(self.bundle, ignore_errors=True)
+        rootfs = self.bundle / "rootfs"
+        if os.path.ismount(rootfs):  # an overlay on the cached unpack: detach it, never delete through it
+            subprocess.run(["umount", "--lazy", str(rootfs)], capture_output=True)
+        if not os.path.ismount(rootfs):
+            shutil.rmtree(self.bundle, ignore_errors=True)
 
 
 # -- start, wait, clean up -----------------------------------------------------------------------

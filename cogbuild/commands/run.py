@@ -73,13 +73,12 @@ def command(ctx: click.Context, image_name: str, port: int, runtime: str | None,
 
 
 def _follow_until_exit(container: Container) -> None:
-    follower = container.follow_logs()
+    stop_following = container.follow_logs()
     try:
         while container.alive():
             time.sleep(1)
     finally:
-        follower.terminate()
-        follower.wait()
+        stop_following()
 
 
 def _interrupt(signum, frame) -> None:

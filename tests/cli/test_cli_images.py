@@ -84,6 +84,13 @@ def test_predict_with_umoci_and_runc_file_in_file_out(tmp_path, runc_env, built)
     assert run.out.strip() == "output.md"
     assert (tmp_path / "output.md").read_text() == "copied:DAEMONLESS"
     assert built.leftover_bundles() == [], "the container's bundle must be removed"
+    if os.geteuid() == 0:  # as root each run is an overlay on one cached unpack, which runs never change
+        cached = list((Path(runc_env["COGBUILD_CACHE"]) / "rootfs").glob("*/rootfs"))
+        assert len(cached) == 1
+        assert list((cached[0] / "tmp").iterdir()) == [], "the model's writes belong to the run, not the cache"
+        assert not list((cached[0] / "src").glob("__pycache__"))
+        with open("/proc/mounts") as mounts:
+            assert str(built.bundles) not in mounts.read()
 
 
 def test_daemonless_is_chosen_when_neither_podman_nor_docker_is_on_path(tmp_path, runc_env, built):
@@ -151,7 +158,9 @@ def test_run_serves_until_sigterm_and_cleans_up(tmp_path, runc_env, built):
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(60)
-    assert code == 0, proc.stderr.read()
+    err = proc.stderr.read()
+    assert code == 0, err
+    assert [line for line in err.splitlines() if not line.startswith("•")], "the container's output follows"
     assert built.leftover_bundles() == []
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{port}/health-check", timeout=2)
