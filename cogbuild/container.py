@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shutil
 import socket
 import subprocess
@@ -34,7 +35,7 @@ import httpx
 from .cache import cache_dir
 from .errors import CogbuildError, UsageError
 from .layers.descriptor import Descriptor
-from .registry.layout import REF_ANNOTATION, Layout, LayoutError
+from .registry.layout import REF_ANNOTATION, Layout, LayoutError, atomic_write
 from .registry.reference import parse_reference
 
 READY_TIMEOUT = float(os.environ.get("COGBUILD_READY_TIMEOUT", "300"))
@@ -204,14 +205,38 @@ def single_image_layout(image: Image) -> Iterator[Path]:
     """A temporary OCI layout naming only `image.manifest` (as `run`); its blobs link to the store's."""
     root = Path(tempfile.mkdtemp(prefix="cogbuild-image-"))
     try:
-        (root / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
-        (root / "blobs").symlink_to((image.layout.root / "blobs").resolve())
-        entry = {**image.manifest.to_json(), "annotations": {REF_ANNOTATION: _RUN_REF}}
-        index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [entry]}
-        (root / "index.json").write_text(json.dumps(index))
+        _write_single_layout(image, root)
         yield root
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _write_single_layout(image: Image, root: Path) -> None:
+    (root / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    link = root / f".blobs-{uuid.uuid4().hex[:8]}"
+    link.symlink_to((image.layout.root / "blobs").resolve())
+    os.replace(link, root / "blobs")  # atomic: a concurrent run always sees a whole link
+    entry = {**image.manifest.to_json(), "annotations": {REF_ANNOTATION: _RUN_REF}}
+    index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [entry]}
+    atomic_write(root / "index.json", json.dumps(index).encode())
+
+
+_REFERENCE_PATH = re.compile(r"(/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)+")
+
+
+def podman_image_layout(image: Image) -> Path:
+    """A lasting single-image layout at a path named by the manifest digest.
+
+    podman names what it copies from `oci:PATH` after PATH, so PATH must be a valid image name
+    (lowercase, no component starting with a dot) and stable, or every run would add a new name.
+    """
+    parent = Path(tempfile.gettempdir()).resolve()
+    if not _REFERENCE_PATH.fullmatch(str(parent)):
+        parent = Path("/tmp")
+    root = parent / f"cogbuild-oci-{os.geteuid()}" / image.manifest.digest.split(":")[1][:32]
+    root.mkdir(parents=True, exist_ok=True)
+    _write_single_layout(image, root)
+    return root
 
 
 # -- runtimes ------------------------------------------------------------------------------------
@@ -307,9 +332,12 @@ class EngineRuntime:
             args += ["-e", f"{key}={value}"]
         if gpu:
             args += self.gpu_flags()
-        with single_image_layout(image) as layout:
-            target = f"oci:{layout}:{_RUN_REF}" if self.name == "podman" else self._docker_load(layout, image)
-            started = subprocess.run(self.command(*args, target), capture_output=True, text=True, env=self.env())
+        if self.name == "podman":
+            target = f"oci:{podman_image_layout(image)}:{_RUN_REF}"
+        else:
+            with single_image_layout(image) as layout:
+                target = self._docker_load(layout, image)
+        started = subprocess.run(self.command(*args, target), capture_output=True, text=True, env=self.env())
         if started.returncode != 0:
             raise CogbuildError(f"{self.name} could not start {image.name}: {_last_line(started.stderr)}")
         return EngineContainer(self, _last_line(started.stdout), f"http://127.0.0.1:{port}")

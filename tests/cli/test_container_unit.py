@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 from cli_helpers import require
 
 from cogbuild.container import (BundleRuntime, EngineRuntime, adjust_bundle_config, choose_runtime, find_image,
-                                host_platform, single_image_layout)
+                                host_platform, podman_image_layout, single_image_layout)
 from cogbuild.errors import CogbuildError, UsageError
 from cogbuild.layers.descriptor import OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, Descriptor, canonical_json
 from cogbuild.registry.layout import Layout
@@ -120,6 +121,22 @@ def test_single_image_layout_names_only_the_chosen_manifest(store):
         assert index["manifests"][0]["annotations"] == {"org.opencontainers.image.ref.name": "run"}
         assert Layout(root).read_blob(chosen.digest)  # blobs reachable, verified by hash
     assert not root.exists()
+
+
+def test_podman_layout_path_is_a_valid_stable_image_name(store, monkeypatch, tmp_path):
+    odd = tmp_path / "Upper" / ".hidden"
+    odd.mkdir(parents=True)
+    monkeypatch.setenv("TMPDIR", str(odd))  # podman could not name an image after this path
+    monkeypatch.setattr("tempfile.tempdir", None)
+    store.tag("m:latest", write_image(store, HERE, "cpu"))
+    image = find_image("m:latest", store, gpu=False)
+    first, again = podman_image_layout(image), podman_image_layout(image)
+    assert first == again, "one path per manifest, so podman keeps one name per image"
+    assert str(first).startswith("/tmp/cogbuild-oci-")
+    assert re.fullmatch(r"[a-z0-9/_.-]+", str(first)) and "/." not in str(first)
+    index = json.loads((first / "index.json").read_text())
+    assert [m["digest"] for m in index["manifests"]] == [image.manifest.digest]
+    assert Layout(first).read_blob(image.manifest.digest)
 
 
 def test_bundle_config_gets_host_network_port_and_no_terminal(tmp_path):
