@@ -6,7 +6,7 @@ import json
 import sys
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import click
 import httpx
@@ -91,9 +91,12 @@ def command(ctx: click.Context, target: str, inputs: tuple[str, ...], out_path: 
             if payload is None:  # an image built without the schema label: ask the server
                 schema = _fetch_schema(base)
                 payload = parse_inputs(flags, schema)
+        show_logs = _show_logs(is_quiet(ctx))
         with spinner("predicting", ctx):
-            body = _post_prediction(base, payload)
-    _report(body, schema, out_path, as_json, quiet=is_quiet(ctx))
+            body, logs_shown = _post_prediction(base, payload, show_logs)
+    if not logs_shown and not as_json:
+        show_logs(body.get("logs") or "")
+    _report(body, schema, out_path, as_json)
 
 
 def _fetch_schema(base: str) -> dict | None:
@@ -103,11 +106,41 @@ def _fetch_schema(base: str) -> dict | None:
         return None
 
 
-def _post_prediction(base: str, payload: dict[str, Any]) -> dict[str, Any]:
+def _post_prediction(base: str, payload: dict[str, Any], on_logs: Callable[[str], None]) -> tuple[dict, bool]:
+    """POST the prediction, asking for server-sent events so logs show while the model works.
+
+    Returns the final response and whether its logs were already shown. A server that answers with
+    plain JSON instead (an error, or a runtime without streaming) is read as such.
+    """
     try:
-        response = httpx.post(f"{base}/predictions", json={"input": payload}, timeout=None)
+        with httpx.stream("POST", f"{base}/predictions", json={"input": payload}, timeout=None,
+                          headers={"Accept": "text/event-stream"}) as response:
+            if "text/event-stream" in response.headers.get("content-type", ""):
+                return _read_events(response, on_logs), True
+            response.read()
     except httpx.HTTPError as exc:
         raise CogbuildError(f"the prediction request to {base} failed: {exc}") from None
+    return _json_answer(response), False
+
+
+def _read_events(response: httpx.Response, on_logs: Callable[[str], None]) -> dict[str, Any]:
+    event, data = None, []
+    for line in response.iter_lines():
+        if line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].strip())
+        elif not line and event:
+            payload = json.loads("\n".join(data)) if data else None
+            if event == "logs" and payload:
+                on_logs(payload)
+            elif event == "completed":
+                return payload
+            event, data = None, []
+    raise CogbuildError("the model server closed the prediction stream before it completed")
+
+
+def _json_answer(response: httpx.Response) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError:
@@ -121,16 +154,21 @@ def _post_prediction(base: str, payload: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-def _report(body: dict[str, Any], schema: dict | None, out_path: str | None, as_json: bool, quiet: bool) -> None:
+def _show_logs(quiet: bool) -> Callable[[str], None]:
+    def show(text: str) -> None:
+        if not quiet and text:
+            sys.stderr.write(text if text.endswith("\n") else text + "\n")
+            sys.stderr.flush()
+    return show
+
+
+def _report(body: dict[str, Any], schema: dict | None, out_path: str | None, as_json: bool) -> None:
     status = body.get("status")
     if as_json:
         result(json.dumps(body, indent=2))
-    else:
-        if body.get("logs") and not quiet:
-            sys.stderr.write(body["logs"] if body["logs"].endswith("\n") else body["logs"] + "\n")
-        if status == "succeeded":
-            for line in write_output(body.get("output"), out_path, schema):
-                result(line)
+    elif status == "succeeded":
+        for line in write_output(body.get("output"), out_path, schema):
+            result(line)
     if status != "succeeded":
         error = (body.get("error") or "no error message").strip().splitlines()
         raise CogbuildError(f"the prediction {status or 'failed'}: {error[-1] if error else ''}")

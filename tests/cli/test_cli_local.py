@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import click
 import pytest
@@ -70,6 +72,26 @@ def test_quiet_prints_only_the_result(tmp_path, env):
     assert "starting the model" in loud.err
     assert quiet.err == ""
     assert "\x1b[" not in loud.err, "a log that is not a terminal gets no escape codes"
+
+
+def test_logs_show_while_the_model_runs(tmp_path, env):
+    model = copy_model("waiting", tmp_path / "waiting")
+    release = tmp_path / "release"
+    proc = subprocess.Popen([sys.executable, "-m", "cogbuild", "predict", str(model), "-i", f"release={release}"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        seen = []
+        for line in proc.stderr:  # the model blocks until `release` exists, so this log came live
+            seen.append(line)
+            if "waiting for the release file" in line:
+                break
+        assert proc.poll() is None, "".join(seen)
+        release.touch()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert (proc.returncode, out) == (0, "released\n"), err
+    assert "waiting for the release file" not in err, "logs shown live are not printed again"
 
 
 # -- every error is one sentence with the right exit code ------------------------------------------
