@@ -14,6 +14,13 @@ async_slow = module_server("predict.py:AsyncSlow")
 ASYNC = {"Prefer": "respond-async"}
 
 
+def wait_for_health(server, status: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while server.client.get("/health-check").json()["status"] != status:
+        assert time.monotonic() < deadline, f"never {status}"
+        time.sleep(0.01)
+
+
 def test_respond_async_returns_202_then_webhooks(tokens, sink):
     response = tokens.client.post("/predictions", headers=ASYNC, json={
         "id": "hook-1", "input": {"words": 5, "delay": 0.1}, "webhook": f"{sink.url}/hook"})
@@ -80,10 +87,7 @@ def test_sync_predictor_is_one_at_a_time_409_and_busy(serve):
     first = threading.Thread(target=server.client.post, args=("/predictions",),
                              kwargs={"json": {"input": {"seconds": 1.0}}})
     first.start()
-    deadline = time.monotonic() + 5
-    while server.client.get("/health-check").json()["status"] != "BUSY" and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.client.get("/health-check").json()["status"] == "BUSY"
+    wait_for_health(server, "BUSY")
     second = server.client.post("/predictions", json={"input": {"seconds": 0}})
     assert second.status_code == 409
     first.join()
@@ -96,16 +100,15 @@ def test_async_predictor_runs_concurrently_up_to_its_slots(async_slow):
     def post(tag):
         results[tag] = async_slow.client.post("/predictions", json={"input": {"seconds": 0.8, "tag": tag}})
 
-    started = time.monotonic()
     threads = [threading.Thread(target=post, args=(t,)) for t in ("a", "b")]
     for thread in threads:
         thread.start()
-    time.sleep(0.3)
-    assert async_slow.client.get("/health-check").json()["status"] == "BUSY"
+    wait_for_health(async_slow, "BUSY")
     assert async_slow.client.post("/predictions", json={"input": {"seconds": 0}}).status_code == 409
     for thread in threads:
         thread.join()
-    assert time.monotonic() - started < 1.5  # both ran at once
+    a, b = results["a"].json(), results["b"].json()
+    assert a["started_at"] < b["completed_at"] and b["started_at"] < a["completed_at"]  # they overlapped
     for tag in "ab":
         body = results[tag].json()
         assert body["output"] == f"done {tag}"
@@ -118,7 +121,7 @@ def test_concurrency_from_env(serve):
     thread = threading.Thread(target=server.client.post, args=("/predictions",),
                               kwargs={"json": {"input": {"seconds": 0.6}}})
     thread.start()
-    time.sleep(0.3)
+    wait_for_health(server, "BUSY")
     assert server.client.post("/predictions", json={"input": {"seconds": 0}}).status_code == 409
     thread.join()
 
@@ -137,7 +140,7 @@ def test_put_is_idempotent(serve):
     assert again.json()["status"] in ("starting", "processing")
     mismatch = server.client.put("/predictions/other", json={"id": "different", "input": {}})
     assert mismatch.status_code == 422
-    time.sleep(0.8)
+    wait_for_health(server, "READY")
     done = server.client.put("/predictions/after", json={"input": {"seconds": 0}})
     assert done.status_code == 200 and done.json()["output"] == "slept"
 

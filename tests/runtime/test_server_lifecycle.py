@@ -11,9 +11,15 @@ import pytest
 ASYNC = {"Prefer": "respond-async"}
 
 
-def wait_status(server, prediction_id: str, sink, status: str) -> dict:
-    hooks = sink.wait_for_webhook(status)
-    return next(h for h in hooks if h["id"] == prediction_id and h["status"] == status)
+def wait_status(server, prediction_id: str, sink, status: str, timeout: float = 20) -> dict:
+    """The webhook that reported `status` for this prediction (waits for it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for hook in sink.webhooks():
+            if hook["id"] == prediction_id and hook["status"] == status:
+                return hook
+        time.sleep(0.02)
+    raise AssertionError(f"{prediction_id} never reported {status}: {[(h['id'], h['status']) for h in sink.webhooks()]}")
 
 
 def test_cancel_interrupts_sync_sleep_quickly(serve, sink):
@@ -28,6 +34,19 @@ def test_cancel_interrupts_sync_sleep_quickly(serve, sink):
     assert "started" in final["logs"] and final["error"] is None
     assert server.client.get("/health-check").json()["status"] == "READY"
     assert server.client.post("/predictions", json={"input": {"seconds": 0}}).json()["output"] == "slept"
+
+
+def test_cancel_right_after_submit_is_not_lost(serve, sink):
+    for predictor in ("predict.py:Slow", "predict.py:AsyncSlow"):
+        server = serve(predictor, env={"COG_CANCEL_GRACE": "30"})  # no kill-and-respawn rescue
+        for attempt in range(5):
+            pid = f"early-{predictor}-{attempt}"
+            accepted = server.client.post("/predictions", headers=ASYNC, json={
+                "id": pid, "input": {"seconds": 30}, "webhook": f"{sink.url}/h",
+                "webhook_events_filter": ["completed"]})
+            assert accepted.status_code == 202
+            assert server.client.post(f"/predictions/{pid}/cancel").status_code == 200
+            assert wait_status(server, pid, sink, "canceled", timeout=5)["status"] == "canceled"
 
 
 def test_cancel_of_a_sync_request_answers_canceled(serve):

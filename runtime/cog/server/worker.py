@@ -182,6 +182,7 @@ class Worker:
         self.sync_cancel_target: str | None = None
         self.scratch = tempfile.mkdtemp(prefix="cog-worker-")
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.early_cancels: set[str] = set()  # async: cancels that overtook their predict message
 
     def sole_prediction(self) -> str | None:
         return next(iter(self.running)) if len(self.running) == 1 else None
@@ -230,6 +231,8 @@ class Worker:
         self.running[pid] = True
         self.sync_current = pid
         try:
+            if self.sync_cancel_target == pid:  # canceled before it started
+                raise CancelationException()
             result = self.predictor.predict(**self._prepare(message, opened))
             if self.signature.is_iterator or inspect.isgenerator(result):
                 for item in result:
@@ -313,8 +316,9 @@ class Worker:
             raise CancelationException()
 
     def request_sync_cancel(self, pid: str) -> None:
+        # Remembered even when the prediction has not started yet: run_sync checks it first.
+        self.sync_cancel_target = pid
         if self.sync_current == pid:
-            self.sync_cancel_target = pid
             signal.pthread_kill(threading.main_thread().ident, CANCEL_SIGNAL)  # type: ignore[arg-type]
 
 
@@ -336,8 +340,18 @@ def _serve_async(worker: Worker, channel: Channel, loop: asyncio.AbstractEventLo
     def dispatch(message: dict[str, Any] | None) -> None:
         if message is None or message["op"] == "shutdown":
             stopped.set()
+        elif message["op"] == "predict" and message["id"] in worker.early_cancels:
+            worker.early_cancels.discard(message["id"])
+            worker._finish(message["id"], "canceled")
         elif message["op"] == "predict":
-            worker.running[message["id"]] = loop.create_task(worker.run_async(message))
+            pid = message["id"]
+            task = worker.running[pid] = loop.create_task(worker.run_async(message))
+            task.add_done_callback(lambda t: canceled_before_start(t, pid))
+
+    def canceled_before_start(task: asyncio.Task, pid: str) -> None:
+        # A task canceled before its first step never runs run_async's own handler.
+        if task.cancelled() and pid in worker.running:
+            worker._finish(pid, "canceled")
 
     def read() -> None:
         while True:
@@ -357,6 +371,8 @@ def _serve_control(worker: Worker, control: Channel, loop: asyncio.AbstractEvent
     def cancel_task(pid: str) -> None:
         if (task := worker.running.get(pid)) is not None:
             task.cancel()
+        else:  # the predict message may still be on its way through the other socket
+            worker.early_cancels.add(pid)
 
     def read() -> None:
         while (message := control.receive()) is not None:
