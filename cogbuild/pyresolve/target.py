@@ -38,6 +38,10 @@ class Target:
             raise UsageError(f"Architecture {self.arch!r} is not one of {', '.join(ARCHES)}.")
         if not re.fullmatch(r"2\.\d{1,2}", self.glibc):
             raise UsageError(f"glibc version {self.glibc!r} is not of the form 2.X.")
+        oldest = _OLDEST_GLIBC[self.arch]
+        if int(self.glibc.split(".")[1]) < oldest[1]:
+            raise UsageError(f"glibc {self.glibc} is older than any manylinux wheel for {self.arch} "
+                             f"(manylinux starts at glibc {oldest[0]}.{oldest[1]}).")
 
     @property
     def version_tuple(self) -> tuple[int, int]:
