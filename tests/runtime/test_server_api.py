@@ -174,3 +174,20 @@ def test_seed_form_lists_and_bad_uploads(serve):
     assert not_a_file.status_code == 422 and not_a_file.json()["detail"][0]["loc"] == ["body", "input", "text"]
     tags = echo.client.post("/predict", data={"text": "a", "tags": ["x", "y"]})
     assert tags.json()["tags"] == ["x", "y"]
+
+
+def test_nested_list_output_with_files(serve):
+    server = serve("predict.py:Mixed")
+    body = server.client.post("/predictions", json={"input": {"x": 2}}).json()
+    assert body["output"] == [{"x": 2.0, "flag": True, "nothing": None, "files": ["data:application/json;base64,e30="],
+                               "tuple": [1, 2]}]
+    schema = server.client.get("/openapi.json").json()["components"]["schemas"]["Output"]
+    assert schema["type"] == "array" and schema["items"] == {"type": "object"}
+
+
+@pytest.mark.parametrize("what, words", [("object", "cannot be sent as output"), ("nan", "cannot be sent")])
+def test_outputs_json_cannot_carry_fail_clearly(serve, what, words):
+    server = serve("predict.py:Unsendable")
+    body = server.client.post("/predictions", json={"input": {"what": what}}).json()
+    assert body["status"] == "failed" and words in body["error"]
+    assert server.client.get("/health-check").json()["status"] == "READY"

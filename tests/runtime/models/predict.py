@@ -219,3 +219,18 @@ class AsyncStubborn(BasePredictor):
         except asyncio.CancelledError:
             time.sleep(seconds)  # swallows the cancel and blocks the event loop
         return "done"
+
+
+class Mixed(BasePredictor):
+    def predict(self, x: float = 1.5) -> List[dict]:
+        path = os.path.join(tempfile.mkdtemp(), "note.json")
+        with open(path, "w") as handle:
+            handle.write("{}")
+        return [{"x": x, "flag": True, "nothing": None, "files": [Path(path)], "tuple": (1, 2)}]
+
+
+class Unsendable(BasePredictor):
+    def predict(self, what: str = "object") -> dict:
+        if what == "nan":
+            return {"value": float("nan")}
+        return {"value": object()}
