@@ -144,6 +144,39 @@ def test_bad_input_to_an_image_is_one_sentence(tmp_path, runc_env, built):
     assert built.leftover_bundles() == []
 
 
+@pytest.fixture(scope="session")
+def waiting_image(built) -> str:
+    """A second image: its prediction logs a line, then waits (60 s at most) for a file that never comes."""
+    model = copy_model("waiting", built.root / "waiting")
+    run = cogbuild(["build", "-t", "waiting:e2e"], model, built.env)
+    assert run.code == 0, f"building the waiting model failed:\n{run.err}"
+    return "waiting:e2e"
+
+
+def test_ctrl_c_during_a_prediction_removes_the_container(tmp_path, runc_env, built, waiting_image):
+    proc = subprocess.Popen([sys.executable, "-m", "cogbuild", "predict", waiting_image, "--runtime", "runc",
+                             "-i", "release=/nonexistent"], cwd=tmp_path, env=runc_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        seen = []
+        for line in proc.stderr:  # the log arrives while the prediction is running
+            seen.append(line)
+            if "waiting for the release file" in line:
+                break
+        assert proc.poll() is None, "".join(seen)
+        running = built.leftover_bundles()
+        assert len(running) == 1, "the running container has a bundle, named by its container id"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err, err
+    assert built.leftover_bundles() == []
+    states = subprocess.run(["runc", "list", "-q"], capture_output=True, text=True).stdout.split()
+    assert running[0] not in states, "runc must no longer know the container"
+
+
 def test_run_serves_until_sigterm_and_cleans_up(tmp_path, runc_env, built):
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "cogbuild", "run", IMAGE, "--runtime", "runc", "-p", str(port)],
