@@ -13,6 +13,7 @@ so the image's schema label is known before anything starts.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import platform
@@ -335,30 +336,37 @@ class EngineRuntime:
         if self.name == "podman":
             target = f"oci:{podman_image_layout(image)}:{_RUN_REF}"
         else:
-            with single_image_layout(image) as layout:
-                target = self._docker_load(layout, image)
+            target = self._docker_load(image)
         started = subprocess.run(self.command(*args, target), capture_output=True, text=True, env=self.env())
         if started.returncode != 0:
             raise CogbuildError(f"{self.name} could not start {image.name}: {_last_line(started.stderr)}")
         return EngineContainer(self, _last_line(started.stdout), f"http://127.0.0.1:{port}")
 
-    def _docker_load(self, layout: Path, image: Image) -> str:
+    def _docker_load(self, image: Image) -> str:
         """docker runs only what its daemon stores: load the manifest as an OCI archive, named by digest."""
-        tag = f"cogbuild.local/run:{image.manifest.digest.split(':')[1][:32]}"
-        index = json.loads((layout / "index.json").read_text())
-        index["manifests"][0]["annotations"]["io.containerd.image.name"] = tag
-        (layout / "index.json").write_text(json.dumps(index))
+        name = f"cogbuild.local/run:{image.manifest.digest.split(':')[1][:32]}"
         with tempfile.TemporaryFile() as archive:
-            with tarfile.open(fileobj=archive, mode="w") as tar:
-                tar.add(layout / "oci-layout", "oci-layout")
-                tar.add(layout / "index.json", "index.json")
-                for digest in _blob_digests(image):
-                    tar.add(image.layout.blob_path(digest), f"blobs/sha256/{digest.split(':')[1]}")
+            write_oci_archive(image, archive, name)
             archive.seek(0)
             loaded = subprocess.run(self.command("load"), stdin=archive, capture_output=True, text=True)
         if loaded.returncode != 0:
             raise CogbuildError(f"docker could not load {image.name}: {_last_line(loaded.stderr)}")
-        return tag
+        return name
+
+
+def write_oci_archive(image: Image, fileobj, name: str) -> None:
+    """An OCI archive (a tarred layout) holding only `image.manifest`, named `name` for docker/containerd."""
+    entry = {**image.manifest.to_json(),
+             "annotations": {"io.containerd.image.name": name, REF_ANNOTATION: name.rpartition(":")[2]}}
+    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                        "manifests": [entry]}).encode()
+    with tarfile.open(fileobj=fileobj, mode="w") as tar:
+        for member, data in (("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'), ("index.json", index)):
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for digest in _blob_digests(image):
+            tar.add(image.layout.blob_path(digest), f"blobs/sha256/{digest.split(':')[1]}")
 
 
 def _blob_digests(image: Image) -> list[str]:

@@ -18,6 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cogbuild.container import find_image
+from cogbuild.registry.layout import Layout
 from cli_helpers import REPO, cogbuild, copy_model, isolated_env, one_line_error, require
 
 pytestmark = pytest.mark.e2e
@@ -142,6 +144,8 @@ def test_bad_input_to_an_image_is_one_sentence(tmp_path, runc_env, built):
     assert unknown.code == 2
     assert one_line_error(unknown) == "the model has no input 'colour' (its inputs: image, upper)"
     assert built.leftover_bundles() == []
+    if find_image(IMAGE, Layout(runc_env["COGBUILD_STORE"]), gpu=False).schema is not None:
+        assert "starting" not in unknown.err, "with the schema label, inputs are checked before a container starts"
 
 
 @pytest.fixture(scope="session")

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 from cli_helpers import require
 
 from cogbuild.container import (BundleRuntime, EngineRuntime, adjust_bundle_config, choose_runtime, find_image,
-                                host_platform, podman_image_layout, single_image_layout)
+                                host_platform, podman_image_layout, single_image_layout,
+                                write_oci_archive)
 from cogbuild.errors import CogbuildError, UsageError
 from cogbuild.layers.descriptor import OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, Descriptor, canonical_json
 from cogbuild.registry.layout import Layout
@@ -195,3 +198,21 @@ def test_an_explicit_runtime_must_be_installed(tmp_path, monkeypatch):
             choose_runtime("runc")
     with pytest.raises(UsageError, match="unknown container runtime 'lxc'"):
         choose_runtime("lxc")
+
+
+def test_the_archive_handed_to_docker_load_is_a_valid_oci_archive(tmp_path):
+    """What `docker load` gets, checked by a real reader of OCI archives (skopeo)."""
+    require("skopeo")
+    store = Layout(tmp_path / "store").init()
+    chosen = write_image(store, HERE, "cpu", {"x": "y"})
+    store.tag("m:latest", write_index(store, [chosen, write_image(store, HERE, "gpu")]))
+    image = find_image("m:latest", store, gpu=False)
+    archive = tmp_path / "image.tar"
+    with open(archive, "wb") as f:
+        write_oci_archive(image, f, "cogbuild.local/run:abc")
+    done = subprocess.run(["skopeo", "inspect", "--raw", f"oci-archive:{archive}"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert hashlib.sha256(done.stdout.encode()).hexdigest() == chosen.digest.split(":")[1]
+    config = subprocess.run(["skopeo", "inspect", "--config", f"oci-archive:{archive}"], capture_output=True,
+                            text=True)
+    assert json.loads(config.stdout)["config"]["Labels"] == {"x": "y"}
