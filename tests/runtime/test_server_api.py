@@ -191,3 +191,10 @@ def test_outputs_json_cannot_carry_fail_clearly(serve, what, words):
     body = server.client.post("/predictions", json={"input": {"what": what}}).json()
     assert body["status"] == "failed" and words in body["error"]
     assert server.client.get("/health-check").json()["status"] == "READY"
+
+
+def test_seed_predict_with_structured_file_output_inlines_files(serve):
+    server = serve("predict.py:FileOutput")
+    response = server.client.post("/predict", data={"text": "abc"})
+    assert response.status_code == 200
+    assert response.json() == {"caption": "ABC", "picture": "data:text/plain;base64,YWJj"}

@@ -35,7 +35,7 @@ class Prediction:
     secrets: list[str] = field(default_factory=list)  # values to redact from logs
     streams: bool = False  # iterator output: `output` is a growing list
     cancel_requested: bool = False
-    raw_files: bool = False  # keep output files as local paths (the seed's /predict)
+    raw_files: bool = False  # keep a lone output file as a local path (the seed's /predict)
     _started: float = 0.0
     done: asyncio.Event = field(default_factory=asyncio.Event)
     listeners: list[asyncio.Queue] = field(default_factory=list)

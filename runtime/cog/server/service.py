@@ -235,8 +235,6 @@ class PredictionService:
 
     async def _convert_files(self, prediction: Prediction, value: Any) -> Any:
         if (path := marked_path(value)) is not None:
-            if prediction.raw_files:  # the seed's /predict answers with the file itself
-                return value
             base = prediction.output_file_prefix or self.settings.upload_url
             if base:
                 assert self.session is not None
@@ -266,7 +264,9 @@ class PredictionService:
 
     async def _on_done(self, prediction: Prediction, event: dict[str, Any]) -> None:
         status, error_text = event["status"], event.get("error")
-        if event.get("output") is not None:
+        if prediction.raw_files and marked_path(event.get("output")) is not None:
+            prediction.output = event["output"]  # the seed's /predict answers with the file itself
+        elif event.get("output") is not None:
             try:
                 prediction.output = await self._convert_files(prediction, event["output"])
             except _SEND_ERRORS as exc:
