@@ -14,6 +14,9 @@ How the variants are made:
   wheels instead. On arches where PyPI's torch has no GPU wheels (aarch64 before torch 2.11) PyPI's
   torch is already the CPU build and no source is needed. check_cpu_closure refuses a CPU closure
   that still contains GPU wheels, naming the package that pulled them.
+
+Entry points: resolve_variants (both closures for a target, CUDA checked), choose_cuda (the check
+alone), gpu_wheels (the NVIDIA wheel set of a choice), split_gpu_wheels (for the CUDA layer).
 """
 
 from __future__ import annotations
@@ -285,6 +288,74 @@ def gpu_wheels(choice: CudaChoice, target: Target, **resolve_options) -> list[Ar
     if not requirements:
         return []
     return [a for a in resolve_requirements(requirements, target, **resolve_options) if is_gpu_package(a.name)]
+
+
+@dataclass(frozen=True)
+class VariantLock:
+    """The Python closure of each variant for one target, and the CUDA the GPU one carries."""
+
+    choice: CudaChoice
+    artifacts: Mapping[str, list[Artifact]]
+
+
+def resolve_variants(requirements: Sequence[str], target: Target, *, variants: Sequence[str] = ("cpu", "gpu"),
+                     cuda: str | None = None, cudnn: str | None = None, cpu_source: CpuWheelSource | None = None,
+                     constraints: Sequence[str] = (), matrix: CudaMatrix | None = None,
+                     **resolve_options) -> VariantLock:
+    """Lock the requirements for each variant on `target`, checking CUDA/cuDNN against the frameworks.
+
+    The GPU closure is resolved first (from the indexes as given, tensorflow with `and-cuda`); with
+    cuda/cudnn set, framework releases built for another CUDA are excluded so the newest fitting one
+    wins. The CPU closure then keeps every GPU version except the frameworks' CPU builds and drops
+    the CUDA wheels; check_cpu_closure guarantees it. resolve_options go to resolve_requirements.
+    """
+    matrix = matrix or default_matrix()
+    gpu_lines = [_with_tensorflow_extra(line, "gpu") for line in requirements]
+    fitting = _cuda_constraints(matrix, cuda, cudnn, target.python_version) if cuda or cudnn else []
+    try:
+        gpu = resolve_requirements(gpu_lines, target, constraints=[*constraints, *fitting], **resolve_options)
+    except CogbuildError:
+        if not fitting:
+            raise
+        # Pins that exclude every fitting release: resolve as asked so choose_cuda names the mismatch.
+        gpu = resolve_requirements(gpu_lines, target, constraints=constraints, **resolve_options)
+    versions = {a.name: a.version for a in gpu}
+    choice = choose_cuda({n: v for n, v in versions.items() if n in FRAMEWORKS}, cuda, cudnn,
+                         target.python_version, matrix=matrix)
+    artifacts: dict[str, list[Artifact]] = {}
+    if "gpu" in variants:
+        artifacts["gpu"] = gpu
+    if "cpu" in variants:
+        artifacts["cpu"] = _resolve_cpu(requirements, target, gpu, choice, cpu_source, constraints, resolve_options)
+    return VariantLock(choice, artifacts)
+
+
+def _cuda_constraints(matrix: CudaMatrix, cuda: str | None, cudnn: str | None, python_version: str) -> list[str]:
+    """'torch!=2.5.1,!=…' for every known release built for another CUDA/cuDNN (or not for this Python)."""
+    constraints = []
+    for framework in FRAMEWORKS:
+        unfit = [b.version for b in matrix.releases(framework) if not _fits(b, cuda, cudnn, python_version)]
+        if unfit:
+            constraints.append(framework + ",".join(f"!={version}" for version in unfit))
+    return constraints
+
+
+def _resolve_cpu(requirements: Sequence[str], target: Target, gpu: list[Artifact], choice: CudaChoice,
+                 cpu_source: CpuWheelSource | None, constraints: Sequence[str], options: dict) -> list[Artifact]:
+    if not any(is_gpu_package(a.name) for a in gpu) and not choice.framework("tensorflow"):
+        return gpu  # nothing CUDA in it: the same closure serves both variants
+    options = dict(options)
+    versions = {a.name: a.version for a in gpu}
+    inputs = variant_inputs(requirements, versions, choice, "cpu", target.arch, cpu_source)
+    cpu_builds = {Requirement(c).name for c in inputs.constraints}
+    # Same versions as the GPU closure for everything but the CPU builds and the CUDA wheels.
+    same = [f"{a.name}=={a.version}" for a in gpu if not is_gpu_package(a.name) and a.name not in cpu_builds]
+    cpu = resolve_requirements(
+        inputs.requirements, target, constraints=[*constraints, *same, *inputs.constraints],
+        extra_index_urls=[*options.pop("extra_index_urls", ()), *inputs.extra_index_urls],
+        find_links=[*options.pop("find_links", ()), *inputs.find_links], **options)
+    check_cpu_closure(cpu)
+    return cpu
 
 
 def split_gpu_wheels(artifacts: Iterable[Artifact]) -> tuple[list[Artifact], list[Artifact]]:

@@ -14,6 +14,7 @@ from cogbuild.cuda import (
     check_cpu_closure,
     choose_cuda,
     cpu_source_from_env,
+    resolve_variants,
     split_gpu_wheels,
     variant_inputs,
 )
@@ -156,3 +157,29 @@ def test_arm_torch_on_pypi_is_already_the_cpu_build():
     choice = choose_cuda({"torch": "2.5.1"}, matrix=MATRIX)
     inputs = variant_inputs(["torch==2.5.1"], {"torch": "2.5.1"}, choice, "cpu", "aarch64")
     assert (inputs.constraints, inputs.extra_index_urls, inputs.find_links) == ([], [], [])
+
+
+def test_resolve_variants_locks_both_closures(cuda_index):
+    simple_url, cpu_wheels = cuda_index
+    source = CpuWheelSource(index_url=None, find_links=(str(cpu_wheels),))
+    lock = resolve_variants(["torch"], Target("3.11", "x86_64"), cpu_source=source, matrix=MATRIX,
+                            index_url=simple_url)
+    assert (lock.choice.cuda, lock.choice.cudnn) == ("12.4", "9.1")
+    gpu = {a.name: a.version for a in lock.artifacts["gpu"]}
+    cpu = {a.name: a.version for a in lock.artifacts["cpu"]}
+    assert gpu == {"filelock": "3.0", "nvidia-cublas-cu12": "12.4.5.8", "torch": "2.5.1", "triton": "3.1.0"}
+    assert cpu == {"filelock": "3.0", "torch": "2.5.1+cpu"}
+
+
+def test_resolve_variants_names_a_cuda_the_locked_framework_was_not_built_for(cuda_index):
+    simple_url, cpu_wheels = cuda_index
+    with pytest.raises(CogbuildError, match=r"torch 2.5.1 is built for CUDA 12.4, not CUDA 12.1; set cuda to 12.4 "
+                                            r"or pin torch 2.3.1, built for CUDA 12.1."):
+        resolve_variants(["torch"], Target("3.11", "x86_64"), cuda="12.1", matrix=MATRIX, index_url=simple_url)
+
+
+def test_resolve_variants_without_cuda_shares_one_closure(simple_url):
+    lock = resolve_variants(["purelib"], Target("3.11", "aarch64"), matrix=MATRIX, index_url=simple_url)
+    assert lock.choice.cuda is None
+    assert lock.artifacts["cpu"] == lock.artifacts["gpu"] and [a.name for a in lock.artifacts["cpu"]] == [
+        "helper", "purelib"]

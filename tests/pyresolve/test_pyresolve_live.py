@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cogbuild.cuda import CpuWheelSource, check_cpu_closure, choose_cuda, gpu_wheels, split_gpu_wheels, variant_inputs
+from cogbuild.cuda import CpuWheelSource, choose_cuda, gpu_wheels, resolve_variants, split_gpu_wheels
 from cogbuild.pyresolve import Target, reqfile, resolve_requirements, wheels_for_lockfile
 
 pytestmark = pytest.mark.network
@@ -63,21 +63,16 @@ def cpu_torch_wheels() -> str:
 
 def test_torch_gpu_variant_carries_cuda_and_cpu_variant_does_not():
     location = cpu_torch_wheels()
-    target = Target("3.11", "x86_64")
-    gpu = resolve_requirements(["torch==2.13.0"], target)
-    gpu_only, _ = split_gpu_wheels(gpu)
-    choice = choose_cuda({"torch": "2.13.0"}, python_version="3.11")
-    assert choice.cuda == "13.0"
+    lock = resolve_variants(["torch==2.13.0"], Target("3.11", "x86_64"),
+                            cpu_source=CpuWheelSource(index_url=None, find_links=(location,)))
+    assert lock.choice.cuda == "13.0"
+    gpu_only, gpu_rest = split_gpu_wheels(lock.artifacts["gpu"])
     assert {a.name for a in gpu_only} >= {"nvidia-cudnn-cu13", "triton"}
     assert sum(a.size for a in gpu_only) > 1_000_000_000
-
-    inputs = variant_inputs(["torch==2.13.0"], {a.name: a.version for a in gpu}, choice, "cpu", "x86_64",
-                            CpuWheelSource(index_url=None, find_links=(location,)))
-    cpu = resolve_requirements(inputs.requirements, target, constraints=inputs.constraints,
-                               find_links=inputs.find_links, extra_index_urls=inputs.extra_index_urls)
-    check_cpu_closure(cpu)
-    torch = {a.name: a for a in cpu}["torch"]
-    assert torch.version == "2.13.0+cpu" and torch.url.startswith("file://")
+    cpu = {a.name: a for a in lock.artifacts["cpu"]}
+    assert cpu["torch"].version == "2.13.0+cpu" and cpu["torch"].url.startswith("file://")
+    assert {a.name: a.version for a in gpu_rest if a.name != "torch"} == \
+        {name: a.version for name, a in cpu.items() if name != "torch"}
 
 
 def test_nvidia_wheel_set_of_torch_2_5_1():
