@@ -115,19 +115,27 @@ def find_image(target: str, store: Layout, gpu: bool, progress: Callable[[str], 
         top = layout.resolve(name)
     except LayoutError as exc:
         raise UsageError(str(exc)) from None
-    manifest = _pick_manifest(layout, top, target, host_platform(), "gpu" if gpu else "cpu")
-    doc = layout.read_json(manifest.digest)
-    return Image(layout, target, manifest, layout.read_json(doc["config"]["digest"]))
+    try:
+        manifest = _pick_manifest(layout, top, target, host_platform(), "gpu" if gpu else "cpu")
+        doc = layout.read_json(manifest.digest)
+        return Image(layout, target, manifest, layout.read_json(doc["config"]["digest"]))
+    except (LayoutError, ValueError, KeyError) as exc:
+        raise CogbuildError(f"the image {target} in {layout.root} is damaged: {exc}; pull or build it again") from None
 
 
 def _locate(target: str, store: Layout, progress: Callable[[str], None],
             transfer: Callable[[str, int, int], None] | None) -> tuple[Layout, str]:
     if target.startswith("oci:") or _split_layout(target):
         return _layout_path(target.removeprefix("oci:"))
+    known = {name for name, _ in store.refs()}
     for name in (target, f"{target}:latest"):
-        if any(ref == name for ref, _ in store.refs()):
+        if name in known:
             return store, name
     ref = parse_reference(target)
+    # Like `docker run`: what the store already holds runs as is; only a missing image is pulled.
+    for name in (str(ref), str(ref.with_tag("latest")) if not (ref.tag or ref.digest) else ""):
+        if name in known:
+            return store, name
     if ref.registry == "docker.io" and "." not in target.split("/")[0]:
         raise UsageError(f"no image named {target!r} in the local store ({store.root}); build it with "
                          f"`cogbuild build -t {target}` or name a registry, like 127.0.0.1:5000/{target}")

@@ -216,3 +216,18 @@ def test_the_archive_handed_to_docker_load_is_a_valid_oci_archive(tmp_path):
     config = subprocess.run(["skopeo", "inspect", "--config", f"oci-archive:{archive}"], capture_output=True,
                             text=True)
     assert json.loads(config.stdout)["config"]["Labels"] == {"x": "y"}
+
+
+def test_a_damaged_store_entry_is_one_sentence(store):
+    chosen = write_image(store, HERE, "cpu")
+    store.tag("m:latest", chosen)
+    config_digest = store.read_json(chosen.digest)["config"]["digest"]
+    store.blob_path(config_digest).write_bytes(b"{tampered}")
+    with pytest.raises(CogbuildError, match=r"the image m:latest in .* is damaged: .*corrupt.*; pull or build it"):
+        find_image("m:latest", store, gpu=False)
+
+
+def test_a_pulled_reference_already_in_the_store_runs_without_the_network(store):
+    chosen = write_image(store, HERE, "cpu")
+    store.tag("127.0.0.1:1/team/model:v1", chosen)  # port 1: any pull attempt would fail
+    assert find_image("127.0.0.1:1/team/model:v1", store, gpu=False).manifest.digest == chosen.digest
