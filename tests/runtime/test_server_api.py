@@ -198,3 +198,10 @@ def test_seed_predict_with_structured_file_output_inlines_files(serve):
     response = server.client.post("/predict", data={"text": "abc"})
     assert response.status_code == 200
     assert response.json() == {"caption": "ABC", "picture": "data:text/plain;base64,YWJj"}
+
+
+def test_seed_predict_can_return_its_input_file(serve):
+    server = serve("seed_model.py:Identity")
+    response = server.client.post("/predict", files={"picture": ("in.png", b"\x89PNG...", "image/png")})
+    assert response.status_code == 200 and response.content == b"\x89PNG..."
+    assert response.headers["Content-Type"] == "image/png"

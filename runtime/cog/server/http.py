@@ -13,11 +13,13 @@ import asyncio
 import contextlib
 import gc
 import json
+import mimetypes
 import os
 import signal
 import sys
 import tempfile
 import traceback
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -187,9 +189,12 @@ async def predict_form(request: web.Request) -> web.StreamResponse:
         return _json(refused.body, refused.status)
     service.run(prediction, values, prefetched=wire)
     await prediction.done.wait()
-    if prediction.status != "succeeded":
-        return _json({"error": prediction.error or prediction.status, "logs": prediction.logs}, 500)
-    return _bare_output(prediction.output)
+    try:
+        if prediction.status != "succeeded":
+            return _json({"error": prediction.error or prediction.status, "logs": prediction.logs}, 500)
+        return await _bare_output(prediction.output)
+    finally:
+        service.cleanup(prediction)
 
 
 def _save_upload(service: PredictionService, prediction: Prediction, upload: web.FileField) -> dict:
@@ -203,9 +208,13 @@ def _save_upload(service: PredictionService, prediction: Prediction, upload: web
     return path_marker(path)
 
 
-def _bare_output(output: Any) -> web.StreamResponse:
-    if (path := marked_path(output)) is not None:
-        return web.FileResponse(path)
+async def _bare_output(output: Any) -> web.StreamResponse:
+    if (path := marked_path(output)) is not None:  # read now: it may be an input file about to be removed
+        try:
+            body = await asyncio.to_thread(Path(path).read_bytes)
+        except OSError as exc:
+            return _json({"error": f"the output file cannot be read: {exc.strerror or exc}"}, 500)
+        return web.Response(body=body, content_type=mimetypes.guess_type(path)[0] or "application/octet-stream")
     if isinstance(output, str):
         return web.Response(text=output)
     return _json(output)

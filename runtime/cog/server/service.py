@@ -229,7 +229,7 @@ class PredictionService:
     def abandon(self, prediction: Prediction) -> None:
         """Release a prediction that never started (its request was refused)."""
         self.active.pop(prediction.id, None)
-        self._cleanup(prediction)
+        self.cleanup(prediction)
 
     # ---------------------------------------------------------------- events
 
@@ -281,12 +281,14 @@ class PredictionService:
     async def _finish(self, prediction: Prediction, status: str, error_text: str | None = None) -> None:
         prediction.finish(status, error_text)
         self.active.pop(prediction.id, None)
-        self._cleanup(prediction)
+        if not prediction.raw_files:  # the seed's /predict may answer with an input file: it cleans up itself
+            self.cleanup(prediction)
         prediction.notify("completed", prediction.to_json())
         self._webhook(prediction, "completed")
         prediction.done.set()
 
-    def _cleanup(self, prediction: Prediction) -> None:
+    def cleanup(self, prediction: Prediction) -> None:
+        """Remove the prediction's downloaded or uploaded input files."""
         for path in prediction.temp_paths:
             shutil.rmtree(path, ignore_errors=True)
         prediction.temp_paths.clear()

@@ -26,3 +26,9 @@ class FileModel(cog.Model):
         out = cog.Path("/tmp") / "seed-output.txt"
         out.write_text(text[::-1])
         return out
+
+
+class Identity(cog.Model):
+    @cog.input("picture", type=cog.Path)
+    def predict(self, picture):
+        return picture
