@@ -65,38 +65,54 @@ def command(ctx: click.Context, target: str, inputs: tuple[str, ...], out_path: 
     \b
     Exit codes: 0 the prediction succeeded; 1 it failed or could not run; 2 bad input or usage.
     """
-    progress = progress_printer(ctx)
     flags = list(inputs)
     wait = {"timeout": timeout} if timeout else {}
     with ExitStack() as stack:
         directory = model_directory(target)
         if directory is not None:
-            config = Project.load(None, directory).config
-            schema = directory_schema(config)
-            payload = parse_inputs(flags, schema)
-            with spinner(f"starting the model in {directory}", ctx) as status:
-                base = stack.enter_context(local_server(config, on_status=status, **wait))
+            base, schema, payload = _start_directory(ctx, stack, directory, flags, wait)
         else:
-            chosen = choose_runtime(runtime)
-            check_files(flags)
-            gpu = has_gpu() and chosen.name in ("podman", "docker")
-            with blob_progress(f"pulling {target}", ctx) as transfer:
-                image = find_image(target, open_store(), gpu, progress, transfer)
-            schema = image.schema
-            payload = parse_inputs(flags, schema) if schema else None
-            with spinner(f"starting {target} ({image.variant}) with {chosen.name}", ctx) as status:
-                container = stack.enter_context(running_container(
-                    image, chosen, gpu=gpu and image.variant == "gpu", on_status=status, **wait))
-            base = container.base_url
-            if payload is None:  # an image built without the schema label: ask the server
-                schema = _fetch_schema(base)
-                payload = parse_inputs(flags, schema)
+            base, schema, payload = _start_image(ctx, stack, target, flags, runtime, wait)
         show_logs = _show_logs(is_quiet(ctx))
         with spinner("predicting", ctx):
             body, logs_shown = _post_prediction(base, payload, show_logs)
     if not logs_shown and not as_json:
         show_logs(body.get("logs") or "")
     _report(body, schema, out_path, as_json)
+
+
+Started = tuple[str, "dict | None", dict[str, Any]]  # base URL, schema, checked input
+
+
+def _start_directory(ctx: click.Context, stack: ExitStack, directory: Path, flags: list[str], wait: dict) -> Started:
+    """Check the inputs against the schema read from the code, then serve the model on this host."""
+    config = Project.load(None, directory).config
+    schema = directory_schema(config)
+    payload = parse_inputs(flags, schema)
+    with spinner(f"starting the model in {directory}", ctx) as status:
+        base = stack.enter_context(local_server(config, on_status=status, **wait))
+    return base, schema, payload
+
+
+def _start_image(ctx: click.Context, stack: ExitStack, target: str, flags: list[str], runtime: str | None,
+                 wait: dict) -> Started:
+    """Find (or pull) the image, check the inputs against its schema label, start it in a container.
+
+    An image without the label is checked against the schema its server reports, once it is up."""
+    chosen = choose_runtime(runtime)
+    check_files(flags)
+    gpu = has_gpu() and chosen.name in ("podman", "docker")
+    with blob_progress(f"pulling {target}", ctx) as transfer:
+        image = find_image(target, open_store(), gpu, progress_printer(ctx), transfer)
+    schema = image.schema
+    payload = parse_inputs(flags, schema) if schema else None
+    with spinner(f"starting {target} ({image.variant}) with {chosen.name}", ctx) as status:
+        container = stack.enter_context(running_container(
+            image, chosen, gpu=gpu and image.variant == "gpu", on_status=status, **wait))
+    if payload is None:
+        schema = _fetch_schema(container.base_url)
+        payload = parse_inputs(flags, schema)
+    return container.base_url, schema, payload
 
 
 def _fetch_schema(base: str) -> dict | None:
