@@ -29,6 +29,9 @@ def wheels_for_lockfile(path: Path, target: Target) -> list[Artifact]:
         parsed = reqfile.parse(path.read_text())
     except OSError as exc:
         raise CogbuildError(f"Could not read the lockfile {path}: {exc.strerror}.") from exc
+    for option in parsed.other_options:
+        if option.split()[0].split("=")[0] in ("-r", "--requirement", "-c", "--constraint", "-e", "--editable"):
+            raise CogbuildError(f"The lockfile {path} includes {option!r}; a lockfile must pin every package itself.")
     pins = [pin for line in parsed.requirements if (pin := _pin(path, line, target)) is not None]
     index_urls = [normalize_index_url(u) for u in [parsed.index_url or PYPI_SIMPLE, *parsed.extra_index_urls]]
     with IndexClient() as client, ThreadPoolExecutor(max_workers=8) as pool:

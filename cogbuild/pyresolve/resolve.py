@@ -13,7 +13,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from ..artifacts import Artifact
-from ..errors import CogbuildError
+from ..errors import CogbuildError, UsageError
 from . import reqfile, sdist
 from .diagnose import explain, project_files
 from .index import PYPI_SIMPLE, IndexClient, normalize_index_url
@@ -39,9 +39,9 @@ def resolve_requirements(requirements: Sequence[str], target: Target, *, index_u
     """
     text = "\n".join(requirements)
     parsed = reqfile.parse(text)
+    _check_requirement_syntax(parsed)
     if not parsed.requirements:
         return []
-    _check_requirement_syntax(parsed)
     with tempfile.TemporaryDirectory(prefix="cogbuild-pyresolve-") as tmp, IndexClient() as client:
         run = _Resolution(Path(tmp), target, client, parsed, text, index_url, [*extra_index_urls],
                           [*find_links], constraints, allow_sdist)
@@ -52,11 +52,23 @@ def resolve_requirements(requirements: Sequence[str], target: Target, *, index_u
 
 
 def _check_requirement_syntax(parsed: reqfile.RequirementsText) -> None:
+    for option in parsed.other_options:
+        if option.split()[0].split("=")[0] in _UNSUPPORTED_OPTIONS:
+            raise UsageError(f"The requirements line {option!r} refers to a file or directory, which cogbuild "
+                             "lock cannot pin; list the packages themselves (an index, URL or --find-links).")
     for line in parsed.requirements:
+        if line.text.startswith((".", "/", "~")):
+            raise UsageError(f"The requirement {line.text!r} is a local path; cogbuild lock pins packages from "
+                             "an index, a URL or a --find-links location.")
         try:
             Requirement(line.text)
         except InvalidRequirement as exc:
-            raise CogbuildError(f"Requirement {line.text!r} is not valid PEP 508: {exc}.") from exc
+            reason = str(exc).splitlines()[0].rstrip(".")
+            raise UsageError(f"The requirement {line.text!r} is not valid PEP 508: {reason}.") from exc
+
+
+# Lines that name other files or directories: relative to a file cogbuild never sees, or a local build.
+_UNSUPPORTED_OPTIONS = {"-r", "--requirement", "-c", "--constraint", "-e", "--editable"}
 
 
 class _Resolution:

@@ -67,6 +67,7 @@ def test_markers_skip_pins_for_other_targets(tmp_path, simple_url, wheel_dir):
     ("helper>=1 --hash=sha256:" + "a" * 64 + "\n", "not pinned to one version"),
     ("helper==1.0\n", "has no --hash"),
     ("helper==1.0 ; nonsense marker\n", "not valid PEP 508"),
+    ("-r more-pins.txt\n", "must pin every package itself"),
 ])
 def test_unpinned_or_unhashed_lines_are_refused(tmp_path, simple_url, body, message):
     with pytest.raises(CogbuildError, match=message):

@@ -147,8 +147,20 @@ def test_conflicts_name_their_causes(simple_url):
 
 
 def test_invalid_requirement_is_one_sentence(simple_url):
-    with pytest.raises(CogbuildError, match="not valid PEP 508"):
+    with pytest.raises(CogbuildError, match="not valid PEP 508") as error:
         resolve_requirements(["foo bar baz"], X86, index_url=simple_url)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("line", ["-r other.txt", "--requirement=other.txt", "-e .", "-c constraints.txt"])
+def test_lines_naming_other_files_are_refused_not_dropped(line):
+    with pytest.raises(CogbuildError, match="refers to a file or directory"):
+        resolve_requirements([line], X86)
+
+
+def test_local_paths_are_refused():
+    with pytest.raises(CogbuildError, match="'./src/mypkg' is a local path"):
+        resolve_requirements(["./src/mypkg"], X86)
 
 
 def test_nothing_to_resolve():
