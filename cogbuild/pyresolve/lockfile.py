@@ -50,7 +50,8 @@ def _pin(path: Path, line: reqfile.RequirementLine, target: Target) -> _Pin | No
     try:
         requirement = Requirement(line.text)
     except InvalidRequirement as exc:
-        raise CogbuildError(f"The requirement on {where} is not valid PEP 508: {exc}.") from exc
+        reason = str(exc).splitlines()[0].rstrip(".")
+        raise CogbuildError(f"The requirement on {where} is not valid PEP 508: {reason}.") from exc
     if requirement.marker and not requirement.marker.evaluate({**target.marker_environment(), "extra": ""}):
         return None
     specifiers = list(requirement.specifier)
