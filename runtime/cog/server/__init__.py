@@ -10,7 +10,9 @@ A map of this package, in the order a request travels:
 - runner.py      the server's handle on the worker process: spawn, send, receive events, notice death
 - protocol.py    the JSON-lines wire format between server and worker
 - worker.py      the worker process (`python -m cog.server.worker`): loads the predictor, runs setup()
-                 and predictions, captures their prints, honours cancel
+                 and predictions, honours cancel
+- channel.py     the worker's sockets, and the streams that turn its prints into log events
+- values.py      inputs to Python objects and outputs to JSON, inside the worker
 - prediction.py  one prediction's state and its JSON form
 - webhooks.py    throttled intermediate webhooks and a retried terminal one
 

@@ -1,7 +1,7 @@
 """The worker process: imports the predictor, runs setup(), then runs predictions.
 
-Started by the server as `python -m cog.server.worker --predictor REF --fd N`; it talks
-over the socket on fd N (see protocol.py). A crash here never takes the server down.
+Started by the server as `python -m cog.server.worker --predictor REF --fd N --control-fd M`;
+it talks over those sockets (see protocol.py). A crash here never takes the server down.
 
 Sync predictors run on the main thread, one at a time, so that a cancel can interrupt
 them with a signal even inside `time.sleep` or blocking I/O. Async predictors run as
@@ -12,164 +12,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextvars
-import dataclasses
-import enum
 import gc
 import inspect
-import io
 import os
-import pathlib
 import signal
-import socket
 import sys
 import tempfile
 import threading
 import traceback
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import CancelationException, PredictorError
 from ..loader import LoadedPredictor, load_predictor
 from ..scope import Scope, enter_scope, exit_scope
-from ..signature import InputSpec
-from ..types import Path, Secret
-from . import protocol
+from ..types import Path
+from .channel import Channel, LogStream, current_prediction_id
+from .values import to_python, to_wire
 
 CANCEL_SIGNAL = signal.SIGUSR1
-_prediction_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("cog_prediction_id", default=None)
-
-
-class Channel:
-    """The worker's end of the socket: thread-safe sends, blocking line reads."""
-
-    def __init__(self, fd: int) -> None:
-        self.sock = socket.socket(fileno=fd)
-        self.reader = self.sock.makefile("rb")
-        self.lock = threading.Lock()
-        # A cancel signal must not cut a message in half: while the main thread is writing,
-        # the signal handler leaves its action here and send() runs it once the write is done.
-        self.main_sending = False
-        self.deferred: Callable[[], None] | None = None
-
-    def send(self, message: dict[str, Any]) -> None:
-        data = protocol.encode(message)
-        on_main = threading.get_ident() == threading.main_thread().ident
-        with self.lock:
-            self.main_sending = on_main
-            try:
-                self.sock.sendall(data)
-            finally:
-                self.main_sending = False
-        if on_main and self.deferred is not None:
-            action, self.deferred = self.deferred, None
-            action()
-
-    def receive(self) -> dict[str, Any] | None:
-        line = self.reader.readline()
-        return protocol.decode(line) if line else None
-
-
-class LogStream(io.TextIOBase):
-    """Replaces sys.stdout/sys.stderr: each write becomes a log event of the current prediction."""
-
-    def __init__(self, channel: Channel, worker: Worker) -> None:
-        self.channel, self.worker = channel, worker
-        self.buffer = _BinaryLog(self)  # for code that writes bytes to sys.stdout.buffer
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, text: str) -> int:
-        if text:
-            pid = _prediction_id.get() or self.worker.sole_prediction()
-            self.channel.send({"ev": "log", "id": pid, "text": text})
-        return len(text)
-
-    def flush(self) -> None:
-        pass
-
-    def isatty(self) -> bool:
-        return False
-
-    @property
-    def encoding(self) -> str:  # type: ignore[override]
-        return "utf-8"
-
-
-class _BinaryLog(io.RawIOBase):
-    def __init__(self, text: LogStream) -> None:
-        self.text = text
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: bytes) -> int:  # type: ignore[override]
-        self.text.write(bytes(data).decode(errors="replace"))
-        return len(data)
-
-
-# ---------------------------------------------------------------- inputs and outputs
-
-
-def _to_python(spec: InputSpec, value: Any, opened: list[Any]) -> Any:
-    if value is None:
-        return None
-    if spec.is_list:
-        return [_one_to_python(spec, v, opened) for v in value]
-    return _one_to_python(spec, value, opened)
-
-
-def _one_to_python(spec: InputSpec, value: Any, opened: list[Any]) -> Any:
-    if spec.kind == "path":
-        return Path(protocol.marked_path(value) or value)
-    if spec.kind == "file":
-        handle = open(protocol.marked_path(value) or value, "rb")  # noqa: SIM115 - closed after predict
-        opened.append(handle)
-        return handle
-    if spec.kind == "secret":
-        return Secret(value)
-    if spec.kind == "float":
-        return float(value)
-    return value
-
-
-def to_wire(value: Any, scratch: str) -> Any:
-    """An output value as JSON-able data, with files as path markers."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, pathlib.PurePath):
-        return protocol.path_marker(os.path.abspath(value))
-    if isinstance(value, io.IOBase):
-        return protocol.path_marker(_save_file_like(value, scratch))
-    if isinstance(value, Secret):
-        return value.get_secret_value()
-    if isinstance(value, enum.Enum):
-        return to_wire(value.value, scratch)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_wire(getattr(value, f.name), scratch) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {str(k): to_wire(v, scratch) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [to_wire(v, scratch) for v in value]
-    if hasattr(value, "model_dump"):  # pydantic v2 models
-        return to_wire(value.model_dump(), scratch)
-    if hasattr(value, "dict") and hasattr(value, "__fields__"):  # pydantic v1 models
-        return to_wire(value.dict(), scratch)
-    if hasattr(value, "tolist"):  # numpy arrays and scalars
-        return to_wire(value.tolist(), scratch)
-    raise TypeError(f"the predictor returned a {type(value).__name__}, which cannot be sent as output")
-
-
-def _save_file_like(handle: io.IOBase, scratch: str) -> str:
-    name = os.path.basename(str(getattr(handle, "name", "") or "output")) or "output"
-    fd, path = tempfile.mkstemp(dir=scratch, suffix="-" + name)
-    with os.fdopen(fd, "wb") as out:
-        data = handle.read()
-        out.write(data.encode() if isinstance(data, str) else data)
-    return path
-
-
-# ---------------------------------------------------------------- the worker
 
 
 class Worker:
@@ -206,7 +66,7 @@ class Worker:
 
     def _prepare(self, message: dict[str, Any], opened: list[Any]) -> dict[str, Any]:
         given = message["input"]
-        return {spec.name: _to_python(spec, given[spec.name], opened)
+        return {spec.name: to_python(spec, given[spec.name], opened)
                 for spec in self.signature.inputs if spec.name in given}
 
     def _send_output(self, pid: str, item: Any) -> None:
@@ -227,7 +87,7 @@ class Worker:
         pid = message["id"]
         scope = Scope(pid, message.get("context"))
         token, opened = enter_scope(scope), []
-        id_token = _prediction_id.set(pid)
+        id_token = current_prediction_id.set(pid)
         self.running[pid] = True
         self.sync_current = pid
         try:
@@ -253,14 +113,14 @@ class Worker:
             self.sync_current = None
             for handle in opened:
                 handle.close()
-            _prediction_id.reset(id_token)
+            current_prediction_id.reset(id_token)
             exit_scope(token)
 
     async def run_async(self, message: dict[str, Any]) -> None:
         pid = message["id"]
         scope = Scope(pid, message.get("context"))
         enter_scope(scope)  # each task runs in its own context copy
-        _prediction_id.set(pid)
+        current_prediction_id.set(pid)
         opened: list[Any] = []
         try:
             result = self.predictor.predict(**self._prepare(message, opened))

@@ -1,0 +1,86 @@
+"""The worker's side of the sockets, and the streams that turn a predictor's prints into log events."""
+
+from __future__ import annotations
+
+import contextvars
+import io
+import socket
+import threading
+from typing import TYPE_CHECKING, Any, Callable
+
+from . import protocol
+
+if TYPE_CHECKING:
+    from .worker import Worker
+
+# The prediction a piece of code runs for; async predictions each set it in their own task.
+current_prediction_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("cog_prediction_id", default=None)
+
+
+class Channel:
+    """The worker's end of the socket: thread-safe sends, blocking line reads."""
+
+    def __init__(self, fd: int) -> None:
+        self.sock = socket.socket(fileno=fd)
+        self.reader = self.sock.makefile("rb")
+        self.lock = threading.Lock()
+        # A cancel signal must not cut a message in half: while the main thread is writing,
+        # the signal handler leaves its action here and send() runs it once the write is done.
+        self.main_sending = False
+        self.deferred: Callable[[], None] | None = None
+
+    def send(self, message: dict[str, Any]) -> None:
+        data = protocol.encode(message)
+        on_main = threading.get_ident() == threading.main_thread().ident
+        with self.lock:
+            self.main_sending = on_main
+            try:
+                self.sock.sendall(data)
+            finally:
+                self.main_sending = False
+        if on_main and self.deferred is not None:
+            action, self.deferred = self.deferred, None
+            action()
+
+    def receive(self) -> dict[str, Any] | None:
+        line = self.reader.readline()
+        return protocol.decode(line) if line else None
+
+
+class LogStream(io.TextIOBase):
+    """Replaces sys.stdout/sys.stderr: each write becomes a log event of the current prediction."""
+
+    def __init__(self, channel: Channel, worker: Worker) -> None:
+        self.channel, self.worker = channel, worker
+        self.buffer = _BinaryLog(self)  # for code that writes bytes to sys.stdout.buffer
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if text:
+            pid = current_prediction_id.get() or self.worker.sole_prediction()
+            self.channel.send({"ev": "log", "id": pid, "text": text})
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+
+class _BinaryLog(io.RawIOBase):
+    def __init__(self, text: LogStream) -> None:
+        self.text = text
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self.text.write(bytes(data).decode(errors="replace"))
+        return len(data)
