@@ -174,8 +174,9 @@ def value_problem(spec: InputSpec, value: Any, *, check_choices: bool = True) ->
     kind = spec.kind
     if kind == "bool":
         ok = isinstance(value, bool)
-    elif kind == "int":
-        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind == "int":  # 3.0 is accepted as 3 (JSON encoders may write integral floats)
+        ok = (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, float) and value.is_integer())
     elif kind == "float":
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     else:  # str, path, file, secret travel as strings

@@ -56,6 +56,7 @@ def test_all_input_types_accepted(echo):
     ({"text": "a", "count": 9}, "count", "less than or equal to 5"),
     ({"text": "a", "count": "2"}, "count", "not a valid integer"),
     ({"text": "a", "count": True}, "count", "not a valid integer"),
+    ({"text": "a", "count": 2.5}, "count", "not a valid integer"),
     ({"text": "a", "ratio": -0.1}, "ratio", "greater than or equal to 0"),
     ({"text": "a", "loud": "yes"}, "loud", "not a valid boolean"),
     ({"text": "a", "color": "blue"}, "color", "permitted: 'red', 'green'"),
@@ -69,6 +70,11 @@ def test_invalid_input_is_422_naming_the_input(echo, given, name, words):
     assert response.status_code == 422
     detail = response.json()["detail"]
     assert any(d["loc"][:3] == ["body", "input", name] and words in d["msg"] for d in detail), detail
+
+
+def test_integral_float_accepted_for_int(echo):
+    body = echo.client.post("/predictions", json={"input": {"text": "ab", "count": 2.0}}).json()
+    assert body["status"] == "succeeded" and body["output"]["text"] == "abab"
 
 
 def test_list_item_errors_point_at_the_item(echo):

@@ -39,6 +39,15 @@ def _check(spec: InputSpec, value: Any) -> dict[str, Any] | None:
     return None
 
 
+def _normalize(spec: InputSpec, value: Any) -> Any:
+    """Integral floats for int inputs become ints (after validation accepted them)."""
+    if spec.kind != "int":
+        return value
+    if isinstance(value, list):
+        return [int(v) if isinstance(v, float) else v for v in value]
+    return int(value) if isinstance(value, float) else value
+
+
 def validate_input(signature: Signature, given: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(complete input with defaults filled in, errors). No errors means the input is usable."""
     if given is None:
@@ -54,7 +63,7 @@ def validate_input(signature: Signature, given: Any) -> tuple[dict[str, Any], li
         if spec.name in given:
             if (problem := _check(spec, given[spec.name])) is not None:
                 errors.append(problem)
-            values[spec.name] = given[spec.name]
+            values[spec.name] = _normalize(spec, given[spec.name])
         elif spec.required:
             errors.append(error(spec.name, "field required", "value_error.missing"))
         else:
