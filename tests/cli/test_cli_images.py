@@ -181,10 +181,12 @@ def test_ctrl_c_during_a_prediction_removes_the_container(tmp_path, runc_env, bu
     assert running[0] not in states, "runc must no longer know the container"
 
 
-def test_run_serves_until_sigterm_and_cleans_up(tmp_path, runc_env, built):
+@pytest.mark.parametrize("runtime", ["runc", "podman"])
+def test_run_serves_until_sigterm_and_cleans_up(tmp_path, built, runtime):
+    require(*(["umoci", "runc"] if runtime == "runc" else ["podman", "runc"]))
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "cogbuild", "run", IMAGE, "--runtime", "runc", "-p", str(port)],
-                            cwd=tmp_path, env=runc_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "cogbuild", "run", IMAGE, "--runtime", runtime, "-p", str(port)],
+                            cwd=tmp_path, env=built.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         url = proc.stdout.readline().strip()  # printed once the model is READY
         assert url == f"http://127.0.0.1:{port}", proc.stderr.read() if not url else url
