@@ -152,6 +152,20 @@ def test_sigterm_cancels_work_past_the_grace(serve, sink):
     assert [h["status"] for h in sink.webhooks()][-1] == "canceled"
 
 
+def test_second_signal_cancels_in_flight_work_at_once(serve, sink):
+    server = serve("predict.py:Slow")  # default grace: 30 s
+    server.client.post("/predictions", headers=ASYNC, json={
+        "id": "t3", "input": {"seconds": 30}, "webhook": f"{sink.url}/h"})
+    time.sleep(0.3)
+    started = time.monotonic()
+    server.process.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    server.process.send_signal(signal.SIGINT)
+    assert server.process.wait(10) == 0
+    assert time.monotonic() - started < 5
+    assert wait_status(server, "t3", sink, "canceled")["status"] == "canceled"
+
+
 def test_shutdown_endpoint(serve):
     server = serve("predict.py:Echo")
     assert server.client.post("/shutdown").status_code == 200

@@ -252,9 +252,15 @@ def make_app(service: PredictionService, stop: asyncio.Event, max_body: int = 10
 async def serve(settings: Settings, host: str, port: int, max_body: int = 100 * MiB) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     service = PredictionService(settings)
+
+    def on_signal() -> None:  # the first asks for a graceful stop; a second one stops waiting
+        if stop.is_set():
+            service.hurry.set()
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal)
     await service.start()
     runner = web.AppRunner(make_app(service, stop, max_body), access_log=None, handle_signals=False)
     await runner.setup()

@@ -89,6 +89,7 @@ class PredictionService:
         self.settings = settings
         self.active: dict[str, Prediction] = {}
         self.shutting_down = False
+        self.hurry = asyncio.Event()  # set by a second SIGTERM/SIGINT: cancel in-flight work now
         self.worker = WorkerProcess(settings.predictor_ref, on_output=self._on_output, on_done=self._on_done,
                                     on_log=self._on_log, cancel_grace=settings.cancel_grace,
                                     restart_dead_worker=settings.restart_dead_worker)
@@ -314,12 +315,15 @@ class PredictionService:
     async def shutdown(self) -> None:
         """Stop taking work, let in-flight predictions finish (then cancel them), flush webhooks."""
         self.shutting_down = True
-        pending = [p.done.wait() for p in self.active.values()]
-        if pending:
-            try:
-                await asyncio.wait_for(asyncio.gather(*pending), self.settings.shutdown_grace)
-            except asyncio.TimeoutError:
+        if self.active:
+            finished = asyncio.ensure_future(asyncio.gather(*(p.done.wait() for p in self.active.values())))
+            hurried = asyncio.ensure_future(self.hurry.wait())
+            await asyncio.wait({finished, hurried}, timeout=self.settings.shutdown_grace,
+                               return_when=asyncio.FIRST_COMPLETED)
+            hurried.cancel()
+            if not finished.done():
                 await asyncio.gather(*(self.worker.cancel(p) for p in list(self.active.values())))
+                finished.cancel()
         if self.webhooks is not None:
             await self.webhooks.drain()
         await self.worker.stop()
