@@ -282,9 +282,10 @@ async def serve(settings: Settings, host: str, port: int, max_body: int = 100 * 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cog.server.http", description="Serve Cog's HTTP prediction API.")
-    parser.add_argument("--host", default="0.0.0.0")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 5000))
-    parser.add_argument("--predictor", default=os.environ.get("COG_PREDICTOR") or "predict.py:Predictor")
+    parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default: 0.0.0.0)")
+    parser.add_argument("--port", type=int, help="port to listen on (default: $PORT, else 5000)")
+    parser.add_argument("--predictor", default=os.environ.get("COG_PREDICTOR") or "predict.py:Predictor",
+                        help="module and class, like predict.py:Predictor (default: $COG_PREDICTOR)")
     parser.add_argument("--upload-url", default=None, help="PUT output files here instead of inlining them")
     args = parser.parse_args(argv)
     if os.getcwd() not in sys.path:
@@ -292,11 +293,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env(args.predictor, args.upload_url)
         max_body = _env_number("COG_MAX_BODY_BYTES", int, 100 * MiB, minimum=1)
+        port = args.port if args.port is not None else _env_number("PORT", int, 5000, minimum=0)
     except ValueError as exc:
         print(f"cog: error: {exc}", file=sys.stderr)
         return 2
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(settings, args.host, args.port, max_body))
+        asyncio.run(serve(settings, args.host, port, max_body))
     return 0
 
 
