@@ -137,7 +137,10 @@ class _Resolution:
                    if (m := re.match(r"No matching distribution found for (.+)", line))]
         if not missing:
             return False
-        requirement = Requirement(missing[0].strip())
+        try:
+            requirement = Requirement(missing[0].strip())
+        except InvalidRequirement:
+            return False
         file = sdist.newest_sdist(requirement, project_files(requirement.name, self.client, self.index_urls,
                                                              self.find_links) or [])
         if file is None:
