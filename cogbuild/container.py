@@ -421,7 +421,8 @@ class BundleRuntime:
         container = BundleContainer(self, container_id, f"http://127.0.0.1:{port}", bundles / container_id)
         try:
             prepare_bundle(image, container.bundle)
-            adjust_bundle_config(container.bundle / "config.json", {"PORT": str(port), **env})
+            adjust_bundle_config(container.bundle / "config.json", {"PORT": str(port), **env},
+                                 rootless=os.geteuid() != 0)
             with open(container.log_path, "wb") as log:
                 started = subprocess.run(self.command("run", "--detach", "--bundle", str(container.bundle),
                                                       container_id), stdin=subprocess.DEVNULL, stdout=log, stderr=log)
@@ -488,11 +489,17 @@ def _unpack(image: Image, bundle: Path, rootless: bool) -> None:
         raise CogbuildError(f"umoci could not unpack {image.name}: {_last_line(done.stderr)}")
 
 
-def adjust_bundle_config(path: Path, env: dict[str, str]) -> None:
-    """Make umoci's runtime config serve on the host: host network, no terminal, `env` set, DNS from the host."""
+def adjust_bundle_config(path: Path, env: dict[str, str], rootless: bool = False) -> None:
+    """Make umoci's runtime config serve on the host: host network, no terminal, `env` set, DNS from the host.
+
+    Rootless, the user namespace maps only the invoking user (as 0, owner of every unpacked file), so
+    the process runs as that id instead of the image's user, which is not mapped.
+    """
     config = json.loads(path.read_text())
     process = config.setdefault("process", {})
     process["terminal"] = False
+    if rootless:
+        process["user"] = {"uid": 0, "gid": 0}
     names = set(env)
     process["env"] = [e for e in process.get("env", []) if e.split("=", 1)[0] not in names]
     process["env"] += [f"{key}={value}" for key, value in env.items()]

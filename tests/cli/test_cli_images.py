@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -234,3 +236,33 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_rootless_predict_as_an_unprivileged_user(built):
+    """umoci --rootless + runc in a user namespace, as `nobody`: the path users without root take."""
+    require("umoci", "runc", "setpriv")
+    if os.geteuid() != 0:
+        pytest.skip("needs root to become an unprivileged user for the test")
+    python = Path("/usr/bin/python3")
+    same = subprocess.run([str(python), "-c", f"import sys; sys.exit(sys.version_info[:2] != {sys.version_info[:2]})"])
+    if same.returncode != 0:
+        pytest.skip("no system python of this version that an unprivileged user can run")
+    site = next(p for p in sys.path if p.endswith("site-packages") and Path(p).is_relative_to(sys.prefix))
+    home = Path(tempfile.mkdtemp(prefix="cogbuild-rootless-", dir="/tmp"))
+    try:
+        shutil.copytree(built.env["COGBUILD_STORE"], home / "store")
+        (home / "in.txt").write_text("unprivileged")
+        os.chmod(home, 0o755)
+        subprocess.run(["chown", "-R", "65534:65534", str(home)], check=True)
+        env = {**built.env, "HOME": str(home), "XDG_RUNTIME_DIR": str(home / "run"),
+               "COGBUILD_STORE": str(home / "store"), "COGBUILD_CACHE": str(home / "cache")}
+        code = (f"import site, sys; site.addsitedir({site!r}); sys.argv = ['cogbuild'] + sys.argv[1:]; "
+                "from cogbuild.cli import main; main()")
+        done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(python), "-c", code,
+                               "predict", IMAGE, "--runtime", "runc", "-i", "image=@in.txt"],
+                              cwd=home, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert (home / "output.txt").read_text() == "copied:unprivileged"
+        assert list((home / "cache" / "bundles").iterdir()) == []
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
