@@ -55,7 +55,8 @@ COGIGNORE = """\
 .venv/
 __pycache__/
 *.pyc
-output*
+# what `cogbuild predict` writes here: output.<ext>, output.N.<ext>
+/output.*
 """
 
 TEMPLATE = {"cog.yaml": COG_YAML, "predict.py": PREDICT_PY, ".cogignore": COGIGNORE}

@@ -199,6 +199,21 @@ def test_init_writes_a_template_that_predicts_as_is(tmp_path, env):
     assert given.out == "hello you hello you\n", given.err
 
 
+def test_init_cogignore_leaves_out_prediction_outputs_but_not_code(tmp_path):
+    from cogbuild.commands.init import write_template
+    from cogbuild.layers.code import collect_model_files
+
+    write_template(tmp_path)
+    for name in ("output.png", "output.0.txt", "output_utils.py"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "predict.cpython-311.pyc").write_bytes(b"\0")
+    shipped = {e.path.removeprefix("src/") for e in collect_model_files(tmp_path).code.entries()}
+    assert {"cog.yaml", "predict.py", "output_utils.py"} <= shipped
+    assert not {"output.png", "output.0.txt"} & shipped
+    assert not [p for p in shipped if "__pycache__" in p]
+
+
 def test_init_never_overwrites(tmp_path, env):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "predict.py").write_text("# my work\n")
