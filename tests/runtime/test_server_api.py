@@ -211,3 +211,12 @@ def test_seed_predict_can_return_its_input_file(serve):
     response = server.client.post("/predict", files={"picture": ("in.png", b"\x89PNG...", "image/png")})
     assert response.status_code == 200 and response.content == b"\x89PNG..."
     assert response.headers["Content-Type"] == "image/png"
+
+
+def test_many_log_lines_and_unterminated_ones(serve):
+    server = serve("predict.py:Verbose")
+    assert server.client.get("/health-check").json()["setup"]["logs"] == "loading"
+    body = server.client.post("/predictions", json={"input": {"n": 50_000}}).json()
+    assert body["output"] == 50_000
+    lines = body["logs"].split("\n")
+    assert len(lines) == 50_001 and lines[49_999] == "line 49999" and lines[-1] == "no newline at the end"

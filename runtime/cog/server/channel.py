@@ -50,21 +50,45 @@ class Channel:
 class LogStream(io.TextIOBase):
     """Replaces sys.stdout/sys.stderr: each write becomes a log event of the current prediction."""
 
+    LIMIT = 8192  # send a partial line once this much has piled up
+
     def __init__(self, channel: Channel, worker: Worker) -> None:
         self.channel, self.worker = channel, worker
         self.buffer = _BinaryLog(self)  # for code that writes bytes to sys.stdout.buffer
+        # Line-buffered per prediction: print() makes two writes, and a message per write is costly.
+        self._pending: dict[str | None, str] = {}
+        self._lock = threading.Lock()
 
     def writable(self) -> bool:
         return True
 
     def write(self, text: str) -> int:
-        if text:
-            pid = current_prediction_id.get() or self.worker.sole_prediction()
-            self.channel.send({"ev": "log", "id": pid, "text": text})
+        if not text:
+            return 0
+        pid = current_prediction_id.get() or self.worker.sole_prediction()
+        with self._lock:
+            pending = self._pending.pop(pid, "") + text
+            if "\n" not in text and len(pending) < self.LIMIT:
+                self._pending[pid] = pending
+                return len(text)
+        self._send(pid, pending)
         return len(text)
 
     def flush(self) -> None:
-        pass
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for pid, text in pending.items():
+            self._send(pid, text)
+
+    def flush_prediction(self, pid: str | None) -> None:
+        """Send what a prediction printed without a final newline (before it reports done)."""
+        with self._lock:
+            text = self._pending.pop(pid, None)
+        if text:
+            self._send(pid, text)
+
+    def _send(self, pid: str | None, text: str) -> None:
+        self.channel.send({"ev": "log", "id": pid, "text": text})
 
     def isatty(self) -> bool:
         return False

@@ -12,6 +12,21 @@ TERMINAL = ("succeeded", "failed", "canceled")
 SECRET_MASK = "**********"
 
 
+class LogBuffer:
+    """Append-only text, cheap to grow: chunks are joined only when read (no quadratic +=)."""
+
+    def __init__(self, text: str = "") -> None:
+        self._chunks = [text] if text else []
+
+    def append(self, text: str) -> None:
+        self._chunks.append(text)
+
+    def text(self) -> str:
+        if len(self._chunks) > 1:
+            self._chunks = ["".join(self._chunks)]
+        return self._chunks[0] if self._chunks else ""
+
+
 def now_iso() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat()
 
@@ -30,7 +45,7 @@ class Prediction:
     status: str = "starting"
     output: Any = None
     error: str | None = None
-    logs: str = ""
+    log_buffer: LogBuffer = field(default_factory=LogBuffer)
     metrics: dict[str, Any] = field(default_factory=dict)
     secrets: list[str] = field(default_factory=list)  # values to redact from logs
     streams: bool = False  # iterator output: `output` is a growing list
@@ -40,6 +55,10 @@ class Prediction:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     listeners: list[asyncio.Queue] = field(default_factory=list)
     temp_paths: list[str] = field(default_factory=list)
+
+    @property
+    def logs(self) -> str:
+        return self.log_buffer.text()
 
     @property
     def is_terminal(self) -> bool:
@@ -56,7 +75,7 @@ class Prediction:
         for secret in self.secrets:
             if secret:
                 text = text.replace(secret, SECRET_MASK)
-        self.logs += text
+        self.log_buffer.append(text)
         return text
 
     def finish(self, status: str, error: str | None = None) -> None:

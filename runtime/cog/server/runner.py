@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from ..signature import Signature
 from . import protocol
-from .prediction import Prediction, now_iso
+from .prediction import LogBuffer, Prediction, now_iso
 
 # Worker lifecycle states, as /health-check names them.
 STARTING, READY, SETUP_FAILED, DEFUNCT = "STARTING", "READY", "SETUP_FAILED", "DEFUNCT"
@@ -36,7 +36,8 @@ class WorkerProcess:
         self.restarts = 0  # how often a worker that died on its own was replaced
         self.state = STARTING
         self.signature: Signature | None = None
-        self.setup = {"started_at": None, "completed_at": None, "status": None, "logs": ""}
+        self.setup_info: dict[str, Any] = {"started_at": None, "completed_at": None, "status": None}
+        self.setup_logs = LogBuffer()
         self.in_flight: dict[str, Prediction] = {}
         self.ready = asyncio.Event()  # set once setup finished, either way
         self.process: asyncio.subprocess.Process | None = None
@@ -53,7 +54,8 @@ class WorkerProcess:
     async def start(self) -> None:
         self.state, self._expected_exit = STARTING, False
         self.ready.clear()
-        self.setup = {"started_at": now_iso(), "completed_at": None, "status": None, "logs": ""}
+        self.setup_info = {"started_at": now_iso(), "completed_at": None, "status": None}
+        self.setup_logs = LogBuffer()
         ours, theirs = socket.socketpair()  # predictions in, all events out
         control_ours, control_theirs = socket.socketpair()  # cancel and healthcheck, heard while busy
         env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -104,6 +106,11 @@ class WorkerProcess:
                 await task
         await self.start()
 
+    @property
+    def setup(self) -> dict[str, Any]:
+        """Setup's report for /health-check: started_at, completed_at, status, logs."""
+        return {**self.setup_info, "logs": self.setup_logs.text()}
+
     # ---------------------------------------------------------------- predictions
 
     async def _send(self, message: dict[str, Any]) -> None:
@@ -151,7 +158,7 @@ class WorkerProcess:
             while line := await reader.readline():
                 await self._handle(protocol.decode(line))
         except (ConnectionError, ValueError, asyncio.LimitOverrunError) as exc:
-            self.setup["logs"] += f"worker channel broken: {exc}\n"
+            self.setup_logs.append(f"worker channel broken: {exc}\n")
         returncode = await process.wait()
         await self._worker_gone(returncode)
 
@@ -177,10 +184,10 @@ class WorkerProcess:
             self._end_setup("failed", event["error"])
 
     def _end_setup(self, status: str, error: str | None) -> None:
-        self.setup["completed_at"] = now_iso()
-        self.setup["status"] = status
+        self.setup_info["completed_at"] = now_iso()
+        self.setup_info["status"] = status
         if error:
-            self.setup["logs"] += error if error.endswith("\n") else error + "\n"
+            self.setup_logs.append(error if error.endswith("\n") else error + "\n")
         self.state = READY if status == "succeeded" else SETUP_FAILED
         self.ready.set()
 
@@ -191,7 +198,7 @@ class WorkerProcess:
         if prediction is not None:
             self.on_log(prediction, prediction.add_log(text))
         elif self.state == STARTING:
-            self.setup["logs"] += text
+            self.setup_logs.append(text)
         else:
             sys.stderr.write(text)
 
@@ -226,7 +233,7 @@ class WorkerProcess:
                 self.restarts += 1
                 await self.start()
                 note = f"cog: worker restarted (#{self.restarts}) after it died: {cause}\n"
-                self.setup["logs"] = note + self.setup["logs"]
+                self.setup_logs = LogBuffer(note + self.setup_logs.text())
                 return
             self.state = DEFUNCT
         self.ready.set()

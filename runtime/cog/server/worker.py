@@ -74,6 +74,9 @@ class Worker:
 
     def _finish(self, pid: str, status: str, output: Any = None, error: str | None = None,
                 scope: Scope | None = None) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            if isinstance(stream, LogStream):
+                stream.flush_prediction(pid)
         self.running.pop(pid, None)
         message = {"ev": "done", "id": pid, "status": status, "output": output, "error": error,
                    "metrics": dict(scope.metrics) if scope else {}}
@@ -246,6 +249,12 @@ def _serve_control(worker: Worker, control: Channel, loop: asyncio.AbstractEvent
     threading.Thread(target=read, name="cog-worker-control", daemon=True).start()
 
 
+def _flush_logs() -> None:
+    """Send setup's unfinished log lines before the event that ends setup."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cog.server.worker")
     parser.add_argument("--predictor", required=True)
@@ -263,9 +272,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         predictor = load_predictor(args.predictor)
     except PredictorError as exc:
+        _flush_logs()
         channel.send({"ev": "load_failed", "error": str(exc)})
         return 1
     except BaseException:  # noqa: BLE001 - an import error in the model is a setup failure
+        _flush_logs()
         channel.send({"ev": "load_failed", "error": traceback.format_exc()})
         return 1
     worker = Worker(channel, predictor)
@@ -274,9 +285,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         worker.run_setup()
     except BaseException:  # noqa: BLE001
+        _flush_logs()
         channel.send({"ev": "setup_done", "ok": False, "error": traceback.format_exc()})
         return 1
     gc.freeze()  # the loaded model's objects stay put: later collections need not walk them
+    _flush_logs()
     channel.send({"ev": "setup_done", "ok": True, "error": None})
     if predictor.signature.is_async:
         loop = worker.loop or asyncio.new_event_loop()

@@ -234,3 +234,14 @@ class Unsendable(BasePredictor):
         if what == "nan":
             return {"value": float("nan")}
         return {"value": object()}
+
+
+class Verbose(BasePredictor):
+    def setup(self) -> None:
+        print("loading", end="")  # no newline: must still reach the setup logs
+
+    def predict(self, n: int = 3) -> int:
+        for i in range(n):
+            print(f"line {i}")
+        print("no newline at the end", end="")
+        return n
