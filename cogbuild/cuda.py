@@ -350,12 +350,42 @@ def _resolve_cpu(requirements: Sequence[str], target: Target, gpu: list[Artifact
     cpu_builds = {Requirement(c).name for c in inputs.constraints}
     # Same versions as the GPU closure for everything but the CPU builds and the CUDA wheels.
     same = [f"{a.name}=={a.version}" for a in gpu if not is_gpu_package(a.name) and a.name not in cpu_builds]
-    cpu = resolve_requirements(
-        inputs.requirements, target, constraints=[*constraints, *same, *inputs.constraints],
-        extra_index_urls=[*options.pop("extra_index_urls", ()), *inputs.extra_index_urls],
-        find_links=[*options.pop("find_links", ()), *inputs.find_links], **options)
+    try:
+        cpu = resolve_requirements(
+            inputs.requirements, target, constraints=[*constraints, *same, *inputs.constraints],
+            extra_index_urls=[*options.pop("extra_index_urls", ()), *inputs.extra_index_urls],
+            find_links=[*options.pop("find_links", ()), *inputs.find_links], **options)
+    except CogbuildError as exc:
+        missing = _missing_cpu_build(inputs, cpu_source or cpu_source_from_env(), target)
+        if missing:
+            raise CogbuildError(missing) from exc
+        raise
     check_cpu_closure(cpu)
     return cpu
+
+
+def _missing_cpu_build(inputs: VariantInputs, source: CpuWheelSource, target: Target) -> str | None:
+    """Why the CPU source cannot serve a pinned CPU build (unreachable, or no such file), if so."""
+    from .pyresolve.index import IndexClient
+
+    where = " and ".join([*inputs.extra_index_urls, *inputs.find_links]) or "no CPU wheel source"
+    advice = "point COGBUILD_CPU_INDEX_URL or COGBUILD_CPU_FIND_LINKS at CPU builds"
+    with IndexClient() as client:
+        for constraint in inputs.constraints:
+            requirement = Requirement(constraint)
+            build = next(iter(requirement.specifier)).version
+            files = []
+            try:
+                for index_url in inputs.extra_index_urls:
+                    files += client.project_files(index_url, requirement.name) or []
+            except CogbuildError:
+                return (f"The CPU variant needs {requirement.name} {build} from {where}, which could not be "
+                        f"reached; {advice}.")
+            files += [f for location in inputs.find_links for f in client.find_links_files(location)]
+            prefix = f"{requirement.name.replace('-', '_')}-{build}-"
+            if not any(f.filename.startswith(prefix) and f.filename.endswith(".whl") for f in files):
+                return f"The CPU variant needs {requirement.name} {build}, which {where} does not offer; {advice}."
+    return None
 
 
 def split_gpu_wheels(artifacts: Iterable[Artifact]) -> tuple[list[Artifact], list[Artifact]]:

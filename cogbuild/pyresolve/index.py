@@ -90,7 +90,8 @@ class IndexClient:
 
     def __init__(self) -> None:
         # trust_env (the default): SSL_CERT_FILE, proxies and .netrc as the user set them.
-        self._http = httpx.Client(timeout=_TIMEOUT, follow_redirects=True)
+        self._http = httpx.Client(timeout=_TIMEOUT, follow_redirects=True,
+                                  transport=httpx.HTTPTransport(retries=2))  # retries failed connects
         self._find_links_cache: dict[str, list[IndexFile]] = {}
         self._pages: dict[tuple[str, str], list[IndexFile] | None] = {}
         self.http = self._http  # for readers of whole files and ranges (lazywheel)

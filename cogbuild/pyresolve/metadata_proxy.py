@@ -27,6 +27,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
+from ..errors import CogbuildError
 from .index import IndexClient, IndexFile
 from .lazywheel import wheel_metadata
 from .target import Target
@@ -218,7 +219,12 @@ def _handler(proxy: MetadataProxy):
                 self._send(502, "text/plain", f"{type(exc).__name__}: {exc}".encode())
 
         def _page(self, number: int, project: str) -> None:
-            files = proxy.page(number, project).result()
+            try:
+                files = proxy.page(number, project).result()
+            except CogbuildError as exc:
+                # pip retries 5xx for a quarter of a minute; a 404 lets it finish, and the error
+                # message is then written from the client's own attempt (diagnose.explain).
+                return self._send(404, "text/plain", str(exc).encode())
             if files is None:
                 return self._send(404, "text/plain", b"no such project")
             self._send(200, "application/vnd.pypi.simple.v1+json", proxy.page_json(project, files))

@@ -183,3 +183,16 @@ def test_resolve_variants_without_cuda_shares_one_closure(simple_url):
     assert lock.choice.cuda is None
     assert lock.artifacts["cpu"] == lock.artifacts["gpu"] and [a.name for a in lock.artifacts["cpu"]] == [
         "helper", "purelib"]
+
+
+def test_cpu_source_without_the_build_is_named(cuda_index, tmp_path):
+    simple_url, _ = cuda_index
+    empty = CpuWheelSource(index_url=None, find_links=(str(tmp_path),))
+    with pytest.raises(CogbuildError, match=rf"needs torch 2.5.1\+cpu, which {tmp_path} does not offer; point "
+                                            "COGBUILD_CPU_INDEX_URL or COGBUILD_CPU_FIND_LINKS"):
+        resolve_variants(["torch"], Target("3.11", "x86_64"), cpu_source=empty, matrix=MATRIX, index_url=simple_url)
+    unreachable = CpuWheelSource(index_url="http://127.0.0.1:9/simple/")
+    with pytest.raises(CogbuildError, match=r"needs torch 2.5.1\+cpu from http://127.0.0.1:9/simple/, which could "
+                                            "not be reached"):
+        resolve_variants(["torch"], Target("3.11", "x86_64"), cpu_source=unreachable, matrix=MATRIX,
+                         index_url=simple_url)
