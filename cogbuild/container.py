@@ -322,9 +322,7 @@ class EngineRuntime:
     name: str
 
     def command(self, *args: str) -> list[str]:
-        if self.name == "podman":
-            return ["podman", "--cgroup-manager=cgroupfs", "--runtime", "runc", *args]
-        return [self.name, *args]
+        return [self.name, *args]  # podman picks its OCI runtime and cgroup manager from the host
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)

@@ -25,7 +25,7 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = "hello:bench"
-PODMAN = ["podman", "--cgroup-manager=cgroupfs", "--runtime", "runc"]
+PODMAN = ["podman"]
 
 
 def cogbuild(args: list[str], cwd: Path, env: dict[str, str]) -> str:
