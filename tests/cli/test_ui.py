@@ -7,7 +7,7 @@ import threading
 import click
 import pytest
 
-from cogbuild.ui import blob_progress, progress_printer, spinner
+from cogbuild.ui import blob_progress, progress_printer, spinner, transfer_bar
 
 
 @pytest.fixture
@@ -63,3 +63,17 @@ def test_a_bar_that_never_hears_of_bytes_draws_nothing(capsys, terminal):
     with blob_progress("pulling x"):
         pass
     assert capsys.readouterr().err == ""
+
+
+def test_transfer_bar_in_a_log_is_one_line_with_the_size(capsys):
+    with transfer_bar("downloading 57 artifacts", 23_000_000) as advance:
+        for _ in range(100):
+            advance(230_000)
+    assert capsys.readouterr().err == "• downloading 57 artifacts (23.0 MB)\n"
+
+
+def test_transfer_bar_on_a_terminal_draws_a_bar(capsys, terminal):
+    with transfer_bar("downloading", 1000) as advance:
+        advance(1000)
+    err = capsys.readouterr().err
+    assert "downloading" in err and "\x1b[" in err
