@@ -40,8 +40,8 @@ def model_directory(target: str) -> Path | None:
 @click.option("-o", "--output", "out_path", metavar="PATH",
               help="Where to write the output (default for files: output.<ext>; lists: output.N.<ext>).")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole prediction response as JSON.")
-@click.option("--runtime", type=click.Choice(RUNTIMES), default=None,
-              help="Container runtime for images (default: podman, docker, else umoci+runc).")
+@click.option("--runtime", type=click.Choice(RUNTIMES), default=None, envvar="COGBUILD_RUNTIME",
+              help="Container runtime for images (default: $COGBUILD_RUNTIME, else podman, docker, umoci+runc).")
 @click.option("--timeout", type=float, default=None, metavar="SECONDS",
               help="How long to wait for the model's setup (default 300, or $COGBUILD_READY_TIMEOUT).")
 @click.pass_context
