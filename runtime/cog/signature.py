@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import inspect
+import math
 import pathlib
 import re
 import sys
@@ -177,8 +178,8 @@ def value_problem(spec: InputSpec, value: Any, *, check_choices: bool = True) ->
     elif kind == "int":  # 3.0 is accepted as 3 (JSON encoders may write integral floats)
         ok = (isinstance(value, int) and not isinstance(value, bool)) or (
             isinstance(value, float) and value.is_integer())
-    elif kind == "float":
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif kind == "float":  # Infinity and NaN are not JSON numbers, though Python's parser takes them
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     else:  # str, path, file, secret travel as strings
         ok = isinstance(value, str)
     if not ok:

@@ -220,3 +220,31 @@ def test_many_log_lines_and_unterminated_ones(serve):
     assert body["output"] == 50_000
     lines = body["logs"].split("\n")
     assert len(lines) == 50_001 and lines[49_999] == "line 49999" and lines[-1] == "no newline at the end"
+
+
+@pytest.mark.parametrize("content", [
+    b"[" * 100_000 + b"]" * 100_000, b'{"input": null}', b'{"input": {"text": {"a": 1}}}', b"null", b"1e999",
+    b'{"input": {"text": "a", "tags": [[1]]}}', b'{"id": 5, "input": {"text": "a"}}', b'{"context": {"k": 1}}',
+    b'{"webhook_events_filter": "start", "input": {"text": "a"}}', b'{"input": {"text": "\\ud800"}}',
+    b'{"created_at": [], "input": {"text": "a"}}', b'{"input": {"text": "a", "count": 1e400}}',
+])
+def test_hostile_bodies_are_4xx_or_handled(echo, content):
+    response = echo.client.post("/predictions", content=content, headers={"Content-Type": "application/json"})
+    assert response.status_code < 500, (response.status_code, response.text)
+    assert echo.client.get("/health-check").json()["status"] == "READY"
+
+
+@pytest.mark.parametrize("headers, content", [
+    ({"Content-Type": "multipart/form-data; boundary=x"}, b"--x\r\nbroken"),
+    ({"Content-Type": "application/x-www-form-urlencoded"}, b"text=%ZZ&count=abc"),
+    ({"Content-Type": "text/plain"}, b"text=hello"),
+])
+def test_hostile_forms_are_4xx(echo, headers, content):
+    response = echo.client.post("/predict", content=content, headers=headers)
+    assert response.status_code < 500, (response.status_code, response.text)
+
+
+def test_non_finite_numbers_are_422(echo):
+    for raw in (b'{"input": {"text": "a", "ratio": NaN}}', b'{"input": {"text": "a", "ratio": 1e999}}'):
+        response = echo.client.post("/predictions", content=raw, headers={"Content-Type": "application/json"})
+        assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["body", "input", "ratio"]

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .._version import __version__
 from ..openapi import openapi_document
@@ -53,6 +54,8 @@ async def _read_json(request: web.Request) -> Any:
     except json.JSONDecodeError as exc:
         raise Refused(422, {"detail": [{"loc": ["body", exc.pos], "msg": f"JSON decode error: {exc.msg}",
                                         "type": "value_error.jsondecode"}]}) from None
+    except RecursionError:
+        raise Refused(400, {"detail": "the request body nests too deeply"}) from None
 
 
 # ---------------------------------------------------------------- meta routes
@@ -154,8 +157,8 @@ async def predict_form(request: web.Request) -> web.StreamResponse:
     signature = service.worker.signature
     try:
         form = await request.post()
-    except ValueError as exc:
-        return _json({"detail": f"the form cannot be read: {exc}"}, 400)
+    except (ValueError, HttpProcessingError) as exc:
+        return _json({"detail": f"the form cannot be read: {getattr(exc, 'message', None) or exc}"}, 400)
     specs = {spec.name: spec for spec in signature.inputs} if signature else {}
     given: dict[str, Any] = {}
     uploads: dict[str, list[web.FileField]] = {}

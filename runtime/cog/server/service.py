@@ -9,6 +9,7 @@ import asyncio
 import os
 import shutil
 import tempfile
+import traceback
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -197,9 +198,20 @@ class PredictionService:
     def run(self, prediction: Prediction, values: dict[str, Any], *, prefetched: dict[str, Any] | None = None) -> None:
         """Run in the background (fetching input files first unless `prefetched` has them);
         the prediction's `done` event fires at the end, whatever happens."""
-        task = asyncio.ensure_future(self._run(prediction, values, prefetched))
+        task = asyncio.ensure_future(self._run_guarded(prediction, values, prefetched))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _run_guarded(self, prediction: Prediction, values: dict[str, Any],
+                           prefetched: dict[str, Any] | None) -> None:
+        """A bug of ours fails this prediction instead of leaving its client waiting forever."""
+        try:
+            await self._run(prediction, values, prefetched)
+        except Exception as exc:  # noqa: BLE001
+            traceback.print_exc()
+            self.worker.in_flight.pop(prediction.id, None)
+            if not prediction.is_terminal:
+                await self._finish(prediction, "failed", f"internal server error: {type(exc).__name__}: {exc}")
 
     async def _run(self, prediction: Prediction, values: dict[str, Any], prefetched: dict[str, Any] | None) -> None:
         try:

@@ -63,7 +63,8 @@ def validate_input(signature: Signature, given: Any) -> tuple[dict[str, Any], li
         if spec.name in given:
             if (problem := _check(spec, given[spec.name])) is not None:
                 errors.append(problem)
-            values[spec.name] = _normalize(spec, given[spec.name])
+            else:
+                values[spec.name] = _normalize(spec, given[spec.name])
         elif spec.required:
             errors.append(error(spec.name, "field required", "value_error.missing"))
         else:
