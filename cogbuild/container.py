@@ -463,8 +463,10 @@ def _cached_unpack(image: Image) -> Path:
     root = cache_dir() / "rootfs"
     target = root / image.manifest.digest.split(":")[1]
     if (target / "config.json").is_file():
+        os.utime(target)  # last use, for pruning
         return target
     root.mkdir(parents=True, exist_ok=True)
+    _prune_unpacks(root)
     partial = root / f".partial-{uuid.uuid4().hex[:12]}"
     try:
         _unpack(image, partial, rootless=False)
@@ -476,6 +478,21 @@ def _cached_unpack(image: Image) -> Path:
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return target
+
+
+UNPACK_MAX_AGE = 7 * 24 * 3600
+
+
+def _prune_unpacks(root: Path, max_age: float = UNPACK_MAX_AGE) -> None:
+    """Drop cached unpacks unused for `max_age` seconds, unless a running container still sits on one."""
+    try:
+        mounts = Path("/proc/mounts").read_text()
+    except OSError:
+        return  # cannot tell what is in use: keep everything
+    for entry in root.iterdir():
+        stale = time.time() - entry.lstat().st_mtime > max_age
+        if stale and f"lowerdir={entry}/" not in mounts:
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def _unpack(image: Image, bundle: Path, rootless: bool) -> None:

@@ -11,6 +11,8 @@ import base64
 import json
 import mimetypes
 import re
+import sys
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -213,6 +215,8 @@ def write_output(output: Any, out_path: str | None, schema: dict[str, Any] | Non
     object to `<stem>.<key>.<ext>`, the object printed as JSON with their paths. A string is printed (or
     written to `out_path` when one is given); iterator text marked `concatenate` is joined.
     """
+    if out_path == "-":
+        return _to_stdout(output)
     stem, suffix = _split_suffix(out_path or "output")
     if _is_file(output):
         return [str(_save_data_uri(output, stem, suffix))]
@@ -228,6 +232,17 @@ def write_output(output: Any, out_path: str | None, schema: dict[str, Any] | Non
         Path(out_path).write_text(text if text.endswith("\n") else text + "\n")
         return [out_path]
     return [text]
+
+
+def _to_stdout(output: Any) -> list[str]:
+    """`-o -`: a file's bytes (or the text) to stdout, for pipes; a file list cannot be told apart there."""
+    if _is_file(output):
+        sys.stdout.buffer.write(_decode_data_uri(output)[1])
+        sys.stdout.buffer.flush()
+        return []
+    if isinstance(output, list) and any(_is_file(o) for o in output):
+        raise UsageError(f"-o - takes one file, but the output holds {len(output)}; give -o a file name instead")
+    return [output if isinstance(output, str) else json.dumps(output, indent=2)]
 
 
 def _save_nested_files(value: Any, stem: str, suffix: str) -> Any:
@@ -257,13 +272,17 @@ def _split_suffix(path: str) -> tuple[str, str]:
 
 def _save_data_uri(uri: str, stem: str, suffix: str) -> Path:
     """Write the file to `stem + suffix`; with no suffix given, the extension follows the MIME type."""
-    header, _, payload = uri.partition(",")
-    mime = header[5:].split(";")[0]
+    mime, data = _decode_data_uri(uri)
     target = Path(stem + (suffix or _extension(mime)))
-    data = base64.b64decode(payload) if ";base64" in header else payload.encode()
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(data)
     return target
+
+
+def _decode_data_uri(uri: str) -> tuple[str, bytes]:
+    header, _, payload = uri.partition(",")
+    data = base64.b64decode(payload) if ";base64" in header else urllib.parse.unquote_to_bytes(payload)
+    return header[5:].split(";")[0], data
 
 
 def _extension(mime: str) -> str:

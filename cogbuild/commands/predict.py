@@ -38,7 +38,8 @@ def model_directory(target: str) -> Path | None:
               help="An input: name=value, name=@file (sent as a data URI) or @file for the one file input; "
                    "repeat a name for a list.")
 @click.option("-o", "--output", "out_path", metavar="PATH",
-              help="Where to write the output (default for files: output.<ext>; lists: output.N.<ext>).")
+              help="Where to write the output (default for files: output.<ext>; lists: output.N.<ext>; "
+                   "`-` writes a file's bytes to stdout).")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole prediction response as JSON.")
 @click.option("--runtime", type=click.Choice(RUNTIMES), default=None, envvar="COGBUILD_RUNTIME",
               help="Container runtime for images (default: $COGBUILD_RUNTIME, else podman, docker, umoci+runc).")
@@ -59,6 +60,7 @@ def command(ctx: click.Context, target: str, inputs: tuple[str, ...], out_path: 
       cogbuild predict examples/hello -i text=world
       cogbuild predict hello:latest -i image=@in.png -o out.png
       cogbuild predict hello:latest -i @in.png            # the model's one file input
+      cogbuild predict hello:latest -i @in.png -o - | display   # the output file on stdout
       cogbuild predict 127.0.0.1:5000/me/hello:v1 -i tags=a -i tags=b --json
       cogbuild predict hello:latest --runtime runc -i text=x   # daemonless: umoci + runc
 

@@ -231,3 +231,15 @@ def test_a_pulled_reference_already_in_the_store_runs_without_the_network(store)
     chosen = write_image(store, HERE, "cpu")
     store.tag("127.0.0.1:1/team/model:v1", chosen)  # port 1: any pull attempt would fail
     assert find_image("127.0.0.1:1/team/model:v1", store, gpu=False).manifest.digest == chosen.digest
+
+
+def test_stale_unpacks_are_pruned_but_fresh_ones_kept(tmp_path):
+    from cogbuild.container import _prune_unpacks
+
+    old, fresh = tmp_path / ("a" * 64), tmp_path / ("b" * 64)
+    for entry in (old, fresh):
+        (entry / "rootfs").mkdir(parents=True)
+        (entry / "config.json").write_text("{}")
+    os.utime(old, (1, 1))
+    _prune_unpacks(tmp_path, max_age=3600)
+    assert not old.exists() and fresh.exists()

@@ -192,3 +192,19 @@ def test_files_inside_an_object_are_written_and_named_by_key(tmp_path, monkeypat
     assert printed == {"mask": "output.mask.png", "score": 0.5, "frames": ["output.frames.0.jpg"]}
     assert (tmp_path / "output.mask.png").read_bytes() == b"m"
     assert (tmp_path / "output.frames.0.jpg").read_bytes() == b"f"
+
+
+def test_dash_sends_a_file_output_to_stdout(capsysbinary, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert write_output(data_uri(b"\x89PNG raw", "image/png"), "-") == []
+    assert capsysbinary.readouterr().out == b"\x89PNG raw"
+    assert write_output("text", "-") == ["text"]
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(UsageError, match="-o - takes one file, but the output holds 2"):
+        write_output([data_uri(b"a", "text/plain"), data_uri(b"b", "text/plain")], "-")
+
+
+def test_data_uris_without_base64_are_percent_decoded(tmp_path):
+    target = tmp_path / "o.txt"
+    write_output("data:text/plain,hello%20there", str(target))
+    assert target.read_bytes() == b"hello there"
