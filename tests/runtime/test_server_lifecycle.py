@@ -286,3 +286,10 @@ def test_respawn_explains_itself_to_other_predictions(serve, sink):
     assert "restarted because canceled prediction stuck did not stop" in bystander["error"]
     assert wait_status(server, "stuck", sink, "canceled")["error"] is None
     server.wait_until("READY")
+
+
+def test_corrupt_worker_channel_fails_the_prediction_not_the_server(serve):
+    server = serve("predict.py:Corrupt")
+    body = server.client.post("/predictions", json={}).json()
+    assert body["status"] == "failed" and "message channel broke" in body["error"]
+    assert server.client.get("/health-check").json()["status"] == "DEFUNCT"

@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import sys
+import traceback
 from typing import Any, Callable
 
 from ..signature import Signature
@@ -154,13 +155,19 @@ class WorkerProcess:
     # ---------------------------------------------------------------- events from the worker
 
     async def _read_events(self, reader: asyncio.StreamReader, process: asyncio.subprocess.Process) -> None:
+        broken = None
         try:
             while line := await reader.readline():
-                await self._handle(protocol.decode(line))
-        except (ConnectionError, ValueError, asyncio.LimitOverrunError) as exc:
-            self.setup_logs.append(f"worker channel broken: {exc}\n")
+                event = protocol.decode(line)
+                try:
+                    await self._handle(event)
+                except Exception:  # noqa: BLE001 - a bug of ours must not stop the events of others
+                    traceback.print_exc()
+        except (ConnectionError, ValueError, asyncio.LimitOverrunError) as exc:  # ValueError: a bad line
+            broken = f"its message channel broke ({exc})"
+            self._kill(process)  # a worker we cannot understand cannot be trusted with more work
         returncode = await process.wait()
-        await self._worker_gone(returncode)
+        await self._worker_gone(returncode, broken)
 
     async def _handle(self, event: dict[str, Any]) -> None:
         kind = event["ev"]
@@ -210,13 +217,15 @@ class WorkerProcess:
             if text := decoder.decode(chunk):
                 self._log(self._sole(), text)
 
-    async def _worker_gone(self, returncode: int) -> None:
+    async def _worker_gone(self, returncode: int, broken: str | None = None) -> None:
         for writer in (self._writer, self._control_writer):
             if writer is not None:
                 writer.close()
         self._writer = self._control_writer = None
         if self._expected_exit:
             cause = self._exit_reason
+        elif broken:
+            cause = broken
         elif returncode < 0:
             cause = f"it was killed by signal {signal.Signals(-returncode).name}"
         else:

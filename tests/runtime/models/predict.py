@@ -245,3 +245,13 @@ class Verbose(BasePredictor):
             print(f"line {i}")
         print("no newline at the end", end="")
         return n
+
+
+class Corrupt(BasePredictor):
+    """Writes junk into the worker's event socket, as a buggy native library might."""
+
+    def predict(self) -> str:
+        fd = int(sys.argv[sys.argv.index("--fd") + 1])
+        os.write(fd, b"this is not json\n")
+        time.sleep(30)
+        return "unreachable"
