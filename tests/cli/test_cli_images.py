@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -189,19 +190,30 @@ def test_run_serves_until_sigterm_and_cleans_up(tmp_path, built, runtime):
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "cogbuild", "run", IMAGE, "--runtime", runtime, "-p", str(port)],
                             cwd=tmp_path, env=built.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    err_lines: list[str] = []
+    container_spoke = threading.Event()
+
+    def read_stderr() -> None:
+        for line in proc.stderr:
+            err_lines.append(line)
+            if not line.startswith("•"):
+                container_spoke.set()
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
     try:
         url = proc.stdout.readline().strip()  # printed once the model is READY
-        assert url == f"http://127.0.0.1:{port}", proc.stderr.read() if not url else url
+        assert url == f"http://127.0.0.1:{port}", "".join(err_lines)
         payload = {"input": {"image": "data:text/plain;base64," + base64.b64encode(b"served").decode()}}
         body = httpx.post(f"{url}/predictions", json=payload, timeout=60).json()
         assert body["status"] == "succeeded", body
         assert base64.b64decode(body["output"].split(",", 1)[1]) == b"copied:served"
+        assert container_spoke.wait(30), f"the container's output must follow on stderr: {err_lines}"
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(60)
-    err = proc.stderr.read()
-    assert code == 0, err
-    assert [line for line in err.splitlines() if not line.startswith("•")], "the container's output follows"
+        reader.join(10)
+    assert code == 0, "".join(err_lines)
     assert built.leftover_bundles() == []
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{port}/health-check", timeout=2)
