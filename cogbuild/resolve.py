@@ -11,11 +11,12 @@ import re
 
 from .artifacts import Artifact
 from .config import CogConfig
+from .cuda import resolve_variants, split_gpu_wheels
 from .debian import python_runtime, resolve_closure, suite_for_python
 from .errors import UsageError
 from .lock import Lock, LockedArtifact, locked
 from .policy import BASE_PACKAGES, DEBIAN_ARCH, NOT_INSTALLED, WHEEL_ARCH, lock_inputs_digest, runtime_lockfile
-from .pyresolve import Target, resolve_requirements, wheels_for_lockfile
+from .pyresolve import Target, wheels_for_lockfile
 
 def glibc_version(os_debs: list[Artifact]) -> str:
     """The image's glibc, from the locked libc6 ("2.36-9+deb12u13" -> "2.36"): it bounds manylinux tags."""
@@ -60,5 +61,22 @@ def _lock_platform(config: CogConfig, platform: str, suite: str, variants: list[
                   variants)
     requirements = config.requirements()
     if any(line.strip() and not line.strip().startswith("#") for line in requirements):
-        out += locked(platform, "python", resolve_requirements(requirements, target, constraints=constraints), variants)
+        closures = resolve_variants(requirements, target, variants=variants, cuda=config.cuda, cudnn=config.cudnn,
+                                    constraints=constraints).artifacts
+        out += _python_groups(platform, closures)
     return out
+
+
+def _python_groups(platform: str, closures: dict[str, list[Artifact]]) -> list[LockedArtifact]:
+    """Wheels by layer group; one entry per wheel, naming every variant that carries it.
+
+    The CPU closure never holds CUDA wheels (resolve_variants checks that); in the GPU closure they go to
+    the `cuda` group, which becomes their own layers.
+    """
+    carriers: dict[Artifact, list[str]] = {}
+    for variant, artifacts in sorted(closures.items()):
+        for artifact in artifacts:
+            carriers.setdefault(artifact, []).append(variant)
+    cuda_wheels, _ = split_gpu_wheels(carriers)
+    return [LockedArtifact(platform, "cuda" if artifact in cuda_wheels else "python", artifact, tuple(variants))
+            for artifact, variants in carriers.items()]
