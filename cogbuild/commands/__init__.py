@@ -10,16 +10,7 @@ _NAMES = ["init", "lock", "build", "push", "pull", "show", "predict", "serve", "
 
 
 def _load() -> list[click.Command]:
-    commands = []
-    for name in _NAMES:
-        try:
-            module = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{name}":
-                raise
-            continue  # not written yet
-        commands.append(module.command)
-    return commands
+    return [importlib.import_module(f"{__name__}.{name}").command for name in _NAMES]
 
 
 COMMANDS = _load()
