@@ -134,6 +134,13 @@ def test_a_failing_setup_is_reported_with_its_reason(tmp_path, env):
     assert 'raise RuntimeError("weights are missing")' in run.err  # its output, for the one who debugs it
 
 
+def test_a_setup_slower_than_the_timeout_is_one_sentence(tmp_path, env):
+    model = copy_model("slowsetup", tmp_path / "slow")
+    run = cogbuild(["predict", str(model), "--timeout", "2"], tmp_path, env)
+    assert run.code == 1
+    assert one_line_error(run, model_logs=True).startswith("the model did not become ready within 2 s")
+
+
 def test_a_predictor_that_does_not_load_names_its_file(tmp_path, env):
     model = copy_model("broken", tmp_path / "broken")
     run = cogbuild(["predict", str(model)], tmp_path, env)
