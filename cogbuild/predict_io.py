@@ -215,6 +215,8 @@ def write_output(output: Any, out_path: str | None, schema: dict[str, Any] | Non
     object to `<stem>.<key>.<ext>`, the object printed as JSON with their paths. A string is printed (or
     written to `out_path` when one is given); iterator text marked `concatenate` is joined.
     """
+    if out_path and out_path.startswith("@"):  # the seed's spelling: -o @output.png
+        out_path = out_path[1:]
     if out_path == "-":
         return _to_stdout(output)
     stem, suffix = _split_suffix(out_path or "output")

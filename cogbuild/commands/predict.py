@@ -59,7 +59,7 @@ def command(ctx: click.Context, target: str, inputs: tuple[str, ...], out_path: 
       cogbuild predict -i text=world                      # the model in this directory
       cogbuild predict examples/hello -i text=world
       cogbuild predict hello:latest -i image=@in.png -o out.png
-      cogbuild predict hello:latest -i @in.png            # the model's one file input
+      cogbuild predict hello:latest -i @in.png -o @out.png   # the seed's short form
       cogbuild predict hello:latest -i @in.png -o - | display   # the output file on stdout
       cogbuild predict 127.0.0.1:5000/me/hello:v1 -i tags=a -i tags=b --json
       cogbuild predict hello:latest --runtime runc -i text=x   # daemonless: umoci + runc

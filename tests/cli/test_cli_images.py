@@ -146,6 +146,10 @@ def test_bad_input_to_an_image_is_one_sentence(tmp_path, runc_env, built):
                        tmp_path, runc_env)
     assert unknown.code == 2
     assert one_line_error(unknown) == "the model has no input 'colour' (its inputs: image, upper)"
+    wrong = cogbuild(["predict", IMAGE, "--runtime", "runc", "-i", "image=@in.txt", "-i", "upper=perhaps"],
+                     tmp_path, runc_env)
+    assert wrong.code == 2
+    assert one_line_error(wrong) == "input 'upper' must be a boolean, not 'perhaps'"
     assert built.leftover_bundles() == []
     if find_image(IMAGE, Layout(runc_env["COGBUILD_STORE"]), gpu=False).schema is not None:
         assert "starting" not in unknown.err, "with the schema label, inputs are checked before a container starts"

@@ -208,3 +208,9 @@ def test_data_uris_without_base64_are_percent_decoded(tmp_path):
     target = tmp_path / "o.txt"
     write_output("data:text/plain,hello%20there", str(target))
     assert target.read_bytes() == b"hello there"
+
+
+def test_the_seeds_at_spelling_of_the_output_path(tmp_path):
+    target = tmp_path / "output.png"
+    assert write_output(data_uri(b"png", "image/png"), f"@{target}") == [str(target)]
+    assert target.read_bytes() == b"png"
