@@ -42,8 +42,10 @@ def directory_schema(config: CogConfig) -> dict:
         raise CogbuildError(f"reading the schema of {config.predictor} took over {SCHEMA_TIMEOUT:.0f} s") from None
     if done.returncode != 0:
         reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "no output"
+        hint = ("; install the model's packages on this host, or build the image and predict with it"
+                if "No module named" in reason else "")
         raise UsageError(f"{config.root / config.predictor.split(':')[0]} cannot be loaded: "
-                         f"{reason.removeprefix('error: ')}")
+                         f"{reason.removeprefix('error: ')}{hint}")
     try:
         return json.loads(done.stdout)
     except ValueError:

@@ -148,6 +148,15 @@ def test_a_predictor_that_does_not_load_names_its_file(tmp_path, env):
     assert one_line_error(run).startswith(f"{model / 'predict.py'} cannot be loaded:")
 
 
+def test_a_missing_package_on_this_host_says_what_to_do(tmp_path, env):
+    model = copy_model("hello", tmp_path / "needs")
+    (model / "predict.py").write_text("import torch_that_is_not_here\n" + (model / "predict.py").read_text())
+    run = cogbuild(["predict", str(model)], tmp_path, env)
+    assert run.code == 2
+    error = one_line_error(run)
+    assert "torch_that_is_not_here" in error and "build the image and predict with it" in error
+
+
 def test_a_directory_without_cog_yaml(tmp_path, env):
     (tmp_path / "empty").mkdir()
     run = cogbuild(["predict", "empty"], tmp_path, env)
