@@ -224,7 +224,7 @@ def write_output(output: Any, out_path: str | None, schema: dict[str, Any] | Non
         return [str(_save_data_uri(output, stem, suffix))]
     if isinstance(output, list) and output and all(_is_file(o) for o in output):
         return [str(_save_data_uri(o, f"{stem}.{i}", suffix)) for i, o in enumerate(output)]
-    if isinstance(output, list) and _is_concatenated(schema) and all(isinstance(o, str) for o in output):
+    if isinstance(output, list) and is_concatenated_text(schema) and all(isinstance(o, str) for o in output):
         output = "".join(output)
     if isinstance(output, (dict, list)):  # files inside an object: written beside, named by their key
         output = _save_nested_files(output, stem, suffix)
@@ -262,7 +262,8 @@ def _is_file(value: Any) -> bool:
     return isinstance(value, str) and value.startswith("data:") and "," in value
 
 
-def _is_concatenated(schema: dict[str, Any] | None) -> bool:
+def is_concatenated_text(schema: dict[str, Any] | None) -> bool:
+    """The model yields text meant to be joined (Cog's ConcatenateIterator[str])."""
     out = ((schema or {}).get("components", {}).get("schemas", {}).get("Output") or {})
     return out.get("x-cog-array-display") == "concatenate"
 

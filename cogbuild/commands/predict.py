@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 import sys
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 import httpx
 
 from ..container import RUNTIMES, choose_runtime, find_image, has_gpu, running_container
 from ..errors import CogbuildError, UsageError
-from ..predict_io import check_files, parse_inputs, write_output
+from ..predict_io import check_files, is_concatenated_text, parse_inputs, write_output
 from ..project import Project, open_store
 from ..serving import directory_schema, local_server
 from ..ui import blob_progress, is_quiet, progress_printer, result, spinner
@@ -75,12 +76,16 @@ def command(ctx: click.Context, target: str, inputs: tuple[str, ...], out_path: 
             base, schema, payload = _start_directory(ctx, stack, directory, flags, wait)
         else:
             base, schema, payload = _start_image(ctx, stack, target, flags, runtime, wait)
-        show_logs = _show_logs(is_quiet(ctx))
-        with spinner("predicting", ctx):
-            body, logs_shown = _post_prediction(base, payload, show_logs)
-    if not logs_shown and not as_json:
-        show_logs(body.get("logs") or "")
-    _report(body, schema, out_path, as_json)
+        live = LiveView(quiet=is_quiet(ctx), stream_text=is_concatenated_text(schema) and not (as_json or out_path))
+        with ExitStack() as showing:
+            if live.stream_text:  # the text itself shows progress; a spinner would hold it back
+                progress_printer(ctx)("predicting")
+            else:
+                showing.enter_context(spinner("predicting", ctx))
+            body, streamed = _post_prediction(base, payload, live)
+    if not streamed and not as_json:
+        live.logs(body.get("logs") or "")
+    _report(body, schema, out_path, as_json, live)
 
 
 Started = tuple[str, "dict | None", dict[str, Any]]  # base URL, schema, checked input
@@ -124,24 +129,45 @@ def _fetch_schema(base: str) -> dict | None:
         return None
 
 
-def _post_prediction(base: str, payload: dict[str, Any], on_logs: Callable[[str], None]) -> tuple[dict, bool]:
-    """POST the prediction, asking for server-sent events so logs show while the model works.
+@dataclass
+class LiveView:
+    """What shows while the prediction runs: the model's logs on stderr, and text from a
+    concatenate-iterator model on stdout as it comes (so an LLM's tokens appear as they are made)."""
 
-    Returns the final response and whether its logs were already shown. A server that answers with
-    plain JSON instead (an error, or a runtime without streaming) is read as such.
+    quiet: bool
+    stream_text: bool
+    text_shown: str = ""
+
+    def logs(self, text: str) -> None:
+        if not self.quiet and text:
+            sys.stderr.write(text if text.endswith("\n") else text + "\n")
+            sys.stderr.flush()
+
+    def output(self, item: Any) -> None:
+        if self.stream_text and isinstance(item, str):
+            sys.stdout.write(item)
+            sys.stdout.flush()
+            self.text_shown += item
+
+
+def _post_prediction(base: str, payload: dict[str, Any], live: LiveView) -> tuple[dict, bool]:
+    """POST the prediction, asking for server-sent events so logs and output show while the model works.
+
+    Returns the final response and whether it streamed. A server that answers with plain JSON instead
+    (an error, or a runtime without streaming) is read as such.
     """
     try:
         with httpx.stream("POST", f"{base}/predictions", json={"input": payload}, timeout=None,
                           headers={"Accept": "text/event-stream"}) as response:
             if "text/event-stream" in response.headers.get("content-type", ""):
-                return _read_events(response, on_logs), True
+                return _read_events(response, live), True
             response.read()
     except httpx.HTTPError as exc:
         raise CogbuildError(f"the prediction request to {base} failed: {exc}") from None
     return _json_answer(response), False
 
 
-def _read_events(response: httpx.Response, on_logs: Callable[[str], None]) -> dict[str, Any]:
+def _read_events(response: httpx.Response, live: LiveView) -> dict[str, Any]:
     event, data = None, []
     for line in response.iter_lines():
         if line.startswith("event:"):
@@ -151,7 +177,9 @@ def _read_events(response: httpx.Response, on_logs: Callable[[str], None]) -> di
         elif not line and event:
             payload = json.loads("\n".join(data)) if data else None
             if event == "logs" and payload:
-                on_logs(payload)
+                live.logs(payload)
+            elif event == "output":
+                live.output(payload)
             elif event == "completed":
                 return payload
             event, data = None, []
@@ -172,18 +200,15 @@ def _json_answer(response: httpx.Response) -> dict[str, Any]:
     return body
 
 
-def _show_logs(quiet: bool) -> Callable[[str], None]:
-    def show(text: str) -> None:
-        if not quiet and text:
-            sys.stderr.write(text if text.endswith("\n") else text + "\n")
-            sys.stderr.flush()
-    return show
-
-
-def _report(body: dict[str, Any], schema: dict | None, out_path: str | None, as_json: bool) -> None:
+def _report(body: dict[str, Any], schema: dict | None, out_path: str | None, as_json: bool, live: LiveView) -> None:
     status = body.get("status")
     if as_json:
         result(json.dumps(body, indent=2))
+    elif live.text_shown:
+        complete = "".join(o for o in body.get("output") or [] if isinstance(o, str))
+        if complete.startswith(live.text_shown):  # what did not stream (if any), then end the line
+            sys.stdout.write(complete[len(live.text_shown):])
+        sys.stdout.write("\n")
     elif status == "succeeded":
         for line in write_output(body.get("output"), out_path, schema):
             result(line)

@@ -94,6 +94,22 @@ def test_logs_show_while_the_model_runs(tmp_path, env):
     assert "waiting for the release file" not in err, "logs shown live are not printed again"
 
 
+def test_iterator_text_streams_to_stdout_as_it_comes(tmp_path, env):
+    model = copy_model("tokens", tmp_path / "tokens")
+    release = tmp_path / "release"
+    proc = subprocess.Popen([sys.executable, "-m", "cogbuild", "predict", str(model), "-i", f"release={release}"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        first = proc.stdout.read(5)  # the model holds its second token until `release` exists
+        assert first == b"first" and proc.poll() is None
+        release.touch()
+        rest, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert first + rest == b"first second\n"
+
+
 # -- every error is one sentence with the right exit code ------------------------------------------
 @pytest.mark.parametrize("flags, message", [
     (["-i", "imag=@in.txt"], "the model has no input 'imag' (its inputs: image, upper)"),
