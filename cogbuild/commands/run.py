@@ -69,7 +69,8 @@ def command(ctx: click.Context, image_name: str, port: int, runtime: str | None,
         except KeyboardInterrupt:
             progress_printer(ctx)(f"stopping {image_name}")
             return
-        raise CogbuildError(f"the container for {image_name} exited; its last output:\n{container.logs()[-2000:]}")
+        lines = [line for line in container.logs().splitlines() if line.strip()]  # already shown above
+        raise CogbuildError(f"the container for {image_name} exited: {lines[-1].strip() if lines else 'no output'}")
 
 
 def _follow_until_exit(container: Container) -> None:
