@@ -147,3 +147,22 @@ def test_put_is_idempotent(serve):
 
 def test_cancel_unknown_is_404(async_slow):
     assert async_slow.client.post("/predictions/nope/cancel").status_code == 404
+
+
+def test_sse_client_leaving_cancels_the_prediction(serve):
+    server = serve("predict.py:Tokens")
+    with server.client.stream("POST", "/predictions", json={"id": "gone", "input": {"words": 1000, "delay": 0.05}},
+                              headers={"Accept": "text/event-stream"}) as response:
+        for line in response.iter_lines():
+            if line.startswith("event: output"):
+                break  # leave after the first token
+    wait_for_health(server, "READY")  # the slot is free again: the prediction was canceled
+
+
+def test_async_request_with_unfetchable_file_fails_by_webhook(serve, sink):
+    server = serve("predict.py:Files")
+    response = server.client.post("/predictions", headers=ASYNC, json={
+        "id": "nofile", "input": {"image": f"{sink.url}/missing.png"}, "webhook": f"{sink.url}/h"})
+    assert response.status_code == 202
+    final = sink.wait_for_webhook("failed")[-1]
+    assert final["id"] == "nofile" and "HTTP 404" in final["error"]

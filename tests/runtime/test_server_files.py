@@ -114,3 +114,9 @@ def test_streamed_file_outputs_inline_or_uploaded(serve, sink):
         "input": {"count": 2}, "output_file_prefix": f"{sink.url}/frames/"}).json()
     assert body["output"] == [f"{sink.url}/stored/frames/frame{i}.png" for i in range(2)]
     assert sink.files["/frames/frame1.png"] == b"png1"
+
+
+def test_file_like_output(serve):
+    server = serve("predict.py:FileLikeOutput")
+    body = server.client.post("/predictions", json={}).json()
+    assert body["output"] == "data:text/html;base64," + base64.b64encode(b"<p>hi</p>").decode()

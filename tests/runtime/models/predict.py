@@ -255,3 +255,11 @@ class Corrupt(BasePredictor):
         os.write(fd, b"this is not json\n")
         time.sleep(30)
         return "unreachable"
+
+
+class FileLikeOutput(BasePredictor):
+    def predict(self) -> File:
+        path = os.path.join(tempfile.mkdtemp(), "page.html")
+        with open(path, "w") as handle:
+            handle.write("<p>hi</p>")
+        return open(path, "rb")
