@@ -223,6 +223,15 @@ def test_run_serves_until_sigterm_and_cleans_up(tmp_path, built, runtime):
         httpx.get(f"http://127.0.0.1:{port}/health-check", timeout=2)
 
 
+def test_run_passes_env_and_reports_a_failed_setup_in_one_sentence(tmp_path, runc_env, built):
+    run = cogbuild(["run", IMAGE, "--runtime", "runc", "-p", str(_free_port()), "-e", "COG_PREDICTOR=nope.py:Predictor"],
+                   tmp_path, runc_env)
+    assert run.code == 1
+    error = one_line_error(run)
+    assert error.startswith("the model's setup failed:") and "nope.py" in error
+    assert built.leftover_bundles() == []
+
+
 def test_run_refuses_a_port_in_use(tmp_path, runc_env):
     import socket
 
