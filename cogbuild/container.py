@@ -13,6 +13,7 @@ so the image's schema label is known before anything starts.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -125,6 +126,8 @@ def find_image(target: str, store: Layout, gpu: bool, progress: Callable[[str], 
 
 def _locate(target: str, store: Layout, progress: Callable[[str], None],
             transfer: Callable[[str, int, int], None] | None) -> tuple[Layout, str]:
+    if target.startswith("oci-archive:"):
+        return _layout_path(_unpacked_archive(target.removeprefix("oci-archive:")))
     if target.startswith("oci:") or _split_layout(target):
         return _layout_path(target.removeprefix("oci:"))
     known = {name for name, _ in store.refs()}
@@ -147,6 +150,39 @@ def _locate(target: str, store: Layout, progress: Callable[[str], None],
     except httpx.TransportError as exc:  # registry answers become RegistryError sentences already
         raise CogbuildError(f"could not reach {ref.registry} to pull {ref}: {exc}") from None
     return store, next(name for name, desc in store.refs() if desc.digest == top.digest)
+
+
+def _unpacked_archive(text: str) -> str:
+    """`FILE[:TAG]` of an OCI archive, as `DIR[:TAG]` of its layout unpacked into the cache.
+
+    Unpacked once per file version (path, size, mtime), written beside and renamed into place; the
+    layout's blobs are verified by hash when read, like any layout's."""
+    path, tag = text, None
+    if not Path(text).is_file() and ":" in text:
+        path, _, tag = text.partition(":")
+    archive = Path(path)
+    if not archive.is_file():
+        raise UsageError(f"there is no OCI archive {path}")
+    st = archive.stat()
+    key = hashlib.sha256(f"{archive.resolve()}\0{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()[:32]
+    target = cache_dir() / "archives" / key
+    if not (target / "oci-layout").is_file():
+        partial = target.with_name(f".partial-{uuid.uuid4().hex[:12]}")
+        partial.mkdir(parents=True)
+        try:
+            with tarfile.open(archive) as tar:
+                tar.extractall(partial, filter="data")  # no links out, no devices, no absolute paths
+            if not (partial / "oci-layout").is_file():
+                raise UsageError(f"{path} is not an OCI archive (it has no oci-layout file)")
+            if not target.exists():  # else another run unpacked the same archive first
+                os.replace(partial, target)
+        except tarfile.ReadError:
+            raise UsageError(f"{path} is not an OCI archive (it is not a tar file)") from None
+        except (tarfile.TarError, OSError) as exc:
+            raise UsageError(f"{path} cannot be read as an OCI archive: {exc}") from None
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+    return f"{target}:{tag}" if tag else str(target)
 
 
 def _is_layout(path: str) -> bool:

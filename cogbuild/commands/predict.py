@@ -52,7 +52,8 @@ def command(ctx: click.Context, target: str, inputs: tuple[str, ...], out_path: 
     """Run one prediction with the model in DIR (on this host) or IMAGE (in a container).
 
     IMAGE is a name in the local store (`cogbuild build -t NAME`), a registry reference (pulled into the
-    store first), or an OCI layout (`oci:PATH[:TAG]`). Inputs are checked against the model's schema
+    store first), an OCI layout (`oci:PATH[:TAG]`) or an OCI archive
+    (`oci-archive:FILE[:TAG]`, as `cogbuild build --output` writes). Inputs are checked against the model's schema
     before the model starts.
 
     \b

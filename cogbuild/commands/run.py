@@ -36,7 +36,8 @@ def _check_port_free(port: int) -> None:
 def command(ctx: click.Context, image_name: str, port: int, runtime: str | None, env: tuple[str, ...]) -> None:
     """Start IMAGE and serve the Cog HTTP API on PORT until interrupted (Ctrl-C).
 
-    IMAGE is a name in the local store, a registry reference (pulled first) or `oci:PATH[:TAG]`.
+    IMAGE is a name in the local store, a registry reference (pulled first), `oci:PATH[:TAG]` or
+    `oci-archive:FILE[:TAG]`.
     The container's output follows on stderr; the URL is printed on stdout once the model is ready.
 
     \b

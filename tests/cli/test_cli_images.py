@@ -119,6 +119,17 @@ def test_predict_an_oci_layout_path(tmp_path, runc_env):
     assert '"status": "succeeded"' in run.out
 
 
+def test_predict_an_oci_archive_from_build_output(tmp_path, runc_env, built):
+    archive = tmp_path / "filetest.tar"
+    out = cogbuild(["build", "--output", f"oci-archive:{archive}"], built.model, runc_env)
+    assert out.code == 0, out.err
+    (tmp_path / "in.txt").write_text("archived")
+    run = cogbuild(["predict", f"oci-archive:{archive}", "--runtime", "runc", "-i", "image=@in.txt"], tmp_path,
+                   {**runc_env, "COGBUILD_STORE": str(tmp_path / "empty-store")})
+    assert run.code == 0, run.err
+    assert (tmp_path / "output.txt").read_text() == "copied:archived"
+
+
 def test_predict_a_registry_reference_pulls_it_first(tmp_path, runc_env, built):
     require("docker-registry")
     registry = RegistryServer(tmp_path / "registry").start()

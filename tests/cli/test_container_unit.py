@@ -243,3 +243,25 @@ def test_stale_unpacks_are_pruned_but_fresh_ones_kept(tmp_path):
     os.utime(old, (1, 1))
     _prune_unpacks(tmp_path, max_age=3600)
     assert not old.exists() and fresh.exists()
+
+
+def test_oci_archives_are_unpacked_into_the_cache_and_checked(tmp_path, monkeypatch):
+    import tarfile
+
+    monkeypatch.setenv("COGBUILD_CACHE", str(tmp_path / "cache"))
+    layout = Layout(tmp_path / "out").init()
+    chosen = write_image(layout, HERE, "cpu")
+    layout.tag("v1", chosen)
+    archive = tmp_path / "image.tar"
+    with tarfile.open(archive, "w") as tar:
+        for name in ("oci-layout", "index.json", "blobs"):
+            tar.add(tmp_path / "out" / name, name)
+    empty = Layout(tmp_path / "store")
+    assert find_image(f"oci-archive:{archive}", empty, gpu=False).manifest.digest == chosen.digest
+    assert find_image(f"oci-archive:{archive}:v1", empty, gpu=False).manifest.digest == chosen.digest
+    assert len(list((tmp_path / "cache" / "archives").iterdir())) == 1, "unpacked once, no partial left"
+    (tmp_path / "junk.tar").write_bytes(b"junk")
+    with pytest.raises(UsageError, match="junk.tar is not an OCI archive \\(it is not a tar file\\)"):
+        find_image(f"oci-archive:{tmp_path / 'junk.tar'}", empty, gpu=False)
+    with pytest.raises(UsageError, match="there is no OCI archive"):
+        find_image(f"oci-archive:{tmp_path / 'none.tar'}", empty, gpu=False)
