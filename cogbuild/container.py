@@ -166,7 +166,11 @@ def _unpacked_archive(text: str) -> str:
     st = archive.stat()
     key = hashlib.sha256(f"{archive.resolve()}\0{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()[:32]
     target = cache_dir() / "archives" / key
-    if not (target / "oci-layout").is_file():
+    if (target / "oci-layout").is_file():
+        os.utime(target)  # last use, for pruning
+    else:
+        if target.parent.is_dir():
+            _prune_unpacks(target.parent)
         partial = target.with_name(f".partial-{uuid.uuid4().hex[:12]}")
         partial.mkdir(parents=True)
         try:
@@ -520,7 +524,8 @@ UNPACK_MAX_AGE = 7 * 24 * 3600
 
 
 def _prune_unpacks(root: Path, max_age: float = UNPACK_MAX_AGE) -> None:
-    """Drop cached unpacks unused for `max_age` seconds, unless a running container still sits on one."""
+    """Drop cached unpacks (rootfs trees, archive layouts) unused for `max_age` seconds, unless a running
+    container still sits on one."""
     try:
         mounts = Path("/proc/mounts").read_text()
     except OSError:
