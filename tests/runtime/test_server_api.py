@@ -248,3 +248,10 @@ def test_non_finite_numbers_are_422(echo):
     for raw in (b'{"input": {"text": "a", "ratio": NaN}}', b'{"input": {"text": "a", "ratio": 1e999}}'):
         response = echo.client.post("/predictions", content=raw, headers={"Content-Type": "application/json"})
         assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["body", "input", "ratio"]
+
+
+def test_secret_redacted_from_error_too(serve):
+    server = serve("predict.py:LeakyError")
+    body = server.client.post("/predictions", json={"input": {"key": "pa55word-xyz"}}).json()
+    assert body["status"] == "failed" and body["error"] == "could not log in with **********"
+    assert "pa55word-xyz" not in body["logs"]

@@ -71,10 +71,14 @@ class Prediction:
         if self.streams:
             self.output = []
 
-    def add_log(self, text: str) -> str:
+    def redact(self, text: str) -> str:
         for secret in self.secrets:
             if secret:
                 text = text.replace(secret, SECRET_MASK)
+        return text
+
+    def add_log(self, text: str) -> str:
+        text = self.redact(text)
         self.log_buffer.append(text)
         return text
 
@@ -82,7 +86,7 @@ class Prediction:
         if self.is_terminal:
             return
         self.status = status
-        self.error = error
+        self.error = self.redact(error) if error else error
         self.completed_at = now_iso()
         if self._started:
             self.metrics["predict_time"] = round(time.monotonic() - self._started, 6)

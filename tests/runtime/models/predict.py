@@ -263,3 +263,8 @@ class FileLikeOutput(BasePredictor):
         with open(path, "w") as handle:
             handle.write("<p>hi</p>")
         return open(path, "rb")
+
+
+class LeakyError(BasePredictor):
+    def predict(self, key: Secret) -> str:
+        raise RuntimeError(f"could not log in with {key.get_secret_value()}")
