@@ -293,3 +293,13 @@ def test_corrupt_worker_channel_fails_the_prediction_not_the_server(serve):
     body = server.client.post("/predictions", json={}).json()
     assert body["status"] == "failed" and "message channel broke" in body["error"]
     assert server.client.get("/health-check").json()["status"] == "DEFUNCT"
+
+
+def test_async_healthcheck_runs_on_the_predictions_loop(serve):
+    server = serve("predict.py:AsyncSelfChecking")
+    assert server.client.get("/health-check").json()["status"] == "READY"
+    server.client.post("/predictions", json={"input": {"healthy": False}})
+    health = server.client.get("/health-check").json()
+    assert health["status"] == "UNHEALTHY" and "returned False" in health["user_healthcheck_error"]
+    server.client.post("/predictions", json={"input": {"healthy": True}})
+    assert server.client.get("/health-check").json()["status"] == "READY"

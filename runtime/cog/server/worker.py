@@ -156,7 +156,10 @@ class Worker:
         def check() -> None:
             try:
                 result = self.predictor.target.healthcheck()
-                if inspect.isawaitable(result):
+                if inspect.isawaitable(result) and self.loop is not None and self.loop.is_running():
+                    # On the predictions' own loop: the check may use what setup() bound to it.
+                    result = asyncio.run_coroutine_threadsafe(result, self.loop).result()
+                elif inspect.isawaitable(result):
                     result = asyncio.run(result)
                 ok, error = result is not False, None if result is not False else "healthcheck() returned False"
             except Exception as exc:  # noqa: BLE001
@@ -292,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     _flush_logs()
     channel.send({"ev": "setup_done", "ok": True, "error": None})
     if predictor.signature.is_async:
-        loop = worker.loop or asyncio.new_event_loop()
+        loop = worker.loop = worker.loop or asyncio.new_event_loop()
         _serve_control(worker, control, loop)
         _serve_async(worker, channel, loop)
     else:

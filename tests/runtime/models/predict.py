@@ -268,3 +268,20 @@ class FileLikeOutput(BasePredictor):
 class LeakyError(BasePredictor):
     def predict(self, key: Secret) -> str:
         raise RuntimeError(f"could not log in with {key.get_secret_value()}")
+
+
+class AsyncSelfChecking(BasePredictor):
+    async def setup(self) -> None:
+        self.healthy = asyncio.Event()  # bound to the predictions' loop
+        self.healthy.set()
+
+    async def healthcheck(self) -> bool:
+        await asyncio.sleep(0)
+        return self.healthy.is_set()
+
+    async def predict(self, healthy: bool = True) -> bool:
+        if healthy:
+            self.healthy.set()
+        else:
+            self.healthy.clear()
+        return healthy
