@@ -2,33 +2,26 @@
 
 Three ways to run, one interface (`Container`):
   * podman or docker, with host networking so the server's `PORT` is on this host's loopback;
-  * daemonless: `umoci unpack` the image into a bundle and start it with `runc` (or `crun`), the
-    bundle's config.json adjusted for the host network namespace and no terminal.
+  * daemonless: the image unpacked by `umoci` into an OCI runtime bundle and started with `runc` (or
+    `crun`), its config.json adjusted for the host network and no terminal. As root the unpack is done
+    once per image and each run gets an overlay on it; otherwise (rootless) each run unpacks afresh.
 
-Every runtime starts from one manifest that cogbuild picked (this host's platform; the gpu variant when a
-GPU is present and the runtime can pass it through), presented as a throw-away OCI layout that links to
-the local store's blobs. A registry reference is first pulled into the local store (verified blob by blob),
-so the image's schema label is known before anything starts.
+Which image, and in what form a runtime gets it, is `images.py`'s part.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import os
-import platform
-import re
 import shutil
 import socket
 import subprocess
-import tarfile
 import tempfile
 import threading
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Protocol
 
@@ -36,18 +29,10 @@ import httpx
 
 from .cache import cache_dir
 from .errors import CogbuildError, UsageError
-from .layers.descriptor import Descriptor
-from .registry.layout import REF_ANNOTATION, Layout, LayoutError, atomic_write
-from .registry.reference import parse_reference
+from .images import RUN_REF, Image, podman_image_layout, prune_stale, single_image_layout, write_oci_archive
 
 READY_TIMEOUT = float(os.environ.get("COGBUILD_READY_TIMEOUT", "300"))
 RUNTIMES = ("podman", "docker", "runc", "crun")
-SCHEMA_LABELS = ("run.cog.openapi_schema", "run.cog.openapi-schema")
-VARIANT_ANNOTATION = "run.cog.variant"
-_INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
-                "application/vnd.docker.distribution.manifest.list.v2+json")
-_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
-_RUN_REF = "run"  # the one ref in the throw-away layout handed to a runtime
 _STDERR = 2  # a container's output goes to our stderr; stdout carries results only
 
 
@@ -74,218 +59,6 @@ def free_port() -> int:
 def has_gpu() -> bool:
     """An NVIDIA GPU this host can pass to containers (its device node or its tool is present)."""
     return Path("/dev/nvidiactl").exists() or shutil.which("nvidia-smi") is not None
-
-
-def host_platform() -> str:
-    return f"linux/{_ARCH.get(platform.machine().lower(), platform.machine().lower())}"
-
-
-# -- which image ---------------------------------------------------------------------------------
-@dataclass
-class Image:
-    """One runnable manifest: where its blobs are, which manifest, and its config."""
-
-    layout: Layout
-    name: str
-    manifest: Descriptor
-    config: dict = field(repr=False)
-
-    @property
-    def variant(self) -> str:
-        return self.manifest.annotations.get(VARIANT_ANNOTATION, "cpu")
-
-    @property
-    def schema(self) -> dict | None:
-        """The OpenAPI schema the build stored as a label, when it did."""
-        labels = (self.config.get("config") or {}).get("Labels") or {}
-        for key in SCHEMA_LABELS:
-            if labels.get(key):
-                try:
-                    return json.loads(labels[key])
-                except ValueError:
-                    raise CogbuildError(f"the image {self.name} has a damaged {key} label (not JSON)") from None
-        return None
-
-
-def find_image(target: str, store: Layout, gpu: bool, progress: Callable[[str], None] = lambda m: None,
-               transfer: Callable[[str, int, int], None] | None = None) -> Image:
-    """Resolve what the user typed: an OCI layout path (`oci:DIR[:TAG]` or a directory), a local store
-    name, or a registry reference (pulled into the store; `transfer` hears of its bytes)."""
-    layout, name = _locate(target, store, progress, transfer)
-    try:
-        top = layout.resolve(name)
-    except LayoutError as exc:
-        raise UsageError(str(exc)) from None
-    try:
-        manifest = _pick_manifest(layout, top, target, host_platform(), "gpu" if gpu else "cpu")
-        doc = layout.read_json(manifest.digest)
-        return Image(layout, target, manifest, layout.read_json(doc["config"]["digest"]))
-    except (LayoutError, ValueError, KeyError) as exc:
-        raise CogbuildError(f"the image {target} in {layout.root} is damaged: {exc}; pull or build it again") from None
-
-
-def _locate(target: str, store: Layout, progress: Callable[[str], None],
-            transfer: Callable[[str, int, int], None] | None) -> tuple[Layout, str]:
-    if target.startswith("oci-archive:"):
-        return _layout_path(_unpacked_archive(target.removeprefix("oci-archive:")))
-    if target.startswith("oci:") or _split_layout(target):
-        return _layout_path(target.removeprefix("oci:"))
-    known = {name for name, _ in store.refs()}
-    for name in (target, f"{target}:latest"):
-        if name in known:
-            return store, name
-    ref = parse_reference(target)
-    # Like `docker run`: what the store already holds runs as is; only a missing image is pulled.
-    for name in (str(ref), str(ref.with_tag("latest")) if not (ref.tag or ref.digest) else ""):
-        if name in known:
-            return store, name
-    if ref.registry == "docker.io" and "." not in target.split("/")[0]:
-        raise UsageError(f"no image named {target!r} in the local store ({store.root}); build it with "
-                         f"`cogbuild build -t {target}` or name a registry, like 127.0.0.1:5000/{target}")
-    from .registry.remote import pull_image  # network clients load only when a pull is needed
-
-    progress(f"pulling {ref}")
-    try:
-        top = pull_image(ref, store, insecure=ref.is_loopback, progress=transfer)
-    except httpx.TransportError as exc:  # registry answers become RegistryError sentences already
-        raise CogbuildError(f"could not reach {ref.registry} to pull {ref}: {exc}") from None
-    return store, next(name for name, desc in store.refs() if desc.digest == top.digest)
-
-
-def _unpacked_archive(text: str) -> str:
-    """`FILE[:TAG]` of an OCI archive, as `DIR[:TAG]` of its layout unpacked into the cache.
-
-    Unpacked once per file version (path, size, mtime), written beside and renamed into place; the
-    layout's blobs are verified by hash when read, like any layout's."""
-    path, tag = text, None
-    if not Path(text).is_file() and ":" in text:
-        path, _, tag = text.partition(":")
-    archive = Path(path)
-    if not archive.is_file():
-        raise UsageError(f"there is no OCI archive {path}")
-    st = archive.stat()
-    key = hashlib.sha256(f"{archive.resolve()}\0{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()[:32]
-    target = cache_dir() / "archives" / key
-    if (target / "oci-layout").is_file():
-        os.utime(target)  # last use, for pruning
-    else:
-        if target.parent.is_dir():
-            _prune_unpacks(target.parent)
-        partial = target.with_name(f".partial-{uuid.uuid4().hex[:12]}")
-        partial.mkdir(parents=True)
-        try:
-            with tarfile.open(archive) as tar:
-                tar.extractall(partial, filter="data")  # no links out, no devices, no absolute paths
-            if not (partial / "oci-layout").is_file():
-                raise UsageError(f"{path} is not an OCI archive (it has no oci-layout file)")
-            if not target.exists():  # else another run unpacked the same archive first
-                os.replace(partial, target)
-        except tarfile.ReadError:
-            raise UsageError(f"{path} is not an OCI archive (it is not a tar file)") from None
-        except (tarfile.TarError, OSError) as exc:
-            raise UsageError(f"{path} cannot be read as an OCI archive: {exc}") from None
-        finally:
-            shutil.rmtree(partial, ignore_errors=True)
-    return f"{target}:{tag}" if tag else str(target)
-
-
-def _is_layout(path: str) -> bool:
-    return bool(path) and (Path(path) / "oci-layout").is_file()
-
-
-def _split_layout(text: str) -> tuple[str, str | None] | None:
-    """`DIR` or `DIR:NAME` when DIR is an OCI layout (NAME may hold colons, like `model:v1`)."""
-    if _is_layout(text):
-        return text, None
-    for i, char in enumerate(text):
-        if char == ":" and _is_layout(text[:i]):
-            return text[:i], text[i + 1:]
-    return None
-
-
-def _layout_path(text: str) -> tuple[Layout, str]:
-    found = _split_layout(text)
-    if found is None:
-        raise UsageError(f"{text} is not an OCI image layout (it has no oci-layout file)")
-    path, name = Path(found[0]), found[1]
-    layout = Layout(path)
-    names = [ref for ref, _ in layout.refs()]
-    if name is None:
-        if len(names) != 1:
-            raise UsageError(f"the OCI layout {path} holds {len(names)} named images; name one as oci:{path}:TAG "
-                             f"({', '.join(names) or 'none'})")
-        name = names[0]
-    return layout, name
-
-
-def _pick_manifest(layout: Layout, top: Descriptor, target: str, want_platform: str, want_variant: str) -> Descriptor:
-    """The manifest for this platform, preferring the wanted variant and falling back to cpu."""
-    leaves = list(_leaf_manifests(layout, top))
-    here = [d for d in leaves if _platform_of(layout, d) == want_platform]
-    if not here:
-        have = sorted({_platform_of(layout, d) for d in leaves})
-        raise UsageError(f"the image {target} has no {want_platform} image (it has {', '.join(have)})")
-    for variant in (want_variant, "cpu"):
-        for desc in here:
-            if desc.annotations.get(VARIANT_ANNOTATION, "cpu") == variant:
-                return desc
-    return here[0]
-
-
-def _leaf_manifests(layout: Layout, desc: Descriptor) -> Iterator[Descriptor]:
-    if desc.media_type not in _INDEX_TYPES:
-        yield desc
-        return
-    for child in layout.read_json(desc.digest).get("manifests", []):
-        child_desc = Descriptor.from_json(child)
-        if child_desc.media_type in _INDEX_TYPES or "manifest" in child_desc.media_type:
-            yield from _leaf_manifests(layout, child_desc)
-
-
-def _platform_of(layout: Layout, desc: Descriptor) -> str:
-    if desc.platform:
-        return f"{desc.platform.get('os')}/{desc.platform.get('architecture')}"
-    config = layout.read_json(layout.read_json(desc.digest)["config"]["digest"])
-    return f"{config.get('os')}/{config.get('architecture')}"
-
-
-@contextmanager
-def single_image_layout(image: Image) -> Iterator[Path]:
-    """A temporary OCI layout naming only `image.manifest` (as `run`); its blobs link to the store's."""
-    root = Path(tempfile.mkdtemp(prefix="cogbuild-image-"))
-    try:
-        _write_single_layout(image, root)
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def _write_single_layout(image: Image, root: Path) -> None:
-    (root / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
-    link = root / f".blobs-{uuid.uuid4().hex[:8]}"
-    link.symlink_to((image.layout.root / "blobs").resolve())
-    os.replace(link, root / "blobs")  # atomic: a concurrent run always sees a whole link
-    entry = {**image.manifest.to_json(), "annotations": {REF_ANNOTATION: _RUN_REF}}
-    index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [entry]}
-    atomic_write(root / "index.json", json.dumps(index).encode())
-
-
-_REFERENCE_PATH = re.compile(r"(/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)+")
-
-
-def podman_image_layout(image: Image) -> Path:
-    """A lasting single-image layout at a path named by the manifest digest.
-
-    podman names what it copies from `oci:PATH` after PATH, so PATH must be a valid image name
-    (lowercase, no component starting with a dot) and stable, or every run would add a new name.
-    """
-    parent = Path(tempfile.gettempdir()).resolve()
-    if not _REFERENCE_PATH.fullmatch(str(parent)):
-        parent = Path("/tmp")
-    root = parent / f"cogbuild-oci-{os.geteuid()}" / image.manifest.digest.split(":")[1][:32]
-    root.mkdir(parents=True, exist_ok=True)
-    _write_single_layout(image, root)
-    return root
 
 
 # -- runtimes ------------------------------------------------------------------------------------
@@ -380,7 +153,7 @@ class EngineRuntime:
         if gpu:
             args += self.gpu_flags()
         if self.name == "podman":
-            target = f"oci:{podman_image_layout(image)}:{_RUN_REF}"
+            target = f"oci:{podman_image_layout(image)}:{RUN_REF}"
         else:
             target = self._docker_load(image)
         started = subprocess.run(self.command(*args, target), capture_output=True, text=True, env=self.env())
@@ -398,26 +171,6 @@ class EngineRuntime:
         if loaded.returncode != 0:
             raise CogbuildError(f"docker could not load {image.name}: {_last_line(loaded.stderr)}")
         return name
-
-
-def write_oci_archive(image: Image, fileobj, name: str) -> None:
-    """An OCI archive (a tarred layout) holding only `image.manifest`, named `name` for docker/containerd."""
-    entry = {**image.manifest.to_json(),
-             "annotations": {"io.containerd.image.name": name, REF_ANNOTATION: name.rpartition(":")[2]}}
-    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-                        "manifests": [entry]}).encode()
-    with tarfile.open(fileobj=fileobj, mode="w") as tar:
-        for member, data in (("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'), ("index.json", index)):
-            info = tarfile.TarInfo(member)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-        for digest in _blob_digests(image):
-            tar.add(image.layout.blob_path(digest), f"blobs/sha256/{digest.split(':')[1]}")
-
-
-def _blob_digests(image: Image) -> list[str]:
-    doc = image.layout.read_json(image.manifest.digest)
-    return [image.manifest.digest, doc["config"]["digest"], *(layer["digest"] for layer in doc.get("layers", []))]
 
 
 @dataclass
@@ -506,7 +259,7 @@ def _cached_unpack(image: Image) -> Path:
         os.utime(target)  # last use, for pruning
         return target
     root.mkdir(parents=True, exist_ok=True)
-    _prune_unpacks(root)
+    prune_stale(root)
     partial = root / f".partial-{uuid.uuid4().hex[:12]}"
     try:
         _unpack(image, partial, rootless=False)
@@ -520,26 +273,10 @@ def _cached_unpack(image: Image) -> Path:
     return target
 
 
-UNPACK_MAX_AGE = 7 * 24 * 3600
-
-
-def _prune_unpacks(root: Path, max_age: float = UNPACK_MAX_AGE) -> None:
-    """Drop cached unpacks (rootfs trees, archive layouts) unused for `max_age` seconds, unless a running
-    container still sits on one."""
-    try:
-        mounts = Path("/proc/mounts").read_text()
-    except OSError:
-        return  # cannot tell what is in use: keep everything
-    for entry in root.iterdir():
-        stale = time.time() - entry.lstat().st_mtime > max_age
-        if stale and f"lowerdir={entry}/" not in mounts:
-            shutil.rmtree(entry, ignore_errors=True)
-
-
 def _unpack(image: Image, bundle: Path, rootless: bool) -> None:
     with single_image_layout(image) as layout:
         unpack = ["umoci", "unpack", *(["--rootless"] if rootless else []),
-                  "--image", f"{layout}:{_RUN_REF}", str(bundle)]
+                  "--image", f"{layout}:{RUN_REF}", str(bundle)]
         done = subprocess.run(unpack, capture_output=True, text=True)
     if done.returncode != 0:
         raise CogbuildError(f"umoci could not unpack {image.name}: {_last_line(done.stderr)}")

@@ -12,7 +12,8 @@ from typing import Any
 import click
 import httpx
 
-from ..container import RUNTIMES, choose_runtime, find_image, has_gpu, running_container
+from ..container import RUNTIMES, choose_runtime, has_gpu, running_container
+from ..images import find_image
 from ..errors import CogbuildError, UsageError
 from ..predict_io import check_files, is_concatenated_text, parse_inputs, write_output
 from ..project import Project, open_store

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import click
 
-from ..container import RUNTIMES, Container, choose_runtime, find_image, has_gpu, running_container
+from ..container import RUNTIMES, Container, choose_runtime, has_gpu, running_container
+from ..images import find_image
 from ..errors import CogbuildError, UsageError
 from ..project import open_store
 from ..ui import blob_progress, progress_printer, result, spinner

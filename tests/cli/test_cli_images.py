@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cogbuild.container import find_image
+from cogbuild.images import find_image
 from cogbuild.registry.layout import Layout
 from cli_helpers import REPO, cogbuild, copy_model, isolated_env, one_line_error, require
 

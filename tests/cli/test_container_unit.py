@@ -1,4 +1,5 @@
-"""Choosing the image and the runtime, offline: synthetic OCI layouts built here, PATH built here."""
+"""Choosing the image (images.py) and the runtime (container.py), offline: synthetic OCI layouts and
+PATHs built here."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from pathlib import Path
 import pytest
 from cli_helpers import require
 
-from cogbuild.container import (BundleRuntime, EngineRuntime, adjust_bundle_config, choose_runtime, find_image,
-                                host_platform, podman_image_layout, single_image_layout,
-                                write_oci_archive)
+from cogbuild.container import BundleRuntime, EngineRuntime, adjust_bundle_config, choose_runtime
+from cogbuild.images import (find_image, host_platform, podman_image_layout, prune_stale, single_image_layout,
+                             write_oci_archive)
 from cogbuild.errors import CogbuildError, UsageError
 from cogbuild.layers.descriptor import OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, Descriptor, canonical_json
 from cogbuild.registry.layout import Layout
@@ -234,14 +235,12 @@ def test_a_pulled_reference_already_in_the_store_runs_without_the_network(store)
 
 
 def test_stale_unpacks_are_pruned_but_fresh_ones_kept(tmp_path):
-    from cogbuild.container import _prune_unpacks
-
     old, fresh = tmp_path / ("a" * 64), tmp_path / ("b" * 64)
     for entry in (old, fresh):
         (entry / "rootfs").mkdir(parents=True)
         (entry / "config.json").write_text("{}")
     os.utime(old, (1, 1))
-    _prune_unpacks(tmp_path, max_age=3600)
+    prune_stale(tmp_path, max_age=3600)
     assert not old.exists() and fresh.exists()
 
 
