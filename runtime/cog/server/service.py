@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import sys
 import tempfile
 import traceback
 import uuid
@@ -105,6 +106,17 @@ class PredictionService:
         self.webhooks = WebhookSender(self.session)
         self.fetcher = Fetcher(FetchPolicy.from_env())
         await self.worker.start()
+        explain = asyncio.ensure_future(self._explain_concurrency())
+        self._tasks.add(explain)
+        explain.add_done_callback(self._tasks.discard)
+
+    async def _explain_concurrency(self) -> None:
+        """Say once, in the server log, when a concurrency setting cannot apply."""
+        await self.worker.ready.wait()
+        signature, wanted = self.worker.signature, self.settings.max_concurrency
+        if signature is not None and not signature.is_async and wanted and wanted > 1:
+            print(f"cog: COG_MAX_CONCURRENCY={wanted} does not apply: predict() is not async, "
+                  "so predictions run one at a time", file=sys.stderr, flush=True)
 
     @property
     def slots(self) -> int:
