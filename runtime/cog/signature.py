@@ -12,7 +12,6 @@ import inspect
 import math
 import pathlib
 import re
-import sys
 import types as pytypes
 import typing
 from collections import abc
@@ -21,7 +20,6 @@ from typing import Any, Callable
 
 from .errors import PredictorError
 from .input import MISSING, FieldInfo
-from .model import BaseModel
 from .types import AsyncConcatenateIterator, ConcatenateIterator, File, Path, Secret
 
 INPUT_KINDS: dict[Any, str] = {
@@ -85,7 +83,7 @@ class Signature:
 
 def _strip_optional(annotation: Any) -> tuple[Any, bool]:
     origin = typing.get_origin(annotation)
-    if origin is typing.Union or (sys.version_info >= (3, 10) and origin is pytypes.UnionType):
+    if origin in (typing.Union, pytypes.UnionType):
         members = [a for a in typing.get_args(annotation) if a is not type(None)]
         if len(members) == 1:
             return members[0], True
@@ -285,7 +283,7 @@ def value_schema(annotation: Any) -> dict:
     if primitive is not None:
         return dict(primitive)
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin is typing.Union or (sys.version_info >= (3, 10) and origin is pytypes.UnionType):
+    if origin in (typing.Union, pytypes.UnionType):
         inner, _ = _strip_optional(annotation)
         return {**value_schema(inner), "nullable": True}
     if origin in (list, tuple, typing.List) or annotation in (list, tuple):
@@ -327,10 +325,7 @@ def output_schema(annotation: Any) -> tuple[dict, bool]:
     if origin in _ITERATORS + _ASYNC_ITERATORS or annotation in _ITERATORS + _ASYNC_ITERATORS:
         return {"title": "Output", "type": "array", "items": value_schema(item),
                 "x-cog-array-type": "iterator"}, True
-    schema = value_schema(annotation)
-    if inspect.isclass(annotation) and issubclass(annotation, BaseModel) and annotation.__name__ == "Output":
-        schema["title"] = "Output"
-    return {"title": "Output", **schema}, False
+    return {**value_schema(annotation), "title": "Output"}, False
 
 
 def read_signature(fn: Callable[..., Any], setup: Callable[..., Any] | None = None) -> Signature:

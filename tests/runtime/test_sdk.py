@@ -88,7 +88,7 @@ def test_output_schemas():
         "x-cog-array-type": "iterator", "x-cog-array-display": "concatenate"}
     assert schema_of(Items().predict)["Output"]["items"] == {"type": "string", "format": "uri"}
     out = schema_of(Structured().predict)["Output"]
-    assert out["type"] == "object" and out["required"] == ["text"]
+    assert out["title"] == "Output" and out["type"] == "object" and out["required"] == ["text"]
     assert out["properties"]["score"] == {"title": "Score", "type": "number"}
 
 
