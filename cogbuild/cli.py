@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 
@@ -15,12 +16,23 @@ from .layers.tree import TreeError
 from .layers.wheel import WheelError
 from .registry.errors import OCIError
 
+# One module per command in cogbuild/commands/, each exposing `command`; listed in `--help` order.
+COMMAND_NAMES = ("init", "lock", "build", "push", "pull", "show", "predict", "serve", "run", "login")
 # Failures whose message is meant for the user: printed as one sentence, no traceback unless --debug.
 USER_ERRORS = (CogbuildError, OCIError, DebError, WheelError, TreeError, TarballError)
 
 
 class _Group(click.Group):
-    """Turns CogbuildError into one sentence on stderr and its exit code; --debug keeps tracebacks."""
+    """Loads a command's module only when that command runs (start-up stays fast), and turns
+    user-facing errors into one sentence on stderr and their exit code; --debug keeps tracebacks."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMAND_NAMES)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMAND_NAMES:
+            return None
+        return importlib.import_module(f"{__package__}.commands.{name}").command
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
@@ -83,17 +95,6 @@ def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj.update(debug=debug, quiet=quiet)
-
-
-def _register() -> None:
-    # Each module defines one click command named after its file.
-    from .commands import COMMANDS
-
-    for command in COMMANDS:
-        cli.add_command(command)
-
-
-_register()
 
 
 def main() -> None:

@@ -7,10 +7,9 @@ import click
 from ..project import Project, open_store
 from ..registry.reference import parse_reference
 from ..lock import read_lock
-from ..registry.progress import TransferProgress
 from ..registry.referrers import attach_lock_and_sbom
 from ..registry.remote import push_image
-from ..ui import progress_printer, result
+from ..ui import blob_progress, progress_printer, result
 from .build import build_project, parse_compression
 
 
@@ -33,8 +32,9 @@ def command(ctx: click.Context, ref: str, cog_yaml: str | None, insecure: bool, 
     project = Project.load(cog_yaml)
     _, outcome = build_project(project, None, None, None, parse_compression(compression), progress)
     progress(f"pushing to {reference.registry}/{reference.repository}")
-    digest = push_image(open_store(), outcome.descriptor, reference, insecure=insecure,
-                        variants=outcome.variants, progress=TransferProgress(progress, "pushed"))
+    with blob_progress(f"pushing {reference.repository}", ctx) as bar:
+        digest = push_image(open_store(), outcome.descriptor, reference, insecure=insecure,
+                            variants=outcome.variants, progress=bar)
     # Reviewers and scanners find what went into the image next to it: the lock and an SBOM made from it.
     attach_lock_and_sbom(reference, outcome.descriptor, project.lock_path.read_bytes(),
                          read_lock(project.lock_path).artifacts(), insecure=insecure)
