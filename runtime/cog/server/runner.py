@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import sys
+import tempfile
 import traceback
 from typing import Any, Callable
 
@@ -29,11 +30,13 @@ LogHook = Callable[[Prediction, str], None]  # (prediction, the new text, secret
 
 class WorkerProcess:
     def __init__(self, predictor_ref: str, *, on_output: OutputHook, on_done: DoneHook, on_log: LogHook,
-                 cancel_grace: float = 1.0, restart_dead_worker: bool = False) -> None:
+                 cancel_grace: float = 1.0, restart_dead_worker: bool = False,
+                 scratch_root: str | None = None) -> None:
         self.predictor_ref = predictor_ref
         self.on_output, self.on_done, self.on_log = on_output, on_done, on_log
         self.cancel_grace = cancel_grace
         self.restart_dead_worker = restart_dead_worker
+        self.scratch_root = scratch_root  # each worker gets a directory in here for its output files
         self.restarts = 0  # how often a worker that died on its own was replaced
         self.state = STARTING
         self.signature: Signature | None = None
@@ -63,6 +66,7 @@ class WorkerProcess:
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "cog.server.worker", "--predictor", self.predictor_ref,
             "--fd", str(theirs.fileno()), "--control-fd", str(control_theirs.fileno()),
+            "--scratch", tempfile.mkdtemp(prefix="worker-", dir=self.scratch_root),
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             pass_fds=(theirs.fileno(), control_theirs.fileno()), env=env, start_new_session=True,
         )

@@ -92,14 +92,14 @@ class PredictionService:
         self.active: dict[str, Prediction] = {}
         self.shutting_down = False
         self.hurry = asyncio.Event()  # set by a second SIGTERM/SIGINT: cancel in-flight work now
+        self.temp_root = tempfile.mkdtemp(prefix="cog-server-")  # inputs and worker outputs; removed at exit
         self.worker = WorkerProcess(settings.predictor_ref, on_output=self._on_output, on_done=self._on_done,
                                     on_log=self._on_log, cancel_grace=settings.cancel_grace,
-                                    restart_dead_worker=settings.restart_dead_worker)
+                                    restart_dead_worker=settings.restart_dead_worker, scratch_root=self.temp_root)
         self.session: aiohttp.ClientSession | None = None
         self.webhooks: WebhookSender | None = None
         self.fetcher: Fetcher | None = None
         self._tasks: set[asyncio.Task] = set()
-        self.temp_root = tempfile.mkdtemp(prefix="cog-inputs-")
 
     async def start(self) -> None:
         self.session = aiohttp.ClientSession(trust_env=False)

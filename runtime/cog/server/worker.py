@@ -33,14 +33,14 @@ CANCEL_SIGNAL = signal.SIGUSR1
 
 
 class Worker:
-    def __init__(self, channel: Channel, predictor: LoadedPredictor) -> None:
+    def __init__(self, channel: Channel, predictor: LoadedPredictor, scratch: str | None = None) -> None:
         self.channel = channel
         self.predictor = predictor
         self.signature = predictor.signature
         self.running: dict[str, Any] = {}  # prediction id -> task (async) or True (sync)
         self.sync_current: str | None = None
         self.sync_cancel_target: str | None = None
-        self.scratch = tempfile.mkdtemp(prefix="cog-worker-")
+        self.scratch = scratch or tempfile.mkdtemp(prefix="cog-worker-")  # output files made from file objects
         self.loop: asyncio.AbstractEventLoop | None = None
         self.early_cancels: set[str] = set()  # async: cancels that overtook their predict message
 
@@ -263,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--predictor", required=True)
     parser.add_argument("--fd", type=int, required=True, help="socket for predictions and all events")
     parser.add_argument("--control-fd", type=int, required=True, help="socket for cancel and healthcheck")
+    parser.add_argument("--scratch", help="directory for output files (the server removes it)")
     args = parser.parse_args(argv)
     channel, control = Channel(args.fd), Channel(args.control_fd)
 
@@ -282,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         _flush_logs()
         channel.send({"ev": "load_failed", "error": traceback.format_exc()})
         return 1
-    worker = Worker(channel, predictor)
+    worker = Worker(channel, predictor, args.scratch)
     sys.stdout.worker = sys.stderr.worker = worker  # type: ignore[attr-defined]
     channel.send({"ev": "signature", "signature": predictor.signature.to_json()})
     try:
