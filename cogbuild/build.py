@@ -136,14 +136,12 @@ def runtime_config(config: CogConfig, lock: Lock, user: ImageUser, lock_digest: 
     schema = static_schema(config.root, config.predictor) if config.predictor else None
     standalone = any(a.kind == "python-tarball" for a in lock.artifacts())
     env = {
-        "PATH": "/usr/local/bin:/usr/bin:/bin" if not standalone else f"/{STANDALONE_PREFIX}/bin:/usr/local/bin:/usr/bin:/bin",
+        "PATH": (f"/{STANDALONE_PREFIX}/bin:" if standalone else "") + "/usr/local/bin:/usr/bin:/bin",
         "LANG": "C.UTF-8",
         "PYTHONUNBUFFERED": "1",
         "SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt",
-        "COG_PREDICTOR": config.predictor or "",
-        "COG_MAX_CONCURRENCY": str(config.concurrency_max),
         **(gpu_env(layers) if variant == "gpu" else {}),
-        **config.environment,
+        **config.runtime_env(),
     }
     labels = {
         "run.cog.config": canonical_json(config.raw).decode(),

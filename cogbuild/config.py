@@ -38,7 +38,7 @@ class CogConfig:
     cudnn: str | None = None
     predictor: str | None = None  # "predict.py:Predictor"
     kind: str = "predict"  # "predict" (BasePredictor, seed Model) or "run" (BaseRunner)
-    concurrency_max: int = 1
+    concurrency_max: int | None = None  # None: the predictor's own @cog.concurrent (or 1) decides
     environment: dict[str, str] = field(default_factory=dict)
     image: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
@@ -53,6 +53,13 @@ class CogConfig:
         if self.python_requirements is not None:
             lines += self.python_requirements.read_text().splitlines()
         return lines
+
+    def runtime_env(self) -> dict[str, str]:
+        """What the runtime reads about this model (it never reads cog.yaml), then the user's environment."""
+        env = {"COG_PREDICTOR": self.predictor or ""}
+        if self.concurrency_max is not None:
+            env["COG_MAX_CONCURRENCY"] = str(self.concurrency_max)
+        return {**env, **self.environment}
 
     def input_files(self) -> list[Path]:
         """Files whose content decides the lock: cog.yaml and the requirements file."""

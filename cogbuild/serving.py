@@ -28,8 +28,7 @@ def server_command(host: str, port: int) -> list[str]:
 def server_env(config: CogConfig) -> dict[str, str]:
     if not config.predictor:
         raise UsageError(f"{config.path} names no predictor; add `predict: \"predict.py:Predictor\"`")
-    return {**os.environ, **config.environment, "COG_PREDICTOR": config.predictor,
-            "COG_MAX_CONCURRENCY": str(config.concurrency_max)}
+    return {**os.environ, **config.runtime_env()}
 
 
 def directory_schema(config: CogConfig) -> dict:

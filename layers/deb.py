@@ -77,9 +77,10 @@ def unpack_deb(data: bytes, tree: Tree, name: str = "package.deb") -> DebInfo:
     info, tar = read_deb(data, name)
     with tar:
         for member in tar.getmembers():
-            path = merged_usr_path(normalize(member.name))
-            if not path or path in MERGED_DIRS:
-                continue
+            raw = normalize(member.name)
+            if not raw or raw in MERGED_DIRS:
+                continue  # /bin, /lib, … themselves: add_merged_usr_links makes them, whatever a package ships
+            path = merged_usr_path(raw)
             mode = member.mode & 0o7777
             if member.isdir():
                 tree.add_dir(path, mode) if path not in tree else None

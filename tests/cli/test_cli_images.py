@@ -27,11 +27,7 @@ from cli_helpers import REPO, cogbuild, copy_model, isolated_env, one_line_error
 
 pytestmark = pytest.mark.e2e
 
-try:  # the registry helper is moving from tests/registry to tests/support
-    from oci_registry_server import RegistryServer
-except ImportError:  # pragma: no cover - until the move lands
-    sys.path.insert(0, str(REPO / "tests" / "registry"))
-    from oci_registry_server import RegistryServer
+from oci_registry_server import RegistryServer
 
 IMAGE = "filetest:e2e"
 

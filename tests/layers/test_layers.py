@@ -181,3 +181,14 @@ def test_parallel_gzip_is_valid_and_independent_of_write_sizes():
     assert a == b
     assert gzip.decompress(a) == data
     assert a[:10] == b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+
+
+def test_a_package_shipping_the_merged_usr_links_itself(tmp_path):
+    # trixie's base-files ships /bin -> usr/bin, /sbin -> usr/sbin, ... as symlinks of its own
+    deb = make_deb(tmp_path, "base-files", symlinks={"/sbin": "usr/sbin", "/lib": "usr/lib"},
+                   files={"/usr/sbin/tool": b"x", "/usr/share/base-files/motd": b"m"})
+    tree = Tree()
+    add_merged_usr_links(tree, "amd64")
+    unpack_deb(deb, tree, "base-files.deb")
+    assert tree.get("usr/sbin").type == "dir"
+    assert tree.get("sbin").linkname == "usr/sbin" and tree.get("usr/sbin/tool").read() == b"x"

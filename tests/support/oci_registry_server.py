@@ -2,7 +2,7 @@
 
 Three modes: anonymous, htpasswd Basic auth, and bearer tokens issued by TokenServer (a tiny token
 service in a thread, signing RS256 JWTs with a throwaway certificate made by `openssl`).
-Reusable outside tests/registry: `RegistryServer(tmp_path).start()`.
+Any test can use it: `RegistryServer(tmp_path).start()`.
 """
 
 from __future__ import annotations
