@@ -116,3 +116,28 @@ def wait_for_ready(base: str, podman: list[str], container: str, timeout: float 
         time.sleep(0.3)
     logs = subprocess.run(podman + ["logs", container], capture_output=True, text=True)
     pytest.fail(f"container never became READY (last health: {last}); logs:\n{logs.stdout}{logs.stderr}")
+
+
+def test_python_3_13_comes_from_trixie_and_serves(tmp_path, podman):
+    model = copy_model(tmp_path / "hello313")
+    (model / "cog.yaml").write_text('build:\n  python_version: "3.13"\npredict: "predict.py:Predictor"\n')
+    env = isolated_env(tmp_path)
+    cogbuild(["build", "-t", "hello313:e2e"], model, env)
+    assert 'debian = "trixie"' in (model / "cog.lock").read_text()
+    store = tmp_path / "store"
+    port = free_port()
+    started = subprocess.run(podman + ["run", "-d", "--rm", "--network", "host", "-e", f"PORT={port}",
+                                       f"oci:{store}:hello313:e2e"], capture_output=True, text=True)
+    assert started.returncode == 0, started.stderr
+    container = started.stdout.strip().splitlines()[-1]
+    try:
+        wait_for_ready(f"http://127.0.0.1:{port}", podman, container)
+        body = httpx.post(f"http://127.0.0.1:{port}/predictions", json={"input": {"text": "trixie"}},
+                          timeout=30).json()
+        assert body["output"] == "hello trixie"
+        version = subprocess.run(podman + ["exec", container, "python3", "-c",
+                                           "import sys; print(sys.version_info[:2])"],
+                                 capture_output=True, text=True)
+        assert version.stdout.strip() == "(3, 13)"
+    finally:
+        subprocess.run(podman + ["rm", "-f", "-t", "1", container], capture_output=True)
