@@ -15,7 +15,7 @@ import zstandard
 from debian.arfile import ArFile
 from debian.deb822 import Deb822
 
-from .tree import Tree, normalize
+from .tree import Tree, add_tar_members, normalize
 
 MERGED_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 
@@ -75,23 +75,14 @@ def read_deb(data: bytes, name: str = "package.deb") -> tuple[DebInfo, tarfile.T
 def unpack_deb(data: bytes, tree: Tree, name: str = "package.deb") -> DebInfo:
     """Add the package's files to `tree` (later packages overwrite earlier files, like dpkg)."""
     info, tar = read_deb(data, name)
+
+    def place(path: str) -> str | None:
+        if not path or path in MERGED_DIRS:
+            return None  # /bin, /lib, … themselves: add_merged_usr_links makes them, whatever a package ships
+        return merged_usr_path(path)
+
     with tar:
-        for member in tar.getmembers():
-            raw = normalize(member.name)
-            if not raw or raw in MERGED_DIRS:
-                continue  # /bin, /lib, … themselves: add_merged_usr_links makes them, whatever a package ships
-            path = merged_usr_path(raw)
-            mode = member.mode & 0o7777
-            if member.isdir():
-                tree.add_dir(path, mode) if path not in tree else None
-            elif member.issym():
-                tree.add_symlink(path, member.linkname)
-            elif member.isfile() or member.islnk():
-                content = tar.extractfile(member)
-                if content is None:
-                    raise DebError(f"{name}: cannot read {member.name}")
-                tree.add_file(path, content.read(), mode)
-            # device nodes and fifos are not shipped by the packages an image needs; skip them
+        add_tar_members(tree, tar, place, name)
     return info
 
 

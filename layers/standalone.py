@@ -11,7 +11,7 @@ import tarfile
 
 import zstandard
 
-from .tree import Tree, normalize
+from .tree import Tree, add_tar_members
 
 STANDALONE_PREFIX = "opt/python"
 
@@ -30,22 +30,12 @@ def _open(data: bytes, name: str) -> tarfile.TarFile:
 
 
 def unpack_standalone_python(data: bytes, tree: Tree, python_version: str, name: str = "python.tar.gz") -> None:
+    def place(path: str) -> str | None:
+        top, _, rest = path.partition("/")
+        return f"{STANDALONE_PREFIX}/{rest}" if rest else None  # drop the top folder itself
+
     with _open(data, name) as tar:
-        for member in tar.getmembers():
-            parts = normalize(member.name).split("/", 1)
-            if len(parts) < 2:
-                continue  # the top folder itself
-            path = f"{STANDALONE_PREFIX}/{parts[1]}"
-            mode = member.mode & 0o7777
-            if member.isdir():
-                tree.add_dir(path, mode)
-            elif member.issym():
-                tree.add_symlink(path, member.linkname)
-            elif member.isfile() or member.islnk():
-                content = tar.extractfile(member)
-                if content is None:
-                    raise TarballError(f"{name}: cannot read {member.name}")
-                tree.add_file(path, content.read(), mode)
+        add_tar_members(tree, tar, place, name)
     interpreter = f"{STANDALONE_PREFIX}/bin/python{python_version}"
     if interpreter not in tree:
         raise TarballError(f"{name} has no bin/python{python_version} under its top folder")

@@ -7,9 +7,10 @@ is either bytes or a path to read when the tar is written (large weights stay on
 from __future__ import annotations
 
 import posixpath
+import tarfile
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Callable, Iterator, Literal
 
 EntryType = Literal["file", "dir", "symlink"]
 
@@ -148,3 +149,25 @@ class Tree:
     @staticmethod
     def _pick(value: int | None, default: int) -> int:
         return default if value is None else value
+
+
+def add_tar_members(tree: Tree, tar: tarfile.TarFile, place: Callable[[str], str | None], what: str) -> None:
+    """Copy a tar's directories, symlinks and files into `tree` at place(member path); None skips a member.
+
+    Hardlinks become regular files. Device nodes and fifos are skipped: no package an image needs ships one.
+    """
+    for member in tar.getmembers():
+        path = place(normalize(member.name))
+        if not path:
+            continue
+        mode = member.mode & 0o7777
+        if member.isdir():
+            if path not in tree:  # the first writer of a directory decides its mode, as with dpkg
+                tree.add_dir(path, mode)
+        elif member.issym():
+            tree.add_symlink(path, member.linkname)
+        elif member.isfile() or member.islnk():
+            content = tar.extractfile(member)
+            if content is None:
+                raise TreeError(f"{what}: cannot read {member.name}")
+            tree.add_file(path, content.read(), mode)
