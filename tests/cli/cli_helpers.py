@@ -15,14 +15,18 @@ REPO = Path(__file__).resolve().parents[2]
 MODELS = Path(__file__).parent / "models"
 
 
+def unavailable(message: str) -> None:
+    """Something the test needs is missing: a failure when CI is set, a skip on a developer machine."""
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def require(*programs: str) -> None:
-    """Programs the test needs: a failure when CI is set, a skip on a developer machine."""
+    """Programs the test needs."""
     missing = [p for p in programs if shutil.which(p) is None]
     if missing:
-        message = f"{', '.join(missing)} not installed"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"{', '.join(missing)} not installed")
 
 
 def isolated_env(root: Path, **extra: str) -> dict[str, str]:

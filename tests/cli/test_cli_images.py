@@ -23,7 +23,7 @@ import pytest
 
 from cogbuild.images import find_image
 from cogbuild.registry.layout import Layout
-from cli_helpers import REPO, cogbuild, copy_model, isolated_env, one_line_error, require
+from cli_helpers import REPO, cogbuild, copy_model, isolated_env, one_line_error, require, unavailable
 
 pytestmark = pytest.mark.e2e
 
@@ -274,11 +274,11 @@ def test_rootless_predict_as_an_unprivileged_user(built):
     """umoci --rootless + runc in a user namespace, as `nobody`: the path users without root take."""
     require("umoci", "runc", "setpriv")
     if os.geteuid() != 0:
-        pytest.skip("needs root to become an unprivileged user for the test")
+        unavailable("needs root to become an unprivileged user for the test")
     python = Path("/usr/bin/python3")
     same = subprocess.run([str(python), "-c", f"import sys; sys.exit(sys.version_info[:2] != {sys.version_info[:2]})"])
     if same.returncode != 0:
-        pytest.skip("no system python of this version that an unprivileged user can run")
+        unavailable("no system python of this version that an unprivileged user can run")
     site = next(p for p in sys.path if p.endswith("site-packages") and Path(p).is_relative_to(sys.prefix))
     home = Path(tempfile.mkdtemp(prefix="cogbuild-rootless-", dir="/tmp"))
     try:
