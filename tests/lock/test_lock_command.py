@@ -1,0 +1,73 @@
+"""`cogbuild lock --check` and `--diff` on locks the tests write (no network needed)."""
+
+from __future__ import annotations
+
+import hashlib
+
+from click.testing import CliRunner
+
+from cogbuild.artifacts import Artifact
+from cogbuild.cli import cli
+from cogbuild.config import load_config
+from cogbuild.lock import Lock, LockedArtifact, write_lock
+from cogbuild.policy import lock_inputs_digest
+
+
+def wheel(name: str, version: str, size: int) -> Artifact:
+    sha = hashlib.sha256(f"{name}{version}".encode()).hexdigest()
+    return Artifact("wheel", name, version, f"{name}-{version}-py3-none-any.whl", f"https://example.invalid/{name}",
+                    sha, size, ("request",))
+
+
+def make_model(tmp_path, packages: list[Artifact]):
+    (tmp_path / "cog.yaml").write_text('build:\n  python_version: "3.11"\npredict: "predict.py:Predictor"\n')
+    (tmp_path / "predict.py").write_text("")
+    config = load_config(tmp_path / "cog.yaml")
+    lock = Lock(lock_inputs_digest(config), "3.11", "bookworm", ["linux/amd64"], ["cpu"],
+                [LockedArtifact("linux/amd64", "python", a, ("cpu",)) for a in packages])
+    write_lock(lock, tmp_path / "cog.lock")
+    return lock
+
+
+def test_check_passes_for_a_current_lock_and_fails_once_cog_yaml_changes(tmp_path):
+    make_model(tmp_path, [wheel("numpy", "2.2.0", 1000)])
+    ok = CliRunner().invoke(cli, ["lock", "--check", str(tmp_path)])
+    assert ok.exit_code == 0, ok.output
+    (tmp_path / "cog.yaml").write_text('build:\n  python_version: "3.11"\n  python_packages: ["rich"]\n'
+                                       'predict: "predict.py:Predictor"\n')
+    stale = CliRunner().invoke(cli, ["lock", "--check", str(tmp_path)])
+    assert stale.exit_code == 1
+    assert "cog.lock is stale" in stale.output and "cogbuild lock" in stale.output
+
+
+def test_check_without_a_lock_says_so(tmp_path):
+    (tmp_path / "cog.yaml").write_text('predict: "predict.py:Predictor"\n')
+    (tmp_path / "predict.py").write_text("")
+    result = CliRunner().invoke(cli, ["lock", "--check", str(tmp_path)])
+    assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_diff_reports_added_removed_and_changed_with_sizes(tmp_path):
+    old_dir, new_dir = tmp_path / "old", tmp_path / "new"
+    old_dir.mkdir(), new_dir.mkdir()
+    make_model(old_dir, [wheel("numpy", "2.2.0", 1_000_000), wheel("six", "1.16.0", 10_000)])
+    make_model(new_dir, [wheel("numpy", "2.3.0", 1_500_000), wheel("rich", "15.0.0", 200_000)])
+    text = CliRunner().invoke(cli, ["lock", "--diff", str(old_dir / "cog.lock"), str(new_dir)])
+    assert text.exit_code == 0, text.output
+    lines = text.output.splitlines()
+    assert any(l.startswith("changed") and "numpy  2.2.0 -> 2.3.0  (+0.50 MB)" in l for l in lines)
+    assert any(l.startswith("added") and "rich" in l for l in lines)
+    assert any(l.startswith("removed") and "six" in l for l in lines)
+    assert lines[-1] == "3 changes, +0.69 MB in total"
+    markdown = CliRunner().invoke(cli, ["lock", "--diff", str(old_dir / "cog.lock"), "--format", "markdown",
+                                        str(new_dir)])
+    assert "| changed | `linux/amd64 python numpy` | 2.2.0 | 2.3.0 | +0.50 MB |" in markdown.output
+
+
+def test_a_hand_broken_lock_names_the_line(tmp_path):
+    make_model(tmp_path, [wheel("numpy", "2.2.0", 1000)])
+    path = tmp_path / "cog.lock"
+    path.write_text(path.read_text().replace("size = 1000", 'size = "a lot"'))
+    result = CliRunner().invoke(cli, ["lock", "--check", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "cog.lock line" in result.output and "package entry is incomplete or malformed" in result.output
