@@ -100,9 +100,9 @@ def _stamp(st: os.stat_result) -> list[int]:
 
 
 def compose_layer(spec: LayerSpec, layout: Layout, cache: LayerCache) -> Layer:
-    fd, tmp = layout.tmp_file()
     tree = spec.compose()
     libs = tree.shared_library_dirs(spec.library_root) if spec.library_root else ()
+    fd, tmp = layout.tmp_file()
     try:
         with os.fdopen(fd, "wb") as out:
             digests = write_layer(tree, out, cache.compression, cache.mtime)
