@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import __version__
+from .bytecode import Compiler, can_compile_for
 from .cache import BlobCache, atomic_write, cache_dir, file_sha256
 from .config import CogConfig
 from .errors import CogbuildError
@@ -24,8 +25,8 @@ from .layers.osfixups import ImageUser
 from .layers.standalone import STANDALONE_PREFIX
 from .layers.tarball import Compression, source_date_epoch, write_layer
 from .lock import Lock
-from .plan import (LayerSpec, code_layers, cuda_layers, os_layer, python_layers, python_paths, runtime_layer,
-                   system_layer)
+from .plan import (LayerSpec, WheelTarget, code_layers, cuda_layers, os_layer, python_layers, python_paths,
+                   runtime_layer, system_layer)
 from .registry.layout import Layout
 from .policy import DEBIAN_ARCH
 from .schema import static_schema
@@ -41,6 +42,7 @@ class BuildOptions:
     platforms: list[str] | None = None  # default: every platform in the lock
     variants: list[str] | None = None  # default: every variant in the lock
     compression: Compression = field(default_factory=Compression)
+    bytecode: bool = True  # .pyc from the image's own interpreter, where it runs on this host
     workers: int = max(1, min(4, os.cpu_count() or 1))
 
 
@@ -116,17 +118,26 @@ def compose_layer(spec: LayerSpec, layout: Layout, cache: LayerCache) -> Layer:
     return layer
 
 
-def plan_layers(config: CogConfig, lock: Lock, platform: str, variant: str, blobs: BlobCache,
-                user: ImageUser) -> list[LayerSpec]:
+def plan_layers(config: CogConfig, lock: Lock, platform: str, variant: str, blobs: BlobCache, user: ImageUser,
+                compilers: dict[str, Compiler] | None = None) -> list[LayerSpec]:
+    """The image's layers in order; with `compilers` (a shared dict), Python files get bytecode where the
+    image's interpreter can run on this host."""
+    arch = DEBIAN_ARCH[platform]
     os_artifacts = lock.select(platform, variant, "os")
     paths = python_paths(lock.python_version, os_artifacts)
-    specs = [os_layer(os_artifacts, blobs, DEBIAN_ARCH[platform], lock.python_version, user)]
+    bytecode = compilers is not None and can_compile_for(arch)
+    os_spec = os_layer(os_artifacts, blobs, arch, lock.python_version, user, bytecode)
+    target = WheelTarget(blobs, paths)
+    if bytecode:
+        compiler = compilers.setdefault(os_spec.key, Compiler(os_spec.unpack, arch, lock.python_version, paths.home))
+        target = WheelTarget(blobs, paths, compiler, os_spec.key)
+    specs = [os_spec]
     if system := lock.select(platform, variant, "system"):
         specs.append(system_layer(system, blobs))
     if variant == "gpu" and (cuda := lock.select(platform, variant, "cuda")):
-        specs += cuda_layers(cuda, blobs, paths)
-    specs += python_layers(lock.select(platform, variant, "python"), blobs, paths)
-    specs.append(runtime_layer(lock.select(platform, variant, "runtime"), blobs, paths))
+        specs += cuda_layers(cuda, target)
+    specs += python_layers(lock.select(platform, variant, "python"), target)
+    specs.append(runtime_layer(lock.select(platform, variant, "runtime"), target))
     specs += code_layers(config.root, user)
     return specs
 
@@ -178,7 +189,8 @@ def build(config: CogConfig, lock: Lock, lock_digest: str, layout: Layout, optio
     blobs = BlobCache()
     user = ImageUser()
     cache = LayerCache(layout, options.compression, source_date_epoch())
-    plans = {(p, v): plan_layers(config, lock, p, v, blobs, user) for p in platforms for v in variants}
+    compilers: dict[str, Compiler] | None = {} if options.bytecode else None
+    plans = {(p, v): plan_layers(config, lock, p, v, blobs, user, compilers) for p in platforms for v in variants}
     layers: dict[str, Layer] = {}
     todo: dict[str, LayerSpec] = {}  # by key: a layer shared by the cpu and gpu images is composed once
     for spec in (s for specs in plans.values() for s in specs):
@@ -195,12 +207,17 @@ def build(config: CogConfig, lock: Lock, lock_digest: str, layout: Layout, optio
             progress(f"downloading {len(missing)} artifacts ({sum(a.size for a in missing) / 1e6:.1f} MB)")
             blobs.fetch_all(missing)
         progress(f"composing {len(todo)} of {sum(len(s) for s in plans.values())} layers")
-        with ThreadPoolExecutor(max_workers=options.workers) as pool:
-            for spec, layer in zip(todo.values(), pool.map(lambda s: compose_layer(s, layout, cache),
-                                                           todo.values())):
-                layers[spec.key] = layer
+        try:
+            with ThreadPoolExecutor(max_workers=options.workers) as pool:
+                for spec, layer in zip(todo.values(), pool.map(lambda s: compose_layer(s, layout, cache),
+                                                               todo.values())):
+                    layers[spec.key] = layer
+        finally:
+            for compiler in (compilers or {}).values():
+                compiler.close()
     images = {(p, v): _write_image(layout, [layers[s.key] for s in specs], config, lock, lock_digest, user, p, v,
-                                   options.compression, cache.mtime)
+                                   options.compression, cache.mtime,
+                                   options.bytecode and can_compile_for(DEBIAN_ARCH[p]))
               for (p, v), specs in plans.items()}
     if len(images) == 1:
         return BuildResult(next(iter(images.values())), images)
@@ -219,13 +236,14 @@ def _index(layout: Layout, manifests: list[Descriptor]) -> Descriptor:
 
 
 def _write_image(layout: Layout, layers: list[Layer], config: CogConfig, lock: Lock, lock_digest: str,
-                 user: ImageUser, platform: str, variant: str, compression: Compression, mtime: int
-                 ) -> Descriptor:
+                 user: ImageUser, platform: str, variant: str, compression: Compression, mtime: int,
+                 bytecode: bool) -> Descriptor:
     os_name, arch = platform.split("/")
     cfg = config_bytes(layers, runtime_config(config, lock, user, lock_digest, layers, variant), os=os_name,
                        architecture=arch, created=mtime)
     layout.write_blob(cfg)
-    annotations = {VARIANT_ANNOTATION: variant, "run.cog.compression": compression.identity}
+    annotations = {VARIANT_ANNOTATION: variant, "run.cog.compression": compression.identity,
+                   "run.cog.bytecode": "image interpreter" if bytecode else "none"}
     manifest = manifest_bytes(config_descriptor(cfg), layers, annotations)
     layout.write_blob(manifest)
     return manifest_descriptor(manifest, platform={"architecture": arch, "os": os_name},

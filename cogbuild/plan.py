@@ -18,6 +18,7 @@ import cog
 
 from . import __version__
 from .artifacts import Artifact
+from .bytecode import Compiler, add_bytecode
 from .cache import BlobCache, file_sha256
 from .layers.code import collect_model_files
 from .layers.deb import add_merged_usr_links, unpack_deb
@@ -38,6 +39,7 @@ class LayerSpec:
     compose: Callable[[], Tree]
     inputs: list[Artifact] = field(default_factory=list)  # downloads compose() reads
     library_root: str | None = None  # libraries below this path go on the image's LD_LIBRARY_PATH
+    unpack: Callable[[], Tree] | None = None  # the OS layer: its tree before byte-compilation
 
 
 def _key(*parts: object) -> str:
@@ -48,13 +50,24 @@ def _hashes(artifacts: list[Artifact]) -> list[str]:
     return sorted(a.sha256 for a in artifacts)
 
 
-def os_layer(artifacts: list[Artifact], blobs: BlobCache, arch: str, python_version: str, user: ImageUser
-             ) -> LayerSpec:
+@dataclass
+class WheelTarget:
+    """Where wheel layers install to, and the image's interpreter to byte-compile them with (if any)."""
+
+    blobs: BlobCache
+    paths: PythonPaths
+    compiler: Compiler | None = None
+    compiler_key: str | None = None  # the OS layer's key: which interpreter compiled the bytecode
+
+
+def os_layer(artifacts: list[Artifact], blobs: BlobCache, arch: str, python_version: str, user: ImageUser,
+             bytecode: bool = False) -> LayerSpec:
     """Debian packages plus, where Debian has no such Python, a standalone CPython tarball."""
     debs = [a for a in artifacts if a.kind == "deb"]
     tarballs = [a for a in artifacts if a.kind == "python-tarball"]
+    paths = python_paths(python_version, artifacts)
 
-    def compose() -> Tree:
+    def unpack() -> Tree:
         tree = Tree()
         add_merged_usr_links(tree, arch)
         infos = [unpack_deb(blobs.read(deb), tree, deb.filename) for deb in _dpkg_order(debs)]
@@ -69,8 +82,20 @@ def os_layer(artifacts: list[Artifact], blobs: BlobCache, arch: str, python_vers
         add_dpkg_status(tree, infos)
         return tree
 
-    return LayerSpec("OS and Python runtime (Debian packages)",
-                     _key("os", arch, python_version, user, _hashes(artifacts)), compose, artifacts)
+    def compose() -> Tree:
+        tree = unpack()
+        if bytecode:  # what Debian's py3compile would do after installing the standard library
+            compiler = Compiler(lambda: tree, arch, python_version, paths.home)
+            try:
+                add_bytecode(tree, compiler, paths.stdlib)
+            finally:
+                compiler.close()
+        return tree
+
+    spec = LayerSpec("OS and Python runtime (Debian packages)",
+                     _key("os", arch, python_version, user, _hashes(artifacts), bytecode), compose, artifacts)
+    spec.unpack = unpack  # the interpreter alone, for compiling other layers
+    return spec
 
 
 def python_paths(python_version: str, os_artifacts: list[Artifact]) -> PythonPaths:
@@ -89,45 +114,48 @@ def system_layer(debs: list[Artifact], blobs: BlobCache) -> LayerSpec:
     return LayerSpec("system_packages (Debian packages)", _key("system", _hashes(debs)), compose, debs)
 
 
-def wheels_layer(comment: str, wheels: list[Artifact], blobs: BlobCache, paths: PythonPaths,
+def wheels_layer(comment: str, wheels: list[Artifact], target: WheelTarget,
                  extra: Callable[[Tree], None] | None = None, extra_key: object = None) -> LayerSpec:
     def compose() -> Tree:
         tree = Tree()
         for wheel in sorted(wheels, key=lambda w: w.name):
-            install_wheel(tree, blobs.read(wheel), wheel.filename, paths)
+            install_wheel(tree, target.blobs.read(wheel), wheel.filename, target.paths)
         if extra:
             extra(tree)
+        if target.compiler:  # as pip does after installing
+            add_bytecode(tree, target.compiler, target.paths.site_packages)
         return tree
 
-    return LayerSpec(comment, _key("wheels", paths, _hashes(wheels), extra_key), compose, wheels)
+    key = _key("wheels", target.paths, _hashes(wheels), extra_key, target.compiler_key)
+    return LayerSpec(comment, key, compose, wheels)
 
 
-def python_layers(wheels: list[Artifact], blobs: BlobCache, paths: PythonPaths, comment: str = "Python packages"
+def python_layers(wheels: list[Artifact], target: WheelTarget, comment: str = "Python packages"
                   ) -> list[LayerSpec]:
     """One layer per large wheel (torch and friends are shared across models), then the rest together."""
     large = [w for w in wheels if w.size >= LARGE_WHEEL]
     small = [w for w in wheels if w.size < LARGE_WHEEL]
-    specs = [wheels_layer(f"{w.name} {w.version}", [w], blobs, paths) for w in sorted(large)]
+    specs = [wheels_layer(f"{w.name} {w.version}", [w], target) for w in sorted(large)]
     if small:
-        specs.append(wheels_layer(comment, small, blobs, paths))
+        specs.append(wheels_layer(comment, small, target))
     return specs
 
 
-def cuda_layers(wheels: list[Artifact], blobs: BlobCache, paths: PythonPaths) -> list[LayerSpec]:
+def cuda_layers(wheels: list[Artifact], target: WheelTarget) -> list[LayerSpec]:
     """The NVIDIA wheels of the gpu variant; their libraries go on LD_LIBRARY_PATH."""
-    specs = python_layers(wheels, blobs, paths, "CUDA libraries (NVIDIA wheels)")
+    specs = python_layers(wheels, target, "CUDA libraries (NVIDIA wheels)")
     for spec in specs:
-        spec.library_root = f"{paths.site_packages}/nvidia"
+        spec.library_root = f"{target.paths.site_packages}/nvidia"
     return specs
 
 
-def runtime_layer(wheels: list[Artifact], blobs: BlobCache, paths: PythonPaths) -> LayerSpec:
+def runtime_layer(wheels: list[Artifact], target: WheelTarget) -> LayerSpec:
     sdk_wheel, sdk_name, sdk_digest = runtime_sdk_wheel()
 
     def add_sdk(tree: Tree) -> None:
-        install_wheel(tree, sdk_wheel, sdk_name, paths)
+        install_wheel(tree, sdk_wheel, sdk_name, target.paths)
 
-    return wheels_layer("cogbuild runtime (cog SDK and HTTP server)", wheels, blobs, paths, add_sdk, sdk_digest)
+    return wheels_layer("cogbuild runtime (cog SDK and HTTP server)", wheels, target, add_sdk, sdk_digest)
 
 
 def code_layers(model_dir: Path, user: ImageUser) -> list[LayerSpec]:

@@ -49,6 +49,15 @@ class PythonPaths:
         return f"{self.prefix}/lib/python{self.python_version}/{folder}"
 
     @property
+    def home(self) -> str:
+        """The interpreter's prefix (PYTHONHOME) inside the image."""
+        return self.prefix if self.standalone else "usr"
+
+    @property
+    def stdlib(self) -> str:
+        return f"{self.home}/lib/python{self.python_version}"
+
+    @property
     def interpreter(self) -> str:
         if self.standalone:
             return f"/{self.prefix}/bin/python{self.python_version}"

@@ -15,12 +15,13 @@ from ..ui import progress_printer, result
 
 
 def build_project(project: Project, tag: str | None, platforms: list[str] | None, variants: list[str] | None,
-                  compression: Compression, progress) -> tuple[str, object]:
+                  compression: Compression, progress, bytecode: bool = True) -> tuple[str, object]:
     lock = project.ensure_lock(platforms, progress)
     store = open_store()
     store.write_blob(project.lock_path.read_bytes())  # `show` finds the lock by the image's lock-digest label
     outcome = build(project.config, lock, project.lock_digest(), store,
-                    BuildOptions(platforms=platforms, variants=variants, compression=compression), progress)
+                    BuildOptions(platforms=platforms, variants=variants, compression=compression,
+                                 bytecode=bytecode), progress)
     name = tag or f"{project.name}:latest"
     store.tag(name, outcome.descriptor)
     for variant, desc in outcome.variants.items():
@@ -37,10 +38,13 @@ def build_project(project: Project, tag: str | None, platforms: list[str] | None
 @click.option("--compression", default="gzip", show_default=True, help="gzip[:LEVEL], zstd[:LEVEL] or none.")
 @click.option("-o", "--output", help="Also write the image to DIR (OCI layout), oci-archive:FILE or "
                                      "docker-archive:FILE (for `podman load` / `docker load`).")
+@click.option("--bytecode/--no-bytecode", default=True, show_default=True,
+              help="Byte-compile Python files with the image's own interpreter (images for this host's "
+                   "architecture only).")
 @click.argument("directory", required=False, default=".")
 @click.pass_context
 def command(ctx: click.Context, cog_yaml: str | None, tag: str | None, variant: str | None,
-            platform: str | None, compression: str, output: str | None, directory: str) -> None:
+            platform: str | None, compression: str, output: str | None, bytecode: bool, directory: str) -> None:
     """Build the model in DIRECTORY into an OCI image, without Docker; print its digest.
 
     \b
@@ -52,7 +56,7 @@ def command(ctx: click.Context, cog_yaml: str | None, tag: str | None, variant: 
     project = Project.load(cog_yaml, directory)
     variants = None if variant in (None, "all") else [variant]
     name, outcome = build_project(project, tag, parse_platforms(platform), variants,
-                                  parse_compression(compression), progress_printer(ctx))
+                                  parse_compression(compression), progress_printer(ctx), bytecode)
     if output:
         write_output(output, name, outcome.descriptor)
     result(outcome.descriptor.digest)

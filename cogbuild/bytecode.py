@@ -1,0 +1,133 @@
+"""Byte-compile an image's Python files with the image's own interpreter, so containers start warm.
+
+CPython writes .pyc bytes that depend on the compiling process (marshal shares objects by reference
+count), so bytecode compiled by whatever Python the host has would make digests host-dependent. Instead we
+run the target's interpreter itself, straight from its unpacked OS layer through its own dynamic loader,
+with a fixed hash seed, compiling one layer's files in sorted order in one fresh process: the same inputs
+give the same bytes on any host of the target's architecture. For another architecture there is no
+interpreter to run (we never emulate), so those images carry no bytecode; the manifest says which.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import struct
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+from typing import Callable
+
+from .layers.tree import Tree
+
+HOST_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(platform.machine())
+LOADERS = {"amd64": ("x86_64-linux-gnu", "ld-linux-x86-64.so.2"), "arm64": ("aarch64-linux-gnu", "ld-linux-aarch64.so.1")}
+
+# Runs inside the image's interpreter: framed (path, source) pairs in, framed unchecked-hash .pyc out.
+_COMPILER = r"""
+import importlib.util, struct, sys
+from importlib._bootstrap_external import _code_to_hash_pyc
+data = sys.stdin.buffer.read()
+out, at = [], 0
+while at < len(data):
+    plen, slen = struct.unpack_from("<II", data, at); at += 8
+    path = data[at:at + plen].decode(); at += plen
+    source = data[at:at + slen]; at += slen
+    try:
+        pyc = _code_to_hash_pyc(compile(source, path, "exec", dont_inherit=True),
+                                importlib.util.source_hash(source), False)
+    except (SyntaxError, ValueError):
+        pyc = b""  # as pip does: a file that does not compile is left to fail at import, if ever
+    out.append(struct.pack("<I", len(pyc)) + pyc)
+sys.stdout.buffer.write(b"".join(out))
+"""
+
+
+def can_compile_for(arch: str) -> bool:
+    return arch == HOST_ARCH
+
+
+def cache_tag(python_version: str) -> str:
+    return "cpython-" + python_version.replace(".", "")
+
+
+class Compiler:
+    """The image's interpreter, unpacked from its OS layer tree into a temporary directory on first use."""
+
+    def __init__(self, os_tree: Callable[[], Tree], arch: str, python_version: str, home: str) -> None:
+        self._os_tree = os_tree
+        self.arch = arch
+        self.python_version = python_version
+        self.home = home  # "usr" for Debian's Python, "opt/python" for a standalone one
+        self._root: Path | None = None
+        self._lock = threading.Lock()
+
+    def _ensure(self) -> Path:
+        with self._lock:
+            if self._root is None:
+                root = Path(tempfile.mkdtemp(prefix="cogbuild-python-"))
+                materialize(self._os_tree(), root)
+                self._root = root
+            return self._root
+
+    def compile(self, sources: dict[str, bytes]) -> dict[str, bytes]:
+        """Image path of each .py -> its .pyc bytes (files that do not compile are left out)."""
+        if not sources:
+            return {}
+        root = self._ensure()
+        triplet, loader = LOADERS[self.arch]
+        python = root / self.home / "bin" / f"python{self.python_version}"
+        libs = [str(root / "usr" / "lib" / triplet), str(root / self.home / "lib")]
+        command = [str(root / "usr" / "lib" / triplet / loader), "--library-path", ":".join(libs), str(python),
+                   "-S", "-s", "-B", "-c", _COMPILER]
+        env = {"PYTHONHOME": str(root / self.home), "PYTHONHASHSEED": "0", "LC_ALL": "C.UTF-8"}
+        paths = sorted(sources)
+        payload = b"".join(struct.pack("<II", len(p.encode()), len(sources[p])) + p.encode() + sources[p]
+                           for p in paths)
+        done = subprocess.run(command, input=payload, capture_output=True, env=env, timeout=600)
+        if done.returncode != 0:
+            raise RuntimeError(f"the image's python{self.python_version} could not byte-compile: "
+                               f"{done.stderr.decode(errors='replace').strip()[-500:]}")
+        out, at, data = {}, 0, done.stdout
+        for path in paths:
+            (size,) = struct.unpack_from("<I", data, at)
+            at += 4
+            if size:
+                out[path] = data[at:at + size]
+            at += size
+        return out
+
+    def close(self) -> None:
+        if self._root is not None:
+            shutil.rmtree(self._root, ignore_errors=True)
+
+
+def materialize(tree: Tree, root: Path) -> None:
+    """Write a tree to disk (owners and modes aside: only the interpreter's files matter here)."""
+    for entry in tree.entries():
+        target = root / entry.path
+        if entry.type == "dir":
+            target.mkdir(parents=True, exist_ok=True)
+        elif entry.type == "symlink":
+            target.parent.mkdir(parents=True, exist_ok=True)
+            link = entry.linkname
+            if link.startswith("/"):  # keep absolute links inside the unpacked root
+                link = os.path.relpath(root / link.lstrip("/"), target.parent)
+            target.symlink_to(link)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(entry.read())
+            target.chmod(entry.mode & 0o777 | 0o600)
+
+
+def add_bytecode(tree: Tree, compiler: Compiler, under: str) -> None:
+    """Compile every .py below `under` in `tree` and add __pycache__/NAME.cpython-3XX.pyc beside it."""
+    prefix = under.strip("/")
+    sources = {"/" + e.path: e.read() for e in tree.entries()
+               if e.type == "file" and e.path.endswith(".py") and (e.path + "/").startswith(prefix + "/")}
+    tag = cache_tag(compiler.python_version)
+    for path, pyc in compiler.compile(sources).items():
+        folder, name = path.rsplit("/", 1)
+        tree.add_file(f"{folder}/__pycache__/{name[:-3]}.{tag}.pyc", pyc, 0o644)
