@@ -19,8 +19,9 @@ from .errors import UsageError
 BASE_PACKAGES = ("base-files", "netbase", "tzdata", "ca-certificates", "dash", "libstdc++6")
 DEBIAN_ARCH = {"linux/amd64": "amd64", "linux/arm64": "arm64"}
 WHEEL_ARCH = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
-# Satisfied but never installed: they only serve maintainer scripts, which an image build never runs.
-NOT_INSTALLED = ("debconf", "debconf-2.0")
+# Satisfied but never installed: they only serve maintainer scripts, which an image build never runs
+# (debconf for questions, dpkg for dash's diversions, awk for base-files' postinst).
+NOT_INSTALLED = ("debconf", "debconf-2.0", "dpkg", "awk")
 
 
 def os_packages(python_version: str) -> list[str]:
