@@ -17,12 +17,14 @@ import struct
 import subprocess
 import tempfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
 from .layers.tree import Tree
 
 HOST_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(platform.machine())
+BATCH = 400  # files per compiling process; part of the bytes' identity, so fixed
 LOADERS = {"amd64": ("x86_64-linux-gnu", "ld-linux-x86-64.so.2"), "arm64": ("aarch64-linux-gnu", "ld-linux-aarch64.so.1")}
 
 # Runs inside the image's interpreter: framed (path, source) pairs in, framed unchecked-hash .pyc out.
@@ -73,9 +75,18 @@ class Compiler:
             return self._root
 
     def compile(self, sources: dict[str, bytes]) -> dict[str, bytes]:
-        """Image path of each .py -> its .pyc bytes (files that do not compile are left out)."""
-        if not sources:
-            return {}
+        """Image path of each .py -> its .pyc bytes (files that do not compile are left out).
+
+        Files go in sorted order, in fixed batches of BATCH, one fresh interpreter per batch: the bytes then
+        depend only on the files, never on how many batches ran at once.
+        """
+        paths = sorted(sources)
+        batches = [paths[i:i + BATCH] for i in range(0, len(paths), BATCH)]
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            results = pool.map(lambda batch: self._compile_batch(batch, sources), batches)
+            return {path: pyc for result in results for path, pyc in result.items()}
+
+    def _compile_batch(self, paths: list[str], sources: dict[str, bytes]) -> dict[str, bytes]:
         root = self._ensure()
         triplet, loader = LOADERS[self.arch]
         python = root / self.home / "bin" / f"python{self.python_version}"
@@ -83,7 +94,6 @@ class Compiler:
         command = [str(root / "usr" / "lib" / triplet / loader), "--library-path", ":".join(libs), str(python),
                    "-S", "-s", "-B", "-c", _COMPILER]
         env = {"PYTHONHOME": str(root / self.home), "PYTHONHASHSEED": "0", "LC_ALL": "C.UTF-8"}
-        paths = sorted(sources)
         payload = b"".join(struct.pack("<II", len(p.encode()), len(sources[p])) + p.encode() + sources[p]
                            for p in paths)
         done = subprocess.run(command, input=payload, capture_output=True, env=env, timeout=600)

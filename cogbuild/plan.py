@@ -7,6 +7,7 @@ layer only when no layer with that key exists yet, so editing predict.py recompo
 from __future__ import annotations
 
 import hashlib
+import threading
 import io
 import json
 import zipfile
@@ -42,6 +43,20 @@ class LayerSpec:
     unpack: Callable[[], Tree] | None = None  # the OS layer: its tree before byte-compilation
 
 
+def _once(make: Callable[[], Tree]) -> Callable[[], Tree]:
+    """`make` runs at most once, even when several threads ask at the same time."""
+    lock = threading.Lock()
+    made: list[Tree] = []
+
+    def get() -> Tree:
+        with lock:
+            if not made:
+                made.append(make())
+            return made[0]
+
+    return get
+
+
 def _key(*parts: object) -> str:
     return hashlib.sha256(json.dumps([__version__, *parts], sort_keys=True, default=str).encode()).hexdigest()
 
@@ -67,6 +82,7 @@ def os_layer(artifacts: list[Artifact], blobs: BlobCache, arch: str, python_vers
     tarballs = [a for a in artifacts if a.kind == "python-tarball"]
     paths = python_paths(python_version, artifacts)
 
+    @_once  # shared by this layer and by the compiler of the other layers, which compose in parallel
     def unpack() -> Tree:
         tree = Tree()
         add_merged_usr_links(tree, arch)
@@ -83,9 +99,9 @@ def os_layer(artifacts: list[Artifact], blobs: BlobCache, arch: str, python_vers
         return tree
 
     def compose() -> Tree:
-        tree = unpack()
+        tree = unpack().copy()
         if bytecode:  # what Debian's py3compile would do after installing the standard library
-            compiler = Compiler(lambda: tree, arch, python_version, paths.home)
+            compiler = Compiler(unpack, arch, python_version, paths.home)
             try:
                 add_bytecode(tree, compiler, paths.stdlib)
             finally:

@@ -55,6 +55,12 @@ class Tree:
         self._dir_mode = dir_mode
         self._uid, self._gid = uid, gid
 
+    def copy(self) -> "Tree":
+        """A tree with the same entries (entries are immutable, so they are shared, not copied)."""
+        other = Tree(self._dir_mode, self._uid, self._gid)
+        other._entries = dict(self._entries)
+        return other
+
     def __len__(self) -> int:
         return len(self._entries)
 
