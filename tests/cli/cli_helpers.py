@@ -9,24 +9,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
+from components import require, unavailable  # noqa: F401  (the CLI tests import them from here)
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS = Path(__file__).parent / "models"
-
-
-def unavailable(message: str) -> None:
-    """Something the test needs is missing: a failure when CI is set, a skip on a developer machine."""
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def require(*programs: str) -> None:
-    """Programs the test needs."""
-    missing = [p for p in programs if shutil.which(p) is None]
-    if missing:
-        unavailable(f"{', '.join(missing)} not installed")
 
 
 def isolated_env(root: Path, **extra: str) -> dict[str, str]:

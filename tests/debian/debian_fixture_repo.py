@@ -18,18 +18,15 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
+from components import unavailable
 
 ARCHES = ("amd64", "arm64")
 
 
 def require(condition: bool, what: str) -> None:
     """Skip when a component is missing, except in CI (env CI set), where missing parts are failures."""
-    if condition:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"{what} is required in CI")
-    pytest.skip(f"{what} is not available")
+    if not condition:
+        unavailable(f"{what} is not available")
 
 
 def require_tools(*tools: str) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import socket
 import subprocess
 import threading
@@ -21,21 +20,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-import pytest
+
+from components import require  # noqa: F401  (tests import it from here too)
 
 REGISTRY_BINARY = "docker-registry"
 USER, PASSWORD = "tester", "s3cret-pass"  # the account the auth fixtures accept
-
-
-def require(program: str) -> str:
-    """Path of a program the test needs: a failure under CI, a skip on a developer machine."""
-    path = shutil.which(program)
-    if path is None:
-        message = f"{program} is not installed"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 def _die_with_parent() -> None:

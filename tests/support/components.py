@@ -1,0 +1,24 @@
+"""What a test needs from the machine: missing in CI is a failure, on a developer's machine a skip."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+
+def unavailable(message: str) -> None:
+    """Something the test needs is missing: fail when CI is set, skip otherwise."""
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def require(*programs: str) -> str:
+    """The programs must be on PATH; returns the path of the first."""
+    paths = [shutil.which(p) for p in programs]
+    missing = [p for p, path in zip(programs, paths) if path is None]
+    if missing:
+        unavailable(f"{', '.join(missing)} not installed")
+    return paths[0]  # type: ignore[return-value]
