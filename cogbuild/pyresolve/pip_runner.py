@@ -5,16 +5,18 @@ requirements file can carry (--index-url, --extra-index-url, --find-links, --has
 `--dry-run --report` plus `--only-binary=:all:` it resolves from wheel metadata alone (PEP 658 metadata
 files when the index has them, else --use-feature=fast-deps: the zip directory and METADATA through
 HTTP range requests, 3-4x faster than downloading torch and the NVIDIA wheels whole; pip falls back to a
-full download when a server refuses ranges) without building or executing any package code. `--isolated` keeps this
-host's pip.conf and PIP_* variables (local indexes) out of the lock. The subprocess goes through
-_pip_shim.py so that environment markers are evaluated for the image, not for this host.
+full download when a server refuses ranges) without building or executing any package code. No pip
+configuration of this host reaches the lock (see pip_environment). The subprocess goes through _pip_shim.py
+so that environment markers are evaluated for the image, not for this host.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,11 +81,24 @@ def require_pip() -> None:
                             f"{sys.executable}'s environment to resolve (found {found or 'none'}).")
 
 
+def pip_environment(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """`environ` without pip configuration, so the lock depends on cog.yaml, requirements and cogbuild alone.
+
+    `--isolated` skips the user's pip.conf and PIP_* variables but still reads the machine's
+    (/etc/pip.conf, $XDG_CONFIG_DIRS/pip/pip.conf, the venv's pip.conf), where a constraint or an index
+    would change the lock; PIP_CONFIG_FILE=os.devnull makes pip read no file at all. cogbuild's own options
+    (COGBUILD_CPU_FIND_LINKS, …) reach pip as explicit arguments.
+    """
+    env = {name: value for name, value in environ.items() if not name.upper().startswith("PIP_")}
+    env["PIP_CONFIG_FILE"] = os.devnull
+    return env
+
+
 def run_pip(command: list[str], report_file: Path) -> dict | PipFailure:
     """The pip installation report (pip's JSON --report), or the failure pip explained."""
     require_pip()
     try:
-        completed = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+        completed = subprocess.run(command, capture_output=True, text=True, timeout=1800, env=pip_environment())
     except subprocess.TimeoutExpired as exc:
         raise CogbuildError("pip took more than 30 minutes to resolve the Python requirements.") from exc
     if completed.returncode != 0:
