@@ -26,7 +26,7 @@ from .layers.standalone import STANDALONE_PREFIX
 from .layers.tarball import Compression, source_date_epoch, write_layer
 from .lock import Lock
 from .plan import (LayerSpec, WheelTarget, code_layers, cuda_layers, os_layer, python_layers, python_paths,
-                   runtime_layer, system_layer)
+                   runtime_layer, server_paths, system_layer)
 from .registry.layout import Layout
 from .policy import DEBIAN_ARCH
 from .schema import static_schema
@@ -146,11 +146,13 @@ def runtime_config(config: CogConfig, lock: Lock, user: ImageUser, lock_digest: 
                    variant: str) -> RuntimeConfig:
     schema = static_schema(config.root, config.predictor) if config.predictor else None
     standalone = any(a.kind == "python-tarball" for a in lock.artifacts())
+    python = python_paths(lock.python_version, list(lock.artifacts())).interpreter
     env = {
         "PATH": (f"/{STANDALONE_PREFIX}/bin:" if standalone else "") + "/usr/local/bin:/usr/bin:/bin",
         "LANG": "C.UTF-8",
         "PYTHONUNBUFFERED": "1",
         "SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt",
+        "COG_WORKER_PYTHON": python,  # the server runs in its venv; the model's worker on the image's Python
         **(gpu_env(layers) if variant == "gpu" else {}),
         **config.runtime_env(),
     }
@@ -160,8 +162,14 @@ def runtime_config(config: CogConfig, lock: Lock, user: ImageUser, lock_digest: 
         "run.cog.cogbuild-version": __version__,
         LOCK_ANNOTATION: lock_digest,
     }
-    return RuntimeConfig(entrypoint=[f"/usr/bin/python{lock.python_version}", "-m", "cog.server.http"],
-                         env=env, user=user.spec, labels=labels)
+    return RuntimeConfig(entrypoint=server_entrypoint(lock.python_version), env=env, user=user.spec, labels=labels)
+
+
+def server_entrypoint(python_version: str) -> list[str]:
+    """The server in its venv, isolated (-I): no PYTHON* variable, user site or /src shadows its packages;
+    -u because -I also ignores PYTHONUNBUFFERED."""
+    venv_python = server_paths(python_version).interpreter
+    return [venv_python, "-I", "-u", "-m", "cog.server.http"]
 
 
 def gpu_env(layers: list[Layer]) -> dict[str, str]:

@@ -27,9 +27,11 @@ from .layers.osfixups import ImageUser, add_ca_bundle, add_dpkg_status, add_pyth
     add_users
 from .layers.standalone import STANDALONE_PREFIX, unpack_standalone_python
 from .layers.tree import Tree
+from .layers.venv import add_virtual_env
 from .layers.wheel import PythonPaths, install_wheel
 
 LARGE_WHEEL = 64 * 1024 * 1024  # wheels above this get a layer each, shared across models
+SERVER_PREFIX = "opt/cogbuild/server"  # the HTTP server's venv; the model's site-packages never see it
 RUNTIME_DIST = "cogbuild_runtime"
 
 
@@ -130,20 +132,27 @@ def system_layer(debs: list[Artifact], blobs: BlobCache) -> LayerSpec:
     return LayerSpec("system_packages (Debian packages)", _key("system", _hashes(debs)), compose, debs)
 
 
-def wheels_layer(comment: str, wheels: list[Artifact], target: WheelTarget,
-                 extra: Callable[[Tree], None] | None = None, extra_key: object = None) -> LayerSpec:
+def wheels_layer(comment: str, wheels: list[Artifact], target: WheelTarget) -> LayerSpec:
     def compose() -> Tree:
         tree = Tree()
-        for wheel in sorted(wheels, key=lambda w: w.name):
-            install_wheel(tree, target.blobs.read(wheel), wheel.filename, target.paths)
-        if extra:
-            extra(tree)
-        if target.compiler:  # as pip does after installing
-            add_bytecode(tree, target.compiler, target.paths.site_packages)
+        _install_wheels(tree, wheels, target, target.paths)
+        _compile(tree, target, target.paths)
         return tree
 
-    key = _key("wheels", target.paths, _hashes(wheels), extra_key, target.compiler_key)
+    key = _key("wheels", target.paths, _hashes(wheels), target.compiler_key)
     return LayerSpec(comment, key, compose, wheels)
+
+
+def _install_wheels(tree: Tree, wheels: list[Artifact], target: WheelTarget, paths: PythonPaths) -> None:
+    for wheel in sorted(wheels, key=lambda w: w.name):
+        install_wheel(tree, target.blobs.read(wheel), wheel.filename, paths)
+
+
+def _compile(tree: Tree, target: WheelTarget, *where: PythonPaths) -> None:
+    """Bytecode for what was installed (as pip does after installing), if the image's interpreter runs here."""
+    if target.compiler:
+        for paths in where:
+            add_bytecode(tree, target.compiler, paths.site_packages)
 
 
 def python_layers(wheels: list[Artifact], target: WheelTarget, comment: str = "Python packages"
@@ -165,13 +174,29 @@ def cuda_layers(wheels: list[Artifact], target: WheelTarget) -> list[LayerSpec]:
     return specs
 
 
+def server_paths(python_version: str) -> PythonPaths:
+    """The HTTP server's own virtual environment: its dependencies never meet the model's packages."""
+    return PythonPaths.virtual_env_at(python_version, SERVER_PREFIX)
+
+
 def runtime_layer(wheels: list[Artifact], target: WheelTarget) -> LayerSpec:
+    """The HTTP server with its pinned dependencies in a venv of its own (SERVER_PREFIX), and the `cog` SDK
+    in the model's site-packages, where the worker that imports the model finds it: the model's packages
+    are resolved and installed as if the server did not exist, and the worker never sees the server's."""
     sdk_wheel, sdk_name, sdk_digest = runtime_sdk_wheel()
+    server = server_paths(target.paths.python_version)
 
-    def add_sdk(tree: Tree) -> None:
+    def compose() -> Tree:
+        tree = Tree()
+        add_virtual_env(tree, server, target.paths)
+        _install_wheels(tree, wheels, target, server)
+        install_wheel(tree, sdk_wheel, sdk_name, server)
         install_wheel(tree, sdk_wheel, sdk_name, target.paths)
+        _compile(tree, target, server, target.paths)
+        return tree
 
-    return wheels_layer("cogbuild runtime (cog SDK and HTTP server)", wheels, target, add_sdk, sdk_digest)
+    key = _key("runtime", target.paths, server, _hashes(wheels), sdk_digest, target.compiler_key)
+    return LayerSpec("cogbuild runtime (cog SDK and HTTP server)", key, compose, wheels)
 
 
 def code_layers(model_dir: Path, user: ImageUser) -> list[LayerSpec]:

@@ -43,6 +43,11 @@ class PythonPaths:
     def standalone_at(cls, python_version: str, prefix: str) -> "PythonPaths":
         return cls(python_version, prefix, standalone=True)
 
+    @classmethod
+    def virtual_env_at(cls, python_version: str, prefix: str) -> "PythonPaths":
+        """A venv installs like a standalone prefix: site-packages below it, scripts run its bin/python."""
+        return cls(python_version, prefix, standalone=True)
+
     @property
     def site_packages(self) -> str:
         folder = "site-packages" if self.standalone else "dist-packages"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -76,11 +78,13 @@ def test_build_writes_a_runnable_image_description(model, served_lock, tmp_path)
     assert config["architecture"] == "amd64" and config["os"] == "linux"
     assert config["created"] == "1970-01-01T00:00:00Z"
     run = config["config"]
-    assert run["Entrypoint"] == ["/usr/bin/python3.11", "-m", "cog.server.http"]
+    # The server runs in its own venv; the worker that imports the model on the image's Python.
+    assert run["Entrypoint"] == ["/opt/cogbuild/server/bin/python3.11", "-I", "-u", "-m", "cog.server.http"]
     assert run["User"] == "1000:1000" and run["WorkingDir"] == "/src"
     assert run["ExposedPorts"] == {"5000/tcp": {}}
     env = dict(item.split("=", 1) for item in run["Env"])
     assert env["PYTHONUNBUFFERED"] == "1" and env["COG_PREDICTOR"] == "predict.py:Predictor"
+    assert env["COG_WORKER_PYTHON"] == "/usr/bin/python3.11" and "PYTHONPATH" not in env
     assert env["GREETING"] == "hi" and env["PATH"].startswith("/usr/local/bin")
     assert json.loads(run["Labels"]["run.cog.config"])["predict"] == "predict.py:Predictor"
     assert [h["created_by"] for h in config["history"]] == [
@@ -90,6 +94,27 @@ def test_build_writes_a_runnable_image_description(model, served_lock, tmp_path)
     assert len(config["rootfs"]["diff_ids"]) == len(manifest["layers"]) == 3
     for layer in manifest["layers"]:
         assert layout.read_blob(layer["digest"])  # verified by hash on read
+
+
+def layer_files(layout: Layout, manifest: dict, index: int) -> dict[str, tarfile.TarInfo]:
+    with tarfile.open(fileobj=io.BytesIO(layout.read_blob(manifest["layers"][index]["digest"]))) as tar:
+        return {member.name: member for member in tar.getmembers()}
+
+
+def test_the_server_and_its_dependencies_live_apart_from_the_models_site_packages(model, served_lock, tmp_path):
+    server, lock = served_lock
+    layout = Layout(tmp_path / "store")
+    manifest = layout.read_json(run_build(model, lock, tmp_path / "store").descriptor.digest)
+    runtime = layer_files(layout, manifest, 1)
+    venv, site = "opt/cogbuild/server", "usr/local/lib/python3.11/dist-packages"
+    assert f"{venv}/lib/python3.11/site-packages/tinydep/__init__.py" in runtime
+    assert f"{venv}/lib/python3.11/site-packages/cog/server/http.py" in runtime
+    assert runtime[f"{venv}/bin/python3.11"].linkname == "/usr/bin/python3.11"
+    assert not any(name.startswith(f"{site}/tinydep") for name in runtime), "runtime deps stay out of the model's"
+    assert f"{site}/cog/__init__.py" in runtime, "the worker imports the cog SDK from the model's site-packages"
+    with tarfile.open(fileobj=io.BytesIO(layout.read_blob(manifest["layers"][1]["digest"]))) as tar:
+        config = tar.extractfile(f"{venv}/pyvenv.cfg").read().decode()
+    assert config == "home = /usr/bin\ninclude-system-site-packages = false\n"
 
 
 def test_rebuild_is_identical_and_an_edit_recomposes_only_the_code_layer(model, served_lock, tmp_path,
@@ -205,11 +230,13 @@ def test_standalone_python_tarball_becomes_the_interpreter(tmp_path, served_lock
     layout = Layout(tmp_path / "store")
     manifest = layout.read_json(result.descriptor.digest)
     config = layout.read_json(manifest["config"]["digest"])["config"]
-    assert config["Entrypoint"][0] == "/usr/bin/python3.12"
+    assert config["Entrypoint"][0] == "/opt/cogbuild/server/bin/python3.12"
+    assert dict(e.split("=", 1) for e in config["Env"])["COG_WORKER_PYTHON"] == "/opt/python/bin/python3.12"
     assert dict(e.split("=", 1) for e in config["Env"])["PATH"].startswith("/opt/python/bin:")
     import gzip as _gzip
 
     os_names = _tarfile.open(fileobj=_io.BytesIO(_gzip.decompress(layout.read_blob(manifest["layers"][0]["digest"])))).getnames()
     assert "opt/python/bin/python3.12" in os_names and "usr/bin/python3.12" in os_names
     runtime_names = _tarfile.open(fileobj=_io.BytesIO(_gzip.decompress(layout.read_blob(manifest["layers"][1]["digest"])))).getnames()
-    assert "opt/python/lib/python3.12/site-packages/tinydep/__init__.py" in runtime_names
+    assert "opt/cogbuild/server/lib/python3.12/site-packages/tinydep/__init__.py" in runtime_names
+    assert "opt/python/lib/python3.12/site-packages/cog/__init__.py" in runtime_names

@@ -71,9 +71,11 @@ def test_umoci_unpacks_each_image_and_binaries_match_the_platform(built, arch, t
     assert (bundle / "rootfs" / "etc" / "ssl" / "certs" / "ca-certificates.crt").stat().st_size > 100_000
     # Bytecode comes from the image's own interpreter, which runs here only for this host's architecture.
     pycs = [bundle / "rootfs" / "usr/lib/python3.11/__pycache__/os.cpython-311.pyc",
-            bundle / "rootfs" / "usr/local/lib/python3.11/dist-packages/aiohttp/__pycache__/__init__.cpython-311.pyc"]
+            bundle / "rootfs" / "opt/cogbuild/server/lib/python3.11/site-packages/aiohttp/__pycache__/"
+                                "__init__.cpython-311.pyc",
+            bundle / "rootfs" / "usr/local/lib/python3.11/dist-packages/cog/__pycache__/__init__.cpython-311.pyc"]
     host = {"x86_64": "amd64", "aarch64": "arm64"}[os.uname().machine]
-    assert [p.is_file() for p in pycs] == [arch == host] * 2
+    assert [p.is_file() for p in pycs] == [arch == host] * 3
     annotations = json.loads((layout / "blobs" / "sha256" / manifest["digest"].split(":")[1]).read_text())["annotations"]
     assert annotations["run.cog.bytecode"] == ("image interpreter" if arch == host else "none")
 

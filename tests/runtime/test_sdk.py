@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from typing import Iterator, List, Optional
@@ -182,6 +183,18 @@ def test_current_scope_outside_prediction_is_harmless():
     scope = cog.current_scope()
     scope.record_metric("x", 1)
     assert scope.context == {}
+
+
+def test_the_worker_side_imports_nothing_but_the_stdlib():
+    """The worker imports the model beside the SDK, with the model's packages only: no aiohttp & co there."""
+    runtime = os.path.dirname(os.path.dirname(cog.__file__))
+    code = ("import sys; sys.path.insert(0, sys.argv[1]);"
+            "import cog, cog.server.worker, cog.command.openapi_schema, cog.loader;"
+            "print(sorted({name.split('.')[0] for name in sys.modules} - set(sys.stdlib_module_names) - {'__main__'}))")
+    # -I -S: no site-packages at all, so any third-party import fails outright.
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code, runtime], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['cog']"
 
 
 def test_runtime_imports_only_the_stdlib_and_aiohttp():

@@ -28,6 +28,12 @@ DoneHook = Callable[[Prediction, dict], Any]  # coroutine function: (prediction,
 LogHook = Callable[[Prediction, str], None]  # (prediction, the new text, secrets redacted)
 
 
+def worker_python() -> str:
+    """The interpreter that imports the model: in an image the system's (COG_WORKER_PYTHON), while the server
+    runs in a venv of its own, so the worker sees the model's packages and never the server's."""
+    return os.environ.get("COG_WORKER_PYTHON") or sys.executable
+
+
 class WorkerProcess:
     def __init__(self, predictor_ref: str, *, on_output: OutputHook, on_done: DoneHook, on_log: LogHook,
                  cancel_grace: float = 1.0, restart_dead_worker: bool = False,
@@ -64,7 +70,7 @@ class WorkerProcess:
         control_ours, control_theirs = socket.socketpair()  # cancel and healthcheck, heard while busy
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "cog.server.worker", "--predictor", self.predictor_ref,
+            worker_python(), "-m", "cog.server.worker", "--predictor", self.predictor_ref,
             "--fd", str(theirs.fileno()), "--control-fd", str(control_theirs.fileno()),
             "--scratch", tempfile.mkdtemp(prefix="worker-", dir=self.scratch_root),
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
