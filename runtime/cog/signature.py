@@ -293,9 +293,34 @@ def value_schema(annotation: Any) -> dict:
         return {"type": "object"}
     if inspect.isclass(annotation) and dataclasses.is_dataclass(annotation):
         return _object_schema(annotation)
-    if inspect.isclass(annotation) and hasattr(annotation, "model_json_schema"):  # a pydantic model
-        return annotation.model_json_schema()
+    if inspect.isclass(annotation):
+        if hasattr(annotation, "model_json_schema"):  # a pydantic v2 model
+            return _inline_definitions(annotation.model_json_schema())
+        if hasattr(annotation, "__fields__") and hasattr(annotation, "schema"):  # a pydantic v1 model
+            return _inline_definitions(annotation.schema())
     return {}
+
+
+def _inline_definitions(schema: dict) -> dict:
+    """A pydantic model's JSON schema with its nested models in place of their `$ref`s, so the `Output`
+    component stands on its own (pydantic v2 keeps them under `$defs`, v1 under `definitions`)."""
+    definitions = {**schema.pop("definitions", {}), **schema.pop("$defs", {})}
+
+    def inline(node: Any, expanding: tuple[str, ...]) -> Any:
+        if isinstance(node, list):
+            return [inline(item, expanding) for item in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.rsplit("/", 1)[-1] in definitions:
+            name = ref.rsplit("/", 1)[-1]
+            if name in expanding:  # a model that contains itself: leave that level open
+                return {"title": name, "type": "object"}
+            rest = {k: v for k, v in node.items() if k != "$ref"}
+            return {**inline(definitions[name], (*expanding, name)), **inline(rest, expanding)}
+        return {key: inline(value, expanding) for key, value in node.items()}
+
+    return inline(schema, ())
 
 
 def _object_schema(cls: type) -> dict:
