@@ -39,3 +39,42 @@ def test_lock_pins_debs_and_wheels_for_each_platform(tmp_path, monkeypatch):
     again = CliRunner().invoke(cli, ["lock", "--platform", "linux/amd64,linux/arm64", str(tmp_path)])
     assert again.exit_code == 0 and "no changes" in again.output
     assert (tmp_path / "cog.lock").read_bytes() == before
+
+
+def test_two_hosts_with_different_pip_configurations_write_the_same_lock(tmp_path, monkeypatch):
+    """Pins of the runtime's own packages at other versions lock as asked, whatever pip.conf a host has."""
+    from click.testing import CliRunner
+
+    from cogbuild.cli import cli
+
+    monkeypatch.setenv("COGBUILD_CACHE", str(tmp_path / "cache"))
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "cog.yaml").write_text('build:\n  python_version: "3.11"\n  python_requirements: requirements.txt\n'
+                                    'predict: "predict.py:Predictor"\n')
+    (model / "requirements.txt").write_text("aiohttp==3.9.5\nidna==3.10\n")
+    (model / "predict.py").write_text("")
+    hosts = {
+        # As this machine's /etc/xdg/pip/pip.conf: a constraint (here the runtime's idna) and another index.
+        "site": ("XDG_CONFIG_DIRS", "[global]\nconstraint = {dir}/constraints.txt\n"
+                                    "index-url = http://127.0.0.1:9/simple/\n", "idna==3.20\n"),
+        "env": ("PIP_CONFIG_FILE", "[global]\nconstraint = {dir}/constraints.txt\nno-binary = :all:\n",
+                "aiohttp<3.9\n"),
+    }
+    locks = {}
+    for host, (variable, conf, constraints) in hosts.items():
+        folder = tmp_path / host
+        (folder / "pip").mkdir(parents=True)
+        (folder / "constraints.txt").write_text(constraints)
+        (folder / "pip" / "pip.conf").write_text(conf.format(dir=folder))
+        monkeypatch.setenv(variable, str(folder if variable == "XDG_CONFIG_DIRS" else folder / "pip" / "pip.conf"))
+        monkeypatch.setenv("PIP_FIND_LINKS", str(folder))
+        result = CliRunner().invoke(cli, ["lock", str(model)])
+        assert result.exit_code == 0, result.output
+        locks[host] = (model / "cog.lock").read_bytes()
+        (model / "cog.lock").unlink()
+        monkeypatch.delenv(variable)
+    assert locks["site"] == locks["env"]
+    (model / "cog.lock").write_bytes(locks["site"])
+    python = {a.name: a.version for a in read_lock(model / "cog.lock").select("linux/amd64", "cpu", "python")}
+    assert python["aiohttp"] == "3.9.5" and python["idna"] == "3.10"
