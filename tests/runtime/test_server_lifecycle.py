@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
+
+import cog
 
 ASYNC = {"Prefer": "respond-async"}
 
@@ -303,3 +308,16 @@ def test_async_healthcheck_runs_on_the_predictions_loop(serve):
     assert health["status"] == "UNHEALTHY" and "returned False" in health["user_healthcheck_error"]
     server.client.post("/predictions", json={"input": {"healthy": True}})
     assert server.client.get("/health-check").json()["status"] == "READY"
+
+
+def test_the_worker_runs_on_cog_worker_python_and_sees_none_of_the_servers_packages(serve, tmp_path):
+    """As in an image: the server on its own packages, the model's worker on another environment that has
+    the cog SDK (here through PYTHONPATH) but no aiohttp."""
+    venv = tmp_path / "model-env"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    runtime = os.path.dirname(os.path.dirname(cog.__file__))
+    server = serve("predict.py:Whereabouts", env={"COG_WORKER_PYTHON": str(venv / "bin" / "python"),
+                                                   "PYTHONPATH": runtime})
+    body = server.client.post("/predictions", json={"input": {}}).json()
+    assert body["status"] == "succeeded", body
+    assert body["output"] == {"executable": str(venv / "bin" / "python"), "aiohttp": False}

@@ -285,3 +285,12 @@ class AsyncSelfChecking(BasePredictor):
         else:
             self.healthy.clear()
         return healthy
+
+
+class Whereabouts(BasePredictor):
+    """Which interpreter runs the predictor, and whether the server's aiohttp is in sight."""
+
+    def predict(self) -> dict:
+        import importlib.util
+
+        return {"executable": sys.executable, "aiohttp": importlib.util.find_spec("aiohttp") is not None}
