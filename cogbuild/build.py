@@ -146,13 +146,14 @@ def runtime_config(config: CogConfig, lock: Lock, user: ImageUser, lock_digest: 
                    variant: str) -> RuntimeConfig:
     schema = static_schema(config.root, config.predictor) if config.predictor else None
     standalone = any(a.kind == "python-tarball" for a in lock.artifacts())
-    python = python_paths(lock.python_version, list(lock.artifacts())).interpreter
     env = {
         "PATH": (f"/{STANDALONE_PREFIX}/bin:" if standalone else "") + "/usr/local/bin:/usr/bin:/bin",
         "LANG": "C.UTF-8",
         "PYTHONUNBUFFERED": "1",
         "SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt",
-        "COG_WORKER_PYTHON": python,  # the server runs in its venv; the model's worker on the image's Python
+        # The server runs in its venv; the worker that imports the model on the image's Python (for a
+        # standalone CPython, /usr/bin/python3.X links to it).
+        "COG_WORKER_PYTHON": f"/usr/bin/python{lock.python_version}",
         **(gpu_env(layers) if variant == "gpu" else {}),
         **config.runtime_env(),
     }

@@ -231,7 +231,7 @@ def test_standalone_python_tarball_becomes_the_interpreter(tmp_path, served_lock
     manifest = layout.read_json(result.descriptor.digest)
     config = layout.read_json(manifest["config"]["digest"])["config"]
     assert config["Entrypoint"][0] == "/opt/cogbuild/server/bin/python3.12"
-    assert dict(e.split("=", 1) for e in config["Env"])["COG_WORKER_PYTHON"] == "/opt/python/bin/python3.12"
+    assert dict(e.split("=", 1) for e in config["Env"])["COG_WORKER_PYTHON"] == "/usr/bin/python3.12"
     assert dict(e.split("=", 1) for e in config["Env"])["PATH"].startswith("/opt/python/bin:")
     import gzip as _gzip
 
