@@ -84,14 +84,7 @@ def test_build_push_run_predict(tmp_path, podman):
         assert manifest.status_code == 200
         assert manifest.headers["Docker-Content-Digest"] == digest
 
-        port = free_port()
-        started = subprocess.run(podman + ["run", "-d", "--rm", "--network", "host", "--tls-verify=false",
-                                           "-e", f"PORT={port}", pushed], capture_output=True, text=True)
-        assert started.returncode == 0, started.stderr
-        container = started.stdout.strip().splitlines()[-1]
-        try:
-            base = f"http://127.0.0.1:{port}"
-            wait_for_ready(base, podman, container)
+        with serving(podman, pushed, "--tls-verify=false") as (base, container):
             response = httpx.post(f"{base}/predictions", json={"input": {"text": "e2e"}}, timeout=30)
             body = response.json()
             assert response.status_code == 200, body
@@ -101,10 +94,24 @@ def test_build_push_run_predict(tmp_path, podman):
             user = subprocess.run(podman + ["exec", container, "/usr/bin/python3", "-c",
                                             "import os; print(os.getuid())"], capture_output=True, text=True)
             assert user.stdout.strip() == "1000", "the image must run as its non-root user"
-        finally:
-            subprocess.run(podman + ["rm", "-f", "-t", "1", container], capture_output=True)
     finally:
         registry.stop()
+
+
+@contextmanager
+def serving(podman: list[str], image: str, *options: str) -> Iterator[tuple[str, str]]:
+    """Run `image` in podman on a free loopback port until it is READY: (base URL, container id)."""
+    port = free_port()
+    started = subprocess.run(podman + ["run", "-d", "--rm", "--network", "host", *options, "-e", f"PORT={port}",
+                                       image], capture_output=True, text=True)
+    assert started.returncode == 0, started.stderr
+    container = started.stdout.strip().splitlines()[-1]
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for_ready(base, podman, container)
+        yield base, container
+    finally:
+        subprocess.run(podman + ["rm", "-f", "-t", "1", container], capture_output=True)
 
 
 def wait_for_ready(base: str, podman: list[str], container: str, timeout: float = 90) -> None:
@@ -122,28 +129,14 @@ def wait_for_ready(base: str, podman: list[str], container: str, timeout: float 
     pytest.fail(f"container never became READY (last health: {last}); logs:\n{logs.stdout}{logs.stderr}")
 
 
-@contextmanager
-def serving(podman: list[str], image: str) -> Iterator[tuple[str, str]]:
-    """The image runs in podman until the block ends; yields (base URL, container id) once it is READY."""
-    port = free_port()
-    started = subprocess.run(podman + ["run", "-d", "--rm", "--network", "host", "-e", f"PORT={port}", image],
-                             capture_output=True, text=True)
-    assert started.returncode == 0, started.stderr
-    container = started.stdout.strip().splitlines()[-1]
-    try:
-        wait_for_ready(f"http://127.0.0.1:{port}", podman, container)
-        yield f"http://127.0.0.1:{port}", container
-    finally:
-        subprocess.run(podman + ["rm", "-f", "-t", "1", container], capture_output=True)
-
-
 def test_python_3_13_comes_from_trixie_and_serves(tmp_path, podman):
     model = copy_model(tmp_path / "hello313")
     (model / "cog.yaml").write_text('build:\n  python_version: "3.13"\npredict: "predict.py:Predictor"\n')
     env = isolated_env(tmp_path)
     cogbuild(["build", "-t", "hello313:e2e"], model, env)
     assert 'debian = "trixie"' in (model / "cog.lock").read_text()
-    with serving(podman, f"oci:{tmp_path / 'store'}:hello313:e2e") as (base, container):
+    store = tmp_path / "store"
+    with serving(podman, f"oci:{store}:hello313:e2e") as (base, container):
         body = httpx.post(f"{base}/predictions", json={"input": {"text": "trixie"}}, timeout=30).json()
         assert body["output"] == "hello trixie"
         version = subprocess.run(podman + ["exec", container, "python3", "-c",
