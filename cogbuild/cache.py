@@ -18,6 +18,7 @@ import httpx
 
 from .artifacts import Artifact
 from .errors import CogbuildError
+from .layers.descriptor import is_sha256_hex
 from .registry.layout import atomic_write
 
 _CHUNK = 1 << 20
@@ -73,6 +74,8 @@ class BlobCache:
         self.root = (root or cache_dir()) / "blobs" / "sha256"
 
     def path(self, sha256: str) -> Path:
+        if not is_sha256_hex(sha256):  # the lock checks this too; a path is built from nothing else
+            raise CogbuildError(f"{sha256!r} is not a sha256 (64 lowercase hex digits)")
         return self.root / sha256
 
     def get(self, artifact: Artifact) -> Path | None:

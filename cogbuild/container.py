@@ -163,7 +163,7 @@ class EngineRuntime:
 
     def _docker_load(self, image: Image) -> str:
         """docker runs only what its daemon stores: load the manifest as an OCI archive, named by digest."""
-        name = f"cogbuild.local/run:{image.manifest.digest.split(':')[1][:32]}"
+        name = f"cogbuild.local/run:{image.manifest.digest.hex[:32]}"
         with tempfile.TemporaryFile() as archive:
             write_oci_archive(image, archive, name)
             archive.seek(0)
@@ -254,7 +254,7 @@ def prepare_bundle(image: Image, bundle: Path) -> None:
 def _cached_unpack(image: Image) -> Path:
     """The image unpacked once, keyed by manifest digest; written beside and renamed into place."""
     root = cache_dir() / "rootfs"
-    target = root / image.manifest.digest.split(":")[1]
+    target = root / image.manifest.digest.hex
     if (target / "config.json").is_file():
         os.utime(target)  # last use, for pruning
         return target

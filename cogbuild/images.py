@@ -29,14 +29,13 @@ import httpx
 
 from .cache import cache_dir
 from .errors import CogbuildError, UsageError
-from .layers.descriptor import Descriptor
+from .layers.descriptor import INDEX_TYPES, MANIFEST_TYPES, Descriptor, children
+from .registry.archive import ArchiveError, unpack_oci_archive
 from .registry.layout import REF_ANNOTATION, Layout, LayoutError, atomic_write
 from .registry.reference import parse_reference
 
 SCHEMA_LABELS = ("run.cog.openapi_schema", "run.cog.openapi-schema")
 VARIANT_ANNOTATION = "run.cog.variant"
-_INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
-                "application/vnd.docker.distribution.manifest.list.v2+json")
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 RUN_REF = "run"  # the one ref in the single-image layouts handed to runtimes
 
@@ -83,8 +82,7 @@ def find_image(target: str, store: Layout, gpu: bool, progress: Callable[[str], 
         raise UsageError(str(exc)) from None
     try:
         manifest = _pick_manifest(layout, top, target, host_platform(), "gpu" if gpu else "cpu")
-        doc = layout.read_json(manifest.digest)
-        return Image(layout, target, manifest, layout.read_json(doc["config"]["digest"]))
+        return Image(layout, target, manifest, layout.read_json(_config_of(layout, manifest).digest))
     except (LayoutError, ValueError, KeyError) as exc:
         raise CogbuildError(f"the image {target} in {layout.root} is damaged: {exc}; pull or build it again") from None
 
@@ -139,16 +137,11 @@ def _unpacked_archive(text: str) -> str:
         partial = target.with_name(f".partial-{uuid.uuid4().hex[:12]}")
         partial.mkdir(parents=True)
         try:
-            with tarfile.open(archive) as tar:
-                tar.extractall(partial, filter="data")  # no links out, no devices, no absolute paths
-            if not (partial / "oci-layout").is_file():
-                raise UsageError(f"{path} is not an OCI archive (it has no oci-layout file)")
+            unpack_oci_archive(archive, partial)  # only a layout's own names, as regular files
             if not target.exists():  # else another run unpacked the same archive first
                 os.replace(partial, target)
-        except tarfile.ReadError:
-            raise UsageError(f"{path} is not an OCI archive (it is not a tar file)") from None
-        except (tarfile.TarError, OSError) as exc:
-            raise UsageError(f"{path} cannot be read as an OCI archive: {exc}") from None
+        except ArchiveError as exc:
+            raise UsageError(str(exc)) from None
         finally:
             shutil.rmtree(partial, ignore_errors=True)
     return f"{target}:{tag}" if tag else str(target)
@@ -198,19 +191,22 @@ def _pick_manifest(layout: Layout, top: Descriptor, target: str, want_platform: 
 
 
 def _leaf_manifests(layout: Layout, desc: Descriptor) -> Iterator[Descriptor]:
-    if desc.media_type not in _INDEX_TYPES:
+    if desc.media_type not in INDEX_TYPES:
         yield desc
         return
-    for child in layout.read_json(desc.digest).get("manifests", []):
-        child_desc = Descriptor.from_json(child)
-        if child_desc.media_type in _INDEX_TYPES or "manifest" in child_desc.media_type:
-            yield from _leaf_manifests(layout, child_desc)
+    for child in children(layout.read_json(desc.digest), desc.media_type):
+        if child.media_type in INDEX_TYPES + MANIFEST_TYPES:
+            yield from _leaf_manifests(layout, child)
+
+
+def _config_of(layout: Layout, manifest: Descriptor) -> Descriptor:
+    return children(layout.read_json(manifest.digest), manifest.media_type)[0]
 
 
 def _platform_of(layout: Layout, desc: Descriptor) -> str:
     if desc.platform:
         return f"{desc.platform.get('os')}/{desc.platform.get('architecture')}"
-    config = layout.read_json(layout.read_json(desc.digest)["config"]["digest"])
+    config = layout.read_json(_config_of(layout, desc).digest)
     return f"{config.get('os')}/{config.get('architecture')}"
 
 
@@ -248,7 +244,7 @@ def podman_image_layout(image: Image) -> Path:
     parent = Path(tempfile.gettempdir()).resolve()
     if not _REFERENCE_PATH.fullmatch(str(parent)):
         parent = Path("/tmp")
-    root = parent / f"cogbuild-oci-{os.geteuid()}" / image.manifest.digest.split(":")[1][:32]
+    root = parent / f"cogbuild-oci-{os.geteuid()}" / image.manifest.digest.hex[:32]
     root.mkdir(parents=True, exist_ok=True)
     _write_single_layout(image, root)
     return root
@@ -266,13 +262,8 @@ def write_oci_archive(image: Image, fileobj, name: str) -> None:
             info = tarfile.TarInfo(member)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-        for digest in _blob_digests(image):
-            tar.add(image.layout.blob_path(digest), f"blobs/sha256/{digest.split(':')[1]}")
-
-
-def _blob_digests(image: Image) -> list[str]:
-    doc = image.layout.read_json(image.manifest.digest)
-    return [image.manifest.digest, doc["config"]["digest"], *(layer["digest"] for layer in doc.get("layers", []))]
+        for blob in [image.manifest, *children(image.layout.read_json(image.manifest.digest), image.manifest.media_type)]:
+            tar.add(image.layout.blob_path(blob.digest), f"blobs/sha256/{blob.digest.hex}")
 
 
 # -- cache hygiene -------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import tomli_w
 
 from .artifacts import Artifact
 from .errors import UsageError
+from .layers.descriptor import is_sha256_hex
 
 LOCK_VERSION = 1
 LOCK_NAME = "cog.lock"
@@ -129,7 +130,7 @@ def _read_package(entry: dict[str, Any], index: int, name: str, text: str) -> Lo
         raise UsageError(f"{where}: package entry is incomplete or malformed ({exc})") from None
     if locked.group not in GROUPS:
         raise UsageError(f"{where}: unknown group {locked.group!r} (expected one of {', '.join(GROUPS)})")
-    if len(artifact.sha256) != 64 or any(c not in "0123456789abcdef" for c in artifact.sha256):
+    if not is_sha256_hex(artifact.sha256):
         raise UsageError(f"{where}: sha256 of {artifact.name} is not 64 lowercase hex digits")
     return locked
 

@@ -1,24 +1,39 @@
-"""Export an image from the store: a directory layout, an oci-archive, or a docker-archive.
+"""Export an image from the store: a directory layout, an oci-archive, or a docker-archive; read an archive.
 
 All three hold an OCI image layout with only the blobs of the exported image. The docker-archive also
 carries `manifest.json` in `docker save` form (layer paths pointing into blobs/), which `docker load` and
 `podman load` read; it holds one platform's image, since that format has no index.
+
+An archive from elsewhere is untrusted: `unpack_oci_archive` writes only the names a layout has, as
+regular files it creates itself, and never asks tarfile to extract anything (its filters have had bypasses).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import shutil
 import tarfile
+import zlib
 from pathlib import Path
 
-from cogbuild.layers.descriptor import OCI_INDEX, Descriptor
+from cogbuild.layers.descriptor import (DIGEST_FORMS, INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX, Descriptor,
+                                        Digest, InvalidDescriptor, children, is_digest)
 
+from .errors import OCIError
 from .layout import REF_ANNOTATION, Layout, LayoutError
 
-INDEX_TYPES = (OCI_INDEX, "application/vnd.docker.distribution.manifest.list.v2+json")
+# Files `docker save` adds beside the layout; harmless, so skipped (never written) rather than refused.
+DOCKER_SAVE_EXTRAS = ("manifest.json", "repositories")
+_COPY_BLOCK = 1 << 20
+
+
+class ArchiveError(OCIError):
+    """An archive that is not an OCI archive cogbuild will open (bad input from the user)."""
+
+    exit_code = 2
 
 
 def image_blobs(layout: Layout, desc: Descriptor) -> list[Descriptor]:
@@ -29,16 +44,19 @@ def image_blobs(layout: Layout, desc: Descriptor) -> list[Descriptor]:
         if node.digest in found:
             return
         found[node.digest] = node
-        if node.media_type in INDEX_TYPES:
-            for child in layout.read_json(node.digest).get("manifests", []):
-                visit(Descriptor.from_json(child))
-        elif node.media_type.endswith("manifest.v1+json") or node.media_type.endswith("manifest.v2+json"):
-            doc = layout.read_json(node.digest)
-            for blob in [doc["config"], *doc.get("layers", [])]:
-                visit(Descriptor.from_json(blob))
+        if node.media_type in INDEX_TYPES + MANIFEST_TYPES:
+            for child in _children(layout, node):
+                visit(child)
 
     visit(desc)
     return list(found.values())
+
+
+def _children(layout: Layout, node: Descriptor) -> list[Descriptor]:
+    try:
+        return children(layout.read_json(node.digest), node.media_type)
+    except InvalidDescriptor as exc:
+        raise LayoutError(f"manifest {node.digest} in {layout.root} is damaged: {exc}") from None
 
 
 def export_layout(layout: Layout, desc: Descriptor, name: str, dest: Path) -> None:
@@ -56,13 +74,13 @@ def export_layout(layout: Layout, desc: Descriptor, name: str, dest: Path) -> No
 def _single_manifest(layout: Layout, desc: Descriptor) -> Descriptor:
     if desc.media_type not in INDEX_TYPES:
         return desc
-    children = [Descriptor.from_json(c) for c in layout.read_json(desc.digest).get("manifests", [])]
-    for child in children:
+    images = _children(layout, desc)
+    for child in images:
         if (child.platform or {}).get("architecture") == "amd64":
             return _single_manifest(layout, child)
-    if not children:
+    if not images:
         raise LayoutError(f"index {desc.digest} lists no images")
-    return _single_manifest(layout, children[0])
+    return _single_manifest(layout, images[0])
 
 
 def write_archive(layout: Layout, desc: Descriptor, name: str, dest: Path, docker: bool = False) -> None:
@@ -78,11 +96,11 @@ def write_archive(layout: Layout, desc: Descriptor, name: str, dest: Path, docke
         "index.json": json.dumps(index, sort_keys=True).encode(),
     }
     if docker:
-        manifest = layout.read_json(desc.digest)
+        config, *layers = _children(layout, desc)
         small["manifest.json"] = json.dumps([{
-            "Config": _blob_name(manifest["config"]["digest"]),
+            "Config": _blob_name(config.digest),
             "RepoTags": [name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"],
-            "Layers": [_blob_name(layer["digest"]) for layer in manifest["layers"]],
+            "Layers": [_blob_name(layer.digest) for layer in layers],
         }]).encode()
     buf_path = dest.with_name(f".{dest.name}.partial")
     with open(buf_path, "wb") as out, tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -105,5 +123,72 @@ def write_archive(layout: Layout, desc: Descriptor, name: str, dest: Path, docke
 
 
 def _blob_name(digest: str) -> str:
-    return "blobs/sha256/" + digest.split(":", 1)[1]
+    checked = Digest(digest)
+    return f"blobs/{checked.algorithm}/{checked.hex}"
 
+
+
+# -- reading an untrusted archive -----------------------------------------------------------------
+def unpack_oci_archive(archive: Path, dest: Path) -> None:
+    """Write the OCI layout held in `archive` into the new, empty directory `dest`.
+
+    Accepted: `oci-layout`, `index.json` and `blobs/<algorithm>/<hex>` as regular files (each once, every
+    blob hashing to its name), the directories above them, and docker save's extra files (skipped).
+    Anything else (links, devices, other names, `..`, absolute paths) is refused with ArchiveError.
+    """
+    written: set[str] = set()
+    try:
+        with tarfile.open(archive, mode="r|*") as tar:
+            for member in tar:
+                _unpack_member(tar, member, archive, dest, written)
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        if not written and isinstance(exc, tarfile.ReadError):
+            raise ArchiveError(f"{archive} is not an OCI archive (it is not a tar file)") from None
+        raise ArchiveError(f"{archive} cannot be read as an OCI archive: {exc}") from None
+    if "oci-layout" not in written:
+        raise ArchiveError(f"{archive} is not an OCI archive (it has no oci-layout file)")
+
+
+def _unpack_member(tar: tarfile.TarFile, member: tarfile.TarInfo, archive: Path, dest: Path,
+                   written: set[str]) -> None:
+    name = member.name.removeprefix("./").rstrip("/") if member.isdir() else member.name.removeprefix("./")
+    if member.isdir() and _is_layout_dir(name):
+        return  # created as needed below, with our own modes
+    if not member.isreg() or not _is_layout_file(name):
+        kind = "directory" if member.isdir() else "regular file" if member.isreg() else "link or special file"
+        raise ArchiveError(f"{archive} is not an OCI archive cogbuild will open: it holds the {kind} "
+                           f"{member.name!r}, and only oci-layout, index.json and blobs/<algorithm>/<hex> "
+                           "may appear, as regular files")
+    if name in DOCKER_SAVE_EXTRAS:
+        return
+    if name in written:
+        raise ArchiveError(f"{archive} holds {name!r} twice; refusing to pick one")
+    source = tar.extractfile(member)
+    if source is None:  # not reachable for a regular file; kept so a tarfile change cannot write nothing
+        raise ArchiveError(f"{archive}: cannot read {member.name!r}")
+    path = dest.joinpath(*name.split("/"))
+    path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    hasher = hashlib.new(name.split("/")[1]) if name.startswith("blobs/") else None
+    with os.fdopen(fd, "wb") as out:
+        while block := source.read(_COPY_BLOCK):
+            out.write(block)
+            if hasher:
+                hasher.update(block)
+    written.add(name)
+    if hasher and hasher.hexdigest() != name.rsplit("/", 1)[1]:
+        raise ArchiveError(f"{archive} holds blob {name!r} whose content hashes differently; it is damaged")
+
+
+def _is_layout_dir(name: str) -> bool:
+    parts = name.split("/")
+    return name in ("", ".", "blobs") or (len(parts) == 2 and parts[0] == "blobs" and parts[1] in DIGEST_FORMS)
+
+
+def _is_layout_file(name: str) -> bool:
+    if name in ("oci-layout", "index.json") + DOCKER_SAVE_EXTRAS:
+        return True
+    parts = name.split("/")
+    if len(parts) != 3 or parts[0] != "blobs":
+        return False
+    return is_digest(f"{parts[1]}:{parts[2]}")

@@ -10,13 +10,15 @@ import json
 import sys
 from typing import Any, Callable
 
-from cogbuild.layers.descriptor import Descriptor, sha256_digest
+from cogbuild.layers.descriptor import (INDEX_TYPES, Descriptor, InvalidDescriptor, children, is_digest,
+                                        sha256_digest)
 
 from .client import RegistryClient, RegistryError
+from .errors import OCIError
 from .layout import Layout
 from .reference import Reference
 from .referrers import LOCK_ARTIFACT_TYPE, find_referrers
-from .remote import INDEX_TYPES, get_manifest
+from .remote import get_manifest
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -30,12 +32,11 @@ ReadBlob = Callable[[str], bytes]  # digest -> verified bytes
 
 
 def describe(read: ReadBlob, top: Descriptor, *, name: str, lock_text: bytes | None = None) -> dict[str, Any]:
-    doc = json.loads(read(top.digest))
-    if top.media_type in INDEX_TYPES:
-        entries = [Descriptor.from_json(m) for m in doc.get("manifests", [])]
-        images = [_describe_manifest(read, d) for d in entries if d.media_type not in INDEX_TYPES]
-    else:
-        images = [_describe_manifest(read, top, doc)]
+    """Plain data about the image; OCIError naming it when a manifest or config is malformed."""
+    try:
+        images = _describe_images(read, top)
+    except (InvalidDescriptor, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise OCIError(f"the image {name} has a malformed manifest or config ({exc})") from None
     lock_digests = sorted({i["lock_digest"] for i in images if i["lock_digest"]})
     return {
         "name": name,
@@ -47,15 +48,24 @@ def describe(read: ReadBlob, top: Descriptor, *, name: str, lock_text: bytes | N
     }
 
 
+def _describe_images(read: ReadBlob, top: Descriptor) -> list[dict[str, Any]]:
+    doc = json.loads(read(top.digest))
+    if top.media_type in INDEX_TYPES:
+        entries = children(doc, top.media_type)
+        return [_describe_manifest(read, d) for d in entries if d.media_type not in INDEX_TYPES]
+    return [_describe_manifest(read, top, doc)]
+
+
 def _describe_manifest(read: ReadBlob, desc: Descriptor, doc: dict | None = None) -> dict[str, Any]:
     doc = doc or json.loads(read(desc.digest))
-    config = json.loads(read(doc["config"]["digest"]))
+    config_desc, *layer_descs = children(doc, desc.media_type)
+    config = json.loads(read(config_desc.digest))
     labels = (config.get("config") or {}).get("Labels") or {}
     history = [h for h in config.get("history", []) if not h.get("empty_layer")]
     layers = []
-    for i, layer in enumerate(doc.get("layers", [])):
+    for i, layer in enumerate(layer_descs):
         holds = history[i].get("created_by", "") if i < len(history) else ""
-        layers.append({"digest": layer["digest"], "size": layer["size"], "media_type": layer["mediaType"],
+        layers.append({"digest": layer.digest, "size": layer.size, "media_type": layer.media_type,
                        "holds": holds.removeprefix("cogbuild: ")})
     platform = desc.platform or {"os": config.get("os", ""), "architecture": config.get("architecture", "")}
     variant = (desc.annotations.get(VARIANT_ANNOTATION)
@@ -65,7 +75,7 @@ def _describe_manifest(read: ReadBlob, desc: Descriptor, doc: dict | None = None
         "platform": "/".join(p for p in (platform.get("os"), platform.get("architecture"),
                                          platform.get("variant")) if p),
         "variant": variant,
-        "size": sum(l["size"] for l in layers) + doc["config"]["size"],
+        "size": sum(l["size"] for l in layers) + config_desc.size,
         "layers": layers,
         "schema": summarize_schema(next((labels[k] for k in SCHEMA_LABELS if k in labels), None)),
         "lock_digest": labels.get(LOCK_LABEL, ""),
@@ -124,7 +134,7 @@ def describe_local(layout: Layout, name: str) -> dict[str, Any]:
     desc = layout.resolve(name)
     summary = describe(lambda d: layout.read_blob(d), desc, name=name)
     for digest in summary["lock_digests"]:
-        if layout.has_blob(digest):
+        if is_digest(digest) and layout.has_blob(digest):  # a label is the image's word, not a checked one
             summary["lock"] = summarize_lock(layout.read_blob(digest))
             break
     return summary
@@ -143,9 +153,13 @@ def describe_remote(ref: Reference, *, insecure: bool = False) -> dict[str, Any]
     lock_text = None
     lock_refs = find_referrers(ref, top.digest, artifact_type=LOCK_ARTIFACT_TYPE, client=client)
     if lock_refs:
-        manifest = json.loads(get_manifest(client, ref, lock_refs[0].digest)[0])
-        if manifest.get("layers"):
-            lock_text = _fetch_json_blob(client, ref, manifest["layers"][0]["digest"])
+        data, lock_manifest = get_manifest(client, ref, lock_refs[0].digest)
+        try:
+            files = children(json.loads(data), lock_manifest.media_type)[1:]
+        except ValueError as exc:  # InvalidDescriptor included
+            raise RegistryError(f"the cog.lock artifact of {ref} is malformed ({exc})") from None
+        if files:
+            lock_text = _fetch_json_blob(client, ref, files[0].digest)
     return describe(read, top, name=str(ref), lock_text=lock_text)
 
 

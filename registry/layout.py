@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from cogbuild.layers.descriptor import OCI_INDEX, Descriptor, canonical_json, sha256_digest
+from cogbuild.layers.descriptor import OCI_INDEX, Descriptor, Digest, InvalidDescriptor, children, sha256_digest
 
 from .errors import OCIError
 
@@ -38,10 +38,14 @@ class Layout:
 
     # -- blobs ------------------------------------------------------------------------------
     def blob_path(self, digest: str) -> Path:
-        algorithm, _, hexpart = digest.partition(":")
-        if algorithm != "sha256" or len(hexpart) != 64:
-            raise LayoutError(f"unsupported digest {digest!r}")
-        return self.root / "blobs" / "sha256" / hexpart
+        """blobs/sha256/<hex>: only a validated digest becomes a path, so none can name another file."""
+        try:
+            checked = Digest(digest)
+        except InvalidDescriptor as exc:
+            raise LayoutError(f"cannot look up a blob in {self.root}: {exc}") from None
+        if checked.algorithm != "sha256":
+            raise LayoutError(f"blob {checked} is a {checked.algorithm} digest; {self.root} stores sha256 blobs")
+        return self.root / "blobs" / "sha256" / checked.hex
 
     def has_blob(self, digest: str) -> bool:
         return self.blob_path(digest).exists()
@@ -65,6 +69,8 @@ class Layout:
             data = self.blob_path(digest).read_bytes()
         except FileNotFoundError:
             raise LayoutError(f"blob {digest} is missing from {self.root}") from None
+        except OSError as exc:
+            raise LayoutError(f"blob {digest} in {self.root} cannot be read: {exc.strerror}") from None
         if verify and sha256_digest(data) != digest:
             raise LayoutError(f"blob {digest} in {self.root} is corrupt (its content hashes differently)")
         return data
@@ -73,7 +79,14 @@ class Layout:
         return open(self.blob_path(digest), "rb")
 
     def read_json(self, digest: str) -> dict:
-        return json.loads(self.read_blob(digest))
+        """A manifest, index or config blob, verified; LayoutError unless it is a JSON object."""
+        try:
+            doc = json.loads(self.read_blob(digest))
+        except ValueError:
+            raise LayoutError(f"blob {digest} in {self.root} is not JSON") from None
+        if not isinstance(doc, dict):
+            raise LayoutError(f"blob {digest} in {self.root} is not a JSON object")
+        return doc
 
     def tmp_file(self) -> tuple[int, str]:
         """A temporary file inside the layout, so a finished blob can be renamed into place."""
@@ -85,10 +98,15 @@ class Layout:
     # -- index / refs -----------------------------------------------------------------------
     def manifests(self) -> list[Descriptor]:
         try:
-            index = json.loads((self.root / "index.json").read_text())
+            index = json.loads((self.root / "index.json").read_bytes())
         except FileNotFoundError:
             return []
-        return [Descriptor.from_json(m) for m in index.get("manifests", [])]
+        except ValueError:
+            raise LayoutError(f"{self.root}/index.json is not JSON") from None
+        try:
+            return children(index, OCI_INDEX)
+        except InvalidDescriptor as exc:
+            raise LayoutError(f"{self.root}/index.json is damaged: {exc}") from None
 
     def tag(self, name: str, desc: Descriptor) -> None:
         """Point ref `name` at `desc`, replacing any earlier descriptor with that name."""

@@ -12,7 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import Sequence
 
-from cogbuild.layers.descriptor import OCI_INDEX, OCI_MANIFEST, Descriptor, canonical_json, sha256_digest
+from cogbuild.layers.descriptor import (OCI_INDEX, OCI_MANIFEST, Descriptor, Digest, InvalidDescriptor,
+                                        canonical_json, sha256_digest)
 
 from .client import RegistryClient, RegistryError
 from .reference import Reference, parse_reference
@@ -35,7 +36,8 @@ class ArtifactFile:
 
 
 def fallback_tag(digest: str) -> str:
-    return digest.replace(":", "-", 1)
+    checked = Digest(digest)
+    return f"{checked.algorithm}-{checked.hex}"
 
 
 def attach_artifact(ref: str | Reference, subject: Descriptor, artifact_type: str,
@@ -74,17 +76,32 @@ def find_referrers(ref: str | Reference, subject_digest: str, *, artifact_type: 
     response = client.request(
         "GET", client.url(f"{ref.repository}/referrers/{subject_digest}"), repository=ref.repository,
         ok=(200, 404), headers={"Accept": OCI_INDEX}, action="list artifacts attached to an image in")
-    index = response.json() if response.status_code == 200 else None
+    index = _json_object(response.content, ref, "its referrers list") if response.status_code == 200 else None
     if index is None or not index.get("manifests"):
         index = _fetch_fallback_index(client, ref, subject_digest) or {"manifests": []}
-    found = [_referrer(m) for m in index.get("manifests", [])]
+    entries = index.get("manifests", [])
+    try:
+        found = [_referrer(m) for m in (entries if isinstance(entries, list) else [entries])]
+    except InvalidDescriptor as exc:
+        raise RegistryError(f"the artifacts attached to {ref} are listed in a malformed index ({exc})") from None
     return [d for d, kind in found if artifact_type is None or kind == artifact_type]
+
+
+def _json_object(data: bytes, ref: Reference, what: str) -> dict:
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict):
+        raise RegistryError(f"registry {ref.registry} answered with something other than a JSON object for "
+                            f"{what} in {ref.repository}")
+    return doc
 
 
 def _referrer(entry: dict) -> tuple[Descriptor, str | None]:
     desc = Descriptor.from_json(entry)
     kind = entry.get("artifactType")
-    if kind:
+    if isinstance(kind, str) and kind:
         desc.annotations.setdefault("artifactType", kind)  # kept visible to callers that only see descriptors
     return desc, kind
 
@@ -109,11 +126,7 @@ def _fetch_fallback_index(client: RegistryClient, ref: Reference, subject_digest
         action="read the referrers tag of")
     if response.status_code == 404:
         return None
-    try:
-        return json.loads(response.content)
-    except ValueError:
-        raise RegistryError(f"the referrers tag {fallback_tag(subject_digest)} in {ref.registry}/{ref.repository} "
-                            "does not hold JSON") from None
+    return _json_object(response.content, ref, f"the referrers tag {fallback_tag(subject_digest)}")
 
 
 def _add_to_fallback_index(client: RegistryClient, ref: Reference, subject_digest: str, desc: Descriptor,

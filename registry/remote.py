@@ -17,9 +17,11 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
+import requests
+
 from .errors import OCIError
-from cogbuild.layers.descriptor import (DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST,
-                                        Descriptor, sha256_digest)
+from cogbuild.layers.descriptor import (INDEX_TYPES, MANIFEST_TYPES, Descriptor, InvalidDescriptor,
+                                        children, sha256_digest)
 
 from .blob_locations import BlobLocations
 from .client import RegistryClient, RegistryError
@@ -27,10 +29,9 @@ from .layout import Layout, LayoutError
 from .reference import Reference, parse_reference
 from .transfer import BlobPusher, Progress, TransferStats, download_blob
 
-INDEX_TYPES = (OCI_INDEX, DOCKER_MANIFEST_LIST)
-MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
 ACCEPT = ", ".join(INDEX_TYPES + MANIFEST_TYPES)
 PARALLEL_BLOBS = 4
+MANIFEST_MAX = 4 << 20  # what distribution itself accepts for a manifest
 
 
 @dataclass
@@ -47,21 +48,20 @@ def plan_from_layout(layout: Layout, desc: Descriptor) -> ImagePlan:
     seen: set[str] = set()
 
     def visit(node: Descriptor) -> None:
+        if node.media_type not in INDEX_TYPES + MANIFEST_TYPES:
+            raise OCIError(f"cannot push {node.digest}: unknown manifest media type {node.media_type!r}")
         try:
-            doc = layout.read_json(node.digest)
+            found = children(layout.read_json(node.digest), node.media_type)
         except LayoutError as exc:
             raise OCIError(str(exc)) from None
-        if node.media_type in INDEX_TYPES:
-            for child in doc.get("manifests", []):
-                visit(Descriptor.from_json(child))
-        elif node.media_type in MANIFEST_TYPES:
-            for blob in [doc["config"], *doc.get("layers", [])]:
-                blob_desc = Descriptor.from_json(blob)
-                if blob_desc.digest not in seen:
-                    seen.add(blob_desc.digest)
-                    plan.blobs.append(blob_desc)
-        else:
-            raise OCIError(f"cannot push {node.digest}: unknown manifest media type {node.media_type!r}")
+        except InvalidDescriptor as exc:
+            raise OCIError(f"manifest {node.digest} in {layout.root} is damaged: {exc}") from None
+        for child in found:
+            if node.media_type in INDEX_TYPES:
+                visit(child)
+            elif child.digest not in seen:
+                seen.add(child.digest)
+                plan.blobs.append(child)
         if node.digest not in {m.digest for m in plan.manifests}:
             plan.manifests.append(node)
 
@@ -145,9 +145,12 @@ def get_manifest(client: RegistryClient, ref: Reference, name: str | None = None
     """Fetch a manifest or index by tag or digest; verify it against the digest when one is known."""
     name = name or ref.target
     response = client.request("GET", client.url(f"{ref.repository}/manifests/{name}"),
-                              repository=ref.repository, headers={"Accept": ACCEPT},
+                              repository=ref.repository, headers={"Accept": ACCEPT}, stream=True,
                               action=f"fetch manifest {name} from")
-    data = response.content
+    data = _read_capped(response, MANIFEST_MAX)
+    if data is None:
+        raise RegistryError(f"registry {ref.registry} sent manifest {name} of {ref.repository} larger than "
+                            f"{MANIFEST_MAX >> 20} MiB; nothing was stored", 502)
     digest = sha256_digest(data)
     expected = name if name.startswith("sha256:") else response.headers.get("Docker-Content-Digest")
     if expected and expected != digest:
@@ -155,6 +158,22 @@ def get_manifest(client: RegistryClient, ref: Reference, name: str | None = None
                             f"hashing to {digest}, not {expected}; nothing was stored", 502)
     media_type = _media_type(data, response.headers.get("Content-Type", ""))
     return data, Descriptor(media_type, digest, len(data))
+
+
+def _read_capped(response: requests.Response, limit: int) -> bytes | None:
+    """The whole body, or None once it passes `limit` bytes (a registry answer cannot fill memory)."""
+    chunks, size = [], 0
+    with response:
+        try:
+            for chunk in response.iter_content(64 << 10):
+                size += len(chunk)
+                if size > limit:
+                    return None
+                chunks.append(chunk)
+        except requests.exceptions.RequestException as exc:
+            raise RegistryError(f"the connection to {response.url} dropped while reading a manifest "
+                                f"({exc.__class__.__name__})") from None
+    return b"".join(chunks)
 
 
 def _media_type(data: bytes, header: str) -> str:
@@ -197,11 +216,14 @@ def pull_image(ref: str | Reference, layout: Layout, *, insecure: bool = False,
 
 def _fetch_manifest_tree(client: RegistryClient, ref: Reference, data: bytes, desc: Descriptor,
                          blobs: dict[str, Descriptor]) -> list[tuple[bytes, Descriptor]]:
-    doc = json.loads(data)
+    try:
+        found = children(json.loads(data), desc.media_type)
+    except (ValueError, RecursionError) as exc:  # InvalidDescriptor is a ValueError, like bad JSON
+        raise RegistryError(f"registry {ref.registry} sent manifest {desc.digest} of {ref.repository} that "
+                            f"cannot be used ({exc}); nothing was stored", 502) from None
     out = [(data, desc)]
     if desc.media_type in INDEX_TYPES:
-        for child in doc.get("manifests", []):
-            child_desc = Descriptor.from_json(child)
+        for child_desc in found:
             if child_desc.media_type not in INDEX_TYPES + MANIFEST_TYPES:
                 continue  # an artifact we do not need to run the image
             child_data, got = get_manifest(client, ref, child_desc.digest)
@@ -210,7 +232,5 @@ def _fetch_manifest_tree(client: RegistryClient, ref: Reference, data: bytes, de
                                     f"{got.size} bytes, but its index says {child_desc.size}", 502)
             out += _fetch_manifest_tree(client, ref, child_data, got, blobs)
     else:
-        for blob in [doc["config"], *doc.get("layers", [])]:
-            blob_desc = Descriptor.from_json(blob)
-            blobs[blob_desc.digest] = blob_desc
+        blobs.update((blob.digest, blob) for blob in found)
     return out

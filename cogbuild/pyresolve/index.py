@@ -13,6 +13,7 @@ import httpx
 from packaging.utils import canonicalize_name
 
 from ..errors import CogbuildError
+from ..layers.descriptor import is_sha256_hex
 
 PYPI_SIMPLE = "https://pypi.org/simple/"
 _ACCEPT = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"
@@ -46,6 +47,12 @@ class _LinkParser(HTMLParser):
             self.links.append(dict(attrs))
 
 
+def _checked_sha256(value: object) -> str | None:
+    """An index's sha256 in its exact form, else None: the file is then hashed here, never trusted by name."""
+    text = value.lower() if isinstance(value, str) else None
+    return text if is_sha256_hex(text) else None
+
+
 def _files_from_html(page_url: str, html: str) -> list[IndexFile]:
     parser = _LinkParser()
     parser.feed(html)
@@ -56,7 +63,7 @@ def _files_from_html(page_url: str, html: str) -> list[IndexFile]:
             continue
         url = urljoin(page_url, href)
         fragment = urlsplit(url).fragment
-        sha256 = fragment.split("=", 1)[1] if fragment.startswith("sha256=") else None
+        sha256 = _checked_sha256(fragment.split("=", 1)[1]) if fragment.startswith("sha256=") else None
         filename = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
         files.append(IndexFile(filename, strip_fragment(url), sha256, None, "data-yanked" in attrs,
                                attrs.get("data-requires-python")))
@@ -68,7 +75,7 @@ def _files_from_json(page_url: str, data: dict) -> list[IndexFile]:
         IndexFile(
             filename=entry["filename"],
             url=strip_fragment(urljoin(page_url, entry["url"])),
-            sha256=entry.get("hashes", {}).get("sha256"),
+            sha256=_checked_sha256(entry.get("hashes", {}).get("sha256")),
             size=entry.get("size"),
             yanked=bool(entry.get("yanked")),
             requires_python=entry.get("requires-python"),

@@ -28,6 +28,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 from ..errors import CogbuildError
+from ..layers.descriptor import is_sha256_hex
 from .index import IndexClient, IndexFile
 from .lazywheel import wheel_metadata
 from .target import Target
@@ -41,6 +42,8 @@ class MetadataCache:
         self.root = root
 
     def get(self, wheel_sha256: str) -> bytes | None:
+        if not is_sha256_hex(wheel_sha256):
+            return None
         for path in self.root.glob(f"{wheel_sha256}.*"):
             data = path.read_bytes()
             if hashlib.sha256(data).hexdigest() == path.suffix[1:]:
@@ -49,6 +52,8 @@ class MetadataCache:
         return None
 
     def put(self, wheel_sha256: str, data: bytes) -> None:
+        if not is_sha256_hex(wheel_sha256):
+            return  # only a hex digest becomes a file name
         self.root.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".part-")
         with os.fdopen(fd, "wb") as handle:
