@@ -11,11 +11,10 @@ import io
 import tarfile
 from dataclasses import dataclass
 
-import zstandard
 from debian.arfile import ArFile
 from debian.deb822 import Deb822
 
-from .tree import Tree, add_tar_members, normalize
+from .tree import TAR_READ_ERRORS, Tree, TreeError, add_tar_members, normalize, one_line, open_tar
 
 MERGED_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 
@@ -44,32 +43,29 @@ def _member(ar: ArFile, stem: str, name: str) -> tuple[str, bytes]:
     raise DebError(f"{name} has no {stem}* member; is it a Debian package?")
 
 
-def _open_tar(member: str, payload: bytes, name: str) -> tarfile.TarFile:
-    if member.endswith(".zst"):
-        payload = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(payload)).read()
-        return tarfile.open(fileobj=io.BytesIO(payload), mode="r:")
-    try:
-        return tarfile.open(fileobj=io.BytesIO(payload), mode="r:*")
-    except tarfile.TarError as exc:
-        raise DebError(f"{name}: cannot read {member}: {exc}") from None
-
-
 def read_deb(data: bytes, name: str = "package.deb") -> tuple[DebInfo, tarfile.TarFile]:
     try:
         ar = ArFile(fileobj=io.BytesIO(data))
     except Exception as exc:  # python-debian raises several types for a non-ar file
         raise DebError(f"{name} is not a Debian package ({exc})") from None
     control_member, control_payload = _member(ar, "control.tar", name)
-    with _open_tar(control_member, control_payload, name) as control_tar:
-        control_file = next((m for m in control_tar.getmembers() if normalize(m.name) == "control"), None)
-        if control_file is None:
-            raise DebError(f"{name} has no control file")
-        control = control_tar.extractfile(control_file).read()  # type: ignore[union-attr]
+    with open_tar(control_payload, f"{name}: {control_member}", DebError) as control_tar:
+        control = _control_file(control_tar, name)
     fields = Deb822(control)
     info = DebInfo(fields.get("Package", ""), fields.get("Version", ""), fields.get("Architecture", ""),
                    control)
     data_member, data_payload = _member(ar, "data.tar", name)
-    return info, _open_tar(data_member, data_payload, name)
+    return info, open_tar(data_payload, f"{name}: {data_member}", DebError)
+
+
+def _control_file(control_tar: tarfile.TarFile, name: str) -> bytes:
+    try:
+        found = next((m for m in control_tar.getmembers() if normalize(m.name) == "control"), None)
+        if found is None or not found.isfile():
+            raise DebError(f"{name} has no control file")
+        return control_tar.extractfile(found).read()  # type: ignore[union-attr]
+    except (TreeError, *TAR_READ_ERRORS) as exc:
+        raise DebError(f"{name} has a damaged control archive ({one_line(exc)})") from None
 
 
 def unpack_deb(data: bytes, tree: Tree, name: str = "package.deb") -> DebInfo:

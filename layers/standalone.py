@@ -6,12 +6,7 @@ Such a tarball holds one top folder (`python/`) with bin/, lib/ and include/; it
 
 from __future__ import annotations
 
-import io
-import tarfile
-
-import zstandard
-
-from .tree import Tree, add_tar_members
+from .tree import Tree, add_tar_members, open_tar
 
 STANDALONE_PREFIX = "opt/python"
 
@@ -20,21 +15,12 @@ class TarballError(ValueError):
     """A Python tarball that cannot be used: the message names the file."""
 
 
-def _open(data: bytes, name: str) -> tarfile.TarFile:
-    if data[:4] == b"\x28\xb5\x2f\xfd":  # zstd frame magic
-        data = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)).read()
-    try:
-        return tarfile.open(fileobj=io.BytesIO(data), mode="r:*")
-    except tarfile.TarError as exc:
-        raise TarballError(f"{name} is not a readable tarball: {exc}") from None
-
-
 def unpack_standalone_python(data: bytes, tree: Tree, python_version: str, name: str = "python.tar.gz") -> None:
     def place(path: str) -> str | None:
         top, _, rest = path.partition("/")
         return f"{STANDALONE_PREFIX}/{rest}" if rest else None  # drop the top folder itself
 
-    with _open(data, name) as tar:
+    with open_tar(data, name, TarballError) as tar:
         add_tar_members(tree, tar, place, name)
     interpreter = f"{STANDALONE_PREFIX}/bin/python{python_version}"
     if interpreter not in tree:

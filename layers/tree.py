@@ -6,11 +6,16 @@ is either bytes or a path to read when the tar is written (large weights stay on
 
 from __future__ import annotations
 
+import io
+import lzma
 import posixpath
 import tarfile
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator, Literal
+
+import zstandard
 
 EntryType = Literal["file", "dir", "symlink"]
 
@@ -39,12 +44,45 @@ class Entry:
         return b""
 
 
+# What reading a damaged tar or its compressed stream raises, besides tarfile's own errors.
+TAR_READ_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError, zstandard.ZstdError)
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
 def normalize(path: str) -> str:
-    """'./usr//bin/x' -> 'usr/bin/x'; refuses paths that climb out of the root."""
+    """'./usr//bin/x' -> 'usr/bin/x'; refuses paths that climb out of the root or are not UTF-8 text."""
     parts = [part for part in path.split("/") if part not in ("", ".")]
     if ".." in parts:
         raise TreeError(f"path {path!r} escapes the image root")
+    _check_text(path)
     return "/".join(parts)
+
+
+def _check_text(text: str) -> None:
+    """A layer's names travel as UTF-8 (PAX); a NUL or an undecodable byte has no place in one."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise TreeError(f"path {text!r} is not valid UTF-8") from None
+    if "\0" in text:
+        raise TreeError(f"path {text!r} holds a NUL character")
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (tarfile's open errors span several)."""
+    return " ".join(str(exc).split()) or exc.__class__.__name__
+
+
+def open_tar(data: bytes, what: str, error: type[ValueError]) -> tarfile.TarFile:
+    """A tar held in memory, plain or compressed (gzip, xz, bzip2, zstd); `error` names `what` otherwise."""
+    try:
+        if data[:4] == _ZSTD_MAGIC:
+            data = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)).read()
+        return tarfile.open(fileobj=io.BytesIO(data), mode="r:*")
+    except tarfile.ReadError:
+        raise error(f"{what} is not a tar archive (plain, gzip, bzip2, xz or zstd)") from None
+    except TAR_READ_ERRORS as exc:
+        raise error(f"{what} is a damaged tar archive ({one_line(exc)})") from None
 
 
 class Tree:
@@ -160,20 +198,35 @@ class Tree:
 def add_tar_members(tree: Tree, tar: tarfile.TarFile, place: Callable[[str], str | None], what: str) -> None:
     """Copy a tar's directories, symlinks and files into `tree` at place(member path); None skips a member.
 
-    Hardlinks become regular files. Device nodes and fifos are skipped: no package an image needs ships one.
+    Hardlinks become regular files (read from the archive itself, never from the host). Device nodes and
+    fifos are skipped: no package an image needs ships one. Any fault is one TreeError naming `what`.
     """
-    for member in tar.getmembers():
-        path = place(normalize(member.name))
-        if not path:
-            continue
-        mode = member.mode & 0o7777
-        if member.isdir():
-            if path not in tree:  # the first writer of a directory decides its mode, as with dpkg
-                tree.add_dir(path, mode)
-        elif member.issym():
-            tree.add_symlink(path, member.linkname)
-        elif member.isfile() or member.islnk():
+    try:
+        for member in tar.getmembers():
+            _add_member(tree, tar, member, place)
+    except TreeError as exc:
+        raise TreeError(f"{what}: {exc}") from None
+    except TAR_READ_ERRORS as exc:
+        raise TreeError(f"{what} is damaged: {one_line(exc)}") from None
+
+
+def _add_member(tree: Tree, tar: tarfile.TarFile, member: tarfile.TarInfo, place: Callable[[str], str | None]) -> None:
+    path = place(normalize(member.name))
+    if not path:
+        return
+    mode = member.mode & 0o7777
+    if member.isdir():
+        if path not in tree:  # the first writer of a directory decides its mode, as with dpkg
+            tree.add_dir(path, mode)
+    elif member.issym():
+        _check_text(member.linkname)
+        tree.add_symlink(path, member.linkname)
+    elif member.isfile() or member.islnk():
+        try:
             content = tar.extractfile(member)
-            if content is None:
-                raise TreeError(f"{what}: cannot read {member.name}")
-            tree.add_file(path, content.read(), mode)
+        except KeyError:  # tarfile's answer for a hardlink to a member the archive does not hold
+            raise TreeError(f"hardlink {member.name!r} points at {member.linkname!r}, which is not in the "
+                            "archive before it") from None
+        if content is None:
+            raise TreeError(f"cannot read {member.name}")
+        tree.add_file(path, content.read(), mode)

@@ -131,7 +131,11 @@ def install_wheel(tree: Tree, wheel: bytes, filename: str, paths: PythonPaths) -
                 install(source, destination, {"INSTALLER": b"cogbuild\n"})
     except zipfile.BadZipFile:
         raise WheelError(f"{filename} is not a wheel (not a zip archive)") from None
-    except WheelError:
-        raise
     except Exception as exc:  # installer raises many types for a malformed wheel
-        raise WheelError(f"cannot install {filename}: {exc}") from None
+        raise WheelError(f"cannot install {filename}: {_reason(exc)}") from None
+
+
+def _reason(exc: Exception) -> str:
+    """The message of an installer error; some carry (source object, message) as their arguments."""
+    texts = [arg for arg in exc.args if isinstance(arg, str)]
+    return " ".join((texts[-1] if texts else str(exc) or exc.__class__.__name__).split())
