@@ -1,0 +1,124 @@
+"""Digests from outside (a registry's answers, a layout's index.json and manifests) are checked before use.
+
+The registry here is a loopback stand-in serving fixed answers (a real registry checks digests itself and
+would never store these manifests); it records every path asked of it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cogbuild.cli import USER_ERRORS
+from cogbuild.images import find_image
+from cogbuild.layers.descriptor import OCI_INDEX, OCI_MANIFEST, Descriptor, Digest, InvalidDigest, sha256_digest
+from cogbuild.registry.archive import export_layout
+from cogbuild.registry.errors import OCIError
+from cogbuild.registry.layout import Layout, LayoutError
+from cogbuild.registry.remote import plan_from_layout, pull_image
+from static_server import StaticServer
+
+REPO = "evil/model"
+
+
+def climbing_digest(levels: int, target: str) -> str:
+    """A "digest" of the old accepted length whose hex part is a path leaving blobs/sha256/ for `target`."""
+    climb = "/".join([".."] * levels) + "/" + target
+    part = ".." + "/" * (64 - len(climb)) + climb[2:]
+    assert len(part) == 64
+    return f"sha256:{part}"
+
+
+def manifest_naming(layer_digest: str, layer_size: int) -> tuple[bytes, bytes]:
+    config = json.dumps({"os": "linux", "architecture": "amd64"}).encode()
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256_digest(config),
+                   "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest,
+                    "size": layer_size}]}).encode()
+    return manifest, config
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("COGBUILD_CACHE", str(tmp_path / "cache"))
+
+
+def test_a_layer_digest_naming_a_host_file_is_refused_before_any_path_or_request(tmp_path, cache):
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"the host's private key")
+    # From <store>/blobs/sha256/ three levels up is tmp_path: the old length-only check took this as a blob
+    # already present (same size), skipped its download, and tagged an image whose layer was `secret`.
+    evil = climbing_digest(3, "secret")
+    manifest, config = manifest_naming(evil, secret.stat().st_size)
+    with StaticServer() as registry:
+        registry.files[f"/v2/{REPO}/manifests/v1"] = manifest
+        registry.files[f"/v2/{REPO}/blobs/{sha256_digest(config)}"] = config
+        store = Layout(tmp_path / "store")
+        host = registry.url.removeprefix("http://")
+        with pytest.raises(OCIError) as refused:
+            pull_image(f"{host}/{REPO}:v1", store)
+        assert all(path.startswith(f"/v2/{REPO}/") for path in registry.hits)
+        assert not [path for path in registry.hits if ".." in path]
+    message = str(refused.value)
+    assert "\n" not in message and "is not a digest" in message and "nothing was stored" in message
+    assert store.manifests() == [], "no image was tagged"
+    assert secret.read_bytes() == b"the host's private key"
+
+
+@pytest.mark.parametrize("bad", [
+    "sha256:" + "AB" * 32,                 # upper case
+    "sha256:" + "ab" * 32 + "\n",          # a trailing newline ($ in a regex would let it through)
+    "sha256:" + "ab" * 31,                 # short
+    "sha512:" + "ab" * 32,                 # sha512 needs 128 hex digits
+    "md5:" + "ab" * 16,                    # an algorithm we do not take
+    "sha256:" + "/" * 60 + "etc/",         # a path
+])
+def test_an_index_child_that_is_not_a_digest_is_never_requested(tmp_path, cache, bad):
+    index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX,
+                        "manifests": [{"mediaType": OCI_MANIFEST, "digest": bad, "size": 10}]}).encode()
+    with StaticServer() as registry:
+        registry.files[f"/v2/{REPO}/manifests/v1"] = index
+        host = registry.url.removeprefix("http://")
+        with pytest.raises(OCIError, match="is not a digest"):
+            pull_image(f"{host}/{REPO}:v1", Layout(tmp_path / "store"))
+        assert list(registry.hits) == [f"/v2/{REPO}/manifests/v1"]
+
+
+def test_the_digest_type_takes_exact_forms_only():
+    good = "sha256:" + "0a" * 32
+    assert Digest(good) == good and Digest(good).hex == "0a" * 32 and Digest(good).algorithm == "sha256"
+    assert Digest("sha512:" + "f" * 128).algorithm == "sha512"
+    for bad in ("", "sha256:", good.upper(), good + "\n", good[:-1], "sha256:" + "g" * 64, None, 7):
+        with pytest.raises(InvalidDigest):
+            Digest(bad)
+
+
+def test_a_layout_whose_manifest_names_a_path_is_refused_by_push_export_and_run(tmp_path):
+    store = Layout(tmp_path / "store").init()
+    (tmp_path / "secret").write_bytes(b"private")
+    manifest, config = manifest_naming(climbing_digest(3, "secret"), 7)
+    store.write_blob(config)
+    top = Descriptor(OCI_MANIFEST, store.write_blob(manifest), len(manifest),
+                     platform={"os": "linux", "architecture": "amd64"})
+    store.tag("evil:v1", top)
+    with pytest.raises(OCIError, match="is damaged: .*is not a digest"):
+        plan_from_layout(store, top)  # what push walks before it uploads a byte
+    with pytest.raises(LayoutError, match="is damaged: .*is not a digest"):
+        export_layout(store, top, "evil:v1", tmp_path / "exported")
+    assert not (tmp_path / "exported" / "blobs" / "sha256").exists() or \
+        list((tmp_path / "exported" / "blobs" / "sha256").iterdir()) == []
+
+
+def test_an_index_json_naming_a_path_is_one_sentence(tmp_path):
+    store = Layout(tmp_path / "store").init()
+    (tmp_path / "store" / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
+        {"mediaType": OCI_MANIFEST, "digest": climbing_digest(3, "secret"), "size": 7,
+         "annotations": {"org.opencontainers.image.ref.name": "evil:v1"}}]}))
+    with pytest.raises(USER_ERRORS) as refused:  # what the CLI prints as one sentence
+        find_image("evil:v1", store, gpu=False)
+    assert "index.json is damaged" in str(refused.value) and "\n" not in str(refused.value)
+    with pytest.raises(LayoutError, match="cannot look up a blob"):
+        store.blob_path(climbing_digest(3, "secret"))
