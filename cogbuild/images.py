@@ -262,7 +262,8 @@ def write_oci_archive(image: Image, fileobj, name: str) -> None:
             info = tarfile.TarInfo(member)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-        for blob in [image.manifest, *children(image.layout.read_json(image.manifest.digest), image.manifest.media_type)]:
+        manifest = image.manifest
+        for blob in [manifest, *children(image.layout.read_json(manifest.digest), manifest.media_type)]:
             tar.add(image.layout.blob_path(blob.digest), f"blobs/sha256/{blob.digest.hex}")
 
 
