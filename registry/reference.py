@@ -6,13 +6,14 @@ import ipaddress
 import re
 from dataclasses import dataclass, replace
 
+from cogbuild.layers.descriptor import is_digest
+
 from .errors import InvalidReference
 
 DOCKER_HUB = "docker.io"
 _DOCKER_HUB_API = "registry-1.docker.io"
 _PATH_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
 _TAG = re.compile(r"[\w][\w.-]{0,127}")
-_DIGEST = re.compile(r"sha256:[a-f0-9]{64}")
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ def parse_reference(text: str | Reference) -> Reference:
     digest = None
     if "@" in rest:
         rest, digest = rest.rsplit("@", 1)
-        if not _DIGEST.fullmatch(digest):
+        if not is_digest(digest):
             raise InvalidReference(f"image reference {text!r} has an invalid digest (expected sha256:<64 hex>)")
     tag = None
     last_slash = rest.rfind("/")
