@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import tempfile
 from pathlib import Path
+
+from ..layers.descriptor import is_sha256_hex
 
 
 def default_cache_dir() -> Path:
@@ -23,7 +24,7 @@ class BlobCache:
         self.root = Path(root)
 
     def _path(self, sha256: str) -> Path:
-        if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        if not is_sha256_hex(sha256):
             raise ValueError(f"not a sha256 hex digest: {sha256!r}")
         return self.root / "sha256" / sha256
 
@@ -51,7 +52,7 @@ class BlobCache:
             sha256 = (self.root / "refs" / name).read_text().strip()
         except FileNotFoundError:
             return None
-        return self.get(sha256) if re.fullmatch(r"[0-9a-f]{64}", sha256) else None
+        return self.get(sha256) if is_sha256_hex(sha256) else None
 
     def put_derived(self, name: str, data: bytes) -> None:
         _atomic_write(self.root / "refs" / name, self.put(data).encode())
