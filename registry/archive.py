@@ -135,10 +135,11 @@ def unpack_oci_archive(archive: Path, dest: Path) -> None:
     Accepted: `oci-layout`, `index.json` and `blobs/<algorithm>/<hex>` as regular files (each once, every
     blob hashing to its name), the directories above them, and docker save's extra files (skipped).
     Anything else (links, devices, other names, `..`, absolute paths) is refused with ArchiveError.
+    The tar must be uncompressed, as OCI and docker archives are, so what is written never exceeds it.
     """
     written: set[str] = set()
     try:
-        with tarfile.open(archive, mode="r|*") as tar:
+        with tarfile.open(archive, mode="r|") as tar:
             for member in tar:
                 _unpack_member(tar, member, archive, dest, written)
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:

@@ -117,10 +117,19 @@ def test_a_name_given_twice_is_refused(tmp_path):
         unpack_oci_archive(archive, tmp_path / "dest")
 
 
-def test_a_truncated_archive_is_one_sentence(tmp_path):
-    data = tar_bytes(layout_members(image_layout(ARCH)), "gz")
+def test_a_compressed_archive_is_refused_so_nothing_can_expand(tmp_path):
     archive = tmp_path / "image.tar.gz"
-    archive.write_bytes(data[: len(data) // 2])
+    archive.write_bytes(tar_bytes(layout_members(image_layout(ARCH)), "gz"))
+    (tmp_path / "dest").mkdir()
+    with pytest.raises(ArchiveError, match="is not an OCI archive \\(it is not a tar file\\)"):
+        unpack_oci_archive(archive, tmp_path / "dest")
+    assert list((tmp_path / "dest").iterdir()) == []
+
+
+def test_a_truncated_archive_is_one_sentence(tmp_path):
+    data = tar_bytes(layout_members(image_layout(ARCH)))
+    archive = tmp_path / "image.tar"
+    archive.write_bytes(data[: data.index(b"layer bytes") + 5])  # inside the last blob
     (tmp_path / "dest").mkdir()
     with pytest.raises(ArchiveError, match="cannot be read as an OCI archive") as refused:
         unpack_oci_archive(archive, tmp_path / "dest")
