@@ -7,12 +7,17 @@ would never store these manifests); it records every path asked of it.
 from __future__ import annotations
 
 import json
+import tempfile
 
 import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from cogbuild.cli import USER_ERRORS
+from cogbuild.cli import USER_ERRORS, cli
 from cogbuild.images import find_image
-from cogbuild.layers.descriptor import OCI_INDEX, OCI_MANIFEST, Descriptor, Digest, InvalidDigest, sha256_digest
+from cogbuild.layers.descriptor import (OCI_INDEX, OCI_MANIFEST, Descriptor, Digest, InvalidDigest, is_digest,
+                                        sha256_digest)
 from cogbuild.registry.archive import export_layout
 from cogbuild.registry.errors import OCIError
 from cogbuild.registry.layout import Layout, LayoutError
@@ -122,3 +127,57 @@ def test_an_index_json_naming_a_path_is_one_sentence(tmp_path):
     assert "index.json is damaged" in str(refused.value) and "\n" not in str(refused.value)
     with pytest.raises(LayoutError, match="cannot look up a blob"):
         store.blob_path(climbing_digest(3, "secret"))
+
+
+def test_cogbuild_pull_and_show_print_one_sentence_for_a_hostile_registry(tmp_path, monkeypatch):
+    monkeypatch.setenv("COGBUILD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("COGBUILD_STORE", str(tmp_path / "store"))
+    manifest, config = manifest_naming(climbing_digest(3, "secret"), 7)
+    with StaticServer() as registry:
+        registry.files[f"/v2/{REPO}/manifests/v1"] = manifest
+        registry.files[f"/v2/{REPO}/blobs/{sha256_digest(config)}"] = config
+        host = registry.url.removeprefix("http://")
+        for command in (["pull", f"{host}/{REPO}:v1"], ["show", f"{host}/{REPO}:v1"]):
+            result = CliRunner().invoke(cli, command)
+            assert result.exit_code == 1, result.output
+            errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
+            assert len(errors) == 1 and "is not a digest" in errors[0], result.output  # progress lines aside
+            assert result.output.rstrip().endswith(errors[0]) and "Traceback" not in result.output
+
+
+# -- generated answers ---------------------------------------------------------------------------
+digest_text = st.one_of(st.sampled_from(["sha256:" + "ab" * 32, "sha256:" + "AB" * 32, climbing_digest(3, "x"),
+                                         "sha256:" + "ab" * 32 + "\n", "sha512:" + "ab" * 64]),
+                        st.text(max_size=70))
+answer_descriptor = st.fixed_dictionaries({
+    "mediaType": st.sampled_from([OCI_MANIFEST, OCI_INDEX, "application/vnd.oci.image.layer.v1.tar", "x"]),
+    "digest": digest_text, "size": st.one_of(st.integers(-1, 100), st.text(max_size=3))})
+answer = st.fixed_dictionaries(
+    {"schemaVersion": st.just(2), "mediaType": st.sampled_from([OCI_MANIFEST, OCI_INDEX])},
+    optional={"manifests": st.lists(answer_descriptor, max_size=3), "config": answer_descriptor,
+              "layers": st.lists(answer_descriptor, max_size=3)})
+
+
+@pytest.fixture
+def stand_in():
+    with StaticServer() as registry:
+        yield registry
+
+
+@settings(max_examples=40, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(top=answer, extra=st.binary(max_size=64))
+def test_any_manifest_answer_is_pulled_or_refused_in_one_sentence(tmp_path, cache, stand_in, top, extra):
+    """Only paths under /v2/<repo>/ that end in a tag or an exact digest are ever requested."""
+    stand_in.hits.clear()
+    stand_in.files.clear()
+    stand_in.files[f"/v2/{REPO}/manifests/v1"] = json.dumps(top).encode()
+    stand_in.files[f"/v2/{REPO}/blobs/{sha256_digest(extra)}"] = extra
+    with tempfile.TemporaryDirectory(dir=tmp_path) as store_dir:
+        try:
+            pull_image(f"{stand_in.url.removeprefix('http://')}/{REPO}:v1", Layout(store_dir))
+        except USER_ERRORS as exc:
+            assert "\n" not in str(exc)
+    for path in stand_in.hits:
+        kind, _, name = path.removeprefix(f"/v2/{REPO}/").partition("/")
+        assert kind in ("manifests", "blobs") and (name == "v1" or is_digest(name)), path
