@@ -15,6 +15,7 @@ import os
 import subprocess
 import threading
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import oras.auth
 import oras.auth.utils as oras_auth_utils
@@ -25,6 +26,7 @@ from .layout import atomic_write
 
 from .reference import DOCKER_HUB
 
+TOKEN_TIMEOUT = (10, 60)  # connect, read (seconds) for a token service
 _DOCKER_HUB_KEYS = ("https://index.docker.io/v1/", "index.docker.io", "registry-1.docker.io")
 
 
@@ -49,11 +51,13 @@ def config_keys(registry: str) -> list[str]:
 class RegistryAuth(oras.auth.TokenAuth):
     """Answers one registry's challenges; thread-safe, one bearer token per scope."""
 
-    def __init__(self, registry: str, session: requests.Session, *, tls_verify: bool = True) -> None:
+    def __init__(self, registry: str, session: requests.Session, *, tls_verify: bool = True,
+                 plain_http: bool = False) -> None:
         super().__init__()
         self.registry = registry
         self.session = session
         self._tls_verify = tls_verify
+        self._plain_http = plain_http  # the user accepted plain HTTP for this registry (loopback or --insecure)
         self._basic_auth: str | None = None
         self._tokens: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -105,12 +109,39 @@ class RegistryAuth(oras.auth.TokenAuth):
             current = self.header_for_scope(scope)
             if current and current != {k: v for k, v in sent.items() if k == "Authorization"}:
                 return current
-            token = self.request_token(parsed)  # oras: GET realm?service&scope, Basic credentials if any
+            token = self.request_token(parsed)  # GET realm?service&scope, Basic credentials if any
             if not token:
                 return None
             with self._lock:
                 self._tokens[scope] = token
         return {"Authorization": f"Bearer {token}"}
+
+    def request_token(self, challenge: oras_auth_utils.authHeader) -> str | None:  # type: ignore[override]
+        """A bearer token from the challenge's realm (oras' version, with the checks a registry answer needs).
+
+        The realm is the registry's word: credentials go to it only over HTTPS, or over plain HTTP when
+        the registry itself is spoken to that way; the request has a timeout and its answer must be a
+        JSON object holding a token.
+        """
+        realm = challenge.realm if "://" in challenge.realm else f"https://{challenge.realm}"
+        scheme = urlsplit(realm).scheme
+        if scheme != "https" and not (scheme == "http" and self._plain_http):
+            raise OCIError(f"registry {self.registry} asks for credentials at {realm!r}; cogbuild sends them "
+                           "over HTTPS only (plain HTTP only to a registry reached that way)")
+        params = {key: value for key, value in (("service", challenge.service), ("scope", challenge.scope))
+                  if value}
+        headers = {"Accept": "application/json"}
+        if self._basic_auth:
+            headers["Authorization"] = f"Basic {self._basic_auth}"
+        try:
+            response = self.session.get(realm, headers=headers, params=params, verify=self._tls_verify,
+                                        timeout=TOKEN_TIMEOUT)
+            answer = response.json() if response.status_code == 200 else None
+        except (requests.exceptions.RequestException, ValueError) as exc:
+            raise OCIError(f"the token service {realm} of registry {self.registry} failed: "
+                           f"{exc.__class__.__name__}") from None
+        token = (answer.get("token") or answer.get("access_token")) if isinstance(answer, dict) else None
+        return token if isinstance(token, str) and token else None
 
     def _scope_lock(self, scope: str) -> threading.Lock:
         with self._lock:

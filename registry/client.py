@@ -51,7 +51,7 @@ class RegistryClient:
         self._oras.session.mount("http://", adapter)
         self._oras.session.mount("https://", adapter)
         self.session: requests.Session = self._oras.session
-        self.auth = RegistryAuth(registry, self.session)
+        self.auth = RegistryAuth(registry, self.session, plain_http=self.plain_http)
         self.attempts = attempts or ATTEMPTS
         self.backoff = BACKOFF if backoff is None else backoff
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import tempfile
 
+import oras.auth.utils
 import pytest
+import requests
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -19,6 +21,7 @@ from cogbuild.images import find_image
 from cogbuild.layers.descriptor import (OCI_INDEX, OCI_MANIFEST, Descriptor, Digest, InvalidDigest, is_digest,
                                         sha256_digest)
 from cogbuild.registry.archive import export_layout
+from cogbuild.registry.auth import RegistryAuth
 from cogbuild.registry.errors import OCIError
 from cogbuild.registry.layout import Layout, LayoutError
 from cogbuild.registry.remote import plan_from_layout, pull_image
@@ -181,3 +184,31 @@ def test_any_manifest_answer_is_pulled_or_refused_in_one_sentence(tmp_path, cach
     for path in stand_in.hits:
         kind, _, name = path.removeprefix(f"/v2/{REPO}/").partition("/")
         assert kind in ("manifests", "blobs") and (name == "v1" or is_digest(name)), path
+
+
+# -- token services named by a registry ------------------------------------------------------------
+def token_challenge(realm: str):
+    return oras.auth.utils.parse_auth_header(f'Bearer realm="{realm}",service="svc",scope="repository:a:pull"')
+
+
+def test_credentials_never_go_to_a_plain_http_token_service_of_a_tls_registry(stand_in):
+    auth = RegistryAuth("registry.example", requests.Session(), plain_http=False)
+    auth.use_credentials("me", "secret")
+    with pytest.raises(OCIError, match="sends them over HTTPS only"):
+        auth.request_token(token_challenge(f"{stand_in.url}/token"))
+    assert not stand_in.hits, "nothing was sent"
+
+
+def token_auth(stand_in, body: bytes) -> RegistryAuth:
+    stand_in.files["/token?service=svc&scope=repository%3Aa%3Apull"] = body
+    return RegistryAuth("127.0.0.1:1", requests.Session(), plain_http=True)
+
+
+@pytest.mark.parametrize("body, token", [(b"[1, 2]", None), (b'{"token": 7}', None), (b'{"token": "t0k"}', "t0k")])
+def test_a_token_service_answer_must_hold_a_token(stand_in, body, token):
+    assert token_auth(stand_in, body).request_token(token_challenge(f"{stand_in.url}/token")) == token
+
+
+def test_a_token_service_answering_something_else_than_json_is_one_sentence(stand_in):
+    with pytest.raises(OCIError, match="the token service .* failed: JSONDecodeError"):
+        token_auth(stand_in, b"<html>").request_token(token_challenge(f"{stand_in.url}/token"))
