@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from cogbuild.errors import UsageError
 from cogbuild.images import find_image, host_platform
 from cogbuild.registry.archive import ArchiveError, unpack_oci_archive
 from cogbuild.registry.layout import Layout
+from components import require
 from crafted import Member, image_layout, layout_members, tar_bytes
 
 ARCH = host_platform().split("/")[1]
@@ -134,3 +136,16 @@ def test_a_truncated_archive_is_one_sentence(tmp_path):
     with pytest.raises(ArchiveError, match="cannot be read as an OCI archive") as refused:
         unpack_oci_archive(archive, tmp_path / "dest")
     assert "\n" not in str(refused.value)
+
+
+def test_an_archive_written_by_skopeo_opens(world):
+    tmp_path, _ = world
+    skopeo = require("skopeo")
+    for name, data in image_layout(ARCH).items():
+        (tmp_path / "layout" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "layout" / name).write_bytes(data)
+    archive = tmp_path / "skopeo.tar"
+    subprocess.run([skopeo, "copy", "--quiet", f"oci:{tmp_path / 'layout'}:v1", f"oci-archive:{archive}:v1"],
+                   check=True, capture_output=True)
+    image = find_image(f"oci-archive:{archive}", Layout(tmp_path / "store"), gpu=False)
+    assert image.config["architecture"] == ARCH
