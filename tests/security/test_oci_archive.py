@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -10,7 +11,8 @@ import pytest
 
 from cogbuild.errors import UsageError
 from cogbuild.images import find_image, host_platform
-from cogbuild.registry.archive import ArchiveError, unpack_oci_archive
+from cogbuild.layers.descriptor import Descriptor
+from cogbuild.registry.archive import ArchiveError, unpack_oci_archive, write_archive
 from cogbuild.registry.layout import Layout
 from components import require
 from crafted import Member, image_layout, layout_members, tar_bytes
@@ -149,3 +151,18 @@ def test_an_archive_written_by_skopeo_opens(world):
                    check=True, capture_output=True)
     image = find_image(f"oci-archive:{archive}", Layout(tmp_path / "store"), gpu=False)
     assert image.config["architecture"] == ARCH
+
+
+@pytest.mark.parametrize("docker", [False, True])
+def test_archives_cogbuild_writes_open(world, docker):
+    tmp_path, _ = world
+    layout = Layout(tmp_path / "layout").init()
+    for name, data in image_layout(ARCH).items():
+        if name.startswith("blobs/"):
+            layout.write_blob(data)
+    index = json.loads(image_layout(ARCH)["index.json"])
+    top = Descriptor.from_json(index["manifests"][0])
+    archive = tmp_path / "out.tar"
+    write_archive(layout, top, "model:v1", archive, docker=docker)
+    image = find_image(f"oci-archive:{archive}", Layout(tmp_path / "store"), gpu=False)
+    assert image.manifest.digest == top.digest
