@@ -167,7 +167,7 @@ def stand_in():
         yield registry
 
 
-@settings(max_examples=40, deadline=None, database=None,
+@settings(max_examples=40, deadline=None, database=None, print_blob=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(top=answer, extra=st.binary(max_size=64))
 def test_any_manifest_answer_is_pulled_or_refused_in_one_sentence(tmp_path, cache, stand_in, top, extra):
