@@ -81,7 +81,9 @@ def find_referrers(ref: str | Reference, subject_digest: str, *, artifact_type: 
         index = _fetch_fallback_index(client, ref, subject_digest) or {"manifests": []}
     entries = index.get("manifests", [])
     try:
-        found = [_referrer(m) for m in (entries if isinstance(entries, list) else [entries])]
+        if not isinstance(entries, list):
+            raise InvalidDescriptor("its manifests are not a JSON array")
+        found = [_referrer(m) for m in entries]
     except InvalidDescriptor as exc:
         raise RegistryError(f"the artifacts attached to {ref} are listed in a malformed index ({exc})") from None
     return [d for d, kind in found if artifact_type is None or kind == artifact_type]
