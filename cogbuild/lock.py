@@ -114,6 +114,9 @@ def loads(text: str, name: str = LOCK_NAME) -> Lock:
             lock.packages.append(_read_package(entry, i, name, text))
     except KeyError as exc:
         raise UsageError(f"{name} lacks the key {exc.args[0]!r}; run `cogbuild lock` to remake it") from None
+    except TypeError:  # e.g. `platforms = 0`, or `package` that is not an array of tables
+        raise UsageError(f"{name} has a value of the wrong type in its header or package list; run "
+                         "`cogbuild lock` to remake it") from None
     return lock
 
 

@@ -16,10 +16,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
+import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cogbuild.bytecode import materialize
+from cogbuild.cache import BlobCache
 from cogbuild.cli import USER_ERRORS
 from cogbuild.config import load_config
 from cogbuild.images import find_image
@@ -30,6 +32,7 @@ from cogbuild.layers.standalone import unpack_standalone_python
 from cogbuild.layers.tarball import layer_bytes
 from cogbuild.layers.tree import Tree
 from cogbuild.layers.wheel import PythonPaths, install_wheel
+from cogbuild.lock import LOCK_VERSION, loads
 from cogbuild.registry.archive import ArchiveError, image_blobs, unpack_oci_archive
 from cogbuild.registry.layout import Layout
 from cogbuild.registry.remote import plan_from_layout
@@ -292,3 +295,30 @@ def test_any_cog_yaml(doc, raw):
             load_config(target / "cog.yaml")
         except USER_ERRORS as exc:
             assert str(exc)
+
+
+# -- cog.lock ----------------------------------------------------------------------------------------
+lock_scalar = st.one_of(st.text(max_size=8), st.integers(-3, 2**40), st.booleans())
+package = st.fixed_dictionaries({
+    "platform": st.sampled_from(["linux/amd64", "linux/arm64"]), "group": st.sampled_from(["os", "python", "x"]),
+    "kind": st.sampled_from(["deb", "wheel"]), "name": st.text(max_size=6), "version": st.just("1.0"),
+    "filename": st.sampled_from(["a.whl", "../../a.whl", "/etc/a.deb"]), "url": st.text(max_size=12),
+    "sha256": st.one_of(st.just("ab" * 32), st.just("AB" * 32), st.just("../" * 21 + "x"), st.text(max_size=70)),
+    "size": st.one_of(st.integers(-1, 2**40), st.text(max_size=3)),
+    "variants": st.one_of(st.just(["cpu"]), lock_scalar)}, optional={"required-by": st.lists(st.text(max_size=4))})
+
+
+@FAST
+@given(packages=st.lists(package, max_size=3), version=st.sampled_from([LOCK_VERSION, 0, "1"]),
+       platforms=st.one_of(st.just(["linux/amd64"]), lock_scalar))
+def test_any_lock(packages, version, platforms):
+    text = tomli_w.dumps({"version": version, "inputs": "sha256:" + "0" * 64, "python": "3.11", "debian": "bookworm",
+                          "platforms": platforms, "variants": ["cpu"], "package": packages})
+    try:
+        lock = loads(text, "cog.lock")
+    except USER_ERRORS as exc:
+        assert "cog.lock" in str(exc) and "\n" not in str(exc)
+        return
+    cache = BlobCache(Path("/cache"))
+    for locked in lock.packages:
+        assert cache.path(locked.artifact.sha256).parent == Path("/cache/blobs/sha256")
