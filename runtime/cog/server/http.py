@@ -28,13 +28,15 @@ from aiohttp.http_exceptions import HttpProcessingError
 from .._version import __version__
 from ..openapi import openapi_document
 from .prediction import Prediction
-from .protocol import marked_path, path_marker
 from .service import PredictionService, Refused, Settings, _env_number
 from .validation import coerce_form_value, error
 
 MiB = 1024 * 1024
 SERVICE = web.AppKey("service", PredictionService)
 STOP = web.AppKey("stop", asyncio.Event)
+BODY_TIMEOUT = web.AppKey("body_timeout", float)
+RESERVED = "cog.reserved"  # request key: the prediction a request holds a slot for
+BODY_BYTES_PER_EXTRA_SECOND = 64 * 1024  # a body's deadline grows as it arrives: big uploads are fine
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
@@ -54,8 +56,18 @@ async def _read_json(request: web.Request) -> Any:
     except json.JSONDecodeError as exc:
         raise Refused(422, {"detail": [{"loc": ["body", exc.pos], "msg": f"JSON decode error: {exc.msg}",
                                         "type": "value_error.jsondecode"}]}) from None
+    except ValueError as exc:  # an integer too long to parse
+        raise Refused(422, {"detail": [{"loc": ["body"], "msg": f"JSON decode error: {exc}",
+                                        "type": "value_error.jsondecode"}]}) from None
     except RecursionError:
         raise Refused(400, {"detail": "the request body nests too deeply"}) from None
+
+
+def _reserve(request: web.Request, body: Any, path_id: str | None = None) -> tuple[Prediction, dict]:
+    """Validate and take a slot; the middleware releases it unless the prediction was handed to a run."""
+    prediction, values = request.app[SERVICE].create(body, path_id)
+    request[RESERVED] = prediction
+    return prediction, values
 
 
 # ---------------------------------------------------------------- meta routes
@@ -95,19 +107,11 @@ async def shutdown(request: web.Request) -> web.Response:
 
 async def create_prediction(request: web.Request) -> web.StreamResponse:
     service = request.app[SERVICE]
-    path_id = request.match_info.get("prediction_id")
-    try:
-        prediction, values = service.create(await _read_json(request), path_id)
-    except Refused as refused:
-        return _json(refused.body, refused.status)
+    prediction, values = _reserve(request, await _read_json(request), request.match_info.get("prediction_id"))
     if "respond-async" in request.headers.get("Prefer", ""):
         service.run(prediction, values)
         return _json(prediction.to_json(), 202)
-    try:
-        wire = await service.fetch_inputs(prediction, values)
-    except Refused as refused:
-        service.abandon(prediction)
-        return _json(refused.body, refused.status)
+    wire = await service.fetch_inputs(prediction, values)
     if "text/event-stream" in request.headers.get("Accept", ""):
         return await _stream_events(request, service, prediction, values, wire)
     service.run(prediction, values, prefetched=wire)
@@ -173,34 +177,26 @@ async def predict_form(request: web.Request) -> web.StreamResponse:
         elif spec is not None:
             values = [coerce_form_value(spec, v) for v in values]
         given[name] = values if spec is not None and spec.is_list else values[-1]
-    try:
-        prediction, values = service.create({"input": given})
-    except Refused as refused:
-        return _json(refused.body, refused.status)
+    prediction, values = _reserve(request, {"input": given})
     local = {}
     for name, files in uploads.items():
         if not specs[name].is_file:
-            service.abandon(prediction)
-            return _json({"detail": [error(name, "this input is not a file", "type_error")]}, 422)
+            raise Refused(422, {"detail": [error(name, "this input is not a file", "type_error")]})
         saved = [await asyncio.to_thread(_save_upload, service, prediction, f) for f in files]
         local[name] = saved if specs[name].is_list else saved[-1]
     prediction.raw_files = True
-    try:
-        wire = await service.fetch_inputs(prediction, values, local)
-    except Refused as refused:
-        service.abandon(prediction)
-        return _json(refused.body, refused.status)
+    wire = await service.fetch_inputs(prediction, values, local)
     service.run(prediction, values, prefetched=wire)
     await prediction.done.wait()
     try:
         if prediction.status != "succeeded":
             return _json({"error": prediction.error or prediction.status, "logs": prediction.logs}, 500)
-        return await _bare_output(prediction.output)
+        return await _bare_output(prediction)
     finally:
         service.cleanup(prediction)
 
 
-def _save_upload(service: PredictionService, prediction: Prediction, upload: web.FileField) -> dict:
+def _save_upload(service: PredictionService, prediction: Prediction, upload: web.FileField) -> str:
     directory = tempfile.mkdtemp(dir=service.temp_root)
     prediction.temp_paths.append(directory)
     name = os.path.basename(upload.filename or "file") or "file"
@@ -208,11 +204,12 @@ def _save_upload(service: PredictionService, prediction: Prediction, upload: web
     with open(path, "wb") as out:
         while chunk := upload.file.read(1024 * 1024):
             out.write(chunk)
-    return path_marker(path)
+    return path
 
 
-async def _bare_output(output: Any) -> web.StreamResponse:
-    if (path := marked_path(output)) is not None:  # read now: it may be an input file about to be removed
+async def _bare_output(prediction: Prediction) -> web.StreamResponse:
+    output, path = prediction.output, prediction.output_file
+    if path is not None:  # read now: cleanup removes it
         try:
             body = await asyncio.to_thread(Path(path).read_bytes)
         except OSError as exc:
@@ -227,20 +224,62 @@ async def _bare_output(output: Any) -> web.StreamResponse:
 
 
 @web.middleware
-async def _internal_errors(request: web.Request, handler: Any) -> web.StreamResponse:
-    """A bug of ours still answers JSON (and leaves a traceback in the server log)."""
+async def _answer_every_request(request: web.Request, handler: Any) -> web.StreamResponse:
+    """The one place where a request's failure becomes an answer: a refusal as it says, a bug of ours
+    as a 500 (with a traceback in the server log). Either way, a slot the request reserved for a
+    prediction that was never handed to a run is released, and the body has a deadline."""
+    deadline = _BodyDeadline(request, request.app[BODY_TIMEOUT])
     try:
         return await handler(request)
     except web.HTTPException:
         raise
+    except Refused as refused:
+        response = _json(refused.body, refused.status)
+        if deadline.expired:
+            response.force_close()  # the rest of the body is not worth waiting for
+        return response
     except Exception as exc:  # noqa: BLE001
         traceback.print_exc()
         return _json({"detail": f"internal server error: {type(exc).__name__}: {exc}"}, 500)
+    finally:
+        deadline.cancel()
+        if (prediction := request.get(RESERVED)) is not None:
+            request.app[SERVICE].abandon(prediction)
 
 
-def make_app(service: PredictionService, stop: asyncio.Event, max_body: int = 100 * MiB) -> web.Application:
-    app = web.Application(client_max_size=max_body, middlewares=[_internal_errors])
-    app[SERVICE], app[STOP] = service, stop
+class _BodyDeadline:
+    """Fails the reading of a request body that is not complete after `timeout` seconds, plus one
+    second per BODY_BYTES_PER_EXTRA_SECOND received: a client dribbling bytes cannot hold a
+    connection (or a slot) for long, and a big upload at a fair rate still gets through."""
+
+    def __init__(self, request: web.Request, timeout: float) -> None:
+        self.content, self.timeout, self.expired = request.content, timeout, False
+        self.handle: asyncio.TimerHandle | None = None
+        if request.body_exists and not self.content.is_eof():
+            self.loop = asyncio.get_running_loop()
+            self.started = self.loop.time()
+            self.handle = self.loop.call_at(self.started + timeout, self._check)
+
+    def _check(self) -> None:
+        if self.content.is_eof():
+            return
+        deadline = self.started + self.timeout + self.content.total_bytes / BODY_BYTES_PER_EXTRA_SECOND
+        if self.loop.time() < deadline:
+            self.handle = self.loop.call_at(deadline, self._check)
+            return
+        self.expired = True
+        self.content.set_exception(Refused(408, {"detail": f"the request body did not arrive within "
+                                                            f"{self.timeout:g} seconds"}))
+
+    def cancel(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+
+
+def make_app(service: PredictionService, stop: asyncio.Event, max_body: int = 100 * MiB,
+             body_timeout: float = 30.0) -> web.Application:
+    app = web.Application(client_max_size=max_body, middlewares=[_answer_every_request])
+    app[SERVICE], app[STOP], app[BODY_TIMEOUT] = service, stop, body_timeout
     app.router.add_get("/", root)
     app.router.add_get("/health-check", health_check)
     app.router.add_get("/openapi.json", openapi)
@@ -252,7 +291,8 @@ def make_app(service: PredictionService, stop: asyncio.Event, max_body: int = 10
     return app
 
 
-async def serve(settings: Settings, host: str, port: int, max_body: int = 100 * MiB) -> None:
+async def serve(settings: Settings, host: str, port: int, max_body: int = 100 * MiB,
+                body_timeout: float = 30.0) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     service = PredictionService(settings)
@@ -265,7 +305,7 @@ async def serve(settings: Settings, host: str, port: int, max_body: int = 100 * 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal)
     await service.start()
-    runner = web.AppRunner(make_app(service, stop, max_body), access_log=None, handle_signals=False)
+    runner = web.AppRunner(make_app(service, stop, max_body, body_timeout), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:
@@ -296,12 +336,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env(args.predictor, args.upload_url)
         max_body = _env_number("COG_MAX_BODY_BYTES", int, 100 * MiB, minimum=1)
+        body_timeout = _env_number("COG_BODY_TIMEOUT", float, 30.0, minimum=0.001)
         port = args.port if args.port is not None else _env_number("PORT", int, 5000, minimum=0)
     except ValueError as exc:
         print(f"cog: error: {exc}", file=sys.stderr)
         return 2
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(settings, args.host, port, max_body))
+        asyncio.run(serve(settings, args.host, port, max_body, body_timeout))
     return 0
 
 

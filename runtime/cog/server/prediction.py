@@ -51,6 +51,8 @@ class Prediction:
     streams: bool = False  # iterator output: `output` is a growing list
     cancel_requested: bool = False
     raw_files: bool = False  # keep a lone output file as a local path (the seed's /predict)
+    output_file: str | None = None  # that path, in the worker's scratch
+    scheduled: bool = False  # handed to a run task, which finishes it whatever happens
     _started: float = 0.0
     done: asyncio.Event = field(default_factory=asyncio.Event)
     listeners: list[asyncio.Queue] = field(default_factory=list)

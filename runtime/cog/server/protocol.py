@@ -8,9 +8,14 @@ server → worker:  {"op": "predict", "id", "input", "context"} | {"op": "cancel
                   {"op": "healthcheck", "id"} | {"op": "shutdown"}
 worker → server:  {"ev": "signature", "signature"} | {"ev": "load_failed", "error"}
                   {"ev": "setup_done", "ok", "error"} | {"ev": "log", "id", "text"}
-                  {"ev": "healthcheck", "id", "ok", "error"} | {"ev": "output", "id", "value"} | {"ev": "done", "id", "status", "output", "error", "metrics"}
+                  {"ev": "healthcheck", "id", "ok", "error"} | {"ev": "output", "id", "value", "files"}
+                  {"ev": "done", "id", "status", "output", "error", "metrics", "files"}
 
-File values cross the boundary as {PATH_KEY: "/absolute/path"}: both sides share a filesystem.
+Both sides share a filesystem. File inputs are local paths (the input's type says it is a file).
+File outputs travel beside the value, never inside it: `files` lists {"at": [key or index, ...],
+"path": "/scratch/…"}, and the value holds null at each such place. Whatever JSON a model returns
+is only ever data; only the worker's own encoder writes `files`, and the server takes files from
+the worker's scratch directory alone.
 """
 
 from __future__ import annotations
@@ -18,7 +23,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-PATH_KEY = "$cog.path"
 MAX_LINE = 256 * 1024 * 1024  # an output may be a large in-memory string
 
 
@@ -28,13 +32,3 @@ def encode(message: dict[str, Any]) -> bytes:
 
 def decode(line: bytes) -> dict[str, Any]:
     return json.loads(line)
-
-
-def path_marker(path: str) -> dict[str, str]:
-    return {PATH_KEY: path}
-
-
-def marked_path(value: Any) -> str | None:
-    if isinstance(value, dict) and len(value) == 1 and PATH_KEY in value:
-        return value[PATH_KEY]
-    return None

@@ -9,6 +9,7 @@ import asyncio
 import codecs
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -23,7 +24,7 @@ from .prediction import LogBuffer, Prediction, now_iso
 # Worker lifecycle states, as /health-check names them.
 STARTING, READY, SETUP_FAILED, DEFUNCT = "STARTING", "READY", "SETUP_FAILED", "DEFUNCT"
 
-OutputHook = Callable[[Prediction, Any], Any]  # coroutine function: (prediction, wire value)
+OutputHook = Callable[[Prediction, Any, list], Any]  # coroutine function: (prediction, wire value, its files)
 DoneHook = Callable[[Prediction, dict], Any]  # coroutine function: (prediction, "done" event)
 LogHook = Callable[[Prediction, str], None]  # (prediction, the new text, secrets redacted)
 
@@ -58,6 +59,8 @@ class WorkerProcess:
         self._exit_reason = ""
         self._healthcheck: asyncio.Future | None = None
         self._healthcheck_id = 0
+        self.scratch: str | None = None  # the running worker's directory for output files
+        self._fd_logs: list[_FdLog] = []
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -68,24 +71,27 @@ class WorkerProcess:
         self.setup_logs = LogBuffer()
         ours, theirs = socket.socketpair()  # predictions in, all events out
         control_ours, control_theirs = socket.socketpair()  # cancel and healthcheck, heard while busy
+        (out_read, out_write), (err_read, err_write) = os.pipe(), os.pipe()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.process = await asyncio.create_subprocess_exec(
-            worker_python(), "-m", "cog.server.worker", "--predictor", self.predictor_ref,
-            "--fd", str(theirs.fileno()), "--control-fd", str(control_theirs.fileno()),
-            "--scratch", tempfile.mkdtemp(prefix="worker-", dir=self.scratch_root),
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            pass_fds=(theirs.fileno(), control_theirs.fileno()), env=env, start_new_session=True,
-        )
-        theirs.close()
-        control_theirs.close()
+        if self.scratch is not None:  # the previous worker's; its predictions have all ended
+            shutil.rmtree(self.scratch, ignore_errors=True)
+        self.scratch = tempfile.mkdtemp(prefix="worker-", dir=self.scratch_root)
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                worker_python(), "-m", "cog.server.worker", "--predictor", self.predictor_ref,
+                "--fd", str(theirs.fileno()), "--control-fd", str(control_theirs.fileno()), "--scratch", self.scratch,
+                stdin=asyncio.subprocess.DEVNULL, stdout=out_write, stderr=err_write,
+                pass_fds=(theirs.fileno(), control_theirs.fileno()), env=env, start_new_session=True,
+            )
+        finally:  # the worker's ends
+            theirs.close()
+            control_theirs.close()
+            os.close(out_write)
+            os.close(err_write)
+        self._fd_logs = [_FdLog(fd, self._log_fd_text) for fd in (out_read, err_read)]
         reader, self._writer = await asyncio.open_unix_connection(sock=ours, limit=protocol.MAX_LINE)
         _, self._control_writer = await asyncio.open_unix_connection(sock=control_ours)
-        process = self.process
-        self._tasks = [
-            asyncio.create_task(self._read_events(reader, process)),
-            asyncio.create_task(self._read_fd_output(process.stdout)),
-            asyncio.create_task(self._read_fd_output(process.stderr)),
-        ]
+        self._tasks = [asyncio.create_task(self._read_events(reader, self.process))]
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Ask the worker to exit; kill it if it does not."""
@@ -186,8 +192,9 @@ class WorkerProcess:
             self._log(prediction, event["text"])
         elif kind == "output":
             if (prediction := self.in_flight.get(event["id"])) is not None:
-                await self.on_output(prediction, event["value"])
+                await self.on_output(prediction, event["value"], event.get("files") or [])
         elif kind == "done":
+            self._drain_fd_logs()  # what the worker wrote to fd 1/2 before it finished belongs to the prediction
             if (prediction := self.in_flight.pop(event["id"], None)) is not None:
                 await self.on_done(prediction, event)
         elif kind == "healthcheck":
@@ -216,18 +223,32 @@ class WorkerProcess:
             self.on_log(prediction, prediction.add_log(text))
         elif self.state == STARTING:
             self.setup_logs.append(text)
-        else:
+        else:  # no one prediction owns it (concurrent ones, or between predictions): hide all their secrets
+            for running in list(self.in_flight.values()):
+                text = running.redact(text)
             sys.stderr.write(text)
 
-    async def _read_fd_output(self, stream: asyncio.StreamReader | None) -> None:
-        """Output written straight to fd 1/2 (C code, subprocesses) by the predictor."""
-        assert stream is not None
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        while chunk := await stream.read(64 * 1024):  # chunks, not lines: a huge line must not stall the pipe
-            if text := decoder.decode(chunk):
-                self._log(self._sole(), text)
+    def _log_fd_text(self, text: str) -> None:
+        self._log(self._sole(), text)
+
+    def _drain_fd_logs(self) -> None:
+        for fd_log in self._fd_logs:
+            fd_log.read(drain=True)
+
+    def scratch_file(self, path: object) -> str:
+        """`path` when it names a regular file inside the running worker's scratch directory;
+        ValueError otherwise. The server reads output files from nowhere else."""
+        root = os.path.realpath(self.scratch or "/nonexistent") + os.sep
+        real = os.path.realpath(path) if isinstance(path, str) else ""
+        # The worker puts each file in a directory of its own: never straight into scratch.
+        if not real.startswith(root) or os.sep not in real[len(root):] or not os.path.isfile(real):
+            raise ValueError("the worker named an output file outside its scratch directory")
+        return real
 
     async def _worker_gone(self, returncode: int, broken: str | None = None) -> None:
+        self._drain_fd_logs()
+        for fd_log in self._fd_logs:
+            fd_log.close()
         for writer in (self._writer, self._control_writer):
             if writer is not None:
                 writer.close()
@@ -256,3 +277,50 @@ class WorkerProcess:
                 return
             self.state = DEFUNCT
         self.ready.set()
+
+
+class _FdLog:
+    """What the worker writes straight to fd 1 or 2 (C code, subprocesses), read without blocking,
+    so that the server can take in all of it before it handles the event that ends a prediction.
+    Text goes on in whole lines (a secret split across two reads could not be redacted)."""
+
+    LIMIT = 8192  # send a partial line once this much has piled up
+
+    def __init__(self, fd: int, sink: Callable[[str], None]) -> None:
+        os.set_blocking(fd, False)
+        self.fd: int | None = fd
+        self.sink = sink
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.pending = ""
+        asyncio.get_running_loop().add_reader(fd, self.read)
+
+    def read(self, drain: bool = False) -> None:
+        """Take in what is in the pipe: one chunk when called by the loop, everything when draining."""
+        while self.fd is not None:
+            try:
+                chunk = os.read(self.fd, 64 * 1024)
+            except BlockingIOError:
+                break
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self.close()
+                drain = True
+                break
+            self.pending += self.decoder.decode(chunk)
+            if not drain:
+                break
+        self._send(whole=drain)
+
+    def _send(self, whole: bool) -> None:
+        text = self.pending
+        cut = len(text) if whole or len(text) >= self.LIMIT else max(text.rfind("\n"), text.rfind("\r")) + 1
+        if cut:
+            self.pending = text[cut:]
+            self.sink(text[:cut])
+
+    def close(self) -> None:
+        if self.fd is not None:
+            asyncio.get_running_loop().remove_reader(self.fd)
+            os.close(self.fd)
+            self.fd = None

@@ -6,6 +6,7 @@ The HTTP layer (http.py) turns requests into calls here and results into respons
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import sys
@@ -18,15 +19,16 @@ from typing import Any
 import aiohttp
 
 from . import files
-from .files import Fetcher, FetchPolicy, InputFileError
+from .files import Fetcher, InputFileError
 from .prediction import SECRET_MASK, Prediction, now_iso
-from .protocol import marked_path, path_marker
 from .runner import DEFUNCT, READY, SETUP_FAILED, STARTING, WorkerProcess
+from .urls import UrlError, UrlPolicy, policed_session, url_problem
 from .validation import error, validate_input
 from .webhooks import WebhookSender
 
 BUSY, UNHEALTHY = "BUSY", "UNHEALTHY"
-_SEND_ERRORS = (OSError, aiohttp.ClientError, asyncio.TimeoutError)  # uploading an output file
+# Sending an output file: the upload failed or was refused, or the worker named a file it may not.
+_SEND_ERRORS = (OSError, aiohttp.ClientError, asyncio.TimeoutError, UrlError, ValueError)
 
 
 class Refused(Exception):
@@ -96,15 +98,16 @@ class PredictionService:
         self.worker = WorkerProcess(settings.predictor_ref, on_output=self._on_output, on_done=self._on_done,
                                     on_log=self._on_log, cancel_grace=settings.cancel_grace,
                                     restart_dead_worker=settings.restart_dead_worker, scratch_root=self.temp_root)
+        self.url_policy = UrlPolicy.from_env()  # for every URL the server fetches from or sends to
         self.session: aiohttp.ClientSession | None = None
         self.webhooks: WebhookSender | None = None
         self.fetcher: Fetcher | None = None
         self._tasks: set[asyncio.Task] = set()
 
     async def start(self) -> None:
-        self.session = aiohttp.ClientSession(trust_env=False)
-        self.webhooks = WebhookSender(self.session)
-        self.fetcher = Fetcher(FetchPolicy.from_env())
+        self.session = policed_session(self.url_policy)
+        self.webhooks = WebhookSender(self.session, self.url_policy)
+        self.fetcher = Fetcher(self.url_policy, self.session)
         await self.worker.start()
         explain = asyncio.ensure_future(self._explain_concurrency())
         self._tasks.add(explain)
@@ -157,6 +160,8 @@ class PredictionService:
         if not isinstance(body, dict):
             raise Refused(422, {"detail": [{"loc": ["body"], "msg": "value is not a valid dict",
                                             "type": "type_error.dict"}]})
+        if errors := _request_errors(body, self.url_policy):
+            raise Refused(422, {"detail": errors})
         if path_id is not None and body.get("id") not in (None, path_id):
             raise Refused(422, {"detail": [{"loc": ["body", "id"], "type": "value_error",
                                             "msg": "prediction ID in the body does not match the ID in the path"}]})
@@ -167,14 +172,9 @@ class PredictionService:
         signature = self.worker.signature
         assert signature is not None
         values, errors = validate_input(signature, body.get("input"))
-        errors += _request_errors(body)
         if errors:
             raise Refused(422, {"detail": errors})
-        secrets = [values[s.name] for s in signature.inputs if s.kind == "secret" and values.get(s.name)]
-        given = dict(body.get("input") or {})
-        for spec in signature.inputs:
-            if spec.kind == "secret" and given.get(spec.name) is not None:
-                given[spec.name] = SECRET_MASK
+        secrets, given = _hide_secrets(signature, values, body.get("input") or {})
         prediction = Prediction(
             id=str(prediction_id), input=given, webhook=body.get("webhook"),
             webhook_events_filter=tuple(body.get("webhook_events_filter") or ("start", "output", "logs", "completed")),
@@ -187,7 +187,7 @@ class PredictionService:
 
     async def fetch_inputs(self, prediction: Prediction, values: dict[str, Any],
                            local: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Replace file URLs with downloaded local files (path markers); `local` are already on disk."""
+        """Replace file URLs with the paths of downloaded local files; `local` are already on disk."""
         signature = self.worker.signature
         assert signature is not None and self.fetcher is not None
         wire = dict(values)
@@ -201,7 +201,7 @@ class PredictionService:
                     prediction.temp_paths.append(directory)
                 urls = values[spec.name] if spec.is_list else [values[spec.name]]
                 try:
-                    fetched = [path_marker(await self.fetcher.fetch(url, directory)) for url in urls]
+                    fetched = [await self.fetcher.fetch(url, directory) for url in urls]
                 except InputFileError as exc:
                     raise Refused(422, {"detail": [error(spec.name, str(exc), "value_error.file")]}) from None
                 wire[spec.name] = fetched if spec.is_list else fetched[0]
@@ -210,6 +210,7 @@ class PredictionService:
     def run(self, prediction: Prediction, values: dict[str, Any], *, prefetched: dict[str, Any] | None = None) -> None:
         """Run in the background (fetching input files first unless `prefetched` has them);
         the prediction's `done` event fires at the end, whatever happens."""
+        prediction.scheduled = True
         task = asyncio.ensure_future(self._run_guarded(prediction, values, prefetched))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -252,28 +253,35 @@ class PredictionService:
             await self.worker.cancel(prediction)
 
     def abandon(self, prediction: Prediction) -> None:
-        """Release a prediction that never started (its request was refused)."""
-        self.active.pop(prediction.id, None)
-        self.cleanup(prediction)
+        """Release a prediction that was never handed to `run` (its request was refused or failed)."""
+        if not prediction.scheduled:
+            self.active.pop(prediction.id, None)
+            self.cleanup(prediction)
 
     # ---------------------------------------------------------------- events
 
-    async def _convert_files(self, prediction: Prediction, value: Any) -> Any:
-        if (path := marked_path(value)) is not None:
-            base = prediction.output_file_prefix or self.settings.upload_url
-            if base:
-                assert self.session is not None
-                return await files.upload(self.session, path, base)
-            return await asyncio.to_thread(files.data_uri, path)
-        if isinstance(value, dict):
-            return {k: await self._convert_files(prediction, v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [await self._convert_files(prediction, v) for v in value]
+    async def _convert_files(self, prediction: Prediction, value: Any, output_files: list) -> Any:
+        """Put each output file the worker listed (see protocol.py) in its place in `value`,
+        as a data URI or the URL it was uploaded to; the file is removed once sent."""
+        for entry in output_files:
+            path = self.worker.scratch_file(entry.get("path"))
+            try:
+                sent = await self._send_file(prediction, path)
+            finally:
+                _remove_output_file(path)
+            value = _place(value, entry.get("at"), sent)
         return value
 
-    async def _on_output(self, prediction: Prediction, value: Any) -> None:
+    async def _send_file(self, prediction: Prediction, path: str) -> str:
+        base = prediction.output_file_prefix or self.settings.upload_url
+        if base:
+            assert self.session is not None
+            return await files.upload(self.session, self.url_policy, path, base)
+        return await asyncio.to_thread(files.data_uri, path)
+
+    async def _on_output(self, prediction: Prediction, value: Any, output_files: list) -> None:
         try:
-            value = await self._convert_files(prediction, value)
+            value = await self._convert_files(prediction, value, output_files)
         except _SEND_ERRORS as exc:
             prediction.error = f"an output file could not be sent: {exc}"
             return
@@ -289,11 +297,16 @@ class PredictionService:
 
     async def _on_done(self, prediction: Prediction, event: dict[str, Any]) -> None:
         status, error_text = event["status"], event.get("error")
-        if prediction.raw_files and marked_path(event.get("output")) is not None:
-            prediction.output = event["output"]  # the seed's /predict answers with the file itself
-        elif event.get("output") is not None:
+        output_files = event.get("files") or []
+        if prediction.raw_files and [entry.get("at") for entry in output_files] == [[]]:
+            try:  # the seed's /predict answers with the file itself
+                prediction.output_file = self.worker.scratch_file(output_files[0].get("path"))
+                prediction.temp_paths.append(os.path.dirname(prediction.output_file))
+            except ValueError as exc:
+                status, error_text = "failed", str(exc)
+        elif event.get("output") is not None or output_files:
             try:
-                prediction.output = await self._convert_files(prediction, event["output"])
+                prediction.output = await self._convert_files(prediction, event.get("output"), output_files)
             except _SEND_ERRORS as exc:
                 status, error_text = "failed", f"an output file could not be sent: {exc}"
         prediction.metrics.update(event.get("metrics") or {})
@@ -304,13 +317,15 @@ class PredictionService:
         await self._finish(prediction, status, error_text)
 
     async def _finish(self, prediction: Prediction, status: str, error_text: str | None = None) -> None:
-        prediction.finish(status, error_text)
-        self.active.pop(prediction.id, None)
-        if not prediction.raw_files:  # the seed's /predict may answer with an input file: it cleans up itself
-            self.cleanup(prediction)
-        prediction.notify("completed", prediction.to_json())
-        self._webhook(prediction, "completed")
-        prediction.done.set()
+        try:
+            prediction.finish(status, error_text)
+            if not prediction.raw_files:  # the seed's /predict answers with a file: it cleans up itself
+                self.cleanup(prediction)
+            prediction.notify("completed", prediction.to_json())
+            self._webhook(prediction, "completed")
+        finally:  # whatever went wrong above, the slot is free and the client stops waiting
+            self.active.pop(prediction.id, None)
+            prediction.done.set()
 
     def cleanup(self, prediction: Prediction) -> None:
         """Remove the prediction's downloaded or uploaded input files."""
@@ -355,27 +370,67 @@ class PredictionService:
             task.cancel()
         if self.session is not None:
             await self.session.close()
-        if self.fetcher is not None:
-            await self.fetcher.close()
         shutil.rmtree(self.temp_root, ignore_errors=True)
 
 
-def _request_errors(body: dict[str, Any]) -> list[dict[str, Any]]:
+def _request_errors(body: dict[str, Any], policy: UrlPolicy) -> list[dict[str, Any]]:
     """Problems with the request fields around `input`."""
     problems = []
-    webhook = body.get("webhook")
-    if webhook is not None and (not isinstance(webhook, str) or not webhook.startswith(("http://", "https://"))):
-        problems.append({"loc": ["body", "webhook"], "msg": "invalid or missing URL scheme", "type": "value_error.url"})
+
+    def problem(key: str, msg: str, kind: str) -> None:
+        problems.append({"loc": ["body", key], "msg": msg, "type": kind})
+
+    for key in ("webhook", "output_file_prefix"):
+        if (url := body.get(key)) is not None and (why := url_problem(url) or policy.literal_problem(url)):
+            problem(key, why, "value_error.url")
     events = body.get("webhook_events_filter")
-    if events is not None and (not isinstance(events, list)
+    if events is not None and (not isinstance(events, list) or not all(isinstance(e, str) for e in events)
                                or not set(events) <= {"start", "output", "logs", "completed"}):
-        problems.append({"loc": ["body", "webhook_events_filter"], "type": "type_error.enum",
-                         "msg": "value is not a valid enumeration member; permitted: 'start', 'output', 'logs', 'completed'"})
+        problem("webhook_events_filter", "value is not a valid enumeration member; "
+                "permitted: 'start', 'output', 'logs', 'completed'", "type_error.enum")
     context = body.get("context")
     if context is not None and not (isinstance(context, dict) and all(isinstance(v, str) for v in context.values())):
-        problems.append({"loc": ["body", "context"], "msg": "context must map names to strings", "type": "type_error.dict"})
-    for key in ("output_file_prefix", "created_at", "id"):
+        problem("context", "context must map names to strings", "type_error.dict")
+    for key in ("created_at", "id"):
         if body.get(key) is not None and not isinstance(body[key], str):
-            problems.append({"loc": ["body", key], "msg": "str type expected", "type": "type_error.str"})
+            problem(key, "str type expected", "type_error.str")
+    if body.get("id") == "":
+        problem("id", "the prediction ID may not be empty", "value_error")
     return problems
 
+
+def _hide_secrets(signature: Any, values: dict[str, Any], given: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+    """(the secret values, to redact from logs; the input as the client sent it, secrets masked)."""
+    secrets: list[str] = []
+    shown = dict(given)
+    for spec in signature.inputs:
+        if spec.kind != "secret" or values.get(spec.name) is None:
+            continue
+        value = values[spec.name]
+        secrets += [v for v in (value if spec.is_list else [value]) if v]
+        if given.get(spec.name) is not None:
+            shown[spec.name] = [SECRET_MASK] * len(value) if spec.is_list else SECRET_MASK
+    return secrets, shown
+
+
+def _place(value: Any, at: Any, item: Any) -> Any:
+    """`value` with `item` put at the path `at` (keys and indices); ValueError if there is no such place."""
+    if not isinstance(at, list):
+        raise ValueError("the worker sent an output file without a valid place")
+    if not at:
+        return item
+    try:
+        container = value
+        for step in at[:-1]:
+            container = container[step]
+        container[at[-1]] = item
+    except (KeyError, IndexError, TypeError):
+        raise ValueError("the worker sent an output file without a valid place") from None
+    return value
+
+
+def _remove_output_file(path: str) -> None:
+    """Remove a sent output file and the directory the worker made for it."""
+    with contextlib.suppress(OSError):
+        os.remove(path)
+        os.rmdir(os.path.dirname(path))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..signature import InputSpec, Signature, value_problem
-from .files import url_problem
+from .files import file_url_problem
 
 
 def error(name: str | None, msg: str, kind: str) -> dict[str, Any]:
@@ -19,7 +19,7 @@ def error(name: str | None, msg: str, kind: str) -> dict[str, Any]:
 
 def _check_one(spec: InputSpec, value: Any) -> tuple[str, str] | None:
     problem = value_problem(spec, value)
-    if problem is None and spec.is_file and (why := url_problem(value)):
+    if problem is None and spec.is_file and (why := file_url_problem(value)):
         return "value_error.url.scheme", why
     return problem
 

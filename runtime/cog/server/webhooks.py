@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 
 from .prediction import Prediction
+from .urls import UrlError, UrlPolicy, redact, scrub
 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 
@@ -32,9 +33,9 @@ class _Stream:
 
 
 class WebhookSender:
-    def __init__(self, session: aiohttp.ClientSession, *, interval: float | None = None,
+    def __init__(self, session: aiohttp.ClientSession, policy: UrlPolicy, *, interval: float | None = None,
                  retries: int | None = None, backoff: float | None = None, timeout: float = 10.0) -> None:
-        self.session = session
+        self.session, self.policy = session, policy
         self.interval = interval if interval is not None else float(os.environ.get("COG_WEBHOOK_INTERVAL", "0.5"))
         self.retries = retries if retries is not None else int(os.environ.get("COG_WEBHOOK_RETRIES", "6"))
         self.backoff = backoff if backoff is not None else float(os.environ.get("COG_WEBHOOK_BACKOFF", "0.5"))
@@ -89,14 +90,19 @@ class WebhookSender:
     async def _post(self, url: str | None, body: str) -> bool:
         """True when done (delivered, or failed in a way a retry will not fix)."""
         try:
-            async with self.session.post(url, data=body, timeout=self.timeout,
+            await self.policy.check(url)
+            async with self.session.post(url, data=body, timeout=self.timeout, allow_redirects=False,
                                          headers={"Content-Type": "application/json"}) as response:
                 if response.status in RETRY_STATUSES:
-                    print(f"cog: webhook {url} answered {response.status}; will retry", file=sys.stderr)
+                    print(f"cog: webhook {redact(url)} answered {response.status}; will retry", file=sys.stderr)
                     return False
                 return True
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            print(f"cog: webhook {url} failed: {exc or type(exc).__name__}", file=sys.stderr)
+        except UrlError as exc:
+            print(f"cog: webhook not sent: {exc}", file=sys.stderr)
+            return True
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
+            reason = scrub(str(exc), url) or type(exc).__name__  # aiohttp's messages may quote the URL
+            print(f"cog: webhook {redact(url)} failed: {reason}", file=sys.stderr)
             return False
 
     async def drain(self, timeout: float = 30.0) -> None:

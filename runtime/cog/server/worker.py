@@ -70,16 +70,17 @@ class Worker:
                 for spec in self.signature.inputs if spec.name in given}
 
     def _send_output(self, pid: str, item: Any) -> None:
-        self.channel.send({"ev": "output", "id": pid, "value": to_wire(item, self.scratch)})
+        value, files = to_wire(item, self.scratch)
+        self.channel.send({"ev": "output", "id": pid, "value": value, "files": files})
 
-    def _finish(self, pid: str, status: str, output: Any = None, error: str | None = None,
+    def _finish(self, pid: str, status: str, output: tuple[Any, list] = (None, []), error: str | None = None,
                 scope: Scope | None = None) -> None:
         for stream in (sys.stdout, sys.stderr):
             if isinstance(stream, LogStream):
                 stream.flush_prediction(pid)
         self.running.pop(pid, None)
-        message = {"ev": "done", "id": pid, "status": status, "output": output, "error": error,
-                   "metrics": dict(scope.metrics) if scope else {}}
+        message = {"ev": "done", "id": pid, "status": status, "output": output[0], "files": output[1],
+                   "error": error, "metrics": dict(scope.metrics) if scope else {}}
         try:
             self.channel.send(message)
         except (TypeError, ValueError) as exc:  # metrics or output that JSON cannot carry
@@ -100,7 +101,7 @@ class Worker:
             if self.signature.is_iterator or inspect.isgenerator(result):
                 for item in result:
                     self._send_output(pid, item)
-                output = None
+                output = (None, [])
             else:
                 output = to_wire(result, self.scratch)
             self.sync_current = None
@@ -127,7 +128,7 @@ class Worker:
         opened: list[Any] = []
         try:
             result = self.predictor.predict(**self._prepare(message, opened))
-            output = None
+            output: tuple[Any, list] = (None, [])
             if inspect.isasyncgen(result) or hasattr(result, "__anext__"):
                 async for item in result:
                     self._send_output(pid, item)

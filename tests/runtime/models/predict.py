@@ -1,12 +1,13 @@
 """Predictors the runtime tests serve, one class per behaviour (select with --predictor predict.py:NAME)."""
 
 import asyncio
+import json
 import os
 import signal
 import sys
 import tempfile
 import time
-from typing import Iterator, List, Optional
+from typing import Any, Iterator, List, Optional
 
 import cog
 from cog import (AsyncConcatenateIterator, BaseModel, BasePredictor, BaseRunner, ConcatenateIterator, File, Input,
@@ -294,3 +295,37 @@ class Whereabouts(BasePredictor):
         import importlib.util
 
         return {"executable": sys.executable, "aiohttp": importlib.util.find_spec("aiohttp") is not None}
+
+
+class SecretList(BasePredictor):
+    """Prints its secrets, writes one straight to fd 2, and fails on request with a secret in the error."""
+
+    def predict(self, keys: List[Secret], fail: bool = False) -> str:
+        print("keys: " + ", ".join(k.get_secret_value() for k in keys))
+        os.write(2, f"fd2: {keys[0].get_secret_value()}\n".encode())
+        if fail:
+            raise RuntimeError(f"rejected {keys[-1].get_secret_value()}")
+        return f"{len(keys)} keys"
+
+
+class EchoJson(BasePredictor):
+    """A model that returns what the client sent, as JSON."""
+
+    def predict(self, payload: str) -> Any:
+        return json.loads(payload)
+
+
+class SecretOutput(BasePredictor):
+    def predict(self, key: Secret) -> Secret:
+        return key
+
+
+class FdSecret(BasePredictor):
+    """Concurrent predictions write their secret to fd 2: no one prediction owns that text."""
+
+    @cog.concurrent(max=2)
+    async def predict(self, key: Secret, delay: float = 0.3) -> str:
+        await asyncio.sleep(delay)
+        os.write(2, f"fd2 from the model: {key.get_secret_value()}\n".encode())
+        await asyncio.sleep(delay)
+        return "written"
