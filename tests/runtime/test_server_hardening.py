@@ -56,7 +56,6 @@ def test_malformed_url_inputs_are_422_and_release_the_slot(files, url):
     {"id": ["x"]},
     {"id": {"a": 1}},
     {"id": 5},
-    {"id": ""},
     {"webhook": "http://[::1/hook"},
     {"webhook": "http://127.0.0.1:99999/hook"},
     {"webhook": "http://169.254.169.254/latest/meta-data"},
@@ -215,3 +214,11 @@ def test_a_body_that_dribbles_in_is_timed_out(serve):
                 break
     assert answer.startswith(b"HTTP/1.1 408"), answer
     assert_still_serving(server, {"input": {"text": "b"}})
+
+
+def test_the_server_reads_output_files_from_the_worker_scratch_only(serve):
+    server = serve("predict.py:Forger")
+    for path in ("/etc/passwd", "/etc"):
+        body = server.client.post("/predictions", json={"input": {"path": path}}).json()
+        assert body["status"] == "failed" and "outside its scratch directory" in body["error"], body
+        assert body["output"] is None

@@ -394,8 +394,6 @@ def _request_errors(body: dict[str, Any], policy: UrlPolicy) -> list[dict[str, A
     for key in ("created_at", "id"):
         if body.get(key) is not None and not isinstance(body[key], str):
             problem(key, "str type expected", "type_error.str")
-    if body.get("id") == "":
-        problem("id", "the prediction ID may not be empty", "value_error")
     return problems
 
 

@@ -329,3 +329,15 @@ class FdSecret(BasePredictor):
         os.write(2, f"fd2 from the model: {key.get_secret_value()}\n".encode())
         await asyncio.sleep(delay)
         return "written"
+
+
+class Forger(BasePredictor):
+    """Writes a 'done' event of its own into the worker's event socket, naming a host file as output."""
+
+    def predict(self, path: str = "/etc/passwd") -> str:
+        fd = int(sys.argv[sys.argv.index("--fd") + 1])
+        event = {"ev": "done", "id": current_scope().prediction_id, "status": "succeeded", "output": None,
+                 "files": [{"at": [], "path": path}], "error": None, "metrics": {}}
+        os.write(fd, json.dumps(event).encode() + b"\n")
+        time.sleep(1)
+        return "unreachable"
