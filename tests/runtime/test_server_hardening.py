@@ -6,12 +6,14 @@ from __future__ import annotations
 import base64
 import json
 import socket
+import subprocess
+import sys
 import time
 
 import httpx
 import pytest
 
-from .conftest import module_server
+from .conftest import MODELS, module_server
 
 files = module_server("predict.py:Files")
 echo = module_server("predict.py:Echo")
@@ -176,6 +178,15 @@ def test_output_uploads_follow_the_url_policy(serve, sink):
     prefixed = server.client.post("/predictions", json={"input": {}, "output_file_prefix": "http://169.254.169.254/"})
     assert prefixed.status_code == 422
     assert sink.requests == []
+
+
+def test_a_malformed_upload_url_stops_the_server_at_start():
+    done = subprocess.run([sys.executable, "-m", "cog.server.http", "--port", "0", "--predictor", "predict.py:Echo",
+                           "--upload-url", "http://127.0.0.1:99999/"], cwd=MODELS, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("cog: error: the upload URL (--upload-url or COG_UPLOAD_URL): "
+                                   "not a valid URL (Port out of range 0-65535)")
 
 
 def test_webhook_urls_are_logged_without_credentials_or_signatures(serve):

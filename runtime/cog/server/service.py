@@ -53,10 +53,13 @@ class Settings:
     @classmethod
     def from_env(cls, predictor_ref: str, upload_url: str | None = None) -> Settings:
         """Settings from COG_* variables; a malformed value raises ValueError naming the variable."""
+        upload_url = upload_url or os.environ.get("COG_UPLOAD_URL") or None
+        if upload_url and (problem := url_problem(upload_url)):
+            raise ValueError(f"the upload URL (--upload-url or COG_UPLOAD_URL): {problem}")
         return cls(
             predictor_ref=predictor_ref,
             max_concurrency=_env_number("COG_MAX_CONCURRENCY", int, None, minimum=1),
-            upload_url=upload_url or os.environ.get("COG_UPLOAD_URL") or None,
+            upload_url=upload_url,
             predict_timeout=_env_number("COG_PREDICT_TIMEOUT", float, None, minimum=0),
             shutdown_grace=_env_number("COG_SHUTDOWN_GRACE", float, 30.0, minimum=0),
             cancel_grace=_env_number("COG_CANCEL_GRACE", float, 1.0, minimum=0),

@@ -68,7 +68,7 @@ def url_problem(url: object, schemes: tuple[str, ...] = HTTP_SCHEMES) -> str | N
         parts = urllib.parse.urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError when the port is not a number in range
     except ValueError as exc:
-        return f"{redact(url)} is not a valid URL ({exc})"
+        return f"not a valid URL ({exc})"
     if parts.scheme not in schemes:
         return f"'{parts.scheme or url[:20]}' is not a valid URL scheme; {', '.join(map(repr, schemes))} supported"
     if parts.scheme not in HTTP_SCHEMES:
