@@ -2,11 +2,14 @@
 
 A map of this package, in the order a request travels:
 
-- http.py        routes and `main()` (`python -m cog.server.http`): parses requests, answers them
+- http.py        routes and `main()` (`python -m cog.server.http`): parses requests, answers them; one
+                 middleware turns any failure into an answer and releases a slot the request reserved
 - service.py     predictions from request to response: admission (slots, 409/503), validation,
                  input files, timeouts, cancel, output files, webhooks, shutdown
 - validation.py  the request's `input` against the predictor's signature (422 details)
-- files.py       input URLs/data URIs to temp files (limits, address policy); outputs to data URIs/uploads
+- files.py       input URLs/data URIs to temp files (size and time limits); outputs to data URIs/uploads
+- urls.py        the one URL policy (syntax, denied and allowed addresses) and the one client session
+                 for everything the server fetches or sends: input files, webhooks, uploads
 - runner.py      the server's handle on the worker process: spawn, send, receive events, notice death
 - protocol.py    the JSON-lines wire format between server and worker
 - worker.py      the worker process (`python -m cog.server.worker`): loads the predictor, runs setup()
