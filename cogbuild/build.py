@@ -138,7 +138,7 @@ def plan_layers(config: CogConfig, lock: Lock, platform: str, variant: str, blob
         specs += cuda_layers(cuda, target)
     specs += python_layers(lock.select(platform, variant, "python"), target)
     specs.append(runtime_layer(lock.select(platform, variant, "runtime"), target))
-    specs += code_layers(config.root, user)
+    specs += code_layers(config.root, user, config.weights)
     return specs
 
 

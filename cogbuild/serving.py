@@ -21,8 +21,9 @@ from .errors import CogbuildError, UsageError
 SCHEMA_TIMEOUT = 120.0
 
 
-def server_command(host: str, port: int) -> list[str]:
-    return [sys.executable, "-m", "cog.server.http", "--host", host, "--port", str(port)]
+def server_command(host: str, port: int, upload_url: str | None = None) -> list[str]:
+    upload = ["--upload-url", upload_url] if upload_url else []
+    return [sys.executable, "-m", "cog.server.http", "--host", host, "--port", str(port), *upload]
 
 
 def server_env(config: CogConfig) -> dict[str, str]:
@@ -78,8 +79,8 @@ def _read_all(file) -> str:
     return file.read().decode(errors="replace")
 
 
-def exec_server(config: CogConfig, host: str, port: int) -> None:
+def exec_server(config: CogConfig, host: str, port: int, upload_url: str | None = None) -> None:
     """Replace this process with the server, so signals reach it directly."""
     env = server_env(config)
     os.chdir(config.root)
-    os.execve(sys.executable, server_command(host, port), env)
+    os.execve(sys.executable, server_command(host, port, upload_url), env)
