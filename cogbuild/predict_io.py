@@ -48,12 +48,13 @@ class InputSpec:
         return self.item.get("type")
 
 
-def input_specs(schema: dict[str, Any] | None) -> dict[str, InputSpec] | None:
-    """The model's inputs in `x-order`, enums from `allOf` references inlined; None when unknown."""
+def input_specs(schema: dict[str, Any] | None, component: str = "Input") -> dict[str, InputSpec] | None:
+    """The model's inputs (`Input`, or `TrainingInput` for training) in `x-order`, enums from `allOf`
+    references inlined; None when unknown."""
     if not schema:
         return None
     schemas = schema.get("components", {}).get("schemas", {})
-    model = schemas.get("Input")
+    model = schemas.get(component)
     if model is None:
         return None
     required = set(model.get("required", []))
@@ -75,12 +76,12 @@ def _inline_refs(prop: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any
 # -- flags -> input ------------------------------------------------------------------------------
 # Problems are worded as Cog words them (`unknown input "x"; valid inputs are: …`, `missing required input
 # "x"`, `invalid input "x": …`), so scripts and habits written for `cog predict` carry over.
-def parse_inputs(flags: list[str], schema: dict[str, Any] | None) -> dict[str, Any]:
+def parse_inputs(flags: list[str], schema: dict[str, Any] | None, component: str = "Input") -> dict[str, Any]:
     """`-i name=value`, `-i name=@file`, and the seed's `-i @file` for a model with one file input.
 
     A repeated name makes a list. Without a schema values stay strings and files become data URIs.
     """
-    specs = input_specs(schema)
+    specs = input_specs(schema, component)
     values: dict[str, list[Any]] = {}
     for flag in flags:
         name, value = _split_flag(flag, specs)
@@ -97,7 +98,7 @@ def parse_inputs(flags: list[str], schema: dict[str, Any] | None) -> dict[str, A
     return inputs
 
 
-def parse_json_inputs(text: str, schema: dict[str, Any] | None, stdin=None) -> dict[str, Any]:
+def parse_json_inputs(text: str, schema: dict[str, Any] | None, stdin=None, component: str = "Input") -> dict[str, Any]:
     """Cog's `--json`: an object given inline, `@file.json`, or `@-` / `-` for stdin. String values that
     start with `@` name files (sent as data URIs). Checked against the schema like `-i` values."""
     source = "stdin" if text in ("-", "@-") else text[1:] if text.startswith("@") else None
@@ -114,7 +115,7 @@ def parse_json_inputs(text: str, schema: dict[str, Any] | None, stdin=None) -> d
         raise UsageError(f"Failed to parse JSON{' from ' + source if source else ''}: {exc}") from None
     if not isinstance(given, dict):
         raise UsageError("--json must be a JSON object of inputs, like '{\"prompt\": \"hi\"}'")
-    specs = input_specs(schema)
+    specs = input_specs(schema, component)
     inputs: dict[str, Any] = {}
     for name, value in given.items():
         spec = _spec_for(name, specs)

@@ -41,11 +41,12 @@ class Request:
 
     flags: list[str]
     json_text: str | None  # None: no --json; "": --json alone, which only asks for the JSON response
+    component: str = "Input"  # the schema component that describes the inputs (TrainingInput to train)
 
     def payload(self, schema: dict | None) -> dict[str, Any]:
         if self.json_text:
-            return parse_json_inputs(self.json_text, schema)
-        return parse_inputs(self.flags, schema)
+            return parse_json_inputs(self.json_text, schema, component=self.component)
+        return parse_inputs(self.flags, schema, self.component)
 
 
 def prediction_options(command):
@@ -99,17 +100,18 @@ def command(ctx: click.Context, target: str, inputs: tuple[str, ...], json_text:
     \b
     Exit codes: 0 the prediction succeeded; 1 it failed or could not run; 2 bad input or usage.
     """
-    target, request = _request(target, inputs, json_text)
+    target, request = make_request(target, inputs, json_text)
     run_job(ctx, target, request, out_path, runtime, timeout, "predictions")
 
 
-def _request(target: str, inputs: tuple[str, ...], json_text: str | None) -> tuple[str, Request]:
+def make_request(target: str, inputs: tuple[str, ...], json_text: str | None,
+                 component: str = "Input") -> tuple[str, Request]:
     """`--json IMAGE` (the flag before the image, as older cogbuild took it) names the target, not inputs."""
     if json_text and target == "." and not json_text.lstrip().startswith(("{", "@", "-")):
         target, json_text = json_text, ""
     if json_text and inputs:
         raise UsageError("Must use one of --json or --input to provide model inputs")
-    return target, Request(list(inputs), json_text)
+    return target, Request(list(inputs), json_text, component)
 
 
 def run_job(ctx: click.Context, target: str, request: Request, out_path: str | None, runtime: str | None,

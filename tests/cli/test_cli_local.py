@@ -297,3 +297,25 @@ def test_top_level_help_documents_exit_codes():
     with click.Context(cli, info_name="cogbuild") as ctx:
         text = cli.get_help(ctx)
     assert "Exit codes:" in text and "130" in text
+
+
+def test_train_without_a_train_entry_is_one_sentence(tmp_path, env):
+    model = copy_model("hello", tmp_path / "hello")
+    run = cogbuild(["train", str(model), "-i", "epochs=1"], tmp_path, env)
+    assert run.code == 2
+    assert one_line_error(run) == f"{model / 'cog.yaml'} has no `train:` entry; add one like train: \"train.py:train\""
+
+
+def test_a_model_in_a_subdirectory_predicts_and_cog_yaml_warnings_show_once(tmp_path, env):
+    model = tmp_path / "sub"
+    (model / "my-subdir").mkdir(parents=True)
+    (model / "cog.yaml").write_text('build:\n  python_version: "3.11"\n  fast: true\n'
+                                    'predict: "my-subdir/predict.py:Predictor"\n')
+    (model / "mylib.py").write_text("def concat(a, b):\n    return a + ' ' + b\n")
+    (model / "my-subdir" / "predict.py").write_text(
+        "from cog import BasePredictor\nfrom mylib import concat\n\nclass Predictor(BasePredictor):\n"
+        "    def predict(self, s: str) -> str:\n        return concat('hello', s)\n")
+    run = cogbuild(["predict", str(model), "-i", "s=world"], tmp_path, env)
+    assert (run.code, run.out) == (0, "hello world\n"), run.err
+    assert run.err.count("warning: cog.yaml: build.fast has no effect with cogbuild") == 1
+    assert run.err.count('warning: cog.yaml: deprecated field "predict": use "run" instead') == 1
