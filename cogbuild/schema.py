@@ -62,12 +62,34 @@ def _stub_class(node: ast.ClassDef) -> ast.ClassDef:
     return node
 
 
-def stub_source(source: str) -> str:
+def stub_source(source: str, predictor: str | None = None) -> str:
+    """The source cut down to what declares the interface. Helper classes and functions the predictor
+    cannot need (one built on a third-party base class, a function that is not the predictor) are left out,
+    so that only the predictor's own signature can fail to resolve."""
     tree = ast.parse(source)
-    kept = [node for node in tree.body
-            if _safe_import(node) or _literal_constant(node) or isinstance(node, ast.ClassDef)]
-    kept = [_stub_class(node) if isinstance(node, ast.ClassDef) else node for node in kept]
+    functions = (ast.FunctionDef, ast.AsyncFunctionDef)
+    available = {alias.asname or alias.name.split(".")[0] for node in tree.body if _safe_import(node)
+                 for alias in node.names}
+    kept: list[ast.stmt] = []
+    for node in tree.body:
+        if _safe_import(node) or _literal_constant(node):
+            kept.append(node)
+        elif isinstance(node, functions) and node.name == predictor:  # a plain function as the predictor
+            node.body = [ast.Expr(ast.Constant(...))]
+            kept.append(node)
+        elif isinstance(node, ast.ClassDef) and (node.name == predictor or _bases_known(node, available)):
+            kept.append(_stub_class(node))
+            available.add(node.name)
     return ast.unparse(ast.Module(body=kept, type_ignores=[]))
+
+
+def _bases_known(node: ast.ClassDef, available: set[str]) -> bool:
+    roots = []
+    for base in node.bases:
+        while isinstance(base, (ast.Attribute, ast.Subscript)):
+            base = base.value
+        roots.append(base.id if isinstance(base, ast.Name) else None)
+    return all(root in available or root == "object" for root in roots)
 
 
 def dropped_imports(source: str) -> dict[str, str]:
@@ -102,7 +124,7 @@ def static_schema(model_dir: Path, predictor: str, env: dict[str, str] | None = 
 
 def _compute(source: str, module: str, name: str) -> dict:
     try:
-        stub = stub_source(source)
+        stub = stub_source(source, name)
     except SyntaxError as exc:
         raise UsageError(f"{module} line {exc.lineno}: failed to parse Python source: {exc.msg}") from None
     with tempfile.TemporaryDirectory(prefix="cogbuild-schema-") as tmp:
@@ -115,7 +137,27 @@ def _compute(source: str, module: str, name: str) -> dict:
                               env={"PATH": "/usr/bin:/bin", "HOME": tmp})
     if done.returncode != 0:
         raise UsageError(_failure(done.stderr, dropped_imports(source), module))
-    return json.loads(done.stdout)
+    schema = json.loads(done.stdout)
+    unservable = _unservable_output(source, name, schema)
+    if unservable:
+        raise UsageError(f"{module}: unsupported output type: {unservable} is not a supported output type "
+                         "(use str, int, float, bool, cog.Path, list, dict, a cog.BaseModel or an Iterator of them)")
+    return schema
+
+
+def _unservable_output(source: str, name: str, schema: dict) -> str | None:
+    """The declared return type, when the runtime could describe none of it (an open `Output` schema for
+    a type other than Any): the server could not promise clients anything about the output."""
+    node = next((n for n in ast.parse(source).body if getattr(n, "name", None) == name), None)
+    if isinstance(node, ast.ClassDef):
+        methods = {m.name: m for m in node.body if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef))}
+        node = methods.get("run") or methods.get("predict")
+    returns = getattr(node, "returns", None)
+    if returns is None or ast.unparse(returns) in ("Any", "typing.Any", "None"):
+        return None
+    output = schema.get("components", {}).get("schemas", {}).get("Output", {})
+    described = output.get("items", {}) if output.get("x-cog-array-type") == "iterator" else output
+    return None if set(described) - {"title", "description"} else ast.unparse(returns)
 
 
 def _failure(stderr: str, dropped: dict[str, str], module: str) -> str:

@@ -30,6 +30,15 @@ class Result(BaseModel):
     score: float
 
 
+class Frames(torch.utils.data.Dataset):  # a helper on a third-party base: not part of the interface
+    pass
+
+
+@torch.no_grad()
+def helper(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
 class Predictor(BasePredictor):
     def setup(self):
         self.model = torch.load("x")
@@ -107,3 +116,17 @@ class Predictor(BasePredictor):
 ''')
     schema = static_schema(tmp_path, "my-subdir/predict.py:Predictor")
     assert list(schema["components"]["schemas"]["Input"]["properties"]) == ["s"]
+
+
+def test_a_function_predictor(tmp_path):
+    (tmp_path / "predict.py").write_text("import numpy\nfrom cog import Input\n\n"
+                                         "def run(n: int = Input(default=2, ge=1)) -> int:\n    return numpy.square(n)\n")
+    props = static_schema(tmp_path, "predict.py:run")["components"]["schemas"]["Input"]["properties"]
+    assert props["n"]["minimum"] == 1
+
+
+def test_an_output_type_that_cannot_be_served_fails(tmp_path):
+    (tmp_path / "predict.py").write_text("from cog import BasePredictor\n\nclass Predictor(BasePredictor):\n"
+                                         "    def predict(self) -> set:\n        return set()\n")
+    with pytest.raises(UsageError, match="predict.py: unsupported output type: set is not a supported output type"):
+        static_schema(tmp_path, "predict.py:Predictor")
