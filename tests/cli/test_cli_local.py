@@ -10,6 +10,7 @@ import click
 import pytest
 
 from cli_helpers import MODELS, cogbuild, copy_model, isolated_env, one_line_error
+from fixtures_models import write_subdirectory_model
 from cogbuild.cli import COMMAND_NAMES, cli
 
 
@@ -307,14 +308,7 @@ def test_train_without_a_train_entry_is_one_sentence(tmp_path, env):
 
 
 def test_a_model_in_a_subdirectory_predicts_and_cog_yaml_warnings_show_once(tmp_path, env):
-    model = tmp_path / "sub"
-    (model / "my-subdir").mkdir(parents=True)
-    (model / "cog.yaml").write_text('build:\n  python_version: "3.11"\n  fast: true\n'
-                                    'predict: "my-subdir/predict.py:Predictor"\n')
-    (model / "mylib.py").write_text("def concat(a, b):\n    return a + ' ' + b\n")
-    (model / "my-subdir" / "predict.py").write_text(
-        "from cog import BasePredictor\nfrom mylib import concat\n\nclass Predictor(BasePredictor):\n"
-        "    def predict(self, s: str) -> str:\n        return concat('hello', s)\n")
+    model = write_subdirectory_model(tmp_path / "sub", "  fast: true\n")
     run = cogbuild(["predict", str(model), "-i", "s=world"], tmp_path, env)
     assert (run.code, run.out) == (0, "hello world\n"), run.err
     assert run.err.count("warning: cog.yaml: build.fast has no effect with cogbuild") == 1

@@ -13,6 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from components import podman_command
+from fixtures_models import write_subdirectory_model
 from oci_registry_server import RegistryServer, require
 
 pytestmark = pytest.mark.e2e
@@ -30,12 +32,7 @@ def env(tmp_path_factory) -> dict[str, str]:
 
 @pytest.fixture
 def podman() -> list[str]:
-    require("podman")
-    require("runc")
-    conf = Path(os.environ.get("TMPDIR", "/tmp")) / "cogbuild-e2e-containers.conf"
-    conf.write_text("[containers]\ndefault_ulimits = []\n")
-    os.environ["CONTAINERS_CONF"] = str(conf)
-    return ["podman", "--cgroup-manager=cgroupfs", "--runtime", "runc"]
+    return podman_command()
 
 
 def cogbuild(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -101,14 +98,7 @@ def test_weights_shared_by_two_models_are_one_blob_in_the_registry(tmp_path, env
 
 
 def test_a_predictor_in_a_subdirectory_builds_and_serves_in_podman(tmp_path, env, podman):
-    model = tmp_path / "subdir"
-    (model / "my-subdir").mkdir(parents=True)
-    (model / "cog.yaml").write_text('build:\n  python_version: "3.11"\nimage: subdir-model\n'
-                                    'predict: "my-subdir/predict.py:Predictor"\n')
-    (model / "mylib.py").write_text("def concat(a, b):\n    return a + ' ' + b\n")
-    (model / "my-subdir" / "predict.py").write_text(
-        "from cog import BasePredictor\nfrom mylib import concat\n\nclass Predictor(BasePredictor):\n"
-        "    def predict(self, s: str) -> str:\n        return concat('hello', s)\n")
+    model = write_subdirectory_model(tmp_path / "subdir", "image: subdir-model\n")
     built = cogbuild(["build"], model, env)
     assert "Image built as subdir-model:latest" in built.stderr
     assert 'deprecated field "predict": use "run" instead' in built.stderr
