@@ -104,7 +104,7 @@ def dropped_imports(source: str) -> dict[str, str]:
     return names
 
 
-def static_schema(model_dir: Path, predictor: str, env: dict[str, str] | None = None) -> dict:
+def static_schema(model_dir: Path, predictor: str) -> dict:
     """The OpenAPI document for `predictor` ("predict.py:Predictor" or "sub/predict.py:Predictor"), read from
     its source; a UsageError in Cog's words when the source does not say enough or the runtime rejects it."""
     module, _, name = predictor.partition(":")

@@ -313,3 +313,10 @@ def test_a_model_in_a_subdirectory_predicts_and_cog_yaml_warnings_show_once(tmp_
     assert (run.code, run.out) == (0, "hello world\n"), run.err
     assert run.err.count("warning: cog.yaml: build.fast has no effect with cogbuild") == 1
     assert run.err.count('warning: cog.yaml: deprecated field "predict": use "run" instead') == 1
+
+
+def test_push_without_ref_needs_image_or_model_in_cog_yaml(tmp_path, env):
+    model = copy_model("hello", tmp_path / "hello")
+    run = cogbuild(["push"], model, env)
+    assert run.code == 2
+    assert one_line_error(run) == "name where to push: `cogbuild push REF`, or `image:` / `model:` in cog.yaml"
