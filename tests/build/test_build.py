@@ -291,3 +291,21 @@ def test_a_weights_source_that_cannot_be_imported_is_one_sentence(served_lock, t
     (model / "cog.yaml").write_text(text)
     with pytest.raises(CogbuildError, match=r"weights 'base': source hf://acme/model cannot be imported yet"):
         run_build(model, lock, tmp_path / "store")
+
+
+def test_cog_yaml_keys_reach_the_image_config(served_lock, tmp_path):
+    server, lock = served_lock
+    model = tmp_path / "keys"
+    model.mkdir()
+    (model / "predict.py").write_text(PREDICTOR)
+    (model / "train.py").write_text("def train(epochs: int = 1) -> str:\n    return 'done'\n")
+    (model / "cog.yaml").write_text('build:\n  python_version: "3.11"\n  fast: true\n  sdk_version: "0.16.0"\n'
+                                    'run: "predict.py:Predictor"\ntrain: "train.py:train"\n'
+                                    "concurrency:\n  max: 2\n  default_target: 1\nenvironment:\n  - HF_HOME=/src/.hf\n")
+    result = run_build(model, lock, tmp_path / "store")
+    layout = Layout(tmp_path / "store")
+    run = layout.read_json(layout.read_json(result.descriptor.digest)["config"]["digest"])["config"]
+    env = dict(item.split("=", 1) for item in run["Env"])
+    assert (env["COG_TRAIN"], env["COG_MAX_CONCURRENCY"], env["HF_HOME"]) == ("train.py:train", "2", "/src/.hf")
+    recorded = json.loads(run["Labels"]["run.cog.config"])
+    assert recorded["concurrency"]["default_target"] == 1 and recorded["build"]["fast"] is True
