@@ -39,6 +39,11 @@ class Project:
     def name(self) -> str:
         return self.config.root.name.lower().replace(" ", "-") or "model"
 
+    @property
+    def image_name(self) -> str:
+        """What `build` names the image without -t: cog.yaml's image:/model:, else <directory>:latest."""
+        return self.config.default_image_name or f"{self.name}:latest"
+
     def default_variants(self) -> list[str]:
         return ["cpu", "gpu"] if self.config.gpu else ["cpu"]
 

@@ -22,7 +22,7 @@ def build_project(project: Project, tag: str | None, platforms: list[str] | None
     outcome = build(project.config, lock, project.lock_digest(), store,
                     BuildOptions(platforms=platforms, variants=variants, compression=compression,
                                  bytecode=bytecode), progress)
-    name = tag or project.config.default_image_name or f"{project.name}:latest"
+    name = tag or project.image_name
     store.tag(name, outcome.descriptor)
     for variant, desc in outcome.variants.items():
         store.tag(f"{name}-{variant}", desc)
