@@ -12,11 +12,13 @@ import subprocess
 import sys
 import tempfile
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Callable, Iterator
 
 from .config import CogConfig
 from .container import READY_TIMEOUT, free_port, wait_ready
 from .errors import CogbuildError, UsageError
+from .ui import warn
 
 SCHEMA_TIMEOUT = 120.0
 
@@ -30,6 +32,15 @@ def server_env(config: CogConfig) -> dict[str, str]:
     if not config.predictor:
         raise UsageError(f"{config.path} names no predictor; add `predict: \"predict.py:Predictor\"`")
     return {**os.environ, **config.runtime_env()}
+
+
+def warn_weights_on_host(config: CogConfig) -> None:
+    """`weights:` are placed at their targets in the image only: say where they are when serving here."""
+    for weight in config.weights:
+        if not Path(weight.target).exists():
+            sources = ", ".join(source.uri for source in weight.sources)
+            warn(f"weights {weight.name!r} are at {weight.target} in the image only; on this host the model "
+                 f"finds nothing there (they are in {sources})")
 
 
 def directory_schema(config: CogConfig) -> dict:

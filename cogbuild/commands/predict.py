@@ -18,7 +18,7 @@ from ..errors import CogbuildError, UsageError
 from ..predict_io import (check_files, parse_inputs, parse_json_inputs, pretty_json, write_output, write_prediction,
                           yields_chunks)
 from ..project import Project, open_store
-from ..serving import directory_schema, local_server
+from ..serving import directory_schema, local_server, warn_weights_on_host
 from ..ui import blob_progress, is_quiet, progress_printer, result, spinner, warn
 
 
@@ -143,6 +143,7 @@ Started = tuple[str, "dict | None", dict[str, Any]]  # base URL, schema, checked
 def _start_directory(ctx: click.Context, stack: ExitStack, directory: Path, request: Request, wait: dict) -> Started:
     """Check the inputs against the schema read from the code, then serve the model on this host."""
     config = Project.load(None, directory).config
+    warn_weights_on_host(config)
     schema = directory_schema(config)
     payload = request.payload(schema)
     with spinner(f"starting the model in {directory}", ctx) as status:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..project import Project
-from ..serving import exec_server
+from ..serving import exec_server, warn_weights_on_host
 
 
 @click.command("serve")
@@ -24,4 +24,6 @@ def command(directory: str, host: str, port: int, upload_url: str | None) -> Non
       curl -s -XPOST localhost:5000/predictions -H 'Content-Type: application/json' \\
            -d '{"input": {"text": "world"}}'
     """
-    exec_server(Project.load(None, directory).config, host, port, upload_url)
+    config = Project.load(None, directory).config
+    warn_weights_on_host(config)
+    exec_server(config, host, port, upload_url)

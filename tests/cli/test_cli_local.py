@@ -320,3 +320,14 @@ def test_push_without_ref_needs_image_or_model_in_cog_yaml(tmp_path, env):
     run = cogbuild(["push"], model, env)
     assert run.code == 2
     assert one_line_error(run) == "name where to push: `cogbuild push REF`, or `image:` / `model:` in cog.yaml"
+
+
+def test_predicting_a_directory_says_where_its_weights_are(tmp_path, env):
+    model = copy_model("hello", tmp_path / "hello")
+    (model / "w").mkdir()
+    (model / "w" / "a.bin").write_bytes(b"w")
+    with (model / "cog.yaml").open("a") as yaml_file:
+        yaml_file.write("weights:\n  - name: base\n    target: /weights/base\n    source:\n      uri: ./w\n")
+    run = cogbuild(["predict", str(model), "-i", "text=w"], tmp_path, env)
+    assert (run.code, run.out) == (0, "hello w\n"), run.err
+    assert run.err.count("warning: weights 'base' are at /weights/base in the image only") == 1
