@@ -12,6 +12,7 @@ import pytest
 from cli_helpers import MODELS, cogbuild, copy_model, isolated_env, one_line_error
 from fixtures_models import write_subdirectory_model
 from cogbuild.cli import COMMAND_NAMES, cli
+from cogbuild.container import free_port, wait_ready
 
 
 @pytest.fixture
@@ -331,3 +332,41 @@ def test_predicting_a_directory_says_where_its_weights_are(tmp_path, env):
     run = cogbuild(["predict", str(model), "-i", "text=w"], tmp_path, env)
     assert (run.code, run.out) == (0, "hello w\n"), run.err
     assert run.err.count("warning: weights 'base' are at /weights/base in the image only") == 1
+
+
+def test_serve_upload_url_puts_output_files_there(tmp_path, env):
+    import http.server
+    import threading
+
+    import httpx
+
+    received: dict[str, bytes] = {}
+
+    class Uploads(http.server.BaseHTTPRequestHandler):
+        def do_PUT(self):  # noqa: N802
+            received[self.path] = self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(201)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    uploads = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Uploads)
+    threading.Thread(target=uploads.serve_forever, daemon=True).start()
+    model = copy_model("filecopy", tmp_path / "filecopy")
+    port = free_port()
+    upload_base = f"http://127.0.0.1:{uploads.server_port}/bucket/"
+    server = subprocess.Popen([sys.executable, "-m", "cogbuild", "serve", str(model), "--port", str(port),
+                               "--upload-url", upload_base], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", lambda: "", 120, lambda s: None, alive=lambda: server.poll() is None)
+        body = httpx.post(f"http://127.0.0.1:{port}/predictions", timeout=60,
+                          json={"input": {"image": "data:text/plain;base64,dXA="}}).json()
+    finally:
+        server.terminate()
+        server.wait(30)
+        uploads.shutdown()
+    assert body["status"] == "succeeded", body
+    assert body["output"] == upload_base + "out.txt"
+    assert received == {"/bucket/out.txt": b"copied:up"}
