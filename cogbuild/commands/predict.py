@@ -274,6 +274,8 @@ def _report(body: dict[str, Any], schema: dict | None, out_path: str | None, as_
             sys.exit(1)
         return
     if status != "succeeded":
+        if live.shown:  # chunks already printed: close their array before the error
+            live.finish([])
         error = (body.get("error") or "no error message").strip().splitlines()
         raise CogbuildError(f"the prediction {status or 'failed'}: {error[-1] if error else ''}")
     output = body.get("output")
