@@ -138,13 +138,13 @@ def plan_layers(config: CogConfig, lock: Lock, platform: str, variant: str, blob
         specs += cuda_layers(cuda, target)
     specs += python_layers(lock.select(platform, variant, "python"), target)
     specs.append(runtime_layer(lock.select(platform, variant, "runtime"), target))
-    specs += code_layers(config.root, user)
+    specs += code_layers(config.root, user, config.weights)
     return specs
 
 
 def runtime_config(config: CogConfig, lock: Lock, user: ImageUser, lock_digest: str, layers: list[Layer],
                    variant: str) -> RuntimeConfig:
-    schema = static_schema(config.root, config.predictor) if config.predictor else None
+    schema = static_schema(config.root, config.predictor)
     standalone = any(a.kind == "python-tarball" for a in lock.artifacts())
     env = {
         "PATH": (f"/{STANDALONE_PREFIX}/bin:" if standalone else "") + "/usr/local/bin:/usr/bin:/bin",
@@ -159,7 +159,7 @@ def runtime_config(config: CogConfig, lock: Lock, user: ImageUser, lock_digest: 
     }
     labels = {
         "run.cog.config": canonical_json(config.raw).decode(),
-        **({SCHEMA_LABEL: canonical_json(schema).decode()} if schema else {}),
+        SCHEMA_LABEL: canonical_json(schema).decode(),
         "run.cog.cogbuild-version": __version__,
         LOCK_ANNOTATION: lock_digest,
     }
@@ -194,6 +194,7 @@ def build(config: CogConfig, lock: Lock, lock_digest: str, layout: Layout, optio
     for variant in variants:
         if variant not in lock.variants:
             raise CogbuildError(f"cog.lock has no {variant} variant; lock with that variant first")
+    static_schema(config.root, config.predictor)  # as Cog does: a signature that cannot be served stops here
     layout.init()
     blobs = BlobCache()
     user = ImageUser()

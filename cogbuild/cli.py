@@ -17,7 +17,7 @@ from .layers.wheel import WheelError
 from .registry.errors import OCIError
 
 # One module per command in cogbuild/commands/, each exposing `command`; listed in `--help` order.
-COMMAND_NAMES = ("init", "lock", "build", "push", "pull", "show", "predict", "serve", "run", "login")
+COMMAND_NAMES = ("init", "lock", "build", "push", "pull", "show", "predict", "train", "serve", "run", "login")
 # Failures whose message is meant for the user: printed as one sentence, no traceback unless --debug.
 USER_ERRORS = (CogbuildError, OCIError, DebError, WheelError, TreeError, TarballError)
 

@@ -21,7 +21,9 @@ from . import __version__
 from .artifacts import Artifact
 from .bytecode import Compiler, add_bytecode
 from .cache import BlobCache, file_sha256
-from .layers.code import collect_model_files
+from .config import Weight, WeightSource
+from .errors import CogbuildError
+from .layers.code import collect_model_files, collect_weight_files
 from .layers.deb import add_merged_usr_links, unpack_deb
 from .layers.osfixups import ImageUser, add_ca_bundle, add_dpkg_status, add_python_links, add_temp_dirs, \
     add_users
@@ -199,11 +201,33 @@ def runtime_layer(wheels: list[Artifact], target: WheelTarget) -> LayerSpec:
     return LayerSpec("cogbuild runtime (cog SDK and HTTP server)", key, compose, wheels)
 
 
-def code_layers(model_dir: Path, user: ImageUser) -> list[LayerSpec]:
-    files = collect_model_files(model_dir, uid=user.uid, gid=user.gid)
+def code_layers(model_dir: Path, user: ImageUser, weights: list[Weight] = ()) -> list[LayerSpec]:
+    """The code, each large file in a layer of its own, then each `weights:` entry in a layer of its own
+    (its local sources are left out of the code layer)."""
+    sources = {w.name: [local_weight_source(model_dir, w, s) for s in w.sources] for w in weights}
+    inside = tuple(p.relative_to(model_dir).as_posix() for paths in sources.values() for p in paths
+                   if p.is_relative_to(model_dir))
+    files = collect_model_files(model_dir, uid=user.uid, gid=user.gid, exclude=inside)
     specs = [_static_layer("model code (/src)", files.code)]
     specs += [_static_layer(f"weights {next(iter(t.entries())).path}", t) for t in files.weights]
+    for weight in weights:
+        tree = Tree(uid=user.uid, gid=user.gid)
+        for source, path in zip(weight.sources, sources[weight.name]):
+            collect_weight_files(path, weight.target, source.include, source.exclude, tree=tree)
+        specs.append(_static_layer(f"weights {weight.name} ({weight.target})", tree))
     return specs
+
+
+def local_weight_source(model_dir: Path, weight: Weight, source: WeightSource) -> Path:
+    """Where a `weights:` source is on this host: a path (relative to cog.yaml) or file://PATH."""
+    uri = source.uri.removeprefix("file://")
+    if "://" in uri:
+        raise CogbuildError(f"weights {weight.name!r}: source {source.uri} cannot be imported yet; cogbuild takes "
+                            "local files (a path or file://PATH): download them next to cog.yaml and name that path")
+    path = (model_dir / uri).resolve()
+    if not path.exists():
+        raise CogbuildError(f"weights {weight.name!r}: source {source.uri} does not exist ({path})")
+    return path
 
 
 def _static_layer(comment: str, tree: Tree) -> LayerSpec:

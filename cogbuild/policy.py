@@ -14,9 +14,10 @@ from .config import CogConfig
 from .errors import UsageError
 
 # Besides the interpreter: dpkg's base files (os-release), netbase (/etc/services, /etc/protocols), time
-# zones, CA certificates, a POSIX shell for subprocess users, and libstdc++, which manylinux wheels (numpy,
-# torch, …) may assume the system provides.
-BASE_PACKAGES = ("base-files", "netbase", "tzdata", "ca-certificates", "dash", "libstdc++6")
+# zones, CA certificates, a POSIX shell for subprocess users, bash (models written for Cog's Ubuntu images
+# call it from setup() and predict()), and libstdc++, which manylinux wheels (numpy, torch, …) may assume
+# the system provides.
+BASE_PACKAGES = ("base-files", "netbase", "tzdata", "ca-certificates", "dash", "bash", "libstdc++6")
 DEBIAN_ARCH = {"linux/amd64": "amd64", "linux/arm64": "arm64"}
 WHEEL_ARCH = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
 # Satisfied but never installed: they only serve maintainer scripts, which an image build never runs

@@ -13,7 +13,7 @@ import mimetypes
 import re
 import sys
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +48,13 @@ class InputSpec:
         return self.item.get("type")
 
 
-def input_specs(schema: dict[str, Any] | None) -> dict[str, InputSpec] | None:
-    """The model's inputs in `x-order`, enums from `allOf` references inlined; None when unknown."""
+def input_specs(schema: dict[str, Any] | None, component: str = "Input") -> dict[str, InputSpec] | None:
+    """The model's inputs (`Input`, or `TrainingInput` for training) in `x-order`, enums from `allOf`
+    references inlined; None when unknown."""
     if not schema:
         return None
     schemas = schema.get("components", {}).get("schemas", {})
-    model = schemas.get("Input")
+    model = schemas.get(component)
     if model is None:
         return None
     required = set(model.get("required", []))
@@ -73,12 +74,14 @@ def _inline_refs(prop: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any
 
 
 # -- flags -> input ------------------------------------------------------------------------------
-def parse_inputs(flags: list[str], schema: dict[str, Any] | None) -> dict[str, Any]:
+# Problems are worded as Cog words them (`unknown input "x"; valid inputs are: …`, `missing required input
+# "x"`, `invalid input "x": …`), so scripts and habits written for `cog predict` carry over.
+def parse_inputs(flags: list[str], schema: dict[str, Any] | None, component: str = "Input") -> dict[str, Any]:
     """`-i name=value`, `-i name=@file`, and the seed's `-i @file` for a model with one file input.
 
     A repeated name makes a list. Without a schema values stay strings and files become data URIs.
     """
-    specs = input_specs(schema)
+    specs = input_specs(schema, component)
     values: dict[str, list[Any]] = {}
     for flag in flags:
         name, value = _split_flag(flag, specs)
@@ -88,15 +91,74 @@ def parse_inputs(flags: list[str], schema: dict[str, Any] | None) -> dict[str, A
     for name, given in values.items():
         spec = specs.get(name) if specs else None
         if spec and not spec.is_list and len(given) > 1:
-            raise UsageError(f"input {name!r} takes one value, but -i {name}= was given {len(given)} times")
+            raise UsageError(f'invalid input "{name}": takes one value, but -i {name}= was given '
+                             f"{len(given)} times")
         inputs[name] = given if (spec and spec.is_list) or len(given) > 1 else given[0]
-    if specs:
-        missing = [s.name for s in specs.values() if s.required and s.name not in inputs]
-        if missing:
-            example = " ".join(f"-i {n}=…" for n in missing)
-            raise UsageError(f"the model needs input{'s' if len(missing) > 1 else ''} "
-                             f"{', '.join(map(repr, missing))}: add {example}")
+    _check_required(inputs, specs)
     return inputs
+
+
+def parse_json_inputs(text: str, schema: dict[str, Any] | None, stdin=None, component: str = "Input") -> dict[str, Any]:
+    """Cog's `--json`: an object given inline, `@file.json`, or `@-` / `-` for stdin. String values that
+    start with `@` name files (sent as data URIs). Checked against the schema like `-i` values."""
+    source = "stdin" if text in ("-", "@-") else text[1:] if text.startswith("@") else None
+    if source == "stdin":
+        text = (stdin or sys.stdin).read()
+    elif source is not None:
+        try:
+            text = Path(source).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"Failed to read JSON from file {source!r}: {exc.__class__.__name__}") from None
+    try:
+        given = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"Failed to parse JSON{' from ' + source if source else ''}: {exc}") from None
+    if not isinstance(given, dict):
+        raise UsageError("--json must be a JSON object of inputs, like '{\"prompt\": \"hi\"}'")
+    specs = input_specs(schema, component)
+    inputs: dict[str, Any] = {}
+    for name, value in given.items():
+        spec = _spec_for(name, specs)
+        if isinstance(value, str) and value.startswith("@"):
+            value = file_to_data_uri(name, value[1:])
+        elif spec is not None:
+            _check_json_value(name, value, spec)
+        inputs[name] = value
+    _check_required(inputs, specs)
+    return inputs
+
+
+def _check_required(inputs: dict[str, Any], specs: dict[str, InputSpec] | None) -> None:
+    for spec in (specs or {}).values():
+        if spec.required and spec.name not in inputs:
+            raise UsageError(f'missing required input "{spec.name}"')
+
+
+_JSON_TYPES = {"integer": (int,), "number": (int, float), "boolean": (bool,), "string": (str,), "array": (list,),
+               "object": (dict,)}
+
+
+def _json_kind(value: Any) -> str:
+    for kind, types in (("boolean", (bool,)), ("integer", (int,)), ("number", (float,)), ("string", (str,)),
+                        ("array", (list,)), ("object", (dict,))):
+        if isinstance(value, types):
+            return kind
+    return "null"
+
+
+def _check_json_value(name: str, value: Any, spec: InputSpec) -> None:
+    if value is None:
+        raise UsageError(f'invalid input "{name}": must not be null (omit the input to use its default)')
+    items = value if spec.is_list and isinstance(value, list) else [value]
+    for item, prop in ((v, spec.item) for v in items):
+        kind = prop.get("type")
+        if spec.is_file:
+            kind = "string"
+        wrong = kind in _JSON_TYPES and (not isinstance(item, _JSON_TYPES[kind])
+                                         or isinstance(item, bool) and kind != "boolean")
+        if wrong:
+            raise UsageError(f'invalid input "{name}": expected {kind}, got {_json_kind(item)}')
+        _check_constraints(name, item, prop)
 
 
 def check_files(flags: list[str]) -> None:
@@ -127,7 +189,8 @@ def _spec_for(name: str, specs: dict[str, InputSpec] | None) -> InputSpec | None
     if specs is None:
         return None
     if name not in specs:
-        raise UsageError(f"the model has no input {name!r} (its inputs: {', '.join(specs) or 'none'})")
+        valid = f"valid inputs are: {', '.join(sorted(specs))}" if specs else "model does not accept inputs"
+        raise UsageError(f'unknown input "{name}"; {valid}')
     return specs[name]
 
 
@@ -185,76 +248,102 @@ def _coerce(name: str, text: str, prop: dict[str, Any]) -> Any:
         if kind in ("array", "object"):
             return json.loads(text)
     except ValueError:
-        article = "an" if kind[0] in "aeiou" else "a"
-        raise UsageError(f"input {name!r} must be {article} {kind}, not {text!r}") from None
+        raise UsageError(f'invalid input "{name}": expected {kind}, got string {text!r}') from None
     return text
 
 
 def _check_constraints(name: str, value: Any, prop: dict[str, Any]) -> None:
+    def fail(reason: str) -> UsageError:
+        return UsageError(f'invalid input "{name}": {reason}')
+
     if "enum" in prop and value not in prop["enum"]:
-        raise UsageError(f"input {name!r} must be one of {', '.join(map(str, prop['enum']))}, not {value!r}")
+        raise fail(f"must be one of: {', '.join(map(str, prop['enum']))}")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if "minimum" in prop and value < prop["minimum"]:
-            raise UsageError(f"input {name!r} must be at least {prop['minimum']}, not {value}")
+            raise fail(f"number must be at least {prop['minimum']}, not {value}")
         if "maximum" in prop and value > prop["maximum"]:
-            raise UsageError(f"input {name!r} must be at most {prop['maximum']}, not {value}")
+            raise fail(f"number must be at most {prop['maximum']}, not {value}")
     if isinstance(value, str):
         if "minLength" in prop and len(value) < prop["minLength"]:
-            raise UsageError(f"input {name!r} must have at least {prop['minLength']} characters")
+            raise fail(f"minimum string length is {prop['minLength']}")
         if "maxLength" in prop and len(value) > prop["maxLength"]:
-            raise UsageError(f"input {name!r} must have at most {prop['maxLength']} characters")
+            raise fail(f"maximum string length is {prop['maxLength']}")
         if "pattern" in prop and not re.search(prop["pattern"], value):
-            raise UsageError(f"input {name!r} must match the pattern {prop['pattern']!r}, not {value!r}")
+            raise fail(f"string doesn't match the regular expression \"{prop['pattern']}\"")
 
 
 # -- output -> terminal and files ----------------------------------------------------------------
-def write_output(output: Any, out_path: str | None, schema: dict[str, Any] | None = None) -> list[str]:
-    """Write file outputs (data URIs) to disk and return what to print: paths, text, or JSON.
+@dataclass
+class Rendered:
+    """What a finished prediction shows: text for stdout (None: nothing) and the files written, which the
+    CLI reports one per line as Cog does (`Written output to: PATH`)."""
+
+    text: str | None = None
+    written: list[str] = field(default_factory=list)
+
+
+def pretty_json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def write_output(output: Any, out_path: str | None, schema: dict[str, Any] | None = None) -> Rendered:
+    """Write file outputs (data URIs) to disk, and say what to print: text, or JSON for everything else.
 
     One file goes to `out_path` or `output.<ext>`; a list of files to `<stem>.N.<ext>`; files inside an
-    object to `<stem>.<key>.<ext>`, the object printed as JSON with their paths. A string is printed (or
-    written to `out_path` when one is given); iterator text marked `concatenate` is joined.
+    object to `<stem>.<key>.<ext>`, the object printed as JSON with their paths. With `out_path`, text and
+    JSON go to that file instead of stdout. Iterator outputs print as the JSON array of their chunks.
     """
     if out_path and out_path.startswith("@"):  # the seed's spelling: -o @output.png
         out_path = out_path[1:]
     if out_path == "-":
         return _to_stdout(output)
     stem, suffix = _split_suffix(out_path or "output")
-    if _is_file(output):
-        return [str(_save_data_uri(output, stem, suffix))]
-    if isinstance(output, list) and output and all(_is_file(o) for o in output):
-        return [str(_save_data_uri(o, f"{stem}.{i}", suffix)) for i, o in enumerate(output)]
-    if isinstance(output, list) and is_concatenated_text(schema) and all(isinstance(o, str) for o in output):
-        output = "".join(output)
-    if isinstance(output, (dict, list)):  # files inside an object: written beside, named by their key
-        output = _save_nested_files(output, stem, suffix)
-        return [json.dumps(output, indent=2)]
-    text = output if isinstance(output, str) else json.dumps(output, indent=2)
+    written: list[str] = []
+    output = _save_files(output, stem, suffix, written)
+    if written and (isinstance(output, str) or isinstance(output, list) and all(p in written for p in output)):
+        return Rendered(written=written)  # only files: their paths are the report
+    text = output if isinstance(output, str) else pretty_json(output)
     if out_path:
         Path(out_path).write_text(text if text.endswith("\n") else text + "\n")
-        return [out_path]
-    return [text]
+        return Rendered(written=written + [out_path])
+    return Rendered(text=text, written=written)
 
 
-def _to_stdout(output: Any) -> list[str]:
+def write_prediction(body: dict[str, Any], out_path: str | None) -> Rendered:
+    """`--json`: the whole prediction as JSON, its output files written beside (named after `out_path`
+    without its extension) and replaced by their paths; with `out_path`, the JSON goes to that file."""
+    written: list[str] = []
+    if body.get("status") == "succeeded":
+        stem = _split_suffix(out_path.removeprefix("@"))[0] if out_path else "output"
+        body = {**body, "output": _save_files(body.get("output"), stem, "", written)}
+    text = pretty_json(body)
+    if out_path:
+        Path(out_path.removeprefix("@")).write_text(text + "\n")
+        return Rendered(written=written + [out_path.removeprefix("@")])
+    return Rendered(text=text, written=written)
+
+
+def _to_stdout(output: Any) -> Rendered:
     """`-o -`: a file's bytes (or the text) to stdout, for pipes; a file list cannot be told apart there."""
     if _is_file(output):
         sys.stdout.buffer.write(_decode_data_uri(output)[1])
         sys.stdout.buffer.flush()
-        return []
+        return Rendered()
     if isinstance(output, list) and any(_is_file(o) for o in output):
         raise UsageError(f"-o - takes one file, but the output holds {len(output)}; give -o a file name instead")
-    return [output if isinstance(output, str) else json.dumps(output, indent=2)]
+    return Rendered(text=output if isinstance(output, str) else pretty_json(output))
 
 
-def _save_nested_files(value: Any, stem: str, suffix: str) -> Any:
-    """A copy of `value` where each data URI is written to `<stem>.<key path><suffix or .ext>`."""
+def _save_files(value: Any, stem: str, suffix: str, written: list[str]) -> Any:
+    """A copy of `value` where each data URI is written to `<stem>[.<key path>]<suffix or .ext>`, in `written`."""
     if _is_file(value):
-        return str(_save_data_uri(value, stem, suffix))
+        path = str(_save_data_uri(value, stem, suffix))
+        written.append(path)
+        return path
     if isinstance(value, dict):
-        return {k: _save_nested_files(v, f"{stem}.{k}", suffix) for k, v in value.items()}
+        return {k: _save_files(v, f"{stem}.{k}", suffix, written) for k, v in value.items()}
     if isinstance(value, list):
-        return [_save_nested_files(v, f"{stem}.{i}", suffix) for i, v in enumerate(value)]
+        return [_save_files(v, f"{stem}.{i}", suffix, written) for i, v in enumerate(value)]
     return value
 
 
@@ -262,10 +351,10 @@ def _is_file(value: Any) -> bool:
     return isinstance(value, str) and value.startswith("data:") and "," in value
 
 
-def is_concatenated_text(schema: dict[str, Any] | None) -> bool:
-    """The model yields text meant to be joined (Cog's ConcatenateIterator[str])."""
+def yields_chunks(schema: dict[str, Any] | None) -> bool:
+    """The model's output is an iterator of values (not files), which can be printed as they come."""
     out = ((schema or {}).get("components", {}).get("schemas", {}).get("Output") or {})
-    return out.get("x-cog-array-display") == "concatenate"
+    return out.get("x-cog-array-type") == "iterator" and out.get("items", {}).get("format") != "uri"
 
 
 def _split_suffix(path: str) -> tuple[str, str]:

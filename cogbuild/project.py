@@ -12,6 +12,7 @@ from .policy import lock_inputs_digest
 from .lock import LOCK_NAME, Lock, read_lock, write_lock
 from .registry.layout import Layout
 from .cache import store_dir
+from .ui import warn
 
 DEFAULT_PLATFORMS = ["linux/amd64"]
 
@@ -25,7 +26,10 @@ class Project:
         path = Path(cog_yaml) if cog_yaml else Path(directory) / "cog.yaml"
         if path.is_dir():
             path = path / "cog.yaml"
-        return cls(load_config(path))
+        config = load_config(path)
+        for message in config.warnings:
+            warn(f"{path.name}: {message}")
+        return cls(config)
 
     @property
     def lock_path(self) -> Path:
@@ -34,6 +38,11 @@ class Project:
     @property
     def name(self) -> str:
         return self.config.root.name.lower().replace(" ", "-") or "model"
+
+    @property
+    def image_name(self) -> str:
+        """What `build` names the image without -t: cog.yaml's image:/model:, else <directory>:latest."""
+        return self.config.default_image_name or f"{self.name}:latest"
 
     def default_variants(self) -> list[str]:
         return ["cpu", "gpu"] if self.config.gpu else ["cpu"]

@@ -4,8 +4,10 @@ The image is built for another interpreter, maybe another architecture, and the 
 not installed on this host, so importing the real predictor here is not an option. Instead we keep only
 what declares the interface — cog/typing imports, the predictor class with its method signatures and
 decorators (bodies emptied), cog.BaseModel output classes, module-level literal constants — and let the
-runtime's own schema code read that stub. The result depends on nothing but the source: if the signature
-needs more than that (a name from another module), the image simply carries no schema label.
+runtime's own schema code read that stub. The result depends on nothing but the source. As in Cog, a
+signature that needs more than that (a type imported from another module of the model), or that the
+runtime rejects (an invalid `Input` default or constraint, an output it cannot serve), fails the build
+with one sentence: the image would otherwise serve an API nobody checked.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 
 from . import __version__
 from .cache import cache_dir
+from .errors import UsageError
 from .registry.layout import atomic_write
 
 SAFE_MODULES = ("cog", "typing", "typing_extensions", "pathlib", "enum", "collections.abc")
@@ -59,45 +62,110 @@ def _stub_class(node: ast.ClassDef) -> ast.ClassDef:
     return node
 
 
-def stub_source(source: str) -> str:
+def stub_source(source: str, predictor: str | None = None) -> str:
+    """The source cut down to what declares the interface. Helper classes and functions the predictor
+    cannot need (one built on a third-party base class, a function that is not the predictor) are left out,
+    so that only the predictor's own signature can fail to resolve."""
     tree = ast.parse(source)
-    kept = [node for node in tree.body
-            if _safe_import(node) or _literal_constant(node) or isinstance(node, ast.ClassDef)]
-    kept = [_stub_class(node) if isinstance(node, ast.ClassDef) else node for node in kept]
+    functions = (ast.FunctionDef, ast.AsyncFunctionDef)
+    available = {alias.asname or alias.name.split(".")[0] for node in tree.body if _safe_import(node)
+                 for alias in node.names}
+    kept: list[ast.stmt] = []
+    for node in tree.body:
+        if _safe_import(node) or _literal_constant(node):
+            kept.append(node)
+        elif isinstance(node, functions) and node.name == predictor:  # a plain function as the predictor
+            node.body = [ast.Expr(ast.Constant(...))]
+            kept.append(node)
+        elif isinstance(node, ast.ClassDef) and (node.name == predictor or _bases_known(node, available)):
+            kept.append(_stub_class(node))
+            available.add(node.name)
     return ast.unparse(ast.Module(body=kept, type_ignores=[]))
 
 
-def static_schema(model_dir: Path, predictor: str) -> dict | None:
-    """The OpenAPI document for `predictor` ("predict.py:Predictor"), or None if the source does not say enough."""
+def _bases_known(node: ast.ClassDef, available: set[str]) -> bool:
+    roots = []
+    for base in node.bases:
+        while isinstance(base, (ast.Attribute, ast.Subscript)):
+            base = base.value
+        roots.append(base.id if isinstance(base, ast.Name) else None)
+    return all(root in available or root == "object" for root in roots)
+
+
+def dropped_imports(source: str) -> dict[str, str]:
+    """Names the stub leaves undefined: each name imported from a module outside SAFE_MODULES -> that module."""
+    names: dict[str, str] = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)) and not _safe_import(node):
+            module = "." * getattr(node, "level", 0) + (getattr(node, "module", None) or "")
+            for alias in node.names:
+                local = alias.asname or alias.name.split(".")[0]
+                names[local] = module or alias.name
+    return names
+
+
+def static_schema(model_dir: Path, predictor: str) -> dict:
+    """The OpenAPI document for `predictor` ("predict.py:Predictor" or "sub/predict.py:Predictor"), read from
+    its source; a UsageError in Cog's words when the source does not say enough or the runtime rejects it."""
     module, _, name = predictor.partition(":")
+    path = model_dir / module
     try:
-        source = (model_dir / module).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return None
-    key = hashlib.sha256(f"{__version__}\0{predictor}\0{source}".encode()).hexdigest()
+        source = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {module} for the model's schema: {exc}") from None
+    key = hashlib.sha256(f"{__version__}\0schema-v2\0{predictor}\0{source}".encode()).hexdigest()
     cached = cache_dir() / "schemas" / f"{key}.json"
     if cached.exists():
-        text = cached.read_text()
-        return json.loads(text) if text != "null" else None
+        return json.loads(cached.read_text())
     schema = _compute(source, module, name)
     atomic_write(cached, json.dumps(schema, sort_keys=True).encode())
     return schema
 
 
-def _compute(source: str, module: str, name: str) -> dict | None:
+def _compute(source: str, module: str, name: str) -> dict:
     try:
-        stub = stub_source(source)
-    except SyntaxError:
-        return None
+        stub = stub_source(source, name)
+    except SyntaxError as exc:
+        raise UsageError(f"{module} line {exc.lineno}: failed to parse Python source: {exc.msg}") from None
     with tempfile.TemporaryDirectory(prefix="cogbuild-schema-") as tmp:
-        (Path(tmp) / module).write_text(stub)
+        stub_path = Path(tmp) / module
+        stub_path.parent.mkdir(parents=True, exist_ok=True)  # a predictor in a subdirectory
+        stub_path.write_text(stub)
         # A clean environment: only the stub and this interpreter's own packages (where `cog` is).
         done = subprocess.run([sys.executable, "-m", "cog.command.openapi_schema", "--predictor",
                                f"{module}:{name}"], cwd=tmp, capture_output=True, text=True, timeout=60,
                               env={"PATH": "/usr/bin:/bin", "HOME": tmp})
     if done.returncode != 0:
+        raise UsageError(_failure(done.stderr, dropped_imports(source), module))
+    schema = json.loads(done.stdout)
+    unservable = _unservable_output(source, name, schema)
+    if unservable:
+        raise UsageError(f"{module}: unsupported output type: {unservable} is not a supported output type "
+                         "(use str, int, float, bool, cog.Path, list, dict, a cog.BaseModel or an Iterator of them)")
+    return schema
+
+
+def _unservable_output(source: str, name: str, schema: dict) -> str | None:
+    """The declared return type, when the runtime could describe none of it (an open `Output` schema for
+    a type other than Any): the server could not promise clients anything about the output."""
+    node = next((n for n in ast.parse(source).body if getattr(n, "name", None) == name), None)
+    if isinstance(node, ast.ClassDef):
+        methods = {m.name: m for m in node.body if isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef))}
+        node = methods.get("run") or methods.get("predict")
+    returns = getattr(node, "returns", None)
+    if returns is None or ast.unparse(returns) in ("Any", "typing.Any", "None"):
         return None
-    try:
-        return json.loads(done.stdout)
-    except ValueError:
-        return None
+    output = schema.get("components", {}).get("schemas", {}).get("Output", {})
+    described = output.get("items", {}) if output.get("x-cog-array-type") == "iterator" else output
+    return None if set(described) - {"title", "description"} else ast.unparse(returns)
+
+
+def _failure(stderr: str, dropped: dict[str, str], module: str) -> str:
+    """Cog's sentence for a schema that cannot be made from the source alone, else the runtime's own."""
+    lines = stderr.strip().splitlines()
+    reason = lines[-1].removeprefix("error: ") if lines else "no output"
+    for local, origin in dropped.items():
+        if f"name '{local}' is not defined" in reason:
+            return (f"{module}: cannot resolve type \"{local}\" (imported from \"{origin}\"): the schema is read "
+                    "from the source alone; define the type in this file, or import it from cog or typing")
+    return f"{module}: invalid predictor signature: {reason.removeprefix(f'importing {module} failed: ')}"

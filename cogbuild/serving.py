@@ -12,23 +12,35 @@ import subprocess
 import sys
 import tempfile
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Callable, Iterator
 
 from .config import CogConfig
 from .container import READY_TIMEOUT, free_port, wait_ready
 from .errors import CogbuildError, UsageError
+from .ui import warn
 
 SCHEMA_TIMEOUT = 120.0
 
 
-def server_command(host: str, port: int) -> list[str]:
-    return [sys.executable, "-m", "cog.server.http", "--host", host, "--port", str(port)]
+def server_command(host: str, port: int, upload_url: str | None = None) -> list[str]:
+    upload = ["--upload-url", upload_url] if upload_url else []
+    return [sys.executable, "-m", "cog.server.http", "--host", host, "--port", str(port), *upload]
 
 
 def server_env(config: CogConfig) -> dict[str, str]:
     if not config.predictor:
         raise UsageError(f"{config.path} names no predictor; add `predict: \"predict.py:Predictor\"`")
     return {**os.environ, **config.runtime_env()}
+
+
+def warn_weights_on_host(config: CogConfig) -> None:
+    """`weights:` are placed at their targets in the image only: say where they are when serving here."""
+    for weight in config.weights:
+        if not Path(weight.target).exists():
+            sources = ", ".join(source.uri for source in weight.sources)
+            warn(f"weights {weight.name!r} are at {weight.target} in the image only; on this host the model "
+                 f"finds nothing there (they are in {sources})")
 
 
 def directory_schema(config: CogConfig) -> dict:
@@ -78,8 +90,8 @@ def _read_all(file) -> str:
     return file.read().decode(errors="replace")
 
 
-def exec_server(config: CogConfig, host: str, port: int) -> None:
+def exec_server(config: CogConfig, host: str, port: int, upload_url: str | None = None) -> None:
     """Replace this process with the server, so signals reach it directly."""
     env = server_env(config)
     os.chdir(config.root)
-    os.execve(sys.executable, server_command(host, port), env)
+    os.execve(sys.executable, server_command(host, port, upload_url), env)

@@ -36,6 +36,12 @@ def is_debug(ctx: click.Context | None = None) -> bool:
     return bool(root and root.obj and root.obj.get("debug"))
 
 
+def warn(message: str, ctx: click.Context | None = None) -> None:
+    """One `warning: …` line on stderr (not with --quiet): something accepted that the user should know."""
+    if not is_quiet(ctx):
+        click.echo(f"warning: {message}", err=True)
+
+
 def _fancy() -> bool:
     return _console().is_terminal
 

@@ -22,7 +22,7 @@ def build_project(project: Project, tag: str | None, platforms: list[str] | None
     outcome = build(project.config, lock, project.lock_digest(), store,
                     BuildOptions(platforms=platforms, variants=variants, compression=compression,
                                  bytecode=bytecode), progress)
-    name = tag or f"{project.name}:latest"
+    name = tag or project.image_name
     store.tag(name, outcome.descriptor)
     for variant, desc in outcome.variants.items():
         store.tag(f"{name}-{variant}", desc)
@@ -41,11 +41,20 @@ def build_project(project: Project, tag: str | None, platforms: list[str] | None
 @click.option("--bytecode/--no-bytecode", default=True, show_default=True,
               help="Byte-compile Python files with the image's own interpreter (images for this host's "
                    "architecture only).")
+@click.option("--use-cog-base-image/--no-use-cog-base-image", "use_cog_base_image", default=None,
+              help="Accepted for Cog's scripts; no effect: cogbuild composes its own base layers (OS, Python, "
+                   "CUDA wheels), each shared between models like Cog's base images.")
+@click.option("--separate-weights", is_flag=True,
+              help="Accepted for Cog's scripts; no effect: weights (cog.yaml `weights:` and files over 10 MB) "
+                   "always get layers of their own.")
 @click.argument("directory", required=False, default=".")
 @click.pass_context
 def command(ctx: click.Context, cog_yaml: str | None, tag: str | None, variant: str | None,
-            platform: str | None, compression: str, output: str | None, bytecode: bool, directory: str) -> None:
+            platform: str | None, compression: str, output: str | None, bytecode: bool,
+            use_cog_base_image: bool | None, separate_weights: bool, directory: str) -> None:
     """Build the model in DIRECTORY into an OCI image, without Docker; print its digest.
+
+    The image is named TAG, else cog.yaml's `image:` (or `model:` repository), else <directory>:latest.
 
     \b
     Examples:
@@ -59,6 +68,7 @@ def command(ctx: click.Context, cog_yaml: str | None, tag: str | None, variant: 
                                   parse_compression(compression), progress_printer(ctx), bytecode)
     if output:
         write_output(output, name, outcome.descriptor)
+    progress_printer(ctx)(f"Image built as {name}")
     result(outcome.descriptor.digest)
 
 

@@ -24,8 +24,8 @@ build:
   # An NVIDIA GPU variant of the image as well:
   # gpu: true
 
-# The predictor: file and class.
-predict: "predict.py:Predictor"
+# The predictor: file and class (Cog's older `predict:` key works too).
+run: "predict.py:Predictor"
 """
 
 PREDICT_PY = '''\

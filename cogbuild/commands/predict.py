@@ -15,10 +15,11 @@ import httpx
 from ..container import RUNTIMES, choose_runtime, has_gpu, running_container
 from ..images import find_image
 from ..errors import CogbuildError, UsageError
-from ..predict_io import check_files, is_concatenated_text, parse_inputs, write_output
+from ..predict_io import (check_files, parse_inputs, parse_json_inputs, pretty_json, write_output, write_prediction,
+                          yields_chunks)
 from ..project import Project, open_store
-from ..serving import directory_schema, local_server
-from ..ui import blob_progress, is_quiet, progress_printer, result, spinner
+from ..serving import directory_schema, local_server, warn_weights_on_host
+from ..ui import blob_progress, is_quiet, progress_printer, result, spinner, warn
 
 
 def model_directory(target: str) -> Path | None:
@@ -34,21 +35,48 @@ def model_directory(target: str) -> Path | None:
     return path
 
 
+@dataclass
+class Request:
+    """How a prediction's input is given: -i flags or Cog's --json (inline, @file, @- or - for stdin)."""
+
+    flags: list[str]
+    json_text: str | None  # None: no --json; "": --json alone, which only asks for the JSON response
+    component: str = "Input"  # the schema component that describes the inputs (TrainingInput to train)
+
+    def payload(self, schema: dict | None) -> dict[str, Any]:
+        if self.json_text:
+            return parse_json_inputs(self.json_text, schema, component=self.component)
+        return parse_inputs(self.flags, schema, self.component)
+
+
+def prediction_options(command):
+    """The input and output flags `predict` and `train` share, as Cog spells them."""
+    for option in reversed([
+        click.option("-i", "--input", "inputs", multiple=True, metavar="NAME=VALUE",
+                     help="An input: name=value, name=@file (sent as a data URI) or @file for the one file "
+                          "input; repeat a name for a list."),
+        click.option("--json", "json_text", is_flag=False, flag_value="", default=None, metavar="JSON|@FILE|-",
+                     help="Inputs as a JSON object: inline, @inputs.json, or @- / - for stdin (string values "
+                          "starting with @ name files). Prints the whole response as JSON; --json alone only "
+                          "does that."),
+        click.option("-o", "--output", "out_path", metavar="PATH",
+                     help="Where to write the output (default for files: output.<ext>; lists: output.N.<ext>; "
+                          "`-` writes a file's bytes to stdout); with --json, the response."),
+        click.option("--runtime", type=click.Choice(RUNTIMES), default=None, envvar="COGBUILD_RUNTIME",
+                     help="Container runtime for images (default: $COGBUILD_RUNTIME, else podman, docker, "
+                          "umoci+runc)."),
+        click.option("--timeout", type=float, default=None, metavar="SECONDS",
+                     help="How long to wait for the model's setup (default 300, or $COGBUILD_READY_TIMEOUT)."),
+    ]):
+        command = option(command)
+    return command
+
+
 @click.command("predict")
 @click.argument("target", required=False, default=".", metavar="[DIR|IMAGE]")
-@click.option("-i", "--input", "inputs", multiple=True, metavar="NAME=VALUE",
-              help="An input: name=value, name=@file (sent as a data URI) or @file for the one file input; "
-                   "repeat a name for a list.")
-@click.option("-o", "--output", "out_path", metavar="PATH",
-              help="Where to write the output (default for files: output.<ext>; lists: output.N.<ext>; "
-                   "`-` writes a file's bytes to stdout).")
-@click.option("--json", "as_json", is_flag=True, help="Print the whole prediction response as JSON.")
-@click.option("--runtime", type=click.Choice(RUNTIMES), default=None, envvar="COGBUILD_RUNTIME",
-              help="Container runtime for images (default: $COGBUILD_RUNTIME, else podman, docker, umoci+runc).")
-@click.option("--timeout", type=float, default=None, metavar="SECONDS",
-              help="How long to wait for the model's setup (default 300, or $COGBUILD_READY_TIMEOUT).")
+@prediction_options
 @click.pass_context
-def command(ctx: click.Context, target: str, inputs: tuple[str, ...], out_path: str | None, as_json: bool,
+def command(ctx: click.Context, target: str, inputs: tuple[str, ...], json_text: str | None, out_path: str | None,
             runtime: str | None, timeout: float | None) -> None:
     """Run one prediction with the model in DIR (on this host) or IMAGE (in a container).
 
@@ -64,27 +92,46 @@ def command(ctx: click.Context, target: str, inputs: tuple[str, ...], out_path: 
       cogbuild predict hello:latest -i image=@in.png -o out.png
       cogbuild predict hello:latest -i @in.png -o @out.png   # the seed's short form
       cogbuild predict hello:latest -i @in.png -o - | display   # the output file on stdout
+      cogbuild predict hello:latest --json '{"text": "world"}'
+      echo '{"text": "world"}' | cogbuild predict hello:latest --json @-
       cogbuild predict 127.0.0.1:5000/me/hello:v1 -i tags=a -i tags=b --json
       cogbuild predict hello:latest --runtime runc -i text=x   # daemonless: umoci + runc
 
     \b
     Exit codes: 0 the prediction succeeded; 1 it failed or could not run; 2 bad input or usage.
     """
-    flags = list(inputs)
+    target, request = make_request(target, inputs, json_text)
+    run_job(ctx, target, request, out_path, runtime, timeout, "predictions")
+
+
+def make_request(target: str, inputs: tuple[str, ...], json_text: str | None,
+                 component: str = "Input") -> tuple[str, Request]:
+    """`--json IMAGE` (the flag before the image, as older cogbuild took it) names the target, not inputs."""
+    if json_text and target == "." and not json_text.lstrip().startswith(("{", "@", "-")):
+        target, json_text = json_text, ""
+    if json_text and inputs:
+        raise UsageError("Must use one of --json or --input to provide model inputs")
+    return target, Request(list(inputs), json_text, component)
+
+
+def run_job(ctx: click.Context, target: str, request: Request, out_path: str | None, runtime: str | None,
+            timeout: float | None, endpoint: str) -> None:
+    """Start the model (directory or image), POST one job to /predictions or /trainings, report it."""
     wait = {"timeout": timeout} if timeout else {}
+    as_json = request.json_text is not None
     with ExitStack() as stack:
         directory = model_directory(target)
         if directory is not None:
-            base, schema, payload = _start_directory(ctx, stack, directory, flags, wait)
+            base, schema, payload = _start_directory(ctx, stack, directory, request, wait)
         else:
-            base, schema, payload = _start_image(ctx, stack, target, flags, runtime, wait)
-        live = LiveView(quiet=is_quiet(ctx), stream_text=is_concatenated_text(schema) and not (as_json or out_path))
+            base, schema, payload = _start_image(ctx, stack, target, request, runtime, wait)
+        live = LiveView(quiet=is_quiet(ctx), stream=yields_chunks(schema) and not (as_json or out_path))
         with ExitStack() as showing:
-            if live.stream_text:  # the text itself shows progress; a spinner would hold it back
-                progress_printer(ctx)("predicting")
+            if live.stream:  # the chunks themselves show progress; a spinner would hold them back
+                progress_printer(ctx)("predicting" if endpoint == "predictions" else "training")
             else:
-                showing.enter_context(spinner("predicting", ctx))
-            body, streamed = _post_prediction(base, payload, live)
+                showing.enter_context(spinner("predicting" if endpoint == "predictions" else "training", ctx))
+            body, streamed = _post_job(base, endpoint, payload, live)
     if not streamed and not as_json:
         live.logs(body.get("logs") or "")
     _report(body, schema, out_path, as_json, live)
@@ -93,34 +140,35 @@ def command(ctx: click.Context, target: str, inputs: tuple[str, ...], out_path: 
 Started = tuple[str, "dict | None", dict[str, Any]]  # base URL, schema, checked input
 
 
-def _start_directory(ctx: click.Context, stack: ExitStack, directory: Path, flags: list[str], wait: dict) -> Started:
+def _start_directory(ctx: click.Context, stack: ExitStack, directory: Path, request: Request, wait: dict) -> Started:
     """Check the inputs against the schema read from the code, then serve the model on this host."""
     config = Project.load(None, directory).config
+    warn_weights_on_host(config)
     schema = directory_schema(config)
-    payload = parse_inputs(flags, schema)
+    payload = request.payload(schema)
     with spinner(f"starting the model in {directory}", ctx) as status:
         base = stack.enter_context(local_server(config, on_status=status, **wait))
     return base, schema, payload
 
 
-def _start_image(ctx: click.Context, stack: ExitStack, target: str, flags: list[str], runtime: str | None,
+def _start_image(ctx: click.Context, stack: ExitStack, target: str, request: Request, runtime: str | None,
                  wait: dict) -> Started:
     """Find (or pull) the image, check the inputs against its schema label, start it in a container.
 
     An image without the label is checked against the schema its server reports, once it is up."""
     chosen = choose_runtime(runtime)
-    check_files(flags)
+    check_files(request.flags)
     gpu = has_gpu() and chosen.name in ("podman", "docker")
     with blob_progress(f"pulling {target}", ctx) as transfer:
         image = find_image(target, open_store(), gpu, progress_printer(ctx), transfer)
     schema = image.schema
-    payload = parse_inputs(flags, schema) if schema else None
+    payload = request.payload(schema) if schema else None
     with spinner(f"starting {target} ({image.variant}) with {chosen.name}", ctx) as status:
         container = stack.enter_context(running_container(
             image, chosen, gpu=gpu and image.variant == "gpu", on_status=status, **wait))
     if payload is None:
         schema = _fetch_schema(container.base_url)
-        payload = parse_inputs(flags, schema)
+        payload = request.payload(schema)
     return container.base_url, schema, payload
 
 
@@ -133,12 +181,13 @@ def _fetch_schema(base: str) -> dict | None:
 
 @dataclass
 class LiveView:
-    """What shows while the prediction runs: the model's logs on stderr, and text from a
-    concatenate-iterator model on stdout as it comes (so an LLM's tokens appear as they are made)."""
+    """What shows while the prediction runs: the model's logs on stderr, and an iterator's chunks on stdout
+    as they come, printed as Cog prints the finished array (`[`, one JSON value a line, `]`), so an LLM's
+    tokens appear as they are made and the bytes are the same as Cog's."""
 
     quiet: bool
-    stream_text: bool
-    text_shown: str = ""
+    stream: bool
+    shown: int = 0  # chunks printed so far
 
     def logs(self, text: str) -> None:
         if not self.quiet and text:
@@ -146,26 +195,37 @@ class LiveView:
             sys.stderr.flush()
 
     def output(self, item: Any) -> None:
-        if self.stream_text and isinstance(item, str):
-            sys.stdout.write(item)
-            sys.stdout.flush()
-            self.text_shown += item
+        if self.stream:
+            self._chunk(item)
+
+    def _chunk(self, item: Any) -> None:
+        value = "\n".join("  " + line for line in pretty_json(item).splitlines())
+        sys.stdout.write(("[\n" if self.shown == 0 else ",\n") + value)
+        sys.stdout.flush()
+        self.shown += 1
+
+    def finish(self, output: Any) -> None:
+        """Print what did not stream (if anything), then close the array."""
+        for item in (output if isinstance(output, list) else [])[self.shown:]:
+            self._chunk(item)
+        sys.stdout.write("\n]\n" if self.shown else "[]\n")
+        sys.stdout.flush()
 
 
-def _post_prediction(base: str, payload: dict[str, Any], live: LiveView) -> tuple[dict, bool]:
-    """POST the prediction, asking for server-sent events so logs and output show while the model works.
+def _post_job(base: str, endpoint: str, payload: dict[str, Any], live: LiveView) -> tuple[dict, bool]:
+    """POST the job, asking for server-sent events so logs and output show while the model works.
 
     Returns the final response and whether it streamed. A server that answers with plain JSON instead
     (an error, or a runtime without streaming) is read as such.
     """
     try:
-        with httpx.stream("POST", f"{base}/predictions", json={"input": payload}, timeout=None,
+        with httpx.stream("POST", f"{base}/{endpoint}", json={"input": payload}, timeout=None,
                           headers={"Accept": "text/event-stream"}) as response:
             if "text/event-stream" in response.headers.get("content-type", ""):
                 return _read_events(response, live), True
             response.read()
     except httpx.HTTPError as exc:
-        raise CogbuildError(f"the prediction request to {base} failed: {exc}") from None
+        raise CogbuildError(f"the request to {base}/{endpoint} failed: {exc}") from None
     return _json_answer(response), False
 
 
@@ -181,7 +241,7 @@ def _read_events(response: httpx.Response, live: LiveView) -> dict[str, Any]:
             if event == "logs" and payload:
                 live.logs(payload)
             elif event == "output":
-                live.output(payload)
+                live.output(payload.get("chunk") if isinstance(payload, dict) and "chunk" in payload else payload)
             elif event == "completed":
                 return payload
             event, data = None, []
@@ -194,26 +254,41 @@ def _json_answer(response: httpx.Response) -> dict[str, Any]:
     except ValueError:
         raise CogbuildError(f"the model server answered {response.status_code} without JSON") from None
     if response.status_code == 422:
-        problems = "; ".join(f"{'.'.join(map(str, d.get('loc', [])[2:])) or 'input'}: {d.get('msg')}"
+        problems = "; ".join(f'invalid input "{".".join(map(str, d.get("loc", [])[2:])) or "input"}": {d.get("msg")}'
                              for d in body.get("detail", []))
-        raise UsageError(f"the model rejected the input: {problems}")
+        raise UsageError(problems or "the model rejected the input")
+    if response.status_code == 404:
+        raise UsageError(f"the model serves no {response.url.path} (does cog.yaml name a `train:` entry?)")
     if response.status_code >= 400 and "status" not in body:
         raise CogbuildError(f"the model server answered {response.status_code}: {body}")
     return body
 
 
 def _report(body: dict[str, Any], schema: dict | None, out_path: str | None, as_json: bool, live: LiveView) -> None:
+    """As Cog reports: the JSON response with --json; else the output (files written, `Written output to:`
+    for each), `No output generated` for none, and the error of a failed prediction."""
     status = body.get("status")
     if as_json:
-        result(json.dumps(body, indent=2))
-    elif live.text_shown:
-        complete = "".join(o for o in body.get("output") or [] if isinstance(o, str))
-        if complete.startswith(live.text_shown):  # what did not stream (if any), then end the line
-            sys.stdout.write(complete[len(live.text_shown):])
-        sys.stdout.write("\n")
-    elif status == "succeeded":
-        for line in write_output(body.get("output"), out_path, schema):
-            result(line)
+        _show(write_prediction(body, out_path))
+        if status != "succeeded":
+            sys.exit(1)
+        return
     if status != "succeeded":
+        if live.shown:  # chunks already printed: close their array before the error
+            live.finish([])
         error = (body.get("error") or "no error message").strip().splitlines()
         raise CogbuildError(f"the prediction {status or 'failed'}: {error[-1] if error else ''}")
+    output = body.get("output")
+    if live.stream:
+        live.finish(output)
+    elif output is None:
+        warn("No output generated")
+    else:
+        _show(write_output(output, out_path, schema))
+
+
+def _show(rendered) -> None:
+    for path in rendered.written:
+        click.echo(f"Written output to: {path}", err=True)
+    if rendered.text is not None:
+        result(rendered.text)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..errors import UsageError
 from ..project import Project, open_store
 from ..registry.reference import parse_reference
 from ..lock import read_lock
@@ -14,22 +15,28 @@ from .build import build_project, parse_compression
 
 
 @click.command("push")
-@click.argument("ref")
+@click.argument("ref", required=False)
 @click.option("-f", "--file", "cog_yaml", type=click.Path(), help="Path to cog.yaml (default: ./cog.yaml).")
 @click.option("--insecure", is_flag=True, help="Allow plain HTTP to a registry that is not on loopback.")
 @click.option("--compression", default="gzip", show_default=True, help="gzip[:LEVEL], zstd[:LEVEL] or none.")
 @click.pass_context
-def command(ctx: click.Context, ref: str, cog_yaml: str | None, insecure: bool, compression: str) -> None:
+def command(ctx: click.Context, ref: str | None, cog_yaml: str | None, insecure: bool, compression: str) -> None:
     """Build the model in the current directory and push it to REF; print REF@sha256:… (its version ID).
+
+    Without REF, the image goes where cog.yaml's `image:` (or `model:` repository, as :latest) says.
 
     \b
     Examples:
       cogbuild push 127.0.0.1:5000/hello:v1
       cogbuild push ghcr.io/me/my-model:latest -f models/a/cog.yaml
+      cogbuild push                             # to cog.yaml's image: or model:
     """
     progress = progress_printer(ctx)
-    reference = parse_reference(ref)
     project = Project.load(cog_yaml)
+    ref = ref or project.config.default_image_name
+    if not ref:
+        raise UsageError("name where to push: `cogbuild push REF`, or `image:` / `model:` in cog.yaml")
+    reference = parse_reference(ref)
     _, outcome = build_project(project, None, None, None, parse_compression(compression), progress)
     progress(f"pushing to {reference.registry}/{reference.repository}")
     with blob_progress(f"pushing {reference.repository}", ctx) as bar:

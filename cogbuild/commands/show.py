@@ -50,8 +50,8 @@ def _describe(target: str, remote: bool, insecure: bool) -> dict:
 
 
 def _from_model_dir(directory: str) -> dict:
-    """A model directory: the image `cogbuild build` made from it (named <directory>:latest)."""
-    name = f"{Project.load(None, directory).name}:latest"
+    """A model directory: the image `cogbuild build` made from it (named as build names it)."""
+    name = Project.load(None, directory).image_name
     try:
         return describe_local(open_store(), name)
     except LayoutError:

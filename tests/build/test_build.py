@@ -41,8 +41,11 @@ def model(tmp_path) -> Path:
     root.mkdir()
     (root / "cog.yaml").write_text('build:\n  python_version: "3.11"\npredict: "predict.py:Predictor"\n'
                                    'environment:\n  - GREETING=hi\n')
-    (root / "predict.py").write_text("from cog import BasePredictor\n")
+    (root / "predict.py").write_text(PREDICTOR)
     return root
+
+
+PREDICTOR = "from cog import BasePredictor\n\nclass Predictor(BasePredictor):\n    def predict(self) -> str:\n        return ''\n"
 
 
 @pytest.fixture
@@ -128,7 +131,7 @@ def test_rebuild_is_identical_and_an_edit_recomposes_only_the_code_layer(model, 
                         lambda tree, *a, **k: composed.append(tree) or real_write(tree, *a, **k))
     assert run_build(model, lock, store).descriptor == first.descriptor
     assert composed == []
-    (model / "predict.py").write_text("from cog import BasePredictor  # edited\n")
+    (model / "predict.py").write_text(PREDICTOR + "# edited\n")
     edited = run_build(model, lock, store)
     assert len(composed) == 1
     layout = Layout(store)
@@ -225,7 +228,7 @@ def test_standalone_python_tarball_becomes_the_interpreter(tmp_path, served_lock
     model = tmp_path / "m312"
     model.mkdir()
     (model / "cog.yaml").write_text('build:\n  python_version: "3.12"\npredict: "predict.py:Predictor"\n')
-    (model / "predict.py").write_text("")
+    (model / "predict.py").write_text(PREDICTOR)
     result = run_build(model, lock, tmp_path / "store")
     layout = Layout(tmp_path / "store")
     manifest = layout.read_json(result.descriptor.digest)
@@ -240,3 +243,66 @@ def test_standalone_python_tarball_becomes_the_interpreter(tmp_path, served_lock
     runtime_names = _tarfile.open(fileobj=_io.BytesIO(_gzip.decompress(layout.read_blob(manifest["layers"][1]["digest"])))).getnames()
     assert "opt/cogbuild/server/lib/python3.12/site-packages/tinydep/__init__.py" in runtime_names
     assert "opt/python/lib/python3.12/site-packages/cog/__init__.py" in runtime_names
+
+
+def weighted_model(root: Path, name: str, weights: dict[str, bytes]) -> Path:
+    model = root / name
+    (model / "w" / "sub").mkdir(parents=True)
+    (model / "cog.yaml").write_text(f'build:\n  python_version: "3.11"\nrun: "predict.py:Predictor"\nimage: {name}\n'
+                                    "weights:\n  - name: base\n    target: /weights/base\n"
+                                    "    source:\n      uri: ./w\n      exclude: ['*.tmp']\n")
+    (model / "predict.py").write_text(PREDICTOR + f"# {name}\n")
+    for rel, data in weights.items():
+        (model / "w" / rel).write_bytes(data)
+    return model
+
+
+def layer_contents(layout: Layout, manifest: dict, index: int) -> dict[str, bytes]:
+    with tarfile.open(fileobj=io.BytesIO(layout.read_blob(manifest["layers"][index]["digest"]))) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+
+
+def test_weights_entries_are_layers_of_their_own_shared_by_models_with_the_same_files(served_lock, tmp_path):
+    server, lock = served_lock
+    files = {"model.safetensors": b"W" * 1000, "sub/config.json": b"{}", "scratch.tmp": b"left out"}
+    store = tmp_path / "store"
+    a = run_build(weighted_model(tmp_path, "a", files), lock, store)
+    b = run_build(weighted_model(tmp_path, "b", files), lock, store)
+    layout = Layout(store)
+    layers_a, layers_b = ([l["digest"] for l in layout.read_json(r.descriptor.digest)["layers"]] for r in (a, b))
+    assert layers_a[-1] == layers_b[-1], "the same weights give the same layer in both models"
+    assert layers_a[-2] != layers_b[-2], "the code differs"
+    manifest = layout.read_json(a.descriptor.digest)
+    assert layer_contents(layout, manifest, -1) == {"weights/base/model.safetensors": b"W" * 1000,
+                                                    "weights/base/sub/config.json": b"{}"}
+    code = layer_contents(layout, manifest, -2)
+    assert "src/predict.py" in code and not any(name.startswith("src/w/") for name in code)
+    config = layout.read_json(layout.read_json(a.descriptor.digest)["config"]["digest"])
+    assert config["history"][-1]["created_by"] == "cogbuild: weights base (/weights/base)"
+
+
+def test_a_weights_source_that_cannot_be_imported_is_one_sentence(served_lock, tmp_path):
+    server, lock = served_lock
+    model = weighted_model(tmp_path, "hf", {})
+    text = (model / "cog.yaml").read_text().replace("uri: ./w", "uri: hf://acme/model")
+    (model / "cog.yaml").write_text(text)
+    with pytest.raises(CogbuildError, match=r"weights 'base': source hf://acme/model cannot be imported yet"):
+        run_build(model, lock, tmp_path / "store")
+
+
+def test_cog_yaml_keys_reach_the_image_config(served_lock, tmp_path):
+    server, lock = served_lock
+    model = tmp_path / "keys"
+    model.mkdir()
+    (model / "predict.py").write_text(PREDICTOR)
+    (model / "train.py").write_text("def train(epochs: int = 1) -> str:\n    return 'done'\n")
+    (model / "cog.yaml").write_text('build:\n  python_version: "3.11"\n  fast: true\n  sdk_version: "0.16.0"\n'
+                                    'run: "predict.py:Predictor"\ntrain: "train.py:train"\n'
+                                    "concurrency:\n  max: 2\n  default_target: 1\nenvironment:\n  - HF_HOME=/src/.hf\n")
+    result = run_build(model, lock, tmp_path / "store")
+    layout = Layout(tmp_path / "store")
+    run = layout.read_json(layout.read_json(result.descriptor.digest)["config"]["digest"])["config"]
+    env = dict(item.split("=", 1) for item in run["Env"])
+    assert (env["COG_TRAIN"], env["COG_MAX_CONCURRENCY"], env["HF_HOME"]) == ("train.py:train", "2", "/src/.hf")
+    recorded = json.loads(run["Labels"]["run.cog.config"])
+    assert recorded["concurrency"]["default_target"] == 1 and recorded["build"]["fast"] is True

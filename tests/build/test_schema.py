@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from cogbuild.errors import UsageError
 from cogbuild.schema import static_schema
 
 
@@ -25,6 +28,15 @@ MODEL = torch.load("weights.pt")
 class Result(BaseModel):
     label: str
     score: float
+
+
+class Frames(torch.utils.data.Dataset):  # a helper on a third-party base: not part of the interface
+    pass
+
+
+@torch.no_grad()
+def helper(x: torch.Tensor) -> torch.Tensor:
+    return x
 
 
 class Predictor(BasePredictor):
@@ -66,13 +78,55 @@ class Model(cog.Model):
     assert props["text"]["description"] == "Text to echo" and props["times"]["maximum"] == 3
 
 
-def test_a_signature_that_needs_another_module_gives_no_schema(tmp_path):
+def test_a_signature_that_needs_another_module_fails_in_cogs_words(tmp_path):
     (tmp_path / "predict.py").write_text('''
 from cog import BasePredictor, Input
-from mylib import DEFAULT_STEPS
+from mypackage import Output
 
 class Predictor(BasePredictor):
-    def predict(self, steps: int = Input(default=DEFAULT_STEPS)) -> int:
-        return steps
+    def predict(self, prompt: str) -> Output:
+        return Output(prompt)
 ''')
-    assert static_schema(tmp_path, "predict.py:Predictor") is None
+    with pytest.raises(UsageError, match=r'predict.py: cannot resolve type "Output" \(imported from "mypackage"\)'):
+        static_schema(tmp_path, "predict.py:Predictor")
+
+
+@pytest.mark.parametrize("parameter, message", [
+    ("steps: int = Input(default=0, ge=1)", "default 0 is not valid: ensure this value is greater than or equal to 1"),
+    ("steps: str = Input(default='x', ge=1)", "ge/le (min/max) only apply to int and float inputs"),
+    ("size: str = Input(default='x', choices=['a', 'b'])", "default 'x' is not valid"),
+])
+def test_invalid_input_defaults_and_constraints_fail(tmp_path, parameter, message):
+    (tmp_path / "predict.py").write_text(f"from cog import BasePredictor, Input\n\n"
+                                         f"class Predictor(BasePredictor):\n"
+                                         f"    def predict(self, {parameter}) -> str:\n        return ''\n")
+    with pytest.raises(UsageError, match=r"predict.py: invalid predictor signature: .*" + re.escape(message)):
+        static_schema(tmp_path, "predict.py:Predictor")
+
+
+def test_a_predictor_in_a_subdirectory(tmp_path):
+    (tmp_path / "my-subdir").mkdir()
+    (tmp_path / "my-subdir" / "predict.py").write_text('''
+from cog import BasePredictor
+from mylib import concat
+
+class Predictor(BasePredictor):
+    def predict(self, s: str) -> str:
+        return concat("hello", s)
+''')
+    schema = static_schema(tmp_path, "my-subdir/predict.py:Predictor")
+    assert list(schema["components"]["schemas"]["Input"]["properties"]) == ["s"]
+
+
+def test_a_function_predictor(tmp_path):
+    (tmp_path / "predict.py").write_text("import numpy\nfrom cog import Input\n\n"
+                                         "def run(n: int = Input(default=2, ge=1)) -> int:\n    return numpy.square(n)\n")
+    props = static_schema(tmp_path, "predict.py:run")["components"]["schemas"]["Input"]["properties"]
+    assert props["n"]["minimum"] == 1
+
+
+def test_an_output_type_that_cannot_be_served_fails(tmp_path):
+    (tmp_path / "predict.py").write_text("from cog import BasePredictor\n\nclass Predictor(BasePredictor):\n"
+                                         "    def predict(self) -> set:\n        return set()\n")
+    with pytest.raises(UsageError, match="predict.py: unsupported output type: set is not a supported output type"):
+        static_schema(tmp_path, "predict.py:Predictor")

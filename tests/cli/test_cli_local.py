@@ -10,7 +10,9 @@ import click
 import pytest
 
 from cli_helpers import MODELS, cogbuild, copy_model, isolated_env, one_line_error
+from fixtures_models import write_subdirectory_model
 from cogbuild.cli import COMMAND_NAMES, cli
+from cogbuild.container import free_port, wait_ready
 
 
 @pytest.fixture
@@ -28,7 +30,7 @@ def test_file_in_file_out_on_a_directory(tmp_path, env, filecopy):
     run = cogbuild(["predict", str(filecopy), "-i", "image=@note.txt", "-i", "upper=true", "-o", "res.txt"],
                    tmp_path, env)
     assert run.code == 0, run.err
-    assert run.out.strip() == "res.txt"
+    assert run.out == "" and "Written output to: res.txt\n" in run.err
     assert (tmp_path / "res.txt").read_bytes() == b"copied:ABC"
 
 
@@ -36,7 +38,7 @@ def test_short_form_and_default_output_name(tmp_path, env, filecopy):
     (tmp_path / "pic.png").write_bytes(b"\x89PNG...")
     run = cogbuild(["predict", str(filecopy), "-i", "@pic.png"], tmp_path, env)
     assert run.code == 0, run.err
-    assert run.out.strip() == "output.png"
+    assert "Written output to: output.png\n" in run.err
     assert (tmp_path / "output.png").read_bytes() == b"copied:\x89PNG..."
 
 
@@ -52,16 +54,42 @@ def test_json_prints_the_whole_prediction(tmp_path, env, filecopy):
     run = cogbuild(["predict", str(filecopy), "-i", "image=@in.txt", "--json"], tmp_path, env)
     assert run.code == 0, run.err
     body = json.loads(run.out)
-    assert body["status"] == "succeeded"
-    assert body["output"].startswith("data:text/plain")
+    assert '"status": "succeeded"' in run.out, "Cog's layout, which scripts grep for"
+    assert body["output"] == "output.txt" and (tmp_path / "output.txt").read_text() == "copied:j"
     assert {"id", "input", "logs", "metrics", "created_at", "completed_at"} <= set(body)
 
 
-def test_iterator_text_is_joined_and_lists_repeat(tmp_path, env):
+def test_iterator_chunks_print_as_cog_prints_them_and_lists_repeat(tmp_path, env):
     model = copy_model("choices", tmp_path / "choices")
     run = cogbuild(["predict", str(model), "-i", "mode=slow", "-i", "words=a", "-i", "words=b"], tmp_path, env)
     assert run.code == 0, run.err
-    assert run.out.strip() == "slow 10 1.0 a b"
+    assert run.out == '[\n  "slow 10 1.0",\n  " a",\n  " b"\n]\n'
+
+
+def test_json_inputs_inline_from_a_file_and_stdin(tmp_path, env):
+    model = copy_model("hello", tmp_path / "hello")
+    (tmp_path / "in.json").write_text('{"text": "file"}')
+    for args, stdin in ((["--json", '{"text": "inline"}'], None), (["--json", "@in.json"], None),
+                        (["--json", "@-"], '{"text": "dash at"}'), (["--json", "-"], '{"text": "dash"}')):
+        done = subprocess.run([sys.executable, "-m", "cogbuild", "predict", str(model), *args], cwd=tmp_path,
+                              env=env, input=stdin, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        body = json.loads(done.stdout)
+        assert body["status"] == "succeeded" and body["output"].startswith("hello "), body
+    run = cogbuild(["predict", str(model), "--json", '{"text": "x"}', "-o", "out.json"], tmp_path, env)
+    assert run.code == 0 and "Written output to: out.json" in run.err
+    assert json.loads((tmp_path / "out.json").read_text())["output"] == "hello x"
+
+
+def test_no_output_and_text_written_with_o(tmp_path, env):
+    model = copy_model("hello", tmp_path / "none")
+    (model / "predict.py").write_text(
+        "from cog import BasePredictor\n\nclass Predictor(BasePredictor):\n"
+        "    def predict(self, text: str) -> str:\n        return None if text == 'none' else 'hi ' + text\n")
+    run = cogbuild(["predict", str(model), "-i", "text=none"], tmp_path, env)
+    assert (run.code, run.out) == (0, "") and "No output generated" in run.err
+    run = cogbuild(["predict", str(model), "-i", "text=x", "-o", "out.txt"], tmp_path, env)
+    assert (tmp_path / "out.txt").read_text() == "hi x\n" and "Written output to: out.txt" in run.err
 
 
 def test_quiet_prints_only_the_result(tmp_path, env):
@@ -100,22 +128,24 @@ def test_iterator_text_streams_to_stdout_as_it_comes(tmp_path, env):
     proc = subprocess.Popen([sys.executable, "-m", "cogbuild", "predict", str(model), "-i", f"release={release}"],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        first = proc.stdout.read(5)  # the model holds its second token until `release` exists
-        assert first == b"first" and proc.poll() is None
+        first = proc.stdout.read(11)  # the model holds its second token until `release` exists
+        assert first == b'[\n  "first"' and proc.poll() is None
         release.touch()
         rest, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
     assert proc.returncode == 0, err
-    assert first + rest == b"first second\n"
+    assert first + rest == b'[\n  "first",\n  " second"\n]\n'
 
 
 # -- every error is one sentence with the right exit code ------------------------------------------
 @pytest.mark.parametrize("flags, message", [
-    (["-i", "imag=@in.txt"], "the model has no input 'imag' (its inputs: image, upper)"),
-    (["-i", "image=@in.txt", "-i", "upper=perhaps"], "input 'upper' must be a boolean, not 'perhaps'"),
+    (["-i", "imag=@in.txt"], 'unknown input "imag"; valid inputs are: image, upper'),
+    (["--json", '{"wrong": 1}'], 'unknown input "wrong"; valid inputs are: image, upper'),
+    (["-i", "image=@in.txt", "-i", "upper=perhaps"], "invalid input \"upper\": expected boolean, got string 'perhaps'"),
     (["-i", "image=@missing.txt"], "input 'image' names missing.txt, which is not a file"),
-    (["-i", "upper=true"], "the model needs input 'image': add -i image=…"),
+    (["-i", "upper=true"], 'missing required input "image"'),
+    (["--json", '{"upper": true}', "-i", "image=@in.txt"], "Must use one of --json or --input to provide model inputs"),
     (["-i", "image"], "input 'image' must look like name=value or name=@file"),
 ])
 def test_bad_inputs_fail_before_the_model_starts(tmp_path, env, flags, message):
@@ -269,3 +299,74 @@ def test_top_level_help_documents_exit_codes():
     with click.Context(cli, info_name="cogbuild") as ctx:
         text = cli.get_help(ctx)
     assert "Exit codes:" in text and "130" in text
+
+
+def test_train_without_a_train_entry_is_one_sentence(tmp_path, env):
+    model = copy_model("hello", tmp_path / "hello")
+    run = cogbuild(["train", str(model), "-i", "epochs=1"], tmp_path, env)
+    assert run.code == 2
+    assert one_line_error(run) == f"{model / 'cog.yaml'} has no `train:` entry; add one like train: \"train.py:train\""
+
+
+def test_a_model_in_a_subdirectory_predicts_and_cog_yaml_warnings_show_once(tmp_path, env):
+    model = write_subdirectory_model(tmp_path / "sub", "  fast: true\n")
+    run = cogbuild(["predict", str(model), "-i", "s=world"], tmp_path, env)
+    assert (run.code, run.out) == (0, "hello world\n"), run.err
+    assert run.err.count("warning: cog.yaml: build.fast has no effect with cogbuild") == 1
+    assert run.err.count('warning: cog.yaml: deprecated field "predict": use "run" instead') == 1
+
+
+def test_push_without_ref_needs_image_or_model_in_cog_yaml(tmp_path, env):
+    model = copy_model("hello", tmp_path / "hello")
+    run = cogbuild(["push"], model, env)
+    assert run.code == 2
+    assert one_line_error(run) == "name where to push: `cogbuild push REF`, or `image:` / `model:` in cog.yaml"
+
+
+def test_predicting_a_directory_says_where_its_weights_are(tmp_path, env):
+    model = copy_model("hello", tmp_path / "hello")
+    (model / "w").mkdir()
+    (model / "w" / "a.bin").write_bytes(b"w")
+    with (model / "cog.yaml").open("a") as yaml_file:
+        yaml_file.write("weights:\n  - name: base\n    target: /weights/base\n    source:\n      uri: ./w\n")
+    run = cogbuild(["predict", str(model), "-i", "text=w"], tmp_path, env)
+    assert (run.code, run.out) == (0, "hello w\n"), run.err
+    assert run.err.count("warning: weights 'base' are at /weights/base in the image only") == 1
+
+
+def test_serve_upload_url_puts_output_files_there(tmp_path, env):
+    import http.server
+    import threading
+
+    import httpx
+
+    received: dict[str, bytes] = {}
+
+    class Uploads(http.server.BaseHTTPRequestHandler):
+        def do_PUT(self):  # noqa: N802
+            received[self.path] = self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(201)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    uploads = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Uploads)
+    threading.Thread(target=uploads.serve_forever, daemon=True).start()
+    model = copy_model("filecopy", tmp_path / "filecopy")
+    port = free_port()
+    upload_base = f"http://127.0.0.1:{uploads.server_port}/bucket/"
+    server = subprocess.Popen([sys.executable, "-m", "cogbuild", "serve", str(model), "--port", str(port),
+                               "--upload-url", upload_base], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", lambda: "", 120, lambda s: None, alive=lambda: server.poll() is None)
+        body = httpx.post(f"http://127.0.0.1:{port}/predictions", timeout=60,
+                          json={"input": {"image": "data:text/plain;base64,dXA="}}).json()
+    finally:
+        server.terminate()
+        server.wait(30)
+        uploads.shutdown()
+    assert body["status"] == "succeeded", body
+    assert body["output"] == upload_base + "out.txt"
+    assert received == {"/bucket/out.txt": b"copied:up"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 from pathlib import Path
 
@@ -10,7 +11,8 @@ import pytest
 
 from cogbuild.config import load_config
 from cogbuild.errors import UsageError
-from cogbuild.predict_io import check_files, input_specs, parse_inputs, write_output
+from cogbuild.predict_io import (Rendered, check_files, input_specs, parse_inputs, parse_json_inputs,
+                                 write_output, write_prediction)
 from cogbuild.serving import directory_schema
 
 MODELS = Path(__file__).parent / "models"
@@ -53,29 +55,29 @@ def test_booleans_accept_the_usual_spellings(file_schema, tmp_path):
     for text, value in (("true", True), ("YES", True), ("0", False), ("off", False)):
         got = parse_inputs([f"image=@{tmp_path / 'a.txt'}", f"upper={text}"], file_schema)
         assert got["upper"] is value
-    assert "must be a boolean, not 'maybe'" in usage_error([f"image=@{tmp_path / 'a.txt'}", "upper=maybe"],
+    assert "invalid input \"upper\": expected boolean, got string 'maybe'" in usage_error([f"image=@{tmp_path / 'a.txt'}", "upper=maybe"],
                                                            file_schema)
 
 
 def test_enums_from_allof_references_are_checked(choices_schema):
     specs = input_specs(choices_schema)
     assert specs["mode"].item["enum"] == ["fast", "slow"]
-    assert usage_error(["mode=medium"], choices_schema) == "input 'mode' must be one of fast, slow, not 'medium'"
+    assert usage_error(["mode=medium"], choices_schema) == 'invalid input "mode": must be one of: fast, slow'
 
 
 def test_wrong_type_names_the_input_and_the_value(choices_schema):
-    assert usage_error(["steps=many"], choices_schema) == "input 'steps' must be an integer, not 'many'"
-    assert usage_error(["scale=big"], choices_schema) == "input 'scale' must be a number, not 'big'"
+    assert usage_error(["steps=many"], choices_schema) == "invalid input \"steps\": expected integer, got string 'many'"
+    assert usage_error(["scale=big"], choices_schema) == "invalid input \"scale\": expected number, got string 'big'"
 
 
 def test_bounds_are_checked(choices_schema):
-    assert usage_error(["steps=0"], choices_schema) == "input 'steps' must be at least 1, not 0"
-    assert usage_error(["steps=51"], choices_schema) == "input 'steps' must be at most 50, not 51"
+    assert usage_error(["steps=0"], choices_schema) == 'invalid input "steps": number must be at least 1, not 0'
+    assert usage_error(["steps=51"], choices_schema) == 'invalid input "steps": number must be at most 50, not 51'
 
 
 def test_unknown_input_lists_the_real_ones(choices_schema):
     assert usage_error(["stepz=3"], choices_schema) == \
-        "the model has no input 'stepz' (its inputs: mode, steps, scale, words, notes)"
+        'unknown input "stepz"; valid inputs are: mode, notes, scale, steps, words'
 
 
 def test_a_repeated_scalar_is_refused(choices_schema):
@@ -83,7 +85,7 @@ def test_a_repeated_scalar_is_refused(choices_schema):
 
 
 def test_missing_required_input_says_how_to_give_it(file_schema):
-    assert usage_error([], file_schema) == "the model needs input 'image': add -i image=…"
+    assert usage_error([], file_schema) == 'missing required input "image"'
 
 
 def test_flag_without_equals_is_refused(choices_schema):
@@ -146,59 +148,110 @@ def test_without_a_schema_values_stay_strings_and_repeats_make_lists(tmp_path):
     assert got == {"a": "1", "b": ["x", "y"], "c": data_uri(b"\0", "application/octet-stream")}
 
 
+# -- --json inputs --------------------------------------------------------------------------------
+def json_error(text: str, schema: dict, stdin=None) -> str:
+    with pytest.raises(UsageError) as caught:
+        parse_json_inputs(text, schema, stdin)
+    return str(caught.value)
+
+
+def test_json_inline_from_a_file_and_from_stdin(choices_schema, tmp_path):
+    assert parse_json_inputs('{"steps": 3, "words": ["a"]}', choices_schema) == {"steps": 3, "words": ["a"]}
+    (tmp_path / "in.json").write_text('{"mode": "slow"}')
+    assert parse_json_inputs(f"@{tmp_path / 'in.json'}", choices_schema) == {"mode": "slow"}
+    for spelling in ("@-", "-"):
+        assert parse_json_inputs(spelling, choices_schema, io.StringIO('{"scale": 2}')) == {"scale": 2}
+
+
+def test_json_string_values_starting_with_at_are_files(file_schema, tmp_path):
+    (tmp_path / "in.txt").write_text("hi")
+    got = parse_json_inputs(json.dumps({"image": f"@{tmp_path / 'in.txt'}"}), file_schema)
+    assert got == {"image": data_uri(b"hi", "text/plain")}
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"nope": 1}', 'unknown input "nope"; valid inputs are: mode, notes, scale, steps, words'),
+    ('{"steps": "lots"}', 'invalid input "steps": expected integer, got string'),
+    ('{"steps": true}', 'invalid input "steps": expected integer, got boolean'),
+    ('{"steps": 0}', 'invalid input "steps": number must be at least 1, not 0'),
+    ('{"mode": "huge"}', 'invalid input "mode": must be one of: fast, slow'),
+    ('{"steps": null}', 'invalid input "steps": must not be null (omit the input to use its default)'),
+    ('[1]', "--json must be a JSON object of inputs"),
+    ('{"steps": ', "Failed to parse JSON: Expecting value"),
+])
+def test_json_inputs_are_checked_in_cogs_words(choices_schema, text, message):
+    assert json_error(text, choices_schema).startswith(message)
+
+
+def test_json_missing_required_input(file_schema):
+    assert json_error("{}", file_schema) == 'missing required input "image"'
+
+
 # -- outputs ---------------------------------------------------------------------------------------
 def test_strings_print_and_objects_become_json(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert write_output("hello", None) == ["hello"]
-    assert json.loads(write_output({"a": [1, 2]}, None)[0]) == {"a": [1, 2]}
+    assert write_output("hello", None) == Rendered("hello")
+    assert write_output({"a": [1, 2]}, None).text == '{\n  "a": [\n    1,\n    2\n  ]\n}'
+    assert write_output(3, None).text == "3"
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_file_output_goes_to_output_ext(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert write_output(data_uri(b"img", "image/png"), None) == ["output.png"]
+    assert write_output(data_uri(b"img", "image/png"), None) == Rendered(None, ["output.png"])
     assert (tmp_path / "output.png").read_bytes() == b"img"
 
 
 def test_a_file_output_goes_to_the_path_given(tmp_path):
     target = tmp_path / "sub" / "result.jpg"
-    assert write_output(data_uri(b"jpg", "image/jpeg"), str(target)) == [str(target)]
+    assert write_output(data_uri(b"jpg", "image/jpeg"), str(target)) == Rendered(None, [str(target)])
     assert target.read_bytes() == b"jpg"
 
 
 def test_a_list_of_files_is_numbered(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     files = [data_uri(b"0", "text/plain"), data_uri(b"1", "text/plain")]
-    assert write_output(files, None) == ["output.0.txt", "output.1.txt"]
-    assert write_output(files, "out.md") == ["out.0.md", "out.1.md"]
+    assert write_output(files, None).written == ["output.0.txt", "output.1.txt"]
+    assert write_output(files, "out.md") == Rendered(None, ["out.0.md", "out.1.md"])
     assert (tmp_path / "out.1.md").read_bytes() == b"1"
 
 
-def test_concatenated_iterator_text_is_joined(choices_schema):
-    assert write_output(["fast", " 1", " a"], None, choices_schema) == ["fast 1 a"]
-    assert json.loads(write_output(["a", "b"], None, None)[0]) == ["a", "b"]
+def test_iterator_chunks_print_as_a_json_array_as_cog_prints_them(choices_schema):
+    assert write_output(["fast", " 1"], None, choices_schema).text == '[\n  "fast",\n  " 1"\n]'
 
 
 def test_text_output_with_o_is_written_to_the_file(tmp_path):
     target = tmp_path / "greeting.txt"
-    assert write_output("hi", str(target)) == [str(target)]
+    assert write_output("hi", str(target)) == Rendered(None, [str(target)])
     assert target.read_text() == "hi\n"
 
 
 def test_files_inside_an_object_are_written_and_named_by_key(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     output = {"mask": data_uri(b"m", "image/png"), "score": 0.5, "frames": [data_uri(b"f", "image/jpeg")]}
-    printed = json.loads(write_output(output, None)[0])
-    assert printed == {"mask": "output.mask.png", "score": 0.5, "frames": ["output.frames.0.jpg"]}
+    rendered = write_output(output, None)
+    assert json.loads(rendered.text) == {"mask": "output.mask.png", "score": 0.5, "frames": ["output.frames.0.jpg"]}
+    assert rendered.written == ["output.mask.png", "output.frames.0.jpg"]
     assert (tmp_path / "output.mask.png").read_bytes() == b"m"
     assert (tmp_path / "output.frames.0.jpg").read_bytes() == b"f"
 
 
+def test_json_response_with_files_written_beside(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    body = {"status": "succeeded", "output": data_uri(b"x", "image/png")}
+    shown = write_prediction(body, None)
+    assert json.loads(shown.text) == {"status": "succeeded", "output": "output.png"}
+    assert shown.written == ["output.png"]
+    written = write_prediction(body, "result.json")
+    assert written == Rendered(None, ["result.png", "result.json"])
+    assert json.loads((tmp_path / "result.json").read_text())["output"] == "result.png"
+
+
 def test_dash_sends_a_file_output_to_stdout(capsysbinary, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert write_output(data_uri(b"\x89PNG raw", "image/png"), "-") == []
+    assert write_output(data_uri(b"\x89PNG raw", "image/png"), "-") == Rendered()
     assert capsysbinary.readouterr().out == b"\x89PNG raw"
-    assert write_output("text", "-") == ["text"]
+    assert write_output("text", "-") == Rendered("text")
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(UsageError, match="-o - takes one file, but the output holds 2"):
         write_output([data_uri(b"a", "text/plain"), data_uri(b"b", "text/plain")], "-")
@@ -212,5 +265,5 @@ def test_data_uris_without_base64_are_percent_decoded(tmp_path):
 
 def test_the_seeds_at_spelling_of_the_output_path(tmp_path):
     target = tmp_path / "output.png"
-    assert write_output(data_uri(b"png", "image/png"), f"@{target}") == [str(target)]
+    assert write_output(data_uri(b"png", "image/png"), f"@{target}") == Rendered(None, [str(target)])
     assert target.read_bytes() == b"png"

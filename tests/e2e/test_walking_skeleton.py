@@ -16,6 +16,7 @@ from typing import Iterator
 import httpx
 import pytest
 
+from components import podman_command
 from oci_registry_server import RegistryServer, free_port, require
 
 from cogbuild.lock import read_lock
@@ -42,12 +43,7 @@ def copy_model(dest: Path) -> Path:
 
 @pytest.fixture
 def podman() -> list[str]:
-    require("podman")
-    require("runc")
-    conf = Path(os.environ.get("TMPDIR", "/tmp")) / "cogbuild-e2e-containers.conf"
-    conf.write_text("[containers]\ndefault_ulimits = []\n")
-    os.environ["CONTAINERS_CONF"] = str(conf)
-    return ["podman", "--cgroup-manager=cgroupfs", "--runtime", "runc"]
+    return podman_command()
 
 
 def test_two_builds_in_different_directories_give_the_same_digest(tmp_path):

@@ -93,7 +93,7 @@ def test_show_unknown_image_is_one_sentence(registry):
 def test_show_model_directory_not_built_yet_says_what_to_run(tmp_path):
     model = tmp_path / "mymodel"
     model.mkdir()
-    (model / "cog.yaml").write_text('build:\n  python_version: "3.11"\npredict: "predict.py:Predictor"\n')
+    (model / "cog.yaml").write_text('build:\n  python_version: "3.11"\nrun: "predict.py:Predictor"\n')
     (model / "predict.py").write_text("from cog import BasePredictor\n\nclass Predictor(BasePredictor):\n"
                                       "    def predict(self) -> str:\n        return 'x'\n")
     out = CliRunner().invoke(cli, ["show", str(model)])
@@ -106,7 +106,7 @@ def test_show_model_directory_after_a_local_build(tmp_path, layout, monkeypatch)
 
     model = tmp_path / "built"
     model.mkdir()
-    (model / "cog.yaml").write_text('build:\n  python_version: "3.11"\npredict: "predict.py:Predictor"\n')
+    (model / "cog.yaml").write_text('build:\n  python_version: "3.11"\nrun: "predict.py:Predictor"\n')
     (model / "predict.py").write_text("from cog import BasePredictor\n\nclass Predictor(BasePredictor):\n"
                                       "    def predict(self) -> str:\n        return 'x'\n")
     store = open_store()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -22,3 +23,12 @@ def require(*programs: str) -> str:
     if missing:
         unavailable(f"{', '.join(missing)} not installed")
     return paths[0]  # type: ignore[return-value]
+
+
+def podman_command() -> list[str]:
+    """podman as this machine runs it (cgroupfs, runc, no default ulimits); fails in CI when missing."""
+    require("podman", "runc")
+    conf = Path(os.environ.get("TMPDIR", "/tmp")) / "cogbuild-e2e-containers.conf"
+    conf.write_text("[containers]\ndefault_ulimits = []\n")
+    os.environ["CONTAINERS_CONF"] = str(conf)
+    return ["podman", "--cgroup-manager=cgroupfs", "--runtime", "runc"]
