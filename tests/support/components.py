@@ -29,6 +29,8 @@ def podman_command() -> list[str]:
     """podman as this machine runs it (cgroupfs, runc, no default ulimits); fails in CI when missing."""
     require("podman", "runc")
     conf = Path(os.environ.get("TMPDIR", "/tmp")) / "cogbuild-e2e-containers.conf"
-    conf.write_text("[containers]\ndefault_ulimits = []\n")
+    # The engine settings reach `cogbuild predict/run`, which leave podman to choose: with crun installed
+    # podman prefers it, and this host's crun refuses its hybrid cgroups.
+    conf.write_text('[containers]\ndefault_ulimits = []\n[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\n')
     os.environ["CONTAINERS_CONF"] = str(conf)
     return ["podman", "--cgroup-manager=cgroupfs", "--runtime", "runc"]
