@@ -341,10 +341,16 @@ def _save_files(value: Any, stem: str, suffix: str, written: list[str]) -> Any:
         written.append(path)
         return path
     if isinstance(value, dict):
-        return {k: _save_files(v, f"{stem}.{k}", suffix, written) for k, v in value.items()}
+        return {k: _save_files(v, f"{stem}.{_name_part(k)}", suffix, written) for k, v in value.items()}
     if isinstance(value, list):
         return [_save_files(v, f"{stem}.{i}", suffix, written) for i, v in enumerate(value)]
     return value
+
+
+def _name_part(key: object) -> str:
+    """An output object's key as one piece of a file name: the model chose it, so it must not name a path."""
+    part = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(key)).strip(".")
+    return part or "_"
 
 
 def _is_file(value: Any) -> bool:

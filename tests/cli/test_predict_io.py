@@ -236,6 +236,17 @@ def test_files_inside_an_object_are_written_and_named_by_key(tmp_path, monkeypat
     assert (tmp_path / "output.frames.0.jpg").read_bytes() == b"f"
 
 
+def test_an_object_key_cannot_place_a_file_outside_the_output_folder(tmp_path, monkeypatch):
+    work = tmp_path / "a" / "b"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    output = {"/../../escaped": data_uri(b"x", "text/plain"), "..": data_uri(b"y", "text/plain")}
+    rendered = write_output(output, None)
+    assert all(Path(p).parent == Path(".") for p in rendered.written)
+    assert sorted(p.name for p in work.iterdir()) == sorted(rendered.written)
+    assert not list(tmp_path.glob("escaped*")) and not list((tmp_path / "a").glob("escaped*"))
+
+
 def test_json_response_with_files_written_beside(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     body = {"status": "succeeded", "output": data_uri(b"x", "image/png")}
