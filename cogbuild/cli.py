@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from . import __version__
+from . import __version__, interrupts
 from .errors import CogbuildError
 from .layers.deb import DebError
 from .layers.standalone import TarballError
@@ -47,9 +47,8 @@ class _Group(click.Group):
                 click.echo(details.rstrip("\n")[-5000:], err=True)
             click.echo(f"error: {exc}", err=True)
             sys.exit(getattr(exc, "exit_code", 1))
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM (interrupts.py)
+            interrupts.exit_interrupted()
         except Exception as exc:  # a bug of ours: one line here, the traceback with --debug
             if _debug(ctx):
                 raise

@@ -29,10 +29,12 @@ import httpx
 
 from .cache import cache_dir
 from .errors import CogbuildError, UsageError
+from .interrupts import shielded
 from .images import RUN_REF, Image, podman_image_layout, prune_stale, single_image_layout, write_oci_archive
 
 READY_TIMEOUT = float(os.environ.get("COGBUILD_READY_TIMEOUT", "300"))
 RUNTIMES = ("podman", "docker", "runc", "crun")
+STOP_GRACE = 2  # seconds a stopping container has between SIGTERM and SIGKILL
 _STDERR = 2  # a container's output goes to our stderr; stdout carries results only
 
 
@@ -113,6 +115,16 @@ def _docker_daemon_answers() -> bool:
         return False
 
 
+def _new_container_name() -> str:
+    return f"cogbuild-{uuid.uuid4().hex[:12]}"
+
+
+def _run_detached(command: list[str], **options) -> subprocess.CompletedProcess:
+    """Run a step that starts or removes a container in a session of its own: a Ctrl-C at the terminal
+    goes to our process group only, and we finish (or undo) the step rather than have it killed halfway."""
+    return subprocess.run(command, start_new_session=True, **options)
+
+
 def _last_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else "no output"
@@ -147,7 +159,16 @@ class EngineRuntime:
         return ["--device", "nvidia.com/gpu=all"] if self.name == "podman" else ["--gpus", "all"]
 
     def start(self, image: Image, port: int, env: dict[str, str], gpu: bool) -> "EngineContainer":
-        args = ["run", "-d", "--rm", "--network", "host", "-e", f"PORT={port}"]
+        container = EngineContainer(self, _new_container_name(), f"http://127.0.0.1:{port}")
+        try:
+            self._run(image, container, port, env, gpu)
+        except BaseException:  # an interrupted `run` may still have made the container: it has our name
+            container.remove()
+            raise
+        return container
+
+    def _run(self, image: Image, container: "EngineContainer", port: int, env: dict[str, str], gpu: bool) -> None:
+        args = ["run", "-d", "--rm", "--name", container.id, "--network", "host", "-e", f"PORT={port}"]
         for key, value in env.items():
             args += ["-e", f"{key}={value}"]
         if gpu:
@@ -159,7 +180,6 @@ class EngineRuntime:
         started = subprocess.run(self.command(*args, target), capture_output=True, text=True, env=self.env())
         if started.returncode != 0:
             raise CogbuildError(f"{self.name} could not start {image.name}: {_last_line(started.stderr)}")
-        return EngineContainer(self, _last_line(started.stdout), f"http://127.0.0.1:{port}")
 
     def _docker_load(self, image: Image) -> str:
         """docker runs only what its daemon stores: load the manifest as an OCI archive, named by digest."""
@@ -176,7 +196,7 @@ class EngineRuntime:
 @dataclass
 class EngineContainer:
     runtime: EngineRuntime
-    id: str
+    id: str  # its name
     base_url: str
 
     def logs(self) -> str:
@@ -195,8 +215,10 @@ class EngineContainer:
         return lambda: (follower.terminate(), follower.wait())
 
     def remove(self) -> None:
-        subprocess.run(self.runtime.command("rm", "-f", "-t", "2", self.id), capture_output=True,
-                       env=self.runtime.env())
+        """Stop it (SIGTERM, SIGKILL after STOP_GRACE seconds) and delete it; never cut short by a signal."""
+        with shielded():
+            _run_detached(self.runtime.command("rm", "-f", "-t", str(STOP_GRACE), self.id), capture_output=True,
+                          env=self.runtime.env())
 
 
 @dataclass
@@ -208,15 +230,15 @@ class BundleRuntime:
     def start(self, image: Image, port: int, env: dict[str, str], gpu: bool) -> "BundleContainer":
         bundles = cache_dir() / "bundles"
         bundles.mkdir(parents=True, exist_ok=True)
-        container_id = f"cogbuild-{uuid.uuid4().hex[:12]}"
+        container_id = _new_container_name()
         container = BundleContainer(self, container_id, f"http://127.0.0.1:{port}", bundles / container_id)
         try:
             prepare_bundle(image, container.bundle)
             adjust_bundle_config(container.bundle / "config.json", {"PORT": str(port), **env},
                                  rootless=os.geteuid() != 0)
-            with open(container.log_path, "wb") as log:
-                started = subprocess.run(self.command("run", "--detach", "--bundle", str(container.bundle),
-                                                      container_id), stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+            with open(container.log_path, "wb") as log, shielded():  # no half-made container: finish, then remove
+                started = _run_detached(self.command("run", "--detach", "--bundle", str(container.bundle), container_id),
+                                        stdin=subprocess.DEVNULL, stdout=log, stderr=log)
             if started.returncode != 0:
                 raise CogbuildError(f"{self.name} could not start {image.name}: {_last_line(container.logs())}")
             return container
@@ -269,7 +291,8 @@ def _cached_unpack(image: Image) -> Path:
             if not (target / "config.json").is_file():
                 raise
     finally:
-        shutil.rmtree(partial, ignore_errors=True)
+        with shielded():
+            shutil.rmtree(partial, ignore_errors=True)
     return target
 
 
@@ -346,12 +369,23 @@ class BundleContainer:
         return lambda: (stop.set(), thread.join())
 
     def remove(self) -> None:
-        subprocess.run(self.runtime.command("delete", "--force", self.id), capture_output=True)
-        rootfs = self.bundle / "rootfs"
-        if os.path.ismount(rootfs):  # an overlay on the cached unpack: detach it, never delete through it
-            subprocess.run(["umount", "--lazy", str(rootfs)], capture_output=True)
-        if not os.path.ismount(rootfs):
-            shutil.rmtree(self.bundle, ignore_errors=True)
+        """Stop it (SIGTERM, SIGKILL after STOP_GRACE seconds), delete it and its bundle; never cut short by a signal."""
+        with shielded():
+            self._stop()
+            _run_detached(self.runtime.command("delete", "--force", self.id), capture_output=True)
+            rootfs = self.bundle / "rootfs"
+            if os.path.ismount(rootfs):  # an overlay on the cached unpack: detach it, never delete through it
+                _run_detached(["umount", "--lazy", str(rootfs)], capture_output=True)
+            if not os.path.ismount(rootfs):
+                shutil.rmtree(self.bundle, ignore_errors=True)
+
+    def _stop(self) -> None:
+        """The signal a container gets from `podman stop`, and the same grace before `delete --force` kills it."""
+        if _run_detached(self.runtime.command("kill", self.id, "TERM"), capture_output=True).returncode != 0:
+            return  # not running (never started, or already gone)
+        deadline = time.monotonic() + STOP_GRACE
+        while self.alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
 
 
 # -- start, wait, clean up -----------------------------------------------------------------------

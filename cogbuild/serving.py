@@ -18,6 +18,7 @@ from typing import Callable, Iterator
 from .config import CogConfig
 from .container import READY_TIMEOUT, free_port, wait_ready
 from .errors import CogbuildError, UsageError
+from .interrupts import shielded
 from .ui import warn
 
 SCHEMA_TIMEOUT = 120.0
@@ -77,12 +78,17 @@ def local_server(config: CogConfig, on_status: Callable[[str], None] = lambda s:
                        alive=lambda: proc.poll() is None)
             yield f"http://127.0.0.1:{port}"
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            with shielded():
+                _stop(proc)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _read_all(file) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import socket
 import time
 from contextlib import ExitStack
@@ -10,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from .. import interrupts
 from ..container import RUNTIMES, Container, choose_runtime, has_gpu, running_container
 from ..images import find_image
 from ..errors import CogbuildError, UsageError
@@ -60,7 +60,6 @@ def command(ctx: click.Context, image_name: str, port: int, runtime: str | None,
     gpu = has_gpu() and chosen.name in ("podman", "docker")
     with blob_progress(f"pulling {image_name}", ctx) as transfer:
         image = find_image(image_name, open_store(), gpu, progress_printer(ctx), transfer)
-    signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C, so the container is removed
     with ExitStack() as stack:
         with spinner(f"starting {image_name} ({image.variant}) with {chosen.name}", ctx) as status:
             container = stack.enter_context(running_container(
@@ -68,7 +67,8 @@ def command(ctx: click.Context, image_name: str, port: int, runtime: str | None,
         result(container.base_url)
         try:
             _follow_until_exit(container)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: a requested stop, not a failure
+            interrupts.take()
             progress_printer(ctx)(f"stopping {image_name}")
             return
         lines = [line for line in container.logs().splitlines() if line.strip()]  # already shown above
@@ -82,10 +82,6 @@ def _follow_until_exit(container: Container) -> None:
             time.sleep(1)
     finally:
         stop_following()
-
-
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
 
 
 def _split_env(text: str) -> tuple[str, str]:

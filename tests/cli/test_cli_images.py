@@ -289,7 +289,7 @@ def test_rootless_predict_as_an_unprivileged_user(built):
         env = {**built.env, "HOME": str(home), "XDG_RUNTIME_DIR": str(home / "run"),
                "COGBUILD_STORE": str(home / "store"), "COGBUILD_CACHE": str(home / "cache")}
         code = (f"import site, sys; site.addsitedir({site!r}); sys.argv = ['cogbuild'] + sys.argv[1:]; "
-                "from cogbuild.cli import main; main()")
+                "from cogbuild.__main__ import main; main()")
         done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(python), "-c", code,
                                "predict", IMAGE, "--runtime", "runc", "-i", "image=@in.txt"],
                               cwd=home, env=env, capture_output=True, text=True, timeout=300)
