@@ -28,7 +28,9 @@ EXIT_CODE = 130  # what shells report for a command ended by Ctrl-C
 
 class _State:
     pending = 0  # the stop signal no code has acted on yet (0: none)
+    resent = False  # a copy was sent to the main thread and has not arrived yet
     shield_depth = 0
+    lock = threading.Lock()  # between taking the signal and sending a copy
     wake = threading.Event()
     redelivery: threading.Thread | None = None
 
@@ -48,7 +50,8 @@ def install() -> None:
 def take() -> int:
     """Called where a KeyboardInterrupt is acted on: the signal is dealt with, stop sending it again.
     Returns the signal (0 when the interrupt came from elsewhere)."""
-    signum, _state.pending = _state.pending, 0
+    with _state.lock:
+        signum, _state.pending = _state.pending, 0
     return signum
 
 
@@ -73,6 +76,10 @@ def shielded() -> Iterator[None]:
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
+    late_copy = _state.resent and not _state.pending
+    _state.resent = False
+    if late_copy:
+        return  # sent again just before the interrupt was taken
     _state.pending = signum
     if _state.shield_depth:
         return  # raised when the shielded block ends
@@ -95,6 +102,7 @@ def _redeliver(main_thread: int) -> None:
         _state.wake.clear()
         while _state.pending:
             time.sleep(REDELIVER_EVERY)
-            signum = _state.pending
-            if signum and not _state.shield_depth:
-                signal.pthread_kill(main_thread, signum)
+            with _state.lock:
+                if _state.pending and not _state.shield_depth:
+                    _state.resent = True
+                    signal.pthread_kill(main_thread, _state.pending)
