@@ -67,7 +67,7 @@ Exit codes:
   1    the work failed (build, registry, container, prediction)
   2    bad input: a flag, a file, cog.yaml, an image reference or a model input
   70   internal error (a bug; --debug shows the traceback)
-  130  interrupted
+  130  interrupted (Ctrl-C or SIGTERM; containers are removed first)
 \b
 Environment: COGBUILD_STORE (local image store), COGBUILD_CACHE (downloads and layers),
 COGBUILD_DEBUG=1 (same as --debug), COGBUILD_READY_TIMEOUT (seconds to wait for a model's setup),

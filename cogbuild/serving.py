@@ -71,7 +71,10 @@ def local_server(config: CogConfig, on_status: Callable[[str], None] = lambda s:
     port = free_port()
     # A file, not a pipe: a chatty predictor must never block on a pipe nobody reads.
     with tempfile.TemporaryFile() as output:
-        proc = subprocess.Popen(server_command("127.0.0.1", port), cwd=config.root, env=server_env(config),
+        # Stopped only when its answer is in or no longer wanted: no grace for unfinished work, so it
+        # stops its worker itself (no container's PID namespace would end a worker left behind).
+        env = {**server_env(config), "COG_SHUTDOWN_GRACE": "0"}
+        proc = subprocess.Popen(server_command("127.0.0.1", port), cwd=config.root, env=env,
                                 stdout=output, stderr=subprocess.STDOUT)
         try:
             wait_ready(f"http://127.0.0.1:{port}", lambda: _read_all(output), timeout, on_status,
@@ -83,6 +86,7 @@ def local_server(config: CogConfig, on_status: Callable[[str], None] = lambda s:
 
 
 def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL if it has not exited in 10 s (it cancels what it runs at once: COG_SHUTDOWN_GRACE)."""
     proc.terminate()
     try:
         proc.wait(10)

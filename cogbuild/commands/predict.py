@@ -98,7 +98,8 @@ def command(ctx: click.Context, target: str, inputs: tuple[str, ...], json_text:
       cogbuild predict hello:latest --runtime runc -i text=x   # daemonless: umoci + runc
 
     \b
-    Exit codes: 0 the prediction succeeded; 1 it failed or could not run; 2 bad input or usage.
+    Exit codes: 0 the prediction succeeded; 1 it failed or could not run; 2 bad input or usage;
+    130 stopped by Ctrl-C or SIGTERM (the container is stopped and removed first).
     """
     target, request = make_request(target, inputs, json_text)
     run_job(ctx, target, request, out_path, runtime, timeout, "predictions")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 import pytest
@@ -120,6 +123,37 @@ def test_logs_show_while_the_model_runs(tmp_path, env):
         proc.kill()
     assert (proc.returncode, out) == (0, "released\n"), err
     assert "waiting for the release file" not in err, "logs shown live are not printed again"
+
+
+def processes_in(directory: Path) -> list[int]:
+    """Processes whose working directory is inside `directory` (a model's server and worker run there)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and Path(os.readlink(entry / "cwd")).is_relative_to(directory):
+                found.append(int(entry.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            pass
+    return found
+
+
+@pytest.mark.parametrize("stop_signal", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_during_a_prediction_stops_the_model_server(tmp_path, env, stop_signal):
+    model = copy_model("waiting", tmp_path / "waiting")
+    proc = subprocess.Popen([sys.executable, "-m", "cogbuild", "predict", str(model), "-i", f"release={tmp_path / 'never'}"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stderr:
+            if "waiting for the release file" in line:
+                break
+        assert processes_in(model), "the model's server runs in its directory"
+        proc.send_signal(getattr(signal, stop_signal))
+        err = proc.communicate(timeout=60)[1]
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err, err
+    assert processes_in(model) == [], "the model's server and worker must be gone"
 
 
 def test_iterator_text_streams_to_stdout_as_it_comes(tmp_path, env):
