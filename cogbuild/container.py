@@ -237,8 +237,8 @@ class BundleRuntime:
             adjust_bundle_config(container.bundle / "config.json", {"PORT": str(port), **env},
                                  rootless=os.geteuid() != 0)
             with open(container.log_path, "wb") as log, shielded():  # no half-made container: finish, then remove
-                started = _run_detached(self.command("run", "--detach", "--bundle", str(container.bundle), container_id),
-                                        stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+                run = self.command("run", "--detach", "--bundle", str(container.bundle), container_id)
+                started = _run_detached(run, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
             if started.returncode != 0:
                 raise CogbuildError(f"{self.name} could not start {image.name}: {_last_line(container.logs())}")
             return container
@@ -369,7 +369,7 @@ class BundleContainer:
         return lambda: (stop.set(), thread.join())
 
     def remove(self) -> None:
-        """Stop it (SIGTERM, SIGKILL after STOP_GRACE seconds), delete it and its bundle; never cut short by a signal."""
+        """Stop it (SIGTERM, SIGKILL after STOP_GRACE seconds), delete it and its bundle; never cut short."""
         with shielded():
             self._stop()
             _run_detached(self.runtime.command("delete", "--force", self.id), capture_output=True)

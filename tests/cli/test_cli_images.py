@@ -17,10 +17,12 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import httpx
 import pytest
 
+from cogbuild.container import BundleContainer, BundleRuntime
 from cogbuild.images import find_image
 from cogbuild.registry.layout import Layout
 from cli_helpers import REPO, cogbuild, copy_model, isolated_env, one_line_error, require, unavailable
@@ -42,8 +44,31 @@ class Built:
     def bundles(self) -> Path:
         return Path(self.env["COGBUILD_CACHE"]) / "bundles"
 
-    def leftover_bundles(self) -> list[str]:
-        return sorted(p.name for p in self.bundles.iterdir()) if self.bundles.exists() else []
+    def present_bundles(self) -> set[str]:
+        return {p.name for p in self.bundles.iterdir()} if self.bundles.exists() else set()
+
+
+@dataclass
+class OwnBundles:
+    """The daemonless containers (bundles named by container id) one test made, told apart from any
+    another test left behind: a test judges and removes only its own, so one failure stays one failure."""
+
+    built: Built
+    before: set[str]
+
+    def made(self) -> list[str]:
+        return sorted(self.built.present_bundles() - self.before)
+
+    def remove(self) -> None:
+        for name in self.made():
+            BundleContainer(BundleRuntime("runc"), name, "", self.built.bundles / name).remove()
+
+
+@pytest.fixture
+def bundles(built) -> Iterator[OwnBundles]:
+    own = OwnBundles(built, built.present_bundles())
+    yield own
+    own.remove()
 
 
 @pytest.fixture(scope="session")
@@ -78,13 +103,13 @@ def test_predict_in_podman_file_in_file_out(tmp_path, podman_env):
     assert "with podman" in run.err
 
 
-def test_predict_with_umoci_and_runc_file_in_file_out(tmp_path, runc_env, built):
+def test_predict_with_umoci_and_runc_file_in_file_out(tmp_path, runc_env, built, bundles):
     (tmp_path / "in.md").write_text("daemonless")
     run = cogbuild(["predict", IMAGE, "--runtime", "runc", "-i", "@in.md", "-i", "upper=true"], tmp_path, runc_env)
     assert run.code == 0, run.err
     assert "Written output to: output.md" in run.err
     assert (tmp_path / "output.md").read_text() == "copied:DAEMONLESS"
-    assert built.leftover_bundles() == [], "the container's bundle must be removed"
+    assert bundles.made() == [], "the container's bundle must be removed"
     if os.geteuid() == 0:  # as root each run is an overlay on one cached unpack, which runs never change
         cached = list((Path(runc_env["COGBUILD_CACHE"]) / "rootfs").glob("*/rootfs"))
         assert len(cached) == 1
@@ -143,7 +168,7 @@ def test_predict_a_registry_reference_pulls_it_first(tmp_path, runc_env, built):
         registry.stop()
 
 
-def test_bad_input_to_an_image_is_one_sentence(tmp_path, runc_env, built):
+def test_bad_input_to_an_image_is_one_sentence(tmp_path, runc_env, built, bundles):
     missing = cogbuild(["predict", IMAGE, "--runtime", "runc", "-i", "image=@absent.png"], tmp_path, runc_env)
     assert missing.code == 2
     assert one_line_error(missing) == "input 'image' names absent.png, which is not a file"
@@ -157,7 +182,7 @@ def test_bad_input_to_an_image_is_one_sentence(tmp_path, runc_env, built):
                      tmp_path, runc_env)
     assert wrong.code == 2
     assert one_line_error(wrong) == "invalid input \"upper\": expected boolean, got string 'perhaps'"
-    assert built.leftover_bundles() == []
+    assert bundles.made() == []
     if find_image(IMAGE, Layout(runc_env["COGBUILD_STORE"]), gpu=False).schema is not None:
         assert "starting" not in unknown.err, "with the schema label, inputs are checked before a container starts"
 
@@ -171,32 +196,89 @@ def waiting_image(built) -> str:
     return "waiting:e2e"
 
 
-def test_ctrl_c_during_a_prediction_removes_the_container(tmp_path, runc_env, built, waiting_image):
-    proc = subprocess.Popen([sys.executable, "-m", "cogbuild", "predict", waiting_image, "--runtime", "runc",
-                             "-i", "release=/nonexistent"], cwd=tmp_path, env=runc_env,
+def predict_waiting(image: str, runtime: str, cwd: Path, env: dict[str, str]) -> subprocess.Popen:
+    """`cogbuild predict` of the waiting model, its release file never made: it runs until stopped."""
+    return subprocess.Popen([sys.executable, "-m", "cogbuild", "predict", image, "--runtime", runtime,
+                             "-i", f"release={cwd / 'never'}"], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_model_log(proc: subprocess.Popen) -> None:
+    """Read stderr until the model's log line: its prediction is then running."""
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "waiting for the release file" in line:
+            return
+    pytest.fail(f"the prediction never logged its line:\n{''.join(seen)}")
+
+
+def stop(proc: subprocess.Popen, signals: list[str]) -> str:
+    """Send the signals one after the other (a user pressing Ctrl-C twice); return stderr once it exits."""
     try:
-        seen = []
-        for line in proc.stderr:  # the log arrives while the prediction is running
-            seen.append(line)
-            if "waiting for the release file" in line:
-                break
-        assert proc.poll() is None, "".join(seen)
-        running = built.leftover_bundles()
-        assert len(running) == 1, "the running container has a bundle, named by its container id"
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        for name in signals:
+            proc.send_signal(getattr(signal, name))
+        return proc.communicate(timeout=60)[1]
     finally:
         proc.kill()
+
+
+def assert_stopped_by_the_user(proc: subprocess.Popen, err: str) -> None:
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err, err
-    assert built.leftover_bundles() == []
-    states = subprocess.run(["runc", "list", "-q"], capture_output=True, text=True).stdout.split()
-    assert running[0] not in states, "runc must no longer know the container"
+
+
+def runc_knows(container_id: str) -> bool:
+    return container_id in subprocess.run(["runc", "list", "-q"], capture_output=True, text=True).stdout.split()
+
+
+@pytest.mark.parametrize("signals", [["SIGINT"], ["SIGTERM"], ["SIGINT", "SIGINT"]], ids="-".join)
+def test_ctrl_c_during_a_prediction_removes_the_container(tmp_path, runc_env, bundles, waiting_image, signals):
+    proc = predict_waiting(waiting_image, "runc", tmp_path, runc_env)
+    wait_for_model_log(proc)
+    running = bundles.made()
+    assert len(running) == 1, "the running container has a bundle, named by its container id"
+    err = stop(proc, signals)
+    assert_stopped_by_the_user(proc, err)
+    assert bundles.made() == []
+    assert not runc_knows(running[0]), "runc must no longer know the container"
+
+
+def test_ctrl_c_while_the_container_starts_removes_it(tmp_path, runc_env, bundles, waiting_image):
+    """Stopped as soon as its bundle exists: unpacking, starting or waiting for READY, whichever it is in."""
+    proc = predict_waiting(waiting_image, "runc", tmp_path, runc_env)
+    try:
+        while not bundles.made() and proc.poll() is None:
+            threading.Event().wait(0.05)
+        made = bundles.made()
+    finally:
+        err = stop(proc, ["SIGINT"])
+    assert made, f"the prediction ended before its container was made:\n{err}"
+    assert_stopped_by_the_user(proc, err)
+    assert bundles.made() == []
+    assert not runc_knows(made[0])
+
+
+def podman_containers(env: dict[str, str]) -> set[str]:
+    """The names of podman's containers made by cogbuild (named cogbuild-<id>), running or not."""
+    listed = subprocess.run(["podman", "ps", "-a", "--filter", "name=^cogbuild-", "--format", "{{.Names}}"],
+                            capture_output=True, text=True, env=env)
+    return set(listed.stdout.split())
+
+
+def test_ctrl_c_during_a_prediction_in_podman_removes_the_container(tmp_path, podman_env, waiting_image):
+    others = podman_containers(podman_env)  # left by other tests (or still running elsewhere): not judged here
+    proc = predict_waiting(waiting_image, "podman", tmp_path, podman_env)
+    wait_for_model_log(proc)
+    running = podman_containers(podman_env) - others
+    err = stop(proc, ["SIGINT"])
+    assert_stopped_by_the_user(proc, err)
+    assert running, "the prediction runs in a container named by cogbuild"
+    assert not running & podman_containers(podman_env), "podman must no longer have the container"
 
 
 @pytest.mark.parametrize("runtime", ["runc", "podman"])
-def test_run_serves_until_sigterm_and_cleans_up(tmp_path, built, runtime):
+def test_run_serves_until_sigterm_and_cleans_up(tmp_path, built, bundles, runtime):
     require(*(["umoci", "runc"] if runtime == "runc" else ["podman", "runc"]))
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "cogbuild", "run", IMAGE, "--runtime", runtime, "-p", str(port)],
@@ -225,18 +307,18 @@ def test_run_serves_until_sigterm_and_cleans_up(tmp_path, built, runtime):
         code = proc.wait(60)
         reader.join(10)
     assert code == 0, "".join(err_lines)
-    assert built.leftover_bundles() == []
+    assert bundles.made() == []
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{port}/health-check", timeout=2)
 
 
-def test_run_passes_env_and_reports_a_failed_setup_in_one_sentence(tmp_path, runc_env, built):
+def test_run_passes_env_and_reports_a_failed_setup_in_one_sentence(tmp_path, runc_env, bundles):
     run = cogbuild(["run", IMAGE, "--runtime", "runc", "-p", str(_free_port()), "-e", "COG_PREDICTOR=nope.py:Predictor"],
                    tmp_path, runc_env)
     assert run.code == 1
     error = one_line_error(run)
     assert error.startswith("the model's setup failed:") and "nope.py" in error
-    assert built.leftover_bundles() == []
+    assert bundles.made() == []
 
 
 def test_run_refuses_a_port_in_use(tmp_path, runc_env):

@@ -140,7 +140,8 @@ def processes_in(directory: Path) -> list[int]:
 @pytest.mark.parametrize("stop_signal", ["SIGINT", "SIGTERM"])
 def test_ctrl_c_during_a_prediction_stops_the_model_server(tmp_path, env, stop_signal):
     model = copy_model("waiting", tmp_path / "waiting")
-    proc = subprocess.Popen([sys.executable, "-m", "cogbuild", "predict", str(model), "-i", f"release={tmp_path / 'never'}"],
+    never = tmp_path / "never"
+    proc = subprocess.Popen([sys.executable, "-m", "cogbuild", "predict", str(model), "-i", f"release={never}"],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         for line in proc.stderr:
