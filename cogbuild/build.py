@@ -25,8 +25,8 @@ from .layers.osfixups import ImageUser
 from .layers.standalone import STANDALONE_PREFIX
 from .layers.tarball import Compression, source_date_epoch, write_layer
 from .lock import Lock
-from .plan import (LayerSpec, WheelTarget, code_layers, cuda_layers, os_layer, python_layers, python_paths,
-                   runtime_layer, server_paths, system_layer)
+from .plan import (LayerSpec, base_layers, code_layers, cuda_layers, python_layers, runtime_layer, server_paths,
+                   system_layer)
 from .registry.layout import Layout
 from .policy import DEBIAN_ARCH
 from .schema import static_schema
@@ -124,14 +124,11 @@ def plan_layers(config: CogConfig, lock: Lock, platform: str, variant: str, blob
     image's interpreter can run on this host."""
     arch = DEBIAN_ARCH[platform]
     os_artifacts = lock.select(platform, variant, "os")
-    paths = python_paths(lock.python_version, os_artifacts)
+    # Locks made before the interpreter had its own group kept the tarball among the OS artifacts.
+    tarballs = [a for a in lock.select(platform, variant, "interpreter") + os_artifacts if a.kind == "python-tarball"]
     bytecode = compilers is not None and can_compile_for(arch)
-    os_spec = os_layer(os_artifacts, blobs, arch, lock.python_version, user, bytecode)
-    target = WheelTarget(blobs, paths)
-    if bytecode:
-        compiler = compilers.setdefault(os_spec.key, Compiler(os_spec.unpack, arch, lock.python_version, paths.home))
-        target = WheelTarget(blobs, paths, compiler, os_spec.key)
-    specs = [os_spec]
+    specs, target = base_layers(os_artifacts, tarballs[0] if tarballs else None, blobs, arch, lock.python_version,
+                                user, compilers if bytecode else None)
     if system := lock.select(platform, variant, "system"):
         specs.append(system_layer(system, blobs))
     if variant == "gpu" and (cuda := lock.select(platform, variant, "cuda")):

@@ -49,6 +49,11 @@ class DownloadError(CogbuildError):
     pass
 
 
+def _size_matches(size: int, artifact: Artifact) -> bool:
+    """Size 0 in a lock means the source listed none (python-build-standalone's data): sha256 alone decides."""
+    return artifact.size in (0, size)
+
+
 def _read_url(artifact: Artifact, client: httpx.Client) -> Iterator[bytes]:
     """The artifact's bytes from http(s), or from a local file:// URL (a --find-links directory)."""
     if artifact.url.startswith("file://"):
@@ -83,7 +88,7 @@ class BlobCache:
         path = self.path(artifact.sha256)
         if not path.exists():
             return None
-        if path.stat().st_size == artifact.size and file_sha256(path) == artifact.sha256:
+        if _size_matches(path.stat().st_size, artifact) and file_sha256(path) == artifact.sha256:
             return path
         path.unlink(missing_ok=True)
         return None
@@ -110,7 +115,7 @@ class BlobCache:
                     out.write(chunk)
             got = h.hexdigest()
             size = os.path.getsize(tmp)
-            if got != artifact.sha256 or size != artifact.size:
+            if got != artifact.sha256 or not _size_matches(size, artifact):
                 raise DownloadError(
                     f"{artifact.filename} from {artifact.url} does not match the lock: expected sha256 "
                     f"{artifact.sha256} ({artifact.size} bytes), got {got} ({size} bytes)")

@@ -74,7 +74,8 @@ class Weight:
 @dataclass
 class CogConfig:
     path: Path
-    python_version: str = DEFAULT_PYTHON
+    python_version: str = DEFAULT_PYTHON  # the minor ("3.12"): paths, tags and the runtime lockfile follow it
+    python_patch: str | None = None  # the exact release when cog.yaml names one ("3.12.4")
     python_requirements: Path | None = None
     python_packages: list[str] = field(default_factory=list)
     system_packages: list[str] = field(default_factory=list)
@@ -91,6 +92,11 @@ class CogConfig:
     weights: list[Weight] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # one sentence per key that is accepted but not acted on
     raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def python_request(self) -> str:
+        """python_version as cog.yaml wrote it: "3.12" or "3.12.4"."""
+        return self.python_patch or self.python_version
 
     @property
     def root(self) -> Path:
@@ -350,6 +356,7 @@ def _read_build(r: _Reader, cfg: CogConfig, build: dict[str, yaml.Node]) -> None
             raise r.fail(build["python_version"], f"python_version {version!r} is not a Python 3 version "
                                                   "such as \"3.11\" (quote it so YAML keeps it a string)")
         cfg.python_version = ".".join(version.split(".")[:2])
+        cfg.python_patch = version if version.count(".") == 2 else None
     if "python_requirements" in build:
         req = cfg.root / r.scalar(build["python_requirements"], "python_requirements")
         if not req.is_file():

@@ -25,10 +25,12 @@ from .layers.descriptor import is_sha256_hex
 
 LOCK_VERSION = 1
 LOCK_NAME = "cog.lock"
-# Layer groups, least to most often changed; the build composes them in this order.
-GROUPS = ("os", "system", "cuda", "python", "runtime")
+# Layer groups, least to most often changed; the build composes them in this order. `interpreter` holds a
+# standalone CPython (with Debian's Python, the interpreter is among the `os` packages).
+GROUPS = ("os", "interpreter", "system", "cuda", "python", "runtime")
 PLATFORMS = ("linux/amd64", "linux/arm64")
 VARIANTS = ("cpu", "gpu")
+PYTHON_FROM = ("auto", "debian", "standalone")  # the switch: who may serve the interpreter
 HEADER = "# cog.lock: every input of this model's image, pinned. Made by `cogbuild lock`; review, don't edit.\n"
 
 
@@ -48,10 +50,24 @@ class Lock:
     platforms: list[str]
     variants: list[str]
     packages: list[LockedArtifact] = field(default_factory=list)
+    python_provider: str = "debian"  # who serves the interpreter: "debian" or "standalone"
+    python_from: str = "auto"  # the switch it was locked with; re-locking keeps it
 
     def select(self, platform: str, variant: str, group: str) -> list[Artifact]:
         return [p.artifact for p in self.packages
                 if p.platform == platform and p.group == group and variant in p.variants]
+
+    def interpreter(self, platform: str) -> str:
+        """The image's CPython for a reviewer: "3.12.14 (standalone)" or "3.11.2 (Debian bookworm)"."""
+        for p in self.packages:
+            if p.platform == platform and p.artifact.kind == "python-tarball":
+                return f"{p.artifact.version} (standalone)"
+        from .debian.python import upstream_version  # local: the debian package loads network clients
+
+        for p in self.packages:
+            if p.platform == platform and p.artifact.name == f"python{self.python_version}":
+                return f"{upstream_version(p.artifact.version)} (Debian {self.debian_suite})"
+        return f"{self.python_version} ({self.python_provider})"
 
     def artifacts(self) -> list[Artifact]:
         """Every distinct artifact, for the downloader."""
@@ -69,6 +85,8 @@ def dumps(lock: Lock) -> str:
         "version": LOCK_VERSION,
         "inputs": lock.inputs,
         "python": lock.python_version,
+        "python-provider": lock.python_provider,
+        "python-from": lock.python_from,
         "debian": lock.debian_suite,
         "platforms": list(lock.platforms),
         "variants": list(lock.variants),
@@ -109,7 +127,7 @@ def loads(text: str, name: str = LOCK_NAME) -> Lock:
     try:
         lock = Lock(inputs=str(doc["inputs"]), python_version=str(doc["python"]),
                     debian_suite=str(doc["debian"]), platforms=list(doc["platforms"]),
-                    variants=list(doc["variants"]))
+                    variants=list(doc["variants"]), python_from=str(doc.get("python-from", "auto")))
         for i, entry in enumerate(doc.get("package", []), start=1):
             lock.packages.append(_read_package(entry, i, name, text))
     except KeyError as exc:
@@ -117,6 +135,11 @@ def loads(text: str, name: str = LOCK_NAME) -> Lock:
     except TypeError:  # e.g. `platforms = 0`, or `package` that is not an array of tables
         raise UsageError(f"{name} has a value of the wrong type in its header or package list; run "
                          "`cogbuild lock` to remake it") from None
+    if lock.python_from not in PYTHON_FROM:
+        raise UsageError(f"{name} has python-from = {lock.python_from!r}, not one of {', '.join(PYTHON_FROM)}; "
+                         "run `cogbuild lock` to remake it")
+    standalone = any(p.artifact.kind == "python-tarball" for p in lock.packages)
+    lock.python_provider = str(doc.get("python-provider", "standalone" if standalone else "debian"))
     return lock
 
 

@@ -79,49 +79,75 @@ class WheelTarget:
     compiler_key: str | None = None  # the OS layer's key: which interpreter compiled the bytecode
 
 
-def os_layer(artifacts: list[Artifact], blobs: BlobCache, arch: str, python_version: str, user: ImageUser,
-             bytecode: bool = False) -> LayerSpec:
-    """Debian packages plus, where Debian has no such Python, a standalone CPython tarball."""
-    debs = [a for a in artifacts if a.kind == "deb"]
-    tarballs = [a for a in artifacts if a.kind == "python-tarball"]
-    paths = python_paths(python_version, artifacts)
+def base_layers(os_artifacts: list[Artifact], tarball: Artifact | None, blobs: BlobCache, arch: str,
+                python_version: str, user: ImageUser, compilers: dict[str, Compiler] | None = None
+                ) -> tuple[list[LayerSpec], WheelTarget]:
+    """The OS layer (Debian packages) and, for a standalone CPython, the interpreter's own layer; and where
+    wheels go. With `compilers` (shared by the images of one build), every layer's Python files get
+    bytecode compiled by the image's interpreter, which is unpacked once per distinct OS + interpreter."""
+    debs = [a for a in os_artifacts if a.kind == "deb"]
+    paths = PythonPaths.standalone_at(python_version, STANDALONE_PREFIX) if tarball else PythonPaths(python_version)
+    os_unpack = _once(lambda: _unpack_os(debs, blobs, arch, python_version, user, debian_python=tarball is None))
+    os_key = _key("os", arch, python_version, user, _hashes(debs), tarball is None)
+    if tarball is None:
+        interpreter_unpack, key = os_unpack, os_key
+    else:
+        standalone_unpack = _once(lambda: _unpack_standalone(tarball, blobs, python_version))
+        interpreter_unpack, key = _once(lambda: _overlay(os_unpack(), standalone_unpack())), \
+            _key("interpreter", os_key, tarball.sha256)
+    compiler = None
+    if compilers is not None:
+        compiler = compilers.setdefault(key, Compiler(interpreter_unpack, arch, python_version, paths.home))
+    stdlib_compiler = compiler if tarball is None else None
+    specs = [_compiled_layer("OS and Python runtime (Debian packages)" if tarball is None else "OS (Debian packages)",
+                             os_key, os_unpack, stdlib_compiler, paths.stdlib, debs)]
+    if tarball is not None:
+        specs.append(_compiled_layer(f"CPython {tarball.version} (python-build-standalone)", key,
+                                     standalone_unpack, compiler, paths.stdlib, [tarball]))
+    return specs, WheelTarget(blobs, paths, compiler, key if compiler else None)
 
-    @_once  # shared by this layer and by the compiler of the other layers, which compose in parallel
-    def unpack() -> Tree:
-        tree = Tree()
-        add_merged_usr_links(tree, arch)
-        infos = [unpack_deb(blobs.read(deb), tree, deb.filename) for deb in _dpkg_order(debs)]
-        for tarball in tarballs:
-            unpack_standalone_python(blobs.read(tarball), tree, python_version, tarball.filename)
-        add_python_links(tree, python_version)
-        if "usr/bin/sh" not in tree and "usr/bin/dash" in tree:
-            tree.add_symlink("usr/bin/sh", "dash")
-        add_ca_bundle(tree)
-        add_users(tree, user)
-        add_temp_dirs(tree)
-        add_dpkg_status(tree, infos)
-        return tree
 
+def _compiled_layer(comment: str, key: str, unpack: Callable[[], Tree], compiler: Compiler | None, stdlib: str,
+                    inputs: list[Artifact]) -> LayerSpec:
+    """A layer unpacked from downloads; with a compiler, its standard library gets bytecode as Debian's
+    py3compile would give it after installing."""
     def compose() -> Tree:
         tree = unpack().copy()
-        if bytecode:  # what Debian's py3compile would do after installing the standard library
-            compiler = Compiler(unpack, arch, python_version, paths.home)
-            try:
-                add_bytecode(tree, compiler, paths.stdlib)
-            finally:
-                compiler.close()
+        if compiler:
+            add_bytecode(tree, compiler, stdlib)
         return tree
 
-    spec = LayerSpec("OS and Python runtime (Debian packages)",
-                     _key("os", arch, python_version, user, _hashes(artifacts), bytecode), compose, artifacts)
-    spec.unpack = unpack  # the interpreter alone, for compiling other layers
-    return spec
+    return LayerSpec(comment, _key(key, compiler is not None), compose, inputs)
 
 
-def python_paths(python_version: str, os_artifacts: list[Artifact]) -> PythonPaths:
-    if any(a.kind == "python-tarball" for a in os_artifacts):
-        return PythonPaths.standalone_at(python_version, STANDALONE_PREFIX)
-    return PythonPaths(python_version)
+def _unpack_os(debs: list[Artifact], blobs: BlobCache, arch: str, python_version: str, user: ImageUser,
+               debian_python: bool) -> Tree:
+    tree = Tree()
+    add_merged_usr_links(tree, arch)
+    infos = [unpack_deb(blobs.read(deb), tree, deb.filename) for deb in _dpkg_order(debs)]
+    if debian_python:
+        add_python_links(tree, python_version)
+    if "usr/bin/sh" not in tree and "usr/bin/dash" in tree:
+        tree.add_symlink("usr/bin/sh", "dash")
+    add_ca_bundle(tree)
+    add_users(tree, user)
+    add_temp_dirs(tree)
+    add_dpkg_status(tree, infos)
+    return tree
+
+
+def _unpack_standalone(tarball: Artifact, blobs: BlobCache, python_version: str) -> Tree:
+    """/opt/python from the tarball, and /usr/bin/python3.X, python3, python pointing at it."""
+    tree = Tree()
+    unpack_standalone_python(blobs.read(tarball), tree, python_version, tarball.filename)
+    add_python_links(tree, python_version)
+    return tree
+
+
+def _overlay(lower: Tree, upper: Tree) -> Tree:
+    merged = lower.copy()
+    merged.merge(upper)
+    return merged
 
 
 def system_layer(debs: list[Artifact], blobs: BlobCache) -> LayerSpec:

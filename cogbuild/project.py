@@ -53,15 +53,17 @@ class Project:
     def ensure_lock(self, platforms: list[str] | None = None, progress=lambda m: None) -> Lock:
         """The lock on disk if it matches cog.yaml and covers the platforms; otherwise lock anew."""
         wanted = sorted(platforms or DEFAULT_PLATFORMS)
+        python_from = "auto"
         if self.lock_path.exists():
             lock = read_lock(self.lock_path)
             if self.lock_is_current(lock) and set(wanted) <= set(lock.platforms):
                 return lock
             wanted = sorted(set(wanted) | set(lock.platforms))
+            python_from = lock.python_from
         from .resolve import make_lock  # resolvers pull in network clients; only load them when locking
 
         progress(f"locking {self.config.path.name} for {', '.join(wanted)}")
-        lock = make_lock(self.config, wanted, self.default_variants())
+        lock = make_lock(self.config, wanted, self.default_variants(), python_from=python_from)
         write_lock(lock, self.lock_path)
         return lock
 

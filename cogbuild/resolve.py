@@ -12,8 +12,9 @@ import re
 from .artifacts import Artifact
 from .config import CogConfig
 from .cuda import resolve_variants, split_gpu_wheels
-from .debian import python_runtime, resolve_closure, suite_for_python
+from .debian import resolve_closure, upstream_version
 from .errors import UsageError
+from .interpreter import Interpreter, choose_interpreter
 from .lock import Lock, LockedArtifact, locked
 from .policy import BASE_PACKAGES, DEBIAN_ARCH, NOT_INSTALLED, WHEEL_ARCH, lock_inputs_digest, runtime_lockfile
 from .pyresolve import Target, wheels_for_lockfile
@@ -28,35 +29,38 @@ def glibc_version(os_debs: list[Artifact]) -> str:
     raise UsageError("the OS closure has no libc6; cannot tell which manylinux wheels the image can run")
 
 
-def make_lock(config: CogConfig, platforms: list[str], variants: list[str], constraints: list[str] = ()
-              ) -> Lock:
-    """Resolve everything for each platform; `constraints` keeps Python packages at given versions."""
+def make_lock(config: CogConfig, platforms: list[str], variants: list[str], constraints: list[str] = (),
+              python_from: str = "auto") -> Lock:
+    """Resolve everything for each platform; `constraints` keeps Python packages at given versions;
+    `python_from` ("auto", "debian", "standalone") says who may serve the interpreter."""
     for platform in platforms:
         if platform not in DEBIAN_ARCH:
             raise UsageError(f"unsupported platform {platform!r} (supported: {', '.join(DEBIAN_ARCH)})")
-    suite = suite_for_python(config.python_version)
-    lock = Lock(inputs=lock_inputs_digest(config), python_version=config.python_version, debian_suite=suite,
-                platforms=sorted(platforms), variants=sorted(variants))
+    platforms = sorted(platforms)
+    interpreter = choose_interpreter(config.python_request, python_from, DEBIAN_ARCH[platforms[0]])
+    lock = Lock(inputs=lock_inputs_digest(config), python_version=config.python_version,
+                debian_suite=interpreter.suite, platforms=platforms, variants=sorted(variants),
+                python_provider=interpreter.provider, python_from=python_from)
     for platform in lock.platforms:
-        lock.packages += _lock_platform(config, platform, suite, lock.variants, list(constraints))
+        lock.packages += _lock_platform(config, platform, interpreter, lock.variants, list(constraints))
     return lock
 
 
-def _lock_platform(config: CogConfig, platform: str, suite: str, variants: list[str], constraints: list[str]
-                   ) -> list[LockedArtifact]:
-    arch = DEBIAN_ARCH[platform]
-    interpreter = python_runtime(config.python_version, arch)
+def _lock_platform(config: CogConfig, platform: str, interpreter: Interpreter, variants: list[str],
+                   constraints: list[str]) -> list[LockedArtifact]:
+    arch, suite = DEBIAN_ARCH[platform], interpreter.suite
     os_debs = resolve_closure([*interpreter.debian_packages, *BASE_PACKAGES], suite=suite, arch=arch,
                               exclude=NOT_INSTALLED)
     out = locked(platform, "os", os_debs, variants)
-    if interpreter.tarball is not None:  # no Debian suite has this Python: a standalone CPython build
-        out += locked(platform, "os", [interpreter.tarball], variants)
+    tarball = interpreter.tarball(config.python_request, arch)
+    if tarball is not None:  # a standalone CPython: its own layer on Debian's OS packages
+        out += locked(platform, "interpreter", [tarball], variants)
     if config.system_packages:
         system = resolve_closure(config.system_packages, suite=suite, arch=arch, exclude=NOT_INSTALLED,
                                  installed=os_debs)
         out += locked(platform, "system", system, variants)
     target = Target(python_version=config.python_version, arch=WHEEL_ARCH[platform],
-                    glibc=glibc_version(os_debs))
+                    glibc=glibc_version(os_debs), python_full_version=_patch_release(config, tarball, os_debs))
     out += locked(platform, "runtime", wheels_for_lockfile(runtime_lockfile(config.python_version), target),
                   variants)
     requirements = config.requirements()
@@ -65,6 +69,14 @@ def _lock_platform(config: CogConfig, platform: str, suite: str, variants: list[
                                     constraints=constraints).artifacts
         out += _python_groups(platform, closures)
     return out
+
+
+def _patch_release(config: CogConfig, tarball: Artifact | None, os_debs: list[Artifact]) -> str | None:
+    """The interpreter's exact release, for python_full_version markers: the tarball's or Debian's."""
+    if tarball is not None:
+        return tarball.version
+    package = f"python{config.python_version}"
+    return next((upstream_version(d.version) for d in os_debs if d.name == package), None)
 
 
 def _python_groups(platform: str, closures: dict[str, list[Artifact]]) -> list[LockedArtifact]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..errors import CogbuildError
-from ..lock import read_lock, write_lock
+from ..lock import PYTHON_FROM, read_lock, write_lock
 from ..lockdiff import diff_locks, render
 from ..project import DEFAULT_PLATFORMS, Project, parse_platforms
 from ..ui import progress_printer, result
@@ -23,10 +23,14 @@ from ..ui import progress_printer, result
 @click.option("--upgrade", is_flag=True, help="Take the newest allowed Python packages, not the locked ones.")
 @click.option("--upgrade-package", "upgrade_packages", multiple=True, metavar="NAME",
               help="Upgrade only NAME (repeatable); other Python packages keep their locked versions.")
+@click.option("--python-from", "python_from", type=click.Choice(PYTHON_FROM),
+              help="Who serves the interpreter: auto (Debian where it carries the version, else "
+                   "python-build-standalone), debian or standalone. Kept in cog.lock; default: the lock's, or auto.")
 @click.argument("directory", required=False, default=".")
 @click.pass_context
 def command(ctx: click.Context, cog_yaml: str | None, platform: str | None, check: bool, old: str | None,
-            fmt: str, upgrade: bool, upgrade_packages: tuple[str, ...], directory: str) -> None:
+            fmt: str, upgrade: bool, upgrade_packages: tuple[str, ...], python_from: str | None,
+            directory: str) -> None:
     """Resolve and pin every input (Debian packages, wheels, runtime) in cog.lock; run nothing.
 
     \b
@@ -35,6 +39,7 @@ def command(ctx: click.Context, cog_yaml: str | None, platform: str | None, chec
       cogbuild lock --check                  # in CI: fail when cog.lock is stale
       cogbuild lock --diff old.lock --format markdown   # a PR comment
       cogbuild lock --upgrade-package numpy
+      cogbuild lock --python-from standalone   # python-build-standalone even for 3.11/3.13/3.14
     """
     project = Project.load(cog_yaml, directory)
     if check:
@@ -53,7 +58,9 @@ def command(ctx: click.Context, cog_yaml: str | None, platform: str | None, chec
     previous = read_lock(project.lock_path) if project.lock_path.exists() else None
     keep = [] if upgrade or previous is None else _pins(previous, set(upgrade_packages))
     progress_printer(ctx)(f"locking {project.config.path.name} for {', '.join(platforms)}")
-    lock = make_lock(project.config, platforms, project.default_variants(), constraints=keep)
+    python_from = python_from or (previous.python_from if previous else "auto")
+    lock = make_lock(project.config, platforms, project.default_variants(), constraints=keep,
+                     python_from=python_from)
     write_lock(lock, project.lock_path)
     if previous is not None:
         result(render(diff_locks(previous, lock), markdown=fmt == "markdown"))

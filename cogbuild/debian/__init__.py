@@ -1,6 +1,6 @@
 """Debian half of `cogbuild lock`: verified archive indexes → apt-like dependency closure → pinned debs.
 
-    suite = suite_for_python("3.11")                       # "bookworm"
+    suite = debian_suite("3.11")                           # "bookworm"
     debs = resolve_closure(["python3.11"], suite=suite, arch="amd64", exclude=["debconf", "debconf-2.0"])
     extra = resolve_closure(["ffmpeg"], suite=suite, arch="amd64", installed=debs)   # only what is new
 
@@ -12,21 +12,20 @@ Modules, in the order data flows through them:
     cache.py      content-addressed blobs, written atomically, re-hashed on every read
     index.py      parsed packages (python-debian), candidates = highest version, Provides lookup
     resolve.py    the closure: Depends/Pre-Depends, alternatives, virtuals, versions, Multi-Arch
-    python.py     python_version → suite, and standalone CPython tarballs from a provider manifest
+    python.py     python_version → the suite whose python3.X it is
 """
 
-from .python import PythonRuntime, UnsupportedPython, python_runtime, standalone_python, suite_for_python
+from .python import DEBIAN_PYTHONS, debian_python_package, debian_suite, upstream_version
 from .resolve import ARCHITECTURES, resolve_closure
 from .source import Archive, DebianSource
 
 __all__ = [
     "ARCHITECTURES",
     "Archive",
+    "DEBIAN_PYTHONS",
     "DebianSource",
-    "PythonRuntime",
-    "UnsupportedPython",
-    "python_runtime",
+    "debian_python_package",
+    "debian_suite",
     "resolve_closure",
-    "standalone_python",
-    "suite_for_python",
+    "upstream_version",
 ]

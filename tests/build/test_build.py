@@ -224,7 +224,7 @@ def test_standalone_python_tarball_becomes_the_interpreter(tmp_path, served_lock
     tarball = artifact(server, "python-tarball", "cpython", "cpython-3.12.7.tar.gz", buf.getvalue())
     lock.python_version = "3.12"
     lock.packages = [p for p in lock.packages if p.artifact.name != "python3.11"]
-    lock.packages.append(LockedArtifact("linux/amd64", "os", tarball, ("cpu",)))
+    lock.packages.append(LockedArtifact("linux/amd64", "interpreter", tarball, ("cpu",)))
     model = tmp_path / "m312"
     model.mkdir()
     (model / "cog.yaml").write_text('build:\n  python_version: "3.12"\npredict: "predict.py:Predictor"\n')
@@ -238,11 +238,15 @@ def test_standalone_python_tarball_becomes_the_interpreter(tmp_path, served_lock
     assert dict(e.split("=", 1) for e in config["Env"])["PATH"].startswith("/opt/python/bin:")
     import gzip as _gzip
 
-    os_names = _tarfile.open(fileobj=_io.BytesIO(_gzip.decompress(layout.read_blob(manifest["layers"][0]["digest"])))).getnames()
-    assert "opt/python/bin/python3.12" in os_names and "usr/bin/python3.12" in os_names
-    runtime_names = _tarfile.open(fileobj=_io.BytesIO(_gzip.decompress(layout.read_blob(manifest["layers"][1]["digest"])))).getnames()
-    assert "opt/cogbuild/server/lib/python3.12/site-packages/tinydep/__init__.py" in runtime_names
-    assert "opt/python/lib/python3.12/site-packages/cog/__init__.py" in runtime_names
+    def names(layer: int) -> list[str]:
+        blob = layout.read_blob(manifest["layers"][layer]["digest"])
+        return _tarfile.open(fileobj=_io.BytesIO(_gzip.decompress(blob))).getnames()
+
+    # The OS layer holds Debian's packages only; the interpreter has a layer of its own above it.
+    assert "etc/passwd" in names(0) and not any(n.startswith("opt/python") for n in names(0))
+    assert "opt/python/bin/python3.12" in names(1) and "usr/bin/python3.12" in names(1)
+    assert "opt/cogbuild/server/lib/python3.12/site-packages/tinydep/__init__.py" in names(2)
+    assert "opt/python/lib/python3.12/site-packages/cog/__init__.py" in names(2)
 
 
 def weighted_model(root: Path, name: str, weights: dict[str, bytes]) -> Path:

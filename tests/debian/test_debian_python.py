@@ -1,4 +1,5 @@
-"""Python version → Debian suite, and the standalone CPython provider served from loopback."""
+"""Python version -> Debian suite or python-build-standalone: the shipped data, a provider manifest served
+from loopback, and the switch between Debian and standalone."""
 
 from __future__ import annotations
 
@@ -6,13 +7,20 @@ import hashlib
 import io
 import json
 import tarfile
+from importlib import resources
 from pathlib import Path
 
 import pytest
+from packaging.version import Version
 
-from cogbuild.debian import UnsupportedPython, python_runtime, standalone_python, suite_for_python
-from cogbuild.debian.python import PROVIDER_ENV, STANDALONE_BASE_SUITE, debian_python_package
-from cogbuild.errors import CogbuildError
+from cogbuild import interpreter
+from cogbuild.debian import debian_python_package, debian_suite, upstream_version
+from cogbuild.errors import CogbuildError, UsageError
+from cogbuild.interpreter import STANDALONE_BASE_SUITE, choose_interpreter
+from cogbuild.lock import Lock, dumps, loads, locked
+from cogbuild.standalone import PROVIDER_ENV, UnsupportedPython, nearest_versions, standalone_python
+
+UPSTREAM = "https://github.com/astral-sh/python-build-standalone/releases/download/"
 
 
 @pytest.fixture(autouse=True)
@@ -49,32 +57,92 @@ def provider(tmp_path: Path, serve) -> dict:
     return {"site": site, "url": url, "manifest": f"{url}/pythons.json", "entries": entries}
 
 
-def test_debian_suites_for_python_versions():
-    assert suite_for_python("3.11") == "bookworm"
-    assert suite_for_python("3.11.4") == "bookworm"
-    assert suite_for_python("3.13") == "trixie"
-    assert suite_for_python("3.14") == "forky"
+def shipped_builds(machine: str) -> list[dict]:
+    data = json.loads(resources.files("cogbuild").joinpath("data/python-build-standalone.json").read_text())
+    return [b for b in data["builds"] if b["arch"] == machine]
+
+
+def test_debian_suites_and_packages_for_python_versions():
+    assert debian_suite("3.11") == "bookworm"
+    assert debian_suite("3.11.4") == "bookworm"
+    assert debian_suite("3.13") == "trixie"
+    assert debian_suite("3.14") == "forky"
+    assert debian_suite("3.12") is None
     assert debian_python_package("3.13.1") == "python3.13"
+    assert upstream_version("3.11.2-6+deb12u6") == "3.11.2"
+    assert upstream_version("3.14.0~rc2-1") == "3.14.0"
 
 
-def test_unsupported_python_lists_what_is_supported():
+@pytest.mark.parametrize("minor", ["3.8", "3.10", "3.12", "3.14"])
+@pytest.mark.parametrize(("arch", "machine"), [("amd64", "x86_64"), ("arm64", "aarch64")])
+def test_a_lock_names_the_upstream_build_from_the_shipped_data(minor, arch, machine):
+    """No network: the shipped data alone gives each interpreter's URL and sha256, for both architectures."""
+    chosen = choose_interpreter(minor, "standalone")
+    tarball = chosen.tarball(minor, arch)
+    builds = [b for b in shipped_builds(machine) if b["version"].startswith(minor + ".")]
+    newest = max(builds, key=lambda b: Version(b["version"]))
+    assert (tarball.version, tarball.url, tarball.sha256) == (newest["version"], newest["url"], newest["sha256"])
+    assert tarball.url.startswith(UPSTREAM) and f"cpython-{newest['version']}%2B" in tarball.url
+    assert f"-{machine}-unknown-linux-gnu-install_only" in tarball.filename
+    platform = f"linux/{arch}"
+    lock = Lock("sha256:" + "0" * 64, minor, chosen.suite, [platform], ["cpu"],
+                locked(platform, "interpreter", [tarball], ["cpu"]), "standalone", "standalone")
+    text = dumps(lock)
+    assert f'url = "{newest["url"]}"' in text and f'sha256 = "{newest["sha256"]}"' in text
+    again = loads(text)
+    assert again.select(platform, "cpu", "interpreter") == [tarball]
+    assert (again.python_provider, again.python_from) == ("standalone", "standalone")
+    assert again.interpreter(platform) == f"{newest['version']} (standalone)"
+
+
+def test_an_exact_patch_locks_exactly_that_build():
+    tarball = standalone_python("3.12.4", "arm64")
+    expected = next(b for b in shipped_builds("aarch64") if b["version"] == "3.12.4")
+    assert (tarball.version, tarball.url, tarball.sha256) == ("3.12.4", expected["url"], expected["sha256"])
+    assert tarball.size == 0  # the data lists no sizes: the download is checked by sha256
+
+
+@pytest.mark.parametrize(("wanted", "arch", "nearest"), [
+    ("3.12.99", "amd64", "3.12.12, 3.12.13, 3.12.14"),
+    ("3.7", "amd64", "3.8.20, 3.9.25, 3.10.21"),
+    ("3.8.12", "arm64", "3.8.13, 3.8.14, 3.8.15"),
+    ("3.15", "arm64", "3.12.14, 3.13.15, 3.14.7"),
+])  # fmt: skip
+def test_a_version_without_a_build_is_one_sentence_naming_the_nearest(wanted, arch, nearest):
     with pytest.raises(UnsupportedPython) as error:
-        suite_for_python("3.12")
-    message = str(error.value)
-    supported = "supported are 3.11 (bookworm), 3.13 (trixie), 3.14 (forky)"
-    assert message.startswith(f"Python 3.12 is not supported; {supported}")
-    assert PROVIDER_ENV in message and message.endswith("manifest.")
-    assert isinstance(error.value, CogbuildError)
-    with pytest.raises(UnsupportedPython, match=r"'3' is not a Python version like 3\.11"):
-        suite_for_python("3")
-    with pytest.raises(UnsupportedPython, match="needs a standalone CPython provider"):
-        standalone_python("3.12", "amd64")
+        standalone_python(wanted, arch)
+    assert str(error.value) == (f"python-build-standalone has no CPython {wanted} for {arch}; "
+                                f"the nearest it has: {nearest}.")
 
 
-def test_a_configured_provider_makes_other_versions_supported(provider, monkeypatch):
+def test_nearest_versions_prefers_the_same_minor():
+    assert nearest_versions("3.10.1", ["3.9.20", "3.10.2", "3.10.9", "3.11.0"]) == ["3.10.2", "3.10.9", "3.11.0"]
+    assert nearest_versions("3.12", ["3.11.1", "3.11.9", "3.13.0"], count=2) == ["3.11.9", "3.13.0"]
+
+
+def test_the_switch_decides_who_serves_the_interpreter(monkeypatch):
+    monkeypatch.setattr(interpreter, "debian_patch", lambda suite, request, arch: "3.11.2")
+    assert choose_interpreter("3.11").provider == "debian"
+    assert choose_interpreter("3.11").suite == "bookworm"
+    assert choose_interpreter("3.11.2").provider == "debian"  # the exact patch Debian ships
+    exact = choose_interpreter("3.11.4")  # Debian has 3.11.2: exactly 3.11.4 comes from a standalone build
+    assert (exact.provider, exact.suite) == ("standalone", STANDALONE_BASE_SUITE)
+    assert "libc6" in exact.debian_packages
+    assert choose_interpreter("3.12").provider == "standalone"
+    assert choose_interpreter("3.13", "standalone").provider == "standalone"
+    assert choose_interpreter("3.11", "debian").debian_packages == ("python3.11",)
+    with pytest.raises(UnsupportedPython) as error:
+        choose_interpreter("3.11.4", "debian")
+    assert str(error.value) == ("Debian bookworm carries Python 3.11.2, not 3.11.4; lock with --python-from auto "
+                                "or standalone for exactly 3.11.4.")
+    with pytest.raises(UnsupportedPython, match=r"^Debian has no Python 3\.12 \(it carries 3\.11 \(bookworm\), "):
+        choose_interpreter("3.12", "debian")
+    with pytest.raises(UsageError, match="--python-from must be one of auto, debian, standalone"):
+        choose_interpreter("3.12", "conda")
+
+
+def test_a_configured_provider_replaces_the_shipped_data(provider, monkeypatch):
     monkeypatch.setenv(PROVIDER_ENV, provider["manifest"])
-    assert suite_for_python("3.12") == STANDALONE_BASE_SUITE
-    assert suite_for_python("3.11") == "bookworm"  # Debian's own Python still wins where there is one
     tarball = standalone_python("3.12", "amd64", verify=True)
     newest = provider["entries"][1]
     assert tarball.kind == "python-tarball" and tarball.name == "cpython"
@@ -82,6 +150,8 @@ def test_a_configured_provider_makes_other_versions_supported(provider, monkeypa
     assert tarball.url == f"{provider['url']}/dist/cpython-3.12.7-x86_64.tar.gz"
     assert tarball.filename == "cpython-3.12.7-x86_64.tar.gz"
     assert (tarball.sha256, tarball.size) == (newest["sha256"], newest["size"])
+    with pytest.raises(UnsupportedPython, match=r"the nearest it has: 3\.12\.3, 3\.12\.7\.$"):
+        standalone_python("3.12.4", "amd64")  # the shipped data has it, the manifest does not
 
 
 def test_exact_versions_explicit_urls_and_arm64(provider):
@@ -89,15 +159,15 @@ def test_exact_versions_explicit_urls_and_arm64(provider):
     assert exact.version == "3.12.3" and exact.sha256 == provider["entries"][0]["sha256"]
     arm = standalone_python("3.12", "arm64", provider=provider["manifest"], verify=True)
     assert arm.url == f"{provider['url']}/arm/cpython-3.12.7-aarch64.tar.gz"
-    with pytest.raises(UnsupportedPython, match=r"has no Python 3\.12\.3 for arm64 \(it has: 3\.12\.7\)\."):
+    with pytest.raises(UnsupportedPython, match=r"has no CPython 3\.12\.3 for arm64; the nearest it has: 3\.12\.7\.$"):
         standalone_python("3.12.3", "arm64", provider=provider["manifest"])
-    with pytest.raises(UnsupportedPython, match=r"has no Python 3\.10 for amd64 \(it has: 3\.12\.3, 3\.12\.7\)\."):
+    with pytest.raises(UnsupportedPython, match=r"has no CPython 3\.10 for amd64; the nearest it has: 3\.12\.7\.$"):
         standalone_python("3.10", "amd64", provider=provider["manifest"])
 
 
 def test_verify_catches_a_tarball_that_changed(provider):
     (provider["site"] / "dist/cpython-3.12.7-x86_64.tar.gz").write_bytes(b"not the pinned tarball")
-    with pytest.raises(CogbuildError, match="does not match the size and sha256 its provider manifest lists"):
+    with pytest.raises(CogbuildError, match="does not match the size and sha256 its provider lists"):
         standalone_python("3.12", "amd64", provider=provider["manifest"], verify=True)
 
 
@@ -131,17 +201,6 @@ def test_bad_manifests_are_one_clear_sentence(tmp_path, content, message):
         standalone_python("3.12", "amd64", provider=str(manifest))
     with pytest.raises(CogbuildError, match="Could not read the Python provider manifest"):
         standalone_python("3.12", "amd64", provider=str(tmp_path / "missing.json"))
-
-
-def test_python_runtime_says_where_the_interpreter_comes_from(provider):
-    debian = python_runtime("3.11", "arm64")
-    assert (debian.suite, debian.debian_packages, debian.tarball) == ("bookworm", ("python3.11",), None)
-    standalone = python_runtime("3.12", "arm64", provider=provider["manifest"])
-    assert standalone.suite == STANDALONE_BASE_SUITE
-    assert "libc6" in standalone.debian_packages
-    assert standalone.tarball.url.endswith("/arm/cpython-3.12.7-aarch64.tar.gz")
-    with pytest.raises(UnsupportedPython, match="needs a standalone CPython provider"):
-        python_runtime("3.12", "arm64")
 
 
 def test_a_pinned_manifest_must_match_its_hash(provider):
