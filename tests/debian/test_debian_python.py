@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import subprocess
+import sys
 import tarfile
 from importlib import resources
 from pathlib import Path
@@ -211,3 +213,36 @@ def test_a_pinned_manifest_must_match_its_hash(provider):
         standalone_python("3.12", "amd64", provider=f"{provider['manifest']}#sha256={'0' * 64}")
     with pytest.raises(CogbuildError, match="is not '#sha256=' and 64 hex digits"):
         standalone_python("3.12", "amd64", provider=f"{provider['manifest']}#md5=abc")
+
+
+def test_regen_keeps_linux_glibc_default_builds_from_uv_metadata(tmp_path):
+    """scripts/regen-python-builds reads both spellings of uv's architecture and keeps what an image can run."""
+    def entry(version: str, arch, *, os_name="linux", libc="gnu", prerelease="", variant=None, flavor="install_only"):
+        major, minor, patch = version.split(".")
+        machine = arch if isinstance(arch, str) else arch["family"]
+        url = (f"{UPSTREAM}20250101/cpython-{version}%2B20250101-{machine}-unknown-linux-{libc}-{flavor}.tar.gz")
+        return {"name": "cpython", "arch": arch, "os": os_name, "libc": libc, "major": int(major),
+                "minor": int(minor), "patch": int(patch), "prerelease": prerelease, "variant": variant,
+                "url": url, "sha256": hashlib.sha256(url.encode()).hexdigest()}
+
+    source = {
+        "a": entry("3.12.4", "x86_64"),
+        "b": entry("3.12.4", {"family": "aarch64", "variant": None}, flavor="install_only_stripped"),
+        "c": entry("3.12.4", {"family": "x86_64", "variant": "v3"}),
+        "d": entry("3.13.0", "x86_64", prerelease="rc2"),
+        "e": entry("3.13.1", "x86_64", variant="freethreaded"),
+        "f": entry("3.13.1", "x86_64", libc="musl"),
+        "g": entry("3.7.9", "x86_64"),
+        "h": entry("3.8.20", "x86_64", os_name="darwin"),
+    }
+    (tmp_path / "uv.json").write_text(json.dumps(source))
+    out = tmp_path / "builds.json"
+    script = Path(__file__).resolve().parents[2] / "scripts" / "regen-python-builds"
+    done = subprocess.run([sys.executable, str(script), "--source", str(tmp_path / "uv.json"), "--output", str(out)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(out.read_text())
+    assert data["count"] == 2
+    assert [(b["version"], b["arch"], b["flavor"], b["build"]) for b in data["builds"]] == [
+        ("3.12.4", "aarch64", "install_only_stripped", "20250101"), ("3.12.4", "x86_64", "install_only", "20250101")]
+    assert data["builds"][1]["sha256"] == source["a"]["sha256"] and data["builds"][1]["url"] == source["a"]["url"]
