@@ -27,6 +27,9 @@ INPUT_KINDS: dict[Any, str] = {
     Path: "path", pathlib.Path: "path", File: "file", Secret: "secret",
 }
 FILE_KINDS = ("path", "file")
+# Python 3.10+ also spells Optional[T] as `T | None`; 3.8 has no typing.Annotated (then nothing is annotated).
+_UNIONS = (typing.Union, getattr(pytypes, "UnionType", typing.Union))
+_ANNOTATED = getattr(typing, "Annotated", None)
 _ITERATORS = (abc.Iterator, abc.Iterable, abc.Generator)
 _ASYNC_ITERATORS = (abc.AsyncIterator, abc.AsyncIterable, abc.AsyncGenerator)
 
@@ -83,7 +86,7 @@ class Signature:
 
 def _strip_optional(annotation: Any) -> tuple[Any, bool]:
     origin = typing.get_origin(annotation)
-    if origin in (typing.Union, pytypes.UnionType):
+    if origin in _UNIONS:
         members = [a for a in typing.get_args(annotation) if a is not type(None)]
         if len(members) == 1:
             return members[0], True
@@ -92,7 +95,7 @@ def _strip_optional(annotation: Any) -> tuple[Any, bool]:
 
 
 def _strip_annotated(annotation: Any) -> Any:
-    while typing.get_origin(annotation) is typing.Annotated:
+    while _ANNOTATED is not None and typing.get_origin(annotation) is _ANNOTATED:
         annotation = typing.get_args(annotation)[0]
     return annotation
 
@@ -257,6 +260,8 @@ def _read_seed_inputs(fn: Callable[..., Any]) -> list[InputSpec]:
 
 def _type_hints(obj: Any) -> dict[str, Any]:
     try:
+        if _ANNOTATED is None:  # Python 3.8: no Annotated, so no extras to keep
+            return typing.get_type_hints(obj)
         return typing.get_type_hints(obj, include_extras=True)
     except Exception as exc:  # NameError for unresolvable string annotations, among others
         raise PredictorError(f"cannot read the type annotations of {obj.__qualname__}: {exc}") from None
@@ -283,7 +288,7 @@ def value_schema(annotation: Any) -> dict:
     if primitive is not None:
         return dict(primitive)
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin in (typing.Union, pytypes.UnionType):
+    if origin in _UNIONS:
         inner, _ = _strip_optional(annotation)
         return {**value_schema(inner), "nullable": True}
     if origin in (list, tuple, typing.List) or annotation in (list, tuple):

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import io
 import pathlib
-from collections.abc import AsyncIterator, Iterator
-from typing import Any, Generic, TypeVar
+from typing import Any, AsyncIterator, Generic, Iterator, TypeVar  # collections.abc's: subscriptable from 3.9
 
 Item = TypeVar("Item")
 

@@ -18,6 +18,9 @@ import httpx
 import pytest
 
 MODELS = Path(__file__).parent / "models"
+# The interpreter the servers run on: another one (with the runtime's dependencies importable) checks the
+# runtime on that Python, e.g. COGBUILD_TEST_PYTHON=/root/.pyenv/versions/3.8.18/bin/python.
+PYTHON = os.environ.get("COGBUILD_TEST_PYTHON", sys.executable)
 
 
 def free_port() -> int:
@@ -30,13 +33,13 @@ class Server:
     """`python -m cog.server.http` in a subprocess, serving one predictor from tests/runtime/models."""
 
     def __init__(self, predictor: str, *, env: dict | None = None, args: list[str] | None = None,
-                 cwd: Path = MODELS) -> None:
+                 cwd: Path = MODELS, python: str = PYTHON) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         full_env.pop("COG_PREDICTOR", None)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "cog.server.http", "--host", "127.0.0.1", "--port", str(self.port),
+            [python, "-m", "cog.server.http", "--host", "127.0.0.1", "--port", str(self.port),
              "--predictor", predictor, *(args or [])],
             cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )

@@ -6,16 +6,24 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import mimetypes
 import os
 import tempfile
 import urllib.parse
+from typing import Any, Callable, TypeVar
 
 import aiohttp
 
 from .urls import UrlError, UrlPolicy, redact, url_problem
 
 FILE_SCHEMES = ("data", "http", "https")
+T = TypeVar("T")
+
+
+async def in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` on the default executor, off the event loop (asyncio.to_thread needs Python 3.9)."""
+    return await asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args))
 
 
 class InputFileError(Exception):
@@ -60,7 +68,7 @@ class Fetcher:
 
     async def fetch(self, url: str, directory: str) -> str:
         if url.startswith("data:"):  # decoding a big one would stall the event loop: use a thread
-            return await asyncio.to_thread(self._save_data_uri, url, directory)
+            return await in_thread(self._save_data_uri, url, directory)
         path = os.path.join(tempfile.mkdtemp(dir=directory), _filename_from_url(url))
         try:
             await asyncio.wait_for(self._download(url, path), self.policy.timeout)

@@ -27,6 +27,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from .._version import __version__
 from ..openapi import openapi_document
+from .files import in_thread
 from .prediction import Prediction
 from .service import PredictionService, Refused, Settings, _env_number
 from .validation import coerce_form_value, error
@@ -182,7 +183,7 @@ async def predict_form(request: web.Request) -> web.StreamResponse:
     for name, files in uploads.items():
         if not specs[name].is_file:
             raise Refused(422, {"detail": [error(name, "this input is not a file", "type_error")]})
-        saved = [await asyncio.to_thread(_save_upload, service, prediction, f) for f in files]
+        saved = [await in_thread(_save_upload, service, prediction, f) for f in files]
         local[name] = saved if specs[name].is_list else saved[-1]
     prediction.raw_files = True
     wire = await service.fetch_inputs(prediction, values, local)
@@ -211,7 +212,7 @@ async def _bare_output(prediction: Prediction) -> web.StreamResponse:
     output, path = prediction.output, prediction.output_file
     if path is not None:  # read now: cleanup removes it
         try:
-            body = await asyncio.to_thread(Path(path).read_bytes)
+            body = await in_thread(Path(path).read_bytes)
         except OSError as exc:
             return _json({"error": f"the output file cannot be read: {exc.strerror or exc}"}, 500)
         return web.Response(body=body, content_type=mimetypes.guess_type(path)[0] or "application/octet-stream")

@@ -280,7 +280,7 @@ class PredictionService:
         if base:
             assert self.session is not None
             return await files.upload(self.session, self.url_policy, path, base)
-        return await asyncio.to_thread(files.data_uri, path)
+        return await files.in_thread(files.data_uri, path)
 
     async def _on_output(self, prediction: Prediction, value: Any, output_files: list) -> None:
         try:
