@@ -1,4 +1,5 @@
-"""What changed between two locks, for a reviewer: added, removed and changed packages with size deltas."""
+"""What changed between two locks, for a reviewer: the interpreter first (its version and who serves it),
+then added, removed and changed packages with size deltas."""
 
 from __future__ import annotations
 
@@ -39,19 +40,36 @@ def diff_locks(old: Lock, new: Lock) -> list[Change]:
     return changes
 
 
+def describe(old: Lock, new: Lock, markdown: bool = False) -> str:
+    """The whole review text: interpreter changes, then package changes."""
+    return render(diff_locks(old, new), markdown, interpreter_changes(old, new))
+
+
+def interpreter_changes(old: Lock, new: Lock) -> list[tuple[str, str, str]]:
+    """(platform, old, new) where the image's CPython differs, e.g. "3.11.2 (Debian bookworm)" -> "3.12.14
+    (standalone)"."""
+    shared = sorted(set(old.platforms) & set(new.platforms))
+    return [(p, old.interpreter(p), new.interpreter(p)) for p in shared if old.interpreter(p) != new.interpreter(p)]
+
+
 def _mb(n: int) -> str:
     return f"{n / 1e6:+.2f} MB"
 
 
-def render(changes: list[Change], markdown: bool = False) -> str:
-    if not changes:
+def render(changes: list[Change], markdown: bool = False,
+           interpreters: list[tuple[str, str, str]] = ()) -> str:
+    if not changes and not interpreters:
         return "No changes." if markdown else "no changes"
     total = sum(c.size_delta for c in changes)
     if markdown:
-        rows = ["| change | package | old | new | size |", "|---|---|---|---|---|"]
+        rows = [f"**Python {platform}**: {old} → {new}" for platform, old, new in interpreters]
+        if rows:
+            rows.append("")
+        rows += ["| change | package | old | new | size |", "|---|---|---|---|---|"]
         rows += [f"| {c.kind} | `{c.key}` | {c.old_version or ''} | {c.new_version or ''} | {_mb(c.size_delta)} |"
                  for c in changes]
         return "\n".join(rows + ["", f"**{len(changes)} changes, {_mb(total)} in total**"])
-    lines = [f"{c.kind:8} {c.key}  {c.old_version or '-'} -> {c.new_version or '-'}  ({_mb(c.size_delta)})"
-             for c in changes]
+    lines = [f"Python {platform}: {old} -> {new}" for platform, old, new in interpreters]
+    lines += [f"{c.kind:8} {c.key}  {c.old_version or '-'} -> {c.new_version or '-'}  ({_mb(c.size_delta)})"
+              for c in changes]
     return "\n".join(lines + [f"{len(changes)} changes, {_mb(total)} in total"])

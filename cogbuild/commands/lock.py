@@ -8,7 +8,7 @@ import click
 
 from ..errors import CogbuildError
 from ..lock import PYTHON_FROM, read_lock, write_lock
-from ..lockdiff import diff_locks, render
+from ..lockdiff import describe
 from ..project import DEFAULT_PLATFORMS, Project, parse_platforms
 from ..ui import progress_printer, result
 
@@ -50,7 +50,7 @@ def command(ctx: click.Context, cog_yaml: str | None, platform: str | None, chec
         result(f"{project.lock_path} is up to date")
         return
     if old:
-        result(render(diff_locks(read_lock(Path(old)), read_lock(project.lock_path)), markdown=fmt == "markdown"))
+        result(describe(read_lock(Path(old)), read_lock(project.lock_path), markdown=fmt == "markdown"))
         return
     from ..resolve import make_lock
 
@@ -63,7 +63,7 @@ def command(ctx: click.Context, cog_yaml: str | None, platform: str | None, chec
                      python_from=python_from)
     write_lock(lock, project.lock_path)
     if previous is not None:
-        result(render(diff_locks(previous, lock), markdown=fmt == "markdown"))
+        result(describe(previous, lock, markdown=fmt == "markdown"))
     result(f"wrote {project.lock_path} ({len(lock.packages)} packages)")
 
 

@@ -71,3 +71,50 @@ def test_a_hand_broken_lock_names_the_line(tmp_path):
     result = CliRunner().invoke(cli, ["lock", "--check", str(tmp_path)])
     assert result.exit_code == 2
     assert "cog.lock line" in result.output and "package entry is incomplete or malformed" in result.output
+
+
+def test_diff_shows_an_interpreter_change_first(tmp_path):
+    """Debian's 3.11 to a standalone 3.12: one line per platform says which Python, then the packages."""
+    def deb(name: str, version: str) -> Artifact:
+        sha = hashlib.sha256(f"{name}{version}".encode()).hexdigest()
+        return Artifact("deb", name, version, f"{name}_{version}_amd64.deb", f"https://deb.invalid/{name}", sha,
+                        5_000_000, ("python3.11",))
+
+    old_dir, new_dir = tmp_path / "old", tmp_path / "new"
+    old_dir.mkdir(), new_dir.mkdir()
+    old = make_model(old_dir, [])
+    old.packages.append(LockedArtifact("linux/amd64", "os", deb("python3.11", "3.11.2-6+deb12u6"), ("cpu",)))
+    write_lock(old, old_dir / "cog.lock")
+    new = make_model(new_dir, [])
+    new.python_version, new.debian_suite, new.python_provider = "3.12", "trixie", "standalone"
+    cpython = Artifact("python-tarball", "cpython", "3.12.14", "cpython-3.12.14-x86_64.tar.gz",
+                       "https://example.invalid/cpython.tar.gz", "c" * 64, 0, ("python_version",))
+    new.packages.append(LockedArtifact("linux/amd64", "interpreter", cpython, ("cpu",)))
+    write_lock(new, new_dir / "cog.lock")
+    text = CliRunner().invoke(cli, ["lock", "--diff", str(old_dir / "cog.lock"), str(new_dir)])
+    assert text.exit_code == 0, text.output
+    lines = text.output.splitlines()
+    assert lines[0] == "Python linux/amd64: 3.11.2 (Debian bookworm) -> 3.12.14 (standalone)"
+    assert any(l.startswith("added") and "interpreter cpython  - -> 3.12.14" in l for l in lines)
+    assert any(l.startswith("removed") and "os python3.11" in l for l in lines)
+    markdown = CliRunner().invoke(cli, ["lock", "--diff", str(old_dir / "cog.lock"), "--format", "markdown",
+                                        str(new_dir)])
+    assert markdown.output.startswith("**Python linux/amd64**: 3.11.2 (Debian bookworm) → 3.12.14 (standalone)\n")
+
+
+def test_the_python_switch_is_kept_in_the_lock(tmp_path):
+    lock = make_model(tmp_path, [])
+    text = (tmp_path / "cog.lock").read_text()
+    assert 'python-provider = "debian"' in text and 'python-from = "auto"' in text
+    lock.python_from = "standalone"
+    write_lock(lock, tmp_path / "cog.lock")
+    from cogbuild.lock import read_lock
+
+    assert read_lock(tmp_path / "cog.lock").python_from == "standalone"
+    # A lock from before the switch existed reads as auto, with the provider its packages show.
+    old = text.replace('python-provider = "debian"\n', "").replace('python-from = "auto"\n', "")
+    (tmp_path / "cog.lock").write_text(old)
+    assert (read_lock(tmp_path / "cog.lock").python_from, read_lock(tmp_path / "cog.lock").python_provider) == \
+        ("auto", "debian")
+    bad = CliRunner().invoke(cli, ["lock", "--python-from", "conda", str(tmp_path)])
+    assert bad.exit_code == 2 and "conda" in bad.output
