@@ -210,18 +210,26 @@ def test_gpu_variant_adds_cuda_layer_and_nvidia_environment(model, served_lock, 
     assert gpu["rootfs"]["diff_ids"][0] == cpu["rootfs"]["diff_ids"][0], "the OS layer is shared"
 
 
+def cpython_tarball(version: str = "3.12") -> bytes:
+    """A CPython-shaped install_only tarball (no real interpreter: nothing here runs it)."""
+    import io as _io
+    import tarfile as _tarfile
+
+    buf = _io.BytesIO()
+    with _tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for path, data in ((f"python/bin/python{version}", b"ELF"), (f"python/lib/python{version}/os.py", b"")):
+            info = _tarfile.TarInfo(path)
+            info.size, info.mode = len(data), 0o755
+            tar.addfile(info, _io.BytesIO(data))
+    return buf.getvalue()
+
+
 def test_standalone_python_tarball_becomes_the_interpreter(tmp_path, served_lock):
     import io as _io
     import tarfile as _tarfile
 
     server, lock = served_lock
-    buf = _io.BytesIO()
-    with _tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for path, data in (("python/bin/python3.12", b"ELF"), ("python/lib/python3.12/os.py", b"")):
-            info = _tarfile.TarInfo(path)
-            info.size, info.mode = len(data), 0o755
-            tar.addfile(info, _io.BytesIO(data))
-    tarball = artifact(server, "python-tarball", "cpython", "cpython-3.12.7.tar.gz", buf.getvalue())
+    tarball = artifact(server, "python-tarball", "cpython", "cpython-3.12.7.tar.gz", cpython_tarball())
     lock.python_version = "3.12"
     lock.packages = [p for p in lock.packages if p.artifact.name != "python3.11"]
     lock.packages.append(LockedArtifact("linux/amd64", "interpreter", tarball, ("cpu",)))
@@ -310,3 +318,34 @@ def test_cog_yaml_keys_reach_the_image_config(served_lock, tmp_path):
     assert (env["COG_TRAIN"], env["COG_MAX_CONCURRENCY"], env["HF_HOME"]) == ("train.py:train", "2", "/src/.hf")
     recorded = json.loads(run["Labels"]["run.cog.config"])
     assert recorded["concurrency"]["default_target"] == 1 and recorded["build"]["fast"] is True
+
+
+def test_an_arm64_standalone_image_builds_on_amd64_without_running_anything(tmp_path):
+    """Cross-architecture: the arm64 interpreter is never executed, so the image carries no bytecode."""
+    import gzip as _gzip
+    import io as _io
+    import tarfile as _tarfile
+
+    with StaticServer() as server:
+        libc = make_deb(tmp_path, "libc6", arch="arm64", files={"/usr/lib/aarch64-linux-gnu/libc.so.6": b"ELF"})
+        lock = Lock(inputs="sha256:" + "0" * 64, python_version="3.12", debian_suite="trixie",
+                    platforms=["linux/arm64"], variants=["cpu"], python_provider="standalone")
+        lock.packages = [
+            LockedArtifact("linux/arm64", "os", artifact(server, "deb", "libc6", "libc6.deb", libc), ("cpu",)),
+            LockedArtifact("linux/arm64", "interpreter",
+                           artifact(server, "python-tarball", "cpython", "cpython-arm64.tar.gz", cpython_tarball()),
+                           ("cpu",)),
+        ]
+        model = tmp_path / "m"
+        model.mkdir()
+        (model / "cog.yaml").write_text('build:\n  python_version: "3.12"\npredict: "predict.py:Predictor"\n')
+        (model / "predict.py").write_text("")
+        result = build(load_config(model / "cog.yaml"), lock, "sha256:" + "1" * 64, Layout(tmp_path / "store"),
+                       BuildOptions(bytecode=True, platforms=["linux/arm64"]))
+    layout = Layout(tmp_path / "store")
+    manifest = layout.read_json(result.descriptor.digest)
+    assert manifest["annotations"]["run.cog.bytecode"] == "none"
+    assert layout.read_json(manifest["config"]["digest"])["architecture"] == "arm64"
+    interpreter = _tarfile.open(fileobj=_io.BytesIO(_gzip.decompress(layout.read_blob(manifest["layers"][1]["digest"]))))
+    names = interpreter.getnames()
+    assert "opt/python/bin/python3.12" in names and not any(n.endswith(".pyc") for n in names)
