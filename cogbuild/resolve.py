@@ -49,10 +49,10 @@ def make_lock(config: CogConfig, platforms: list[str], variants: list[str], cons
 def _lock_platform(config: CogConfig, platform: str, interpreter: Interpreter, variants: list[str],
                    constraints: list[str]) -> list[LockedArtifact]:
     arch, suite = DEBIAN_ARCH[platform], interpreter.suite
+    tarball = interpreter.tarball(config.python_request, arch)  # first: a version with no build fails fast
     os_debs = resolve_closure([*interpreter.debian_packages, *BASE_PACKAGES], suite=suite, arch=arch,
                               exclude=NOT_INSTALLED)
     out = locked(platform, "os", os_debs, variants)
-    tarball = interpreter.tarball(config.python_request, arch)
     if tarball is not None:  # a standalone CPython: its own layer on Debian's OS packages
         out += locked(platform, "interpreter", [tarball], variants)
     if config.system_packages:

@@ -23,13 +23,13 @@ import os
 import re
 from importlib import resources
 from pathlib import Path
-from urllib.parse import urljoin
+from urllib.parse import unquote, urljoin
 
 import httpx
 from packaging.version import InvalidVersion, Version
 
 from .artifacts import Artifact
-from .errors import CogbuildError
+from .errors import CogbuildError, UsageError
 
 PROVIDER_ENV = "COGBUILD_PYTHON_PROVIDER"
 SHIPPED_DATA = "data/python-build-standalone.json"
@@ -39,8 +39,8 @@ _MACHINES = {"amd64": "x86_64", "arm64": "aarch64"}
 _ARCHES = {machine: arch for arch, machine in _MACHINES.items()}
 
 
-class UnsupportedPython(CogbuildError):
-    """A python_version that no provider can supply."""
+class UnsupportedPython(UsageError):
+    """A python_version that no provider can supply (bad input: exit code 2)."""
 
 
 def standalone_python(version: str, arch: str, *, provider: str | None = None, verify: bool = False
@@ -58,7 +58,7 @@ def standalone_python(version: str, arch: str, *, provider: str | None = None, v
     entry = _pick(entries, version.strip(), arch, source)
     url = url_of(entry)
     artifact = Artifact(kind="python-tarball", name="cpython", version=entry["version"],
-                        filename=url.rsplit("/", 1)[-1], url=url, sha256=entry["sha256"].lower(),
+                        filename=unquote(url.rsplit("/", 1)[-1]), url=url, sha256=entry["sha256"].lower(),
                         size=int(entry.get("size", UNKNOWN_SIZE)), required_by=("python_version",))
     if verify:
         _verify_download(artifact)

@@ -85,6 +85,7 @@ def test_a_lock_names_the_upstream_build_from_the_shipped_data(minor, arch, mach
     newest = max(builds, key=lambda b: Version(b["version"]))
     assert (tarball.version, tarball.url, tarball.sha256) == (newest["version"], newest["url"], newest["sha256"])
     assert tarball.url.startswith(UPSTREAM) and f"cpython-{newest['version']}%2B" in tarball.url
+    assert tarball.filename.startswith(f"cpython-{newest['version']}+")
     assert f"-{machine}-unknown-linux-gnu-install_only" in tarball.filename
     platform = f"linux/{arch}"
     lock = Lock("sha256:" + "0" * 64, minor, chosen.suite, [platform], ["cpu"],
