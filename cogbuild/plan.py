@@ -44,7 +44,6 @@ class LayerSpec:
     compose: Callable[[], Tree]
     inputs: list[Artifact] = field(default_factory=list)  # downloads compose() reads
     library_root: str | None = None  # libraries below this path go on the image's LD_LIBRARY_PATH
-    unpack: Callable[[], Tree] | None = None  # the OS layer: its tree before byte-compilation
 
 
 def _once(make: Callable[[], Tree]) -> Callable[[], Tree]:
@@ -76,7 +75,7 @@ class WheelTarget:
     blobs: BlobCache
     paths: PythonPaths
     compiler: Compiler | None = None
-    compiler_key: str | None = None  # the OS layer's key: which interpreter compiled the bytecode
+    compiler_key: str | None = None  # which interpreter (OS + standalone CPython) compiled the bytecode
 
 
 def base_layers(os_artifacts: list[Artifact], tarball: Artifact | None, blobs: BlobCache, arch: str,
