@@ -1,4 +1,4 @@
-"""A standalone CPython tarball (python-build-standalone's install_only layout) as part of the OS layer.
+"""A standalone CPython tarball (python-build-standalone's install_only layout) as the interpreter's layer.
 
 Such a tarball holds one top folder (`python/`) with bin/, lib/ and include/; it goes to /opt/python, and
 /usr/bin/python3.X points at its interpreter so the image's entrypoint is the same as with Debian's Python.
