@@ -78,3 +78,40 @@ def test_two_hosts_with_different_pip_configurations_write_the_same_lock(tmp_pat
     (model / "cog.lock").write_bytes(locks["site"])
     python = {a.name: a.version for a in read_lock(model / "cog.lock").select("linux/amd64", "cpu", "python")}
     assert python["aiohttp"] == "3.9.5" and python["idna"] == "3.10"
+
+
+def test_a_standalone_python_locks_on_trixie_and_the_switch_sticks(tmp_path, monkeypatch):
+    """'3.12' locks python-build-standalone's newest 3.12 from the shipped data, for both architectures, with
+    wheels for cp312 and trixie's glibc; `--python-from standalone` is kept when locking again."""
+    from click.testing import CliRunner
+
+    from cogbuild.cli import cli
+
+    monkeypatch.setenv("COGBUILD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("COGBUILD_PYTHON_PROVIDER", raising=False)
+    (tmp_path / "cog.yaml").write_text('build:\n  python_version: "3.12"\n  python_packages: ["numpy==2.2.0"]\n'
+                                       'predict: "predict.py:Predictor"\n')
+    (tmp_path / "predict.py").write_text("")
+    result = CliRunner().invoke(cli, ["lock", "--platform", "linux/amd64,linux/arm64", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    lock = read_lock(tmp_path / "cog.lock")
+    assert (lock.python_provider, lock.debian_suite) == ("standalone", "trixie")
+    for platform, machine in (("linux/amd64", "x86_64"), ("linux/arm64", "aarch64")):
+        [cpython] = lock.select(platform, "cpu", "interpreter")
+        assert cpython.version.startswith("3.12.") and f"-{machine}-unknown-linux-gnu-" in cpython.url
+        os_debs = {a.name: a for a in lock.select(platform, "cpu", "os")}
+        assert "libc6" in os_debs and "python3.12" not in os_debs and os_debs["libc6"].version.startswith("2.41")
+        numpy = next(a for a in lock.select(platform, "cpu", "python") if a.name == "numpy")
+        assert "cp312" in numpy.filename and machine in numpy.filename
+    # The switch: Debian's 3.13 unless told otherwise, and once told, re-locking keeps it.
+    (tmp_path / "cog.yaml").write_text('build:\n  python_version: "3.13"\npredict: "predict.py:Predictor"\n')
+    forced = CliRunner().invoke(cli, ["lock", "--python-from", "standalone", str(tmp_path)])
+    assert forced.exit_code == 0, forced.output
+    assert "Python linux/amd64: 3.12." in forced.output and "-> 3.13." in forced.output
+    (tmp_path / "cog.yaml").write_text('build:\n  python_version: "3.13"\n  python_packages: ["six"]\n'
+                                       'predict: "predict.py:Predictor"\n')
+    again = CliRunner().invoke(cli, ["lock", str(tmp_path)])
+    assert again.exit_code == 0, again.output
+    lock = read_lock(tmp_path / "cog.lock")
+    assert (lock.python_from, lock.python_provider) == ("standalone", "standalone")
+    assert lock.select("linux/amd64", "cpu", "interpreter")[0].version.startswith("3.13.")
