@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from cogbuild.cli import cli
 from cogbuild.lock import read_lock
 
 pytestmark = pytest.mark.network
 
 
+def lock_model(model: Path, build: str, *options: str) -> str:
+    """Write a model whose cog.yaml has the `build:` lines given, run `cogbuild lock`; its output."""
+    (model / "cog.yaml").write_text(f'build:\n{build}predict: "predict.py:Predictor"\n')
+    (model / "predict.py").write_text("")
+    result = CliRunner().invoke(cli, ["lock", *options, str(model)])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
 def test_lock_pins_debs_and_wheels_for_each_platform(tmp_path, monkeypatch):
     monkeypatch.setenv("COGBUILD_CACHE", str(tmp_path / "cache"))
-    (tmp_path / "cog.yaml").write_text('build:\n  python_version: "3.11"\n  python_packages: ["numpy==2.2.0"]\n'
-                                       '  system_packages: ["libgomp1"]\npredict: "predict.py:Predictor"\n')
-    (tmp_path / "predict.py").write_text("")
-    from click.testing import CliRunner
-
-    from cogbuild.cli import cli
-
-    result = CliRunner().invoke(cli, ["lock", "--platform", "linux/amd64,linux/arm64", str(tmp_path)])
-    assert result.exit_code == 0, result.output
+    lock_model(tmp_path, '  python_version: "3.11"\n  python_packages: ["numpy==2.2.0"]\n'
+                         '  system_packages: ["libgomp1"]\n', "--platform", "linux/amd64,linux/arm64")
     lock = read_lock(tmp_path / "cog.lock")
     assert lock.platforms == ["linux/amd64", "linux/arm64"] and lock.debian_suite == "bookworm"
     for platform, arch, machine in (("linux/amd64", "amd64", "x86_64"), ("linux/arm64", "arm64", "aarch64")):
@@ -83,17 +88,10 @@ def test_two_hosts_with_different_pip_configurations_write_the_same_lock(tmp_pat
 def test_a_standalone_python_locks_on_trixie_and_the_switch_sticks(tmp_path, monkeypatch):
     """'3.12' locks python-build-standalone's newest 3.12 from the shipped data, for both architectures, with
     wheels for cp312 and trixie's glibc; `--python-from standalone` is kept when locking again."""
-    from click.testing import CliRunner
-
-    from cogbuild.cli import cli
-
     monkeypatch.setenv("COGBUILD_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("COGBUILD_PYTHON_PROVIDER", raising=False)
-    (tmp_path / "cog.yaml").write_text('build:\n  python_version: "3.12"\n  python_packages: ["numpy==2.2.0"]\n'
-                                       'predict: "predict.py:Predictor"\n')
-    (tmp_path / "predict.py").write_text("")
-    result = CliRunner().invoke(cli, ["lock", "--platform", "linux/amd64,linux/arm64", str(tmp_path)])
-    assert result.exit_code == 0, result.output
+    lock_model(tmp_path, '  python_version: "3.12"\n  python_packages: ["numpy==2.2.0"]\n',
+               "--platform", "linux/amd64,linux/arm64")
     lock = read_lock(tmp_path / "cog.lock")
     assert (lock.python_provider, lock.debian_suite) == ("standalone", "trixie")
     for platform, machine in (("linux/amd64", "x86_64"), ("linux/arm64", "aarch64")):
@@ -104,14 +102,9 @@ def test_a_standalone_python_locks_on_trixie_and_the_switch_sticks(tmp_path, mon
         numpy = next(a for a in lock.select(platform, "cpu", "python") if a.name == "numpy")
         assert "cp312" in numpy.filename and machine in numpy.filename
     # The switch: Debian's 3.13 unless told otherwise, and once told, re-locking keeps it.
-    (tmp_path / "cog.yaml").write_text('build:\n  python_version: "3.13"\npredict: "predict.py:Predictor"\n')
-    forced = CliRunner().invoke(cli, ["lock", "--python-from", "standalone", str(tmp_path)])
-    assert forced.exit_code == 0, forced.output
-    assert "Python linux/amd64: 3.12." in forced.output and "-> 3.13." in forced.output
-    (tmp_path / "cog.yaml").write_text('build:\n  python_version: "3.13"\n  python_packages: ["six"]\n'
-                                       'predict: "predict.py:Predictor"\n')
-    again = CliRunner().invoke(cli, ["lock", str(tmp_path)])
-    assert again.exit_code == 0, again.output
+    forced = lock_model(tmp_path, '  python_version: "3.13"\n', "--python-from", "standalone")
+    assert "Python linux/amd64: 3.12." in forced and "-> 3.13." in forced
+    lock_model(tmp_path, '  python_version: "3.13"\n  python_packages: ["six"]\n')
     lock = read_lock(tmp_path / "cog.lock")
     assert (lock.python_from, lock.python_provider) == ("standalone", "standalone")
     assert lock.select("linux/amd64", "cpu", "interpreter")[0].version.startswith("3.13.")
