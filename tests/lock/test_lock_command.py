@@ -118,3 +118,7 @@ def test_the_python_switch_is_kept_in_the_lock(tmp_path):
         ("auto", "debian")
     bad = CliRunner().invoke(cli, ["lock", "--python-from", "conda", str(tmp_path)])
     assert bad.exit_code == 2 and "conda" in bad.output
+    (tmp_path / "cog.lock").write_text(text.replace('python-from = "auto"', 'python-from = "conda"'))
+    edited = CliRunner().invoke(cli, ["lock", "--check", str(tmp_path)])
+    assert edited.exit_code == 2
+    assert "cog.lock has python-from = 'conda', not one of auto, debian, standalone" in edited.output
