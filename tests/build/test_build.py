@@ -338,8 +338,8 @@ def test_an_arm64_standalone_image_builds_on_amd64_without_running_anything(tmp_
         ]
         model = tmp_path / "m"
         model.mkdir()
-        (model / "cog.yaml").write_text('build:\n  python_version: "3.12"\npredict: "predict.py:Predictor"\n')
-        (model / "predict.py").write_text("")
+        (model / "cog.yaml").write_text('build:\n  python_version: "3.12"\nrun: "predict.py:Predictor"\n')
+        (model / "predict.py").write_text(PREDICTOR)
         result = build(load_config(model / "cog.yaml"), lock, "sha256:" + "1" * 64, Layout(tmp_path / "store"),
                        BuildOptions(bytecode=True, platforms=["linux/arm64"]))
     layout = Layout(tmp_path / "store")

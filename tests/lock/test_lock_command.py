@@ -93,13 +93,14 @@ def test_diff_shows_an_interpreter_change_first(tmp_path):
     write_lock(new, new_dir / "cog.lock")
     text = CliRunner().invoke(cli, ["lock", "--diff", str(old_dir / "cog.lock"), str(new_dir)])
     assert text.exit_code == 0, text.output
-    lines = text.output.splitlines()
+    lines = [line for line in text.output.splitlines() if not line.startswith("warning:")]
     assert lines[0] == "Python linux/amd64: 3.11.2 (Debian bookworm) -> 3.12.14 (standalone)"
     assert any(l.startswith("added") and "interpreter cpython  - -> 3.12.14" in l for l in lines)
     assert any(l.startswith("removed") and "os python3.11" in l for l in lines)
     markdown = CliRunner().invoke(cli, ["lock", "--diff", str(old_dir / "cog.lock"), "--format", "markdown",
                                         str(new_dir)])
-    assert markdown.output.startswith("**Python linux/amd64**: 3.11.2 (Debian bookworm) → 3.12.14 (standalone)\n")
+    assert "\n**Python linux/amd64**: 3.11.2 (Debian bookworm) → 3.12.14 (standalone)\n\n| change |" in \
+        "\n" + markdown.output
 
 
 def test_the_python_switch_is_kept_in_the_lock(tmp_path):
