@@ -32,8 +32,13 @@ def concurrent(fn: _F | None = None, *, max: int = 1) -> Any:  # noqa: A002 - Co
 
 
 def streaming(fn: _F | None = None) -> Any:
-    """Accepted for compatibility: iterator outputs always stream."""
-    return (lambda inner: inner) if fn is None else fn
+    """Let clients ask for this predictor's results as server-sent events (`Accept: text/event-stream`)."""
+
+    def decorate(inner: _F) -> _F:
+        inner.__cog_streaming__ = True  # type: ignore[attr-defined]
+        return inner
+
+    return decorate if fn is None else decorate(fn)
 
 
 __all__ = [

@@ -68,6 +68,20 @@ def _pick_name(module: Any, module_ref: str) -> str:
     raise PredictorError(f"{module_ref} defines no Runner or Predictor class; name one, as in {module_ref}:MyPredictor")
 
 
+def _entry_method(instance: Any, where: str, entry: str) -> Callable[..., Any]:
+    if entry == "train":
+        if callable(getattr(instance, "train", None)):
+            return instance.train
+        raise PredictorError(f"{where} defines no train() method")
+    return _predict_method(instance, where)
+
+
+def _pick_trainer_name(module: Any, module_ref: str) -> str:
+    if callable(getattr(module, "train", None)):
+        return "train"
+    raise PredictorError(f"{module_ref} defines no train function; name one, as in {module_ref}:train")
+
+
 def _predict_method(instance: Any, where: str) -> Callable[..., Any]:
     cls = type(instance)
     if isinstance(instance, BaseRunner):
@@ -82,18 +96,21 @@ def _predict_method(instance: Any, where: str) -> Callable[..., Any]:
     raise PredictorError(f"{where} defines neither run() nor predict()")
 
 
-def load_predictor(ref: str) -> LoadedPredictor:
-    """Import the predictor and read its signature; does not run setup()."""
+def load_predictor(ref: str, entry: str = "predict") -> LoadedPredictor:
+    """Import the predictor and read its signature; does not run setup().
+
+    `entry="train"` loads Cog's training interface instead: a `train` function, or a class with
+    `train()` (and optionally `setup()`), as cog.yaml's `train:` names it."""
     module_ref, name = split_ref(ref)
     module = import_module_ref(module_ref)
-    name = name or _pick_name(module, module_ref)
+    name = name or (_pick_trainer_name(module, module_ref) if entry == "train" else _pick_name(module, module_ref))
     target = getattr(module, name, None)
     where = f"{module_ref}:{name}"
     if target is None:
         raise PredictorError(f"{module_ref} has no attribute {name!r}")
     if inspect.isclass(target):
         target = target()
-        predict = _predict_method(target, where)
+        predict = _entry_method(target, where, entry)
         setup = getattr(target, "setup", None)
     elif callable(target):
         predict, setup = target, None

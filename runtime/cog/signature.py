@@ -30,6 +30,7 @@ FILE_KINDS = ("path", "file")
 # Python 3.10+ also spells Optional[T] as `T | None`; 3.8 has no typing.Annotated (then nothing is annotated).
 _UNIONS = (typing.Union, getattr(pytypes, "UnionType", typing.Union))
 _ANNOTATED = getattr(typing, "Annotated", None)
+UNION_KINDS = ("str", "int", "float", "bool")
 _ITERATORS = (abc.Iterator, abc.Iterable, abc.Generator)
 _ASYNC_ITERATORS = (abc.AsyncIterator, abc.AsyncIterable, abc.AsyncGenerator)
 
@@ -53,6 +54,8 @@ class InputSpec:
     regex: str | None = None
     choices: list | None = None
     deprecated: bool | None = None
+    members: list[str] | None = None  # kind "union": the member kinds, as in `str | float`
+    whole_list_members: bool = False  # `list[int] | list[float]`: the list as a whole is one member's
 
     @property
     def is_file(self) -> bool:
@@ -65,6 +68,7 @@ class Signature:
     output_schema: dict
     is_async: bool = False
     is_iterator: bool = False
+    streaming: bool = False  # @cog.streaming: clients may ask for server-sent events
     max_concurrency: int = 1
     setup_takes_weights: bool = False
     has_healthcheck: bool = False
@@ -84,14 +88,37 @@ class Signature:
 # ---------------------------------------------------------------- input types
 
 
+def _is_union(annotation: Any) -> bool:
+    return typing.get_origin(annotation) in _UNIONS
+
+
 def _strip_optional(annotation: Any) -> tuple[Any, bool]:
-    origin = typing.get_origin(annotation)
-    if origin in _UNIONS:
+    """(the annotation without None, whether None was part of it); a union of several types stays one."""
+    if _is_union(annotation):
         members = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if len(members) == 1:
-            return members[0], True
-        raise PredictorError(f"unions other than Optional[T] are not supported ({annotation})")
+        nullable = len(members) < len(typing.get_args(annotation))
+        return (members[0] if len(members) == 1 else typing.Union[tuple(members)]), nullable
     return annotation, False
+
+
+def _is_list(annotation: Any) -> bool:
+    return typing.get_origin(annotation) in (list, typing.List) or annotation in (list, typing.List)
+
+
+def _list_item(annotation: Any) -> Any:
+    args = typing.get_args(annotation)
+    if not args:
+        raise PredictorError("list inputs need an item type, like list[str]")
+    return _strip_annotated(args[0])
+
+
+def _union_kinds(members: tuple) -> list[str]:
+    """Member kinds of an input union: JSON-native types only (a value's JSON type picks the member)."""
+    kinds = [_lookup(INPUT_KINDS, _strip_annotated(m)) for m in members]
+    if any(kind not in UNION_KINDS for kind in kinds):
+        raise PredictorError(f"a union input may combine only str, int, float and bool "
+                             f"({' | '.join(getattr(m, '__name__', str(m)) for m in members)})")
+    return kinds
 
 
 def _strip_annotated(annotation: Any) -> Any:
@@ -100,18 +127,37 @@ def _strip_annotated(annotation: Any) -> Any:
     return annotation
 
 
-def _input_kind(annotation: Any) -> tuple[str, bool, bool]:
-    """(kind, is_list, nullable) for an input annotation, or PredictorError."""
+@dataclass
+class _InputType:
+    kind: str
+    is_list: bool = False
+    nullable: bool = False
+    members: list[str] | None = None
+    whole_list_members: bool = False
+
+
+def _input_kind(annotation: Any) -> _InputType:
+    """What an input annotation accepts, or PredictorError."""
     annotation, nullable = _strip_optional(_strip_annotated(annotation))
+    if _is_union(annotation):
+        members = typing.get_args(annotation)
+        if all(_is_list(m) for m in members):  # list[int] | list[float]
+            kinds = _union_kinds(tuple(_list_item(m) for m in members))
+            return _InputType("union", True, nullable, kinds, whole_list_members=True)
+        return _InputType("union", False, nullable, _union_kinds(members))
     is_list = False
-    if typing.get_origin(annotation) in (list, typing.List) or annotation in (list, typing.List):
-        args = typing.get_args(annotation)
-        if not args:
-            raise PredictorError("list inputs need an item type, like list[str]")
-        annotation, is_list = _strip_annotated(args[0]), True
+    if _is_list(annotation):
+        annotation, is_list = _list_item(annotation), True
+        if _is_union(annotation):  # list[str | float]
+            item, item_nullable = _strip_optional(annotation)
+            if item_nullable:
+                raise PredictorError("list items may not be None")
+            if _is_union(item):
+                return _InputType("union", True, nullable, _union_kinds(typing.get_args(item)))
+            annotation = item
     kind = _lookup(INPUT_KINDS, annotation)
     if kind is not None:
-        return kind, is_list, nullable
+        return _InputType(kind, is_list, nullable)
     if is_list and typing.get_origin(annotation) in (list, typing.List):
         raise PredictorError("nested lists are not supported")
     raise PredictorError(f"type {getattr(annotation, '__name__', annotation)!s} is not supported; "
@@ -171,19 +217,27 @@ def check_value(spec: InputSpec, value: Any, *, check_choices: bool = True) -> s
     return problem[1] if problem else None
 
 
+def fits_kind(kind: str, value: Any) -> bool:
+    """Whether a JSON value has the type of an input kind."""
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "int":  # 3.0 is accepted as 3 (JSON encoders may write integral floats)
+        return (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, float) and value.is_integer())
+    if kind == "float":  # Infinity and NaN are not JSON numbers, though Python's parser takes them
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, str)  # str, path, file, secret travel as strings
+
+
 def value_problem(spec: InputSpec, value: Any, *, check_choices: bool = True) -> tuple[str, str] | None:
     """(error type, message) when one (non-list) value does not fit the input, in pydantic's words."""
     kind = spec.kind
-    if kind == "bool":
-        ok = isinstance(value, bool)
-    elif kind == "int":  # 3.0 is accepted as 3 (JSON encoders may write integral floats)
-        ok = (isinstance(value, int) and not isinstance(value, bool)) or (
-            isinstance(value, float) and value.is_integer())
-    elif kind == "float":  # Infinity and NaN are not JSON numbers, though Python's parser takes them
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    else:  # str, path, file, secret travel as strings
-        ok = isinstance(value, str)
-    if not ok:
+    if kind == "union":
+        members = spec.members or []
+        if not any(fits_kind(member, value) for member in members):
+            return "type_error.union", f"value is not a valid {' | '.join(members)}"
+        return None
+    if not fits_kind(kind, value):
         name = {"int": "integer", "float": "float", "bool": "boolean"}.get(kind, "str")
         return f"type_error.{name}", f"value is not a valid {'string' if name == 'str' else name}"
     if spec.ge is not None and value < spec.ge:
@@ -207,11 +261,13 @@ def _num(x: float) -> Any:
 
 
 def _make_spec(name: str, order: int, annotation: Any, info: FieldInfo) -> InputSpec:
-    kind, is_list, nullable = _input_kind(annotation)
+    accepted = _input_kind(annotation)
+    kind, nullable = accepted.kind, accepted.nullable
     has_default = info.default is not MISSING
     default = _json_default(kind, info.default) if has_default else None
     spec = InputSpec(
-        name=name, order=order, kind=kind, is_list=is_list,
+        name=name, order=order, kind=kind, is_list=accepted.is_list, members=accepted.members,
+        whole_list_members=accepted.whole_list_members,
         nullable=nullable or (has_default and default is None),
         required=not has_default and not nullable,
         default=default, description=info.description,
@@ -289,8 +345,9 @@ def value_schema(annotation: Any) -> dict:
         return dict(primitive)
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin in _UNIONS:
-        inner, _ = _strip_optional(annotation)
-        return {**value_schema(inner), "nullable": True}
+        inner, nullable = _strip_optional(annotation)
+        schema = {"anyOf": [value_schema(m) for m in typing.get_args(inner)]} if _is_union(inner) else value_schema(inner)
+        return {**schema, "nullable": True} if nullable else schema
     if origin in (list, tuple, typing.List) or annotation in (list, tuple):
         items = value_schema(args[0]) if args else {}
         return {"type": "array", "items": items}
@@ -371,5 +428,6 @@ def read_signature(fn: Callable[..., Any], setup: Callable[..., Any] | None = No
     takes_weights = setup is not None and "weights" in inspect.signature(setup).parameters
     return Signature(
         inputs=read_inputs(fn), output_schema=schema, is_async=is_async, is_iterator=is_iter,
+        streaming=bool(getattr(fn, "__cog_streaming__", False)),
         max_concurrency=getattr(fn, "__cog_concurrent_max__", 1), setup_takes_weights=takes_weights,
     )

@@ -71,6 +71,21 @@ class Server:
         return self.process.returncode
 
 
+def read_events(client: httpx.Client, method: str, path: str, body: dict) -> tuple[list[tuple[str, object]], str]:
+    """Server-sent events of one request: ([(event, data), …], the raw text)."""
+    events, raw, name = [], [], None
+    with client.stream(method, path, json=body, headers={"Accept": "text/event-stream"}) as response:
+        assert response.status_code == 200, response.read()
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            raw.append(line)
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                events.append((name, json.loads(line[6:])))
+    return events, "\n".join(raw)
+
+
 @pytest.fixture
 def serve():
     """serve(predictor, env=..., args=...) starts a server and waits for setup to end."""

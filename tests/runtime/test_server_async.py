@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 
-from .conftest import module_server
+from .conftest import module_server, read_events
 
 tokens = module_server("predict.py:Tokens", env={"COG_WEBHOOK_INTERVAL": "0.2", "COG_WEBHOOK_BACKOFF": "0.05"})
 async_slow = module_server("predict.py:AsyncSlow")
@@ -65,20 +64,11 @@ def test_dead_webhook_does_not_hurt(tokens):
 
 
 def test_sse_streams_outputs(tokens):
-    events = []
-    with tokens.client.stream("POST", "/predictions", json={"input": {"words": 3, "delay": 0.05}},
-                              headers={"Accept": "text/event-stream"}) as response:
-        assert response.headers["Content-Type"].startswith("text/event-stream")
-        name = None
-        for line in response.iter_lines():
-            if line.startswith("event: "):
-                name = line[7:]
-            elif line.startswith("data: "):
-                events.append((name, json.loads(line[6:])))
+    events, _ = read_events(tokens.client, "POST", "/predictions", {"input": {"words": 3, "delay": 0.05}})
     names = [n for n, _ in events]
     assert names[0] == "start" and names[-1] == "completed"
-    assert [d for n, d in events if n == "output"] == ["w0 ", "w1 ", "w2 "]
-    assert "".join(d for n, d in events if n == "logs") == "token 0\ntoken 1\ntoken 2\n"
+    assert [d for n, d in events if n == "output"] == [{"chunk": f"w{i} ", "index": i} for i in range(3)]
+    assert "".join(d["data"] for n, d in events if n == "log") == "token 0\ntoken 1\ntoken 2\n"
     assert events[-1][1]["status"] == "succeeded" and events[-1][1]["output"] == ["w0 ", "w1 ", "w2 "]
 
 

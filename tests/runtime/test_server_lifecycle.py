@@ -193,7 +193,7 @@ def test_predictions_refused_while_starting(serve, tmp_path):
 def test_user_healthcheck_reports_unhealthy(serve):
     server = serve("predict.py:SelfChecking", env={"COG_HEALTHCHECK_TIMEOUT": "0.5"})
     assert server.client.get("/health-check").json()["status"] == "READY"
-    for state, words in (("bad", "returned False"), ("raise", "GPU fell off the bus"), ("hang", "within 0.5 seconds")):
+    for state, words in (("bad", "returned False"), ("raise", "GPU fell off the bus"), ("hang", "timed out after 0.5 seconds")):
         server.client.post("/predictions", json={"input": {"state": state}})
         health = server.client.get("/health-check").json()
         assert health["status"] == "UNHEALTHY" and words in health["user_healthcheck_error"], health

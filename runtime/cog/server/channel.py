@@ -52,8 +52,8 @@ class LogStream(io.TextIOBase):
 
     LIMIT = 8192  # send a partial line once this much has piled up
 
-    def __init__(self, channel: Channel, worker: Worker) -> None:
-        self.channel, self.worker = channel, worker
+    def __init__(self, channel: Channel, worker: Worker, source: str = "stdout") -> None:
+        self.channel, self.worker, self.source = channel, worker, source
         self.buffer = _BinaryLog(self)  # for code that writes bytes to sys.stdout.buffer
         # Line-buffered per prediction: print() makes two writes, and a message per write is costly.
         self._pending: dict[str | None, str] = {}
@@ -88,7 +88,7 @@ class LogStream(io.TextIOBase):
             self._send(pid, text)
 
     def _send(self, pid: str | None, text: str) -> None:
-        self.channel.send({"ev": "log", "id": pid, "text": text})
+        self.channel.send({"ev": "log", "id": pid, "text": text, "source": self.source})
 
     def isatty(self) -> bool:
         return False

@@ -1,9 +1,11 @@
 """Cog's HTTP prediction API on aiohttp; the predictor runs in a worker process.
 
-    python -m cog.server.http [--host H] [--port P] [--predictor FILE.py:NAME] [--upload-url URL]
+    python -m cog.server.http [--host H] [--port P] [--predictor FILE.py:NAME] [--train FILE.py:NAME]
+                              [--upload-url URL]
 
 Run it from the model directory. Defaults come from the image's environment: $PORT (else 5000),
-$COG_PREDICTOR (else predict.py:Predictor), $COG_MAX_CONCURRENCY, $COG_UPLOAD_URL.
+$COG_PREDICTOR (else predict.py:Predictor), $COG_TRAIN (cog.yaml's `train:`; /trainings is served
+only with it), $COG_MAX_CONCURRENCY, $COG_UPLOAD_URL.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import sys
 import tempfile
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -28,20 +30,35 @@ from aiohttp.http_exceptions import HttpProcessingError
 from .._version import __version__
 from ..openapi import openapi_document
 from .files import in_thread
-from .prediction import Prediction
+from .prediction import Prediction, json_text
+from .runner import READY, STARTING
 from .service import PredictionService, Refused, Settings, _env_number
 from .validation import coerce_form_value, error
 
 MiB = 1024 * 1024
 SERVICE = web.AppKey("service", PredictionService)
+TRAINING = web.AppKey("training", PredictionService)  # present when the model has `train:`
 STOP = web.AppKey("stop", asyncio.Event)
 BODY_TIMEOUT = web.AppKey("body_timeout", float)
 RESERVED = "cog.reserved"  # request key: the prediction a request holds a slot for
 BODY_BYTES_PER_EXTRA_SECOND = 64 * 1024  # a body's deadline grows as it arrives: big uploads are fine
+EVENT_STREAM = "text/event-stream"
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
-    return web.Response(text=json.dumps(body), status=status, content_type="application/json")
+    return web.Response(text=json_text(body), status=status, content_type="application/json")
+
+
+def _service(request: web.Request) -> PredictionService:
+    """The predictions' service, or the trainings' for a /trainings route."""
+    if request.path.startswith("/trainings"):
+        return request.app[TRAINING]
+    return request.app[SERVICE]
+
+
+def _wants_events(request: web.Request) -> bool:
+    accepted = request.headers.get("Accept", "").split(",")
+    return any(part.split(";")[0].strip() == EVENT_STREAM for part in accepted)
 
 
 async def _read_json(request: web.Request) -> Any:
@@ -66,8 +83,9 @@ async def _read_json(request: web.Request) -> Any:
 
 def _reserve(request: web.Request, body: Any, path_id: str | None = None) -> tuple[Prediction, dict]:
     """Validate and take a slot; the middleware releases it unless the prediction was handed to a run."""
-    prediction, values = request.app[SERVICE].create(body, path_id)
-    request[RESERVED] = prediction
+    service = _service(request)
+    prediction, values = service.create(body, path_id)
+    request[RESERVED] = (service, prediction)
     return prediction, values
 
 
@@ -75,27 +93,40 @@ def _reserve(request: web.Request, body: Any, path_id: str | None = None) -> tup
 
 
 async def root(request: web.Request) -> web.Response:
-    return _json({
+    body = {
         "cog_version": __version__, "openapi_url": "/openapi.json", "healthcheck_url": "/health-check",
         "predictions_url": "/predictions", "predictions_idempotent_url": "/predictions/{prediction_id}",
         "predictions_cancel_url": "/predictions/{prediction_id}/cancel", "shutdown_url": "/shutdown",
-    })
+    }
+    if TRAINING in request.app:
+        body.update({"trainings_url": "/trainings", "trainings_idempotent_url": "/trainings/{training_id}",
+                     "trainings_cancel_url": "/trainings/{training_id}/cancel"})
+    return _json(body)
 
 
 async def health_check(request: web.Request) -> web.Response:
-    service = request.app[SERVICE]
+    body = await _health(request.app[SERVICE])
+    if TRAINING in request.app:  # the trainer's worker, which has a setup() of its own
+        body["training"] = await _health(request.app[TRAINING])
+        if body["training"]["status"] == STARTING and body["status"] == READY:
+            body["status"] = STARTING  # READY once every setup() is over, so clients need not wait twice
+    return _json(body)
+
+
+async def _health(service: PredictionService) -> dict[str, Any]:
     status, problem = await service.health()
     body = {"status": status, "setup": service.worker.setup, "worker_restarts": service.worker.restarts}
     if problem is not None:
         body["user_healthcheck_error"] = problem
-    return _json(body)
+    return body
 
 
 async def openapi(request: web.Request) -> web.Response:
     signature = request.app[SERVICE].worker.signature
     if signature is None:
         return _json({"detail": "the predictor has not been loaded; see /health-check"}, 503)
-    return _json(openapi_document(signature))
+    training = request.app[TRAINING].worker.signature if TRAINING in request.app else None
+    return _json(openapi_document(signature, training))
 
 
 async def shutdown(request: web.Request) -> web.Response:
@@ -107,50 +138,79 @@ async def shutdown(request: web.Request) -> web.Response:
 
 
 async def create_prediction(request: web.Request) -> web.StreamResponse:
-    service = request.app[SERVICE]
-    prediction, values = _reserve(request, await _read_json(request), request.match_info.get("prediction_id"))
-    if "respond-async" in request.headers.get("Prefer", ""):
+    """POST /predictions, PUT /predictions/{id}, and the same for /trainings."""
+    service = _service(request)
+    path_id = request.match_info.get("prediction_id")
+    wants_events = _wants_events(request)
+    if wants_events and (refusal := _events_refusal(service)) is not None:
+        return refusal
+    if wants_events and path_id is not None and (running := service.active.get(path_id)) is not None:
+        return await _stream_events(request, running)  # a late client gets the story so far, then the rest
+    prediction, values = _reserve(request, await _read_json(request), path_id)
+    if "respond-async" in request.headers.get("Prefer", "") and not wants_events:
         service.run(prediction, values)
         return _json(prediction.to_json(), 202)
     wire = await service.fetch_inputs(prediction, values)
-    if "text/event-stream" in request.headers.get("Accept", ""):
-        return await _stream_events(request, service, prediction, values, wire)
+    if wants_events:
+        return await _stream_events(request, prediction, lambda: service.run(prediction, values, prefetched=wire),
+                                    cancel_on_disconnect=service)
     service.run(prediction, values, prefetched=wire)
     await prediction.done.wait()
     return _json(prediction.to_json())
 
 
-async def _stream_events(request: web.Request, service: PredictionService, prediction: Prediction,
-                         values: dict, wire: dict) -> web.StreamResponse:
-    """Server-sent events: `start`, one `output` per item, `logs` as they come, then `completed`
-    with the whole response."""
-    events: asyncio.Queue = asyncio.Queue()
-    prediction.listeners.append(events)
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-    await response.prepare(request)
-    service.run(prediction, values, prefetched=wire)
-    await response.write(_sse("start", prediction.to_json()))
+def _events_refusal(service: PredictionService) -> web.Response | None:
+    """406 unless the model opted in to server-sent events with @cog.streaming (as Cog asks)."""
+    if service.entry == "train":
+        return _json({"error": "Trainings do not stream: ask for JSON, with Prefer: respond-async "
+                               "and a webhook to follow a long one."}, 406)
+    signature = service.worker.signature
+    if signature is not None and not signature.streaming and not service.settings.stream_all:
+        return _json({"error": "This model does not support streaming responses: decorate its predict() "
+                               "with @cog.streaming to offer server-sent events."}, 406)
+    return None
+
+
+async def _stream_events(request: web.Request, prediction: Prediction, start: Callable[[], None] | None = None,
+                         cancel_on_disconnect: PredictionService | None = None) -> web.StreamResponse:
+    """Server-sent events: `start`, `output` ({"chunk", "index"}), `log`, `metric`, then `completed`
+    with the whole response. Events from before this client came are replayed first; if some of them
+    are no longer kept, an `error` event says how many and the stream ends."""
+    history, dropped, events = prediction.subscribe()
+    if start is not None:
+        start()
+    response = web.StreamResponse(headers={"Content-Type": EVENT_STREAM, "Cache-Control": "no-cache"})
     try:
+        await response.prepare(request)
+        if dropped:
+            await response.write(_sse("error", {"error": "SSE stream replay truncated: older events of this "
+                                                         "prediction are no longer kept", "skipped": dropped}))
+            return response
+        for event, payload in history:
+            await response.write(_sse(event, payload))
+            if event == "completed":
+                return response
         while True:
             event, payload = await events.get()
             await response.write(_sse(event, payload))
             if event == "completed":
-                break
+                return response
     except ConnectionError:
-        await service.cancel(prediction.id)  # the client went away
+        if cancel_on_disconnect is not None:
+            await cancel_on_disconnect.cancel(prediction.id)  # the client that asked for it went away
+        return response
     finally:
         prediction.listeners.remove(events)
-    return response
 
 
 def _sse(event: str, payload: Any) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(payload)}\n\n".encode()
+    return f"event: {event}\ndata: {json_text(payload)}\n\n".encode()
 
 
 async def cancel_prediction(request: web.Request) -> web.Response:
-    if await request.app[SERVICE].cancel(request.match_info["prediction_id"]):
+    if await _service(request).cancel(request.match_info["prediction_id"]):
         return _json({})
-    return _json({"detail": "no prediction with this ID is running"}, 404)
+    return _json({"detail": "no prediction with this ID is running or has run here"}, 404)
 
 
 # ---------------------------------------------------------------- the seed's form endpoint
@@ -244,8 +304,9 @@ async def _answer_every_request(request: web.Request, handler: Any) -> web.Strea
         return _json({"detail": f"internal server error: {type(exc).__name__}: {exc}"}, 500)
     finally:
         deadline.cancel()
-        if (prediction := request.get(RESERVED)) is not None:
-            request.app[SERVICE].abandon(prediction)
+        if (reserved := request.get(RESERVED)) is not None:
+            service, prediction = reserved
+            service.abandon(prediction)
 
 
 class _BodyDeadline:
@@ -278,7 +339,7 @@ class _BodyDeadline:
 
 
 def make_app(service: PredictionService, stop: asyncio.Event, max_body: int = 100 * MiB,
-             body_timeout: float = 30.0) -> web.Application:
+             body_timeout: float = 30.0, training: PredictionService | None = None) -> web.Application:
     app = web.Application(client_max_size=max_body, middlewares=[_answer_every_request])
     app[SERVICE], app[STOP], app[BODY_TIMEOUT] = service, stop, body_timeout
     app.router.add_get("/", root)
@@ -289,6 +350,11 @@ def make_app(service: PredictionService, stop: asyncio.Event, max_body: int = 10
     app.router.add_post("/predictions/{prediction_id}/cancel", cancel_prediction)
     app.router.add_post("/shutdown", shutdown)
     app.router.add_post("/predict", predict_form)
+    if training is not None:
+        app[TRAINING] = training
+        app.router.add_post("/trainings", create_prediction)
+        app.router.add_put("/trainings/{prediction_id}", create_prediction)
+        app.router.add_post("/trainings/{prediction_id}/cancel", cancel_prediction)
     return app
 
 
@@ -297,30 +363,36 @@ async def serve(settings: Settings, host: str, port: int, max_body: int = 100 * 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     service = PredictionService(settings)
+    training = PredictionService(settings, entry="train") if settings.train_ref else None
+    services = [service] + ([training] if training is not None else [])
 
     def on_signal() -> None:  # the first asks for a graceful stop; a second one stops waiting
         if stop.is_set():
-            service.hurry.set()
+            for each in services:
+                each.hurry.set()
         stop.set()
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal)
-    await service.start()
-    runner = web.AppRunner(make_app(service, stop, max_body, body_timeout), access_log=None, handle_signals=False)
+    for each in services:
+        await each.start()
+    runner = web.AppRunner(make_app(service, stop, max_body, body_timeout, training), access_log=None,
+                           handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:
         await site.start()
     except OSError as exc:
-        await service.shutdown()
+        await asyncio.gather(*(each.shutdown() for each in services))
         await runner.cleanup()
         raise SystemExit(f"cog: error: cannot listen on {host}:{port} ({exc.strerror or exc})") from None
     gc.freeze()  # start-up objects never become garbage; keep collections short (tail latency)
-    print(f"cog: serving {settings.predictor_ref} on http://{host}:{port}", file=sys.stderr, flush=True)
+    trains = f" (trainings: {settings.train_ref})" if settings.train_ref else ""
+    print(f"cog: serving {settings.predictor_ref}{trains} on http://{host}:{port}", file=sys.stderr, flush=True)
     await stop.wait()
     print("cog: shutting down", file=sys.stderr, flush=True)
     await site.stop()  # no new connections
-    await service.shutdown()
+    await asyncio.gather(*(each.shutdown() for each in services))
     await runner.cleanup()
 
 
@@ -330,12 +402,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, help="port to listen on (default: $PORT, else 5000)")
     parser.add_argument("--predictor", default=os.environ.get("COG_PREDICTOR") or "predict.py:Predictor",
                         help="module and class, like predict.py:Predictor (default: $COG_PREDICTOR)")
+    parser.add_argument("--train", default=os.environ.get("COG_TRAIN") or None,
+                        help="serve this training entry (train.py:train) at /trainings (default: $COG_TRAIN)")
     parser.add_argument("--upload-url", default=None, help="PUT output files here instead of inlining them")
     args = parser.parse_args(argv)
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
-        settings = Settings.from_env(args.predictor, args.upload_url)
+        settings = Settings.from_env(args.predictor, args.upload_url, args.train)
         max_body = _env_number("COG_MAX_BODY_BYTES", int, 100 * MiB, minimum=1)
         body_timeout = _env_number("COG_BODY_TIMEOUT", float, 30.0, minimum=0.001)
         port = args.port if args.port is not None else _env_number("PORT", int, 5000, minimum=0)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +27,27 @@ class LogBuffer:
         if len(self._chunks) > 1:
             self._chunks = ["".join(self._chunks)]
         return self._chunks[0] if self._chunks else ""
+
+
+def json_text(value: Any) -> str:
+    """JSON as Cog writes it on the wire: compact (clients grep for `"status":"succeeded"`)."""
+    return json.dumps(value, separators=(",", ":"))
+
+
+class StreamHistory:
+    """The last events of a prediction, replayed to a client that subscribes late."""
+
+    def __init__(self, capacity: int) -> None:
+        self.events: collections.deque = collections.deque(maxlen=capacity or None)
+        self.capacity = capacity
+        self.dropped = 0
+
+    def add(self, event: tuple[str, Any]) -> None:
+        if self.capacity <= 0:
+            return
+        if len(self.events) == self.capacity:
+            self.dropped += 1
+        self.events.append(event)
 
 
 def now_iso() -> str:
@@ -56,6 +79,7 @@ class Prediction:
     _started: float = 0.0
     done: asyncio.Event = field(default_factory=asyncio.Event)
     listeners: list[asyncio.Queue] = field(default_factory=list)
+    history: StreamHistory = field(default_factory=lambda: StreamHistory(0))
     temp_paths: list[str] = field(default_factory=list)
 
     @property
@@ -94,8 +118,16 @@ class Prediction:
             self.metrics["predict_time"] = round(time.monotonic() - self._started, 6)
 
     def notify(self, event: str, payload: Any = None) -> None:
+        """An event for server-sent-event clients, now and (from the history) later."""
+        self.history.add((event, payload))
         for listener in list(self.listeners):
             listener.put_nowait((event, payload))
+
+    def subscribe(self) -> tuple[list[tuple[str, Any]], int, asyncio.Queue]:
+        """(past events to replay, how many were dropped from the history, a queue of new ones)."""
+        queue: asyncio.Queue = asyncio.Queue()
+        self.listeners.append(queue)
+        return list(self.history.events), self.history.dropped, queue
 
     def to_json(self) -> dict[str, Any]:
         body = {

@@ -7,8 +7,9 @@ main thread is busy in predict().
 server → worker:  {"op": "predict", "id", "input", "context"} | {"op": "cancel", "id"}
                   {"op": "healthcheck", "id"} | {"op": "shutdown"}
 worker → server:  {"ev": "signature", "signature"} | {"ev": "load_failed", "error"}
-                  {"ev": "setup_done", "ok", "error"} | {"ev": "log", "id", "text"}
+                  {"ev": "setup_done", "ok", "error"} | {"ev": "log", "id", "text", "source"}
                   {"ev": "healthcheck", "id", "ok", "error"} | {"ev": "output", "id", "value", "files"}
+                  {"ev": "metric", "id", "name", "value", "mode"}
                   {"ev": "done", "id", "status", "output", "error", "metrics", "files"}
 
 Both sides share a filesystem. File inputs are local paths (the input's type says it is a file).

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -26,7 +27,8 @@ STARTING, READY, SETUP_FAILED, DEFUNCT = "STARTING", "READY", "SETUP_FAILED", "D
 
 OutputHook = Callable[[Prediction, Any, list], Any]  # coroutine function: (prediction, wire value, its files)
 DoneHook = Callable[[Prediction, dict], Any]  # coroutine function: (prediction, "done" event)
-LogHook = Callable[[Prediction, str], None]  # (prediction, the new text, secrets redacted)
+LogHook = Callable[[Prediction, str, str], None]  # (prediction, the new text with secrets redacted, source)
+MetricHook = Callable[[Prediction, dict], None]  # (prediction, {"name", "value", "mode"}) as recorded
 
 
 def worker_python() -> str:
@@ -37,10 +39,12 @@ def worker_python() -> str:
 
 class WorkerProcess:
     def __init__(self, predictor_ref: str, *, on_output: OutputHook, on_done: DoneHook, on_log: LogHook,
-                 cancel_grace: float = 1.0, restart_dead_worker: bool = False,
-                 scratch_root: str | None = None) -> None:
+                 on_metric: MetricHook, cancel_grace: float = 1.0, restart_dead_worker: bool = False,
+                 scratch_root: str | None = None, entry: str = "predict", setup_timeout: float | None = None) -> None:
         self.predictor_ref = predictor_ref
-        self.on_output, self.on_done, self.on_log = on_output, on_done, on_log
+        self.entry = entry  # "predict" (run/predict) or "train"
+        self.setup_timeout = setup_timeout
+        self.on_output, self.on_done, self.on_log, self.on_metric = on_output, on_done, on_log, on_metric
         self.cancel_grace = cancel_grace
         self.restart_dead_worker = restart_dead_worker
         self.scratch_root = scratch_root  # each worker gets a directory in here for its output files
@@ -78,7 +82,7 @@ class WorkerProcess:
         self.scratch = tempfile.mkdtemp(prefix="worker-", dir=self.scratch_root)
         try:
             self.process = await asyncio.create_subprocess_exec(
-                worker_python(), "-m", "cog.server.worker", "--predictor", self.predictor_ref,
+                worker_python(), "-m", "cog.server.worker", "--predictor", self.predictor_ref, "--entry", self.entry,
                 "--fd", str(theirs.fileno()), "--control-fd", str(control_theirs.fileno()), "--scratch", self.scratch,
                 stdin=asyncio.subprocess.DEVNULL, stdout=out_write, stderr=err_write,
                 pass_fds=(theirs.fileno(), control_theirs.fileno()), env=env, start_new_session=True,
@@ -88,10 +92,24 @@ class WorkerProcess:
             control_theirs.close()
             os.close(out_write)
             os.close(err_write)
-        self._fd_logs = [_FdLog(fd, self._log_fd_text) for fd in (out_read, err_read)]
+        self._fd_logs = [_FdLog(fd, functools.partial(self._log_fd_text, source=source))
+                         for fd, source in ((out_read, "stdout"), (err_read, "stderr"))]
         reader, self._writer = await asyncio.open_unix_connection(sock=ours, limit=protocol.MAX_LINE)
         _, self._control_writer = await asyncio.open_unix_connection(sock=control_ours)
         self._tasks = [asyncio.create_task(self._read_events(reader, self.process))]
+        if self.setup_timeout:
+            self._tasks.append(asyncio.create_task(self._limit_setup(self.process, self.setup_timeout)))
+
+    async def _limit_setup(self, process: asyncio.subprocess.Process, timeout: float) -> None:
+        """COG_SETUP_TIMEOUT: a setup() that runs longer fails, and its worker is stopped."""
+        try:
+            await asyncio.wait_for(self.ready.wait(), timeout)
+        except asyncio.TimeoutError:
+            if self.process is not process or self.state != STARTING:
+                return
+            self._end_setup("failed", f"setup() did not finish within {timeout:g} seconds (COG_SETUP_TIMEOUT)")
+            self._expected_exit, self._exit_reason = True, "setup timed out"
+            self._kill(process)
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Ask the worker to exit; kill it if it does not."""
@@ -166,7 +184,7 @@ class WorkerProcess:
         try:
             return await asyncio.wait_for(asyncio.shield(self._healthcheck), timeout)
         except asyncio.TimeoutError:
-            return f"healthcheck() did not answer within {timeout:g} seconds"
+            return f"user-defined healthcheck timed out after {timeout:.1f} seconds"
 
     # ---------------------------------------------------------------- events from the worker
 
@@ -189,7 +207,10 @@ class WorkerProcess:
         kind = event["ev"]
         if kind == "log":
             prediction = self.in_flight.get(event["id"] or "") if event["id"] else self._sole()
-            self._log(prediction, event["text"])
+            self._log(prediction, event["text"], "stderr" if event.get("source") == "stderr" else "stdout")
+        elif kind == "metric":
+            if (prediction := self.in_flight.get(event["id"])) is not None:
+                self.on_metric(prediction, {k: event[k] for k in ("name", "value", "mode")})
         elif kind == "output":
             if (prediction := self.in_flight.get(event["id"])) is not None:
                 await self.on_output(prediction, event["value"], event.get("files") or [])
@@ -218,9 +239,9 @@ class WorkerProcess:
     def _sole(self) -> Prediction | None:
         return next(iter(self.in_flight.values())) if len(self.in_flight) == 1 else None
 
-    def _log(self, prediction: Prediction | None, text: str) -> None:
+    def _log(self, prediction: Prediction | None, text: str, source: str) -> None:
         if prediction is not None:
-            self.on_log(prediction, prediction.add_log(text))
+            self.on_log(prediction, prediction.add_log(text), source)
         elif self.state == STARTING:
             self.setup_logs.append(text)
         else:  # no one prediction owns it (concurrent ones, or between predictions): hide all their secrets
@@ -228,8 +249,8 @@ class WorkerProcess:
                 text = running.redact(text)
             sys.stderr.write(text)
 
-    def _log_fd_text(self, text: str) -> None:
-        self._log(self._sole(), text)
+    def _log_fd_text(self, text: str, source: str) -> None:
+        self._log(self._sole(), text, source)
 
     def _drain_fd_logs(self) -> None:
         for fd_log in self._fd_logs:

@@ -6,6 +6,7 @@ The HTTP layer (http.py) turns requests into calls here and results into respons
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import shutil
@@ -20,7 +21,7 @@ import aiohttp
 
 from . import files
 from .files import Fetcher, InputFileError
-from .prediction import SECRET_MASK, Prediction, now_iso
+from .prediction import SECRET_MASK, Prediction, StreamHistory, now_iso
 from .runner import DEFUNCT, READY, SETUP_FAILED, STARTING, WorkerProcess
 from .urls import UrlError, UrlPolicy, policed_session, url_problem
 from .validation import error, validate_input
@@ -49,15 +50,23 @@ class Settings:
     cancel_grace: float = 1.0
     healthcheck_timeout: float = 5.0
     restart_dead_worker: bool = False  # else a dead worker leaves the server DEFUNCT
+    train_ref: str | None = None  # cog.yaml's `train:`, served at /trainings
+    setup_timeout: float | None = None  # None or 0: setup() may take as long as it takes
+    stream_history: int = 1024  # events kept per prediction for a late server-sent-events client
+    stream_all: bool = False  # server-sent events for any model, not only @cog.streaming ones
 
     @classmethod
-    def from_env(cls, predictor_ref: str, upload_url: str | None = None) -> Settings:
+    def from_env(cls, predictor_ref: str, upload_url: str | None = None, train_ref: str | None = None) -> Settings:
         """Settings from COG_* variables; a malformed value raises ValueError naming the variable."""
         upload_url = upload_url or os.environ.get("COG_UPLOAD_URL") or None
         if upload_url and (problem := url_problem(upload_url)):
             raise ValueError(f"the upload URL (--upload-url or COG_UPLOAD_URL): {problem}")
         return cls(
             predictor_ref=predictor_ref,
+            train_ref=train_ref or None,
+            setup_timeout=_env_number("COG_SETUP_TIMEOUT", float, None, minimum=0) or None,
+            stream_history=_env_number("COG_STREAM_HISTORY_CAPACITY", int, 1024, minimum=0),
+            stream_all=_env_flag("COG_STREAM_ALL"),
             max_concurrency=_env_number("COG_MAX_CONCURRENCY", int, None, minimum=1),
             upload_url=upload_url,
             predict_timeout=_env_number("COG_PREDICT_TIMEOUT", float, None, minimum=0),
@@ -91,16 +100,26 @@ def _env_number(name: str, cast: type, default: Any, *, minimum: float) -> Any:
     return value
 
 
+RECENT_LIMIT = 1000  # finished predictions remembered, so that a late or repeated cancel is not a 404
+
+
 class PredictionService:
-    def __init__(self, settings: Settings) -> None:
+    """Predictions (or, with entry="train", trainings) run by one worker process."""
+
+    def __init__(self, settings: Settings, entry: str = "predict") -> None:
         self.settings = settings
+        self.entry = entry
         self.active: dict[str, Prediction] = {}
+        self.recently_finished: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.shutting_down = False
         self.hurry = asyncio.Event()  # set by a second SIGTERM/SIGINT: cancel in-flight work now
         self.temp_root = tempfile.mkdtemp(prefix="cog-server-")  # inputs and worker outputs; removed at exit
-        self.worker = WorkerProcess(settings.predictor_ref, on_output=self._on_output, on_done=self._on_done,
-                                    on_log=self._on_log, cancel_grace=settings.cancel_grace,
-                                    restart_dead_worker=settings.restart_dead_worker, scratch_root=self.temp_root)
+        ref = settings.train_ref if entry == "train" else settings.predictor_ref
+        assert ref is not None
+        self.worker = WorkerProcess(ref, on_output=self._on_output, on_done=self._on_done, on_log=self._on_log,
+                                    on_metric=self._on_metric, cancel_grace=settings.cancel_grace,
+                                    restart_dead_worker=settings.restart_dead_worker, scratch_root=self.temp_root,
+                                    entry=entry, setup_timeout=settings.setup_timeout)
         self.url_policy = UrlPolicy.from_env()  # for every URL the server fetches from or sends to
         self.session: aiohttp.ClientSession | None = None
         self.webhooks: WebhookSender | None = None
@@ -183,6 +202,7 @@ class PredictionService:
             webhook_events_filter=tuple(body.get("webhook_events_filter") or ("start", "output", "logs", "completed")),
             output_file_prefix=body.get("output_file_prefix"), context=dict(body.get("context") or {}),
             created_at=body.get("created_at") or None, secrets=secrets, streams=signature.is_iterator,
+            history=StreamHistory(self.settings.stream_history),
         )
         prediction.created_at = prediction.created_at or now_iso()
         self.active[prediction.id] = prediction
@@ -239,6 +259,7 @@ class PredictionService:
             await self._finish(prediction, "canceled")
             return
         prediction.start()
+        prediction.notify("start", {"id": prediction.id, "status": prediction.status})
         self._webhook(prediction, "start")  # before any output can arrive
         try:
             await self.worker.submit(prediction, wire)
@@ -291,12 +312,15 @@ class PredictionService:
         if not isinstance(prediction.output, list):
             prediction.output = []
         prediction.output.append(value)
-        prediction.notify("output", value)
+        prediction.notify("output", {"chunk": value, "index": len(prediction.output) - 1})
         self._webhook(prediction, "output")
 
-    def _on_log(self, prediction: Prediction, text: str) -> None:
-        prediction.notify("logs", text)
+    def _on_log(self, prediction: Prediction, text: str, source: str) -> None:
+        prediction.notify("log", {"source": source, "data": text})
         self._webhook(prediction, "logs")
+
+    def _on_metric(self, prediction: Prediction, metric: dict[str, Any]) -> None:
+        prediction.notify("metric", metric)
 
     async def _on_done(self, prediction: Prediction, event: dict[str, Any]) -> None:
         status, error_text = event["status"], event.get("error")
@@ -328,6 +352,9 @@ class PredictionService:
             self._webhook(prediction, "completed")
         finally:  # whatever went wrong above, the slot is free and the client stops waiting
             self.active.pop(prediction.id, None)
+            self.recently_finished[prediction.id] = None
+            if len(self.recently_finished) > RECENT_LIMIT:
+                self.recently_finished.popitem(last=False)
             prediction.done.set()
 
     def cleanup(self, prediction: Prediction) -> None:
@@ -343,9 +370,13 @@ class PredictionService:
     # ---------------------------------------------------------------- cancel and shutdown
 
     async def cancel(self, prediction_id: str) -> bool:
+        """False when no prediction has this ID; cancelling one that already finished, or
+        again, changes nothing and is not an error (as in Cog)."""
         prediction = self.active.get(prediction_id)
         if prediction is None:
-            return False
+            return prediction_id in self.recently_finished
+        if prediction.cancel_requested:
+            return True  # one cancel at a time: two could each kill and respawn the worker
         if prediction.status == "starting":
             prediction.cancel_requested = True
         else:

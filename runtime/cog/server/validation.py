@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..signature import InputSpec, Signature, value_problem
+from ..signature import InputSpec, Signature, fits_kind, value_problem
 from .files import file_url_problem
 
 
@@ -30,6 +30,9 @@ def _check(spec: InputSpec, value: Any) -> dict[str, Any] | None:
     if spec.is_list:
         if not isinstance(value, list):
             return error(spec.name, "value is not a valid list", "type_error.list")
+        if spec.whole_list_members and not any(all(fits_kind(m, v) for v in value) for m in spec.members or []):
+            wanted = " | ".join(f"list[{m}]" for m in spec.members or [])
+            return error(spec.name, f"value is not a valid {wanted}", "type_error.union")
         for index, item in enumerate(value):
             if problem := _check_one(spec, item):
                 return {"loc": ["body", "input", spec.name, index], "msg": problem[1], "type": problem[0]}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import sys
 import time
@@ -17,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from .prediction import Prediction
+from .prediction import Prediction, json_text
 from .urls import UrlError, UrlPolicy, redact, scrub
 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
@@ -75,7 +74,7 @@ class WebhookSender:
 
     async def _send(self, prediction: Prediction, stream: _Stream, *, terminal: bool) -> None:
         async with stream.lock:  # keeps webhooks of one prediction in order
-            body = json.dumps(prediction.to_json())  # the state at send time
+            body = json_text(prediction.to_json())  # the state at send time
             if terminal and "completed" not in prediction.webhook_events_filter:
                 self._streams.pop(prediction.id, None)
                 return

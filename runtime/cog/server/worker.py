@@ -32,6 +32,13 @@ from .values import to_python, to_wire
 CANCEL_SIGNAL = signal.SIGUSR1
 
 
+def failure_text(exc: BaseException) -> str:
+    """The `error` of a prediction that raised `exc`."""
+    if isinstance(exc, SystemExit):  # the worker lives on; say what the predictor did
+        return f"SystemExit({exc.code!r}): predict() called sys.exit()"
+    return str(exc) or type(exc).__name__
+
+
 class Worker:
     def __init__(self, channel: Channel, predictor: LoadedPredictor, scratch: str | None = None) -> None:
         self.channel = channel
@@ -69,6 +76,14 @@ class Worker:
         return {spec.name: to_python(spec, given[spec.name], opened)
                 for spec in self.signature.inputs if spec.name in given}
 
+    def _scope(self, message: dict[str, Any]) -> Scope:
+        pid = message["id"]
+
+        def send_metric(name: str, value: Any, mode: str) -> None:
+            self.channel.send({"ev": "metric", "id": pid, "name": name, "value": value, "mode": mode})
+
+        return Scope(pid, message.get("context"), on_metric=send_metric)
+
     def _send_output(self, pid: str, item: Any) -> None:
         value, files = to_wire(item, self.scratch)
         self.channel.send({"ev": "output", "id": pid, "value": value, "files": files})
@@ -89,7 +104,7 @@ class Worker:
 
     def run_sync(self, message: dict[str, Any]) -> None:
         pid = message["id"]
-        scope = Scope(pid, message.get("context"))
+        scope = self._scope(message)
         token, opened = enter_scope(scope), []
         id_token = current_prediction_id.set(pid)
         self.running[pid] = True
@@ -109,10 +124,10 @@ class Worker:
         except CancelationException:
             self.sync_current = None
             self._finish(pid, "canceled", scope=scope)
-        except Exception as exc:  # noqa: BLE001 - the predictor's failure is reported, not raised
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - the predictor's failure is reported, not raised
             self.sync_current = None
             traceback.print_exc(file=sys.stderr)
-            self._finish(pid, "failed", error=str(exc) or type(exc).__name__, scope=scope)
+            self._finish(pid, "failed", error=failure_text(exc), scope=scope)
         finally:
             self.sync_current = None
             for handle in opened:
@@ -122,7 +137,7 @@ class Worker:
 
     async def run_async(self, message: dict[str, Any]) -> None:
         pid = message["id"]
-        scope = Scope(pid, message.get("context"))
+        scope = self._scope(message)
         enter_scope(scope)  # each task runs in its own context copy
         current_prediction_id.set(pid)
         opened: list[Any] = []
@@ -142,9 +157,9 @@ class Worker:
             self._finish(pid, "succeeded", output, scope=scope)
         except (asyncio.CancelledError, CancelationException):
             self._finish(pid, "canceled", scope=scope)
-        except Exception as exc:  # noqa: BLE001
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - asyncio would let SystemExit stop the loop
             traceback.print_exc(file=sys.stderr)
-            self._finish(pid, "failed", error=str(exc) or type(exc).__name__, scope=scope)
+            self._finish(pid, "failed", error=failure_text(exc), scope=scope)
         finally:
             for handle in opened:
                 handle.close()
@@ -162,9 +177,9 @@ class Worker:
                     result = asyncio.run_coroutine_threadsafe(result, self.loop).result()
                 elif inspect.isawaitable(result):
                     result = asyncio.run(result)
-                ok, error = result is not False, None if result is not False else "healthcheck() returned False"
+                ok, error = result is not False, None if result is not False else "user-defined healthcheck returned False"
             except Exception as exc:  # noqa: BLE001
-                ok, error = False, f"healthcheck() raised {type(exc).__name__}: {exc}"
+                ok, error = False, f"user-defined healthcheck raised {type(exc).__name__}: {exc}"
             self.channel.send({"ev": "healthcheck", "id": request_id, "ok": ok, "error": error})
 
         threading.Thread(target=check, name="cog-healthcheck", daemon=True).start()
@@ -262,6 +277,8 @@ def _flush_logs() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cog.server.worker")
     parser.add_argument("--predictor", required=True)
+    parser.add_argument("--entry", choices=("predict", "train"), default="predict",
+                        help="the method to serve: run/predict, or train (Cog's training interface)")
     parser.add_argument("--fd", type=int, required=True, help="socket for predictions and all events")
     parser.add_argument("--control-fd", type=int, required=True, help="socket for cancel and healthcheck")
     parser.add_argument("--scratch", help="directory for output files (the server removes it)")
@@ -272,10 +289,10 @@ def main(argv: list[str] | None = None) -> int:
         def sole_prediction(self) -> None:
             return None
 
-    sys.stdout = LogStream(channel, _Early())  # type: ignore[arg-type,assignment]
-    sys.stderr = LogStream(channel, _Early())  # type: ignore[arg-type,assignment]
+    sys.stdout = LogStream(channel, _Early(), "stdout")  # type: ignore[arg-type,assignment]
+    sys.stderr = LogStream(channel, _Early(), "stderr")  # type: ignore[arg-type,assignment]
     try:
-        predictor = load_predictor(args.predictor)
+        predictor = load_predictor(args.predictor, entry=args.entry)
     except PredictorError as exc:
         _flush_logs()
         channel.send({"ev": "load_failed", "error": str(exc)})

@@ -94,6 +94,7 @@ class Stubborn(BasePredictor):
 
 
 class Tokens(BasePredictor):
+    @cog.streaming
     def predict(self, words: int = 3, delay: float = 0.0) -> ConcatenateIterator[str]:
         for i in range(words):
             time.sleep(delay)
