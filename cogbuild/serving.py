@@ -66,15 +66,15 @@ def directory_schema(config: CogConfig) -> dict:
 
 @contextmanager
 def local_server(config: CogConfig, on_status: Callable[[str], None] = lambda s: None,
-                 timeout: float = READY_TIMEOUT) -> Iterator[str]:
+                 timeout: float = READY_TIMEOUT, env: dict[str, str] | None = None) -> Iterator[str]:
     """Serve the directory's model on a free loopback port until the block ends; yield its base URL."""
     port = free_port()
     # A file, not a pipe: a chatty predictor must never block on a pipe nobody reads.
     with tempfile.TemporaryFile() as output:
         # Stopped only when its answer is in or no longer wanted: no grace for unfinished work, so it
         # stops its worker itself (no container's PID namespace would end a worker left behind).
-        env = {**server_env(config), "COG_SHUTDOWN_GRACE": "0"}
-        proc = subprocess.Popen(server_command("127.0.0.1", port), cwd=config.root, env=env,
+        server_vars = {**server_env(config), "COG_SHUTDOWN_GRACE": "0", **(env or {})}
+        proc = subprocess.Popen(server_command("127.0.0.1", port), cwd=config.root, env=server_vars,
                                 stdout=output, stderr=subprocess.STDOUT)
         try:
             wait_ready(f"http://127.0.0.1:{port}", lambda: _read_all(output), timeout, on_status,

@@ -139,6 +139,9 @@ def run_job(ctx: click.Context, target: str, request: Request, out_path: str | N
 
 
 Started = tuple[str, "dict | None", dict[str, Any]]  # base URL, schema, checked input
+# Cog's servers stream events only for @cog.streaming models; those started here stream for any model,
+# so that its logs show while it runs.
+STREAM_ALL = {"COG_STREAM_ALL": "1"}
 
 
 def _start_directory(ctx: click.Context, stack: ExitStack, directory: Path, request: Request, wait: dict) -> Started:
@@ -148,7 +151,7 @@ def _start_directory(ctx: click.Context, stack: ExitStack, directory: Path, requ
     schema = directory_schema(config)
     payload = request.payload(schema)
     with spinner(f"starting the model in {directory}", ctx) as status:
-        base = stack.enter_context(local_server(config, on_status=status, **wait))
+        base = stack.enter_context(local_server(config, on_status=status, env=STREAM_ALL, **wait))
     return base, schema, payload
 
 
@@ -166,7 +169,7 @@ def _start_image(ctx: click.Context, stack: ExitStack, target: str, request: Req
     payload = request.payload(schema) if schema else None
     with spinner(f"starting {target} ({image.variant}) with {chosen.name}", ctx) as status:
         container = stack.enter_context(running_container(
-            image, chosen, gpu=gpu and image.variant == "gpu", on_status=status, **wait))
+            image, chosen, gpu=gpu and image.variant == "gpu", env=STREAM_ALL, on_status=status, **wait))
     if payload is None:
         schema = _fetch_schema(container.base_url)
         payload = request.payload(schema)
@@ -214,7 +217,8 @@ class LiveView:
 
 
 def _post_job(base: str, endpoint: str, payload: dict[str, Any], live: LiveView) -> tuple[dict, bool]:
-    """POST the job, asking for server-sent events so logs and output show while the model works.
+    """POST the job, asking for server-sent events so logs and output show while the model works
+    (servers started here offer them for every model: STREAM_ALL).
 
     Returns the final response and whether it streamed. A server that answers with plain JSON instead
     (an error, or a runtime without streaming) is read as such.
@@ -239,8 +243,8 @@ def _read_events(response: httpx.Response, live: LiveView) -> dict[str, Any]:
             data.append(line[5:].strip())
         elif not line and event:
             payload = json.loads("\n".join(data)) if data else None
-            if event == "logs" and payload:
-                live.logs(payload)
+            if event == "log" and payload:
+                live.logs(payload["data"])
             elif event == "output":
                 live.output(payload.get("chunk") if isinstance(payload, dict) and "chunk" in payload else payload)
             elif event == "completed":

@@ -160,12 +160,15 @@ async def create_prediction(request: web.Request) -> web.StreamResponse:
 
 
 def _events_refusal(service: PredictionService) -> web.Response | None:
-    """406 unless the model opted in to server-sent events with @cog.streaming (as Cog asks)."""
+    """406 unless the model opted in to server-sent events with @cog.streaming (as Cog asks), or the
+    server streams everything (COG_STREAM_ALL)."""
+    if service.settings.stream_all:
+        return None
     if service.entry == "train":
         return _json({"error": "Trainings do not stream: ask for JSON, with Prefer: respond-async "
                                "and a webhook to follow a long one."}, 406)
     signature = service.worker.signature
-    if signature is not None and not signature.streaming and not service.settings.stream_all:
+    if signature is not None and not signature.streaming:
         return _json({"error": "This model does not support streaming responses: decorate its predict() "
                                "with @cog.streaming to offer server-sent events."}, 406)
     return None
