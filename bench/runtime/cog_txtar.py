@@ -1,0 +1,328 @@
+"""Measure: which of Cog's HTTP-only integration tests pass against this runtime's server.
+
+Cog's suite (replicate/cog, integration-tests/tests/*.txtar) is written in testscript. The tests
+that only serve a model and talk to it over HTTP (`cog serve`, `curl`, `stdout` regexps,
+`webhook-server-*`, `exec`) can run here without Docker: each file's model is served from its own
+source with `python -m cog.server.http`, with cog.yaml's predict/train/environment/concurrency as
+the image would set them. Tests that use other `cog` commands are reported as not applicable.
+
+    .venv/bin/python bench/runtime/cog_txtar.py DIR_WITH_TXTAR_FILES [NAME ...] [--python PY] [--verbose]
+
+`--python` picks the interpreter that serves (default: this one; its `cog` is the runtime measured);
+with `--coglet`, that interpreter's `cog` is Replicate's own (pip install cog), started as Cog starts it,
+to compare.
+Prints one line per test (PASS / FAIL with the failing line / N/A with why) and the totals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import yaml
+
+OTHER_COG_COMMANDS = ("build",)  # no-ops here: the model is served from its source
+
+
+class Failed(Exception):
+    pass
+
+
+class NotApplicable(Exception):
+    pass
+
+
+def why_not_applicable(lines: list[str]) -> str | None:
+    """Why a script needs more than serving its model over HTTP, or None."""
+    script = "\n".join(line for line in lines if not line.strip().startswith("#"))
+    commands = set(re.findall(r"^\s*(?:\[[^]]*\]\s*)?!?\s*cog (\w+)", script, flags=re.M))
+    if "serve" not in commands:
+        return "does not serve over HTTP"
+    if other := commands - {"serve", *OTHER_COG_COMMANDS}:
+        return f"uses `cog {' '.join(sorted(other))}`"
+    if re.search(r"\bdocker (inspect|images|run|ps|exec|pull)\b", script):
+        return "uses docker"
+    return None
+
+
+def parse_txtar(text: str) -> tuple[list[str], dict[str, str]]:
+    """(script lines, files) of a txtar archive."""
+    parts = re.split(r"^-- (.+?) --$", text, flags=re.M)
+    files = {parts[i].strip(): parts[i + 1].lstrip("\n") for i in range(1, len(parts), 2)}
+    return parts[0].splitlines(), files
+
+
+def split_args(line: str) -> list[str]:
+    """testscript's quoting: whitespace separates, single quotes group ('' is a quote)."""
+    args, current, quoted, started, i = [], [], False, False, 0
+    while i < len(line):
+        char = line[i]
+        if quoted:
+            if char == "'" and line[i + 1:i + 2] == "'":
+                current.append("'")
+                i += 1
+            elif char == "'":
+                quoted = False
+            else:
+                current.append(char)
+        elif char == "'":
+            quoted = started = True
+        elif char.isspace():
+            if started:
+                args.append("".join(current))
+                current, started = [], False
+        else:
+            current.append(char)
+            started = True
+        i += 1
+    if started:
+        args.append("".join(current))
+    return args
+
+
+def expand(text: str, env: dict[str, str]) -> str:
+    return re.sub(r"\$\{?(\w+)\}?", lambda m: env.get(m.group(1), ""), text)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class WebhookSink:
+    """Records the first terminal webhook and summarizes it as Cog's harness does."""
+
+    def __init__(self) -> None:
+        self.result: dict | None = None
+        self.done = threading.Event()
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                if body.get("status") in ("succeeded", "failed", "canceled") and sink.result is None:
+                    output = body.get("output")
+                    size = len(output) if isinstance(output, str) else len(json.dumps(output, separators=(",", ":")))
+                    sink.result = {"status": body["status"], "output_size": size, "has_error": bool(body.get("error")),
+                                   "error_message": body.get("error") or "", "metrics": body.get("metrics")}
+                    sink.done.set()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/webhook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+class Script:
+    def __init__(self, lines: list[str], files: dict[str, str], python: str, verbose: bool, coglet: bool) -> None:
+        self.lines, self.files, self.python, self.verbose, self.coglet = lines, files, python, verbose, coglet
+        self.work = Path(tempfile.mkdtemp(prefix="cog-txtar-"))
+        self.env = {"WORK": str(self.work)}
+        self.stdout = self.stderr = ""
+        self.server: subprocess.Popen | None = None
+        self.sink: WebhookSink | None = None
+
+    def run(self) -> None:
+        for name, content in self.files.items():
+            path = self.work / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content)
+        try:
+            for line in self.lines:
+                line = line.strip()
+                if not line or line.startswith("#"):
+                    continue
+                if line.startswith("["):  # a condition such as [short]: the full suite runs here
+                    line = line[line.index("]") + 1:].strip()
+                    if line.startswith("skip"):
+                        continue
+                negate = line.startswith("! ")
+                args = split_args(line[2:] if negate else line)
+                if self.verbose:
+                    print("   >", line, file=sys.stderr)
+                try:
+                    self.step(args, negate)
+                except Failed as failure:
+                    raise Failed(f"{line}: {failure}") from None
+        finally:
+            self.stop()
+
+    def step(self, args: list[str], negate: bool) -> None:
+        command, rest = args[0], args[1:]
+        if command == "cog":
+            if rest[0] == "serve":
+                self.serve(negate, rest[1:])
+            elif rest[0] not in OTHER_COG_COMMANDS:
+                raise NotApplicable(f"uses `cog {rest[0]}`")
+        elif command == "curl":
+            self.curl(rest, negate)
+        elif command in ("stdout", "stderr"):
+            text = self.stdout if command == "stdout" else self.stderr
+            found = re.search(expand(rest[0], self.env), text, flags=re.M) is not None
+            if found == negate:
+                raise Failed(f"{'found' if found else 'not found'} in: {text[:600]}")
+        elif command == "exec":
+            self.exec(rest, negate)
+        elif command == "webhook-server-start":
+            self.sink = WebhookSink()
+            self.env["WEBHOOK_URL"] = self.sink.url
+        elif command == "webhook-server-wait":
+            assert self.sink is not None
+            timeout = float(rest[0].rstrip("s")) if rest else 120
+            if not self.sink.done.wait(timeout):
+                raise Failed("no terminal webhook")
+            self.stdout = json.dumps(self.sink.result, separators=(",", ":")) + "\n"
+        elif command in ("env",):
+            key, _, value = rest[0].partition("=")
+            self.env[key] = value
+        else:
+            raise NotApplicable(f"uses `{command}`")
+
+    def serve(self, negate: bool, args: list[str]) -> None:
+        config = yaml.safe_load((self.work / "cog.yaml").read_text()) or {}
+        env = {**os.environ, **self.env}
+        for item in config.get("environment") or []:
+            key, _, value = item.partition("=")
+            env[key] = value
+        if (config.get("concurrency") or {}).get("max"):
+            env["COG_MAX_CONCURRENCY"] = str(config["concurrency"]["max"])
+        port = free_port()
+        predictor = config.get("predict") or config.get("run") or "predict.py:Predictor"
+        if self.coglet:  # Cog's images set these, and its server reads them
+            env.update({"PORT": str(port), "COG_PREDICT_TYPE_STUB": predictor,  # its worker runs `python`
+                        "PATH": f"{Path(self.python).parent}{os.pathsep}{env.get('PATH', '')}"})
+            command = [self.python, "-m", "cog.server.http", "--host", "127.0.0.1"]
+        else:
+            command = [self.python, "-m", "cog.server.http", "--host", "127.0.0.1", "--port", str(port),
+                       "--predictor", predictor]
+        if config.get("train"):
+            env["COG_TRAIN"] = config["train"]
+        if "--upload-url" in args:
+            command += ["--upload-url", args[args.index("--upload-url") + 1]]
+        self.server = subprocess.Popen(command, cwd=self.work, env=env, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL)
+        self.env["SERVER_URL"] = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            status = self._health()  # as Cog's harness: setup over and the server answering
+            if status in ("READY", "UNHEALTHY", "BUSY") or (negate and status in ("SETUP_FAILED", "DEFUNCT")):
+                return
+            if status in ("SETUP_FAILED", "DEFUNCT") or self.server.poll() is not None:
+                break
+            time.sleep(0.2)
+        if not negate:
+            raise Failed(f"server did not become READY (last status {self._health()})")
+
+    def _health(self) -> str | None:
+        try:
+            with urllib.request.urlopen(self.env["SERVER_URL"] + "/health-check", timeout=5) as response:
+                return json.loads(response.read()).get("status")
+        except (OSError, ValueError):
+            return None
+
+    def curl(self, args: list[str], negate: bool) -> None:
+        headers = {}
+        while args and args[0] == "-H":
+            key, _, value = args[1].partition(":")
+            headers[key.strip()] = value.strip()
+            args = args[2:]
+        method, path = args[0], args[1]
+        body = expand(args[2], self.env).encode() if len(args) > 2 else None
+        if body and body.startswith(b"@"):
+            body = (self.work / body[1:].decode()).read_bytes()
+        if body:
+            headers["Content-Type"] = "application/json"
+        status, text = None, ""
+        for _ in range(10):  # as Cog's harness: retry until the wanted kind of answer
+            request = urllib.request.Request(self.env["SERVER_URL"] + path, data=body, method=method, headers=headers)
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    status, text = response.status, response.read().decode()
+            except urllib.error.HTTPError as error:
+                status, text = error.code, error.read().decode()
+            except OSError:
+                status = None
+            if status is not None and (200 <= status < 300) != negate:
+                break
+            time.sleep(0.5)
+        else:
+            raise Failed(f"answered {status}: {text[:300]}")
+        if negate:
+            self.stderr = text
+        else:
+            self.stdout = text
+
+    def exec(self, args: list[str], negate: bool) -> None:
+        env = {**os.environ, **self.env}
+        try:
+            done = subprocess.run(args, cwd=self.work, env=env, capture_output=True, text=True, timeout=300)
+        except FileNotFoundError:
+            raise NotApplicable(f"needs {args[0]}") from None
+        self.stdout, self.stderr = done.stdout, done.stderr
+        if (done.returncode == 0) == negate:
+            raise Failed(f"exit {done.returncode}: {done.stderr[-300:]}")
+
+    def stop(self) -> None:
+        if self.server is not None and self.server.poll() is None:
+            self.server.terminate()
+            try:
+                self.server.wait(15)
+            except subprocess.TimeoutExpired:
+                self.server.kill()
+        if self.sink is not None:
+            self.sink.server.shutdown()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("directory", type=Path)
+    parser.add_argument("names", nargs="*", help="test names (default: all)")
+    parser.add_argument("--python", default=sys.executable)
+    parser.add_argument("--coglet", action="store_true", help="--python's cog is Replicate's Cog")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args()
+    paths = sorted(args.directory.glob("*.txtar"))
+    if args.names:
+        paths = [p for p in paths if p.stem in args.names]
+    counts = {"PASS": 0, "FAIL": 0, "N/A": 0}
+    for path in paths:
+        lines, files = parse_txtar(path.read_text())
+        if (reason := why_not_applicable(lines)) is not None:
+            counts["N/A"] += 1
+            if args.verbose:
+                print(f"N/A  {path.stem}  {reason}")
+            continue
+        try:
+            Script(lines, files, args.python, args.verbose, args.coglet).run()
+            verdict, why = "PASS", ""
+        except NotApplicable as reason:
+            verdict, why = "N/A", str(reason)
+        except Failed as failure:
+            verdict, why = "FAIL", str(failure)
+        counts[verdict] += 1
+        print(f"{verdict:4} {path.stem}{'  ' + why if why else ''}", flush=True)
+    ran = counts["PASS"] + counts["FAIL"]
+    print(f"\n{counts['PASS']} of {ran} HTTP-only tests pass ({counts['N/A']} need other cog commands)")
+    return 0 if counts["FAIL"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
