@@ -11,7 +11,9 @@ import time
 
 import pytest
 
-from .conftest import module_server, read_events
+from cog.command.openapi_schema import openapi_schema
+
+from .conftest import MODELS, module_server, read_events
 
 streamer = module_server("parity.py:Streamer")
 metrics = module_server("parity.py:Metrics", env={"COG_WEBHOOK_INTERVAL": "0.05"})
@@ -244,6 +246,12 @@ def test_training_sync_and_schema(trainer):
     assert trainer.client.get("/health-check").json()["training"]["status"] == "READY"
     refused = trainer.client.post("/trainings", json={"input": {"n": -1}})
     assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["body", "input", "n"]
+
+
+def test_static_schema_matches_the_served_one(trainer, monkeypatch):
+    # the image label is written from source (cog.command.openapi_schema) before anything runs
+    monkeypatch.chdir(MODELS)
+    assert openapi_schema("parity.py:Streamer", "train.py:train") == trainer.client.get("/openapi.json").json()
 
 
 def _data_uri_bytes(uri: str) -> bytes:
