@@ -24,7 +24,8 @@ def check_metric_name(name: str, *, deleting: bool = False) -> None:
     if not name:
         raise ValueError("a metric name must not be empty")
     if len(name) > MAX_NAME_LENGTH:
-        raise ValueError(f"metric name is {len(name)} characters long; it may have at most {MAX_NAME_LENGTH} characters")
+        raise ValueError(f"metric name is {len(name)} characters long; "
+                         f"it may have at most {MAX_NAME_LENGTH} characters")
     segments = name.split(".")
     if len(segments) > MAX_SEGMENTS:
         raise ValueError(f"metric name {name!r} has {len(segments)} parts; "

@@ -177,7 +177,8 @@ class Worker:
                     result = asyncio.run_coroutine_threadsafe(result, self.loop).result()
                 elif inspect.isawaitable(result):
                     result = asyncio.run(result)
-                ok, error = result is not False, None if result is not False else "user-defined healthcheck returned False"
+                ok = result is not False
+                error = None if ok else "user-defined healthcheck returned False"
             except Exception as exc:  # noqa: BLE001
                 ok, error = False, f"user-defined healthcheck raised {type(exc).__name__}: {exc}"
             self.channel.send({"ev": "healthcheck", "id": request_id, "ok": ok, "error": error})
