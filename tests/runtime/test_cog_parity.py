@@ -288,6 +288,17 @@ def test_trainer_class_with_setup(serve):
     assert server.client.post("/trainings", json={"input": {"s": "world"}}).json()["output"] == "hello train world"
 
 
+def test_ready_once_the_trainer_set_up_too(serve):
+    server = serve("parity.py:Streamer", args=["--train", "train.py:SlowTrainer"], ready=("STARTING",))
+    seen = set()
+    while (health := server.client.get("/health-check").json())["status"] == "STARTING":
+        seen.add((health["setup"]["status"], health["training"]["status"]))
+        time.sleep(0.05)
+    assert ("succeeded", "STARTING") in seen  # the predictor was set up first, and that was not enough
+    assert health["status"] == "READY" and health["training"]["status"] == "READY"
+    assert server.client.post("/trainings", json={"input": {"s": "now"}}).json()["output"] == "hello train now"
+
+
 def test_no_trainings_without_a_train_entry(streamer):
     assert streamer.client.post("/trainings", json={"input": {}}).status_code == 404
     assert "trainings_url" not in streamer.client.get("/").json()

@@ -30,3 +30,9 @@ class Trainer(BasePredictor):
 
     def predict(self, s: str) -> str:
         return "hello predict " + s
+
+
+class SlowTrainer(Trainer):
+    def setup(self) -> None:
+        time.sleep(2)
+        super().setup()
