@@ -275,9 +275,14 @@ def test_training_async_put_webhooks_and_cancel(trainer, sink):
     assert trainer.client.post("/predictions", json={"input": {"count": 1}}).json()["output"] == ["chunk-0"]
 
 
-def test_trainings_do_not_stream(trainer):
+def test_trainings_do_not_stream(trainer, serve):
     refused = trainer.client.post("/trainings", json={"input": {"n": 1}}, headers={"Accept": "text/event-stream"})
     assert refused.status_code == 406 and "Trainings do not stream" in refused.json()["error"]
+    # unless the server streams everything, as those that `cogbuild train` starts do
+    server = serve("parity.py:Streamer", args=["--train", "train.py:train"], env={"COG_STREAM_ALL": "1"})
+    events, _ = read_events(server.client, "POST", "/trainings", {"input": {"n": 2}})
+    assert [d["data"] for n, d in events if n == "log"] == ["training with n=2\n"]
+    assert events[-1][1]["status"] == "succeeded"
 
 
 def test_trainer_class_with_setup(serve):
