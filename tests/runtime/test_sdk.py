@@ -220,3 +220,26 @@ def test_runtime_imports_only_the_stdlib_and_aiohttp():
     lines = (root.parent / "requirements.in").read_text().splitlines()
     pins = [line.split(";")[0].strip() for line in lines if line.strip() and not line.startswith("#")]
     assert {pin.split("==")[0] for pin in pins} == {"aiohttp"} and "aiohttp==3.14.5" in pins
+
+
+def test_union_types_in_inputs_and_outputs():
+    # union_input_http.txtar / union_input_list_http.txtar: JSON-native unions, and their schemas
+    def predict(value: str | float | None = None, nums: list[int] | list[float] = [1],
+                mixed: list[str | int] = ["a"]) -> str | int | None:
+        return value
+
+    schemas = schema_of(predict)
+    props = schemas["Input"]["properties"]
+    assert props["value"]["anyOf"] == [{"type": "string"}, {"type": "number"}] and props["value"]["nullable"]
+    assert props["nums"]["anyOf"] == [{"type": "array", "items": {"type": "integer"}},
+                                      {"type": "array", "items": {"type": "number"}}]
+    assert props["mixed"]["items"] == {"anyOf": [{"type": "string"}, {"type": "integer"}]}
+    assert schemas["Output"] == {"anyOf": [{"type": "string"}, {"type": "integer"}], "nullable": True,
+                                 "title": "Output"}
+
+    def files(image: cog.Path | str) -> str:
+        return ""
+
+    with pytest.raises(PredictorError, match="only str, int, float and bool"):
+        read_signature(files)
+
