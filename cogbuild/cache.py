@@ -12,9 +12,10 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import urllib.parse
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 from .artifacts import Artifact
 from .errors import CogbuildError
@@ -102,6 +103,8 @@ class BlobCache:
         return data
 
     def fetch(self, artifact: Artifact, client: httpx.Client) -> Path:
+        import httpx  # here, not at the top: commands that only read the cache start without it
+
         cached = self.get(artifact)
         if cached is not None:
             return cached
@@ -130,6 +133,8 @@ class BlobCache:
     def fetch_all(self, artifacts: Iterable[Artifact], workers: int = 8,
                   on_done: Callable[[Artifact], None] | None = None) -> dict[str, Path]:
         """Download what is missing in parallel; returns sha256 -> verified path."""
+        import httpx
+
         todo = sorted(set(artifacts), key=lambda a: -a.size)  # biggest first: they bound the wall time
         with httpx.Client(timeout=httpx.Timeout(60.0), follow_redirects=True) as client, \
                 ThreadPoolExecutor(max_workers=workers) as pool:
