@@ -73,6 +73,10 @@ def _read_url(artifact: Artifact, client: httpx.Client) -> Iterator[bytes]:
         yield from response.iter_bytes(_CHUNK)
 
 
+def _corrupt(artifact: Artifact) -> DownloadError:
+    return DownloadError(f"cached {artifact.filename} is corrupt and was removed; run the command again")
+
+
 class BlobCache:
     """Artifacts by sha256 under <cache>/blobs/sha256/<hex>."""
 
@@ -99,8 +103,17 @@ class BlobCache:
         data = path.read_bytes()
         if hashlib.sha256(data).hexdigest() != artifact.sha256:
             path.unlink(missing_ok=True)
-            raise DownloadError(f"cached {artifact.filename} is corrupt and was removed; run the command again")
+            raise _corrupt(artifact)
         return data
+
+    def verified_path(self, artifact: Artifact) -> Path:
+        """The cached file, hashed while read in chunks (not held in memory); a corrupt one is removed."""
+        if not self.path(artifact.sha256).exists():
+            raise DownloadError(f"{artifact.filename} is missing from the download cache; run the command again")
+        path = self.get(artifact)
+        if path is None:
+            raise _corrupt(artifact)
+        return path
 
     def fetch(self, artifact: Artifact, client: httpx.Client) -> Path:
         import httpx  # here, not at the top: commands that only read the cache start without it
