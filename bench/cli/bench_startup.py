@@ -30,11 +30,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "support"))
 
-from oci_registry_server import RegistryServer  # noqa: E402  (the tests' real-registry helper)
-
-from cogbuild.config import load_config  # noqa: E402
-from cogbuild.lock import Lock, write_lock  # noqa: E402
-from cogbuild.policy import lock_inputs_digest  # noqa: E402
+from fixtures_lock import model_with_empty_lock  # noqa: E402  (the tests' helpers)
+from oci_registry_server import RegistryServer  # noqa: E402
 
 GOAL_S = 0.15
 
@@ -51,16 +48,6 @@ def run(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
 def median_time(argv: list[str], cwd: Path, env: dict[str, str], rounds: int) -> float:
     run(argv, cwd, env)  # warm the page cache and bytecode
     return statistics.median(run(argv, cwd, env) for _ in range(rounds))
-
-
-def empty_model(directory: Path) -> Path:
-    """A model with a current lock that pins nothing: enough for `lock --check`, no network."""
-    (directory / "cog.yaml").write_text('build:\n  python_version: "3.11"\npredict: "predict.py:Predictor"\n')
-    (directory / "predict.py").write_text("")
-    config = load_config(directory / "cog.yaml")
-    write_lock(Lock(lock_inputs_digest(config), "3.11", "bookworm", ["linux/amd64"], ["cpu"], []),
-               directory / "cog.lock")
-    return directory
 
 
 def main() -> None:
@@ -81,7 +68,7 @@ def main() -> None:
     registry = None
     try:
         rows = [("python -c pass", median_time([sys.executable, "-c", "pass"], work, env, rounds))]
-        check_dir = empty_model(Path(tempfile.mkdtemp(dir=work)))
+        check_dir = model_with_empty_lock(Path(tempfile.mkdtemp(dir=work)))
         measured = [("cogbuild --help", median_time(cogbuild + ["--help"], work, env, rounds)),
                     ("cogbuild lock --check", median_time(cogbuild + ["lock", "--check"], check_dir, env, rounds))]
         if not args.quick:

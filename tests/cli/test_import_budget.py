@@ -15,9 +15,7 @@ from pathlib import Path
 import pytest
 
 from cogbuild.cli import COMMAND_NAMES, SUMMARIES, cli
-from cogbuild.config import load_config
-from cogbuild.lock import Lock, write_lock
-from cogbuild.policy import lock_inputs_digest
+from fixtures_lock import model_with_empty_lock
 
 # Loaded by nothing that only reads files or talks to a registry.
 NEVER_AT_START = {"jsonschema", "httpx", "rich", "debian", "aiohttp", "pip", "piptools", "oras.provider"}
@@ -37,25 +35,15 @@ finally:
 """
 
 
-def loaded_modules(args: list[str], cwd: Path) -> set[str]:
+def loaded_modules(args: list[str], cwd: Path, exit_code: int = 0) -> set[str]:
     done = subprocess.run([sys.executable, "-c", REPORT_MODULES, *args], cwd=cwd, capture_output=True, text=True,
                           timeout=120)
+    assert done.returncode == exit_code, done.stderr
     return set(json.loads(done.stderr.strip().splitlines()[-1]))
 
 
 def over_budget(modules: set[str], forbidden: set[str]) -> list[str]:
     return sorted(m for m in modules if any(m == f or m.startswith(f + ".") for f in forbidden))
-
-
-@pytest.fixture
-def locked_model(tmp_path: Path) -> Path:
-    """A model whose lock is current and pins nothing."""
-    (tmp_path / "cog.yaml").write_text('build:\n  python_version: "3.11"\npredict: "predict.py:Predictor"\n')
-    (tmp_path / "predict.py").write_text("")
-    config = load_config(tmp_path / "cog.yaml")
-    write_lock(Lock(lock_inputs_digest(config), "3.11", "bookworm", ["linux/amd64"], ["cpu"], []),
-               tmp_path / "cog.lock")
-    return tmp_path
 
 
 def test_help_loads_no_command_and_no_third_party_client(tmp_path):
@@ -64,15 +52,15 @@ def test_help_loads_no_command_and_no_third_party_client(tmp_path):
     assert over_budget(modules, BUDGETS["--help"]) == []
 
 
-def test_lock_check_on_a_current_lock_loads_no_network_client(locked_model):
-    modules = loaded_modules(["lock", "--check"], locked_model)
+def test_lock_check_on_a_current_lock_loads_no_network_client(tmp_path):
+    modules = loaded_modules(["lock", "--check"], model_with_empty_lock(tmp_path))
     assert "cogbuild.commands.lock" in modules and "yaml" in modules
     assert over_budget(modules, BUDGETS["lock --check"]) == []
 
 
 def test_push_loads_no_schema_validator_terminal_renderer_or_debian_parser(tmp_path):
     # No cog.yaml here: the command stops at its first step, after everything it imports is loaded.
-    modules = loaded_modules(["push", "127.0.0.1:9/m:v1"], tmp_path)
+    modules = loaded_modules(["push", "127.0.0.1:9/m:v1"], tmp_path, exit_code=2)
     assert "cogbuild.commands.push" in modules and "requests" in modules
     assert over_budget(modules, BUDGETS["push"]) == []
 
