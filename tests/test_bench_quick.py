@@ -22,6 +22,7 @@ BENCHES = {
     "bench/cli/bench_predict.py": (),
     "bench/push/bench_push.py": ("skopeo", "docker-registry"),
     "bench/runtime/bench_server.py": (),
+    "bench/runtime/soak.py": (),
     "bench/lock/python_lock.py": (),
     "bench/lock/debian_closure.py": ("apt-get",),
 }
