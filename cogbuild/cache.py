@@ -12,9 +12,10 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import urllib.parse
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 from .artifacts import Artifact
 from .errors import CogbuildError
@@ -72,6 +73,10 @@ def _read_url(artifact: Artifact, client: httpx.Client) -> Iterator[bytes]:
         yield from response.iter_bytes(_CHUNK)
 
 
+def _corrupt(artifact: Artifact) -> DownloadError:
+    return DownloadError(f"cached {artifact.filename} is corrupt and was removed; run the command again")
+
+
 class BlobCache:
     """Artifacts by sha256 under <cache>/blobs/sha256/<hex>."""
 
@@ -98,10 +103,21 @@ class BlobCache:
         data = path.read_bytes()
         if hashlib.sha256(data).hexdigest() != artifact.sha256:
             path.unlink(missing_ok=True)
-            raise DownloadError(f"cached {artifact.filename} is corrupt and was removed; run the command again")
+            raise _corrupt(artifact)
         return data
 
+    def verified_path(self, artifact: Artifact) -> Path:
+        """The cached file, hashed while read in chunks (not held in memory); a corrupt one is removed."""
+        if not self.path(artifact.sha256).exists():
+            raise DownloadError(f"{artifact.filename} is missing from the download cache; run the command again")
+        path = self.get(artifact)
+        if path is None:
+            raise _corrupt(artifact)
+        return path
+
     def fetch(self, artifact: Artifact, client: httpx.Client) -> Path:
+        import httpx  # here, not at the top: commands that only read the cache start without it
+
         cached = self.get(artifact)
         if cached is not None:
             return cached
@@ -130,6 +146,8 @@ class BlobCache:
     def fetch_all(self, artifacts: Iterable[Artifact], workers: int = 8,
                   on_done: Callable[[Artifact], None] | None = None) -> dict[str, Path]:
         """Download what is missing in parallel; returns sha256 -> verified path."""
+        import httpx
+
         todo = sorted(set(artifacts), key=lambda a: -a.size)  # biggest first: they bound the wall time
         with httpx.Client(timeout=httpx.Timeout(60.0), follow_redirects=True) as client, \
                 ThreadPoolExecutor(max_workers=workers) as pool:

@@ -9,17 +9,49 @@ import sys
 import click
 
 from . import __version__, interrupts
-from .errors import CogbuildError
-from .layers.deb import DebError
-from .layers.standalone import TarballError
-from .layers.tree import TreeError
-from .layers.wheel import WheelError
-from .registry.errors import OCIError
 
 # One module per command in cogbuild/commands/, each exposing `command`; listed in `--help` order.
 COMMAND_NAMES = ("init", "lock", "build", "push", "pull", "show", "predict", "train", "serve", "run", "login")
+# The first sentence of each command's docstring, so `cogbuild --help` imports no command module (a test
+# keeps them equal); a command missing here is loaded to ask it.
+SUMMARIES = {
+    "init": "Create a working model template in DIRECTORY: cog.yaml, predict.py and .cogignore.",
+    "lock": "Resolve and pin every input (Debian packages, wheels, runtime) in cog.lock; run nothing.",
+    "build": "Build the model in DIRECTORY into an OCI image, without Docker; print its digest.",
+    "push": "Build the model in the current directory and push it to REF; print REF@sha256:… (its version ID).",
+    "pull": "Fetch REF into the local store; print REF@sha256:….",
+    "show": "Describe TARGET: a model directory, an OCI layout (DIR or DIR:NAME), a local store name or a "
+            "registry REF.",
+    "predict": "Run one prediction with the model in DIR (on this host) or IMAGE (in a container).",
+    "train": "Run one training with the `train:` entry of the model in DIR (on this host) or IMAGE (in a "
+             "container).",
+    "serve": "Serve the Cog HTTP API for the model in DIRECTORY until interrupted.",
+    "run": "Start IMAGE and serve the Cog HTTP API on PORT until interrupted (Ctrl-C).",
+    "login": "Log in to REGISTRY (default docker.io); credentials go to ~/.docker/config.json or its credsStore.",
+}
 # Failures whose message is meant for the user: printed as one sentence, no traceback unless --debug.
-USER_ERRORS = (CogbuildError, OCIError, DebError, WheelError, TreeError, TarballError)
+# Named by module, not imported: an error can only come from a module the command already loaded, so
+# start-up pays for none of them.
+USER_ERROR_CLASSES = {
+    "cogbuild.errors": "CogbuildError",
+    "cogbuild.registry.errors": "OCIError",
+    "cogbuild.layers.deb": "DebError",
+    "cogbuild.layers.wheel": "WheelError",
+    "cogbuild.layers.tree": "TreeError",
+    "cogbuild.layers.standalone": "TarballError",
+}
+
+
+def is_user_error(exc: BaseException) -> bool:
+    return any(isinstance(exc, getattr(sys.modules[module], name))
+               for module, name in USER_ERROR_CLASSES.items() if module in sys.modules)
+
+
+def __getattr__(name: str):
+    """`USER_ERRORS`, the tuple of those classes (for `except` in tests), imports them all when asked for."""
+    if name == "USER_ERRORS":
+        return tuple(getattr(importlib.import_module(module), cls) for module, cls in USER_ERROR_CLASSES.items())
+    raise AttributeError(name)
 
 
 class _Group(click.Group):
@@ -34,14 +66,25 @@ class _Group(click.Group):
             return None
         return importlib.import_module(f"{__package__}.commands.{name}").command
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        limit = formatter.width - 6 - max(map(len, COMMAND_NAMES))
+        rows = [(name, (click.Command(name, help=SUMMARIES[name]) if name in SUMMARIES
+                        else self.get_command(ctx, name)).get_short_help_str(limit)) for name in COMMAND_NAMES]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise  # click's own usage errors and exits already speak for themselves
-        except USER_ERRORS as exc:
+        except Exception as exc:
             if _debug(ctx):
                 raise
+            if not is_user_error(exc):  # a bug of ours: one line here, the traceback with --debug
+                click.echo(f"error: internal error ({exc.__class__.__name__}: {exc}); rerun with --debug "
+                           "for the traceback", err=True)
+                sys.exit(70)
             details = getattr(exc, "details", "")  # e.g. a model's output, shown above the sentence
             if details and not (ctx.obj or {}).get("quiet"):
                 click.echo(details.rstrip("\n")[-5000:], err=True)
@@ -49,12 +92,6 @@ class _Group(click.Group):
             sys.exit(getattr(exc, "exit_code", 1))
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM (interrupts.py)
             interrupts.exit_interrupted()
-        except Exception as exc:  # a bug of ours: one line here, the traceback with --debug
-            if _debug(ctx):
-                raise
-            click.echo(f"error: internal error ({exc.__class__.__name__}: {exc}); rerun with --debug "
-                       "for the traceback", err=True)
-            sys.exit(70)
 
 
 def _debug(ctx: click.Context) -> bool:

@@ -172,7 +172,8 @@ def wheels_layer(comment: str, wheels: list[Artifact], target: WheelTarget) -> L
 
 def _install_wheels(tree: Tree, wheels: list[Artifact], target: WheelTarget, paths: PythonPaths) -> None:
     for wheel in sorted(wheels, key=lambda w: w.name):
-        install_wheel(tree, target.blobs.read(wheel), wheel.filename, paths)
+        # From the file: each member is read when the layer is written, not held (a torch wheel is GBs).
+        install_wheel(tree, target.blobs.verified_path(wheel), wheel.filename, paths)
 
 
 def _compile(tree: Tree, target: WheelTarget, *where: PythonPaths) -> None:

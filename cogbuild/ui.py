@@ -7,21 +7,38 @@ Results (a digest, a prediction) always go to stdout as plain text, so they can 
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
 
 Reporter = Callable[[str], None]
+# Variables that make rich treat any stream as a terminal (or not); without them only a TTY is one.
+_TERMINAL_OVERRIDES = ("TTY_COMPATIBLE", "FORCE_COLOR")
 
 
 def _console() -> Console:
     # Made per call: tests and callers may swap sys.stderr, and rich binds to the stream it was given.
+    # Imported here: rich costs a tenth of a second at start-up, and logs and --quiet never need it.
+    from rich.console import Console
+
     return Console(file=sys.stderr)
+
+
+def _bar() -> Progress:
+    """A byte-counting bar on stderr."""
+    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                               TransferSpeedColumn)
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                    TimeRemainingColumn(), console=_console(), transient=True)
 
 
 def is_quiet(ctx: click.Context | None = None) -> bool:
@@ -43,7 +60,16 @@ def warn(message: str, ctx: click.Context | None = None) -> None:
 
 
 def _fancy() -> bool:
+    if not any(name in os.environ for name in _TERMINAL_OVERRIDES) and not _is_tty(sys.stderr):
+        return False  # the common case in CI and hooks, answered without loading rich
     return _console().is_terminal
+
+
+def _is_tty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
 
 
 def progress_printer(ctx: click.Context | None = None) -> Reporter:
@@ -92,9 +118,7 @@ def transfer_bar(description: str, total: int | None, ctx: click.Context | None 
         print(f"• {description}{size}", file=sys.stderr, flush=True)
         yield lambda _n: None
         return
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-               TimeRemainingColumn())
-    with Progress(*columns, console=_console(), transient=True) as bar:
+    with _bar() as bar:
         task = bar.add_task(description, total=total)
         yield lambda n: bar.advance(task, n)
 
@@ -107,9 +131,7 @@ def blob_progress(description: str, ctx: click.Context | None = None) -> Iterato
     if is_quiet(ctx) or not _fancy():
         yield lambda _digest, _done, _total: None
         return
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-               TimeRemainingColumn())
-    bar = Progress(*columns, console=_console(), transient=True)
+    bar = _bar()
     task, done, totals, lock = None, {}, {}, threading.Lock()
 
     def update(digest: str, n: int, total: int) -> None:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import io
 import tarfile
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from debian.arfile import ArFile
-from debian.deb822 import Deb822
+if TYPE_CHECKING:
+    from debian.arfile import ArFile
 
 from .tree import TAR_READ_ERRORS, Tree, TreeError, add_tar_members, normalize, one_line, open_tar
 
@@ -44,6 +45,10 @@ def _member(ar: ArFile, stem: str, name: str) -> tuple[str, bytes]:
 
 
 def read_deb(data: bytes, name: str = "package.deb") -> tuple[DebInfo, tarfile.TarFile]:
+    # Imported here: deb822 compiles ~200 regular expressions at import, a cost only unpacking should pay.
+    from debian.arfile import ArFile
+    from debian.deb822 import Deb822
+
     try:
         ar = ArFile(fileobj=io.BytesIO(data))
     except Exception as exc:  # python-debian raises several types for a non-ar file

@@ -211,6 +211,11 @@ def write_layer(tree: Tree, out: BinaryIO, compression: Compression = Compressio
                     if os.fstat(f.fileno()).st_size != entry.size:
                         raise ValueError(f"{entry.source} changed size while the layer was being written")
                     tar.addfile(info, f)
+            elif entry.opener is not None:
+                with entry.opener() as stream:
+                    tar.addfile(info, stream)  # copies exactly entry.size bytes, or fails when fewer come
+                    if stream.read(1):
+                        raise ValueError(f"{entry.path} grew while the layer was being written")
             else:
                 tar.addfile(info, io.BytesIO(entry.data or b""))
     return sink.finish()

@@ -1,7 +1,9 @@
 """A filesystem tree held in memory: the input of every layer, independent of any host's disk.
 
 Paths are POSIX, relative to the image root, without a leading slash ("usr/bin/python3"). A file's content
-is either bytes or a path to read when the tar is written (large weights stay on disk).
+is either bytes, a path to read when the tar is written (large weights stay on disk), or a stream opened
+when the tar is written (a wheel's member, read from the wheel in the download cache): what is not small
+is read when written, never held, so composing a layer takes the same memory for any size of image.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import tarfile
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterator, Literal
+from typing import BinaryIO, Callable, Iterator, Literal
 
 import zstandard
 
@@ -35,12 +37,16 @@ class Entry:
     source: Path | None = None  # or read from this host file at write time
     size: int = 0
     linkname: str = ""  # symlink target, kept as the package wrote it
+    opener: Callable[[], BinaryIO] | None = None  # or read from this stream, opened at write time
 
     def read(self) -> bytes:
         if self.data is not None:
             return self.data
         if self.source is not None:
             return self.source.read_bytes()
+        if self.opener is not None:
+            with self.opener() as stream:
+                return stream.read()
         return b""
 
 
@@ -147,6 +153,10 @@ class Tree:
                       gid: int | None = None) -> None:
         self.add(Entry(path, "file", mode, self._pick(uid, self._uid), self._pick(gid, self._gid),
                        source=source, size=size))
+
+    def add_streamed_file(self, path: str, opener: Callable[[], BinaryIO], size: int, mode: int = 0o644) -> None:
+        """A file of `size` bytes that `opener` reads when the layer is written."""
+        self.add(Entry(path, "file", mode, self._uid, self._gid, opener=opener, size=size))
 
     def add_dir(self, path: str, mode: int | None = None, uid: int | None = None,
                 gid: int | None = None) -> None:

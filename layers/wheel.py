@@ -1,16 +1,22 @@
 """Install wheels into a Tree with the pypa `installer` library, as pip would into /usr/local.
 
-The destination is in memory: installer decides what goes where (purelib/platlib, .data directories,
-console scripts, RECORD) and we only record the bytes at image paths.
+The destination is a Tree: installer decides what goes where (purelib/platlib, .data directories,
+console scripts, RECORD) and we record at image paths either the bytes (generated files, scripts) or,
+for a wheel installed from a file, where to read each member again when the layer is written, so a
+2 GB wheel never sits in memory.
 """
 
 from __future__ import annotations
 
 import io
 import posixpath
+import threading
 import warnings
 import zipfile
+from collections import OrderedDict
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 from typing import BinaryIO, Iterable
 
 from installer import install
@@ -78,11 +84,39 @@ class PythonPaths:
         }
 
 
+class _Discard(io.RawIOBase):
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:  # type: ignore[override]
+        return len(data)
+
+
+_OPEN_WHEELS: OrderedDict[Path, zipfile.ZipFile] = OrderedDict()
+_OPEN_WHEELS_MAX = 32
+_OPEN_WHEELS_LOCK = threading.Lock()
+
+
+def _open_member(wheel: Path, member: str) -> BinaryIO:
+    """A member of a wheel on disk, for the tar writer. Each wheel's zip directory is read once, not once
+    per member (torch has thousands); a ZipFile serves several threads, and a member stream stays valid
+    when its ZipFile is dropped from the few kept open."""
+    with _OPEN_WHEELS_LOCK:
+        archive = _OPEN_WHEELS.get(wheel)
+        if archive is None:
+            archive = _OPEN_WHEELS[wheel] = zipfile.ZipFile(wheel)
+            if len(_OPEN_WHEELS) > _OPEN_WHEELS_MAX:
+                _OPEN_WHEELS.popitem(last=False)
+        _OPEN_WHEELS.move_to_end(wheel)
+    return archive.open(member)
+
+
 class _TreeDestination(WheelDestination):
-    def __init__(self, tree: Tree, scheme: dict[str, str], interpreter: str) -> None:
+    def __init__(self, tree: Tree, scheme: dict[str, str], interpreter: str, wheel_file: Path | None) -> None:
         self.tree = tree
         self.scheme = scheme
         self.interpreter = interpreter
+        self.wheel_file = wheel_file  # members are read from here again when the layer is written
 
     def _target(self, scheme: str, path: str) -> str:
         root = self.scheme[scheme]
@@ -92,9 +126,14 @@ class _TreeDestination(WheelDestination):
         return target
 
     def _write(self, scheme: str, path: str, stream: BinaryIO, executable: bool) -> RecordEntry:
-        out = io.BytesIO()
-        digest, size = copyfileobj_with_hashing(stream, out, "sha256")
-        self.tree.add_file(self._target(scheme, path), out.getvalue(), 0o755 if executable else 0o644)
+        target, mode = self._target(scheme, path), 0o755 if executable else 0o644
+        if self.wheel_file is not None and isinstance(stream, zipfile.ZipExtFile):  # a member as it is
+            digest, size = copyfileobj_with_hashing(stream, _Discard(), "sha256")
+            self.tree.add_streamed_file(target, partial(_open_member, self.wheel_file, stream.name), size, mode)
+        else:  # made here (RECORD, scripts, a rewritten shebang) or from a wheel held in memory
+            out = io.BytesIO()
+            digest, size = copyfileobj_with_hashing(stream, out, "sha256")
+            self.tree.add_file(target, out.getvalue(), mode)
         return RecordEntry(path, Hash("sha256", digest), size)
 
     def write_file(self, scheme, path, stream, is_executable):  # type: ignore[override]
@@ -118,13 +157,15 @@ class _TreeDestination(WheelDestination):
             self._write(scheme, record_file_path, record, False)
 
 
-def install_wheel(tree: Tree, wheel: bytes, filename: str, paths: PythonPaths) -> None:
-    """Install one wheel (its bytes and file name) into `tree`."""
+def install_wheel(tree: Tree, wheel: bytes | Path, filename: str, paths: PythonPaths) -> None:
+    """Install one wheel (its bytes, or a file that must stay unchanged until the layer is written, and
+    its file name) into `tree`."""
+    wheel_file = wheel if isinstance(wheel, Path) else None
     try:
-        with zipfile.ZipFile(io.BytesIO(wheel)) as archive:
+        with zipfile.ZipFile(wheel if wheel_file else io.BytesIO(wheel)) as archive:
             archive.filename = filename  # WheelFile parses name and version from it
             source = WheelFile(archive)
-            destination = _TreeDestination(tree, paths.scheme(source.distribution), paths.interpreter)
+            destination = _TreeDestination(tree, paths.scheme(source.distribution), paths.interpreter, wheel_file)
             with warnings.catch_warnings():
                 # installer skips __pycache__ files some wheels ship, and says so; skipping is right.
                 warnings.simplefilter("ignore", RuntimeWarning)

@@ -1,7 +1,8 @@
 """One registry's HTTP API (OCI distribution spec): auth, retries and clear errors in one place.
 
-The session comes from oras (`oras.provider.Registry`, which also refuses cookies the way registries
-need); challenges are answered by `RegistryAuth`. Requests go through `RegistryClient.request`, which
+The session is a plain requests session that refuses cookies, as oras' does (importing
+`oras.provider` would load jsonschema for nothing at every push); challenges are answered by
+`RegistryAuth`, built on oras' auth backend. Requests go through `RegistryClient.request`, which
 retries connection failures, 429 and 5xx with backoff (honouring Retry-After) whenever the body can be
 sent again, and turns any other failure into one sentence naming the registry and repository.
 """
@@ -11,10 +12,10 @@ from __future__ import annotations
 import random
 import re
 import time
+from http.cookiejar import DefaultCookiePolicy
 from typing import IO, Callable, Iterable, Union
 from urllib.parse import urljoin
 
-import oras.provider
 import requests
 
 from .errors import OCIError
@@ -46,11 +47,12 @@ class RegistryClient:
         host = api_host or registry
         self.plain_http = insecure or is_loopback_host(registry)
         self.base = f"{'http' if self.plain_http else 'https'}://{host}/v2/"
-        self._oras = oras.provider.Registry(hostname=host, insecure=self.plain_http)
+        self.session = requests.Session()
+        # Some registries (Harbor) set cookies and then expect CSRF tokens as from a browser: keep none.
+        self.session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
         adapter = _LargeBlockAdapter(pool_connections=4, pool_maxsize=16)
-        self._oras.session.mount("http://", adapter)
-        self._oras.session.mount("https://", adapter)
-        self.session: requests.Session = self._oras.session
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
         self.auth = RegistryAuth(registry, self.session, plain_http=self.plain_http)
         self.attempts = attempts or ATTEMPTS
         self.backoff = BACKOFF if backoff is None else backoff

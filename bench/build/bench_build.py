@@ -5,6 +5,7 @@
 3. Compressed image sizes.
 
     .venv/bin/python bench/build/bench_build.py [--torch-wheel-dir /opt/wheels]
+    .venv/bin/python bench/build/bench_build.py --quick    # composition of a small generated wheel only
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests" / "support"))
 
 
 def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
@@ -90,12 +92,28 @@ def bench_composition(wheel: Path, work: Path) -> None:
         print(f"  {name:22} {seconds:6.2f} s  {raw / seconds / 1e6:6.0f} MB/s   ratio {seconds / ours:5.2f}x")
 
 
+def small_wheel(work: Path) -> Path:
+    """A generated wheel of a few MB, half source-like text, half incompressible (like .so files)."""
+    from fixtures_build import make_wheel  # the tests' wheel builder
+
+    files = {f"quick/mod{i}.py": (f"def f{i}(x):\n    return x * {i}\n" * 400).encode() for i in range(100)}
+    files.update({f"quick/lib{i}.so": os.urandom(512 << 10) for i in range(8)})
+    name, data = make_wheel("quick", files=files)
+    (work / name).write_bytes(data)
+    return work / name
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--torch-wheel-dir", default="/opt/wheels")
+    parser.add_argument("--quick", action="store_true",
+                        help="only the composition benchmark, on a small generated wheel (offline, seconds)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cogbuild-bench-") as tmp:
         work = Path(tmp)
+        if args.quick:
+            bench_composition(small_wheel(work), work)
+            return
         hello = work / "hello"
         shutil.copytree(REPO / "examples" / "hello", hello, ignore=shutil.ignore_patterns("cog.lock"))
         bench_model("hello", hello, work / "hello-work")

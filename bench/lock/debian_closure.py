@@ -1,6 +1,7 @@
 """Benchmark: cogbuild's Debian closure vs apt (the named peer), side by side in one run.
 
     .venv/bin/python bench/lock/debian_closure.py [--arch amd64] [--suite bookworm] [PACKAGE ...]
+    .venv/bin/python bench/lock/debian_closure.py --quick    # one small closure: checks the bench still runs
 
 Both sides start from nothing (cold: fetch, verify and parse the indexes, then resolve) and then run again
 with their indexes in place (warm). apt runs with a private configuration: an empty dpkg status (a bare
@@ -82,7 +83,10 @@ def main() -> int:
     parser.add_argument("--suite", default="bookworm")
     parser.add_argument("--arch", default="amd64", choices=["amd64", "arm64"])
     parser.add_argument("packages", nargs="*", default=["python3.11", "ffmpeg"])
+    parser.add_argument("--quick", action="store_true", help="the closure of `zlib1g` only (the index fetch stays)")
     args = parser.parse_args()
+    if args.quick:
+        args.packages = ["zlib1g"]
     if shutil.which("apt-get") is None:
         print("apt-get is not installed: no peer to compare against", file=sys.stderr)
         return 1

@@ -7,6 +7,7 @@ only, as it takes minutes (it downloads files whose hashes it cannot read from t
 ratios against cogbuild; asserts nothing about speed.
 
     .venv/bin/python bench/lock/python_lock.py [--requirements torch transformers pillow numpy]
+    .venv/bin/python bench/lock/python_lock.py --quick    # one small package: checks the bench still runs
 
 What differs: cogbuild resolves for the image (target tags and markers) and records one file per
 package with its exact size; pip-compile resolves for this host and lists every file's hash per
@@ -111,7 +112,10 @@ def timed(function, *args) -> tuple[float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requirements", nargs="+", default=["torch", "transformers", "pillow", "numpy"])
+    parser.add_argument("--quick", action="store_true", help="lock `six` only: checks the bench still runs")
     args = parser.parse_args()
+    if args.quick:
+        args.requirements = ["six"]
     with tempfile.TemporaryDirectory(prefix="bench-lock-") as tmp:
         work = Path(tmp)
         uv = install_uv(work / "uv-venv")

@@ -6,6 +6,7 @@ pushed). Three rounds: first push, re-push of the unchanged image, push after a 
 code layer changes). Prints seconds, bytes sent (ours) and ratios.
 
     .venv/bin/python bench/push/bench_push.py [--big-mb 256] [--mid-mb 48]
+    .venv/bin/python bench/push/bench_push.py --quick     # 1 MB layers: checks the bench still runs
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "registry"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "support"))
 
 from oci_registry_server import RegistryServer  # noqa: E402  (the tests' real-registry helper)
 
@@ -76,7 +77,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--big-mb", type=int, default=256)
     parser.add_argument("--mid-mb", type=int, default=48)
+    parser.add_argument("--quick", action="store_true", help="1 MB layers, to check the bench still runs")
     args = parser.parse_args()
+    if args.quick:
+        args.big_mb = args.mid_mb = 1
     if not shutil.which("skopeo") or not shutil.which("docker-registry"):
         sys.exit("needs skopeo and docker-registry on PATH")
     work = Path(tempfile.mkdtemp(prefix="cogbuild-bench-push-"))

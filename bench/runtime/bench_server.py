@@ -5,9 +5,10 @@ servers between rounds: a sync predictor over 1 keep-alive connection, then an a
 (`COG_MAX_CONCURRENCY=N`) over N connections. A 409 (slot still busy) is retried at once and
 counted; latency runs from the first attempt to the 200. Prints req/s, p50 and p99 latency, the
 ratios ours/coglet, and each server's RSS (server plus worker processes) when idle and after
-at least 10,000 predictions.
+at least --predictions (10,000) predictions.
 
     .venv/bin/python bench/runtime/bench_server.py [--cog-venv /tmp/cogvenv] [--seconds 5] [--connections 8]
+    .venv/bin/python bench/runtime/bench_server.py --quick    # a second of load: checks the bench still runs
 
 The Cog venv is created with `pip install cog==0.23.1` when it does not exist.
 """
@@ -184,8 +185,8 @@ async def run_scenario(args: argparse.Namespace, source: str, connections: int,
                 result["failures"] += failures
                 target.count += len(latencies)
         if measure_memory:
-            for target in targets:  # top up to at least 10,000 predictions each
-                while target.count < 10_000:
+            for target in targets:  # top up to at least --predictions each
+                while target.count < args.predictions:
                     _, latencies, _, _ = await drive(target.url, connections, 1.0)
                     target.count += len(latencies)
             await asyncio.sleep(1)
@@ -227,7 +228,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=6.0, help="load time per connection setting and server")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=8)
-    asyncio.run(main_async(parser.parse_args()))
+    parser.add_argument("--predictions", type=int, default=10_000, help="per server before RSS is read again")
+    parser.add_argument("--quick", action="store_true", help="a second of load, to check the bench still runs")
+    args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.rounds, args.connections, args.predictions = 0.6, 1, 2, 200
+    asyncio.run(main_async(args))
 
 
 if __name__ == "__main__":

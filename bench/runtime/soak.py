@@ -2,6 +2,7 @@
 file outputs, cancels and worker kills; reports every unexpected answer and the server's RSS.
 
     .venv/bin/python bench/runtime/soak.py [--predictions 10000] [--json]
+    .venv/bin/python bench/runtime/soak.py --quick    # a few predictions: checks the script still runs
 
 The server process (the parent; its worker is replaced after each kill) is measured from /proc after a
 warm-up and at the end. tests/runtime/test_server_soak.py runs this script and asserts on its --json output.
@@ -241,7 +242,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--predictions", type=int, default=10_000)
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    parser.add_argument("--quick", action="store_true", help="a few predictions past the warm-up: checks it runs")
     args = parser.parse_args()
+    if args.quick:
+        args.predictions = WARM_UP + 100
     if args.predictions <= WARM_UP:
         parser.error(f"--predictions must be more than the warm-up of {WARM_UP}")
     result = run(args.predictions)

@@ -1,16 +1,23 @@
-"""What a test needs from the machine: missing in CI is a failure, on a developer's machine a skip."""
+"""What a test needs from the machine: missing in CI is a failure, on a developer's machine a skip.
+
+The benches under bench/ use these helpers too, where pytest need not be installed: there a missing
+component stops the script with the reason.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
-
-import pytest
 
 
 def unavailable(message: str) -> None:
     """Something the test needs is missing: fail when CI is set, skip otherwise."""
+    if "pytest" not in sys.modules:  # a bench script, not a test
+        raise SystemExit(message)
+    import pytest
+
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)

@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""Start-up: how long a command takes to answer when it has next to nothing to do, against the floor.
+
+Floors, measured in the same run: `python -c pass` (the interpreter alone) and `skopeo inspect` of the
+image in a loopback docker-registry (what another tool needs to talk to the registry). Measured:
+`cogbuild --help`, `cogbuild lock --check` on a current lock, and `cogbuild push` of an unchanged image
+(built and pushed once before timing). Bytecode is compiled first, as an installed cogbuild has it.
+Each command runs --rounds times; the median is printed with its ratios to the floors (goal: <= 0.15 s).
+
+    .venv/bin/python bench/cli/bench_startup.py [--rounds 7] [--model DIR]   # DIR: a model with cog.lock
+    .venv/bin/python bench/cli/bench_startup.py --quick    # --help and lock --check only, offline, 1 round
+
+The push needs network once to lock and build the model (examples/hello unless --model); set
+COGBUILD_CACHE to reuse downloads across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import compileall
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "support"))
+
+from fixtures_lock import model_with_empty_lock  # noqa: E402  (the tests' helpers)
+from oci_registry_server import RegistryServer  # noqa: E402
+
+GOAL_S = 0.15
+
+
+def run(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    return elapsed
+
+
+def median_time(argv: list[str], cwd: Path, env: dict[str, str], rounds: int) -> float:
+    run(argv, cwd, env)  # warm the page cache and bytecode
+    return statistics.median(run(argv, cwd, env) for _ in range(rounds))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--model", type=Path, help="a model directory (default: a copy of examples/hello)")
+    parser.add_argument("--quick", action="store_true", help="--help and lock --check only, one round")
+    args = parser.parse_args()
+    rounds = 1 if args.quick else args.rounds
+    for folder in ("cogbuild", "layers", "registry"):
+        compileall.compile_dir(REPO / folder, quiet=1)
+    work = Path(tempfile.mkdtemp(prefix="cogbuild-bench-startup-"))
+    env = {**os.environ, "COGBUILD_STORE": str(work / "store"), "DOCKER_CONFIG": str(work / "docker")}
+    env.setdefault("COGBUILD_CACHE", str(work / "cache"))
+    (work / "docker").mkdir()
+    (work / "docker" / "config.json").write_text("{}")
+    cogbuild = [sys.executable, "-m", "cogbuild", "--quiet"]
+    registry = None
+    try:
+        rows = [("python -c pass", median_time([sys.executable, "-c", "pass"], work, env, rounds))]
+        check_dir = model_with_empty_lock(Path(tempfile.mkdtemp(dir=work)))
+        measured = [("cogbuild --help", median_time(cogbuild + ["--help"], work, env, rounds)),
+                    ("cogbuild lock --check", median_time(cogbuild + ["lock", "--check"], check_dir, env, rounds))]
+        if not args.quick:
+            registry = RegistryServer(work / "registry").start()
+            model = args.model or REPO / "examples" / "hello"
+            shutil.copytree(model, work / "model", ignore=shutil.ignore_patterns("__pycache__"))
+            ref = f"{registry.host}/bench/model:v1"
+            print("locking, building and pushing the model once ...", flush=True)
+            run(cogbuild + ["push", ref], work / "model", env)
+            rows.append(("skopeo inspect", median_time(["skopeo", "inspect", "--tls-verify=false", f"docker://{ref}"],
+                                                       work, env, rounds)))
+            measured.append(("cogbuild push (unchanged)", median_time(cogbuild + ["push", ref], work / "model", env,
+                                                                      rounds)))
+        python_floor = rows[0][1]
+        skopeo_floor = rows[1][1] if len(rows) > 1 else None
+        print(f"\nmedian of {rounds} round(s), bytecode present; goal <= {GOAL_S} s")
+        print(f"{'command':<28}{'seconds':>9}{'/python':>9}{'/skopeo':>9}  goal")
+        for label, seconds in rows:
+            print(f"{label:<28}{seconds:>9.3f}")
+        for label, seconds in measured:
+            vs_skopeo = f"{seconds / skopeo_floor:>8.1f}x" if skopeo_floor else f"{'-':>9}"
+            print(f"{label:<28}{seconds:>9.3f}{seconds / python_floor:>8.1f}x{vs_skopeo}  "
+                  f"{'met' if seconds <= GOAL_S else 'NOT met'}")
+    finally:
+        if registry:
+            registry.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

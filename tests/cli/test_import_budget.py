@@ -1,0 +1,76 @@
+"""Start-up stays fast: each command imports only what it needs (issue 15; bench/cli/bench_startup.py times it).
+
+The real CLI runs in a subprocess and reports the modules it loaded; a heavy module that a command does not
+need (an HTTP client, a schema validator, a terminal renderer, Debian's parsers) fails the test, so an
+innocent top-level import cannot slowly bring back half a second of start-up.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cogbuild.cli import COMMAND_NAMES, SUMMARIES, cli
+from fixtures_lock import model_with_empty_lock
+
+# Loaded by nothing that only reads files or talks to a registry.
+NEVER_AT_START = {"jsonschema", "httpx", "rich", "debian", "aiohttp", "pip", "piptools", "oras.provider"}
+BUDGETS = {
+    "--help": NEVER_AT_START | {"cogbuild.commands", "yaml", "requests", "oras", "zstandard", "pathspec"},
+    "lock --check": NEVER_AT_START | {"requests", "oras", "zstandard", "pathspec", "installer"},
+    "push": NEVER_AT_START,
+}
+
+REPORT_MODULES = """
+import json, sys
+from cogbuild.cli import main
+try:
+    main()
+finally:
+    print(json.dumps(sorted(sys.modules)), file=sys.stderr)
+"""
+
+
+def loaded_modules(args: list[str], cwd: Path, exit_code: int = 0) -> set[str]:
+    done = subprocess.run([sys.executable, "-c", REPORT_MODULES, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == exit_code, done.stderr
+    return set(json.loads(done.stderr.strip().splitlines()[-1]))
+
+
+def over_budget(modules: set[str], forbidden: set[str]) -> list[str]:
+    return sorted(m for m in modules if any(m == f or m.startswith(f + ".") for f in forbidden))
+
+
+def test_help_loads_no_command_and_no_third_party_client(tmp_path):
+    modules = loaded_modules(["--help"], tmp_path)
+    assert "click" in modules  # the probe saw the CLI run
+    assert over_budget(modules, BUDGETS["--help"]) == []
+
+
+def test_lock_check_on_a_current_lock_loads_no_network_client(tmp_path):
+    modules = loaded_modules(["lock", "--check"], model_with_empty_lock(tmp_path))
+    assert "cogbuild.commands.lock" in modules and "yaml" in modules
+    assert over_budget(modules, BUDGETS["lock --check"]) == []
+
+
+def test_push_loads_no_schema_validator_terminal_renderer_or_debian_parser(tmp_path):
+    # No cog.yaml here: the command stops at its first step, after everything it imports is loaded.
+    modules = loaded_modules(["push", "127.0.0.1:9/m:v1"], tmp_path, exit_code=2)
+    assert "cogbuild.commands.push" in modules and "requests" in modules
+    assert over_budget(modules, BUDGETS["push"]) == []
+
+
+def test_the_budget_check_catches_a_heavy_import(tmp_path):
+    assert over_budget({"jsonschema.validators", "click"}, BUDGETS["push"]) == ["jsonschema.validators"]
+
+
+@pytest.mark.parametrize("name", COMMAND_NAMES)
+def test_help_summaries_are_the_commands_own_first_sentence(name):
+    command = cli.get_command(None, name)
+    first_paragraph = " ".join(command.help.split("\n\n")[0].split())
+    assert SUMMARIES[name] == first_paragraph

@@ -1,0 +1,59 @@
+"""A wheel installed from a file is read again when the layer is written, never held: same bytes, less memory."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+
+import pytest
+
+from cogbuild.layers.tarball import Compression, layer_bytes
+from cogbuild.layers.tree import Tree
+from cogbuild.layers.wheel import PythonPaths, install_wheel
+from fixtures_build import make_wheel
+
+FILES = {"big_pkg/__init__.py": b"VALUE = 1\n", "big_pkg/blob.bin": os.urandom(3 << 20),
+         "big_pkg/text.txt": b"line\n" * 50_000}
+
+
+def installed(wheel) -> Tree:
+    tree = Tree()
+    install_wheel(tree, wheel, "big_pkg-1.0-py3-none-any.whl", PythonPaths("3.11"))
+    return tree
+
+
+@pytest.fixture
+def wheel_file(tmp_path):
+    name, data = make_wheel("big_pkg", files=FILES, console_scripts={"big": "big_pkg:main"})
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def test_a_wheel_file_gives_the_same_layer_bytes_as_the_wheel_in_memory(wheel_file):
+    for compression in (Compression("gzip"), Compression("zstd", 3), Compression("none", 0)):
+        assert layer_bytes(installed(wheel_file), compression, 0) == \
+            layer_bytes(installed(wheel_file.read_bytes()), compression, 0)
+
+
+def test_members_of_a_wheel_file_are_not_held_in_memory(wheel_file):
+    tree = installed(wheel_file)
+    site = "usr/local/lib/python3.11/dist-packages"
+    blob = tree.get(f"{site}/big_pkg/blob.bin")
+    assert blob.data is None and blob.size == len(FILES["big_pkg/blob.bin"])
+    assert blob.read() == FILES["big_pkg/blob.bin"]
+    # What installer writes itself (RECORD, console scripts) is small and made here: held as bytes.
+    assert tree.get(f"{site}/big_pkg-1.0.dist-info/RECORD").data is not None
+    assert tree.get("usr/local/bin/big").data is not None
+
+
+def test_a_wheel_file_changed_before_the_layer_is_written_is_an_error(wheel_file, tmp_path):
+    tree = installed(wheel_file)
+    with zipfile.ZipFile(wheel_file) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    members["big_pkg/blob.bin"] = b"shorter now"
+    with zipfile.ZipFile(wheel_file, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    with pytest.raises(OSError, match="unexpected end of data"):
+        layer_bytes(tree, Compression("none", 0), 0)
