@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -19,8 +19,8 @@ from .cache import BlobCache, atomic_write, cache_dir, file_sha256
 from .config import CogConfig
 from .errors import CogbuildError
 from .layers.descriptor import OCI_INDEX, Descriptor, canonical_json
-from .layers.image import (Layer, RuntimeConfig, config_bytes, config_descriptor, index_bytes, manifest_bytes,
-                           manifest_descriptor)
+from .layers.image import (Layer, RuntimeConfig, config_bytes, config_descriptor, fit_labels, index_bytes,
+                           manifest_bytes, manifest_descriptor)
 from .layers.osfixups import ImageUser
 from .layers.standalone import STANDALONE_PREFIX
 from .layers.tarball import Compression, source_date_epoch, write_layer
@@ -246,10 +246,11 @@ def _write_image(layout: Layout, layers: list[Layer], config: CogConfig, lock: L
                  user: ImageUser, platform: str, variant: str, compression: Compression, mtime: int,
                  bytecode: bool) -> Descriptor:
     os_name, arch = platform.split("/")
-    cfg = config_bytes(layers, runtime_config(config, lock, user, lock_digest, layers, variant), os=os_name,
-                       architecture=arch, created=mtime)
+    runtime = runtime_config(config, lock, user, lock_digest, layers, variant)
+    labels, too_large = fit_labels(runtime.labels)  # the schema, mostly: Cog's label outgrows containerd's limit
+    cfg = config_bytes(layers, replace(runtime, labels=labels), os=os_name, architecture=arch, created=mtime)
     layout.write_blob(cfg)
-    annotations = {VARIANT_ANNOTATION: variant, "run.cog.compression": compression.identity,
+    annotations = {**too_large, VARIANT_ANNOTATION: variant, "run.cog.compression": compression.identity,
                    "run.cog.bytecode": "image interpreter" if bytecode else "none"}
     manifest = manifest_bytes(config_descriptor(cfg), layers, annotations)
     layout.write_blob(manifest)

@@ -30,6 +30,7 @@ import httpx
 from .cache import cache_dir
 from .errors import CogbuildError, UsageError
 from .layers.descriptor import INDEX_TYPES, MANIFEST_TYPES, Descriptor, children
+from .layers.image import image_metadata
 from .registry.archive import ArchiveError, unpack_oci_archive
 from .registry.layout import REF_ANNOTATION, Layout, LayoutError, atomic_write
 from .registry.reference import parse_reference
@@ -59,15 +60,15 @@ class Image:
 
     @property
     def schema(self) -> dict | None:
-        """The OpenAPI schema the build stored as a label, when it did."""
-        labels = (self.config.get("config") or {}).get("Labels") or {}
-        for key in SCHEMA_LABELS:
-            if labels.get(key):
-                try:
-                    return json.loads(labels[key])
-                except ValueError:
-                    raise CogbuildError(f"the image {self.name} has a damaged {key} label (not JSON)") from None
-        return None
+        """The OpenAPI schema the build stored (a label, or a manifest annotation when too large), if any."""
+        text = image_metadata(self.layout.read_json(self.manifest.digest), self.config, SCHEMA_LABELS)
+        if text is None:
+            return None
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise CogbuildError(f"the image {self.name} has a damaged OpenAPI schema "
+                                f"(its {SCHEMA_LABELS[0]} is not JSON)") from None
 
 
 # -- what the user named ------------------------------------------------------------------------

@@ -32,6 +32,30 @@ class RuntimeConfig:
     cmd: list[str] | None = None
 
 
+# containerd refuses to create a container from an image with a label whose key and value together exceed
+# this many bytes (`ctr run` copies image labels to the container; its CRI plugin drops them instead).
+LABEL_LIMIT = 4096
+
+
+def fit_labels(labels: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(labels for the config, the ones too large for any runtime's labels): the latter belong in the
+    manifest's annotations, which runtimes keep as data and never validate as container labels."""
+    small = {k: v for k, v in labels.items() if len(k.encode()) + len(v.encode()) <= LABEL_LIMIT}
+    return small, {k: v for k, v in labels.items() if k not in small}
+
+
+def image_metadata(manifest: dict[str, Any], config: dict[str, Any], keys: tuple[str, ...]) -> str | None:
+    """The value of the first of `keys` the image carries: a config label, or the manifest annotation
+    that `fit_labels` moved it to."""
+    labels = (config.get("config") or {}).get("Labels") or {}
+    annotations = manifest.get("annotations") or {}
+    for key in keys:
+        for found in (labels, annotations):
+            if found.get(key):
+                return found[key]
+    return None
+
+
 def rfc3339(epoch: int) -> str:
     return _dt.datetime.fromtimestamp(epoch, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 

@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from cogbuild.layers.descriptor import (INDEX_TYPES, Descriptor, InvalidDescriptor, children, is_digest,
                                         sha256_digest)
+from cogbuild.layers.image import image_metadata
 
 from .client import RegistryClient, RegistryError
 from .errors import OCIError
@@ -77,7 +78,7 @@ def _describe_manifest(read: ReadBlob, desc: Descriptor, doc: dict | None = None
         "variant": variant,
         "size": sum(l["size"] for l in layers) + config_desc.size,
         "layers": layers,
-        "schema": summarize_schema(next((labels[k] for k in SCHEMA_LABELS if k in labels), None)),
+        "schema": summarize_schema(image_metadata(doc, config, SCHEMA_LABELS)),
         "lock_digest": labels.get(LOCK_LABEL, ""),
         "entrypoint": (config.get("config") or {}).get("Entrypoint") or [],
     }
@@ -90,7 +91,7 @@ def summarize_schema(text: str | None) -> dict[str, Any] | None:
     try:
         schemas = json.loads(text)["components"]["schemas"]
     except (ValueError, KeyError, TypeError):
-        return {"error": "the schema label is not a Cog OpenAPI document"}
+        return {"error": "the image's schema is not a Cog OpenAPI document"}
     props = (schemas.get("Input") or {}).get("properties") or {}
     required = set((schemas.get("Input") or {}).get("required") or [])
     inputs = []

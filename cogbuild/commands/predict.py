@@ -157,9 +157,9 @@ def _start_directory(ctx: click.Context, stack: ExitStack, directory: Path, requ
 
 def _start_image(ctx: click.Context, stack: ExitStack, target: str, request: Request, runtime: str | None,
                  wait: dict) -> Started:
-    """Find (or pull) the image, check the inputs against its schema label, start it in a container.
+    """Find (or pull) the image, check the inputs against the schema it carries, start it in a container.
 
-    An image without the label is checked against the schema its server reports, once it is up."""
+    An image without a schema is checked against the schema its server reports, once it is up."""
     chosen = choose_runtime(runtime)
     check_files(request.flags)
     gpu = has_gpu() and chosen.name in ("podman", "docker")

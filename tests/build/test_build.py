@@ -16,6 +16,7 @@ from cogbuild.build import BuildOptions, build
 from cogbuild.cache import BlobCache
 from cogbuild.config import load_config
 from cogbuild.errors import CogbuildError
+from cogbuild.images import find_image
 from cogbuild.lock import Lock, LockedArtifact, dumps, loads
 from cogbuild.registry.layout import Layout
 from fixtures_build import make_deb, make_wheel
@@ -97,6 +98,24 @@ def test_build_writes_a_runnable_image_description(model, served_lock, tmp_path)
     assert len(config["rootfs"]["diff_ids"]) == len(manifest["layers"]) == 3
     for layer in manifest["layers"]:
         assert layout.read_blob(layer["digest"])  # verified by hash on read
+
+
+def test_every_config_label_fits_containerd_and_the_schema_is_a_manifest_annotation(model, served_lock, tmp_path):
+    (model / "predict.py").write_text("from cog import BasePredictor, Input\n\n\nclass Predictor(BasePredictor):\n"
+                                      "    def predict(self, text: str = Input(description='Who')) -> str:\n"
+                                      "        return text\n")
+    server, lock = served_lock
+    result = run_build(model, lock, tmp_path / "store")
+    layout = Layout(tmp_path / "store")
+    manifest = layout.read_json(result.descriptor.digest)
+    labels = layout.read_json(manifest["config"]["digest"])["config"]["Labels"]
+    # `ctr run` refuses an image label whose key and value exceed 4096 bytes; even a one-input schema does.
+    assert all(len(key.encode()) + len(value.encode()) <= 4096 for key, value in labels.items())
+    assert "run.cog.config" in labels and "run.cog.openapi_schema" not in labels
+    schema = json.loads(manifest["annotations"]["run.cog.openapi_schema"])
+    assert list(schema["components"]["schemas"]["Input"]["properties"]) == ["text"]
+    layout.tag("schema:test", result.descriptor)
+    assert find_image("schema:test", layout, gpu=False).schema == schema
 
 
 def layer_files(layout: Layout, manifest: dict, index: int) -> dict[str, tarfile.TarInfo]:

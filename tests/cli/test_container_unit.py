@@ -25,12 +25,14 @@ HERE = host_platform()
 OTHER = "linux/arm64" if HERE == "linux/amd64" else "linux/amd64"
 
 
-def write_image(layout: Layout, platform: str, variant: str, labels: dict[str, str] | None = None) -> Descriptor:
+def write_image(layout: Layout, platform: str, variant: str, labels: dict[str, str] | None = None,
+                annotations: dict[str, str] | None = None) -> Descriptor:
     os_name, arch = platform.split("/")
     config = canonical_json({"os": os_name, "architecture": arch, "config": {"Labels": labels or {}},
                              "rootfs": {"type": "layers", "diff_ids": []}})
     manifest = canonical_json({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": [],
-                               "config": Descriptor.of(OCI_CONFIG, config).to_json()})
+                               "config": Descriptor.of(OCI_CONFIG, config).to_json(),
+                               **({"annotations": annotations} if annotations else {})})
     layout.write_blob(config)
     layout.write_blob(manifest)
     return Descriptor.of(OCI_MANIFEST, manifest, platform={"os": os_name, "architecture": arch},
@@ -91,14 +93,16 @@ def test_an_unknown_local_name_is_not_sent_to_docker_hub(store):
         find_image("nothing:here", store, gpu=False)
 
 
-def test_the_schema_label_is_read_and_a_damaged_one_is_named(store):
+def test_the_schema_is_read_from_label_or_annotation_and_a_damaged_one_is_named(store):
     schema = {"components": {"schemas": {"Input": {"properties": {}}}}}
     store.tag("good:latest", write_image(store, HERE, "cpu", {"run.cog.openapi_schema": json.dumps(schema)}))
     store.tag("bad:latest", write_image(store, HERE, "cpu", {"run.cog.openapi_schema": "{not json"}))
     store.tag("none:latest", write_image(store, HERE, "cpu"))
+    store.tag("big:latest", write_image(store, HERE, "cpu", annotations={"run.cog.openapi_schema": json.dumps(schema)}))
     assert find_image("good:latest", store, gpu=False).schema == schema
+    assert find_image("big:latest", store, gpu=False).schema == schema  # too large for a label: an annotation
     assert find_image("none:latest", store, gpu=False).schema is None
-    with pytest.raises(CogbuildError, match="damaged run.cog.openapi_schema label"):
+    with pytest.raises(CogbuildError, match="damaged OpenAPI schema"):
         find_image("bad:latest", store, gpu=False).schema
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from cogbuild.layers.code import collect_model_files
 from cogbuild.layers.deb import DebError, add_merged_usr_links, unpack_deb
+from cogbuild.layers.image import LABEL_LIMIT, fit_labels, image_metadata
 from cogbuild.layers.osfixups import ImageUser, add_ca_bundle, add_python_links, add_temp_dirs, add_users
 from cogbuild.layers.tarball import Compression, layer_bytes
 from cogbuild.layers.tree import Tree, TreeError
@@ -192,3 +193,16 @@ def test_a_package_shipping_the_merged_usr_links_itself(tmp_path):
     unpack_deb(deb, tree, "base-files.deb")
     assert tree.get("usr/sbin").type == "dir"
     assert tree.get("sbin").linkname == "usr/sbin" and tree.get("usr/sbin/tool").read() == b"x"
+
+
+def test_labels_too_large_for_containerd_become_manifest_annotations():
+    key = "run.cog.openapi_schema"
+    fits = "x" * (LABEL_LIMIT - len(key))
+    assert fit_labels({key: fits}) == ({key: fits}, {})
+    too_large = "é" * ((LABEL_LIMIT - len(key)) // 2 + 1)  # counted in UTF-8 bytes, as containerd does
+    labels, annotations = fit_labels({key: too_large, "run.cog.config": "{}"})
+    assert labels == {"run.cog.config": "{}"} and annotations == {key: too_large}
+    manifest, config = {"annotations": annotations}, {"config": {"Labels": labels}}
+    assert image_metadata(manifest, config, (key,)) == too_large
+    assert image_metadata(manifest, config, ("run.cog.config",)) == "{}"
+    assert image_metadata({}, {}, (key,)) is None

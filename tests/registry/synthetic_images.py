@@ -32,7 +32,7 @@ def random_layer_files(size: int, seed: int = 0) -> dict[str, bytes]:
 
 
 def write_image(layout: Layout, layers: list[dict[str, bytes]], *, arch: str = "amd64",
-                labels: dict[str, str] | None = None) -> Descriptor:
+                labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None) -> Descriptor:
     """Write layers, config and manifest; return the manifest's descriptor (with its platform)."""
     layout.init()
     layer_descs, diff_ids = [], []
@@ -50,6 +50,7 @@ def write_image(layout: Layout, layers: list[dict[str, bytes]], *, arch: str = "
     manifest = canonical_json({
         "schemaVersion": 2, "mediaType": OCI_MANIFEST,
         "config": Descriptor.of(OCI_CONFIG, config).to_json(), "layers": layer_descs,
+        **({"annotations": annotations} if annotations else {}),
     })
     layout.write_blob(manifest)
     return Descriptor.of(OCI_MANIFEST, manifest, platform={"architecture": arch, "os": "linux"})

@@ -30,9 +30,12 @@ def _cli(*args: str, input: str | None = None):
 
 
 def _model(layout: Layout):
-    labels = {"run.cog.openapi_schema": SCHEMA, "run.cog.lock-digest": "sha256:" + "1" * 64}
-    amd = write_image(layout, [{"src/predict.py": b"amd"}], arch="amd64", labels=labels)
-    arm = write_image(layout, [{"src/predict.py": b"arm"}], arch="arm64", labels=labels)
+    lock = {"run.cog.lock-digest": "sha256:" + "1" * 64}
+    amd = write_image(layout, [{"src/predict.py": b"amd"}], arch="amd64",
+                      labels={"run.cog.openapi_schema": SCHEMA, **lock})
+    # As cogbuild writes a schema too large for a container label: a manifest annotation of the same key.
+    arm = write_image(layout, [{"src/predict.py": b"arm"}], arch="arm64", labels=lock,
+                      annotations={"run.cog.openapi_schema": SCHEMA})
     return write_index(layout, [amd, arm])
 
 
@@ -67,10 +70,11 @@ def test_pull_then_show_local_and_remote(registry, layout):
     for summary in (remote, local):
         assert summary["digest"] == index.digest
         assert [i["platform"] for i in summary["images"]] == ["linux/amd64", "linux/arm64"]
-        inputs = summary["images"][0]["schema"]["inputs"]
-        assert [(i["name"], i["type"], i["required"]) for i in inputs] == [("prompt", "string", True),
-                                                                           ("steps", "integer", False)]
-        assert summary["images"][0]["schema"]["output"] == "Path"
+        for image in summary["images"]:  # the schema from a label (amd64) and from an annotation (arm64)
+            inputs = image["schema"]["inputs"]
+            assert [(i["name"], i["type"], i["required"]) for i in inputs] == [("prompt", "string", True),
+                                                                               ("steps", "integer", False)]
+            assert image["schema"]["output"] == "Path"
     assert remote["lock"]["packages"] == 2 and remote["lock"]["by_group"] == {"os/deb": 1, "python/wheel": 1}
 
     text = _cli("show", ref, "--remote").output
