@@ -108,7 +108,7 @@ Exit codes:
 \b
 Environment: COGBUILD_STORE (local image store), COGBUILD_CACHE (downloads and layers),
 COGBUILD_DEBUG=1 (same as --debug), COGBUILD_READY_TIMEOUT (seconds to wait for a model's setup),
-COGBUILD_RUNTIME (podman, docker, runc or crun for predict and run).
+COGBUILD_RUNTIME (podman, docker, containerd, runc or crun for predict and run).
 Run `cogbuild COMMAND --help` for examples.
 """
 

@@ -33,7 +33,7 @@ from .interrupts import shielded
 from .images import RUN_REF, Image, podman_image_layout, prune_stale, single_image_layout, write_oci_archive
 
 READY_TIMEOUT = float(os.environ.get("COGBUILD_READY_TIMEOUT", "300"))
-RUNTIMES = ("podman", "docker", "runc", "crun")
+RUNTIMES = ("podman", "docker", "runc", "crun", "containerd")
 STOP_GRACE = 2  # seconds a stopping container has between SIGTERM and SIGKILL
 _STDERR = 2  # a container's output goes to our stderr; stdout carries results only
 
@@ -87,10 +87,15 @@ class Runtime(Protocol):
 
 
 def choose_runtime(name: str | None = None) -> Runtime:
-    """The runtime named, or the first available: podman, docker (with a reachable daemon), runc, crun."""
+    """The runtime named, or the first available: podman, docker or containerd (with a daemon that answers),
+    runc, crun."""
     if name:
         if name not in RUNTIMES:
             raise UsageError(f"unknown container runtime {name!r} (choose from {', '.join(RUNTIMES)})")
+        if name == "containerd":
+            if not shutil.which("ctr"):
+                raise UsageError("running with containerd needs its client ctr; install it (apt-get install containerd)")
+            return _containerd_runtime()
         if not shutil.which(name):
             raise UsageError(f"the container runtime {name!r} is not installed (not on PATH)")
         if name in ("runc", "crun") and not shutil.which("umoci"):
@@ -100,11 +105,19 @@ def choose_runtime(name: str | None = None) -> Runtime:
         return EngineRuntime("podman")
     if shutil.which("docker") and _docker_daemon_answers():
         return EngineRuntime("docker")
+    if shutil.which("ctr") and _containerd_runtime().answers():
+        return _containerd_runtime()
     for program in ("runc", "crun"):
         if shutil.which(program) and shutil.which("umoci"):
             return BundleRuntime(program)
     raise CogbuildError("no container runtime found: install podman, docker, or umoci with runc "
                         "(apt-get install podman runc umoci)")
+
+
+def _containerd_runtime() -> Runtime:
+    from .containerd import ContainerdRuntime  # it builds on this module
+
+    return ContainerdRuntime()
 
 
 def _docker_daemon_answers() -> bool:
@@ -297,6 +310,10 @@ def _cached_unpack(image: Image) -> Path:
 
 
 def _unpack(image: Image, bundle: Path, rootless: bool) -> None:
+    layers = image.layout.read_json(image.manifest.digest).get("layers", [])
+    if any(layer.get("mediaType", "").endswith("+zstd") for layer in layers):  # umoci 0.4 knows gzip only
+        raise CogbuildError(f"umoci cannot unpack the zstd-compressed layers of {image.name}; run it with podman "
+                            "or containerd (--runtime), or build it with --compression gzip")
     with single_image_layout(image) as layout:
         unpack = ["umoci", "unpack", *(["--rootless"] if rootless else []),
                   "--image", f"{layout}:{RUN_REF}", str(bundle)]
@@ -353,20 +370,7 @@ class BundleContainer:
             return False
 
     def follow_logs(self) -> Callable[[], None]:
-        stop = threading.Event()
-
-        def copy() -> None:
-            with open(self.log_path, "rb") as log:
-                while True:
-                    chunk = log.read(65536)
-                    if chunk:
-                        os.write(_STDERR, chunk)
-                    elif stop.wait(0.2):
-                        return
-
-        thread = threading.Thread(target=copy, daemon=True)
-        thread.start()
-        return lambda: (stop.set(), thread.join())
+        return follow_file(self.log_path)
 
     def remove(self) -> None:
         """Stop it (SIGTERM, SIGKILL after STOP_GRACE seconds), delete it and its bundle; never cut short."""
@@ -386,6 +390,24 @@ class BundleContainer:
         deadline = time.monotonic() + STOP_GRACE
         while self.alive() and time.monotonic() < deadline:
             time.sleep(0.1)
+
+
+def follow_file(path: Path) -> Callable[[], None]:
+    """Copy what a container writes to its log file to stderr as it comes; returns the function that stops."""
+    stop = threading.Event()
+
+    def copy() -> None:
+        with open(path, "rb") as log:
+            while True:
+                chunk = log.read(65536)
+                if chunk:
+                    os.write(_STDERR, chunk)
+                elif stop.wait(0.2):
+                    return
+
+    thread = threading.Thread(target=copy, daemon=True)
+    thread.start()
+    return lambda: (stop.set(), thread.join())
 
 
 # -- start, wait, clean up -----------------------------------------------------------------------

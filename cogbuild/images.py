@@ -258,7 +258,7 @@ def write_oci_archive(image: Image, fileobj, name: str) -> None:
              "annotations": {"io.containerd.image.name": name, REF_ANNOTATION: name.rpartition(":")[2]}}
     index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
                         "manifests": [entry]}).encode()
-    with tarfile.open(fileobj=fileobj, mode="w") as tar:
+    with tarfile.open(fileobj=fileobj, mode="w|") as tar:  # a stream: it may be a pipe into `ctr images import`
         for member, data in (("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'), ("index.json", index)):
             info = tarfile.TarInfo(member)
             info.size = len(data)

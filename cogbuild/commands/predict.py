@@ -64,7 +64,7 @@ def prediction_options(command):
                           "`-` writes a file's bytes to stdout); with --json, the response."),
         click.option("--runtime", type=click.Choice(RUNTIMES), default=None, envvar="COGBUILD_RUNTIME",
                      help="Container runtime for images (default: $COGBUILD_RUNTIME, else podman, docker, "
-                          "umoci+runc)."),
+                          "containerd, umoci+runc)."),
         click.option("--timeout", type=float, default=None, metavar="SECONDS",
                      help="How long to wait for the model's setup (default 300, or $COGBUILD_READY_TIMEOUT)."),
     ]):

@@ -31,7 +31,7 @@ def _check_port_free(port: int) -> None:
 @click.option("-p", "--port", default=5000, show_default=True, type=click.IntRange(1, 65535),
               help="Port the model's HTTP API listens on (host network).")
 @click.option("--runtime", type=click.Choice(RUNTIMES), default=None, envvar="COGBUILD_RUNTIME",
-              help="Container runtime (default: $COGBUILD_RUNTIME, else podman, docker, umoci+runc).")
+              help="Container runtime (default: $COGBUILD_RUNTIME, else podman, docker, containerd, umoci+runc).")
 @click.option("-e", "--env", "env", multiple=True, metavar="NAME=VALUE", help="Set an environment variable.")
 @click.pass_context
 def command(ctx: click.Context, image_name: str, port: int, runtime: str | None, env: tuple[str, ...]) -> None:

@@ -203,6 +203,8 @@ def test_an_explicit_runtime_must_be_installed(tmp_path, monkeypatch):
             choose_runtime("runc")
     with pytest.raises(UsageError, match="unknown container runtime 'lxc'"):
         choose_runtime("lxc")
+    with pytest.raises(UsageError, match=r"running with containerd needs its client ctr; install it"):
+        choose_runtime("containerd")
 
 
 def test_the_archive_handed_to_docker_load_is_a_valid_oci_archive(tmp_path):

@@ -12,7 +12,7 @@ from pathlib import Path
 from components import require, unavailable  # noqa: F401  (the CLI tests import them from here)
 
 REPO = Path(__file__).resolve().parents[2]
-MODELS = Path(__file__).parent / "models"
+MODELS = REPO / "tests" / "cli" / "models"
 
 
 def isolated_env(root: Path, **extra: str) -> dict[str, str]:

@@ -1,0 +1,116 @@
+"""Run an image in containerd, through its own client `ctr` (what Kubernetes nodes run).
+
+ctr reads `CONTAINERD_ADDRESS` (default /run/containerd/containerd.sock) and `CONTAINERD_NAMESPACE`
+(default `default`) itself. The image is imported once per manifest as an OCI archive named by its
+digest; each run is a detached task on the host network whose output goes to a log file.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .cache import cache_dir
+from .container import _last_line as last_line, follow_file
+from .errors import CogbuildError
+from .images import Image, write_oci_archive
+
+CTR = "ctr"
+STOP_GRACE = 2  # seconds between SIGTERM and SIGKILL, as `podman rm -t 2` gives
+
+
+def _ctr(*args: str, **options) -> subprocess.CompletedProcess:
+    return subprocess.run([CTR, *args], capture_output=True, text=True, **options)
+
+
+@dataclass
+class ContainerdRuntime:
+    name: str = "containerd"
+
+    def answers(self) -> bool:
+        """A containerd daemon answers ctr (at $CONTAINERD_ADDRESS or the default socket)."""
+        try:
+            # ctr's own default waits 10 s for a socket nobody listens on
+            return subprocess.run([CTR, "--connect-timeout", "2s", "version"], capture_output=True,
+                                  timeout=10).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+
+    def start(self, image: Image, port: int, env: dict[str, str], gpu: bool) -> "ContainerdContainer":
+        if not self.answers():
+            address = os.environ.get("CONTAINERD_ADDRESS", "/run/containerd/containerd.sock")
+            raise CogbuildError(f"containerd does not answer at {address}: start it, or point CONTAINERD_ADDRESS "
+                                "at its socket")
+        reference = self._import(image)
+        logs = cache_dir() / "containerd-logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        container = ContainerdContainer(f"cogbuild-{uuid.uuid4().hex[:12]}", f"http://127.0.0.1:{port}", logs)
+        args = ["run", "--detach", "--net-host", "--log-uri", f"file://{container.log_path}", "--env", f"PORT={port}"]
+        for key, value in env.items():
+            args += ["--env", f"{key}={value}"]
+        if gpu:
+            args += ["--gpus", "0"]
+        started = _ctr(*args, reference, container.id)
+        if started.returncode != 0:
+            container.remove()
+            raise CogbuildError(f"containerd could not start {image.name}: {last_line(started.stderr)}")
+        return container
+
+    def _import(self, image: Image) -> str:
+        """The image in containerd's store under a name of its digest; imported (and unpacked) when missing."""
+        reference = f"cogbuild.local/run:{image.manifest.digest.split(':')[1][:32]}"
+        listed = _ctr("images", "ls", "--quiet", f"name=={reference}")
+        if listed.returncode == 0 and reference in listed.stdout.split():
+            return reference
+        importer = subprocess.Popen([CTR, "images", "import", "-"], stdin=subprocess.PIPE,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            write_oci_archive(image, importer.stdin, reference)  # streamed: no copy of the image on disk
+        except BrokenPipeError:
+            pass  # ctr stopped reading: its error follows
+        finally:
+            importer.stdin.close()
+        error = importer.stderr.read().decode(errors="replace")
+        if importer.wait() != 0:
+            raise CogbuildError(f"containerd could not import {image.name}: {last_line(error)}")
+        return reference
+
+
+@dataclass
+class ContainerdContainer:
+    id: str
+    base_url: str
+    log_dir: Path
+
+    @property
+    def log_path(self) -> Path:
+        return self.log_dir / f"{self.id}.log"
+
+    def logs(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace").strip()
+        except FileNotFoundError:
+            return ""
+
+    def alive(self) -> bool:
+        listed = _ctr("tasks", "ls")
+        return any(line.split()[:1] == [self.id] and line.split()[-1] == "RUNNING"
+                   for line in listed.stdout.splitlines())
+
+    def follow_logs(self) -> Callable[[], None]:
+        return follow_file(self.log_path)
+
+    def remove(self) -> None:
+        """SIGTERM, SIGKILL after STOP_GRACE seconds, then delete the task, the container and its snapshot."""
+        if _ctr("tasks", "kill", self.id).returncode == 0:
+            deadline = time.monotonic() + STOP_GRACE
+            while self.alive() and time.monotonic() < deadline:
+                time.sleep(0.1)
+        _ctr("tasks", "delete", "--force", self.id)
+        _ctr("containers", "delete", self.id)
+        self.log_path.unlink(missing_ok=True)
