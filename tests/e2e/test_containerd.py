@@ -55,6 +55,7 @@ class Pushed:
     index: str  # the digest tag v1 names
     platforms: dict[str, str]  # architecture -> manifest digest
     zstd_layers: list[str]  # media types of the amd64 image pushed as :zstd
+    config: dict  # the amd64 image's `config` (Env, User, WorkingDir, ...)
 
     @property
     def amd64(self) -> str:
@@ -90,7 +91,9 @@ def pushed(tmp_path_factory, registry) -> Pushed:
     zstd_index = httpx.get(f"{manifests}/zstd", headers=accept).json()
     zstd_amd64 = next(m["digest"] for m in zstd_index["manifests"] if m["platform"]["architecture"] == "amd64")
     zstd_layers = [layer["mediaType"] for layer in httpx.get(f"{manifests}/{zstd_amd64}", headers=accept).json()["layers"]]
-    return Pushed(repository, index.headers["Docker-Content-Digest"], platforms, zstd_layers)
+    config_digest = httpx.get(f"{manifests}/{platforms['amd64']}", headers=accept).json()["config"]["digest"]
+    config = httpx.get(f"http://{registry.host}/v2/models/greeter/blobs/{config_digest}").json()["config"]
+    return Pushed(repository, index.headers["Docker-Content-Digest"], platforms, zstd_layers, config)
 
 
 @pytest.fixture(scope="module")
@@ -114,10 +117,19 @@ def ready(base: str, logs: Callable[[], str], alive: Callable[[], bool]) -> None
         pytest.fail(f"{exc}; the container's output:\n{exc.details}")
 
 
-def owner(pid: int) -> tuple[str, str]:
-    """The real uid and gid of a host process."""
+def owner(pid: int) -> str:
+    """The real uid:gid of a host process."""
     status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
-    return status["Uid"].split()[0], status["Gid"].split()[0]
+    return f"{status['Uid'].split()[0]}:{status['Gid'].split()[0]}"
+
+
+def assert_runs_as_configured(pid: int, config: dict) -> None:
+    """The server process has the image's user, working directory and every variable of its Env."""
+    assert owner(pid) == config["User"] == "1000:1000", "the server runs as the image's non-root user"
+    assert os.readlink(f"/proc/{pid}/cwd") == config["WorkingDir"]
+    environ = Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
+    assert set(config["Env"]) <= set(environ), sorted(set(config["Env"]) - set(environ))
+    assert "HOME=/home/cog" in environ, "HOME comes from the image's /etc/passwd entry for its user"
 
 
 # -- containerd through ctr ------------------------------------------------------------------------
@@ -176,7 +188,7 @@ def test_ctr_run_serves_as_the_images_user_and_drains_on_sigterm(containerd, pus
         assert body["status"] == "succeeded" and body["output"] == "hello containerd", body
         task = next(line.split() for line in containerd.ctr("tasks", "ls").stdout.splitlines()
                     if line.startswith("drain "))
-        assert owner(int(task[1])) == ("1000", "1000"), "the server runs as the image's non-root user"
+        assert_runs_as_configured(int(task[1]), pushed.config)
 
         slow: dict = {}
         worker = threading.Thread(target=lambda: slow.update(predict(base, text="slow", seconds=3)))
@@ -244,7 +256,7 @@ def test_podman_with_crun_serves_the_pushed_image_as_its_user(podman, pushed):
         assert body["status"] == "succeeded" and body["output"] == "hello crun", body
         runtime = podman("inspect", "--format", "{{.OCIRuntime}} {{.State.Pid}}", name).stdout.split()
         assert runtime[0] == "crun"
-        assert owner(int(runtime[1])) == ("1000", "1000")
+        assert_runs_as_configured(int(runtime[1]), pushed.config)
 
 
 # -- zstd layers -----------------------------------------------------------------------------------
