@@ -357,10 +357,7 @@ class BundleContainer:
         return self.bundle / "container.log"
 
     def logs(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace").strip()
-        except FileNotFoundError:
-            return ""
+        return read_log(self.log_path)
 
     def alive(self) -> bool:
         out = subprocess.run(self.runtime.command("state", self.id), capture_output=True, text=True)
@@ -390,6 +387,14 @@ class BundleContainer:
         deadline = time.monotonic() + STOP_GRACE
         while self.alive() and time.monotonic() < deadline:
             time.sleep(0.1)
+
+
+def read_log(path: Path) -> str:
+    """What a container has written to its log file so far ("" before it wrote any)."""
+    try:
+        return path.read_text(errors="replace").strip()
+    except FileNotFoundError:
+        return ""
 
 
 def follow_file(path: Path) -> Callable[[], None]:

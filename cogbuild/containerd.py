@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from .cache import cache_dir
-from .container import _last_line as last_line, follow_file
+from .container import _last_line as last_line, follow_file, read_log
 from .errors import CogbuildError
 from .images import Image, write_oci_archive
 
@@ -92,10 +92,7 @@ class ContainerdContainer:
         return self.log_dir / f"{self.id}.log"
 
     def logs(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace").strip()
-        except FileNotFoundError:
-            return ""
+        return read_log(self.log_path)
 
     def alive(self) -> bool:
         listed = _ctr("tasks", "ls")
