@@ -143,6 +143,15 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "no output"
 
 
+def crun_refuses_this_host() -> bool:
+    """crun (1.8) refuses hosts whose cgroups are in hybrid mode with a controller on the v2 hierarchy
+    ("cgroups in hybrid mode not supported"); runc runs there."""
+    try:
+        return bool(Path("/sys/fs/cgroup/unified/cgroup.controllers").read_text().split())
+    except OSError:
+        return False
+
+
 def _containers_conf() -> str:
     """podman refuses to start on hosts whose hard ulimits it cannot copy; an empty default list avoids it."""
     if os.environ.get("CONTAINERS_CONF"):
@@ -160,7 +169,11 @@ class EngineRuntime:
     name: str
 
     def command(self, *args: str) -> list[str]:
-        return [self.name, *args]  # podman picks its OCI runtime and cgroup manager from the host
+        # podman picks its OCI runtime and cgroup manager from the host: crun whenever it is installed,
+        # even where crun cannot run.
+        if self.name == "podman" and crun_refuses_this_host() and shutil.which("runc"):
+            return [self.name, "--runtime", "runc", *args]
+        return [self.name, *args]
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
