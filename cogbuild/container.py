@@ -31,6 +31,7 @@ from .cache import cache_dir
 from .errors import CogbuildError, UsageError
 from .interrupts import shielded
 from .images import RUN_REF, Image, podman_image_layout, prune_stale, single_image_layout, write_oci_archive
+from .layers.descriptor import OCI_LAYER_ZSTD, children
 
 READY_TIMEOUT = float(os.environ.get("COGBUILD_READY_TIMEOUT", "300"))
 RUNTIMES = ("podman", "docker", "runc", "crun", "containerd")
@@ -323,8 +324,8 @@ def _cached_unpack(image: Image) -> Path:
 
 
 def _unpack(image: Image, bundle: Path, rootless: bool) -> None:
-    layers = image.layout.read_json(image.manifest.digest).get("layers", [])
-    if any(layer.get("mediaType", "").endswith("+zstd") for layer in layers):  # umoci 0.4 knows gzip only
+    _, *layers = children(image.layout.read_json(image.manifest.digest), image.manifest.media_type)
+    if any(layer.media_type == OCI_LAYER_ZSTD for layer in layers):  # umoci 0.4 knows gzip only
         raise CogbuildError(f"umoci cannot unpack the zstd-compressed layers of {image.name}; run it with podman "
                             "or containerd (--runtime), or build it with --compression gzip")
     with single_image_layout(image) as layout:
