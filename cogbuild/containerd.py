@@ -10,18 +10,17 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from .cache import cache_dir
-from .container import _last_line as last_line, follow_file, read_log
+from .container import STOP_GRACE, _last_line, _new_container_name, _run_detached, follow_file, read_log
 from .errors import CogbuildError
 from .images import Image, write_oci_archive
+from .interrupts import shielded
 
 CTR = "ctr"
-STOP_GRACE = 2  # seconds between SIGTERM and SIGKILL, as `podman rm -t 2` gives
 
 
 def _ctr(*args: str, **options) -> subprocess.CompletedProcess:
@@ -49,16 +48,20 @@ class ContainerdRuntime:
         reference = self._import(image)
         logs = cache_dir() / "containerd-logs"
         logs.mkdir(parents=True, exist_ok=True)
-        container = ContainerdContainer(f"cogbuild-{uuid.uuid4().hex[:12]}", f"http://127.0.0.1:{port}", logs)
+        container = ContainerdContainer(_new_container_name(), f"http://127.0.0.1:{port}", logs)
         args = ["run", "--detach", "--net-host", "--log-uri", f"file://{container.log_path}", "--env", f"PORT={port}"]
         for key, value in env.items():
             args += ["--env", f"{key}={value}"]
         if gpu:
             args += ["--gpus", "0"]
-        started = _ctr(*args, reference, container.id)
-        if started.returncode != 0:
+        try:
+            with shielded():  # no half-made container: finish, then remove
+                started = _run_detached([CTR, *args, reference, container.id], capture_output=True, text=True)
+            if started.returncode != 0:
+                raise CogbuildError(f"containerd could not start {image.name}: {_last_line(started.stderr)}")
+        except BaseException:
             container.remove()
-            raise CogbuildError(f"containerd could not start {image.name}: {last_line(started.stderr)}")
+            raise
         return container
 
     def _import(self, image: Image) -> str:
@@ -77,7 +80,7 @@ class ContainerdRuntime:
             importer.stdin.close()
         error = importer.stderr.read().decode(errors="replace")
         if importer.wait() != 0:
-            raise CogbuildError(f"containerd could not import {image.name}: {last_line(error)}")
+            raise CogbuildError(f"containerd could not import {image.name}: {_last_line(error)}")
         return reference
 
 
@@ -103,11 +106,13 @@ class ContainerdContainer:
         return follow_file(self.log_path)
 
     def remove(self) -> None:
-        """SIGTERM, SIGKILL after STOP_GRACE seconds, then delete the task, the container and its snapshot."""
-        if _ctr("tasks", "kill", self.id).returncode == 0:
-            deadline = time.monotonic() + STOP_GRACE
-            while self.alive() and time.monotonic() < deadline:
-                time.sleep(0.1)
-        _ctr("tasks", "delete", "--force", self.id)
-        _ctr("containers", "delete", self.id)
-        self.log_path.unlink(missing_ok=True)
+        """Stop it (SIGTERM, SIGKILL after STOP_GRACE seconds), delete its task, container, snapshot and log;
+        never cut short by a signal."""
+        with shielded():
+            if _run_detached([CTR, "tasks", "kill", self.id], capture_output=True).returncode == 0:
+                deadline = time.monotonic() + STOP_GRACE
+                while self.alive() and time.monotonic() < deadline:
+                    time.sleep(0.1)
+            _run_detached([CTR, "tasks", "delete", "--force", self.id], capture_output=True)
+            _run_detached([CTR, "containers", "delete", self.id], capture_output=True)
+            self.log_path.unlink(missing_ok=True)

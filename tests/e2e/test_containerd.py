@@ -310,6 +310,26 @@ def test_cogbuild_run_with_containerd_serves_until_sigterm_and_cleans_up(contain
         httpx.get(f"http://127.0.0.1:{port}/health-check", timeout=2)
 
 
+def test_ctrl_c_during_a_prediction_in_containerd_removes_the_container(containerd, pushed, tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "cogbuild", "predict", f"{pushed.repository}:v1",
+                             "-i", "text=never", "-i", "seconds=60"], cwd=tmp_path,
+                            env=_containerd_env(containerd, tmp_path), stderr=subprocess.PIPE, text=True)
+    try:
+        seen = []
+        for line in proc.stderr:  # the prediction is running once cogbuild says so
+            seen.append(line)
+            if "predicting" in line:
+                break
+        running = containerd.ctr("tasks", "ls", "--quiet", namespace="cogbuild").stdout.split()
+        assert len(running) == 1, "".join(seen)
+        proc.send_signal(signal.SIGINT)
+        err = proc.communicate(timeout=60)[1]
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "interrupted" in err, err
+    assert _left_in_containerd(containerd) == []
+
+
 def test_containerd_is_chosen_when_it_answers_and_neither_podman_nor_docker_is_installed(containerd, tmp_path,
                                                                                         monkeypatch):
     bin_dir = tmp_path / "bin"
