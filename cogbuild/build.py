@@ -141,7 +141,7 @@ def plan_layers(config: CogConfig, lock: Lock, platform: str, variant: str, blob
 
 def runtime_config(config: CogConfig, lock: Lock, user: ImageUser, lock_digest: str, layers: list[Layer],
                    variant: str) -> RuntimeConfig:
-    schema = static_schema(config.root, config.predictor)
+    schema = static_schema(config.root, config.predictor, config.trainer)
     standalone = any(a.kind == "python-tarball" for a in lock.artifacts())
     env = {
         "PATH": (f"/{STANDALONE_PREFIX}/bin:" if standalone else "") + "/usr/local/bin:/usr/bin:/bin",
@@ -191,7 +191,7 @@ def build(config: CogConfig, lock: Lock, lock_digest: str, layout: Layout, optio
     for variant in variants:
         if variant not in lock.variants:
             raise CogbuildError(f"cog.lock has no {variant} variant; lock with that variant first")
-    static_schema(config.root, config.predictor)  # as Cog does: a signature that cannot be served stops here
+    static_schema(config.root, config.predictor, config.trainer)  # as Cog does: a signature that cannot be served stops here
     layout.init()
     blobs = BlobCache()
     user = ImageUser()

@@ -18,6 +18,7 @@ import json
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
@@ -62,7 +63,7 @@ def _stub_class(node: ast.ClassDef) -> ast.ClassDef:
     return node
 
 
-def stub_source(source: str, predictor: str | None = None) -> str:
+def stub_source(source: str, *entries: str) -> str:
     """The source cut down to what declares the interface. Helper classes and functions the predictor
     cannot need (one built on a third-party base class, a function that is not the predictor) are left out,
     so that only the predictor's own signature can fail to resolve."""
@@ -74,10 +75,10 @@ def stub_source(source: str, predictor: str | None = None) -> str:
     for node in tree.body:
         if _safe_import(node) or _literal_constant(node):
             kept.append(node)
-        elif isinstance(node, functions) and node.name == predictor:  # a plain function as the predictor
+        elif isinstance(node, functions) and node.name in entries:  # a plain function as the predictor
             node.body = [ast.Expr(ast.Constant(...))]
             kept.append(node)
-        elif isinstance(node, ast.ClassDef) and (node.name == predictor or _bases_known(node, available)):
+        elif isinstance(node, ast.ClassDef) and (node.name in entries or _bases_known(node, available)):
             kept.append(_stub_class(node))
             available.add(node.name)
     return ast.unparse(ast.Module(body=kept, type_ignores=[]))
@@ -104,44 +105,66 @@ def dropped_imports(source: str) -> dict[str, str]:
     return names
 
 
-def static_schema(model_dir: Path, predictor: str) -> dict:
-    """The OpenAPI document for `predictor` ("predict.py:Predictor" or "sub/predict.py:Predictor"), read from
-    its source; a UsageError in Cog's words when the source does not say enough or the runtime rejects it."""
-    module, _, name = predictor.partition(":")
-    path = model_dir / module
-    try:
-        source = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read {module} for the model's schema: {exc}") from None
-    key = hashlib.sha256(f"{__version__}\0schema-v2\0{predictor}\0{source}".encode()).hexdigest()
+def static_schema(model_dir: Path, predictor: str, trainer: str | None = None) -> dict:
+    """The OpenAPI document for `predictor` ("predict.py:Predictor" or "sub/predict.py:Predictor") and, when
+    the model has one, its `trainer` ("train.py:train"), read from their source; a UsageError in Cog's words
+    when the source does not say enough or the runtime rejects it."""
+    entries = [_Entry.read(model_dir, predictor)] + ([_Entry.read(model_dir, trainer)] if trainer else [])
+    identity = "\0".join(f"{e.ref}\0{e.source}" for e in entries)
+    key = hashlib.sha256(f"{__version__}\0schema-v3\0{identity}".encode()).hexdigest()
     cached = cache_dir() / "schemas" / f"{key}.json"
     if cached.exists():
         return json.loads(cached.read_text())
-    schema = _compute(source, module, name)
+    schema = _compute(entries)
     atomic_write(cached, json.dumps(schema, sort_keys=True).encode())
     return schema
 
 
-def _compute(source: str, module: str, name: str) -> dict:
-    try:
-        stub = stub_source(source, name)
-    except SyntaxError as exc:
-        raise UsageError(f"{module} line {exc.lineno}: failed to parse Python source: {exc.msg}") from None
+@dataclass(frozen=True)
+class _Entry:
+    """One entry point of the model (the predictor, or the trainer): its reference and its file's source."""
+
+    ref: str  # "train.py:train"
+    module: str  # "train.py"
+    name: str  # "train"
+    source: str
+
+    @classmethod
+    def read(cls, model_dir: Path, ref: str) -> "_Entry":
+        module, _, name = ref.partition(":")
+        try:
+            source = (model_dir / module).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read {module} for the model's schema: {exc}") from None
+        return cls(ref, module, name, source)
+
+    def stub(self, names: list[str]) -> str:
+        try:
+            return stub_source(self.source, *names)
+        except SyntaxError as exc:
+            raise UsageError(f"{self.module} line {exc.lineno}: failed to parse Python source: {exc.msg}") from None
+
+
+def _compute(entries: list[_Entry]) -> dict:
+    predictor, trainer = entries[0], (entries[1] if len(entries) > 1 else None)
     with tempfile.TemporaryDirectory(prefix="cogbuild-schema-") as tmp:
-        stub_path = Path(tmp) / module
-        stub_path.parent.mkdir(parents=True, exist_ok=True)  # a predictor in a subdirectory
-        stub_path.write_text(stub)
+        for entry in entries:  # a trainer in the predictor's own file keeps both classes in one stub
+            stub_path = Path(tmp) / entry.module
+            stub_path.parent.mkdir(parents=True, exist_ok=True)  # a predictor in a subdirectory
+            names = [e.name for e in entries if e.module == entry.module]
+            stub_path.write_text(entry.stub(names))
+        args = ["--predictor", predictor.ref] + (["--train", trainer.ref] if trainer else [])
         # A clean environment: only the stub and this interpreter's own packages (where `cog` is).
-        done = subprocess.run([sys.executable, "-m", "cog.command.openapi_schema", "--predictor",
-                               f"{module}:{name}"], cwd=tmp, capture_output=True, text=True, timeout=60,
-                              env={"PATH": "/usr/bin:/bin", "HOME": tmp})
+        done = subprocess.run([sys.executable, "-m", "cog.command.openapi_schema", *args], cwd=tmp,
+                              capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "HOME": tmp})
     if done.returncode != 0:
-        raise UsageError(_failure(done.stderr, dropped_imports(source), module))
+        raise UsageError(_failure(done.stderr, entries))
     schema = json.loads(done.stdout)
-    unservable = _unservable_output(source, name, schema)
+    unservable = _unservable_output(predictor.source, predictor.name, schema)
     if unservable:
-        raise UsageError(f"{module}: unsupported output type: {unservable} is not a supported output type "
-                         "(use str, int, float, bool, cog.Path, list, dict, a cog.BaseModel or an Iterator of them)")
+        raise UsageError(f"{predictor.module}: unsupported output type: {unservable} is not a supported output "
+                         "type (use str, int, float, bool, cog.Path, list, dict, a cog.BaseModel or an Iterator "
+                         "of them)")
     return schema
 
 
@@ -160,12 +183,16 @@ def _unservable_output(source: str, name: str, schema: dict) -> str | None:
     return None if set(described) - {"title", "description"} else ast.unparse(returns)
 
 
-def _failure(stderr: str, dropped: dict[str, str], module: str) -> str:
-    """Cog's sentence for a schema that cannot be made from the source alone, else the runtime's own."""
+def _failure(stderr: str, entries: list[_Entry]) -> str:
+    """Cog's sentence for a schema that cannot be made from the source alone (naming the file whose import
+    was dropped), else the runtime's own, for the entry it names (the predictor unless it names another)."""
     lines = stderr.strip().splitlines()
     reason = lines[-1].removeprefix("error: ") if lines else "no output"
-    for local, origin in dropped.items():
-        if f"name '{local}' is not defined" in reason:
-            return (f"{module}: cannot resolve type \"{local}\" (imported from \"{origin}\"): the schema is read "
-                    "from the source alone; define the type in this file, or import it from cog or typing")
-    return f"{module}: invalid predictor signature: {reason.removeprefix(f'importing {module} failed: ')}"
+    for entry in entries:
+        for local, origin in dropped_imports(entry.source).items():
+            if f"name '{local}' is not defined" in reason:
+                return (f"{entry.module}: cannot resolve type \"{local}\" (imported from \"{origin}\"): the schema "
+                        "is read from the source alone; define the type in this file, or import it from cog or typing")
+    module = next((e.module for e in entries[1:] if f"importing {e.module} failed" in reason), entries[0].module)
+    kind = "predictor" if module == entries[0].module else "trainer"
+    return f"{module}: invalid {kind} signature: {reason.removeprefix(f'importing {module} failed: ')}"

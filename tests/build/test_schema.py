@@ -130,3 +130,46 @@ def test_an_output_type_that_cannot_be_served_fails(tmp_path):
                                          "    def predict(self) -> set:\n        return set()\n")
     with pytest.raises(UsageError, match="predict.py: unsupported output type: set is not a supported output type"):
         static_schema(tmp_path, "predict.py:Predictor")
+
+
+TRAIN_SOURCE = '''
+from cog import BaseModel, Input, Path
+
+
+class TrainingOutput(BaseModel):
+    weights: Path
+
+
+def train(epochs: int = Input(description="passes", ge=1, le=9)) -> TrainingOutput:
+    return TrainingOutput(weights=Path("w"))
+'''
+
+
+def test_the_trainer_joins_the_schema_from_its_own_file(tmp_path):
+    (tmp_path / "predict.py").write_text(
+        "from cog import BasePredictor\n\nclass Predictor(BasePredictor):\n"
+        "    def predict(self, text: str) -> str:\n        return text\n")
+    (tmp_path / "train.py").write_text(TRAIN_SOURCE)
+    schema = static_schema(tmp_path, "predict.py:Predictor", "train.py:train")
+    components = schema["components"]["schemas"]
+    assert components["TrainingInput"]["properties"]["epochs"]["maximum"] == 9
+    assert set(components["TrainingOutput"]["properties"]) == {"weights"}
+    assert "/trainings" in schema["paths"] and "text" in components["Input"]["properties"]
+    assert "TrainingInput" not in static_schema(tmp_path, "predict.py:Predictor")["components"]["schemas"]
+
+
+def test_a_trainer_beside_the_predictor_in_one_file(tmp_path):
+    (tmp_path / "predict.py").write_text(TRAIN_SOURCE + (
+        "\nfrom cog import BasePredictor\n\nclass Predictor(BasePredictor):\n"
+        "    def predict(self, text: str) -> str:\n        return text\n"))
+    schema = static_schema(tmp_path, "predict.py:Predictor", "predict.py:train")
+    assert set(schema["components"]["schemas"]["TrainingInput"]["properties"]) == {"epochs"}
+
+
+def test_a_trainer_whose_types_cannot_be_resolved_is_named(tmp_path):
+    (tmp_path / "predict.py").write_text(
+        "from cog import BasePredictor\n\nclass Predictor(BasePredictor):\n"
+        "    def predict(self, text: str) -> str:\n        return text\n")
+    (tmp_path / "train.py").write_text("from mylib import Config\n\ndef train(c: Config) -> str:\n    return ''\n")
+    with pytest.raises(UsageError, match=r'^train\.py: cannot resolve type "Config" \(imported from "mylib"\)'):
+        static_schema(tmp_path, "predict.py:Predictor", "train.py:train")

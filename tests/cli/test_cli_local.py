@@ -405,3 +405,21 @@ def test_serve_upload_url_puts_output_files_there(tmp_path, env):
     assert body["status"] == "succeeded", body
     assert body["output"] == upload_base + "out.txt"
     assert received == {"/bucket/out.txt": b"copied:up"}
+
+
+def test_train_on_a_directory_checks_inputs_and_writes_the_output(tmp_path, env):
+    model = copy_model("hello", tmp_path / "trainable")
+    (model / "train.py").write_text(
+        "from cog import BaseModel, Input, Path\n\n\nclass TrainingOutput(BaseModel):\n    weights: Path\n\n\n"
+        "def train(n: int = Input(ge=1)) -> TrainingOutput:\n    print(f'training with n={n}')\n"
+        "    open('/tmp/cogbuild-train-test.bin', 'w').write('a' * n)\n"
+        "    return TrainingOutput(weights=Path('/tmp/cogbuild-train-test.bin'))\n")
+    with (model / "cog.yaml").open("a") as config:
+        config.write('train: "train.py:train"\n')
+    refused = cogbuild(["train", str(model), "-i", "n=0"], tmp_path, env)
+    assert refused.code == 2 and "n" in one_line_error(refused)
+    run = cogbuild(["train", str(model), "-i", "n=3", "-o", "trained"], tmp_path, env)
+    assert run.code == 0, run.err
+    assert "training with n=3" in run.err + run.out
+    assert json.loads((tmp_path / "trained").read_text()) == {"weights": "trained.weights.bin"}
+    assert (tmp_path / "trained.weights.bin").read_text() == "aaa"
