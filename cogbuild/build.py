@@ -44,6 +44,10 @@ class BuildOptions:
     compression: Compression = field(default_factory=Compression)
     bytecode: bool = True  # .pyc from the image's own interpreter, where it runs on this host
     workers: int = max(1, min(4, os.cpu_count() or 1))
+    secrets: dict[str, Path] = field(default_factory=dict)  # build.run secret id -> host file
+    update_run: bool = False  # accept build.run outputs that differ from what cog.lock records
+    # Called when build.run digests were recorded in the lock: saves it, returns its new digest.
+    save_lock: Callable[[Lock], str] | None = None
 
 
 @dataclass
@@ -120,8 +124,8 @@ def compose_layer(spec: LayerSpec, layout: Layout, cache: LayerCache) -> Layer:
 
 def plan_layers(config: CogConfig, lock: Lock, platform: str, variant: str, blobs: BlobCache, user: ImageUser,
                 compilers: dict[str, Compiler] | None = None) -> list[LayerSpec]:
-    """The image's layers in order; with `compilers` (a shared dict), Python files get bytecode where the
-    image's interpreter can run on this host."""
+    """The image's layers in order up to the runtime (build.run layers and code follow); with `compilers`
+    (a shared dict), Python files get bytecode where the image's interpreter can run on this host."""
     arch = DEBIAN_ARCH[platform]
     os_artifacts = lock.select(platform, variant, "os")
     # Locks made before the interpreter had its own group kept the tarball among the OS artifacts.
@@ -135,15 +139,12 @@ def plan_layers(config: CogConfig, lock: Lock, platform: str, variant: str, blob
         specs += cuda_layers(cuda, target)
     specs += python_layers(lock.select(platform, variant, "python"), target)
     specs.append(runtime_layer(lock.select(platform, variant, "runtime"), target))
-    specs += code_layers(config.root, user, config.weights)
     return specs
 
 
-def runtime_config(config: CogConfig, lock: Lock, user: ImageUser, lock_digest: str, layers: list[Layer],
-                   variant: str) -> RuntimeConfig:
-    schema = static_schema(config.root, config.predictor, config.trainer)
+def image_env(config: CogConfig, lock: Lock, layers: list[Layer], variant: str) -> dict[str, str]:
     standalone = any(a.kind == "python-tarball" for a in lock.artifacts())
-    env = {
+    return {
         "PATH": (f"/{STANDALONE_PREFIX}/bin:" if standalone else "") + "/usr/local/bin:/usr/bin:/bin",
         "LANG": "C.UTF-8",
         "PYTHONUNBUFFERED": "1",
@@ -154,6 +155,12 @@ def runtime_config(config: CogConfig, lock: Lock, user: ImageUser, lock_digest: 
         **(gpu_env(layers) if variant == "gpu" else {}),
         **config.runtime_env(),
     }
+
+
+def runtime_config(config: CogConfig, lock: Lock, user: ImageUser, lock_digest: str, layers: list[Layer],
+                   variant: str) -> RuntimeConfig:
+    schema = static_schema(config.root, config.predictor, config.trainer)
+    env = image_env(config, lock, layers, variant)
     labels = {
         "run.cog.config": canonical_json(config.raw).decode(),
         SCHEMA_LABEL: canonical_json(schema).decode(),
@@ -197,10 +204,39 @@ def build(config: CogConfig, lock: Lock, lock_digest: str, layout: Layout, optio
     user = ImageUser()
     cache = LayerCache(layout, options.compression, source_date_epoch())
     compilers: dict[str, Compiler] | None = {} if options.bytecode else None
-    plans = {(p, v): plan_layers(config, lock, p, v, blobs, user, compilers) for p in platforms for v in variants}
+    try:
+        plans = {(p, v): plan_layers(config, lock, p, v, blobs, user, compilers)
+                 for p in platforms for v in variants}
+        code = [] if config.run else code_layers(config.root, user, config.weights)
+        layers = _compose_layers([s for specs in plans.values() for s in specs] + code, layout, cache, blobs,
+                                 options.workers, progress)
+        images_layers = {image: [layers[s.key] for s in specs] for image, specs in plans.items()}
+        if config.run:
+            lock_digest = _add_run_layers(config, lock, lock_digest, layout, cache, options, images_layers,
+                                          plans, compilers, progress)
+            code = code_layers(config.root, user, config.weights)  # after the steps: cog.lock may have changed
+            layers.update(_compose_layers(code, layout, cache, blobs, options.workers, progress))
+    finally:
+        close_compilers(compilers)
+    code_layers_built = [layers[s.key] for s in code]  # above the build.run layers, the same in every image
+    images = {(p, v): _write_image(layout, below + code_layers_built, config, lock, lock_digest, user, p, v,
+                                   options.compression, cache.mtime,
+                                   options.bytecode and can_compile_for(DEBIAN_ARCH[p]))
+              for (p, v), below in images_layers.items()}
+    if len(images) == 1:
+        return BuildResult(next(iter(images.values())), images)
+    # Runtimes choose from an index by platform only, so each variant also gets an image of its own.
+    by_variant = {v: _index(layout, [d for (_, variant), d in images.items() if variant == v])
+                  for v in variants}
+    return BuildResult(_index(layout, list(images.values())), images, by_variant)
+
+
+def _compose_layers(specs: list[LayerSpec], layout: Layout, cache: LayerCache, blobs: BlobCache, workers: int,
+                    progress: Progress) -> dict[str, Layer]:
+    """Each distinct layer by key: from the cache, or composed (in parallel) after downloading its inputs."""
     layers: dict[str, Layer] = {}
     todo: dict[str, LayerSpec] = {}  # by key: a layer shared by the cpu and gpu images is composed once
-    for spec in (s for specs in plans.values() for s in specs):
+    for spec in specs:
         if spec.key not in layers and spec.key not in todo:
             hit = cache.get(spec)
             if hit is not None:
@@ -213,25 +249,37 @@ def build(config: CogConfig, lock: Lock, lock_digest: str, layout: Layout, optio
         if missing:
             progress(f"downloading {len(missing)} artifacts ({sum(a.size for a in missing) / 1e6:.1f} MB)")
             blobs.fetch_all(missing)
-        progress(f"composing {len(todo)} of {sum(len(s) for s in plans.values())} layers")
-        try:
-            with ThreadPoolExecutor(max_workers=options.workers) as pool:
-                for spec, layer in zip(todo.values(), pool.map(lambda s: compose_layer(s, layout, cache),
-                                                               todo.values())):
-                    layers[spec.key] = layer
-        finally:
-            for compiler in (compilers or {}).values():
-                compiler.close()
-    images = {(p, v): _write_image(layout, [layers[s.key] for s in specs], config, lock, lock_digest, user, p, v,
-                                   options.compression, cache.mtime,
-                                   options.bytecode and can_compile_for(DEBIAN_ARCH[p]))
-              for (p, v), specs in plans.items()}
-    if len(images) == 1:
-        return BuildResult(next(iter(images.values())), images)
-    # Runtimes choose from an index by platform only, so each variant also gets an image of its own.
-    by_variant = {v: _index(layout, [d for (_, variant), d in images.items() if variant == v])
-                  for v in variants}
-    return BuildResult(_index(layout, list(images.values())), images, by_variant)
+        progress(f"composing {len(todo)} of {len(specs)} layers")
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for spec, layer in zip(todo.values(), pool.map(lambda s: compose_layer(s, layout, cache),
+                                                           todo.values())):
+                layers[spec.key] = layer
+    return layers
+
+
+def close_compilers(compilers: dict[str, Compiler] | None) -> None:
+    for compiler in (compilers or {}).values():
+        compiler.close()
+
+
+def _add_run_layers(config: CogConfig, lock: Lock, lock_digest: str, layout: Layout, cache: LayerCache,
+                    options: BuildOptions, images_layers: dict[tuple[str, str], list[Layer]],
+                    plans: dict[tuple[str, str], list[LayerSpec]], compilers: dict[str, Compiler] | None,
+                    progress: Progress) -> str:
+    """Append each image's build.run layers (after the runtime, before the code, as Cog runs them after
+    installing packages); returns the lock digest, which changes when new outputs were recorded."""
+    from .runsteps import Bytecode, StepRunner  # the sandbox only loads for models that have build.run
+
+    runner = StepRunner(layout, cache, lock, options.secrets, options.update_run, progress)
+    for (platform, variant), below in images_layers.items():
+        compiler = (compilers or {}).get(plans[(platform, variant)][0].key)  # the OS layer's interpreter
+        paths = python_paths(lock.python_version, lock.select(platform, variant, "os"))
+        bytecode = Bytecode(compiler, paths.site_packages) if compiler else None
+        below += runner.layers(config.run, platform, variant, below, image_env(config, lock, below, variant),
+                               bytecode)
+    if runner.recorded and options.save_lock is not None:
+        return options.save_lock(lock)
+    return lock_digest
 
 
 def _index(layout: Layout, manifests: list[Descriptor]) -> Descriptor:

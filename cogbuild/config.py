@@ -71,6 +71,30 @@ class Weight:
     sources: tuple[WeightSource, ...]
 
 
+RUN_STEP_KEYS = {"command", "mounts"}
+MOUNT_KEYS = {"type", "id", "target"}
+
+
+@dataclass(frozen=True)
+class SecretMount:
+    """A file given at build time (`--secret id=NAME,src=FILE`), read-only at `target` during one step."""
+
+    id: str
+    target: str  # absolute path inside the sandbox
+
+
+@dataclass(frozen=True)
+class RunStep:
+    """One `build.run` entry: a shell command run as root over the image as built so far."""
+
+    command: str
+    secrets: tuple[SecretMount, ...] = ()
+
+    def identity(self) -> dict:
+        """What the lock and the layer cache know of the step: the command and where secrets go, no values."""
+        return {"command": self.command, "secrets": [[s.id, s.target] for s in self.secrets]}
+
+
 @dataclass
 class CogConfig:
     path: Path
@@ -91,6 +115,7 @@ class CogConfig:
     trainer: str | None = None  # "train.py:train"
     weights: list[Weight] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # one sentence per key that is accepted but not acted on
+    run: list[RunStep] = field(default_factory=list)  # build.run, in order
     raw: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -179,12 +204,15 @@ class _Reader:
             raise self.fail(node, f"{what} must be a whole number ≥ {minimum}")
         return value
 
-    def strings(self, node: yaml.Node, what: str) -> list[str]:
+    def sequence(self, node: yaml.Node, what: str) -> list[yaml.Node]:
         if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
             return []
         if not isinstance(node, yaml.SequenceNode):
             raise self.fail(node, f"{what} must be a list")
-        return [self.scalar(item, f"each entry of {what}") for item in node.value]
+        return node.value
+
+    def strings(self, node: yaml.Node, what: str) -> list[str]:
+        return [self.scalar(item, f"each entry of {what}") for item in self.sequence(node, what)]
 
 
 def _suggestion(key: str, what: str, allowed: set[str]) -> str:
@@ -371,16 +399,46 @@ def _read_build(r: _Reader, cfg: CogConfig, build: dict[str, yaml.Node]) -> None
     for key in ("cuda", "cudnn"):
         if key in build:
             setattr(cfg, key, r.scalar(build[key], key))
-    for key in ("run", "pre_install"):
-        if key in build and _non_empty(build[key]):
-            raise r.fail(build[key], f"build.{key} is not supported: cogbuild never executes commands at build "
-                                     "time; use system_packages and python_requirements instead")
+    if "run" in build and _non_empty(build["run"]):
+        cfg.run = _read_run(r, build["run"])
+    if "pre_install" in build and _non_empty(build["pre_install"]):
+        raise r.fail(build["pre_install"], "build.pre_install is not supported: put its commands in build.run")
 
 
 def _non_empty(node: yaml.Node) -> bool:
     if isinstance(node, (yaml.SequenceNode, yaml.MappingNode)):
         return bool(node.value)
     return node.tag != "tag:yaml.org,2002:null"
+
+
+def _read_run(r: _Reader, node: yaml.Node) -> list[RunStep]:
+    """Cog's two forms: a plain command, or {command, mounts: [{type: secret, id, target}]}."""
+    steps = []
+    for item in r.sequence(node, "build.run"):
+        if isinstance(item, yaml.ScalarNode):
+            steps.append(RunStep(r.scalar(item, "each build.run entry")))
+            continue
+        entry = r.mapping(item, "build.run entry", RUN_STEP_KEYS)
+        if "command" not in entry:
+            raise r.fail(item, "a build.run entry written as a mapping needs a `command`")
+        mounts = r.sequence(entry["mounts"], "build.run mounts") if "mounts" in entry else []
+        steps.append(RunStep(r.scalar(entry["command"], "build.run command"),
+                             tuple(_read_secret_mount(r, m) for m in mounts)))
+    return steps
+
+
+def _read_secret_mount(r: _Reader, node: yaml.Node) -> SecretMount:
+    mount = r.mapping(node, "build.run mount", MOUNT_KEYS)
+    for key in MOUNT_KEYS:
+        if key not in mount:
+            raise r.fail(node, f"a build.run mount needs `{key}` (type: secret, id: NAME, target: /path)")
+    kind = r.scalar(mount["type"], "mount type")
+    if kind != "secret":
+        raise r.fail(mount["type"], f"build.run mount type {kind!r} is not supported (only `secret`)")
+    target = r.scalar(mount["target"], "mount target")
+    if not target.startswith("/") or ".." in target.split("/"):
+        raise r.fail(mount["target"], f"mount target {target!r} must be an absolute path inside the image")
+    return SecretMount(r.scalar(mount["id"], "mount id"), target)
 
 
 def _read_env(r: _Reader, node: yaml.Node) -> dict[str, str]:

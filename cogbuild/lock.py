@@ -43,6 +43,25 @@ class LockedArtifact:
 
 
 @dataclass
+class RunRecord:
+    """A `build.run` step for one image, with the digest (diff_id) of the layer it must produce.
+
+    `diff_id` is None until a build has run the step once; from then on it is the step's fixed output.
+    """
+
+    platform: str
+    variant: str
+    step: int  # 1-based, in cog.yaml's order
+    command: str
+    secrets: tuple[str, ...] = ()  # "id:/target" of each secret mount, never a value
+    diff_id: str | None = None
+
+    def same_step(self, other: "RunRecord") -> bool:
+        return (self.platform, self.variant, self.step, self.command, self.secrets) == \
+            (other.platform, other.variant, other.step, other.command, other.secrets)
+
+
+@dataclass
 class Lock:
     inputs: str
     python_version: str
@@ -52,6 +71,20 @@ class Lock:
     packages: list[LockedArtifact] = field(default_factory=list)
     python_provider: str = "debian"  # who serves the interpreter: "debian" or "standalone"
     python_from: str = "auto"  # the switch it was locked with; re-locking keeps it
+    runs: list[RunRecord] = field(default_factory=list)
+
+    def run_record(self, platform: str, variant: str, step: int) -> RunRecord | None:
+        return next((r for r in self.runs if (r.platform, r.variant, r.step) == (platform, variant, step)), None)
+
+    def unrecorded_runs(self) -> list[RunRecord]:
+        return [r for r in self.runs if r.diff_id is None]
+
+    def keep_run_digests(self, previous: "Lock | None") -> None:
+        """Re-locking keeps each unchanged step's recorded output: it is fixed until `build --update-run`."""
+        for record in self.runs:
+            old = next((r for r in previous.runs if r.same_step(record)), None) if previous else None
+            if old is not None:
+                record.diff_id = old.diff_id
 
     def select(self, platform: str, variant: str, group: str) -> list[Artifact]:
         return [p.artifact for p in self.packages
@@ -107,7 +140,19 @@ def dumps(lock: Lock) -> str:
             for p in sorted(lock.packages, key=_sort_key)
         ],
     }
+    if lock.runs:
+        doc["run"] = [_run_entry(r) for r in sorted(lock.runs, key=lambda r: (r.platform, r.variant, r.step))]
     return HEADER + tomli_w.dumps(doc)
+
+
+def _run_entry(record: RunRecord) -> dict[str, Any]:
+    entry: dict[str, Any] = {"platform": record.platform, "variant": record.variant, "step": record.step,
+                             "command": record.command}
+    if record.secrets:
+        entry["secrets"] = list(record.secrets)
+    if record.diff_id:
+        entry["diff-id"] = record.diff_id
+    return entry
 
 
 def write_lock(lock: Lock, path: Path) -> None:
@@ -130,6 +175,7 @@ def loads(text: str, name: str = LOCK_NAME) -> Lock:
                     variants=list(doc["variants"]), python_from=str(doc.get("python-from", "auto")))
         for i, entry in enumerate(doc.get("package", []), start=1):
             lock.packages.append(_read_package(entry, i, name, text))
+        lock.runs = [_read_run(entry, name) for entry in doc.get("run", [])]
     except KeyError as exc:
         raise UsageError(f"{name} lacks the key {exc.args[0]!r}; run `cogbuild lock` to remake it") from None
     except TypeError:  # e.g. `platforms = 0`, or `package` that is not an array of tables
@@ -161,6 +207,23 @@ def _read_package(entry: dict[str, Any], index: int, name: str, text: str) -> Lo
     return locked
 
 
+def _read_run(entry: dict[str, Any], name: str) -> RunRecord:
+    try:
+        record = RunRecord(platform=str(entry["platform"]), variant=str(entry["variant"]), step=int(entry["step"]),
+                           command=str(entry["command"]), secrets=tuple(map(str, entry.get("secrets", ()))),
+                           diff_id=entry.get("diff-id"))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UsageError(f"{name}: a [[run]] entry is incomplete or malformed ({exc})") from None
+    if record.diff_id is not None and not _is_digest(str(record.diff_id)):
+        raise UsageError(f"{name}: the diff-id of build.run step {record.step} is not sha256:<64 hex digits>")
+    return record
+
+
+def _is_digest(text: str) -> bool:
+    algorithm, _, hexpart = text.partition(":")
+    return algorithm == "sha256" and len(hexpart) == 64 and all(c in "0123456789abcdef" for c in hexpart)
+
+
 def _line_of_package(text: str, index: int) -> int:
     count = 0
     for number, line in enumerate(text.splitlines(), start=1):
@@ -177,6 +240,12 @@ def read_lock(path: Path) -> Lock:
     except FileNotFoundError:
         raise UsageError(f"{path} does not exist; run `cogbuild lock`") from None
     return loads(text, path.name)
+
+
+def run_records(steps: list, platforms: Iterable[str], variants: Iterable[str]) -> list[RunRecord]:
+    """One record per build.run step (config.RunStep) and image; the digests come from building."""
+    return [RunRecord(platform, variant, number, step.command, tuple(f"{s.id}:{s.target}" for s in step.secrets))
+            for platform in platforms for variant in variants for number, step in enumerate(steps, start=1)]
 
 
 def locked(platform: str, group: str, artifacts: Iterable[Artifact], variants: Iterable[str]

@@ -54,16 +54,17 @@ class Project:
         """The lock on disk if it matches cog.yaml and covers the platforms; otherwise lock anew."""
         wanted = sorted(platforms or DEFAULT_PLATFORMS)
         python_from = "auto"
-        if self.lock_path.exists():
-            lock = read_lock(self.lock_path)
-            if self.lock_is_current(lock) and set(wanted) <= set(lock.platforms):
-                return lock
-            wanted = sorted(set(wanted) | set(lock.platforms))
-            python_from = lock.python_from
+        previous = read_lock(self.lock_path) if self.lock_path.exists() else None
+        if previous is not None:
+            if self.lock_is_current(previous) and set(wanted) <= set(previous.platforms):
+                return previous
+            wanted = sorted(set(wanted) | set(previous.platforms))
+            python_from = previous.python_from
         from .resolve import make_lock  # resolvers pull in network clients; only load them when locking
 
         progress(f"locking {self.config.path.name} for {', '.join(wanted)}")
         lock = make_lock(self.config, wanted, self.default_variants(), python_from=python_from)
+        lock.keep_run_digests(previous)
         write_lock(lock, self.lock_path)
         return lock
 

@@ -15,7 +15,7 @@ from .cuda import resolve_variants, split_gpu_wheels
 from .debian import resolve_closure, upstream_version
 from .errors import UsageError
 from .interpreter import Interpreter, choose_interpreter
-from .lock import Lock, LockedArtifact, locked
+from .lock import Lock, LockedArtifact, locked, run_records
 from .policy import BASE_PACKAGES, DEBIAN_ARCH, NOT_INSTALLED, WHEEL_ARCH, lock_inputs_digest, runtime_lockfile
 from .pyresolve import Target, wheels_for_lockfile
 
@@ -43,6 +43,7 @@ def make_lock(config: CogConfig, platforms: list[str], variants: list[str], cons
                 python_provider=interpreter.provider, python_from=python_from)
     for platform in lock.platforms:
         lock.packages += _lock_platform(config, platform, interpreter, lock.variants, list(constraints))
+    lock.runs = run_records(config.run, lock.platforms, lock.variants)
     return lock
 
 

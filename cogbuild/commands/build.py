@@ -9,19 +9,32 @@ import click
 from ..build import BuildOptions, build
 from ..errors import UsageError
 from ..layers.tarball import Compression
+from ..lock import write_lock
 from ..project import Project, open_store, parse_platforms
 from ..registry.archive import export_layout, write_archive
 from ..ui import progress_printer, result
 
 
 def build_project(project: Project, tag: str | None, platforms: list[str] | None, variants: list[str] | None,
-                  compression: Compression, progress, bytecode: bool = True) -> tuple[str, object]:
+                  compression: Compression, progress, bytecode: bool = True, secrets: tuple[str, ...] = (),
+                  update_run: bool = False) -> tuple[str, object]:
     lock = project.ensure_lock(platforms, progress)
     store = open_store()
     store.write_blob(project.lock_path.read_bytes())  # `show` finds the lock by the image's lock-digest label
-    outcome = build(project.config, lock, project.lock_digest(), store,
-                    BuildOptions(platforms=platforms, variants=variants, compression=compression,
-                                 bytecode=bytecode), progress)
+
+    def save_lock(recorded) -> str:  # build.run outputs were recorded: cog.lock changed
+        write_lock(recorded, project.lock_path)
+        store.write_blob(project.lock_path.read_bytes())
+        progress(f"recorded build.run outputs in {project.lock_path.name}")
+        return project.lock_digest()
+
+    options = BuildOptions(platforms=platforms, variants=variants, compression=compression, bytecode=bytecode,
+                           update_run=update_run, save_lock=save_lock)
+    if secrets:
+        from ..runsteps import parse_secrets
+
+        options.secrets = parse_secrets(list(secrets))
+    outcome = build(project.config, lock, project.lock_digest(), store, options, progress)
     name = tag or project.image_name
     store.tag(name, outcome.descriptor)
     for variant, desc in outcome.variants.items():
@@ -47,11 +60,17 @@ def build_project(project: Project, tag: str | None, platforms: list[str] | None
 @click.option("--separate-weights", is_flag=True,
               help="Accepted for Cog's scripts; no effect: weights (cog.yaml `weights:` and files over 10 MB) "
                    "always get layers of their own.")
+@click.option("--secret", "secrets", multiple=True, metavar="id=NAME,src=FILE",
+              help="A file for build.run steps that mount the secret NAME (repeatable); it reaches no layer, "
+                   "lock, log or cache.")
+@click.option("--update-run", is_flag=True,
+              help="Accept build.run outputs that differ from the digests cog.lock records, and record them.")
 @click.argument("directory", required=False, default=".")
 @click.pass_context
 def command(ctx: click.Context, cog_yaml: str | None, tag: str | None, variant: str | None,
             platform: str | None, compression: str, output: str | None, bytecode: bool,
-            use_cog_base_image: bool | None, separate_weights: bool, directory: str) -> None:
+            use_cog_base_image: bool | None, separate_weights: bool, secrets: tuple[str, ...], update_run: bool,
+            directory: str) -> None:
     """Build the model in DIRECTORY into an OCI image, without Docker; print its digest.
 
     The image is named TAG, else cog.yaml's `image:` (or `model:` repository), else <directory>:latest.
@@ -61,11 +80,13 @@ def command(ctx: click.Context, cog_yaml: str | None, tag: str | None, variant: 
       cogbuild build                       # ./cog.yaml, linux/amd64
       cogbuild build examples/hello -t hello:dev
       cogbuild build --platform linux/amd64,linux/arm64
+      cogbuild build --secret id=hf,src=$HOME/.hf-token   # for a build.run step that mounts it
     """
     project = Project.load(cog_yaml, directory)
     variants = None if variant in (None, "all") else [variant]
     name, outcome = build_project(project, tag, parse_platforms(platform), variants,
-                                  parse_compression(compression), progress_printer(ctx), bytecode)
+                                  parse_compression(compression), progress_printer(ctx), bytecode, secrets,
+                                  update_run)
     if output:
         write_output(output, name, outcome.descriptor)
     progress_printer(ctx)(f"Image built as {name}")

@@ -47,6 +47,10 @@ def command(ctx: click.Context, cog_yaml: str | None, platform: str | None, chec
         if not project.lock_is_current(lock):
             raise CogbuildError(f"{project.lock_path} is stale: cog.yaml or the requirements changed since it "
                                 "was made; run `cogbuild lock`")
+        if missing := lock.unrecorded_runs():
+            first = missing[0]
+            raise CogbuildError(f"{project.lock_path} records no output digest for build.run step {first.step} "
+                                f"({first.platform}, {first.variant}); run `cogbuild build` to record it")
         result(f"{project.lock_path} is up to date")
         return
     if old:
@@ -61,6 +65,7 @@ def command(ctx: click.Context, cog_yaml: str | None, platform: str | None, chec
     python_from = python_from or (previous.python_from if previous else "auto")
     lock = make_lock(project.config, platforms, project.default_variants(), constraints=keep,
                      python_from=python_from)
+    lock.keep_run_digests(previous)
     write_lock(lock, project.lock_path)
     if previous is not None:
         result(describe(previous, lock, markdown=fmt == "markdown"))

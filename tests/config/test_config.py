@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cogbuild.config import load_config
+from cogbuild.config import RunStep, SecretMount, load_config
 from cogbuild.errors import UsageError
 
 
@@ -55,6 +55,13 @@ def test_runner_form(tmp_path):
     assert cfg.kind == "run"
 
 
+def test_build_run_in_both_of_cogs_forms(tmp_path):
+    cfg = load_config(write(tmp_path, "build:\n  run:\n    - echo one > /a\n    - command: cat /run/secrets/t\n"
+                                      "      mounts:\n        - {type: secret, id: t, target: /run/secrets/t}\n"))
+    assert cfg.run == [RunStep("echo one > /a"),
+                       RunStep("cat /run/secrets/t", (SecretMount("t", "/run/secrets/t"),))]
+
+
 @pytest.mark.parametrize("text, message", [
     ("build:\n  python_version: \"3.11\"\n  gpus: true\n", r"cog.yaml line 3: unknown key build.'gpus'"),
     ("predict: \"predict.py:Predictor\"\nbogus: 1\n", r"cog.yaml line 2: unknown key 'bogus'"),
@@ -62,7 +69,16 @@ def test_runner_form(tmp_path):
     ("build:\n  gpu: maybe\n", r"line 2: gpu must be true or false"),
     ("predict: predict.py\n", r"line 1: predict must look like"),
     ("predict: \"missing.py:P\"\n", r"line 1: predict names missing.py, which does not exist"),
-    ("build:\n  run:\n    - apt-get install x\n", r"line 3: build.run is not supported"),
+    ("build:\n  run: echo hi\n", r"line 2: build.run must be a list"),
+    ("build:\n  run:\n    - mounts: []\n", r"line 3: a build.run entry written as a mapping needs a `command`"),
+    ("build:\n  run:\n    - command: x\n      mount: []\n", r"line 4: unknown key build.run entry.'mount'"),
+    ("build:\n  run:\n    - command: x\n      mounts:\n        - type: cache\n          id: a\n"
+     "          target: /a\n", r"line 5: build.run mount type 'cache' is not supported"),
+    ("build:\n  run:\n    - command: x\n      mounts:\n        - type: secret\n          id: a\n",
+     r"line 5: a build.run mount needs `target`"),
+    ("build:\n  run:\n    - command: x\n      mounts:\n        - {type: secret, id: a, target: rel}\n",
+     r"line 5: mount target 'rel' must be an absolute path"),
+    ("build:\n  pre_install:\n    - x\n", r"line 3: build.pre_install is not supported: put its commands in"),
     ("concurrency:\n  max: 0\n", r"line 2: concurrency.max must be a whole number"),
     ("environment:\n  - NOVALUE\n", r"line 2: environment entry 'NOVALUE' must look like NAME=value"),
     ("build: [\n", r"cog.yaml line \d+: invalid YAML"),

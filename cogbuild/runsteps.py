@@ -1,0 +1,142 @@
+"""`build.run` as fixed-output steps: each step's layer is pinned in cog.lock by its diff_id, like Nix's
+fixed-output derivations pin what a fetch produces.
+
+A step's inputs are the layers below it, its command (and where its secrets go) and its environment; its
+layer is cached under those. The first build runs the step (in `sandbox.Sandbox`) and records the layer's
+diff_id in the lock. Later builds take the cached layer when its diff_id is the recorded one; when they
+must run the step again (new inputs, empty cache), a different result is an error naming the step and both
+digests, unless `--update-run` accepts it. Secrets never enter a key, a layer, the lock or a log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .build import LayerCache, compose_layer
+from .bytecode import Compiler, add_bytecode
+from .config import RunStep
+from .errors import CogbuildError, UsageError
+from .layers.image import Layer
+from .layers.tree import Tree
+from .lock import Lock, RunRecord
+from .plan import LayerSpec, _key
+from .policy import DEBIAN_ARCH
+from .registry.layout import Layout
+from .sandbox import Sandbox, check_can_run, _short
+
+# Set for every step so that what pip and Python write does not depend on the time or the process:
+# timestamps from SOURCE_DATE_EPOCH, no bytecode from the step (cogbuild compiles it the same way as every
+# other layer's), no pip cache or version check written into the layer.
+DETERMINISTIC_ENV = {"HOME": "/root", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
+                     "PIP_COMPILE": "0", "PIP_NO_CACHE_DIR": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+                     "PIP_ROOT_USER_ACTION": "ignore"}
+
+
+class RunOutputChanged(CogbuildError):
+    """A step produced another layer than the lock records."""
+
+
+@dataclass
+class Bytecode:
+    """The image's interpreter, to byte-compile the Python files a step installs into `site_packages`."""
+
+    compiler: Compiler
+    site_packages: str
+
+
+def parse_secrets(values: list[str]) -> dict[str, Path]:
+    """`--secret id=NAME,src=FILE` (buildx's spelling; `source=` works too) -> {NAME: FILE}."""
+    secrets: dict[str, Path] = {}
+    for value in values:
+        fields = dict(part.partition("=")[::2] for part in value.split(","))
+        name, src = fields.get("id"), fields.get("src") or fields.get("source")
+        if not name or not src or set(fields) - {"id", "src", "source", "type"}:
+            raise UsageError(f"--secret {value!r} must look like id=NAME,src=FILE")
+        if not Path(src).is_file():
+            raise UsageError(f"--secret {name}: {src} is not a readable file")
+        secrets[name] = Path(src).resolve()
+    return secrets
+
+
+@dataclass
+class StepRunner:
+    layout: Layout
+    cache: LayerCache
+    lock: Lock
+    secrets: dict[str, Path] = field(default_factory=dict)
+    update: bool = False  # --update-run: a step's new output replaces the recorded one
+    progress: Callable[[str], None] = lambda message: None
+    recorded: bool = False  # whether any digest in the lock was set or replaced
+
+    def layers(self, steps: list[RunStep], platform: str, variant: str, below: list[Layer], env: dict[str, str],
+               bytecode: Bytecode | None) -> list[Layer]:
+        """The steps' layers for one image, in order, each run only when no accepted cached layer exists."""
+        env = {**env, **DETERMINISTIC_ENV, "SOURCE_DATE_EPOCH": str(self.cache.mtime)}
+        sandbox: Sandbox | None = None
+        lower, out = list(below), []
+        try:
+            for number, step in enumerate(steps, start=1):
+                record = self._record(platform, variant, number, step)
+                made: list[Tree] = []  # the step's changes, once it has run
+                spec = LayerSpec(f"build.run step {number}: {_short(step.command)}",
+                                 _key("run", platform, [layer.diff_id for layer in lower], step.identity(), env,
+                                      bytecode is not None),
+                                 lambda: _with_bytecode(made[0], bytecode))
+                layer = self.cache.get(spec)
+                if layer is not None and self._accepts(record, layer):
+                    if sandbox is not None:
+                        sandbox.add_layers([layer])
+                else:
+                    self._check_secrets(number, step)
+                    if sandbox is None:
+                        check_can_run(DEBIAN_ARCH[platform], platform)
+                        self.progress(f"build.run: unpacking {len(lower)} layers for {platform} {variant}")
+                        sandbox = Sandbox(self.layout)
+                        sandbox.add_layers(lower)
+                    self.progress(f"build.run step {number}/{len(steps)} ({platform} {variant}): "
+                                  f"{_short(step.command)}")
+                    made.append(sandbox.run(number, step, env, self.secrets))
+                    layer = compose_layer(spec, self.layout, self.cache)
+                    self._check(record, layer)
+                if record.diff_id != layer.diff_id:
+                    record.diff_id = layer.diff_id
+                    self.recorded = True
+                lower.append(layer)
+                out.append(layer)
+        finally:
+            if sandbox is not None:
+                sandbox.remove()
+        return out
+
+    def _record(self, platform: str, variant: str, number: int, step: RunStep) -> RunRecord:
+        record = self.lock.run_record(platform, variant, number)
+        if record is None or record.command != step.command:
+            raise UsageError(f"cog.lock does not list build.run step {number} for {platform} {variant} as cog.yaml "
+                             "has it; run `cogbuild lock`")
+        return record
+
+    def _accepts(self, record: RunRecord, layer: Layer) -> bool:
+        return record.diff_id is None or self.update or record.diff_id == layer.diff_id
+
+    def _check(self, record: RunRecord, layer: Layer) -> None:
+        if self._accepts(record, layer):
+            return
+        raise RunOutputChanged(f"build.run step {record.step} (`{_short(record.command)}`) for {record.platform} "
+                               f"{record.variant} produced {layer.diff_id}, but cog.lock records "
+                               f"{record.diff_id}; if the change is expected, accept it with "
+                               "`cogbuild build --update-run`")
+
+    def _check_secrets(self, number: int, step: RunStep) -> None:
+        for mount in step.secrets:
+            if mount.id not in self.secrets:
+                raise UsageError(f"build.run step {number} mounts the secret {mount.id!r}; pass it with "
+                                 f"--secret id={mount.id},src=FILE")
+
+
+def _with_bytecode(tree: Tree, bytecode: Bytecode | None) -> Tree:
+    """A step's tree byte-compiled like a wheel layer (bytecode below it would be stale for changed files)."""
+    if bytecode is not None:
+        add_bytecode(tree, bytecode.compiler, bytecode.site_packages)
+    return tree
