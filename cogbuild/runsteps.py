@@ -28,10 +28,11 @@ from .sandbox import Sandbox, check_can_run, _short
 
 # Set for every step so that what pip and Python write does not depend on the time or the process:
 # timestamps from SOURCE_DATE_EPOCH, no bytecode from the step (cogbuild compiles it the same way as every
-# other layer's), no pip cache or version check written into the layer.
-DETERMINISTIC_ENV = {"HOME": "/root", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
-                     "PIP_COMPILE": "0", "PIP_NO_CACHE_DIR": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-                     "PIP_ROOT_USER_ACTION": "ignore"}
+# other layer's), no pip cache or version check written into the layer. pip installs into the image's
+# Python as cogbuild's own wheel layers do, although Debian marks its interpreter externally managed.
+STEP_ENV = {"HOME": "/root", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "PIP_COMPILE": "0",
+            "PIP_NO_CACHE_DIR": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_ROOT_USER_ACTION": "ignore",
+            "PIP_BREAK_SYSTEM_PACKAGES": "1"}
 
 
 class RunOutputChanged(CogbuildError):
@@ -73,7 +74,7 @@ class StepRunner:
     def layers(self, steps: list[RunStep], platform: str, variant: str, below: list[Layer], env: dict[str, str],
                bytecode: Bytecode | None) -> list[Layer]:
         """The steps' layers for one image, in order, each run only when no accepted cached layer exists."""
-        env = {**env, **DETERMINISTIC_ENV, "SOURCE_DATE_EPOCH": str(self.cache.mtime)}
+        env = {**env, **STEP_ENV, "SOURCE_DATE_EPOCH": str(self.cache.mtime)}
         sandbox: Sandbox | None = None
         lower, out = list(below), []
         try:
