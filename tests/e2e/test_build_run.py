@@ -158,7 +158,7 @@ def test_steps_become_pinned_layers_that_serve_in_podman(tmp_path, downloads, wh
 
 def test_a_changed_output_is_caught_and_update_run_accepts_it(tmp_path, downloads):
     model = write_model(tmp_path / "model", [
-        "python3 -c \"import os; open('/opt/random', 'wb').write(os.urandom(16))\""], predict=EMPTY_PREDICT)
+        "python3 -c \"import os; open('/etc/random', 'wb').write(os.urandom(16))\""], predict=EMPTY_PREDICT)
     env = clean_env(tmp_path / "first", downloads)
     cogbuild(["lock"], model, env)
     check = run_cogbuild(["lock", "--check"], model, env)
