@@ -37,6 +37,7 @@ from .registry.layout import Layout
 
 OUTPUT_TAIL = 25  # lines of a failed step's output shown with the error
 QEMU = {"amd64": "qemu-x86_64", "arm64": "qemu-aarch64"}
+BINFMT = Path("/proc/sys/fs/binfmt_misc")
 # What Docker grants a RUN step's root; runc's own default is much narrower (no chown, no setuid).
 CAPABILITIES = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
                 "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
@@ -56,7 +57,7 @@ def check_can_run(arch: str, platform: str) -> None:
     """Steps for another architecture run only through a registered qemu-user binfmt handler."""
     if arch == HOST_ARCH:
         return
-    handler = Path("/proc/sys/fs/binfmt_misc") / QEMU[arch]
+    handler = BINFMT / QEMU[arch]
     try:
         text = handler.read_text()
     except OSError:
