@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import os
 import re
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import httpx
@@ -108,6 +110,22 @@ def layer_tars(store: Path) -> list[bytes]:
     return out
 
 
+def run_layer_names(store: Path, manifest_digest: str) -> list[list[str]]:
+    """The member names of each build.run layer of an image, found by their history comments."""
+    def blob(digest: str) -> bytes:
+        return (store / "blobs" / "sha256" / digest.split(":")[1]).read_bytes()
+
+    manifest = json.loads(blob(manifest_digest))
+    history = json.loads(blob(manifest["config"]["digest"]))["history"]
+    comments = [h.get("created_by", "") for h in history if not h.get("empty_layer")]
+    out = []
+    for layer, comment in zip(manifest["layers"], comments):
+        if "build.run step" in comment:
+            with tarfile.open(fileobj=io.BytesIO(gzip.decompress(blob(layer["digest"])))) as tar:
+                out.append(tar.getnames())
+    return out
+
+
 def image_digest(output: str) -> str:
     digest = output.splitlines()[-1]
     assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest), output
@@ -126,8 +144,16 @@ def test_steps_become_pinned_layers_that_serve_in_podman(tmp_path, downloads, wh
     assert len(re.findall(r'^diff-id = "sha256:[0-9a-f]{64}"$', lock, re.M)) == 4, lock
     cogbuild(["lock", "--check"], model, env)
 
-    # The secret reached no layer, config, lock or cache entry (it is read from its file only by runc).
     store, cache = tmp_path / "first" / "store", tmp_path / "first" / "cache"
+    # Nothing of the sandbox is in the steps' layers: no mount point, no resolv.conf, no secret file.
+    names = run_layer_names(store, digest)
+    assert len(names) == 4
+    for sandbox_path in ("proc", "sys", "dev", "run", "etc/resolv.conf", "etc/hosts", "root/.cache", "tmp"):
+        assert not any(n == sandbox_path or n.startswith(sandbox_path + "/") for layer in names for n in layer), \
+            (sandbox_path, names)
+    assert "etc/.wh.debian_version" in names[1]
+
+    # The secret reached no layer, config, lock or cache entry (it is read from its file only by runc).
     assert all(SECRET.encode() not in tar for tar in layer_tars(store))
     for path in [*cache.rglob("*"), *model.rglob("*")]:
         if path.is_file() and not path.is_symlink():
