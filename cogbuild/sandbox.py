@@ -6,7 +6,9 @@ its own mount, pid, ipc and uts namespaces but on the host's network, as Docker'
 resolv.conf and hosts and each secret bind-mounted read-only. Afterwards the mount points runc had to
 create are removed again, and the difference between the tree before and after is the step's layer
 (`layers.rundiff`): nothing of the sandbox's mounts reaches it. Steps run one after another on the same
-root, so the next one sees what the previous one did.
+root, so the next one sees what the previous one did. As root, runc runs the step with the host's user
+ids; otherwise (rootless) in a user namespace where this user is root, and the layers' owners are kept
+aside and put back when the diff is taken, so both give the same layer.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import posixpath
 import shutil
 import subprocess
 import tarfile
 import tempfile
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -27,11 +31,11 @@ import zstandard
 from .bytecode import HOST_ARCH
 from .cache import cache_dir
 from .config import RunStep
-from .container import adjust_bundle_config
+from .container import BundleRuntime, adjust_bundle_config
 from .errors import CogbuildError
 from .layers.descriptor import OCI_LAYER_GZIP, OCI_LAYER_ZSTD
 from .layers.image import Layer
-from .layers.rundiff import WHITEOUT, diff_tree, scan
+from .layers.rundiff import WHITEOUT, Snapshot, diff_tree, scan
 from .layers.tree import Tree, normalize
 from .registry.layout import Layout
 
@@ -69,25 +73,28 @@ def check_can_run(arch: str, platform: str) -> None:
 
 
 class Sandbox:
-    """A root filesystem made of image layers, and runc to run steps on it; remove() deletes it all."""
+    """A root filesystem made of image layers, and runc to run steps on it; remove() deletes it all.
+
+    Without root, runc runs in a user namespace that maps only this user, as root; the unpacked files all
+    belong to this user, so the image's owners are remembered from the layers and put back in the diff.
+    """
 
     def __init__(self, layout: Layout) -> None:
-        if os.geteuid() != 0:
-            raise CogbuildError("build.run steps need root for now (runc must own the unpacked image's files); "
-                                "run cogbuild build as root")
         if not shutil.which("runc"):
             raise CogbuildError("build.run steps need runc to run in; install it (apt-get install runc)")
         self.layout = layout
+        self.rootless = os.geteuid() != 0
+        self.owners: dict[str, tuple[int, int]] | None = {} if self.rootless else None
         work = cache_dir() / "sandbox"
         work.mkdir(parents=True, exist_ok=True)
-        self.bundle = Path(tempfile.mkdtemp(prefix="run-", dir=work))
+        self.bundle = Path(tempfile.mkdtemp(prefix="run-", dir=work)).resolve()
         self.rootfs = self.bundle / "rootfs"
         self.rootfs.mkdir(mode=0o755)
 
     def add_layers(self, layers: list[Layer]) -> None:
         for layer in layers:
             with open(self.layout.blob_path(layer.descriptor.digest), "rb") as blob:
-                apply_layer(self.rootfs, _decompressed(blob, layer.descriptor.media_type))
+                apply_layer(self.rootfs, _decompressed(blob, layer.descriptor.media_type), self.owners)
 
     def run(self, number: int, step: RunStep, env: dict[str, str], secrets: dict[str, Path]) -> Tree:
         """Run one step; its changes as a layer tree (file contents stay on disk until remove())."""
@@ -95,15 +102,16 @@ class Sandbox:
                    "options": ["rbind", "ro", "nosuid", "nodev", "noexec"]} for s in step.secrets]
         config = self._write_config(step.command, env, mounts)
         created = [p for p in _mount_points(config) if not os.path.lexists(self.rootfs / p)]
-        before = scan(self.rootfs)
+        before = self._scan()
         log_path = self.bundle / "output.log"
         name = f"cogbuild-run-{uuid.uuid4().hex[:12]}"
+        runc = BundleRuntime("runc")
         try:
             with open(log_path, "wb") as log:
-                done = subprocess.run(["runc", "run", "--bundle", str(self.bundle), name],
+                done = subprocess.run(runc.command("run", "--bundle", str(self.bundle), name),
                                       stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         finally:
-            subprocess.run(["runc", "delete", "--force", name], capture_output=True)
+            subprocess.run(runc.command("delete", "--force", name), capture_output=True)
             self._remove_created(created)
         if done.returncode != 0:
             tail = _redact(_tail(log_path), [secrets[s.id] for s in step.secrets])
@@ -111,18 +119,31 @@ class Sandbox:
             raise StepFailed(f"build.run step {number} (`{_short(step.command)}`) failed with exit code "
                              f"{done.returncode}", tail, done.returncode)
         log_path.unlink()
-        return diff_tree(self.rootfs, before, scan(self.rootfs))
+        return diff_tree(self.rootfs, before, self._scan())
+
+    def _scan(self) -> Snapshot:
+        """The root's entries with the image's owners: rootless, this user's files are root's, or whose
+        the layers said they were."""
+        snapshot = scan(self.rootfs)
+        if self.owners is None:
+            return snapshot
+        mine = (os.geteuid(), os.getegid())
+        return {path: replace(state, uid=owner[0], gid=owner[1]) if (state.uid, state.gid) == mine else state
+                for path, state in snapshot.items()
+                for owner in [self.owners.get(path, (0, 0))]}
 
     def _write_config(self, command: str, env: dict[str, str], mounts: list[dict]) -> dict:
         path = self.bundle / "config.json"
         path.unlink(missing_ok=True)
-        made = subprocess.run(["runc", "spec", "--bundle", str(self.bundle)], capture_output=True, text=True)
+        rootless = ["--rootless"] if self.rootless else []
+        made = subprocess.run(["runc", "spec", *rootless, "--bundle", str(self.bundle)], capture_output=True,
+                              text=True)
         if made.returncode != 0:
             raise CogbuildError(f"runc could not write a container spec: {made.stderr.strip()}")
         config = json.loads(path.read_text())
         config["process"]["env"] = []
         path.write_text(json.dumps(config))
-        adjust_bundle_config(path, env)  # host network, no terminal, host resolv.conf and hosts
+        adjust_bundle_config(path, env, self.rootless)  # host network, no terminal, host resolv.conf and hosts
         config = json.loads(path.read_text())
         process = config["process"]
         process.update(args=["/bin/sh", "-c", command], cwd="/", user={"uid": 0, "gid": 0})
@@ -168,8 +189,12 @@ def _decompressed(blob: BinaryIO, media_type: str) -> BinaryIO:
     return blob
 
 
-def apply_layer(root: Path, stream: BinaryIO) -> None:
-    """Unpack one layer tar onto `root` as a container runtime would: whiteouts delete, owners are kept."""
+def apply_layer(root: Path, stream: BinaryIO, owners: dict[str, tuple[int, int]] | None = None) -> None:
+    """Unpack one layer tar onto `root` as a container runtime would: whiteouts delete, owners are kept.
+
+    With `owners` (not root), files stay this user's and each entry's owner is recorded there instead;
+    directories keep owner write access so that later layers can add to them.
+    """
     with tarfile.open(fileobj=stream, mode="r|") as tar:
         for member in tar:
             path = normalize(member.name)
@@ -181,7 +206,10 @@ def apply_layer(root: Path, stream: BinaryIO) -> None:
                 continue
             if name.startswith(WHITEOUT):
                 _remove(parent / name[len(WHITEOUT):])
+                _forget(owners, posixpath.join(folder, name[len(WHITEOUT):]))
                 continue
+            if owners is not None:
+                owners[path] = (member.uid, member.gid)
             target = parent / name
             if os.path.lexists(target) and not (member.isdir() and target.is_dir() and not target.is_symlink()):
                 _remove(target)
@@ -196,9 +224,16 @@ def apply_layer(root: Path, stream: BinaryIO) -> None:
                     shutil.copyfileobj(tar.extractfile(member), out)  # type: ignore[arg-type]
             else:
                 continue  # devices and fifos: no layer of ours has one
-            os.lchown(target, member.uid, member.gid)
+            if owners is None:
+                os.lchown(target, member.uid, member.gid)
             if not member.issym():
-                os.chmod(target, member.mode & 0o7777)
+                os.chmod(target, member.mode & 0o7777 | (0o700 if owners is not None and member.isdir() else 0))
+
+
+def _forget(owners: dict[str, tuple[int, int]] | None, path: str) -> None:
+    if owners:
+        for known in [k for k in owners if k == path or k.startswith(path + "/")]:
+            del owners[known]
 
 
 def _inside(root: Path, path: str) -> Path:

@@ -9,9 +9,11 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 from pathlib import Path
 
 import httpx
@@ -19,9 +21,9 @@ import pytest
 
 from components import require, unavailable
 from fixtures_build import make_wheel
-from oci_registry_server import free_port
 from static_server import StaticServer
-from test_walking_skeleton import podman, wait_for_ready  # noqa: F401  (podman is a fixture)
+from unprivileged import NOBODY, unprivileged_cogbuild
+from test_walking_skeleton import podman, serving  # noqa: F401  (podman is a fixture)
 
 COGBUILD = [sys.executable, "-m", "cogbuild"]
 SECRET = "tok-3f9a1c77e2b4-never-in-a-layer"
@@ -166,20 +168,12 @@ def test_steps_become_pinned_layers_that_serve_in_podman(tmp_path, downloads, wh
     # With the layers cached, no step runs, so no secret is needed.
     assert image_digest(cogbuild(["build"], model, again)) == digest
 
-    port = free_port()
-    started = subprocess.run(podman + ["run", "-d", "--rm", "--network", "host", "-e", f"PORT={port}",
-                                       f"oci:{store}:runsteps:e2e"], capture_output=True, text=True)
-    assert started.returncode == 0, started.stderr
-    container = started.stdout.strip().splitlines()[-1]
-    try:
-        wait_for_ready(f"http://127.0.0.1:{port}", podman, container)
-        body = httpx.post(f"http://127.0.0.1:{port}/predictions", json={"input": {}}, timeout=60).json()
-        assert body["status"] == "succeeded", body
-        assert json.loads(body["output"]) == {
-            "written": "from-step", "shell": "shell-was-here", "deleted_still_there": False,
-            "wheel": "from-wheel", "secret_sha": hashlib.sha256(SECRET.encode()).hexdigest()}
-    finally:
-        subprocess.run(podman + ["rm", "-f", "-t", "1", container], capture_output=True)
+    with serving(podman, f"oci:{store}:runsteps:e2e") as (base, _):
+        body = httpx.post(f"{base}/predictions", json={"input": {}}, timeout=60).json()
+    assert body["status"] == "succeeded", body
+    assert json.loads(body["output"]) == {
+        "written": "from-step", "shell": "shell-was-here", "deleted_still_there": False,
+        "wheel": "from-wheel", "secret_sha": hashlib.sha256(SECRET.encode()).hexdigest()}
 
 
 def test_a_changed_output_is_caught_and_update_run_accepts_it(tmp_path, downloads):
@@ -236,3 +230,26 @@ def test_a_missing_secret_is_named(tmp_path, downloads):
     failed = run_cogbuild(["build"], model, clean_env(tmp_path / "build", downloads))
     assert failed.returncode == 2
     assert "build.run step 1 mounts the secret 'hf'; pass it with --secret id=hf,src=FILE" in failed.stderr
+
+
+def test_rootless_steps_give_the_layers_root_gives(tmp_path, downloads):
+    """As `nobody`, runc runs the steps in a user namespace; the image's owners come back in the diff."""
+    model = write_model(tmp_path / "model", [
+        "echo note > /home/cog/.note && chmod 700 /home/cog",
+        "python3 -c \"import os; os.remove('/etc/debian_version')\"",
+    ], predict=EMPTY_PREDICT)
+    digest = image_digest(cogbuild(["build"], model, clean_env(tmp_path / "root", downloads)))
+
+    home = Path(tempfile.mkdtemp(prefix="cogbuild-rootless-run-", dir="/tmp"))  # a place nobody can reach
+    try:
+        os.chmod(home, 0o755)
+        shutil.copytree(model, home / "model")
+        shutil.copytree(downloads, home / "downloads")
+        env = {**clean_env(home / "build", home / "downloads"), "HOME": str(home),
+               "XDG_RUNTIME_DIR": str(home / "run")}
+        subprocess.run(["chown", "-R", f"{NOBODY}:{NOBODY}", str(home)], check=True)
+        done = unprivileged_cogbuild(["build"], home / "model", env)
+        assert done.returncode == 0, done.stderr
+        assert image_digest(done.stdout.strip()) == digest
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
