@@ -1,5 +1,6 @@
 """What changed between two locks, for a reviewer: the interpreter first (its version and who serves it),
-then added, removed and changed packages with size deltas."""
+then added, removed and changed packages with size deltas, and build.run steps whose command or recorded
+output changed."""
 
 from __future__ import annotations
 
@@ -25,8 +26,13 @@ class Change:
 
 
 def _by_key(lock: Lock) -> dict[str, tuple[str, int, str]]:
-    return {f"{p.platform} {p.group} {p.artifact.name}": (p.artifact.version, p.artifact.size, p.artifact.sha256)
-            for p in lock.packages}
+    """Packages by platform, group and name; build.run steps by platform, variant and number, their
+    "version" the start of the layer digest they must produce."""
+    packages = {f"{p.platform} {p.group} {p.artifact.name}": (p.artifact.version, p.artifact.size, p.artifact.sha256)
+                for p in lock.packages}
+    steps = {f"{r.platform} {r.variant} build.run step {r.step}": (r.diff_id[:19] if r.diff_id else "not run yet", 0,
+                                                                    r.command) for r in lock.runs}
+    return {**packages, **steps}
 
 
 def diff_locks(old: Lock, new: Lock) -> list[Change]:

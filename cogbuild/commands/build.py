@@ -42,6 +42,12 @@ def build_project(project: Project, tag: str | None, platforms: list[str] | None
     return name, outcome
 
 
+secret_option = click.option(
+    "--secret", "secrets", multiple=True, metavar="id=NAME,src=FILE",
+    help="A file for build.run steps that mount the secret NAME (repeatable); it reaches no layer, lock, log "
+         "or cache.")
+
+
 @click.command("build")
 @click.option("-f", "--file", "cog_yaml", type=click.Path(), help="Path to cog.yaml (default: ./cog.yaml).")
 @click.option("-t", "--tag", help="Name in the local store (default: <directory>:latest).")
@@ -60,9 +66,7 @@ def build_project(project: Project, tag: str | None, platforms: list[str] | None
 @click.option("--separate-weights", is_flag=True,
               help="Accepted for Cog's scripts; no effect: weights (cog.yaml `weights:` and files over 10 MB) "
                    "always get layers of their own.")
-@click.option("--secret", "secrets", multiple=True, metavar="id=NAME,src=FILE",
-              help="A file for build.run steps that mount the secret NAME (repeatable); it reaches no layer, "
-                   "lock, log or cache.")
+@secret_option
 @click.option("--update-run", is_flag=True,
               help="Accept build.run outputs that differ from the digests cog.lock records, and record them.")
 @click.argument("directory", required=False, default=".")

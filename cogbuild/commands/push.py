@@ -11,7 +11,7 @@ from ..lock import read_lock
 from ..registry.referrers import attach_lock_and_sbom
 from ..registry.remote import push_image
 from ..ui import blob_progress, progress_printer, result
-from .build import build_project, parse_compression
+from .build import build_project, parse_compression, secret_option
 
 
 @click.command("push")
@@ -19,8 +19,10 @@ from .build import build_project, parse_compression
 @click.option("-f", "--file", "cog_yaml", type=click.Path(), help="Path to cog.yaml (default: ./cog.yaml).")
 @click.option("--insecure", is_flag=True, help="Allow plain HTTP to a registry that is not on loopback.")
 @click.option("--compression", default="gzip", show_default=True, help="gzip[:LEVEL], zstd[:LEVEL] or none.")
+@secret_option
 @click.pass_context
-def command(ctx: click.Context, ref: str | None, cog_yaml: str | None, insecure: bool, compression: str) -> None:
+def command(ctx: click.Context, ref: str | None, cog_yaml: str | None, insecure: bool, compression: str,
+            secrets: tuple[str, ...]) -> None:
     """Build the model in the current directory and push it to REF; print REF@sha256:… (its version ID).
 
     Without REF, the image goes where cog.yaml's `image:` (or `model:` repository, as :latest) says.
@@ -37,7 +39,8 @@ def command(ctx: click.Context, ref: str | None, cog_yaml: str | None, insecure:
     if not ref:
         raise UsageError("name where to push: `cogbuild push REF`, or `image:` / `model:` in cog.yaml")
     reference = parse_reference(ref)
-    _, outcome = build_project(project, None, None, None, parse_compression(compression), progress)
+    _, outcome = build_project(project, None, None, None, parse_compression(compression), progress,
+                               secrets=secrets)
     progress(f"pushing to {reference.registry}/{reference.repository}")
     with blob_progress(f"pushing {reference.repository}", ctx) as bar:
         digest = push_image(open_store(), outcome.descriptor, reference, insecure=insecure,

@@ -11,6 +11,7 @@ from cogbuild.cli import cli
 from cogbuild.config import load_config
 from cogbuild.errors import CogbuildError, UsageError
 from cogbuild.lock import Lock, loads, dumps, run_records, write_lock
+from cogbuild.lockdiff import diff_locks, render
 from cogbuild.policy import lock_inputs_digest
 from cogbuild.runsteps import parse_secrets
 from cogbuild.sandbox import check_can_run
@@ -104,3 +105,11 @@ def test_a_registered_fix_binary_qemu_handler_lets_steps_run(monkeypatch, tmp_pa
         check_can_run("arm64", "linux/arm64")  # without F the interpreter is not reachable from the sandbox
     handler.write_text("enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\nflags: POCF\noffset 0\n")
     check_can_run("arm64", "linux/arm64")
+
+
+def test_lock_diff_shows_a_step_whose_output_changed(tmp_path):
+    old, new = model_lock(tmp_path), model_lock(tmp_path)
+    old.runs[0].diff_id = DIGEST
+    new.runs[0].diff_id = "sha256:" + "cd" * 32
+    assert render(diff_locks(old, new)).splitlines()[0] == \
+        "changed  linux/amd64 cpu build.run step 1  sha256:abababababab -> sha256:cdcdcdcdcdcd  (+0.00 MB)"
