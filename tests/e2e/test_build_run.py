@@ -25,6 +25,7 @@ from static_server import StaticServer
 from unprivileged import NOBODY, unprivileged_cogbuild
 from test_walking_skeleton import podman, serving  # noqa: F401  (podman is a fixture)
 
+pytestmark = [pytest.mark.e2e, pytest.mark.network]
 COGBUILD = [sys.executable, "-m", "cogbuild"]
 SECRET = "tok-3f9a1c77e2b4-never-in-a-layer"
 PREDICT = '''\
