@@ -9,7 +9,7 @@ import click
 from ..build import BuildOptions, build
 from ..errors import UsageError
 from ..layers.tarball import Compression
-from ..lock import write_lock
+from ..lock import Lock, write_lock
 from ..project import Project, open_store, parse_platforms
 from ..registry.archive import export_layout, write_archive
 from ..ui import progress_printer, result
@@ -22,7 +22,7 @@ def build_project(project: Project, tag: str | None, platforms: list[str] | None
     store = open_store()
     store.write_blob(project.lock_path.read_bytes())  # `show` finds the lock by the image's lock-digest label
 
-    def save_lock(recorded) -> str:  # build.run outputs were recorded: cog.lock changed
+    def save_lock(recorded: Lock) -> str:  # build.run outputs were recorded: cog.lock changed
         write_lock(recorded, project.lock_path)
         store.write_blob(project.lock_path.read_bytes())
         progress(f"recorded build.run outputs in {project.lock_path.name}")
