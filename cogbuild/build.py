@@ -25,8 +25,8 @@ from .layers.osfixups import ImageUser
 from .layers.standalone import STANDALONE_PREFIX
 from .layers.tarball import Compression, source_date_epoch, write_layer
 from .lock import Lock
-from .plan import (LayerSpec, base_layers, code_layers, cuda_layers, python_layers, runtime_layer, server_paths,
-                   system_layer)
+from .plan import (LayerSpec, WheelTarget, base_layers, code_layers, cuda_layers, python_layers, runtime_layer,
+                   server_paths, system_layer)
 from .registry.layout import Layout
 from .policy import DEBIAN_ARCH
 from .schema import static_schema
@@ -123,9 +123,10 @@ def compose_layer(spec: LayerSpec, layout: Layout, cache: LayerCache) -> Layer:
 
 
 def plan_layers(config: CogConfig, lock: Lock, platform: str, variant: str, blobs: BlobCache, user: ImageUser,
-                compilers: dict[str, Compiler] | None = None) -> list[LayerSpec]:
-    """The image's layers in order up to the runtime (build.run layers and code follow); with `compilers`
-    (a shared dict), Python files get bytecode where the image's interpreter can run on this host."""
+                compilers: dict[str, Compiler] | None = None) -> tuple[list[LayerSpec], WheelTarget]:
+    """The image's layers in order up to the runtime (build.run layers and code follow), and where its
+    wheels go; with `compilers` (a shared dict), Python files get bytecode where the image's interpreter
+    can run on this host."""
     arch = DEBIAN_ARCH[platform]
     os_artifacts = lock.select(platform, variant, "os")
     # Locks made before the interpreter had its own group kept the tarball among the OS artifacts.
@@ -139,7 +140,7 @@ def plan_layers(config: CogConfig, lock: Lock, platform: str, variant: str, blob
         specs += cuda_layers(cuda, target)
     specs += python_layers(lock.select(platform, variant, "python"), target)
     specs.append(runtime_layer(lock.select(platform, variant, "runtime"), target))
-    return specs
+    return specs, target
 
 
 def image_env(config: CogConfig, lock: Lock, layers: list[Layer], variant: str) -> dict[str, str]:
@@ -205,15 +206,17 @@ def build(config: CogConfig, lock: Lock, lock_digest: str, layout: Layout, optio
     cache = LayerCache(layout, options.compression, source_date_epoch())
     compilers: dict[str, Compiler] | None = {} if options.bytecode else None
     try:
-        plans = {(p, v): plan_layers(config, lock, p, v, blobs, user, compilers)
-                 for p in platforms for v in variants}
+        planned = {(p, v): plan_layers(config, lock, p, v, blobs, user, compilers)
+                   for p in platforms for v in variants}
+        plans = {image: specs for image, (specs, _) in planned.items()}
         code = [] if config.run else code_layers(config.root, user, config.weights)
         layers = _compose_layers([s for specs in plans.values() for s in specs] + code, layout, cache, blobs,
                                  options.workers, progress)
         images_layers = {image: [layers[s.key] for s in specs] for image, specs in plans.items()}
         if config.run:
+            targets = {image: target for image, (_, target) in planned.items()}
             lock_digest = _add_run_layers(config, lock, lock_digest, layout, cache, options, images_layers,
-                                          plans, compilers, progress)
+                                          targets, progress)
             code = code_layers(config.root, user, config.weights)  # after the steps: cog.lock may have changed
             layers.update(_compose_layers(code, layout, cache, blobs, options.workers, progress))
     finally:
@@ -264,19 +267,15 @@ def close_compilers(compilers: dict[str, Compiler] | None) -> None:
 
 def _add_run_layers(config: CogConfig, lock: Lock, lock_digest: str, layout: Layout, cache: LayerCache,
                     options: BuildOptions, images_layers: dict[tuple[str, str], list[Layer]],
-                    plans: dict[tuple[str, str], list[LayerSpec]], compilers: dict[str, Compiler] | None,
-                    progress: Progress) -> str:
+                    targets: dict[tuple[str, str], WheelTarget], progress: Progress) -> str:
     """Append each image's build.run layers (after the runtime, before the code, as Cog runs them after
     installing packages); returns the lock digest, which changes when new outputs were recorded."""
-    from .runsteps import Bytecode, StepRunner  # the sandbox only loads for models that have build.run
+    from .runsteps import StepRunner  # the sandbox only loads for models that have build.run
 
     runner = StepRunner(layout, cache, lock, options.secrets, options.update_run, progress)
     for (platform, variant), below in images_layers.items():
-        compiler = (compilers or {}).get(plans[(platform, variant)][0].key)  # the OS layer's interpreter
-        paths = python_paths(lock.python_version, lock.select(platform, variant, "os"))
-        bytecode = Bytecode(compiler, paths.site_packages) if compiler else None
         below += runner.layers(config.run, platform, variant, below, image_env(config, lock, below, variant),
-                               bytecode)
+                               targets[(platform, variant)])
     if runner.recorded and options.save_lock is not None:
         return options.save_lock(lock)
     return lock_digest

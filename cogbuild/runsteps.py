@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Callable
 
 from .build import LayerCache, compose_layer
-from .bytecode import Compiler, add_bytecode
+from .bytecode import add_bytecode
 from .config import RunStep
 from .errors import CogbuildError, UsageError
 from .layers.image import Layer
 from .layers.tree import Tree
 from .lock import Lock, RunRecord
-from .plan import LayerSpec, _key
+from .plan import LayerSpec, WheelTarget, _key
 from .policy import DEBIAN_ARCH
 from .registry.layout import Layout
 from .sandbox import Sandbox, check_can_run, _short
@@ -37,14 +37,6 @@ STEP_ENV = {"HOME": "/root", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "
 
 class RunOutputChanged(CogbuildError):
     """A step produced another layer than the lock records."""
-
-
-@dataclass
-class Bytecode:
-    """The image's interpreter, to byte-compile the Python files a step installs into `site_packages`."""
-
-    compiler: Compiler
-    site_packages: str
 
 
 def parse_secrets(values: list[str]) -> dict[str, Path]:
@@ -72,8 +64,9 @@ class StepRunner:
     recorded: bool = False  # whether any digest in the lock was set or replaced
 
     def layers(self, steps: list[RunStep], platform: str, variant: str, below: list[Layer], env: dict[str, str],
-               bytecode: Bytecode | None) -> list[Layer]:
-        """The steps' layers for one image, in order, each run only when no accepted cached layer exists."""
+               target: WheelTarget) -> list[Layer]:
+        """The steps' layers for one image, in order, each run only when no accepted cached layer exists;
+        `target` says where its Python packages go and which interpreter byte-compiles them (if any)."""
         env = {**env, **STEP_ENV, "SOURCE_DATE_EPOCH": str(self.cache.mtime)}
         sandbox: Sandbox | None = None
         lower, out = list(below), []
@@ -83,8 +76,8 @@ class StepRunner:
                 made: list[Tree] = []  # the step's changes, once it has run
                 spec = LayerSpec(f"build.run step {number}: {_short(step.command)}",
                                  _key("run", platform, [layer.diff_id for layer in lower], step.identity(), env,
-                                      bytecode is not None),
-                                 lambda: _with_bytecode(made[0], bytecode))
+                                      target.compiler is not None),
+                                 lambda: _with_bytecode(made[0], target))
                 layer = self.cache.get(spec)
                 if layer is not None and self._accepts(record, layer):
                     if sandbox is not None:
@@ -136,8 +129,8 @@ class StepRunner:
                                  f"--secret id={mount.id},src=FILE")
 
 
-def _with_bytecode(tree: Tree, bytecode: Bytecode | None) -> Tree:
+def _with_bytecode(tree: Tree, target: WheelTarget) -> Tree:
     """A step's tree byte-compiled like a wheel layer (bytecode below it would be stale for changed files)."""
-    if bytecode is not None:
-        add_bytecode(tree, bytecode.compiler, bytecode.site_packages)
+    if target.compiler is not None:
+        add_bytecode(tree, target.compiler, target.paths.site_packages)
     return tree
