@@ -23,6 +23,7 @@ BENCHES = {
     "bench/push/bench_push.py": ("skopeo", "docker-registry"),
     "bench/runtime/bench_server.py": (),
     "bench/runtime/soak.py": (),
+    "bench/runtime/cog_txtar.py": (),
     "bench/lock/python_lock.py": (),
     "bench/lock/debian_closure.py": ("apt-get",),
 }

@@ -7,6 +7,7 @@ source with `python -m cog.server.http`, with cog.yaml's predict/train/environme
 the image would set them. Tests that use other `cog` commands are reported as not applicable.
 
     .venv/bin/python bench/runtime/cog_txtar.py DIR_WITH_TXTAR_FILES [NAME ...] [--python PY] [--verbose]
+    .venv/bin/python bench/runtime/cog_txtar.py --quick    # one script of our own: the runner still works
 
 `--python` picks the interpreter that serves (default: this one; its `cog` is the runtime measured);
 with `--coglet`, that interpreter's `cog` is Replicate's own (pip install cog), started as Cog starts it,
@@ -328,14 +329,39 @@ class Script:
                 sink.server.shutdown()
 
 
+# --quick: a script in testscript's form, written for this runner, so it can be checked without Cog's suite.
+QUICK_SCRIPT = """\
+cog serve
+curl POST /predictions '{"input":{"n":2}}'
+stdout '"output":"tick tick"'
+stdout '"status":"succeeded"'
+! curl POST /predictions '{"input":{"m":1}}'
+-- cog.yaml --
+run: "predict.py:Predictor"
+-- predict.py --
+from cog import BasePredictor
+
+
+class Predictor(BasePredictor):
+    def predict(self, n: int) -> str:
+        return " ".join(["tick"] * n)
+"""
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("directory", type=Path)
+    parser.add_argument("directory", type=Path, nargs="?")
+    parser.add_argument("--quick", action="store_true", help="run one small script of our own instead")
     parser.add_argument("names", nargs="*", help="test names (default: all)")
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--coglet", action="store_true", help="--python's cog is Replicate's Cog")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
+    if args.quick:
+        args.directory = Path(tempfile.mkdtemp(prefix="cog-txtar-quick-"))
+        (args.directory / "quick.txtar").write_text(QUICK_SCRIPT)
+    elif args.directory is None:
+        parser.error("give a directory of .txtar files, or --quick")
     paths = sorted(args.directory.glob("*.txtar"))
     if args.names:
         paths = [p for p in paths if p.stem in args.names]
