@@ -129,17 +129,17 @@ def _docker_daemon_answers() -> bool:
         return False
 
 
-def _new_container_name() -> str:
+def new_container_name() -> str:
     return f"cogbuild-{uuid.uuid4().hex[:12]}"
 
 
-def _run_detached(command: list[str], **options) -> subprocess.CompletedProcess:
+def run_detached(command: list[str], **options) -> subprocess.CompletedProcess:
     """Run a step that starts or removes a container in a session of its own: a Ctrl-C at the terminal
     goes to our process group only, and we finish (or undo) the step rather than have it killed halfway."""
     return subprocess.run(command, start_new_session=True, **options)
 
 
-def _last_line(text: str) -> str:
+def last_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else "no output"
 
@@ -186,7 +186,7 @@ class EngineRuntime:
         return ["--device", "nvidia.com/gpu=all"] if self.name == "podman" else ["--gpus", "all"]
 
     def start(self, image: Image, port: int, env: dict[str, str], gpu: bool) -> "EngineContainer":
-        container = EngineContainer(self, _new_container_name(), f"http://127.0.0.1:{port}")
+        container = EngineContainer(self, new_container_name(), f"http://127.0.0.1:{port}")
         try:
             self._run(image, container, port, env, gpu)
         except BaseException:  # an interrupted `run` may still have made the container: it has our name
@@ -206,7 +206,7 @@ class EngineRuntime:
             target = self._docker_load(image)
         started = subprocess.run(self.command(*args, target), capture_output=True, text=True, env=self.env())
         if started.returncode != 0:
-            raise CogbuildError(f"{self.name} could not start {image.name}: {_last_line(started.stderr)}")
+            raise CogbuildError(f"{self.name} could not start {image.name}: {last_line(started.stderr)}")
 
     def _docker_load(self, image: Image) -> str:
         """docker runs only what its daemon stores: load the manifest as an OCI archive, named by digest."""
@@ -216,7 +216,7 @@ class EngineRuntime:
             archive.seek(0)
             loaded = subprocess.run(self.command("load"), stdin=archive, capture_output=True, text=True)
         if loaded.returncode != 0:
-            raise CogbuildError(f"docker could not load {image.name}: {_last_line(loaded.stderr)}")
+            raise CogbuildError(f"docker could not load {image.name}: {last_line(loaded.stderr)}")
         return name
 
 
@@ -244,7 +244,7 @@ class EngineContainer:
     def remove(self) -> None:
         """Stop it (SIGTERM, SIGKILL after STOP_GRACE seconds) and delete it; never cut short by a signal."""
         with shielded():
-            _run_detached(self.runtime.command("rm", "-f", "-t", str(STOP_GRACE), self.id), capture_output=True,
+            run_detached(self.runtime.command("rm", "-f", "-t", str(STOP_GRACE), self.id), capture_output=True,
                           env=self.runtime.env())
 
 
@@ -257,7 +257,7 @@ class BundleRuntime:
     def start(self, image: Image, port: int, env: dict[str, str], gpu: bool) -> "BundleContainer":
         bundles = cache_dir() / "bundles"
         bundles.mkdir(parents=True, exist_ok=True)
-        container_id = _new_container_name()
+        container_id = new_container_name()
         container = BundleContainer(self, container_id, f"http://127.0.0.1:{port}", bundles / container_id)
         try:
             prepare_bundle(image, container.bundle)
@@ -265,9 +265,9 @@ class BundleRuntime:
                                  rootless=os.geteuid() != 0)
             with open(container.log_path, "wb") as log, shielded():  # no half-made container: finish, then remove
                 run = self.command("run", "--detach", "--bundle", str(container.bundle), container_id)
-                started = _run_detached(run, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+                started = run_detached(run, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
             if started.returncode != 0:
-                raise CogbuildError(f"{self.name} could not start {image.name}: {_last_line(container.logs())}")
+                raise CogbuildError(f"{self.name} could not start {image.name}: {last_line(container.logs())}")
             return container
         except BaseException:
             container.remove()
@@ -333,7 +333,7 @@ def _unpack(image: Image, bundle: Path, rootless: bool) -> None:
                   "--image", f"{layout}:{RUN_REF}", str(bundle)]
         done = subprocess.run(unpack, capture_output=True, text=True)
     if done.returncode != 0:
-        raise CogbuildError(f"umoci could not unpack {image.name}: {_last_line(done.stderr)}")
+        raise CogbuildError(f"umoci could not unpack {image.name}: {last_line(done.stderr)}")
 
 
 def adjust_bundle_config(path: Path, env: dict[str, str], rootless: bool = False) -> None:
@@ -387,16 +387,16 @@ class BundleContainer:
         """Stop it (SIGTERM, SIGKILL after STOP_GRACE seconds), delete it and its bundle; never cut short."""
         with shielded():
             self._stop()
-            _run_detached(self.runtime.command("delete", "--force", self.id), capture_output=True)
+            run_detached(self.runtime.command("delete", "--force", self.id), capture_output=True)
             rootfs = self.bundle / "rootfs"
             if os.path.ismount(rootfs):  # an overlay on the cached unpack: detach it, never delete through it
-                _run_detached(["umount", "--lazy", str(rootfs)], capture_output=True)
+                run_detached(["umount", "--lazy", str(rootfs)], capture_output=True)
             if not os.path.ismount(rootfs):
                 shutil.rmtree(self.bundle, ignore_errors=True)
 
     def _stop(self) -> None:
         """The signal a container gets from `podman stop`, and the same grace before `delete --force` kills it."""
-        if _run_detached(self.runtime.command("kill", self.id, "TERM"), capture_output=True).returncode != 0:
+        if run_detached(self.runtime.command("kill", self.id, "TERM"), capture_output=True).returncode != 0:
             return  # not running (never started, or already gone)
         deadline = time.monotonic() + STOP_GRACE
         while self.alive() and time.monotonic() < deadline:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from .cache import cache_dir
-from .container import STOP_GRACE, _last_line, _new_container_name, _run_detached, follow_file, read_log
+from .container import STOP_GRACE, last_line, new_container_name, run_detached, follow_file, read_log
 from .errors import CogbuildError
 from .images import Image, write_oci_archive
 from .interrupts import shielded
@@ -48,7 +48,7 @@ class ContainerdRuntime:
         reference = self._import(image)
         logs = cache_dir() / "containerd-logs"
         logs.mkdir(parents=True, exist_ok=True)
-        container = ContainerdContainer(_new_container_name(), f"http://127.0.0.1:{port}", logs)
+        container = ContainerdContainer(new_container_name(), f"http://127.0.0.1:{port}", logs)
         args = ["run", "--detach", "--net-host", "--log-uri", f"file://{container.log_path}", "--env", f"PORT={port}"]
         for key, value in env.items():
             args += ["--env", f"{key}={value}"]
@@ -56,9 +56,9 @@ class ContainerdRuntime:
             args += ["--gpus", "0"]
         try:
             with shielded():  # no half-made container: finish, then remove
-                started = _run_detached([CTR, *args, reference, container.id], capture_output=True, text=True)
+                started = run_detached([CTR, *args, reference, container.id], capture_output=True, text=True)
             if started.returncode != 0:
-                raise CogbuildError(f"containerd could not start {image.name}: {_last_line(started.stderr)}")
+                raise CogbuildError(f"containerd could not start {image.name}: {last_line(started.stderr)}")
         except BaseException:
             container.remove()
             raise
@@ -80,7 +80,7 @@ class ContainerdRuntime:
             importer.stdin.close()
         error = importer.stderr.read().decode(errors="replace")
         if importer.wait() != 0:
-            raise CogbuildError(f"containerd could not import {image.name}: {_last_line(error)}")
+            raise CogbuildError(f"containerd could not import {image.name}: {last_line(error)}")
         return reference
 
 
@@ -109,10 +109,10 @@ class ContainerdContainer:
         """Stop it (SIGTERM, SIGKILL after STOP_GRACE seconds), delete its task, container, snapshot and log;
         never cut short by a signal."""
         with shielded():
-            if _run_detached([CTR, "tasks", "kill", self.id], capture_output=True).returncode == 0:
+            if run_detached([CTR, "tasks", "kill", self.id], capture_output=True).returncode == 0:
                 deadline = time.monotonic() + STOP_GRACE
                 while self.alive() and time.monotonic() < deadline:
                     time.sleep(0.1)
-            _run_detached([CTR, "tasks", "delete", "--force", self.id], capture_output=True)
-            _run_detached([CTR, "containers", "delete", self.id], capture_output=True)
+            run_detached([CTR, "tasks", "delete", "--force", self.id], capture_output=True)
+            run_detached([CTR, "containers", "delete", self.id], capture_output=True)
             self.log_path.unlink(missing_ok=True)
