@@ -105,12 +105,16 @@ async def root(request: web.Request) -> web.Response:
 
 
 async def health_check(request: web.Request) -> web.Response:
+    """Always 200, as Cog answers; with `?ok=READY,BUSY` a status outside that list answers 503, so a
+    probe that reads only the HTTP status (Kubernetes' httpGet) can tell the states apart."""
     body = await _health(request.app[SERVICE])
     if TRAINING in request.app:  # the trainer's worker, which has a setup() of its own
         body["training"] = await _health(request.app[TRAINING])
         if body["training"]["status"] == STARTING and body["status"] == READY:
             body["status"] = STARTING  # READY once every setup() is over, so clients need not wait twice
-    return _json(body)
+    wanted = request.query.get("ok")
+    healthy = wanted is None or body["status"] in {part.strip() for part in wanted.split(",")}
+    return _json(body, 200 if healthy else 503)
 
 
 async def _health(service: PredictionService) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from .prediction import Prediction, json_text
 from .urls import UrlError, UrlPolicy, redact, scrub
 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
+DRAIN_TIMEOUT = 30.0  # at shutdown, how long queued webhooks may still take
 
 
 class _Stream:
@@ -104,7 +105,7 @@ class WebhookSender:
             print(f"cog: webhook {redact(url)} failed: {reason}", file=sys.stderr)
             return False
 
-    async def drain(self, timeout: float = 30.0) -> None:
+    async def drain(self, timeout: float = DRAIN_TIMEOUT) -> None:
         """Wait for queued webhooks (used at shutdown)."""
         if self._tasks:
             with contextlib.suppress(asyncio.TimeoutError):

@@ -1,0 +1,102 @@
+"""The batch runner a Kubernetes Job runs in the image (`python -m cog.command.batch`): a real server started
+by the runner, real predictions, results in input order, failures in their lines, shards."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cog.command.batch import InputsError, parse_jsonl, shard_of
+
+from .conftest import MODELS, PYTHON
+
+
+def run_batch(inputs: Path, predictor: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COG_PREDICTOR": predictor, "PYTHONUNBUFFERED": "1"}
+    env.pop("JOB_COMPLETION_INDEX", None)
+    return subprocess.run([PYTHON, "-m", "cog.command.batch", str(inputs), *args], cwd=MODELS, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_results_come_in_input_order_and_a_failure_stops_nothing(tmp_path):
+    inputs = tmp_path / "inputs.jsonl"
+    # The first sleeps longest, so with two in flight the second finishes first; the third is refused.
+    inputs.write_text('{"seconds": 1.0, "tag": "a"}\n{"seconds": 0.01, "tag": "b"}\n\n{"seconds": "soon"}\n'
+                      '{"seconds": 0.01, "tag": "c"}\n')
+    done = run_batch(inputs, "predict.py:AsyncSlow", "--concurrency", "2")
+    assert done.returncode == 3, done.stderr
+    results = lines(done.stdout)
+    assert [r["line"] for r in results] == [1, 2, 4, 5]
+    assert [r["status"] for r in results] == ["succeeded", "succeeded", "failed", "succeeded"]
+    assert [r["output"] for r in results] == ["done a", "done b", None, "done c"]
+    assert 'invalid input "seconds"' in results[2]["error"]
+    assert all(r["id"] for i, r in enumerate(results) if i != 2)
+    assert "1 of 4 predictions failed" in done.stderr
+
+
+def test_a_predictor_error_is_the_lines_error(tmp_path):
+    inputs = tmp_path / "inputs.jsonl"
+    inputs.write_text('{"message": "first"}\n{"message": "second"}\n')
+    done = run_batch(inputs, "predict.py:Fails")
+    assert done.returncode == 3
+    assert [(r["status"], r["error"]) for r in lines(done.stdout)] == [("failed", "first"), ("failed", "second")]
+
+
+def test_each_shard_runs_its_own_inputs(tmp_path):
+    inputs = tmp_path / "inputs.jsonl"
+    inputs.write_text("".join(json.dumps({"seconds": 0, "tag": tag}) + "\n" for tag in "abcde"))
+    first = run_batch(inputs, "predict.py:AsyncSlow", "--shard", "0", "--shards", "2")
+    second = run_batch(inputs, "predict.py:AsyncSlow", "--shard", "1", "--shards", "2")
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    assert [r["output"] for r in lines(first.stdout)] == ["done a", "done c", "done e"]
+    assert [r["line"] for r in lines(second.stdout)] == [2, 4]
+
+
+def test_output_file(tmp_path):
+    inputs = tmp_path / "inputs.jsonl"
+    inputs.write_text('{"seconds": 0}\n')
+    done = run_batch(inputs, "predict.py:AsyncSlow", "--output", str(tmp_path / "out.jsonl"))
+    assert done.returncode == 0 and done.stdout == ""
+    assert lines((tmp_path / "out.jsonl").read_text())[0]["output"] == "done x"
+
+
+def test_a_model_that_cannot_start_exits_1_with_its_logs(tmp_path):
+    inputs = tmp_path / "inputs.jsonl"
+    inputs.write_text("{}\n")
+    done = run_batch(inputs, "predict.py:SetupFails")
+    assert done.returncode == 1 and done.stdout == ""
+    assert "SETUP_FAILED" in done.stderr.splitlines()[-1]
+
+
+def test_a_bad_inputs_file_exits_2_naming_the_line(tmp_path):
+    inputs = tmp_path / "inputs.jsonl"
+    inputs.write_text('{"seconds": 0}\n{"seconds": 0,}\n')
+    done = run_batch(inputs, "predict.py:AsyncSlow")
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith(f"cog: error: {inputs} line 2 is not JSON")
+
+
+@pytest.mark.parametrize("text, problem", [
+    ('{"a": 1}\n[1, 2]\n', "in.jsonl line 2 is a JSON list, not an object of inputs"),
+    ('"text"\n', "in.jsonl line 1 is a JSON str, not an object of inputs"),
+    ("\n  \n", "in.jsonl holds no inputs (one JSON object a line)"),
+])
+def test_parse_jsonl_names_the_bad_line(text, problem):
+    with pytest.raises(InputsError) as caught:
+        parse_jsonl(text, "in.jsonl")
+    assert str(caught.value) == problem
+
+
+def test_blank_lines_keep_the_numbers_of_the_file_and_shards_split_evenly():
+    items = parse_jsonl('{"n": 1}\n\n{"n": 2}\n{"n": 3}\n', "in.jsonl")
+    assert [(i.line, i.input) for i in items] == [(1, {"n": 1}), (3, {"n": 2}), (4, {"n": 3})]
+    assert [i.line for i in shard_of(items, 0, 2)] == [1, 4]
+    assert [i.line for i in shard_of(items, 1, 2)] == [3]
