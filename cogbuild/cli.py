@@ -11,7 +11,7 @@ import click
 from . import __version__, interrupts
 
 # One module per command in cogbuild/commands/, each exposing `command`; listed in `--help` order.
-COMMAND_NAMES = ("init", "lock", "build", "push", "pull", "show", "predict", "train", "serve", "run", "login")
+COMMAND_NAMES = ("init", "lock", "build", "push", "pull", "show", "predict", "train", "serve", "run", "deploy", "login")
 # The first sentence of each command's docstring, so `cogbuild --help` imports no command module (a test
 # keeps them equal); a command missing here is loaded to ask it.
 SUMMARIES = {
@@ -27,6 +27,7 @@ SUMMARIES = {
              "container).",
     "serve": "Serve the Cog HTTP API for the model in DIRECTORY until interrupted.",
     "run": "Start IMAGE and serve the Cog HTTP API on PORT until interrupted (Ctrl-C).",
+    "deploy": "Print manifests that run a model image on a cluster (Kubernetes).",
     "login": "Log in to REGISTRY (default docker.io); credentials go to ~/.docker/config.json or its credsStore.",
 }
 # Failures whose message is meant for the user: printed as one sentence, no traceback unless --debug.

@@ -59,6 +59,18 @@ class Image:
         return self.manifest.annotations.get(VARIANT_ANNOTATION, "cpu")
 
     @property
+    def env(self) -> dict[str, str]:
+        """The config's environment, NAME -> value."""
+        return dict(entry.partition("=")[::2] for entry in (self.config.get("config") or {}).get("Env") or [])
+
+    @property
+    def concurrency(self) -> int:
+        """Predictions its server runs at once as far as the image tells: cog.yaml's concurrency.max (which
+        the build sets as COG_MAX_CONCURRENCY), else 1."""
+        text = self.env.get("COG_MAX_CONCURRENCY", "")
+        return int(text) if text.isdigit() and int(text) > 0 else 1
+
+    @property
     def schema(self) -> dict | None:
         """The OpenAPI schema the build stored (a label, or a manifest annotation when too large), if any."""
         text = image_metadata(self.layout.read_json(self.manifest.digest), self.config, SCHEMA_LABELS)
@@ -73,16 +85,17 @@ class Image:
 
 # -- what the user named ------------------------------------------------------------------------
 def find_image(target: str, store: Layout, gpu: bool, progress: Callable[[str], None] = lambda m: None,
-               transfer: Callable[[str, int, int], None] | None = None) -> Image:
+               transfer: Callable[[str, int, int], None] | None = None, platform: str | None = None) -> Image:
     """Resolve what the user typed: an OCI layout path (`oci:DIR[:TAG]` or a directory), a local store
-    name, or a registry reference (pulled into the store; `transfer` hears of its bytes)."""
+    name, or a registry reference (pulled into the store; `transfer` hears of its bytes). The manifest is
+    the one for `platform` (default: this host's)."""
     layout, name = _locate(target, store, progress, transfer)
     try:
         top = layout.resolve(name)
     except LayoutError as exc:
         raise UsageError(str(exc)) from None
     try:
-        manifest = _pick_manifest(layout, top, target, host_platform(), "gpu" if gpu else "cpu")
+        manifest = _pick_manifest(layout, top, target, platform or host_platform(), "gpu" if gpu else "cpu")
         return Image(layout, target, manifest, layout.read_json(_config_of(layout, manifest).digest))
     except (LayoutError, ValueError, KeyError) as exc:
         raise CogbuildError(f"the image {target} in {layout.root} is damaged: {exc}; pull or build it again") from None

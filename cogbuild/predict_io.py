@@ -115,6 +115,12 @@ def parse_json_inputs(text: str, schema: dict[str, Any] | None, stdin=None, comp
         raise UsageError(f"Failed to parse JSON{' from ' + source if source else ''}: {exc}") from None
     if not isinstance(given, dict):
         raise UsageError("--json must be a JSON object of inputs, like '{\"prompt\": \"hi\"}'")
+    return check_json_inputs(given, schema, component)
+
+
+def check_json_inputs(given: dict[str, Any], schema: dict[str, Any] | None, component: str = "Input") -> dict[str, Any]:
+    """A JSON object of inputs checked against the schema; string values that start with `@` name files
+    (read into data URIs)."""
     specs = input_specs(schema, component)
     inputs: dict[str, Any] = {}
     for name, value in given.items():

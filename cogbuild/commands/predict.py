@@ -75,9 +75,13 @@ def prediction_options(command):
 @click.command("predict")
 @click.argument("target", required=False, default=".", metavar="[DIR|IMAGE]")
 @prediction_options
+@click.option("--batch", "batch_path", metavar="INPUTS.jsonl",
+              help="Run one prediction per line of INPUTS.jsonl (a JSON object of inputs a line) with the model "
+                   "started once, as many at a time as its concurrency.max; -o gets one JSON result a line, "
+                   "in input order.")
 @click.pass_context
 def command(ctx: click.Context, target: str, inputs: tuple[str, ...], json_text: str | None, out_path: str | None,
-            runtime: str | None, timeout: float | None) -> None:
+            runtime: str | None, timeout: float | None, batch_path: str | None) -> None:
     """Run one prediction with the model in DIR (on this host) or IMAGE (in a container).
 
     IMAGE is a name in the local store (`cogbuild build -t NAME`), a registry reference (pulled into the
@@ -96,11 +100,17 @@ def command(ctx: click.Context, target: str, inputs: tuple[str, ...], json_text:
       echo '{"text": "world"}' | cogbuild predict hello:latest --json @-
       cogbuild predict 127.0.0.1:5000/me/hello:v1 -i tags=a -i tags=b --json
       cogbuild predict hello:latest --runtime runc -i text=x   # daemonless: umoci + runc
+      cogbuild predict hello:latest --batch inputs.jsonl -o outputs.jsonl
 
     \b
-    Exit codes: 0 the prediction succeeded; 1 it failed or could not run; 2 bad input or usage;
-    130 stopped by Ctrl-C or SIGTERM (the container is stopped and removed first).
+    Exit codes: 0 the prediction succeeded (with --batch: all of them); 1 it failed or could not run;
+    2 bad input or usage; 130 stopped by Ctrl-C or SIGTERM (the container is stopped and removed first).
     """
+    if batch_path is not None:
+        if inputs or json_text is not None:
+            raise UsageError("--batch takes every input from its file; drop -i and --json")
+        run_batch_job(ctx, target, batch_path, out_path, runtime, timeout)
+        return
     target, request = make_request(target, inputs, json_text)
     run_job(ctx, target, request, out_path, runtime, timeout, "predictions")
 
@@ -118,14 +128,9 @@ def make_request(target: str, inputs: tuple[str, ...], json_text: str | None,
 def run_job(ctx: click.Context, target: str, request: Request, out_path: str | None, runtime: str | None,
             timeout: float | None, endpoint: str) -> None:
     """Start the model (directory or image), POST one job to /predictions or /trainings, report it."""
-    wait = {"timeout": timeout} if timeout else {}
     as_json = request.json_text is not None
     with ExitStack() as stack:
-        directory = model_directory(target)
-        if directory is not None:
-            base, schema, payload = _start_directory(ctx, stack, directory, request, wait)
-        else:
-            base, schema, payload = _start_image(ctx, stack, target, request, runtime, wait)
+        base, schema, payload, _ = _start(ctx, stack, target, request, runtime, timeout)
         live = LiveView(quiet=is_quiet(ctx), stream=yields_chunks(schema) and not (as_json or out_path))
         with ExitStack() as showing:
             if live.stream:  # the chunks themselves show progress; a spinner would hold them back
@@ -138,7 +143,30 @@ def run_job(ctx: click.Context, target: str, request: Request, out_path: str | N
     _report(body, schema, out_path, as_json, live)
 
 
-Started = tuple[str, "dict | None", dict[str, Any]]  # base URL, schema, checked input
+def run_batch_job(ctx: click.Context, target: str, batch_path: str, out_path: str | None, runtime: str | None,
+                  timeout: float | None) -> None:
+    """Check every line of the inputs file, start the model once, run them all, one result line each."""
+    from ..batch import BatchRequest, predict_batch  # loads the runtime's HTTP client
+
+    with ExitStack() as stack:
+        base, _, items, slots = _start(ctx, stack, target, BatchRequest(batch_path), runtime, timeout)
+        with spinner(f"predicting {len(items)} inputs, {slots} at a time", ctx):
+            predict_batch(base, items, slots, out_path)
+
+
+# base URL, schema, checked input, how many predictions the model runs at once
+Started = tuple[str, "dict | None", Any, int]
+
+
+def _start(ctx: click.Context, stack: ExitStack, target: str, request, runtime: str | None,
+           timeout: float | None) -> Started:
+    """Start the model in a directory (on this host) or an image (in a container) once its input is checked."""
+    wait = {"timeout": timeout} if timeout else {}
+    directory = model_directory(target)
+    if directory is not None:
+        return _start_directory(ctx, stack, directory, request, wait)
+    return _start_image(ctx, stack, target, request, runtime, wait)
+
 # Cog's servers stream events only for @cog.streaming models; those started here stream for any model,
 # so that its logs show while it runs.
 STREAM_ALL = {"COG_STREAM_ALL": "1"}
@@ -152,7 +180,7 @@ def _start_directory(ctx: click.Context, stack: ExitStack, directory: Path, requ
     payload = request.payload(schema)
     with spinner(f"starting the model in {directory}", ctx) as status:
         base = stack.enter_context(local_server(config, on_status=status, env=STREAM_ALL, **wait))
-    return base, schema, payload
+    return base, schema, payload, config.concurrency_max or 1
 
 
 def _start_image(ctx: click.Context, stack: ExitStack, target: str, request: Request, runtime: str | None,
@@ -173,7 +201,7 @@ def _start_image(ctx: click.Context, stack: ExitStack, target: str, request: Req
     if payload is None:
         schema = _fetch_schema(container.base_url)
         payload = request.payload(schema)
-    return container.base_url, schema, payload
+    return container.base_url, schema, payload, image.concurrency
 
 
 def _fetch_schema(base: str) -> dict | None:

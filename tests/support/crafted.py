@@ -86,3 +86,46 @@ def image_layout(arch: str = "amd64", tag: str = "v1", layer: bytes = b"layer by
 
 def layout_members(files: dict[str, bytes]) -> list[Member]:
     return [Member(name, data=data) for name, data in files.items()]
+
+
+MODEL_SCHEMA = {"openapi": "3.0.2", "components": {"schemas": {"Input": {
+    "type": "object", "required": ["text"],
+    "properties": {"text": {"type": "string", "x-order": 0}, "count": {"type": "integer", "x-order": 1}}}}}}
+SERVER_ENTRYPOINT = ["/opt/cogbuild/server/bin/python", "-I", "-u", "-m", "cog.server.http"]
+
+
+def model_image_layout(variants: tuple[str, ...] = ("cpu",), tag: str = "v1", user: str = "1000:1000",
+                       env: tuple[str, ...] = (), entrypoint: list[str] = SERVER_ENTRYPOINT) -> dict[str, bytes]:
+    """An OCI layout shaped like a model image cogbuild builds, name -> bytes: an index of one linux/amd64
+    manifest per variant (annotated run.cog.variant), each config with the model's user, environment,
+    entrypoint and schema label, and one layer."""
+    import json
+
+    layer = b"model layer"
+    files = {"oci-layout": b'{"imageLayoutVersion":"1.0.0"}', "blobs/sha256/" + _digest(layer)[7:]: layer}
+    entries = []
+    for variant in variants:
+        gpu_env = ("NVIDIA_VISIBLE_DEVICES=all",) if variant == "gpu" else ()
+        config = json.dumps({
+            "os": "linux", "architecture": "amd64", "rootfs": {"type": "layers", "diff_ids": [_digest(layer)]},
+            "config": {"User": user, "Env": ["PATH=/usr/bin", *gpu_env, *env], "Entrypoint": entrypoint,
+                       "WorkingDir": "/src", "ExposedPorts": {"5000/tcp": {}},
+                       "Labels": {"run.cog.openapi_schema": json.dumps(MODEL_SCHEMA)}}}).encode()
+        manifest = json.dumps({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": _digest(config),
+                       "size": len(config)},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": _digest(layer),
+                        "size": len(layer)}]}).encode()
+        for blob in (config, manifest):
+            files["blobs/sha256/" + _digest(blob)[7:]] = blob
+        entries.append({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": _digest(manifest),
+                        "size": len(manifest), "platform": {"os": "linux", "architecture": "amd64"},
+                        "annotations": {"run.cog.variant": variant}})
+    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                        "manifests": entries}).encode()
+    files["blobs/sha256/" + _digest(index)[7:]] = index
+    files["index.json"] = json.dumps({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.index.v1+json", "digest": _digest(index), "size": len(index),
+        "annotations": {"org.opencontainers.image.ref.name": tag}}]}).encode()
+    return files
