@@ -8,6 +8,7 @@ store and cache of the session's own; the tests share it.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import signal
@@ -102,6 +103,23 @@ def test_predict_in_podman_file_in_file_out(tmp_path, podman_env):
     assert run.out == "" and "Written output to: got.txt" in run.err
     assert (tmp_path / "got.txt").read_text() == "copied:through podman"
     assert "with podman" in run.err
+
+
+def test_predict_batch_in_podman_starts_once_and_reports_each_line(tmp_path, podman_env):
+    (tmp_path / "a.txt").write_text("first")
+    (tmp_path / "b.txt").write_text("second")
+    (tmp_path / "inputs.jsonl").write_text(
+        '{"image": "@a.txt"}\n{"image": "http://127.0.0.1:9/gone.txt"}\n{"image": "@b.txt", "upper": true}\n')
+    run = cogbuild(["predict", IMAGE, "--runtime", "podman", "--batch", "inputs.jsonl", "-o", "outputs.jsonl"],
+                   tmp_path, podman_env)
+    assert run.code == 1, run.err
+    assert one_line_error(run) == "1 of 3 predictions failed; their errors are in their lines of outputs.jsonl"
+    assert run.err.count("with podman") == 1  # one container for the whole batch
+    results = [json.loads(line) for line in (tmp_path / "outputs.jsonl").read_text().splitlines()]
+    assert [(r["line"], r["status"]) for r in results] == [(1, "succeeded"), (2, "failed"), (3, "succeeded")]
+    assert results[1]["error"] and results[1]["output"] is None
+    outputs = [base64.b64decode(r["output"].partition(",")[2]) for r in (results[0], results[2])]
+    assert outputs == [b"copied:first", b"copied:SECOND"]
 
 
 def test_predict_with_umoci_and_runc_file_in_file_out(tmp_path, runc_env, built, bundles):
