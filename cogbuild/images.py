@@ -85,11 +85,13 @@ class Image:
 
 # -- what the user named ------------------------------------------------------------------------
 def find_image(target: str, store: Layout, gpu: bool, progress: Callable[[str], None] = lambda m: None,
-               transfer: Callable[[str, int, int], None] | None = None, platform: str | None = None) -> Image:
+               transfer: Callable[[str, int, int], None] | None = None, platform: str | None = None,
+               run: bool = True) -> Image:
     """Resolve what the user typed: an OCI layout path (`oci:DIR[:TAG]` or a directory), a local store
     name, or a registry reference (pulled into the store; `transfer` hears of its bytes). The manifest is
-    the one for `platform` (default: this host's)."""
-    layout, name = _locate(target, store, progress, transfer)
+    the one for `platform` (default: this host's). With `run=False` the image is only to be read: a
+    registry image not in the store is fetched without its layers, into the cache instead."""
+    layout, name = _locate(target, store, progress, transfer, run)
     try:
         top = layout.resolve(name)
     except LayoutError as exc:
@@ -102,7 +104,7 @@ def find_image(target: str, store: Layout, gpu: bool, progress: Callable[[str], 
 
 
 def _locate(target: str, store: Layout, progress: Callable[[str], None],
-            transfer: Callable[[str, int, int], None] | None) -> tuple[Layout, str]:
+            transfer: Callable[[str, int, int], None] | None, run: bool = True) -> tuple[Layout, str]:
     if target.startswith("oci-archive:"):
         return _layout_path(_unpacked_archive(target.removeprefix("oci-archive:")))
     if target.startswith("oci:") or _split_layout(target):
@@ -119,14 +121,19 @@ def _locate(target: str, store: Layout, progress: Callable[[str], None],
     if ref.registry == "docker.io" and "." not in target.split("/")[0]:
         raise UsageError(f"no image named {target!r} in the local store ({store.root}); build it with "
                          f"`cogbuild build -t {target}` or name a registry, like 127.0.0.1:5000/{target}")
-    from .registry.remote import pull_image  # network clients load only when a pull is needed
+    from .registry.remote import pull_image, pull_metadata  # network clients load only when a pull is needed
 
-    progress(f"pulling {ref}")
+    progress(f"pulling {ref}" if run else f"reading {ref}")
+    # An image without its layers must never be in the store, where `run` would take it as whole.
+    into = store if run else Layout(cache_dir() / "descriptions")
     try:
-        top = pull_image(ref, store, insecure=ref.is_loopback, progress=transfer)
+        if run:
+            top = pull_image(ref, into, insecure=ref.is_loopback, progress=transfer)
+        else:
+            top = pull_metadata(ref, into, insecure=ref.is_loopback)
     except httpx.TransportError as exc:  # registry answers become RegistryError sentences already
         raise CogbuildError(f"could not reach {ref.registry} to pull {ref}: {exc}") from None
-    return store, next(name for name, desc in store.refs() if desc.digest == top.digest)
+    return into, next(name for name, desc in into.refs() if desc.digest == top.digest)
 
 
 def _unpacked_archive(text: str) -> str:

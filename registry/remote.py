@@ -205,13 +205,34 @@ def pull_image(ref: str | Reference, layout: Layout, *, insecure: bool = False,
     run_parallel(lambda b: download_blob(client, ref.repository, b, layout, stats=stats, progress=progress,
                                          cancel=cancel),
                  sorted(blobs.values(), key=lambda b: -b.size), cancel, "pull")
-    for data, _ in reversed(manifests):  # children first, so the layout never names a partial image
-        layout.write_blob(data)
     locations = BlobLocations(client.registry)
     locations.remember(ref.repository, list(blobs))
     locations.save()
-    layout.tag(str(ref.with_digest(top.digest) if not ref.tag else ref.with_tag(ref.tag)), top)
+    _store_manifests(layout, manifests, ref, top)
     return top
+
+
+def pull_metadata(ref: str | Reference, layout: Layout, *, insecure: bool = False) -> Descriptor:
+    """Fetch what describes an image (its index, manifests and configs, never its layers) into `layout`,
+    named `ref`: enough to read its platforms, variants, labels and digests without pulling gigabytes."""
+    ref = parse_reference(ref)
+    client = RegistryClient(ref.registry, ref.api_host, insecure=insecure)
+    layout.init()
+    data, top = get_manifest(client, ref)
+    manifests = _fetch_manifest_tree(client, ref, data, top, {})
+    for data, desc in manifests:
+        if desc.media_type in MANIFEST_TYPES:  # its first child is its config
+            config = children(json.loads(data), desc.media_type)[0]
+            download_blob(client, ref.repository, config, layout, stats=TransferStats())
+    _store_manifests(layout, manifests, ref, top)
+    return top
+
+
+def _store_manifests(layout: Layout, manifests: list[tuple[bytes, Descriptor]], ref: Reference,
+                     top: Descriptor) -> None:
+    for data, _ in reversed(manifests):  # children first, so the layout never names a partial image
+        layout.write_blob(data)
+    layout.tag(str(ref.with_digest(top.digest) if not ref.tag else ref.with_tag(ref.tag)), top)
 
 
 def _fetch_manifest_tree(client: RegistryClient, ref: Reference, data: bytes, desc: Descriptor,

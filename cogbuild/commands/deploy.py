@@ -10,7 +10,7 @@ from ..images import find_image
 from ..project import open_store
 from ..registry.errors import InvalidReference
 from ..registry.reference import parse_reference
-from ..ui import blob_progress, progress_printer, result
+from ..ui import progress_printer, result
 
 DEFAULT_PLATFORM = "linux/amd64"
 
@@ -56,8 +56,8 @@ def kubernetes(ctx: click.Context, ref: str, name: str | None, namespace: str | 
                setup_timeout: int, job_inputs: str | None, shards: int) -> None:
     """Print Kubernetes manifests (YAML) for the model image REF, pinned by digest.
 
-    REF is a registry reference (its image is pulled into the local store to be read), a local store name
-    or an OCI layout (both with --repository, where you pushed it). Without --job: a Deployment whose
+    REF is a registry reference (only its manifests and configs are read, never its layers), a local store
+    name or an OCI layout (both with --repository, where you pushed it). Without --job: a Deployment whose
     probes follow the model's /health-check and a Service. With --job: a ConfigMap holding the inputs
     and an Indexed Job whose pods print one JSON result a line (`kubectl logs`).
 
@@ -111,8 +111,7 @@ def _registry_repository(ref: str) -> str | None:
 
 
 def _resolve(ctx: click.Context, ref: str, variant: str | None, platform: str):
-    with blob_progress(f"pulling {ref}", ctx) as transfer:
-        image = find_image(ref, open_store(), variant != "cpu", progress_printer(ctx), transfer, platform)
+    image = find_image(ref, open_store(), variant != "cpu", progress_printer(ctx), platform=platform, run=False)
     if variant == "gpu" and image.variant != "gpu":
         raise UsageError(f"the image {ref} has no gpu variant for {platform}; build it with `build: gpu: true` "
                          "in cog.yaml and --variant gpu (or all)")

@@ -4,6 +4,7 @@ concurrency); a registry REF is resolved through a real registry; bad inputs are
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -112,6 +113,10 @@ def test_a_registry_reference_is_pinned_to_what_the_registry_holds(tmp_path):
         registry.stop()
     assert pod_of(deployment)["containers"][0]["image"] == f"{registry.host}/me/model@{manifest_digests(layout)['cpu']}"
     assert deployment["metadata"]["name"] == "model"
+    fetched = {p.name for p in tmp_path.glob("cache/descriptions/blobs/sha256/*")}
+    layers = {p.name for p in (layout / "blobs/sha256").iterdir()} - fetched
+    assert fetched and layers == {hashlib.sha256(b"model layer").hexdigest()}, "only the layer is not fetched"
+    assert not list(tmp_path.glob("store/blobs/sha256/*")), "the store holds no image without its layers"
 
 
 def test_job_runs_the_inputs_through_the_batch_runner(tmp_path):
