@@ -287,9 +287,9 @@ def _json_answer(response: httpx.Response) -> dict[str, Any]:
     except ValueError:
         raise CogbuildError(f"the model server answered {response.status_code} without JSON") from None
     if response.status_code == 422:
-        problems = "; ".join(f'invalid input "{".".join(map(str, d.get("loc", [])[2:])) or "input"}": {d.get("msg")}'
-                             for d in body.get("detail", []))
-        raise UsageError(problems or "the model rejected the input")
+        from cog.command.batch import invalid_input_message  # the runtime's reading of its own 422 answers
+
+        raise UsageError(invalid_input_message(body))
     if response.status_code == 404:
         raise UsageError(f"the model serves no {response.url.path} (does cog.yaml name a `train:` entry?)")
     if response.status_code >= 400 and "status" not in body:

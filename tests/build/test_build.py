@@ -20,6 +20,7 @@ from cogbuild.images import find_image
 from cogbuild.lock import Lock, LockedArtifact, dumps, loads
 from cogbuild.registry.layout import Layout
 from fixtures_build import make_deb, make_wheel
+from fixtures_models import write_model
 from static_server import StaticServer
 
 
@@ -38,12 +39,7 @@ def artifact(server: StaticServer, kind: str, name: str, filename: str, data: by
 
 @pytest.fixture
 def model(tmp_path) -> Path:
-    root = tmp_path / "model"
-    root.mkdir()
-    (root / "cog.yaml").write_text('build:\n  python_version: "3.11"\npredict: "predict.py:Predictor"\n'
-                                   'environment:\n  - GREETING=hi\n')
-    (root / "predict.py").write_text(PREDICTOR)
-    return root
+    return write_model(tmp_path / "model", PREDICTOR, "environment:\n  - GREETING=hi\n")
 
 
 PREDICTOR = "from cog import BasePredictor\n\nclass Predictor(BasePredictor):\n    def predict(self) -> str:\n        return ''\n"

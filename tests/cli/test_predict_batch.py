@@ -12,6 +12,7 @@ import pytest
 
 from cli_helpers import cogbuild, isolated_env, one_line_error
 from crafted import model_image_layout
+from fixtures_models import write_model
 
 MODEL = '''\
 import asyncio
@@ -38,12 +39,7 @@ class Predictor(BasePredictor):
 
 @pytest.fixture
 def model(tmp_path) -> Path:
-    root = tmp_path / "model"
-    root.mkdir()
-    (root / "cog.yaml").write_text('build:\n  python_version: "3.11"\npredict: "predict.py:Predictor"\n'
-                                   "concurrency:\n  max: 2\n")
-    (root / "predict.py").write_text(MODEL)
-    return root
+    return write_model(tmp_path / "model", MODEL, "concurrency:\n  max: 2\n")
 
 
 def test_a_batch_runs_two_at_a_time_in_input_order_and_counts_its_failures(tmp_path, model):

@@ -22,13 +22,8 @@ def passing(server) -> set[str]:
     return {kind for kind, path in probe_paths().items() if 200 <= server.client.get(path).status_code < 400}
 
 
-def test_during_setup_only_liveness_passes(serve, tmp_path):
-    (tmp_path / "predict.py").write_text(
-        "import time\nfrom cog import BasePredictor\n"
-        "class Predictor(BasePredictor):\n"
-        "    def setup(self):\n        time.sleep(3)\n"
-        "    def predict(self) -> str:\n        return 'ok'\n")
-    server = serve("predict.py:Predictor", cwd=tmp_path, ready=("STARTING",))
+def test_during_setup_only_liveness_passes(serve):
+    server = serve("predict.py:SlowToStart", ready=("STARTING",))
     assert passing(server) == {"livenessProbe"}
     server.wait_until("READY")
     assert passing(server) == {"startupProbe", "readinessProbe", "livenessProbe"}

@@ -177,13 +177,8 @@ def test_shutdown_endpoint(serve):
     assert server.process.wait(10) == 0
 
 
-def test_predictions_refused_while_starting(serve, tmp_path):
-    (tmp_path / "predict.py").write_text(
-        "import time\nfrom cog import BasePredictor\n"
-        "class Predictor(BasePredictor):\n"
-        "    def setup(self):\n        time.sleep(2)\n"
-        "    def predict(self) -> str:\n        return 'ok'\n")
-    server = serve("predict.py:Predictor", cwd=tmp_path, ready=("STARTING",))
+def test_predictions_refused_while_starting(serve):
+    server = serve("predict.py:SlowToStart", ready=("STARTING",))
     response = server.client.post("/predictions", json={})
     assert response.status_code == 503
     server.wait_until("READY")

@@ -63,17 +63,24 @@ def _digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def image_layout(arch: str = "amd64", tag: str = "v1", layer: bytes = b"layer bytes") -> dict[str, bytes]:
-    """A small valid OCI layout, name -> bytes: one manifest (one layer) named `tag` in index.json."""
+def _manifest_bytes(config: bytes, layer: bytes) -> bytes:
+    """An OCI image manifest of `config` and one uncompressed `layer`."""
     import json
 
-    config = json.dumps({"os": "linux", "architecture": arch, "rootfs": {"type": "layers", "diff_ids": []}}).encode()
-    manifest = json.dumps({
+    return json.dumps({
         "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": _digest(config),
                    "size": len(config)},
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": _digest(layer),
                     "size": len(layer)}]}).encode()
+
+
+def image_layout(arch: str = "amd64", tag: str = "v1", layer: bytes = b"layer bytes") -> dict[str, bytes]:
+    """A small valid OCI layout, name -> bytes: one manifest (one layer) named `tag` in index.json."""
+    import json
+
+    config = json.dumps({"os": "linux", "architecture": arch, "rootfs": {"type": "layers", "diff_ids": []}}).encode()
+    manifest = _manifest_bytes(config, layer)
     index = json.dumps({"schemaVersion": 2, "manifests": [{
         "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": _digest(manifest),
         "size": len(manifest), "platform": {"os": "linux", "architecture": arch},
@@ -111,12 +118,7 @@ def model_image_layout(variants: tuple[str, ...] = ("cpu",), tag: str = "v1", us
             "config": {"User": user, "Env": ["PATH=/usr/bin", *gpu_env, *env], "Entrypoint": entrypoint,
                        "WorkingDir": "/src", "ExposedPorts": {"5000/tcp": {}},
                        "Labels": {"run.cog.openapi_schema": json.dumps(MODEL_SCHEMA)}}}).encode()
-        manifest = json.dumps({
-            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": _digest(config),
-                       "size": len(config)},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": _digest(layer),
-                        "size": len(layer)}]}).encode()
+        manifest = _manifest_bytes(config, layer)
         for blob in (config, manifest):
             files["blobs/sha256/" + _digest(blob)[7:]] = blob
         entries.append({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": _digest(manifest),

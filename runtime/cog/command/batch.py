@@ -111,17 +111,18 @@ async def _predict(session: aiohttp.ClientSession, url: str, item: BatchInput) -
         except aiohttp.ClientError as exc:
             return failure(item, f"the request failed: {exc}")
         if response.status == 422:
-            return failure(item, _invalid_input(body))
+            return failure(item, invalid_input_message(body))
         if response.status >= 400 and not (isinstance(body, dict) and "status" in body):
             detail = body.get("detail") if isinstance(body, dict) else body
             return failure(item, f"the server answered {response.status}: {detail}")
         return result_line(item, body)
 
 
-def _invalid_input(body: Any) -> str:
+def invalid_input_message(body: Any) -> str:
+    """A 422 answer as one sentence: `invalid input "count": …; invalid input "text": …`."""
     details = body.get("detail") if isinstance(body, dict) else None
-    if not isinstance(details, list):
-        return f"invalid input: {details}"
+    if not isinstance(details, list) or not details:
+        return "the model rejected the input"
     return "; ".join(f'invalid input "{".".join(map(str, d.get("loc", [])[2:])) or "input"}": {d.get("msg")}'
                      for d in details)
 

@@ -102,6 +102,14 @@ class Tokens(BasePredictor):
             yield f"w{i} "
 
 
+class SlowToStart(BasePredictor):
+    def setup(self) -> None:
+        time.sleep(2)
+
+    def predict(self) -> str:
+        return "ok"
+
+
 class Numbers(BasePredictor):
     def predict(self, n: int = 3) -> Iterator[int]:
         yield from range(n)
