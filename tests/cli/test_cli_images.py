@@ -22,11 +22,13 @@ from typing import Iterator
 
 import httpx
 import pytest
+import yaml
 
 from cogbuild.container import BundleContainer, BundleRuntime
-from cogbuild.images import find_image
+from cogbuild.images import RUN_REF, find_image, podman_image_layout
 from cogbuild.registry.layout import Layout
 from cli_helpers import REPO, cogbuild, copy_model, isolated_env, one_line_error, require
+from components import podman_command
 
 pytestmark = pytest.mark.e2e
 
@@ -120,6 +122,39 @@ def test_predict_batch_in_podman_starts_once_and_reports_each_line(tmp_path, pod
     assert results[1]["error"] and results[1]["output"] is None
     outputs = [base64.b64decode(r["output"].partition(",")[2]) for r in (results[0], results[2])]
     assert outputs == [b"copied:first", b"copied:SECOND"]
+
+
+def test_the_kubernetes_job_pod_runs_in_podman_as_its_manifest_says(tmp_path, podman_env):
+    """What the kubelet would do with the Job's pod: its user, command and args, the ConfigMap at its mount
+    path, the completion index; the image's own batch runner answers with one line per input."""
+    data = "data:text/plain;base64," + base64.b64encode(b"pod").decode()
+    (tmp_path / "inputs.jsonl").write_text(json.dumps({"image": data}) + "\n"
+                                           '{"image": "http://127.0.0.1:9/gone.txt"}\n'
+                                           + json.dumps({"image": data, "upper": True}) + "\n")
+    run = cogbuild(["deploy", "kubernetes", IMAGE, "--repository", "registry.example.com/filetest", "--job",
+                    "inputs.jsonl"], tmp_path, podman_env)
+    assert run.code == 0, run.err
+    configmap, job = yaml.safe_load_all(run.out)
+    pod = job["spec"]["template"]["spec"]
+    container, security = pod["containers"][0], pod["securityContext"]
+    (mount := tmp_path / "configmap").mkdir()
+    for name, text in configmap["data"].items():
+        (mount / name).write_text(text)
+    image = find_image(IMAGE, Layout(Path(podman_env["COGBUILD_STORE"])), gpu=False)
+    assert container["image"].endswith(image.manifest.digest)
+    user = f"{security['runAsUser']}:{security['runAsGroup']}"
+    done = subprocess.run(
+        [*podman_command(), "run", "--rm", "--network", "none", "--user", user, "-e", "JOB_COMPLETION_INDEX=0",
+         "-v", f"{mount}:{container['volumeMounts'][0]['mountPath']}:ro",
+         "--entrypoint", json.dumps(container["command"]), f"oci:{podman_image_layout(image)}:{RUN_REF}",
+         *container["args"]], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 3, done.stderr  # some failed: the podFailurePolicy's FailIndex code
+    assert 3 in [rule["onExitCodes"]["values"][0] for rule in job["spec"]["podFailurePolicy"]["rules"]
+                 if rule["action"] == "FailIndex"]
+    results = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(r["line"], r["status"]) for r in results] == [(1, "succeeded"), (2, "failed"), (3, "succeeded")]
+    outputs = [base64.b64decode(r["output"].partition(",")[2]) for r in (results[0], results[2])]
+    assert outputs == [b"copied:pod", b"copied:POD"]
 
 
 def test_predict_with_umoci_and_runc_file_in_file_out(tmp_path, runc_env, built, bundles):
