@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from cog.command.batch import InputsError, parse_jsonl, shard_of
@@ -66,6 +69,58 @@ def test_output_file(tmp_path):
     done = run_batch(inputs, "predict.py:AsyncSlow", "--output", str(tmp_path / "out.jsonl"))
     assert done.returncode == 0 and done.stdout == ""
     assert lines((tmp_path / "out.jsonl").read_text())[0]["output"] == "done x"
+
+
+def test_sigterm_stops_the_runner_and_its_server(tmp_path):
+    inputs = tmp_path / "inputs.jsonl"
+    inputs.write_text('{"seconds": 60}\n')
+    env = {**os.environ, "COG_PREDICTOR": "predict.py:Slow", "COG_SHUTDOWN_GRACE": "0.5"}
+    runner = subprocess.Popen([PYTHON, "-m", "cog.command.batch", str(inputs)], cwd=MODELS, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        server = _wait_for_child(runner.pid)
+        _wait_busy(server)
+        runner.terminate()
+        assert runner.wait(30) == 128 + signal.SIGTERM
+        assert not Path(f"/proc/{server}").exists() or "Z" in Path(f"/proc/{server}/stat").read_text().split()[2]
+    finally:
+        runner.kill()
+        runner.communicate()
+
+
+def _wait_for_child(pid: int) -> int:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if children:
+            return int(children[0])
+        time.sleep(0.05)
+    raise AssertionError("the runner started no server")
+
+
+def _wait_busy(server_pid: int) -> None:
+    """Until the server (found by its listening port) answers BUSY: the prediction runs."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for port in _listening_ports(server_pid):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health-check").json()["status"] == "BUSY":
+                    return
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.05)
+    raise AssertionError("the prediction never started")
+
+
+def _listening_ports(pid: int) -> list[int]:
+    inodes = {os.readlink(f"/proc/{pid}/fd/{fd}")[8:-1] for fd in os.listdir(f"/proc/{pid}/fd")
+              if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")}
+    ports = []
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and fields[9] in inodes:  # LISTEN
+            ports.append(int(fields[1].split(":")[1], 16))
+    return ports
 
 
 def test_a_model_that_cannot_start_exits_1_with_its_logs(tmp_path):

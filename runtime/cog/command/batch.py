@@ -203,6 +203,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"cog: error: {exc}", file=sys.stderr)
         return 2
     out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")
+    # As a container's PID 1 a signal without a handler is ignored: exit, and stop the server on the way out
+    # (it lets in-flight predictions finish within its grace).
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     with tempfile.TemporaryFile() as log:
         process, base_url = _start_server(log)
         try:
