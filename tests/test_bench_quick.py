@@ -20,6 +20,7 @@ BENCHES = {
     "bench/build/bench_build.py": ("tar", "gzip"),
     "bench/cli/bench_startup.py": (),
     "bench/cli/bench_predict.py": (),
+    "bench/cli/bench_batch.py": (),
     "bench/push/bench_push.py": ("skopeo", "docker-registry"),
     "bench/runtime/bench_server.py": (),
     "bench/runtime/soak.py": (),
