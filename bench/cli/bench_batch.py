@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_predict import IMAGE, REPO, cogbuild  # noqa: E402  (the same cogbuild runner and image)
+from bench_predict import IMAGE, cogbuild, hello_workspace, require  # noqa: E402  (the same runner and image)
 
 
 def batch(target: str, inputs: Path, root: Path, env: dict[str, str], runtime: list[str]) -> list[dict]:
@@ -35,16 +33,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 inputs from the directory: checks the bench runs")
     args = parser.parse_args()
     count = 3 if args.quick else args.inputs
-    for program in () if args.quick else ("podman", "runc"):
-        if not shutil.which(program):
-            raise SystemExit(f"{program} is not installed")
+    require(() if args.quick else ("podman", "runc"))
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
         root = Path(tmp)
-        model = root / "hello"
-        shutil.copytree(REPO / "examples" / "hello", model, ignore=shutil.ignore_patterns("__pycache__"))
-        env = {**os.environ, "COGBUILD_STORE": str(root / "store"), "COGBUILD_CACHE": str(root / "cache"),
-               "CONTAINERS_CONF": str(root / "containers.conf")}
-        (root / "containers.conf").write_text("[containers]\ndefault_ulimits = []\n")
+        model, env = hello_workspace(root)
         inputs = root / "inputs.jsonl"
         inputs.write_text("".join(json.dumps({"text": f"n{i}"}) + "\n" for i in range(count)))
         if args.quick:

@@ -37,6 +37,22 @@ def cogbuild(args: list[str], cwd: Path, env: dict[str, str]) -> str:
     return done.stdout.strip()
 
 
+def require(programs: tuple[str, ...]) -> None:
+    for program in programs:
+        if not shutil.which(program):
+            raise SystemExit(f"{program} is not installed")
+
+
+def hello_workspace(root: Path) -> tuple[Path, dict[str, str]]:
+    """A copy of examples/hello in `root`, and an environment whose store, cache and podman settings are there."""
+    model = root / "hello"
+    shutil.copytree(REPO / "examples" / "hello", model, ignore=shutil.ignore_patterns("__pycache__"))
+    env = {**os.environ, "COGBUILD_STORE": str(root / "store"), "COGBUILD_CACHE": str(root / "cache"),
+           "CONTAINERS_CONF": str(root / "containers.conf")}
+    (root / "containers.conf").write_text("[containers]\ndefault_ulimits = []\n")
+    return model, env
+
+
 def podman_by_hand(store: Path, env: dict[str, str]) -> str:
     port = _free_port()
     started = subprocess.run(PODMAN + ["run", "-d", "--rm", "--network", "host", "-e", f"PORT={port}",
@@ -81,16 +97,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="one `cogbuild predict DIR`: checks the bench still runs")
     args = parser.parse_args()
-    for program in () if args.quick else ("podman", "runc", "umoci"):
-        if not shutil.which(program):
-            raise SystemExit(f"{program} is not installed")
+    require(() if args.quick else ("podman", "runc", "umoci"))
     with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp:
         root = Path(tmp)
-        model = root / "hello"
-        shutil.copytree(REPO / "examples" / "hello", model, ignore=shutil.ignore_patterns("__pycache__"))
-        env = {**os.environ, "COGBUILD_STORE": str(root / "store"), "COGBUILD_CACHE": str(root / "cache"),
-               "CONTAINERS_CONF": str(root / "containers.conf")}
-        (root / "containers.conf").write_text("[containers]\ndefault_ulimits = []\n")
+        model, env = hello_workspace(root)
         flags = ["-i", "text=bench"]
         if args.quick:  # one cold prediction, no warm-up
             start = time.perf_counter()
