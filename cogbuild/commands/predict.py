@@ -7,7 +7,7 @@ import sys
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import httpx
@@ -20,6 +20,9 @@ from ..predict_io import (check_files, parse_inputs, parse_json_inputs, pretty_j
 from ..project import Project, open_store
 from ..serving import directory_schema, local_server, warn_weights_on_host
 from ..ui import blob_progress, is_quiet, progress_printer, result, spinner, warn
+
+if TYPE_CHECKING:
+    from ..batch import BatchRequest
 
 
 def model_directory(target: str) -> Path | None:
@@ -158,7 +161,7 @@ def run_batch_job(ctx: click.Context, target: str, batch_path: str, out_path: st
 Started = tuple[str, "dict | None", Any, int]
 
 
-def _start(ctx: click.Context, stack: ExitStack, target: str, request, runtime: str | None,
+def _start(ctx: click.Context, stack: ExitStack, target: str, request: Request | BatchRequest, runtime: str | None,
            timeout: float | None) -> Started:
     """Start the model in a directory (on this host) or an image (in a container) once its input is checked."""
     wait = {"timeout": timeout} if timeout else {}
@@ -167,12 +170,14 @@ def _start(ctx: click.Context, stack: ExitStack, target: str, request, runtime: 
         return _start_directory(ctx, stack, directory, request, wait)
     return _start_image(ctx, stack, target, request, runtime, wait)
 
+
 # Cog's servers stream events only for @cog.streaming models; those started here stream for any model,
 # so that its logs show while it runs.
 STREAM_ALL = {"COG_STREAM_ALL": "1"}
 
 
-def _start_directory(ctx: click.Context, stack: ExitStack, directory: Path, request: Request, wait: dict) -> Started:
+def _start_directory(ctx: click.Context, stack: ExitStack, directory: Path, request: Request | BatchRequest,
+                     wait: dict) -> Started:
     """Check the inputs against the schema read from the code, then serve the model on this host."""
     config = Project.load(None, directory).config
     warn_weights_on_host(config)
@@ -183,8 +188,8 @@ def _start_directory(ctx: click.Context, stack: ExitStack, directory: Path, requ
     return base, schema, payload, config.concurrency_max or 1
 
 
-def _start_image(ctx: click.Context, stack: ExitStack, target: str, request: Request, runtime: str | None,
-                 wait: dict) -> Started:
+def _start_image(ctx: click.Context, stack: ExitStack, target: str, request: Request | BatchRequest,
+                 runtime: str | None, wait: dict) -> Started:
     """Find (or pull) the image, check the inputs against the schema it carries, start it in a container.
 
     An image without a schema is checked against the schema its server reports, once it is up."""
