@@ -11,7 +11,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from . import __version__
 from .bytecode import Compiler, can_compile_for
@@ -31,6 +31,10 @@ from .registry.layout import Layout
 from .policy import DEBIAN_ARCH
 from .schema import static_schema
 
+if TYPE_CHECKING:
+    from .registry.binary_cache import CacheRepository
+    from .shared_cache import SharedLayers
+
 Progress = Callable[[str], None]
 VARIANT_ANNOTATION = "run.cog.variant"
 LOCK_ANNOTATION = "run.cog.lock-digest"
@@ -48,6 +52,7 @@ class BuildOptions:
     update_run: bool = False  # accept build.run outputs that differ from what cog.lock records
     # Called when build.run digests were recorded in the lock: saves it, returns its new digest.
     save_lock: Callable[[Lock], str] | None = None
+    cache_repository: CacheRepository | None = None  # --cache: layers and downloads shared through a registry
 
 
 @dataclass
@@ -70,9 +75,12 @@ class LayerCache:
         self.mtime = mtime
         self.root = (root or cache_dir()) / "layers"
 
+    def key(self, spec: LayerSpec) -> str:
+        """The layer's full identity: its inputs, and how its bytes are compressed and stamped."""
+        return f"{spec.key}-{self.compression.identity}-{self.mtime}"
+
     def _path(self, spec: LayerSpec) -> Path:
-        key = f"{spec.key}-{self.compression.identity}-{self.mtime}".replace("/", "_")
-        return self.root / f"{key}.json"
+        return self.root / f"{self.key(spec).replace('/', '_')}.json"
 
     def get(self, spec: LayerSpec) -> Layer | None:
         try:
@@ -201,9 +209,10 @@ def build(config: CogConfig, lock: Lock, lock_digest: str, layout: Layout, optio
             raise CogbuildError(f"cog.lock has no {variant} variant; lock with that variant first")
     static_schema(config.root, config.predictor, config.trainer)  # as Cog does: a signature that cannot be served stops here
     layout.init()
-    blobs = BlobCache()
+    blobs = BlobCache(mirror=options.cache_repository)
     user = ImageUser()
     cache = LayerCache(layout, options.compression, source_date_epoch())
+    shared = _shared_layers(options.cache_repository, layout, cache, progress)
     compilers: dict[str, Compiler] | None = {} if options.bytecode else None
     try:
         planned = {(p, v): plan_layers(config, lock, p, v, blobs, user, compilers)
@@ -211,16 +220,22 @@ def build(config: CogConfig, lock: Lock, lock_digest: str, layout: Layout, optio
         plans = {image: specs for image, (specs, _) in planned.items()}
         code = [] if config.run else code_layers(config.root, user, config.weights)
         layers = _compose_layers([s for specs in plans.values() for s in specs] + code, layout, cache, blobs,
-                                 options.workers, progress)
+                                 options.workers, progress, shared)
         images_layers = {image: [layers[s.key] for s in specs] for image, specs in plans.items()}
         if config.run:
+            from .images import fetch_cached_layers
+
+            # The steps run over the layers below them, unpacked: those taken from the cache are fetched.
+            fetch_cached_layers(layout, [layer.descriptor for below in images_layers.values() for layer in below])
             targets = {image: target for image, (_, target) in planned.items()}
             lock_digest = _add_run_layers(config, lock, lock_digest, layout, cache, options, images_layers,
                                           targets, progress)
             code = code_layers(config.root, user, config.weights)  # after the steps: cog.lock may have changed
-            layers.update(_compose_layers(code, layout, cache, blobs, options.workers, progress))
+            layers.update(_compose_layers(code, layout, cache, blobs, options.workers, progress, shared))
     finally:
         close_compilers(compilers)
+    if shared is not None:
+        shared.finish(blobs)
     code_layers_built = [layers[s.key] for s in code]  # above the build.run layers, the same in every image
     images = {(p, v): _write_image(layout, below + code_layers_built, config, lock, lock_digest, user, p, v,
                                    options.compression, cache.mtime,
@@ -234,9 +249,19 @@ def build(config: CogConfig, lock: Lock, lock_digest: str, layout: Layout, optio
     return BuildResult(_index(layout, list(images.values())), images, by_variant)
 
 
+def _shared_layers(repository: CacheRepository | None, layout: Layout, cache: LayerCache,
+                   progress: Progress) -> SharedLayers | None:
+    if repository is None:
+        return None
+    from .shared_cache import SharedLayers  # it builds on this module
+
+    return SharedLayers(repository, layout, cache, progress)
+
+
 def _compose_layers(specs: list[LayerSpec], layout: Layout, cache: LayerCache, blobs: BlobCache, workers: int,
-                    progress: Progress) -> dict[str, Layer]:
-    """Each distinct layer by key: from the cache, or composed (in parallel) after downloading its inputs."""
+                    progress: Progress, shared: SharedLayers | None = None) -> dict[str, Layer]:
+    """Each distinct layer by key: from the local cache, else from the shared cache repository, else composed
+    (in parallel) after downloading its inputs."""
     layers: dict[str, Layer] = {}
     todo: dict[str, LayerSpec] = {}  # by key: a layer shared by the cpu and gpu images is composed once
     for spec in specs:
@@ -246,6 +271,13 @@ def _compose_layers(specs: list[LayerSpec], layout: Layout, cache: LayerCache, b
                 layers[spec.key] = hit
             else:
                 todo[spec.key] = spec
+    if shared is not None:
+        hits = shared.lookup(todo.values())
+        if hits:
+            progress(f"{len(hits)} layers from the cache repository {shared.repository.name}")
+        for key in hits:
+            del todo[key]
+        layers.update(hits)
     if todo:
         inputs = {a for spec in todo.values() for a in spec.inputs}
         missing = [a for a in inputs if blobs.get(a) is None]
@@ -257,6 +289,8 @@ def _compose_layers(specs: list[LayerSpec], layout: Layout, cache: LayerCache, b
             for spec, layer in zip(todo.values(), pool.map(lambda s: compose_layer(s, layout, cache),
                                                            todo.values())):
                 layers[spec.key] = layer
+        if shared is not None:
+            shared.composed(list(todo.values()), layers)
     return layers
 
 

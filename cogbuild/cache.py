@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 if TYPE_CHECKING:
     import httpx
 
+    from .registry.binary_cache import CacheRepository
+
 from .artifacts import Artifact
 from .errors import CogbuildError
 from .layers.descriptor import is_sha256_hex
-from .registry.layout import atomic_write
+from .registry.layout import Layout, atomic_write
 
 _CHUNK = 1 << 20
 
@@ -55,21 +57,24 @@ def _size_matches(size: int, artifact: Artifact) -> bool:
     return artifact.size in (0, size)
 
 
-def _read_url(artifact: Artifact, client: httpx.Client) -> Iterator[bytes]:
+class Unavailable(DownloadError):
+    """A source does not serve the file (an HTTP error, no connection, no such file): another one may."""
+
+
+def _read_url(artifact: Artifact, url: str, client: httpx.Client) -> Iterator[bytes]:
     """The artifact's bytes from http(s), or from a local file:// URL (a --find-links directory)."""
-    if artifact.url.startswith("file://"):
-        path = Path(urllib.parse.unquote(urllib.parse.urlsplit(artifact.url).path))
+    if url.startswith("file://"):
+        path = Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path))
         try:
             with open(path, "rb") as f:
                 while chunk := f.read(_CHUNK):
                     yield chunk
         except OSError as exc:
-            raise DownloadError(f"cannot read {artifact.filename} from {path}: {exc.strerror}") from None
+            raise Unavailable(f"cannot read {artifact.filename} from {path}: {exc.strerror}") from None
         return
-    with client.stream("GET", artifact.url) as response:
+    with client.stream("GET", url) as response:
         if response.status_code != 200:
-            raise DownloadError(f"downloading {artifact.filename} from {artifact.url} failed: "
-                                f"HTTP {response.status_code}")
+            raise Unavailable(f"downloading {artifact.filename} from {url} failed: HTTP {response.status_code}")
         yield from response.iter_bytes(_CHUNK)
 
 
@@ -78,10 +83,16 @@ def _corrupt(artifact: Artifact) -> DownloadError:
 
 
 class BlobCache:
-    """Artifacts by sha256 under <cache>/blobs/sha256/<hex>."""
+    """Artifacts by sha256 under <cache>/blobs/sha256/<hex>; with a mirror (a cache repository), what the
+    upstream URL no longer serves is fetched from there."""
 
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, mirror: CacheRepository | None = None) -> None:
         self.root = (root or cache_dir()) / "blobs" / "sha256"
+        self.mirror = mirror
+
+    def as_layout(self) -> Layout:
+        """The same files seen as an OCI layout's blobs (blobs/sha256/<hex>), for registry transfers."""
+        return Layout(self.root.parent.parent)
 
     def path(self, sha256: str) -> Path:
         if not is_sha256_hex(sha256):  # the lock checks this too; a path is built from nothing else
@@ -116,32 +127,63 @@ class BlobCache:
         return path
 
     def fetch(self, artifact: Artifact, client: httpx.Client) -> Path:
-        import httpx  # here, not at the top: commands that only read the cache start without it
-
+        """The verified file: cached, else from its URL; when the URL no longer serves it, from
+        snapshot.debian.org (a .deb) or the cache repository. Content that does not match the lock is an
+        error wherever it came from, never a reason to try elsewhere."""
         cached = self.get(artifact)
         if cached is not None:
             return cached
+        try:
+            return self._download(artifact, artifact.url, client)
+        except Unavailable as upstream:
+            from .debian.snapshot import snapshot_urls  # only a missing upstream file needs it
+
+            for url in snapshot_urls(artifact, client):
+                try:
+                    return self._download(artifact, url, client)
+                except Unavailable:
+                    continue
+            if self.mirror is None:
+                raise
+            self._from_mirror(artifact, upstream)
+            return self.verified_path(artifact)
+
+    def _download(self, artifact: Artifact, url: str, client: httpx.Client) -> Path:
+        import httpx  # here, not at the top: commands that only read the cache start without it
+
         self.root.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".part-")
         try:
             h = hashlib.sha256()
             with os.fdopen(fd, "wb") as out:
-                for chunk in _read_url(artifact, client):
+                for chunk in _read_url(artifact, url, client):
                     h.update(chunk)
                     out.write(chunk)
             got = h.hexdigest()
             size = os.path.getsize(tmp)
             if got != artifact.sha256 or not _size_matches(size, artifact):
                 raise DownloadError(
-                    f"{artifact.filename} from {artifact.url} does not match the lock: expected sha256 "
+                    f"{artifact.filename} from {url} does not match the lock: expected sha256 "
                     f"{artifact.sha256} ({artifact.size} bytes), got {got} ({size} bytes)")
             os.replace(tmp, self.path(artifact.sha256))
         except httpx.HTTPError as exc:
-            raise DownloadError(f"downloading {artifact.filename} from {artifact.url} failed: {exc}") from None
+            raise Unavailable(f"downloading {artifact.filename} from {url} failed: {exc}") from None
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
         return self.path(artifact.sha256)
+
+    def _from_mirror(self, artifact: Artifact, upstream: Unavailable) -> None:
+        """Fetch the file from the cache repository (verified against its sha256), or say why not."""
+        from .registry.errors import OCIError
+
+        assert self.mirror is not None
+        try:
+            found = self.mirror.fetch(f"sha256:{artifact.sha256}", artifact.size, self.as_layout())
+        except OCIError as exc:
+            raise Unavailable(f"{upstream}, and the cache repository could not serve it either: {exc}") from None
+        if not found:
+            raise Unavailable(f"{upstream}, and the cache repository {self.mirror.name} does not have it") from None
 
     def fetch_all(self, artifacts: Iterable[Artifact], workers: int = 8,
                   on_done: Callable[[Artifact], None] | None = None) -> dict[str, Path]:

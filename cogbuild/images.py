@@ -98,9 +98,20 @@ def find_image(target: str, store: Layout, gpu: bool, progress: Callable[[str], 
         raise UsageError(str(exc)) from None
     try:
         manifest = _pick_manifest(layout, top, target, platform or host_platform(), "gpu" if gpu else "cpu")
+        if run:  # layers a build took from a cache repository: a runtime reads them from the store
+            fetch_cached_layers(layout, children(layout.read_json(manifest.digest), manifest.media_type))
         return Image(layout, target, manifest, layout.read_json(_config_of(layout, manifest).digest))
     except (LayoutError, ValueError, KeyError) as exc:
         raise CogbuildError(f"the image {target} in {layout.root} is damaged: {exc}; pull or build it again") from None
+
+
+def fetch_cached_layers(layout: Layout, blobs: list[Descriptor]) -> None:
+    """Download the blobs a build took from a cache repository (the store knows them by descriptor only):
+    before a runtime, an archive or a build.run step reads them from the store."""
+    if layout.remote_only(blobs):
+        from .registry.remote import fetch_remote_blobs  # network clients load only when needed
+
+        fetch_remote_blobs(layout, blobs)
 
 
 def _locate(target: str, store: Layout, progress: Callable[[str], None],

@@ -6,7 +6,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterable, Iterator
 
 from cogbuild.layers.descriptor import OCI_INDEX, Descriptor, Digest, InvalidDescriptor, children, sha256_digest
 
@@ -63,6 +63,32 @@ class Layout:
         It replaces whatever is there: the caller's bytes were just hashed, an existing file may be corrupt.
         """
         os.replace(src, self.blob_path(digest))
+
+    # -- remote-only blobs -------------------------------------------------------------------
+    # A layer taken from a binary cache repository is named in an image without being downloaded; the
+    # store remembers where it lives so that push can mount it and a local run can fetch it.
+    def note_remote(self, digest: str, source: str) -> None:
+        """Record that blob `digest`, absent here, lives in the repository `source` (registry/repository)."""
+        atomic_write(self._remote_path(digest), source.encode())
+
+    def remote_source(self, digest: str) -> str | None:
+        """The repository holding a blob the store lacks, if a cache hit named it; None otherwise."""
+        try:
+            return self._remote_path(digest).read_text().strip() or None
+        except OSError:
+            return None
+
+    def remote_only(self, blobs: Iterable[Descriptor]) -> dict[str, list[Descriptor]]:
+        """Of `blobs`, those this store lacks but knows a repository for, grouped by that repository."""
+        found: dict[str, list[Descriptor]] = {}
+        for blob in blobs:
+            source = None if self.has_blob(blob.digest) else self.remote_source(blob.digest)
+            if source is not None:
+                found.setdefault(source, []).append(blob)
+        return found
+
+    def _remote_path(self, digest: str) -> Path:
+        return self.root / "remote" / self.blob_path(digest).name
 
     def read_blob(self, digest: str, verify: bool = True) -> bytes:
         try:

@@ -48,9 +48,9 @@ def attach_artifact(ref: str | Reference, subject: Descriptor, artifact_type: st
     client = client or RegistryClient(ref.registry, ref.api_host, insecure=insecure)
     layers = []
     for item in files:
-        _push_small_blob(client, ref.repository, item.data)
+        push_small_blob(client, ref.repository, item.data)
         layers.append(Descriptor.of(item.media_type, item.data, annotations={TITLE: item.name}).to_json())
-    _push_small_blob(client, ref.repository, EMPTY_JSON)
+    push_small_blob(client, ref.repository, EMPTY_JSON)
     doc = {
         "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": artifact_type,
         "config": Descriptor.of(OCI_EMPTY, EMPTY_JSON).to_json(), "layers": layers,
@@ -108,7 +108,7 @@ def _referrer(entry: dict) -> tuple[Descriptor, str | None]:
     return desc, kind
 
 
-def _push_small_blob(client: RegistryClient, repository: str, data: bytes) -> None:
+def push_small_blob(client: RegistryClient, repository: str, data: bytes) -> None:
     digest = sha256_digest(data)
     head = client.request("HEAD", client.url(f"{repository}/blobs/{digest}"), repository=repository,
                           ok=(200, 404), action=f"check blob {digest[:19]} in")

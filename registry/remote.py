@@ -107,8 +107,20 @@ def push_image(layout: Layout, desc: Descriptor, ref: str | Reference, *, extra_
 def _push_blobs(client: RegistryClient, repository: str, layout: Layout, blobs: list[Descriptor],
                 stats: TransferStats, progress: Progress | None) -> None:
     locations = BlobLocations(client.registry)
+
+    def mount_sources(digest: str) -> list[str]:
+        """Where the registry may already hold the blob: a cache repository the store took it from, first."""
+        cached = parse_reference(source) if (source := layout.remote_source(digest)) else None
+        here = [cached.repository] if cached is not None and cached.registry == client.registry else []
+        return here + locations.sources(digest)
+
+    def fetch_missing(desc: Descriptor) -> None:
+        fetch_remote_blobs(layout, [desc], insecure=client.plain_http, registry=client.registry)
+        if not layout.has_blob(desc.digest):
+            raise RegistryError(f"blob {desc.digest} is missing from the local store {layout.root}")
+
     pusher = BlobPusher(client, repository, layout, stats=stats, progress=progress,
-                        mount_sources=locations.sources)
+                        mount_sources=mount_sources, fetch_missing=fetch_missing)
     # Largest first: the long uploads start early and small ones fill the gaps.
     ordered = sorted(blobs, key=lambda b: -b.size)
     run_parallel(pusher.push, ordered, pusher.cancel, "push")
@@ -255,3 +267,20 @@ def _fetch_manifest_tree(client: RegistryClient, ref: Reference, data: bytes, de
     else:
         blobs.update((blob.digest, blob) for blob in found)
     return out
+
+
+def fetch_remote_blobs(layout: Layout, blobs: Sequence[Descriptor], *, insecure: bool = False,
+                       registry: str | None = None) -> None:
+    """Download the blobs the store lacks but knows a repository for (layers taken from a binary cache).
+
+    `insecure` allows plain HTTP to `registry` (the one the user named) only, never to another."""
+    for source, missing in layout.remote_only(blobs).items():
+        ref = parse_reference(source)
+        client = RegistryClient(ref.registry, ref.api_host, insecure=insecure and ref.registry == registry)
+        cancel = threading.Event()
+        try:
+            run_parallel(lambda b: download_blob(client, ref.repository, b, layout, stats=TransferStats(),
+                                                 cancel=cancel), missing, cancel, "cache")
+        except RegistryError as exc:
+            raise RegistryError(f"some layers of this image live only in the cache repository {source}, and "
+                                f"fetching them failed: {exc}", exc.status) from None

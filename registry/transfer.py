@@ -96,18 +96,20 @@ class BlobPusher:
 
     def __init__(self, client: RegistryClient, repository: str, layout: Layout, *,
                  stats: TransferStats, progress: Progress | None = None,
-                 mount_sources: Callable[[str], list[str]] = lambda digest: []) -> None:
+                 mount_sources: Callable[[str], list[str]] = lambda digest: [],
+                 fetch_missing: Callable[[Descriptor], None] | None = None) -> None:
         self.client = client
         self.repository = repository
         self.layout = layout
         self.stats = stats
         self.progress = progress
         self.mount_sources = mount_sources
+        self.fetch_missing = fetch_missing  # brings a remote-only blob into the layout when it must be uploaded
         self.cancel = threading.Event()
 
     def push(self, desc: Descriptor) -> None:
         path = self.layout.blob_path(desc.digest)
-        if not path.exists():
+        if not path.exists() and self.fetch_missing is None:
             raise RegistryError(f"blob {desc.digest} is missing from the local store {self.layout.root}")
         if self.exists(desc):
             self.stats.add(blobs_skipped=1)
@@ -119,6 +121,8 @@ class BlobPusher:
                 self.stats.add(blobs_mounted=1)
                 self._report(desc, desc.size)
                 return
+            if not path.exists() and self.fetch_missing is not None:
+                self.fetch_missing(desc)  # not mountable (another registry, or no access): the bytes go through us
             try:
                 if desc.size <= MONOLITHIC_MAX:
                     self._put_whole(location, desc, path)

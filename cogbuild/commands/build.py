@@ -11,13 +11,15 @@ from ..errors import UsageError
 from ..layers.tarball import Compression
 from ..lock import Lock, write_lock
 from ..project import Project, open_store, parse_platforms
-from ..registry.archive import export_layout, write_archive
+from ..registry.archive import export_layout, image_blobs, write_archive
+from ..shared_cache import CACHE_REPO_ENV, cache_repository
 from ..ui import progress_printer, result
 
 
 def build_project(project: Project, tag: str | None, platforms: list[str] | None, variants: list[str] | None,
                   compression: Compression, progress, bytecode: bool = True, secrets: tuple[str, ...] = (),
-                  update_run: bool = False) -> tuple[str, object]:
+                  update_run: bool = False, cache: str | None = None, insecure: bool = False) -> tuple[str, object]:
+    repository = cache_repository(cache, insecure)  # checked before any work
     lock = project.ensure_lock(platforms, progress)
     store = open_store()
     store.write_blob(project.lock_path.read_bytes())  # `show` finds the lock by the image's lock-digest label
@@ -29,7 +31,7 @@ def build_project(project: Project, tag: str | None, platforms: list[str] | None
         return project.lock_digest()
 
     options = BuildOptions(platforms=platforms, variants=variants, compression=compression, bytecode=bytecode,
-                           update_run=update_run, save_lock=save_lock)
+                           update_run=update_run, save_lock=save_lock, cache_repository=repository)
     if secrets:
         from ..runsteps import parse_secrets
 
@@ -41,6 +43,11 @@ def build_project(project: Project, tag: str | None, platforms: list[str] | None
         store.tag(f"{name}-{variant}", desc)
     return name, outcome
 
+
+cache_option = click.option(
+    "--cache", "cache", metavar="REGISTRY/REPO", envvar=CACHE_REPO_ENV,
+    help=f"A registry repository shared by builders as a binary cache (or ${CACHE_REPO_ENV}): layers it has are "
+         "used without composing or downloading them; new layers and downloads are uploaded to it.")
 
 secret_option = click.option(
     "--secret", "secrets", multiple=True, metavar="id=NAME,src=FILE",
@@ -67,14 +74,15 @@ secret_option = click.option(
               help="Accepted for Cog's scripts; no effect: weights (cog.yaml `weights:` and files over 10 MB) "
                    "always get layers of their own.")
 @secret_option
+@cache_option
 @click.option("--update-run", is_flag=True,
               help="Accept build.run outputs that differ from the digests cog.lock records, and record them.")
 @click.argument("directory", required=False, default=".")
 @click.pass_context
 def command(ctx: click.Context, cog_yaml: str | None, tag: str | None, variant: str | None,
             platform: str | None, compression: str, output: str | None, bytecode: bool,
-            use_cog_base_image: bool | None, separate_weights: bool, secrets: tuple[str, ...], update_run: bool,
-            directory: str) -> None:
+            use_cog_base_image: bool | None, separate_weights: bool, secrets: tuple[str, ...], cache: str | None,
+            update_run: bool, directory: str) -> None:
     """Build the model in DIRECTORY into an OCI image, without Docker; print its digest.
 
     The image is named TAG, else cog.yaml's `image:` (or `model:` repository), else <directory>:latest.
@@ -85,12 +93,13 @@ def command(ctx: click.Context, cog_yaml: str | None, tag: str | None, variant: 
       cogbuild build examples/hello -t hello:dev
       cogbuild build --platform linux/amd64,linux/arm64
       cogbuild build --secret id=hf,src=$HOME/.hf-token   # for a build.run step that mounts it
+      cogbuild build --cache registry.example.com/team/cogbuild-cache   # share layers between CI runners
     """
     project = Project.load(cog_yaml, directory)
     variants = None if variant in (None, "all") else [variant]
     name, outcome = build_project(project, tag, parse_platforms(platform), variants,
                                   parse_compression(compression), progress_printer(ctx), bytecode, secrets,
-                                  update_run)
+                                  update_run, cache)
     if output:
         write_output(output, name, outcome.descriptor)
     progress_printer(ctx)(f"Image built as {name}")
@@ -105,6 +114,9 @@ def parse_compression(text: str) -> Compression:
 
 
 def write_output(output: str, name: str, desc) -> None:
+    from ..images import fetch_cached_layers  # loads an HTTP client: only when an image is written out
+
+    fetch_cached_layers(open_store(), image_blobs(open_store(), desc))
     kind, sep, path = output.partition(":")
     if sep and kind in ("oci-archive", "docker-archive"):
         write_archive(open_store(), desc, name, Path(path), docker=kind == "docker-archive")

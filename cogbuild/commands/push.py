@@ -11,7 +11,7 @@ from ..lock import read_lock
 from ..registry.referrers import attach_lock_and_sbom
 from ..registry.remote import push_image
 from ..ui import blob_progress, progress_printer, result
-from .build import build_project, parse_compression, secret_option
+from .build import build_project, cache_option, parse_compression, secret_option
 
 
 @click.command("push")
@@ -20,9 +20,10 @@ from .build import build_project, parse_compression, secret_option
 @click.option("--insecure", is_flag=True, help="Allow plain HTTP to a registry that is not on loopback.")
 @click.option("--compression", default="gzip", show_default=True, help="gzip[:LEVEL], zstd[:LEVEL] or none.")
 @secret_option
+@cache_option
 @click.pass_context
 def command(ctx: click.Context, ref: str | None, cog_yaml: str | None, insecure: bool, compression: str,
-            secrets: tuple[str, ...]) -> None:
+            secrets: tuple[str, ...], cache: str | None) -> None:
     """Build the model in the current directory and push it to REF; print REF@sha256:… (its version ID).
 
     Without REF, the image goes where cog.yaml's `image:` (or `model:` repository, as :latest) says.
@@ -32,6 +33,7 @@ def command(ctx: click.Context, ref: str | None, cog_yaml: str | None, insecure:
       cogbuild push 127.0.0.1:5000/hello:v1
       cogbuild push ghcr.io/me/my-model:latest -f models/a/cog.yaml
       cogbuild push                             # to cog.yaml's image: or model:
+      cogbuild push 127.0.0.1:5000/hello:v1 --cache 127.0.0.1:5000/cache   # layers mounted, not uploaded
     """
     progress = progress_printer(ctx)
     project = Project.load(cog_yaml)
@@ -40,7 +42,7 @@ def command(ctx: click.Context, ref: str | None, cog_yaml: str | None, insecure:
         raise UsageError("name where to push: `cogbuild push REF`, or `image:` / `model:` in cog.yaml")
     reference = parse_reference(ref)
     _, outcome = build_project(project, None, None, None, parse_compression(compression), progress,
-                               secrets=secrets)
+                               secrets=secrets, cache=cache, insecure=insecure)
     progress(f"pushing to {reference.registry}/{reference.repository}")
     with blob_progress(f"pushing {reference.repository}", ctx) as bar:
         digest = push_image(open_store(), outcome.descriptor, reference, insecure=insecure,

@@ -1,0 +1,126 @@
+"""`--cache REPO`: layers and downloads shared by many builders through one registry repository.
+
+Before composing, every layer the local cache lacks is looked up by its input key in the repository
+(`registry/binary_cache.py`). A hit enters the image as a descriptor alone: nothing is downloaded or
+composed, and the store only records where the blob lives (push mounts it from there, a local run fetches
+it). After the build, the layers composed here and the downloads they read are uploaded, so the next
+runner starts warm. Keys are hashes of the inputs, so runners need no coordination.
+
+The cache only saves time: when its registry cannot be reached the build goes on without it, with a warning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Callable, Iterable
+
+from .build import LayerCache
+from .cache import BlobCache
+from .errors import UsageError
+from .layers.descriptor import Descriptor, is_digest
+from .layers.image import Layer
+from .plan import LayerSpec
+from .registry.errors import OCIError
+from .registry.layout import Layout
+
+if TYPE_CHECKING:
+    from .registry.binary_cache import CacheRepository
+
+CACHE_REPO_ENV = "COGBUILD_CACHE_REPO"
+DIFF_ID = "run.cog.diff-id"
+LIBRARY_DIRS = "run.cog.library-dirs"
+LOOKUPS_AT_ONCE = 8  # one small GET each: many in flight hide the round trips
+
+
+def cache_repository(option: str | None, insecure: bool = False) -> CacheRepository | None:
+    """The repository `--cache` (or $COGBUILD_CACHE_REPO) names, or None."""
+    text = option or os.environ.get(CACHE_REPO_ENV)
+    if not text:
+        return None
+    from .registry.binary_cache import CacheRepository  # network clients load only when a cache is named
+
+    try:
+        return CacheRepository(text, insecure=insecure)
+    except OCIError as exc:
+        raise UsageError(str(exc)) from None
+
+
+class SharedLayers:
+    """One build's use of a cache repository: look layers up, then publish what was composed."""
+
+    def __init__(self, repository: CacheRepository, layout: Layout, cache: LayerCache,
+                 warn: Callable[[str], None]) -> None:
+        self.repository = repository
+        self.layout = layout
+        self.cache = cache
+        self.warn = warn
+        self.usable = True  # until the registry fails once
+        self._composed: dict[str, tuple[LayerSpec, Layer]] = {}
+
+    def key(self, spec: LayerSpec) -> str:
+        return hashlib.sha256(self.cache.key(spec).encode()).hexdigest()
+
+    def lookup(self, specs: Iterable[LayerSpec]) -> dict[str, Layer]:
+        """spec.key -> the cached layer, for each spec the repository has."""
+        specs = list(specs)
+        if not specs or not self.usable:
+            return {}
+        try:
+            with ThreadPoolExecutor(LOOKUPS_AT_ONCE) as pool:
+                found = list(pool.map(lambda spec: self.repository.lookup(self.key(spec)), specs))
+        except OCIError as exc:
+            return self._give_up("looked up", exc)
+        hits = {spec.key: layer for spec, desc in zip(specs, found)
+                if desc is not None and (layer := self._layer(spec, desc)) is not None}
+        for layer in hits.values():
+            if not self.layout.has_blob(layer.descriptor.digest):
+                self.layout.note_remote(layer.descriptor.digest, self.repository.name)
+        return hits
+
+    def _layer(self, spec: LayerSpec, desc: Descriptor) -> Layer | None:
+        """The entry as a layer of this build, or None when it is not one (another compression, bad fields)."""
+        diff_id = desc.annotations.get(DIFF_ID)
+        try:
+            library_dirs = tuple(json.loads(desc.annotations.get(LIBRARY_DIRS, "[]")))
+        except ValueError:
+            return None
+        if desc.media_type != self.cache.compression.media_type or not is_digest(diff_id) \
+                or not all(isinstance(d, str) for d in library_dirs):
+            return None
+        return Layer(Descriptor(desc.media_type, desc.digest, desc.size), diff_id, spec.comment, library_dirs)
+
+    def composed(self, specs: list[LayerSpec], layers: dict[str, Layer]) -> None:
+        """Remember layers composed on this host (and the downloads they read) for `finish`."""
+        for spec in specs:
+            self._composed[spec.key] = (spec, layers[spec.key])
+
+    def finish(self, blobs: BlobCache) -> None:
+        """Upload the layers composed here under their keys, then mirror the downloads they read, so a lock
+        whose upstream URLs are gone still builds."""
+        if not self.usable or not self._composed:
+            return
+        try:
+            for spec, layer in self._composed.values():
+                self.repository.publish(self.layout, self.key(spec), _entry(layer))
+            inputs = {a.sha256 for spec, _ in self._composed.values() for a in spec.inputs}
+            self.repository.mirror(blobs.as_layout(), sorted(h for h in inputs if blobs.path(h).exists()))
+        except OCIError as exc:
+            self._give_up("updated", exc)
+
+    def _give_up(self, what: str, exc: OCIError) -> dict:
+        self.usable = False
+        self.warn(f"warning: the cache repository {self.repository.name} could not be {what} ({exc}); "
+                  "building without it")
+        return {}
+
+
+def _entry(layer: Layer) -> Descriptor:
+    """The layer's descriptor as the cache lists it: what a build needs beside the blob, in annotations."""
+    annotations = {DIFF_ID: layer.diff_id}
+    if layer.library_dirs:
+        annotations[LIBRARY_DIRS] = json.dumps(list(layer.library_dirs))
+    return Descriptor(layer.descriptor.media_type, layer.descriptor.digest, layer.descriptor.size,
+                      annotations=annotations)

@@ -1,0 +1,124 @@
+"""A registry repository as a Nix-style binary cache: finished layers by input key, and pinned inputs by hash.
+
+Layers: the tag `layer-<key>` names a small artifact manifest (empty config, one layer: the composed
+layer, whose annotations carry what an image config needs, e.g. its diff_id). The manifest is canonical
+JSON of the layer alone, so two builders that composed the same key PUT the same bytes: writers that race
+need no coordination. A key is whatever the caller hashes its inputs to; this module knows OCI, not models.
+
+Inputs: a download pinned by sha256 is the blob `sha256:<that hash>`; a manifest tagged `inputs-<hash of the
+set>` lists the blobs one build mirrored, so registry garbage collection keeps them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Sequence
+
+from cogbuild.layers.descriptor import OCI_MANIFEST, Descriptor, InvalidDescriptor, canonical_json, sha256_digest
+
+from .client import RegistryClient
+from .errors import OCIError
+from .layout import Layout
+from .reference import Reference, parse_reference
+from .referrers import EMPTY_JSON, OCI_EMPTY, push_small_blob
+from .remote import ACCEPT, put_manifest, run_parallel
+from .transfer import BlobPusher, TransferStats, download_blob
+
+LAYER_ARTIFACT = "application/vnd.cogbuild.cache.layer.v1"
+INPUTS_ARTIFACT = "application/vnd.cogbuild.cache.inputs.v1"
+INPUT_MEDIA_TYPE = "application/octet-stream"
+_KEY = re.compile(r"[0-9a-f]{64}")
+ATTEMPTS = 3  # a cache that keeps failing costs more than it saves: give up sooner than a push would
+
+
+class CacheRepository:
+    """One repository (`registry/name`, no tag) used as a shared cache by any number of builders."""
+
+    def __init__(self, text: str, *, insecure: bool = False) -> None:
+        self.ref = _repository_reference(text)
+        self.name = self.ref.name
+        self.client = RegistryClient(self.ref.registry, self.ref.api_host, insecure=insecure, attempts=ATTEMPTS)
+        self.stats = TransferStats()
+
+    # -- layers ---------------------------------------------------------------------------------
+    def lookup(self, key: str) -> Descriptor | None:
+        """The layer cached under `key` (its annotations as published), or None.
+
+        An entry that is not what `publish` writes counts as a miss: the next publish replaces it.
+        """
+        response = self.client.request(
+            "GET", self.client.url(f"{self.ref.repository}/manifests/{layer_tag(key)}"),
+            repository=self.ref.repository, ok=(200, 404), headers={"Accept": ACCEPT},
+            action=f"look up cached layer {key[:12]} in")
+        if response.status_code == 404:
+            return None
+        try:
+            doc = json.loads(response.content)
+            if doc.get("artifactType") != LAYER_ARTIFACT or len(doc.get("layers", [])) != 1:
+                return None
+            return Descriptor.from_json(doc["layers"][0])
+        except (ValueError, AttributeError, TypeError, InvalidDescriptor):
+            return None
+
+    def publish(self, layout: Layout, key: str, layer: Descriptor) -> None:
+        """Upload the layer blob (unless the repository has it) and tag its entry `layer-<key>`."""
+        self._push_blobs(layout, [layer])
+        self._put_artifact(LAYER_ARTIFACT, [layer], layer_tag(key))
+
+    # -- inputs ---------------------------------------------------------------------------------
+    def mirror(self, source: Layout, sha256s: Sequence[str]) -> None:
+        """Upload downloads (blobs of `source` named by their sha256) and one manifest that keeps them."""
+        if not sha256s:
+            return
+        blobs = [Descriptor(INPUT_MEDIA_TYPE, f"sha256:{h}", source.blob_path(f"sha256:{h}").stat().st_size)
+                 for h in sorted(set(sha256s))]
+        self._push_blobs(source, blobs)
+        self._put_artifact(INPUTS_ARTIFACT, blobs, "inputs-" + sha256_digest("\n".join(sorted(set(sha256s))).encode()).hex)
+
+    def fetch(self, digest: str, size: int, into: Layout) -> bool:
+        """Download blob `digest` into `into`, verified; False when this repository does not have it."""
+        head = self.client.request("HEAD", self.client.url(f"{self.ref.repository}/blobs/{digest}"),
+                                   repository=self.ref.repository, ok=(200, 404),
+                                   action=f"check blob {digest[:19]} in")
+        if head.status_code == 404:
+            return False
+        size = size or int(head.headers.get("Content-Length", "0"))
+        download_blob(self.client, self.ref.repository, Descriptor(INPUT_MEDIA_TYPE, digest, size), into,
+                      stats=self.stats)
+        return True
+
+    # -- shared ---------------------------------------------------------------------------------
+    def _push_blobs(self, layout: Layout, blobs: list[Descriptor]) -> None:
+        pusher = BlobPusher(self.client, self.ref.repository, layout, stats=self.stats)
+        run_parallel(pusher.push, sorted(blobs, key=lambda b: -b.size), pusher.cancel, "cache")
+
+    def _put_artifact(self, artifact_type: str, blobs: list[Descriptor], tag: str) -> None:
+        push_small_blob(self.client, self.ref.repository, EMPTY_JSON)
+        data = cache_manifest(artifact_type, blobs)
+        put_manifest(self.client, self.ref.repository, data, Descriptor.of(OCI_MANIFEST, data), tag)
+
+
+def cache_manifest(artifact_type: str, blobs: list[Descriptor]) -> bytes:
+    """The manifest of a cache entry: a function of its content alone (no time, no host)."""
+    return canonical_json({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": artifact_type,
+        "config": Descriptor.of(OCI_EMPTY, EMPTY_JSON).to_json(), "layers": [b.to_json() for b in blobs],
+    })
+
+
+def layer_tag(key: str) -> str:
+    if not _KEY.fullmatch(key):
+        raise ValueError(f"a cache key is 64 lowercase hex digits, not {key!r}")
+    return f"layer-{key}"
+
+
+def _repository_reference(text: str) -> Reference:
+    try:
+        ref = parse_reference(text)
+    except OCIError as exc:
+        raise OCIError(f"the cache repository {text!r} is not a registry reference: {exc}") from None
+    if ref.digest or ref.tag:
+        raise OCIError(f"the cache repository {text!r} must name a repository without a tag or digest, "
+                       "e.g. 127.0.0.1:5000/cogbuild-cache")
+    return ref
