@@ -272,6 +272,7 @@ def _compose_layers(specs: list[LayerSpec], layout: Layout, cache: LayerCache, b
             else:
                 todo[spec.key] = spec
     if shared is not None:
+        shared.keep([spec for spec in specs if spec.key in layers], layers)  # local hits: the cache may lack them
         hits = shared.lookup(todo.values())
         if hits:
             progress(f"{len(hits)} layers from the cache repository {shared.repository.name}")
@@ -290,7 +291,7 @@ def _compose_layers(specs: list[LayerSpec], layout: Layout, cache: LayerCache, b
                                                            todo.values())):
                 layers[spec.key] = layer
         if shared is not None:
-            shared.composed(list(todo.values()), layers)
+            shared.keep(todo.values(), layers)
     return layers
 
 

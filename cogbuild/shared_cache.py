@@ -58,7 +58,7 @@ class SharedLayers:
         self.cache = cache
         self.warn = warn
         self.usable = True  # until the registry fails once
-        self._composed: dict[str, tuple[LayerSpec, Layer]] = {}
+        self._here: dict[str, tuple[LayerSpec, Layer]] = {}  # by spec.key: layers whose blob is local
 
     def key(self, spec: LayerSpec) -> str:
         return hashlib.sha256(self.cache.key(spec).encode()).hexdigest()
@@ -92,20 +92,25 @@ class SharedLayers:
             return None
         return Layer(Descriptor(desc.media_type, desc.digest, desc.size), diff_id, spec.comment, library_dirs)
 
-    def composed(self, specs: list[LayerSpec], layers: dict[str, Layer]) -> None:
-        """Remember layers composed on this host (and the downloads they read) for `finish`."""
+    def keep(self, specs: Iterable[LayerSpec], layers: dict[str, Layer]) -> None:
+        """Remember layers this host holds (composed now or cached before) for `finish`."""
         for spec in specs:
-            self._composed[spec.key] = (spec, layers[spec.key])
+            self._here[spec.key] = (spec, layers[spec.key])
 
     def finish(self, blobs: BlobCache) -> None:
-        """Upload the layers composed here under their keys, then mirror the downloads they read, so a lock
-        whose upstream URLs are gone still builds."""
-        if not self.usable or not self._composed:
+        """Upload the layers held here that the repository lacks, under their keys, then the downloads they
+        were made from, so a lock whose upstream URLs are gone still builds."""
+        if not self._here:
+            return
+        held = list(self._here.values())
+        there = self.lookup(spec for spec, _ in held)
+        missing = [(spec, layer) for spec, layer in held if spec.key not in there]
+        if not self.usable or not missing:
             return
         try:
-            for spec, layer in self._composed.values():
+            for spec, layer in missing:
                 self.repository.publish(self.layout, self.key(spec), _entry(layer))
-            inputs = {a.sha256 for spec, _ in self._composed.values() for a in spec.inputs}
+            inputs = {a.sha256 for spec, _ in missing for a in spec.inputs}
             self.repository.mirror(blobs.as_layout(), sorted(h for h in inputs if blobs.path(h).exists()))
         except OCIError as exc:
             self._give_up("updated", exc)

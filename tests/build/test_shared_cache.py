@@ -90,6 +90,18 @@ def test_a_fresh_runner_composes_and_downloads_nothing_the_cache_repository_has(
     assert all(fresh.read_blob(d) for d in layers)
 
 
+def test_a_warm_runner_seeds_the_cache_repository_with_layers_it_had_cached(model, served_lock, registry, tmp_path,
+                                                                             monkeypatch, compositions):
+    server, lock = served_lock
+    repo = f"{registry.host}/team/cache"
+    warm = runner(monkeypatch, tmp_path, "a")
+    first = build_with_cache(model, lock, warm, None)
+    assert build_with_cache(model, lock, warm, repo).descriptor == first.descriptor
+    assert len(compositions) == 3  # the second build composed nothing, yet published
+    assert build_with_cache(model, lock, runner(monkeypatch, tmp_path, "b"), repo).descriptor == first.descriptor
+    assert len(compositions) == 3
+
+
 def test_writing_the_image_out_fetches_the_layers_the_cache_repository_holds(model, served_lock, registry, tmp_path,
                                                                              monkeypatch):
     server, lock = served_lock
