@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 # script -> what it needs from the machine
 BENCHES = {
     "bench/build/bench_build.py": ("tar", "gzip"),
+    "bench/cache/bench_cache.py": ("docker-registry",),
     "bench/cli/bench_startup.py": (),
     "bench/cli/bench_predict.py": (),
     "bench/cli/bench_batch.py": (),
@@ -28,8 +29,10 @@ BENCHES = {
     "bench/lock/python_lock.py": (),
     "bench/lock/debian_closure.py": ("apt-get",),
 }
-# Reach PyPI or Debian's archive (the runtime bench installs Cog's own server, once, to compare with).
-NEEDS_NETWORK = {"bench/runtime/bench_server.py", "bench/lock/python_lock.py", "bench/lock/debian_closure.py"}
+# Reach PyPI or Debian's archive (the runtime bench installs Cog's own server, once, to compare with; the
+# cache bench locks and builds examples/hello).
+NEEDS_NETWORK = {"bench/runtime/bench_server.py", "bench/lock/python_lock.py", "bench/lock/debian_closure.py",
+                 "bench/cache/bench_cache.py"}
 
 
 def test_every_bench_script_is_listed():
