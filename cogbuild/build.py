@@ -223,13 +223,9 @@ def build(config: CogConfig, lock: Lock, lock_digest: str, layout: Layout, optio
                                  options.workers, progress, shared)
         images_layers = {image: [layers[s.key] for s in specs] for image, specs in plans.items()}
         if config.run:
-            from .images import fetch_cached_layers
-
-            # The steps run over the layers below them, unpacked: those taken from the cache are fetched.
-            fetch_cached_layers(layout, [layer.descriptor for below in images_layers.values() for layer in below])
             targets = {image: target for image, (_, target) in planned.items()}
             lock_digest = _add_run_layers(config, lock, lock_digest, layout, cache, options, images_layers,
-                                          targets, progress)
+                                          targets, progress, shared)
             code = code_layers(config.root, user, config.weights)  # after the steps: cog.lock may have changed
             layers.update(_compose_layers(code, layout, cache, blobs, options.workers, progress, shared))
     finally:
@@ -302,12 +298,13 @@ def close_compilers(compilers: dict[str, Compiler] | None) -> None:
 
 def _add_run_layers(config: CogConfig, lock: Lock, lock_digest: str, layout: Layout, cache: LayerCache,
                     options: BuildOptions, images_layers: dict[tuple[str, str], list[Layer]],
-                    targets: dict[tuple[str, str], WheelTarget], progress: Progress) -> str:
+                    targets: dict[tuple[str, str], WheelTarget], progress: Progress,
+                    shared: SharedLayers | None) -> str:
     """Append each image's build.run layers (after the runtime, before the code, as Cog runs them after
     installing packages); returns the lock digest, which changes when new outputs were recorded."""
     from .runsteps import StepRunner  # the sandbox only loads for models that have build.run
 
-    runner = StepRunner(layout, cache, lock, options.secrets, options.update_run, progress)
+    runner = StepRunner(layout, cache, lock, options.secrets, options.update_run, progress, shared=shared)
     for (platform, variant), below in images_layers.items():
         below += runner.layers(config.run, platform, variant, below, image_env(config, lock, below, variant),
                                targets[(platform, variant)])

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .build import LayerCache, compose_layer
 from .bytecode import add_bytecode
 from .config import RunStep
 from .errors import CogbuildError, UsageError
+from .images import fetch_cached_layers
 from .layers.image import Layer
 from .layers.tree import Tree
 from .lock import Lock, RunRecord
@@ -25,6 +26,9 @@ from .plan import LayerSpec, WheelTarget, _key
 from .policy import DEBIAN_ARCH
 from .registry.layout import Layout
 from .sandbox import Sandbox, check_can_run, _short
+
+if TYPE_CHECKING:
+    from .shared_cache import SharedLayers
 
 # Set for every step so that what pip and Python write does not depend on the time or the process:
 # timestamps from SOURCE_DATE_EPOCH, no bytecode from the step (cogbuild compiles it the same way as every
@@ -62,6 +66,7 @@ class StepRunner:
     update: bool = False  # --update-run: a step's new output replaces the recorded one
     progress: Callable[[str], None] = lambda message: None
     recorded: bool = False  # whether any digest in the lock was set or replaced
+    shared: SharedLayers | None = None  # --cache: step layers are looked up and published like the others
 
     def layers(self, steps: list[RunStep], platform: str, variant: str, below: list[Layer], env: dict[str, str],
                target: WheelTarget) -> list[Layer]:
@@ -78,17 +83,17 @@ class StepRunner:
                                  _key("run", platform, [layer.diff_id for layer in lower], step.identity(), env,
                                       target.compiler is not None),
                                  lambda: _with_bytecode(made[0], target))
-                layer = self.cache.get(spec)
+                layer = self._cached(spec)
                 if layer is not None and self._accepts(record, layer):
                     if sandbox is not None:
-                        sandbox.add_layers([layer])
+                        self._unpack(sandbox, [layer])
                 else:
                     self._check_secrets(number, step)
                     if sandbox is None:
                         check_can_run(DEBIAN_ARCH[platform], platform)
                         self.progress(f"build.run: unpacking {len(lower)} layers for {platform} {variant}")
                         sandbox = Sandbox(self.layout)
-                        sandbox.add_layers(lower)
+                        self._unpack(sandbox, lower)
                     self.progress(f"build.run step {number}/{len(steps)} ({platform} {variant}): "
                                   f"{_short(step.command)}")
                     made.append(sandbox.run(number, step, env, self.secrets))
@@ -97,12 +102,25 @@ class StepRunner:
                 if record.diff_id != layer.diff_id:
                     record.diff_id = layer.diff_id
                     self.recorded = True
+                if self.shared is not None and self.layout.has_blob(layer.descriptor.digest):
+                    self.shared.keep([spec], {spec.key: layer})
                 lower.append(layer)
                 out.append(layer)
         finally:
             if sandbox is not None:
                 sandbox.remove()
         return out
+
+    def _cached(self, spec: LayerSpec) -> Layer | None:
+        """The step's layer from the local cache, else from the cache repository (kept for publishing)."""
+        layer = self.cache.get(spec)
+        if layer is None and self.shared is not None:
+            layer = self.shared.lookup([spec]).get(spec.key)
+        return layer
+
+    def _unpack(self, sandbox: Sandbox, layers: list[Layer]) -> None:
+        fetch_cached_layers(self.layout, [layer.descriptor for layer in layers])  # those only the cache holds
+        sandbox.add_layers(layers)
 
     def _record(self, platform: str, variant: str, number: int, step: RunStep) -> RunRecord:
         record = self.lock.run_record(platform, variant, number)
