@@ -117,22 +117,30 @@ def main() -> None:
         hello = work / "hello"
         shutil.copytree(REPO / "examples" / "hello", hello, ignore=shutil.ignore_patterns("cog.lock"))
         bench_model("hello", hello, work / "hello-work")
-        wheels = sorted(glob.glob(os.path.join(args.torch_wheel_dir, "torch-*-cp311-*.whl")))
-        if not wheels:
+        found = torch_model(work / "torch-model", args.torch_wheel_dir)
+        if found is None:
             print(f"no torch wheel in {args.torch_wheel_dir}: torch model and composition benchmarks skipped")
             return
-        model = work / "torch-model"
-        model.mkdir()
-        (model / "cog.yaml").write_text('build:\n  python_version: "3.11"\n  python_requirements: '
-                                        'requirements.txt\npredict: "predict.py:Predictor"\n')
-        version = Path(wheels[-1]).name.split("-")[1]
-        (model / "requirements.txt").write_text(f"--find-links {args.torch_wheel_dir}\ntorch=={version}\n")
-        (model / "predict.py").write_text("from cog import BasePredictor\nimport torch\n\n\n"
-                                          "class Predictor(BasePredictor):\n"
-                                          "    def predict(self, n: int = 3) -> float:\n"
-                                          "        return float(torch.arange(n).sum())\n")
+        model, wheel = found
         bench_model("torch", model, work / "torch-work")
-        bench_composition(Path(wheels[-1]), work)
+        bench_composition(wheel, work)
+
+
+def torch_model(root: Path, wheel_dir: str) -> tuple[Path, Path] | None:
+    """A model that imports torch, from the newest CPU wheel for Python 3.11 in `wheel_dir`, and that wheel."""
+    wheels = sorted(glob.glob(os.path.join(wheel_dir, "torch-*-cp311-*.whl")))
+    if not wheels:
+        return None
+    root.mkdir()
+    (root / "cog.yaml").write_text('build:\n  python_version: "3.11"\n  python_requirements: '
+                                   'requirements.txt\npredict: "predict.py:Predictor"\n')
+    version = Path(wheels[-1]).name.split("-")[1]
+    (root / "requirements.txt").write_text(f"--find-links {wheel_dir}\ntorch=={version}\n")
+    (root / "predict.py").write_text("from cog import BasePredictor\nimport torch\n\n\n"
+                                     "class Predictor(BasePredictor):\n"
+                                     "    def predict(self, n: int = 3) -> float:\n"
+                                     "        return float(torch.arange(n).sum())\n")
+    return root, Path(wheels[-1])
 
 
 if __name__ == "__main__":

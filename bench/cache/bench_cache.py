@@ -17,7 +17,6 @@ Goal: the fresh runner within 1.5x of the warm local build, 0 bytes from upstrea
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import shutil
 import subprocess
@@ -29,6 +28,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "support"))
 
+sys.path.insert(0, str(REPO / "bench" / "build"))
+
+from bench_build import torch_model  # noqa: E402  (the same torch CPU model the build bench uses)
 from oci_registry_server import RegistryServer  # noqa: E402  (the tests' real-registry helper)
 
 REPEATS = 2
@@ -80,23 +82,6 @@ def bench_model(label: str, model: Path, work: Path, registry: RegistryServer) -
           f"0 bytes from upstream: {'met' if fresh_bytes == 0 else 'NOT met'}", flush=True)
 
 
-def torch_model(root: Path, wheel_dir: str) -> Path | None:
-    wheels = sorted(glob.glob(os.path.join(wheel_dir, "torch-*-cp311-*.whl")))
-    if not wheels:
-        print(f"no torch wheel in {wheel_dir}: torch model skipped")
-        return None
-    root.mkdir()
-    (root / "cog.yaml").write_text('build:\n  python_version: "3.11"\n  python_requirements: requirements.txt\n'
-                                   'predict: "predict.py:Predictor"\n')
-    version = Path(wheels[-1]).name.split("-")[1]
-    (root / "requirements.txt").write_text(f"--find-links {wheel_dir}\ntorch=={version}\n")
-    (root / "predict.py").write_text("from cog import BasePredictor\nimport torch\n\n\n"
-                                     "class Predictor(BasePredictor):\n"
-                                     "    def predict(self, n: int = 3) -> float:\n"
-                                     "        return float(torch.arange(n).sum())\n")
-    return root
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--torch-wheel-dir", default="/opt/wheels")
@@ -109,8 +94,13 @@ def main() -> None:
             hello = work / "hello"
             shutil.copytree(REPO / "examples" / "hello", hello, ignore=shutil.ignore_patterns("cog.lock"))
             bench_model("hello", hello, work / "hello-work", registry)
-            if not args.quick and (model := torch_model(work / "torch-model", args.torch_wheel_dir)):
-                bench_model("torch", model, work / "torch-work", registry)
+            if args.quick:
+                return
+            found = torch_model(work / "torch-model", args.torch_wheel_dir)
+            if found is None:
+                print(f"no torch wheel in {args.torch_wheel_dir}: torch model skipped")
+                return
+            bench_model("torch", found[0], work / "torch-work", registry)
         finally:
             registry.stop()
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import os
 import threading
+from dataclasses import dataclass
 
 import pytest
 
 from cogbuild import build as build_module
 from cogbuild.artifacts import Artifact
-from cogbuild.build import BuildOptions, build
+from cogbuild.build import BuildOptions, BuildResult, build
 from cogbuild.cache import BlobCache
 from cogbuild.commands.build import write_output
 from cogbuild.config import load_config
@@ -27,7 +28,7 @@ from cogbuild.registry.transfer import TransferStats
 from cogbuild.shared_cache import cache_repository
 from cli_helpers import cogbuild, one_line_error
 from oci_registry_server import RegistryServer, free_port
-from test_build import PREDICTOR, model, served_lock  # noqa: F401  (fixtures)
+from test_build import model, served_lock  # noqa: F401  (fixtures)
 
 
 @pytest.fixture
@@ -70,6 +71,23 @@ def compositions(monkeypatch) -> list:
     return composed
 
 
+@dataclass
+class FreshRunner:
+    repo: str  # the cache repository a warm runner filled
+    store: Layout  # the fresh runner's store, after its build
+    result: BuildResult
+
+
+@pytest.fixture
+def fresh_runner(model, served_lock, registry, tmp_path, monkeypatch) -> FreshRunner:
+    """A warm runner's build filled the cache repository; then a runner with empty caches built the model."""
+    server, lock = served_lock
+    repo = f"{registry.host}/team/cache"
+    build_with_cache(model, lock, runner(monkeypatch, tmp_path, "a"), repo)
+    fresh = runner(monkeypatch, tmp_path, "b")
+    return FreshRunner(repo, fresh, build_with_cache(model, lock, fresh, repo))
+
+
 def test_a_fresh_runner_composes_and_downloads_nothing_the_cache_repository_has(
         model, served_lock, registry, tmp_path, monkeypatch, compositions):
     server, lock = served_lock
@@ -102,24 +120,14 @@ def test_a_warm_runner_seeds_the_cache_repository_with_layers_it_had_cached(mode
     assert len(compositions) == 3
 
 
-def test_writing_the_image_out_fetches_the_layers_the_cache_repository_holds(model, served_lock, registry, tmp_path,
-                                                                             monkeypatch):
-    server, lock = served_lock
-    repo = f"{registry.host}/team/cache"
-    build_with_cache(model, lock, runner(monkeypatch, tmp_path, "a"), repo)
-    result = build_with_cache(model, lock, runner(monkeypatch, tmp_path, "b"), repo)
-    write_output(str(tmp_path / "out"), "model:v1", result.descriptor)
+def test_writing_the_image_out_fetches_the_layers_the_cache_repository_holds(fresh_runner, tmp_path):
+    write_output(str(tmp_path / "out"), "model:v1", fresh_runner.result.descriptor)
     out = Layout(tmp_path / "out")
-    assert all(out.read_blob(d) for d in layer_digests(out, result.descriptor.digest))
+    assert all(out.read_blob(d) for d in layer_digests(out, fresh_runner.result.descriptor.digest))
 
 
-def test_a_push_mounts_cached_layers_and_sends_nothing_to_the_cache_itself(
-        model, served_lock, registry, tmp_path, monkeypatch):
-    server, lock = served_lock
-    repo = f"{registry.host}/team/cache"
-    build_with_cache(model, lock, runner(monkeypatch, tmp_path, "a"), repo)
-    fresh = runner(monkeypatch, tmp_path, "b")
-    result = build_with_cache(model, lock, fresh, repo)
+def test_a_push_mounts_cached_layers_and_sends_nothing_to_the_cache_itself(fresh_runner, registry, tmp_path):
+    fresh, result, repo = fresh_runner.store, fresh_runner.result, fresh_runner.repo
     elsewhere, to_cache = TransferStats(), TransferStats()
     push_image(fresh, result.descriptor, f"{registry.host}/team/model:v1", stats=elsewhere)
     config = fresh.read_json(result.descriptor.digest)["config"]
@@ -132,13 +140,8 @@ def test_a_push_mounts_cached_layers_and_sends_nothing_to_the_cache_itself(
     assert pull_image(f"{registry.host}/team/model:v1", pulled) == result.descriptor  # complete, hash-checked
 
 
-def test_a_push_to_another_registry_uploads_the_bytes_it_fetches_from_the_cache(
-        model, served_lock, registry, tmp_path, monkeypatch):
-    server, lock = served_lock
-    repo = f"{registry.host}/team/cache"
-    build_with_cache(model, lock, runner(monkeypatch, tmp_path, "a"), repo)
-    fresh = runner(monkeypatch, tmp_path, "b")
-    result = build_with_cache(model, lock, fresh, repo)
+def test_a_push_to_another_registry_uploads_the_bytes_it_fetches_from_the_cache(fresh_runner, tmp_path):
+    fresh, result = fresh_runner.store, fresh_runner.result
     other = RegistryServer(tmp_path / "other-registry").start()
     try:
         stats = TransferStats()
