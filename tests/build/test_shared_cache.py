@@ -25,7 +25,9 @@ from cogbuild.registry.layout import Layout
 from cogbuild.registry.referrers import push_small_blob
 from cogbuild.registry.remote import pull_image, push_image, put_manifest
 from cogbuild.registry.transfer import TransferStats
-from cogbuild.shared_cache import cache_repository
+from cogbuild.lock import write_lock
+from cogbuild.policy import lock_inputs_digest
+from cogbuild.shared_cache import CACHE_REPO_ENV, cache_repository
 from cli_helpers import cogbuild, one_line_error
 from oci_registry_server import RegistryServer, free_port
 from test_build import model, served_lock  # noqa: F401  (fixtures)
@@ -229,12 +231,28 @@ def test_a_cache_that_is_not_a_repository_is_refused(text):
         cache_repository(text)
 
 
-def test_the_cli_refuses_a_tagged_cache_before_any_work(model, tmp_path):
+@pytest.mark.parametrize("command", [["build"], ["push", "127.0.0.1:9/model:v1"]])
+def test_the_cli_refuses_a_tagged_cache_before_any_work(command, model, tmp_path):
     env = {**os.environ, "COGBUILD_CACHE": str(tmp_path / "c"), "COGBUILD_STORE": str(tmp_path / "s")}
-    run = cogbuild(["build", "--cache", "127.0.0.1:5000/cache:v1"], model, env)
+    run = cogbuild([*command, "--cache", "127.0.0.1:5000/cache:v1"], model, env)
     assert run.code == 2
     assert "must name a repository without a tag or digest" in one_line_error(run)
     assert not (model / "cog.lock").exists()
+
+
+def test_the_cli_takes_the_cache_repository_from_the_environment(model, served_lock, registry, tmp_path):
+    server, lock = served_lock
+    lock.inputs = lock_inputs_digest(load_config(model / "cog.yaml"))  # current: no locking, no network
+    write_lock(lock, model / "cog.lock")
+    runs = []
+    for name in ("a", "b"):
+        env = {**os.environ, "COGBUILD_CACHE": str(tmp_path / name / "cache"),
+               "COGBUILD_STORE": str(tmp_path / name / "store"), CACHE_REPO_ENV: f"{registry.host}/team/cache"}
+        runs.append(cogbuild(["build", "--no-bytecode", "-t", "model:v1"], model, env))
+        assert runs[-1].code == 0, runs[-1].err
+    assert runs[0].out == runs[1].out
+    fresh = Layout(tmp_path / "b" / "store")
+    assert not any(fresh.has_blob(d) for d in layer_digests(fresh, runs[1].out.strip()))
 
 
 # -- snapshot.debian.org URLs, derived from the lock (the service is not reachable from the tests) --------
