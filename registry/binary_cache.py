@@ -69,12 +69,13 @@ class CacheRepository:
     # -- inputs ---------------------------------------------------------------------------------
     def mirror(self, source: Layout, sha256s: Sequence[str]) -> None:
         """Upload downloads (blobs of `source` named by their sha256) and one manifest that keeps them."""
-        if not sha256s:
+        hashes = sorted(set(sha256s))
+        if not hashes:
             return
         blobs = [Descriptor(INPUT_MEDIA_TYPE, f"sha256:{h}", source.blob_path(f"sha256:{h}").stat().st_size)
-                 for h in sorted(set(sha256s))]
+                 for h in hashes]
         self._push_blobs(source, blobs)
-        self._put_artifact(INPUTS_ARTIFACT, blobs, "inputs-" + sha256_digest("\n".join(sorted(set(sha256s))).encode()).hex)
+        self._put_artifact(INPUTS_ARTIFACT, blobs, "inputs-" + sha256_digest("\n".join(hashes).encode()).hex)
 
     def fetch(self, digest: str, size: int, into: Layout) -> bool:
         """Download blob `digest` into `into`, verified; False when this repository does not have it."""

@@ -279,10 +279,9 @@ def test_snapshot_urls_are_the_locked_files_archive_locations_oldest_first():
         "ccc": [{"archive_name": "debian-security", "first_seen": 7, "path": "/pool", "name": DEB.filename}],
         "ddd": "not a list",
     }}
-    assert file_urls(DEB, answer) == [
-        "https://snapshot.debian.org/archive/debian/20231007T030000Z/pool/main/g/glibc/libc6_2.36-9%2Bdeb12u4_amd64.deb",
-        "https://snapshot.debian.org/archive/debian/20240210T090000Z/pool/main/g/glibc/libc6_2.36-9%2Bdeb12u4_amd64.deb",
-    ]
+    pool = "pool/main/g/glibc/libc6_2.36-9%2Bdeb12u4_amd64.deb"
+    assert file_urls(DEB, answer) == [f"https://snapshot.debian.org/archive/debian/20231007T030000Z/{pool}",
+                                      f"https://snapshot.debian.org/archive/debian/20240210T090000Z/{pool}"]
     assert file_urls(DEB, {"fileinfo": []}) == file_urls(DEB, ["junk"]) == []
 
 
