@@ -20,13 +20,13 @@ from cogbuild.debian.snapshot import SNAPSHOT_ENV, binfiles_url, file_urls
 from cogbuild.errors import CogbuildError, UsageError
 from cogbuild.images import find_image
 from cogbuild.layers.descriptor import OCI_MANIFEST, Descriptor
+from cogbuild.lock import write_lock
+from cogbuild.policy import lock_inputs_digest
 from cogbuild.registry.binary_cache import LAYER_ARTIFACT, CacheRepository, cache_manifest, layer_tag
 from cogbuild.registry.layout import Layout
 from cogbuild.registry.referrers import push_small_blob
 from cogbuild.registry.remote import pull_image, push_image, put_manifest
 from cogbuild.registry.transfer import TransferStats
-from cogbuild.lock import write_lock
-from cogbuild.policy import lock_inputs_digest
 from cogbuild.shared_cache import CACHE_REPO_ENV, cache_repository
 from cli_helpers import cogbuild, one_line_error
 from oci_registry_server import RegistryServer, free_port
@@ -45,7 +45,7 @@ def private_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "home" / ".docker"))
     monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
-    monkeypatch.delenv("COGBUILD_CACHE_REPO", raising=False)
+    monkeypatch.delenv(CACHE_REPO_ENV, raising=False)
 
 
 def runner(monkeypatch, tmp_path, name: str) -> Layout:
