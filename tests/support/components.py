@@ -41,3 +41,20 @@ def podman_command() -> list[str]:
     conf.write_text('[containers]\ndefault_ulimits = []\n[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\n')
     os.environ["CONTAINERS_CONF"] = str(conf)
     return ["podman", "--cgroup-manager=cgroupfs", "--runtime", "runc"]
+
+
+SIGSTORE_DISABLED = b"Debian-local change: sigstore disabled"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def sigstore_skopeo() -> str:
+    """A skopeo that signs and checks sigstore signatures: on PATH, else the one scripts/sigstore-skopeo made.
+
+    Debian bookworm's skopeo (like its podman) is built with sigstore disabled, which is a missing component.
+    """
+    for path in (shutil.which("skopeo"), str(REPO / ".venv" / "sigstore" / "bin" / "skopeo")):
+        if path and os.access(path, os.X_OK) and SIGSTORE_DISABLED not in Path(path).read_bytes():
+            return path
+    unavailable("no skopeo with sigstore support (Debian bookworm builds it with sigstore disabled); "
+                "run scripts/sigstore-skopeo")
+    raise AssertionError("unreachable")
