@@ -11,7 +11,8 @@ import click
 from . import __version__, interrupts
 
 # One module per command in cogbuild/commands/, each exposing `command`; listed in `--help` order.
-COMMAND_NAMES = ("init", "lock", "build", "push", "pull", "show", "predict", "train", "serve", "run", "deploy", "login")
+COMMAND_NAMES = ("init", "lock", "build", "push", "pull", "show", "predict", "train", "serve", "run", "deploy",
+                 "login", "keygen", "verify")
 # The first sentence of each command's docstring, so `cogbuild --help` imports no command module (a test
 # keeps them equal); a command missing here is loaded to ask it.
 SUMMARIES = {
@@ -29,6 +30,8 @@ SUMMARIES = {
     "run": "Start IMAGE and serve the Cog HTTP API on PORT until interrupted (Ctrl-C).",
     "deploy": "Print manifests that run a model image on a cluster (Kubernetes).",
     "login": "Log in to REGISTRY (default docker.io); credentials go to ~/.docker/config.json or its credsStore.",
+    "keygen": "Write a signing key pair: PREFIX.key (encrypted with a passphrase) and PREFIX.pub.",
+    "verify": "Check that REF (and each platform manifest of it) carries a valid signature by the key.",
 }
 # Failures whose message is meant for the user: printed as one sentence, no traceback unless --debug.
 # Named by module, not imported: an error can only come from a module the command already loaded, so

@@ -148,7 +148,7 @@ def describe_remote(ref: Reference, *, insecure: bool = False) -> dict[str, Any]
 
     def read(digest: str) -> bytes:
         if digest not in cache:
-            cache[digest] = _fetch_json_blob(client, ref, digest)
+            cache[digest] = fetch_small_blob(client, ref, digest)
         return cache[digest]
 
     lock_text = None
@@ -160,11 +160,11 @@ def describe_remote(ref: Reference, *, insecure: bool = False) -> dict[str, Any]
         except ValueError as exc:  # InvalidDescriptor included
             raise RegistryError(f"the cog.lock artifact of {ref} is malformed ({exc})") from None
         if files:
-            lock_text = _fetch_json_blob(client, ref, files[0].digest)
+            lock_text = fetch_small_blob(client, ref, files[0].digest)
     return describe(read, top, name=str(ref), lock_text=lock_text)
 
 
-def _fetch_json_blob(client: RegistryClient, ref: Reference, digest: str) -> bytes:
+def fetch_small_blob(client: RegistryClient, ref: Reference, digest: str) -> bytes:
     """Manifests by the manifests endpoint, other small blobs by the blobs endpoint; verified either way."""
     response = client.request("GET", client.url(f"{ref.repository}/blobs/{digest}"), repository=ref.repository,
                               ok=(200, 404), action=f"read blob {digest[:19]} from")

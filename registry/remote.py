@@ -87,7 +87,7 @@ def push_image(layout: Layout, desc: Descriptor, ref: str | Reference, *, extra_
     client = RegistryClient(ref.registry, ref.api_host, insecure=insecure)
     targets = [(desc, [tag, *extra_tags] if tag else list(extra_tags))]
     for suffix, variant in (variants or {}).items():
-        targets.append((variant, [f"{tag or 'latest'}-{suffix}"]))
+        targets.append((variant, [variant_tag(tag, suffix)]))
     plans = [plan_from_layout(layout, d) for d, _ in targets]
     blobs = list({b.digest: b for p in plans for b in p.blobs}.values())
     _push_blobs(client, ref.repository, layout, blobs, stats, progress)
@@ -102,6 +102,11 @@ def push_image(layout: Layout, desc: Descriptor, ref: str | Reference, *, extra_
             put_manifest(client, ref.repository, data, top, name)
         sent.add(top.digest)
     return desc.digest
+
+
+def variant_tag(tag: str | None, suffix: str) -> str:
+    """The tag a variant of the image is pushed under, e.g. `v1-cpu`."""
+    return f"{tag or 'latest'}-{suffix}"
 
 
 def _push_blobs(client: RegistryClient, repository: str, layout: Layout, blobs: list[Descriptor],

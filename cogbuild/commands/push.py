@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from ..errors import UsageError
@@ -9,7 +11,8 @@ from ..project import Project, open_store
 from ..registry.reference import parse_reference
 from ..lock import read_lock
 from ..registry.referrers import attach_lock_and_sbom
-from ..registry.remote import push_image
+from ..registry.remote import plan_from_layout, push_image, variant_tag
+from ..signing import load_private_key, read_passphrase, sign_manifests
 from ..ui import blob_progress, progress_printer, result
 from .build import build_project, cache_option, parse_compression, secret_option
 
@@ -19,11 +22,14 @@ from .build import build_project, cache_option, parse_compression, secret_option
 @click.option("-f", "--file", "cog_yaml", type=click.Path(), help="Path to cog.yaml (default: ./cog.yaml).")
 @click.option("--insecure", is_flag=True, help="Allow plain HTTP to a registry that is not on loopback.")
 @click.option("--compression", default="gzip", show_default=True, help="gzip[:LEVEL], zstd[:LEVEL] or none.")
+@click.option("--sign-key", type=click.Path(path_type=Path), envvar="COGBUILD_SIGN_KEY",
+              help="Sign each pushed manifest with this private key (from `cogbuild keygen` or cosign); "
+                   "the passphrase comes from COGBUILD_SIGN_PASSWORD or COSIGN_PASSWORD, else a prompt.")
 @secret_option
 @cache_option
 @click.pass_context
 def command(ctx: click.Context, ref: str | None, cog_yaml: str | None, insecure: bool, compression: str,
-            secrets: tuple[str, ...], cache: str | None) -> None:
+            sign_key: Path | None, secrets: tuple[str, ...], cache: str | None) -> None:
     """Build the model in the current directory and push it to REF; print REF@sha256:… (its version ID).
 
     Without REF, the image goes where cog.yaml's `image:` (or `model:` repository, as :latest) says.
@@ -34,6 +40,7 @@ def command(ctx: click.Context, ref: str | None, cog_yaml: str | None, insecure:
       cogbuild push ghcr.io/me/my-model:latest -f models/a/cog.yaml
       cogbuild push                             # to cog.yaml's image: or model:
       cogbuild push 127.0.0.1:5000/hello:v1 --cache 127.0.0.1:5000/cache   # layers mounted, not uploaded
+      cogbuild push 127.0.0.1:5000/hello:v1 --sign-key cogbuild.key
     """
     progress = progress_printer(ctx)
     project = Project.load(cog_yaml)
@@ -41,6 +48,8 @@ def command(ctx: click.Context, ref: str | None, cog_yaml: str | None, insecure:
     if not ref:
         raise UsageError("name where to push: `cogbuild push REF`, or `image:` / `model:` in cog.yaml")
     reference = parse_reference(ref)
+    # The key is opened before the build, so a wrong passphrase costs nothing.
+    key = load_private_key(sign_key, read_passphrase(f"open {sign_key}")) if sign_key else None
     _, outcome = build_project(project, None, None, None, parse_compression(compression), progress,
                                secrets=secrets, cache=cache, insecure=insecure)
     progress(f"pushing to {reference.registry}/{reference.repository}")
@@ -50,4 +59,11 @@ def command(ctx: click.Context, ref: str | None, cog_yaml: str | None, insecure:
     # Reviewers and scanners find what went into the image next to it: the lock and an SBOM made from it.
     attach_lock_and_sbom(reference, outcome.descriptor, project.lock_path.read_bytes(),
                          read_lock(project.lock_path).artifacts(), insecure=insecure)
+    if key:
+        store = open_store()
+        tagged = [(reference, outcome.descriptor)] + [(reference.with_tag(variant_tag(reference.tag, suffix)), desc)
+                                                      for suffix, desc in outcome.variants.items()]
+        for name, desc in tagged:
+            sign_manifests(name, [m.digest for m in plan_from_layout(store, desc).manifests], key, insecure=insecure)
+        progress(f"signed {len(tagged)} tag(s) with {sign_key}")
     result(f"{ref.split('@')[0]}@{digest}")
