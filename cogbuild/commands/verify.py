@@ -33,4 +33,4 @@ def command(ctx: click.Context, ref: str, key_path: Path, insecure: bool) -> Non
     reference = parse_reference(ref)
     progress_printer(ctx)(f"checking the signatures of {reference}")
     digests = verify_signatures(reference, key, insecure=insecure)
-    result(f"{reference.name}@{digests[0]}: signed by {key_path} ({len(digests)} manifests checked)")
+    result(f"{reference.with_digest(digests[0])}: signed by {key_path} ({len(digests)} manifests checked)")

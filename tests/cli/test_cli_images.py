@@ -222,6 +222,32 @@ def test_predict_a_registry_reference_pulls_it_first(tmp_path, runc_env, built):
         registry.stop()
 
 
+def test_push_sign_key_signs_every_manifest_and_verify_accepts_it(tmp_path, built):
+    require("docker-registry")
+    registry = RegistryServer(tmp_path / "registry").start()
+    try:
+        secret = {"COGBUILD_SIGN_PASSWORD": "pass phrase", "COSIGN_PASSWORD": "ignored: ours comes first"}
+        keys = cogbuild(["keygen", str(tmp_path / "release")], tmp_path, {**built.env, **secret})
+        assert keys.code == 0, keys.err
+        ref = f"{registry.host}/tests/signed:v1"
+        wrong = cogbuild(["push", ref, "--sign-key", str(tmp_path / "release.key")], built.model,
+                         {**built.env, "COGBUILD_SIGN_PASSWORD": "wrong"})
+        assert wrong.code == 2
+        assert one_line_error(wrong) == f"the passphrase does not open the private key {tmp_path / 'release.key'}"
+        assert "pushing" not in wrong.err, "a key that cannot sign is refused before anything is pushed"
+        pushed = cogbuild(["push", ref], built.model,
+                          {**built.env, **secret, "COGBUILD_SIGN_KEY": str(tmp_path / "release.key")})
+        assert pushed.code == 0, pushed.err
+        verified = cogbuild(["verify", ref, "--key", str(tmp_path / "release.pub")], tmp_path, built.env)
+        assert verified.code == 0, verified.err
+        assert verified.out.startswith(pushed.out.strip() + ": signed by")
+        other = cogbuild(["verify", ref.replace(":v1", ":other"), "--key", str(tmp_path / "release.pub")],
+                         tmp_path, built.env)
+        assert other.code == 1 and "not found" in one_line_error(other)
+    finally:
+        registry.stop()
+
+
 def test_bad_input_to_an_image_is_one_sentence(tmp_path, runc_env, built, bundles):
     missing = cogbuild(["predict", IMAGE, "--runtime", "runc", "-i", "image=@absent.png"], tmp_path, runc_env)
     assert missing.code == 2

@@ -204,7 +204,7 @@ def test_skopeo_signs_with_a_cogbuild_key_and_cogbuild_verify_accepts_it(registr
     assert len(attached) == 1 and SIGNATURE_ANNOTATION in attached[0].annotations  # skopeo's, not ours
     ok = _cli("verify", ref, "--key", str(public_path))
     assert ok.exit_code == 0, ok.output
-    assert f"{registry.host}/ns/skopeo@{desc.digest}: signed by" in ok.output
+    assert f"{ref}@{desc.digest}: signed by" in ok.output
     other_public = _write(tmp_path / "other.pub", generate_key_pair(b"x")[1])
     refused = _cli("verify", ref, "--key", str(other_public))
     assert refused.exit_code == 1
