@@ -227,6 +227,9 @@ def runtime_layer(wheels: list[Artifact], target: WheelTarget) -> LayerSpec:
     return LayerSpec("cogbuild runtime (cog SDK and HTTP server)", key, compose, wheels)
 
 
+CODE_LAYER_COMMENT = "model code (/src)"  # how images (history) and provenance name the code layer
+
+
 def code_layers(model_dir: Path, user: ImageUser, weights: list[Weight] = ()) -> list[LayerSpec]:
     """The code, each large file in a layer of its own, then each `weights:` entry in a layer of its own
     (its local sources are left out of the code layer)."""
@@ -234,7 +237,7 @@ def code_layers(model_dir: Path, user: ImageUser, weights: list[Weight] = ()) ->
     inside = tuple(p.relative_to(model_dir).as_posix() for paths in sources.values() for p in paths
                    if p.is_relative_to(model_dir))
     files = collect_model_files(model_dir, uid=user.uid, gid=user.gid, exclude=inside)
-    specs = [_static_layer("model code (/src)", files.code)]
+    specs = [_static_layer(CODE_LAYER_COMMENT, files.code)]
     specs += [_static_layer(f"weights {next(iter(t.entries())).path}", t) for t in files.weights]
     for weight in weights:
         tree = Tree(uid=user.uid, gid=user.gid)

@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from cogbuild.layers.descriptor import OCI_CONFIG, OCI_MANIFEST, Descriptor, InvalidDescriptor, canonical_json
 
 from .client import RegistryClient, RegistryError
-from .inspect import fetch_small_blob
 from .reference import Reference, parse_reference
 from .referrers import fallback_tag, push_small_blob
-from .remote import get_manifest, put_manifest
+from .remote import fetch_small_blob, get_manifest, put_manifest
 
 SIGNATURE_KIND = "sig"
 ATTESTATION_KIND = "att"

@@ -10,8 +10,7 @@ import json
 import sys
 from typing import Any, Callable
 
-from cogbuild.layers.descriptor import (INDEX_TYPES, Descriptor, InvalidDescriptor, children, is_digest,
-                                        sha256_digest)
+from cogbuild.layers.descriptor import INDEX_TYPES, Descriptor, InvalidDescriptor, children, is_digest
 from cogbuild.layers.image import image_metadata
 
 from .client import RegistryClient, RegistryError
@@ -19,7 +18,8 @@ from .errors import OCIError
 from .layout import Layout
 from .reference import Reference
 from .referrers import LOCK_ARTIFACT_TYPE, find_referrers
-from .remote import get_manifest
+from .attachments import ATTESTATION_KIND, SIGNATURE_KIND, read_attachments
+from .remote import fetch_small_blob, get_manifest
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -161,19 +161,12 @@ def describe_remote(ref: Reference, *, insecure: bool = False) -> dict[str, Any]
             raise RegistryError(f"the cog.lock artifact of {ref} is malformed ({exc})") from None
         if files:
             lock_text = fetch_small_blob(client, ref, files[0].digest)
-    return describe(read, top, name=str(ref), lock_text=lock_text)
-
-
-def fetch_small_blob(client: RegistryClient, ref: Reference, digest: str) -> bytes:
-    """Manifests by the manifests endpoint, other small blobs by the blobs endpoint; verified either way."""
-    response = client.request("GET", client.url(f"{ref.repository}/blobs/{digest}"), repository=ref.repository,
-                              ok=(200, 404), action=f"read blob {digest[:19]} from")
-    if response.status_code == 404:
-        return get_manifest(client, ref, digest)[0]
-    data = response.content
-    if sha256_digest(data) != digest:
-        raise RegistryError(f"registry {ref.registry} sent blob {digest} of {ref.repository} with other content")
-    return data
+    summary = describe(read, top, name=str(ref), lock_text=lock_text)
+    summary["signatures"] = len(read_attachments(ref, top.digest, SIGNATURE_KIND, client=client))
+    # cosign's annotation names what an attestation claims (e.g. SLSA provenance); it is not checked here.
+    summary["attestations"] = [a.annotations.get("predicateType") or a.media_type
+                               for a in read_attachments(ref, top.digest, ATTESTATION_KIND, client=client)]
+    return summary
 
 
 # -- text ----------------------------------------------------------------------------------------
@@ -193,6 +186,9 @@ def render(summary: dict[str, Any]) -> str:
             lines.append(f"    output: {schema['output']}")
     if summary["lock_digests"]:
         lines.append(f"  lock: {', '.join(summary['lock_digests'])}")
+    if "signatures" in summary:  # only a registry has them
+        lines.append(f"  signatures: {summary['signatures']} (not checked here: `cogbuild verify REF --key PUB`)")
+        lines.append(f"  attestations: {', '.join(summary['attestations']) or 'none'}")
     lock = summary.get("lock")
     if lock and "packages" in lock:
         groups = ", ".join(f"{k} {v}" for k, v in lock["by_group"].items())

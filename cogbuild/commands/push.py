@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
 
 from ..errors import UsageError
 from ..project import Project, open_store
-from ..registry.reference import parse_reference
+from ..layers.descriptor import Descriptor
+from ..provenance import attest_image, code_layer_digests, provenance_statement
+from ..registry.reference import Reference, parse_reference
 from ..lock import read_lock
 from ..registry.referrers import attach_lock_and_sbom
 from ..registry.remote import plan_from_layout, push_image, variant_tag
@@ -60,10 +63,20 @@ def command(ctx: click.Context, ref: str | None, cog_yaml: str | None, insecure:
     attach_lock_and_sbom(reference, outcome.descriptor, project.lock_path.read_bytes(),
                          read_lock(project.lock_path).artifacts(), insecure=insecure)
     if key:
-        store = open_store()
         tagged = [(reference, outcome.descriptor)] + [(reference.with_tag(variant_tag(reference.tag, suffix)), desc)
                                                       for suffix, desc in outcome.variants.items()]
         for name, desc in tagged:
-            sign_manifests(name, [m.digest for m in plan_from_layout(store, desc).manifests], key, insecure=insecure)
-        progress(f"signed {len(tagged)} tag(s) with {sign_key}")
+            _sign_and_attest(project, name, desc, key, insecure)
+        progress(f"signed {len(tagged)} tag(s) and their provenance with {sign_key}")
     result(f"{ref.split('@')[0]}@{digest}")
+
+
+def _sign_and_attest(project: Project, ref: Reference, top: Descriptor, key: EllipticCurvePrivateKey,
+                     insecure: bool) -> None:
+    """A signature for each manifest under `top`, and a signed provenance statement for `top`."""
+    store = open_store()
+    digests = [m.digest for m in reversed(plan_from_layout(store, top).manifests)]  # the top one first
+    sign_manifests(ref, digests, key, insecure=insecure)
+    statement = provenance_statement(ref.name, digests, project.config.path, code_layer_digests(store, top),
+                                     read_lock(project.lock_path))
+    attest_image(ref, top, statement, key, insecure=insecure)

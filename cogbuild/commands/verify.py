@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..registry.reference import parse_reference
+from ..provenance import verify_attestations
 from ..signing import load_public_key, verify_signatures
 from ..ui import progress_printer, result
 
@@ -23,6 +24,8 @@ def command(ctx: click.Context, ref: str, key_path: Path, insecure: bool) -> Non
     A signature counts when it was made by the key, names the manifest's digest and names REF as podman
     checks it: by tag, exactly that repository and tag; by digest, the repository. Signatures are read
     from the `sha256-<hex>.sig` tags where cosign, skopeo and `cogbuild push --sign-key` put them.
+    Attestations (the `.att` tag, e.g. cogbuild's SLSA provenance) must be signed by the same key and
+    name the image's digest.
 
     \b
     Examples:
@@ -33,4 +36,6 @@ def command(ctx: click.Context, ref: str, key_path: Path, insecure: bool) -> Non
     reference = parse_reference(ref)
     progress_printer(ctx)(f"checking the signatures of {reference}")
     digests = verify_signatures(reference, key, insecure=insecure)
-    result(f"{reference.with_digest(digests[0])}: signed by {key_path} ({len(digests)} manifests checked)")
+    claims = verify_attestations(reference, key, insecure=insecure)
+    result(f"{reference.with_digest(digests[0])}: signed by {key_path} ({len(digests)} manifests checked); "
+           f"attestations: {', '.join(claims) or 'none'}")

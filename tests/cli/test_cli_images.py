@@ -222,7 +222,7 @@ def test_predict_a_registry_reference_pulls_it_first(tmp_path, runc_env, built):
         registry.stop()
 
 
-def test_push_sign_key_signs_every_manifest_and_verify_accepts_it(tmp_path, built):
+def test_push_sign_key_signs_and_attests_and_verify_accepts_it(tmp_path, built):
     require("docker-registry")
     registry = RegistryServer(tmp_path / "registry").start()
     try:
@@ -241,6 +241,9 @@ def test_push_sign_key_signs_every_manifest_and_verify_accepts_it(tmp_path, buil
         verified = cogbuild(["verify", ref, "--key", str(tmp_path / "release.pub")], tmp_path, built.env)
         assert verified.code == 0, verified.err
         assert verified.out.startswith(pushed.out.strip() + ": signed by")
+        assert verified.out.strip().endswith("attestations: https://slsa.dev/provenance/v1")
+        shown = cogbuild(["show", ref], tmp_path, built.env)
+        assert "signatures: 1" in shown.out and "attestations: https://slsa.dev/provenance/v1" in shown.out
         other = cogbuild(["verify", ref.replace(":v1", ":other"), "--key", str(tmp_path / "release.pub")],
                          tmp_path, built.env)
         assert other.code == 1 and "not found" in one_line_error(other)
