@@ -96,6 +96,8 @@ def find_image(target: str, store: Layout, gpu: bool, progress: Callable[[str], 
         top = layout.resolve(name)
     except LayoutError as exc:
         raise UsageError(str(exc)) from None
+    if layout is store:
+        _check_signature(target, top.digest)
     try:
         manifest = _pick_manifest(layout, top, target, platform or host_platform(), "gpu" if gpu else "cpu")
         if run:  # layers a build took from a cache repository: a runtime reads them from the store
@@ -129,11 +131,14 @@ def _locate(target: str, store: Layout, progress: Callable[[str], None],
     for name in (str(ref), str(ref.with_tag("latest")) if not (ref.tag or ref.digest) else ""):
         if name in known:
             return store, name
-    if ref.registry == "docker.io" and "." not in target.split("/")[0]:
+    if _is_local_name(target):
         raise UsageError(f"no image named {target!r} in the local store ({store.root}); build it with "
                          f"`cogbuild build -t {target}` or name a registry, like 127.0.0.1:5000/{target}")
     from .registry.remote import pull_image, pull_metadata  # network clients load only when a pull is needed
 
+    verified = _check_signature(target, None)  # before a byte is stored
+    if verified:
+        ref = ref.with_digest(verified)
     progress(f"pulling {ref}" if run else f"reading {ref}")
     # An image without its layers must never be in the store, where `run` would take it as whole.
     into = store if run else Layout(cache_dir() / "descriptions")
@@ -145,6 +150,24 @@ def _locate(target: str, store: Layout, progress: Callable[[str], None],
     except httpx.TransportError as exc:  # registry answers become RegistryError sentences already
         raise CogbuildError(f"could not reach {ref.registry} to pull {ref}: {exc}") from None
     return into, next(name for name, desc in into.refs() if desc.digest == top.digest)
+
+
+def _check_signature(target: str, digest: str | None) -> str | None:
+    """With COGBUILD_VERIFY_KEY set, an image from a registry is used only when signed (this `digest`, or
+    the one its tag names now); local names and layouts are the user's own builds. The digest checked."""
+    if _is_local_name(target):
+        return None
+    from .signing import check_configured_signature  # cryptography loads only for registry images
+
+    ref = parse_reference(target)
+    return check_configured_signature(ref.with_digest(digest) if digest else ref, insecure=ref.is_loopback)
+
+
+def _is_local_name(target: str) -> bool:
+    """A name like `hello:dev` or `oci:DIR`: the local store's or a layout's, never a registry's."""
+    if target.startswith(("oci:", "oci-archive:")) or _split_layout(target):
+        return True
+    return parse_reference(target).registry == "docker.io" and "." not in target.split("/")[0]
 
 
 def _unpacked_archive(text: str) -> str:

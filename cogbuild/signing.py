@@ -205,6 +205,21 @@ def read_passphrase(purpose: str, *, confirm: bool = False) -> bytes:
 
 
 # -- signatures attached to images -------------------------------------------------------------------
+VERIFY_KEY_VARIABLE = "COGBUILD_VERIFY_KEY"
+
+
+def check_configured_signature(ref: Reference, *, insecure: bool = False) -> str | None:
+    """With COGBUILD_VERIFY_KEY set, the digest of `ref` once its signatures hold; None when it is not set."""
+    path = os.environ.get(VERIFY_KEY_VARIABLE)
+    if not path:
+        return None
+    key = load_public_key(Path(path))
+    try:
+        return verify_signatures(ref, key, insecure=insecure)[0]
+    except SigningError as exc:
+        raise SigningError(f"{exc}; {VERIFY_KEY_VARIABLE} asks for images signed by {path}") from None
+
+
 def signed_identity(ref: Reference) -> str:
     """The docker-reference a signature names: the repository and the tag it was pushed under."""
     return str(ref.with_tag(ref.tag or "latest"))

@@ -9,6 +9,7 @@ from ..registry.progress import TransferProgress
 from ..registry.reference import parse_reference
 from ..registry.remote import pull_image
 from ..registry.transfer import TransferStats
+from ..signing import check_configured_signature
 from ..ui import progress_printer, result
 
 
@@ -23,11 +24,15 @@ def command(ctx: click.Context, ref: str, insecure: bool) -> None:
     Examples:
       cogbuild pull 127.0.0.1:5000/hello:v1
       cogbuild pull ghcr.io/me/model@sha256:…
+      COGBUILD_VERIFY_KEY=release.pub cogbuild pull 127.0.0.1:5000/hello:v1   # only if signed by that key
     """
     progress = progress_printer(ctx)
     reference = parse_reference(ref)
     progress(f"pulling {reference}")
     stats = TransferStats()
+    verified = check_configured_signature(reference, insecure=insecure)  # before a byte is stored
+    if verified:
+        reference = reference.with_digest(verified)
     desc = pull_image(reference, open_store(), insecure=insecure, stats=stats,
                       progress=TransferProgress(progress, "downloaded"))
     progress(f"{stats.blobs_downloaded} blobs downloaded ({stats.bytes_received / 1e6:.1f} MB), "

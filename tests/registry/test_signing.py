@@ -252,3 +252,34 @@ def test_a_second_keys_signature_joins_the_first(registry, layout, keys):
     assert len(both) == 2 and both[0] == first[0]
     _, tagged = get_manifest(RegistryClient(registry.host), ref, attachment_tag(desc.digest, SIGNATURE_KIND))
     assert tagged.media_type == "application/vnd.oci.image.manifest.v1+json"
+
+
+@pytest_e2e
+def test_with_a_verify_key_pull_predict_and_run_refuse_unsigned_images(registry, layout, keys, tmp_path):
+    private_path, public_path = keys
+    signed_desc = write_image(layout, [{"src/predict.py": b"signed"}])
+    signed = parse_reference(f"{registry.host}/ns/gate:signed")
+    push_image(layout, signed_desc, signed)
+    sign_manifests(signed, [signed_desc.digest], load_private_key(private_path, PASSPHRASE.encode()))
+    unsigned = f"{registry.host}/ns/gate:unsigned"
+    push_image(layout, write_image(layout, [{"src/predict.py": b"unsigned"}]), unsigned)
+    store = Path(os.environ["COGBUILD_STORE"])
+    gate = {"COGBUILD_VERIFY_KEY": str(public_path)}
+
+    refused = _cli("pull", unsigned, env=gate)
+    assert refused.exit_code == 1
+    assert _last_line(refused.output) == (f"error: {unsigned} is not signed: no signature is attached to it; "
+                                          f"COGBUILD_VERIFY_KEY asks for images signed by {public_path}")
+    nothing_stored = lambda: not (store / "index.json").exists() or unsigned not in (store / "index.json").read_text()
+    assert nothing_stored()
+    pulled = _cli("pull", str(signed), env=gate)
+    assert pulled.exit_code == 0, pulled.output
+    assert _last_line(pulled.output) == f"{signed.name}@{signed_desc.digest}"
+    for command in (["predict", unsigned, "-i", "x=1"], ["run", unsigned]):
+        stopped = _cli(*command, env=gate)
+        assert stopped.exit_code == 1, stopped.output
+        assert "is not signed" in _last_line(stopped.output) and nothing_stored()
+    # Pulled before the key was set: the stored copy is checked too, against the registry, by its digest.
+    assert _cli("pull", unsigned).exit_code == 0
+    stored = _cli("predict", unsigned, "-i", "x=1", env=gate)
+    assert stored.exit_code == 1 and "is not signed" in _last_line(stored.output)
