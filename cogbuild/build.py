@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 Progress = Callable[[str], None]
 VARIANT_ANNOTATION = "run.cog.variant"
 LOCK_ANNOTATION = "run.cog.lock-digest"
+COMPRESSION_ANNOTATION = "run.cog.compression"  # the compressor, level and library (Compression.identity)
+BYTECODE_ANNOTATION = "run.cog.bytecode"  # "none" when built with --no-bytecode
 SCHEMA_LABEL = "run.cog.openapi_schema"  # Cog's own label name, so Cog-aware tools find it
 
 
@@ -53,6 +55,7 @@ class BuildOptions:
     # Called when build.run digests were recorded in the lock: saves it, returns its new digest.
     save_lock: Callable[[Lock], str] | None = None
     cache_repository: CacheRepository | None = None  # --cache: layers and downloads shared through a registry
+    layer_cache_root: Path | None = None  # default: the user's cache; a rebuild that must compose anew sets another
 
 
 @dataclass
@@ -211,7 +214,7 @@ def build(config: CogConfig, lock: Lock, lock_digest: str, layout: Layout, optio
     layout.init()
     blobs = BlobCache(mirror=options.cache_repository)
     user = ImageUser()
-    cache = LayerCache(layout, options.compression, source_date_epoch())
+    cache = LayerCache(layout, options.compression, source_date_epoch(), options.layer_cache_root)
     shared = _shared_layers(options.cache_repository, layout, cache, progress)
     compilers: dict[str, Compiler] | None = {} if options.bytecode else None
     try:
@@ -329,8 +332,8 @@ def _write_image(layout: Layout, layers: list[Layer], config: CogConfig, lock: L
     labels, too_large = fit_labels(runtime.labels)  # the schema, mostly: Cog's label outgrows containerd's limit
     cfg = config_bytes(layers, replace(runtime, labels=labels), os=os_name, architecture=arch, created=mtime)
     layout.write_blob(cfg)
-    annotations = {**too_large, VARIANT_ANNOTATION: variant, "run.cog.compression": compression.identity,
-                   "run.cog.bytecode": "image interpreter" if bytecode else "none"}
+    annotations = {**too_large, VARIANT_ANNOTATION: variant, COMPRESSION_ANNOTATION: compression.identity,
+                   BYTECODE_ANNOTATION: "image interpreter" if bytecode else "none"}
     manifest = manifest_bytes(config_descriptor(cfg), layers, annotations)
     layout.write_blob(manifest)
     return manifest_descriptor(manifest, platform={"architecture": arch, "os": os_name},

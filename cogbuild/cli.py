@@ -31,7 +31,8 @@ SUMMARIES = {
     "deploy": "Print manifests that run a model image on a cluster (Kubernetes).",
     "login": "Log in to REGISTRY (default docker.io); credentials go to ~/.docker/config.json or its credsStore.",
     "keygen": "Write a signing key pair: PREFIX.key (encrypted with a passphrase) and PREFIX.pub.",
-    "verify": "Check that REF (and each platform manifest of it) carries a valid signature by the key.",
+    "verify": "Check REF's signatures against a key (--key), and that its project rebuilds to the same digest "
+              "(--rebuild).",
 }
 # Failures whose message is meant for the user: printed as one sentence, no traceback unless --debug.
 # Named by module, not imported: an error can only come from a module the command already loaded, so

@@ -81,6 +81,7 @@ def _describe_manifest(read: ReadBlob, desc: Descriptor, doc: dict | None = None
         "schema": summarize_schema(image_metadata(doc, config, SCHEMA_LABELS)),
         "lock_digest": labels.get(LOCK_LABEL, ""),
         "entrypoint": (config.get("config") or {}).get("Entrypoint") or [],
+        "annotations": dict(doc.get("annotations") or {}),
     }
 
 
@@ -141,8 +142,21 @@ def describe_local(layout: Layout, name: str) -> dict[str, Any]:
     return summary
 
 
-def describe_remote(ref: Reference, *, insecure: bool = False) -> dict[str, Any]:
-    client = RegistryClient(ref.registry, ref.api_host, insecure=insecure)
+def attached_lock(client: RegistryClient, ref: Reference, digest: str) -> bytes | None:
+    """The cog.lock attached to the image `digest` as a referrer, if there is one."""
+    lock_refs = find_referrers(ref, digest, artifact_type=LOCK_ARTIFACT_TYPE, client=client)
+    if not lock_refs:
+        return None
+    data, lock_manifest = get_manifest(client, ref, lock_refs[0].digest)
+    try:
+        files = children(json.loads(data), lock_manifest.media_type)[1:]
+    except ValueError as exc:  # InvalidDescriptor included
+        raise RegistryError(f"the cog.lock artifact of {ref} is malformed ({exc})") from None
+    return fetch_small_blob(client, ref, files[0].digest) if files else None
+
+
+def remote_reader(client: RegistryClient, ref: Reference) -> tuple[Descriptor, ReadBlob]:
+    """The image `ref` names, and a reader of its manifests and configs (each fetched once, verified)."""
     data, top = get_manifest(client, ref)
     cache = {top.digest: data}
 
@@ -151,17 +165,13 @@ def describe_remote(ref: Reference, *, insecure: bool = False) -> dict[str, Any]
             cache[digest] = fetch_small_blob(client, ref, digest)
         return cache[digest]
 
-    lock_text = None
-    lock_refs = find_referrers(ref, top.digest, artifact_type=LOCK_ARTIFACT_TYPE, client=client)
-    if lock_refs:
-        data, lock_manifest = get_manifest(client, ref, lock_refs[0].digest)
-        try:
-            files = children(json.loads(data), lock_manifest.media_type)[1:]
-        except ValueError as exc:  # InvalidDescriptor included
-            raise RegistryError(f"the cog.lock artifact of {ref} is malformed ({exc})") from None
-        if files:
-            lock_text = fetch_small_blob(client, ref, files[0].digest)
-    summary = describe(read, top, name=str(ref), lock_text=lock_text)
+    return top, read
+
+
+def describe_remote(ref: Reference, *, insecure: bool = False) -> dict[str, Any]:
+    client = RegistryClient(ref.registry, ref.api_host, insecure=insecure)
+    top, read = remote_reader(client, ref)
+    summary = describe(read, top, name=str(ref), lock_text=attached_lock(client, ref, top.digest))
     summary["signatures"] = len(read_attachments(ref, top.digest, SIGNATURE_KIND, client=client))
     # cosign's annotation names what an attestation claims (e.g. SLSA provenance); it is not checked here.
     summary["attestations"] = [a.annotations.get("predicateType") or a.media_type

@@ -205,50 +205,67 @@ def test_predict_an_oci_archive_from_build_output(tmp_path, runc_env, built):
     assert (tmp_path / "output.txt").read_text() == "copied:archived"
 
 
-def test_predict_a_registry_reference_pulls_it_first(tmp_path, runc_env, built):
+@pytest.fixture
+def registry(tmp_path) -> Iterator[RegistryServer]:
     require("docker-registry")
-    registry = RegistryServer(tmp_path / "registry").start()
-    try:
-        ref = f"{registry.host}/tests/filetest:v1"
-        pushed = cogbuild(["push", ref], built.model, runc_env)
-        assert pushed.code == 0, pushed.err
-        fresh = {**runc_env, "COGBUILD_STORE": str(tmp_path / "fresh-store")}  # nothing local: must pull
-        (tmp_path / "in.txt").write_text("from the registry")
-        run = cogbuild(["predict", ref, "--runtime", "runc", "-i", "image=@in.txt"], tmp_path, fresh)
-        assert run.code == 0, run.err
-        assert f"pulling {ref}" in run.err
-        assert (tmp_path / "output.txt").read_text() == "copied:from the registry"
-    finally:
-        registry.stop()
+    server = RegistryServer(tmp_path / "registry").start()
+    yield server
+    server.stop()
 
 
-def test_push_sign_key_signs_and_attests_and_verify_accepts_it(tmp_path, built):
-    require("docker-registry")
-    registry = RegistryServer(tmp_path / "registry").start()
-    try:
-        secret = {"COGBUILD_SIGN_PASSWORD": "pass phrase", "COSIGN_PASSWORD": "ignored: ours comes first"}
-        keys = cogbuild(["keygen", str(tmp_path / "release")], tmp_path, {**built.env, **secret})
-        assert keys.code == 0, keys.err
-        ref = f"{registry.host}/tests/signed:v1"
-        wrong = cogbuild(["push", ref, "--sign-key", str(tmp_path / "release.key")], built.model,
-                         {**built.env, "COGBUILD_SIGN_PASSWORD": "wrong"})
-        assert wrong.code == 2
-        assert one_line_error(wrong) == f"the passphrase does not open the private key {tmp_path / 'release.key'}"
-        assert "pushing" not in wrong.err, "a key that cannot sign is refused before anything is pushed"
-        pushed = cogbuild(["push", ref], built.model,
-                          {**built.env, **secret, "COGBUILD_SIGN_KEY": str(tmp_path / "release.key")})
-        assert pushed.code == 0, pushed.err
-        verified = cogbuild(["verify", ref, "--key", str(tmp_path / "release.pub")], tmp_path, built.env)
-        assert verified.code == 0, verified.err
-        assert verified.out.startswith(pushed.out.strip() + ": signed by")
-        assert verified.out.strip().endswith("attestations: https://slsa.dev/provenance/v1")
-        shown = cogbuild(["show", ref], tmp_path, built.env)
-        assert "signatures: 1" in shown.out and "attestations: https://slsa.dev/provenance/v1" in shown.out
-        other = cogbuild(["verify", ref.replace(":v1", ":other"), "--key", str(tmp_path / "release.pub")],
-                         tmp_path, built.env)
-        assert other.code == 1 and "not found" in one_line_error(other)
-    finally:
-        registry.stop()
+def test_predict_a_registry_reference_pulls_it_first(tmp_path, runc_env, built, registry):
+    ref = f"{registry.host}/tests/filetest:v1"
+    pushed = cogbuild(["push", ref], built.model, runc_env)
+    assert pushed.code == 0, pushed.err
+    fresh = {**runc_env, "COGBUILD_STORE": str(tmp_path / "fresh-store")}  # nothing local: must pull
+    (tmp_path / "in.txt").write_text("from the registry")
+    run = cogbuild(["predict", ref, "--runtime", "runc", "-i", "image=@in.txt"], tmp_path, fresh)
+    assert run.code == 0, run.err
+    assert f"pulling {ref}" in run.err
+    assert (tmp_path / "output.txt").read_text() == "copied:from the registry"
+
+
+def test_push_sign_key_signs_and_attests_and_verify_accepts_it(tmp_path, built, registry):
+    secret = {"COGBUILD_SIGN_PASSWORD": "pass phrase", "COSIGN_PASSWORD": "ignored: ours comes first"}
+    keys = cogbuild(["keygen", str(tmp_path / "release")], tmp_path, {**built.env, **secret})
+    assert keys.code == 0, keys.err
+    ref = f"{registry.host}/tests/signed:v1"
+    wrong = cogbuild(["push", ref, "--sign-key", str(tmp_path / "release.key")], built.model,
+                     {**built.env, "COGBUILD_SIGN_PASSWORD": "wrong"})
+    assert wrong.code == 2
+    assert one_line_error(wrong) == f"the passphrase does not open the private key {tmp_path / 'release.key'}"
+    assert "pushing" not in wrong.err, "a key that cannot sign is refused before anything is pushed"
+    pushed = cogbuild(["push", ref], built.model,
+                      {**built.env, **secret, "COGBUILD_SIGN_KEY": str(tmp_path / "release.key")})
+    assert pushed.code == 0, pushed.err
+    verified = cogbuild(["verify", ref, "--key", str(tmp_path / "release.pub")], tmp_path, built.env)
+    assert verified.code == 0, verified.err
+    assert verified.out.startswith(pushed.out.strip() + ": signed by")
+    assert verified.out.strip().endswith("attestations: https://slsa.dev/provenance/v1")
+    shown = cogbuild(["show", ref], tmp_path, built.env)
+    assert "signatures: 1" in shown.out and "attestations: https://slsa.dev/provenance/v1" in shown.out
+    other = cogbuild(["verify", ref.replace(":v1", ":other"), "--key", str(tmp_path / "release.pub")],
+                     tmp_path, built.env)
+    assert other.code == 1 and "not found" in one_line_error(other)
+
+
+def test_verify_rebuild_matches_a_clean_rebuild_and_names_the_changed_code_layer(tmp_path, built, registry):
+    ref = f"{registry.host}/tests/rebuilt:v1"
+    pushed = cogbuild(["push", ref], built.model, built.env)
+    assert pushed.code == 0, pushed.err
+    lock_before = (built.model / "cog.lock").read_bytes()
+    same = cogbuild(["verify", ref, "--rebuild", str(built.model)], tmp_path, built.env)
+    assert same.code == 0, same.err
+    assert same.out.strip() == f"{pushed.out.strip()}: rebuilt from {built.model} with the attached lock, " \
+                               "the same digest"
+    assert (built.model / "cog.lock").read_bytes() == lock_before
+    changed = copy_model("filecopy", tmp_path / "filecopy")
+    (changed / "predict.py").write_text((changed / "predict.py").read_text() + "\n# changed\n")
+    differs = cogbuild(["verify", ref, "--rebuild", str(changed)], tmp_path, built.env)
+    assert differs.code == 1
+    assert "layer" in one_line_error(differs) and "(model code (/src)) differs: the image has sha256:" \
+        in one_line_error(differs)
+    assert not (changed / "cog.lock").exists(), "the rebuild used a copy with the image's lock"
 
 
 def test_bad_input_to_an_image_is_one_sentence(tmp_path, runc_env, built, bundles):

@@ -113,7 +113,8 @@ def test_attestation_is_verified_listed_by_show_and_tampering_fails_verify(regis
     refused = CliRunner().invoke(cli, ["verify", str(ref), "--key", str(tmp_path / "k.pub")])
     assert refused.exit_code == 1
     assert refused.output.strip().splitlines()[-1] == (
-        f"error: the attestation attached to {ref} is not signed by the given key, or was altered")
+        f"error: the attestation attached to {ref.with_digest(desc.digest)} is not signed by the given key, or was "
+        "altered")  # checked by the digest whose signature verify just accepted
     # Validly signed, but about another image: moved over from elsewhere.
     other = provenance_statement(ref.name, ["sha256:" + "e" * 64], cog_yaml, [], _lock())
     _replace_attestations(registry, ref, desc.digest, dsse_envelope(key, other))
