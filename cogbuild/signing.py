@@ -110,8 +110,10 @@ def _encrypt(plaintext: bytes, passphrase: bytes) -> bytes:
 
 
 def _scrypt(passphrase: bytes, salt: bytes, n: int, r: int, p: int) -> bytes:
-    if not (isinstance(n, int) and 1 < n <= 1 << 20 and n & (n - 1) == 0 and 0 < r <= 32 and 0 < p <= 16):
-        raise ValueError("scrypt parameters out of range")  # a hostile key file must not exhaust memory
+    # Up to the strongest setting in use (N=2^17, r=8): a hostile key file cannot ask for more than 128 MiB.
+    if not (all(isinstance(v, int) for v in (n, r, p)) and 1 < n <= 1 << 17 and n & (n - 1) == 0
+            and 0 < r <= 8 and 0 < p <= 4):
+        raise ValueError("scrypt parameters out of range")
     return hashlib.scrypt(passphrase, salt=salt, n=n, r=r, p=p, dklen=nacl.secret.SecretBox.KEY_SIZE,
                           maxmem=256 * r * (n + p + 2))
 

@@ -283,3 +283,14 @@ def test_with_a_verify_key_pull_predict_and_run_refuse_unsigned_images(registry,
     assert _cli("pull", unsigned).exit_code == 0
     stored = _cli("predict", unsigned, "-i", "x=1", env=gate)
     assert stored.exit_code == 1 and "is not signed" in _last_line(stored.output)
+
+
+def test_a_key_file_asking_for_huge_scrypt_work_is_refused_without_doing_it(keys, tmp_path):
+    private_path, _ = keys
+    lines = private_path.read_text().splitlines()
+    envelope = json.loads(base64.b64decode("".join(lines[1:-1])))
+    envelope["kdf"]["params"]["N"] = 1 << 30  # 128 GiB of memory if obeyed
+    body = base64.b64encode(json.dumps(envelope).encode()).decode()
+    hostile = _write(tmp_path / "hostile.key", "\n".join([lines[0], body, lines[-1]]).encode())
+    with pytest.raises(UsageError, match="not a well-formed cosign private key"):
+        load_private_key(hostile, PASSPHRASE.encode())
