@@ -25,18 +25,26 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "support"))
 
 
-def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
+def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS in MB of the command (the largest of it and the children it waited for)."""
     start = time.perf_counter()
-    subprocess.run(cmd, cwd=cwd, env=env, check=True, capture_output=True)
-    return time.perf_counter() - start
+    with tempfile.TemporaryFile() as stderr:
+        child = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode != 0:
+            stderr.seek(0)
+            raise SystemExit(f"{' '.join(cmd)} failed ({child.returncode}):\n{stderr.read().decode()[-2000:]}")
+    return time.perf_counter() - start, usage.ru_maxrss / 1024  # Linux reports KiB
 
 
-def image_size(store: Path, name: str) -> int:
+def image_digest_and_size(store: Path, name: str) -> tuple[str, int]:
     from cogbuild.registry.archive import image_blobs
     from cogbuild.registry.layout import Layout
 
     layout = Layout(store)
-    return sum(b.size for b in image_blobs(layout, layout.resolve(name)))
+    image = layout.resolve(name)
+    return image.digest, sum(b.size for b in image_blobs(layout, image))
 
 
 def bench_model(label: str, model: Path, work: Path) -> dict[str, float]:
@@ -45,14 +53,14 @@ def bench_model(label: str, model: Path, work: Path) -> dict[str, float]:
     run(cogbuild, model, env)  # lock + download: not measured
     shutil.rmtree(work / "store")
     shutil.rmtree(work / "cache" / "layers")
-    warm = run(cogbuild, model, env)
+    warm, peak_rss = run(cogbuild, model, env)
     predict = model / "predict.py"
     predict.write_text(predict.read_text() + "\n# edited\n")
-    rebuild = run(cogbuild, model, env)
-    size = image_size(work / "store", f"{label}:bench")
-    print(f"{label:8} build (warm download cache) {warm:6.2f} s   rebuild after editing predict.py "
-          f"{rebuild:5.2f} s   image {size / 1e6:6.1f} MB compressed")
-    return {"warm": warm, "rebuild": rebuild, "size": size}
+    rebuild, _ = run(cogbuild, model, env)
+    digest, size = image_digest_and_size(work / "store", f"{label}:bench")
+    print(f"{label:8} build (warm download cache) {warm:6.2f} s, peak RSS {peak_rss:5.0f} MB   "
+          f"rebuild after editing predict.py {rebuild:5.2f} s   image {size / 1e6:6.1f} MB compressed, {digest}")
+    return {"warm": warm, "rebuild": rebuild, "size": size, "peak_rss": peak_rss}
 
 
 def bench_composition(wheel: Path, work: Path) -> None:
@@ -64,6 +72,7 @@ def bench_composition(wheel: Path, work: Path) -> None:
     tree = Tree()
     install_wheel(tree, wheel.read_bytes(), wheel.name, PythonPaths("3.11"))
     root = work / "tree"
+    shutil.rmtree(root, ignore_errors=True)
     for entry in tree.entries():
         target = root / entry.path
         if entry.type == "dir":
@@ -108,14 +117,16 @@ def main() -> None:
     parser.add_argument("--torch-wheel-dir", default="/opt/wheels")
     parser.add_argument("--quick", action="store_true",
                         help="only the composition benchmark, on a small generated wheel (offline, seconds)")
+    parser.add_argument("--work", type=Path, help="keep downloads here between runs (default: a temporary directory)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cogbuild-bench-") as tmp:
-        work = Path(tmp)
+        work = args.work or Path(tmp)
         if args.quick:
             bench_composition(small_wheel(work), work)
             return
         hello = work / "hello"
-        shutil.copytree(REPO / "examples" / "hello", hello, ignore=shutil.ignore_patterns("cog.lock"))
+        shutil.copytree(REPO / "examples" / "hello", hello, ignore=shutil.ignore_patterns("cog.lock"),
+                        dirs_exist_ok=True)  # with --work, the cog.lock of an earlier run is kept
         bench_model("hello", hello, work / "hello-work")
         found = torch_model(work / "torch-model", args.torch_wheel_dir)
         if found is None:
@@ -131,7 +142,7 @@ def torch_model(root: Path, wheel_dir: str) -> tuple[Path, Path] | None:
     wheels = sorted(glob.glob(os.path.join(wheel_dir, "torch-*-cp311-*.whl")))
     if not wheels:
         return None
-    root.mkdir()
+    root.mkdir(exist_ok=True)  # with --work, the cog.lock of an earlier run is kept
     (root / "cog.yaml").write_text('build:\n  python_version: "3.11"\n  python_requirements: '
                                    'requirements.txt\npredict: "predict.py:Predictor"\n')
     version = Path(wheels[-1]).name.split("-")[1]
