@@ -10,6 +10,7 @@ interpreter to run (we never emulate), so those images carry no bytecode; the ma
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import shutil
@@ -21,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
+from .cache import scratch_dir
 from .layers.tree import Tree
 
 HOST_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(platform.machine())
@@ -56,29 +58,36 @@ def cache_tag(python_version: str) -> str:
 
 
 class Compiler:
-    """The image's interpreter, unpacked from its OS layer tree into a temporary directory on first use."""
+    """The image's interpreter, unpacked from its OS layer tree into a temporary directory on first use.
+
+    The .pyc files it writes wait in that directory until their layer is written (its entries point there),
+    so a build holds a few batches of sources in memory, never a layer's bytecode.
+    """
 
     def __init__(self, os_tree: Callable[[], Tree], arch: str, python_version: str, home: str) -> None:
         self._os_tree = os_tree
         self.arch = arch
         self.python_version = python_version
         self.home = home  # "usr" for Debian's Python, "opt/python" for a standalone one
-        self._root: Path | None = None
+        self._scratch: Path | None = None  # holds root/ (the interpreter's files) and pyc/ (its output)
         self._lock = threading.Lock()
 
     def _ensure(self) -> Path:
         with self._lock:
-            if self._root is None:
-                root = Path(tempfile.mkdtemp(prefix="cogbuild-python-"))
-                materialize(self._os_tree(), root)
-                self._root = root
-            return self._root
+            if self._scratch is None:
+                scratch = scratch_dir("python-")
+                materialize(self._os_tree(), scratch / "root")
+                (scratch / "pyc").mkdir()
+                self._scratch = scratch
+            return self._scratch
 
-    def compile(self, sources: dict[str, bytes]) -> dict[str, bytes]:
-        """Image path of each .py -> its .pyc bytes (files that do not compile are left out).
+    def compile(self, sources: dict[str, Callable[[], bytes]]) -> dict[str, tuple[Path, int]]:
+        """Image path of each .py (with what reads its source) -> a file holding its .pyc, and its size;
+        files that do not compile are left out.
 
         Files go in sorted order, in fixed batches of BATCH, one fresh interpreter per batch: the bytes then
-        depend only on the files, never on how many batches ran at once.
+        depend only on the files, never on how many batches ran at once. Sources are read when their batch
+        runs, so only the batches in flight are in memory.
         """
         paths = sorted(sources)
         batches = [paths[i:i + BATCH] for i in range(0, len(paths), BATCH)]
@@ -86,32 +95,48 @@ class Compiler:
             results = pool.map(lambda batch: self._compile_batch(batch, sources), batches)
             return {path: pyc for result in results for path, pyc in result.items()}
 
-    def _compile_batch(self, paths: list[str], sources: dict[str, bytes]) -> dict[str, bytes]:
-        root = self._ensure()
+    def _compile_batch(self, paths: list[str], sources: dict[str, Callable[[], bytes]]
+                       ) -> dict[str, tuple[Path, int]]:
+        scratch = self._ensure()
+        root = scratch / "root"
         triplet, loader = LOADERS[self.arch]
         python = root / self.home / "bin" / f"python{self.python_version}"
         libs = [str(root / "usr" / "lib" / triplet), str(root / self.home / "lib")]
         command = [str(root / "usr" / "lib" / triplet / loader), "--library-path", ":".join(libs), str(python),
                    "-S", "-s", "-B", "-c", _COMPILER]
         env = {"PYTHONHOME": str(root / self.home), "PYTHONHASHSEED": "0", "LC_ALL": "C.UTF-8"}
-        payload = b"".join(struct.pack("<II", len(p.encode()), len(sources[p])) + p.encode() + sources[p]
-                           for p in paths)
+        payload = bytearray()
+        for path in paths:
+            source = sources[path]()
+            payload += struct.pack("<II", len(path.encode()), len(source)) + path.encode() + source
         done = subprocess.run(command, input=payload, capture_output=True, env=env, timeout=600)
+        del payload
         if done.returncode != 0:
             raise RuntimeError(f"the image's python{self.python_version} could not byte-compile: "
                                f"{done.stderr.decode(errors='replace').strip()[-500:]}")
-        out, at, data = {}, 0, done.stdout
+        out, at, data = {}, 0, memoryview(done.stdout)
         for path in paths:
             (size,) = struct.unpack_from("<I", data, at)
             at += 4
             if size:
-                out[path] = data[at:at + size]
+                out[path] = (_keep(scratch / "pyc", data[at:at + size]), size)
             at += size
         return out
 
     def close(self) -> None:
-        if self._root is not None:
-            shutil.rmtree(self._root, ignore_errors=True)
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+
+
+def _keep(folder: Path, pyc: memoryview) -> Path:
+    """`pyc` in a file of `folder` named by its hash (equal files are kept once), written atomically."""
+    target = folder / hashlib.sha256(pyc).hexdigest()
+    if not target.exists():
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".part-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(pyc)
+        os.replace(tmp, target)
+    return target
 
 
 def materialize(tree: Tree, root: Path) -> None:
@@ -128,16 +153,19 @@ def materialize(tree: Tree, root: Path) -> None:
             target.symlink_to(link)
         else:
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(entry.read())
+            if entry.source is not None:
+                shutil.copyfile(entry.source, target)  # streamed, not read whole
+            else:
+                target.write_bytes(entry.read())
             target.chmod(entry.mode & 0o777 | 0o600)
 
 
 def add_bytecode(tree: Tree, compiler: Compiler, under: str) -> None:
     """Compile every .py below `under` in `tree` and add __pycache__/NAME.cpython-3XX.pyc beside it."""
     prefix = under.strip("/")
-    sources = {"/" + e.path: e.read() for e in tree.entries()
+    sources = {"/" + e.path: e.read for e in tree.entries()
                if e.type == "file" and e.path.endswith(".py") and (e.path + "/").startswith(prefix + "/")}
     tag = cache_tag(compiler.python_version)
-    for path, pyc in compiler.compile(sources).items():
+    for path, (pyc_file, size) in compiler.compile(sources).items():
         folder, name = path.rsplit("/", 1)
-        tree.add_file(f"{folder}/__pycache__/{name[:-3]}.{tag}.pyc", pyc, 0o644)
+        tree.add_host_file(f"{folder}/__pycache__/{name[:-3]}.{tag}.pyc", pyc_file, 0o644, size)

@@ -1,0 +1,80 @@
+"""Bytecode from the image's interpreter waits on disk until its layer is written, never in memory.
+
+The "image" here is this host's Debian python3.11 (the interpreter, its loader, libraries and standard
+library, as an OS layer would unpack them): the Compiler runs it the way it runs an image's.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cogbuild.bytecode import Compiler, add_bytecode, can_compile_for
+from cogbuild.layers.tarball import Compression, layer_bytes
+from cogbuild.layers.tree import Tree
+from components import unavailable
+
+HOST_PYTHON = Path("/usr/bin/python3.11")
+LIBS = Path("/usr/lib/x86_64-linux-gnu")
+LEFT_OUT = {"site-packages", "dist-packages", "test", "__pycache__", "idlelib", "tkinter", "lib2to3", "ensurepip"}
+SITE = "usr/local/lib/python3.11/dist-packages"
+SOURCES = {f"{SITE}/pkg/__init__.py": b"from .mod import VALUE\n",
+           f"{SITE}/pkg/mod.py": b"VALUE = {'a': 1, 'b': (2, 3)}\n",
+           f"{SITE}/pkg/broken.py": b"def broken(:\n"}
+
+
+def host_python_tree() -> Tree:
+    tree = Tree()
+    for name in ("ld-linux-x86-64.so.2", "libm.so.6", "libz.so.1", "libexpat.so.1", "libc.so.6"):
+        path = (LIBS / name).resolve()
+        tree.add_host_file(f"usr/lib/x86_64-linux-gnu/{name}", path, 0o755, path.stat().st_size)
+    tree.add_host_file("usr/bin/python3.11", HOST_PYTHON, 0o755, HOST_PYTHON.stat().st_size)
+    stdlib = Path("/usr/lib/python3.11")
+    for path in stdlib.rglob("*.py"):
+        if not LEFT_OUT & set(path.relative_to(stdlib).parts):
+            tree.add_host_file(f"usr/lib/python3.11/{path.relative_to(stdlib)}", path, 0o644, path.stat().st_size)
+    return tree
+
+
+@pytest.fixture
+def compiler():
+    if not can_compile_for("amd64") or not HOST_PYTHON.exists() or not (LIBS / "ld-linux-x86-64.so.2").exists():
+        unavailable("an amd64 Debian host with python3.11 (the interpreter these tests run as an image's)")
+    compiler = Compiler(host_python_tree, "amd64", "3.11", "usr")
+    yield compiler
+    compiler.close()
+
+
+def compiled(compiler: Compiler) -> Tree:
+    tree = Tree()
+    for path, source in SOURCES.items():
+        tree.add_file(path, source)
+    add_bytecode(tree, compiler, SITE)
+    return tree
+
+
+def test_bytecode_is_read_from_disk_when_the_layer_is_written(compiler):
+    tree = compiled(compiler)
+    pycs = {e.path: e for e in tree.entries() if e.path.endswith(".pyc")}
+    assert sorted(pycs) == [f"{SITE}/pkg/__pycache__/__init__.cpython-311.pyc",
+                            f"{SITE}/pkg/__pycache__/mod.cpython-311.pyc"]  # broken.py is left out, as pip does
+    magic = subprocess.run([str(HOST_PYTHON), "-c", "import importlib.util, sys; "
+                            "sys.stdout.buffer.write(importlib.util.MAGIC_NUMBER)"], capture_output=True).stdout
+    for entry in pycs.values():
+        assert entry.data is None and entry.source is not None and entry.size == entry.source.stat().st_size
+        pyc = entry.read()
+        assert pyc[:4] == magic and pyc[4:8] == b"\x01\0\0\0"  # unchecked hash-based, as for any image
+
+
+def test_two_compilers_give_the_same_layer_and_leave_nothing_behind(compiler):
+    first = layer_bytes(compiled(compiler), Compression("gzip"), 0)
+    other = Compiler(host_python_tree, "amd64", "3.11", "usr")
+    try:
+        assert layer_bytes(compiled(other), Compression("gzip"), 0) == first
+        scratch = next(e for e in compiled(other).entries() if e.path.endswith(".pyc")).source.parent.parent
+        assert scratch.is_dir()
+    finally:
+        other.close()
+    assert not scratch.exists()
