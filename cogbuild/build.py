@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Callable
 
 from . import __version__
 from .bytecode import Compiler, can_compile_for
-from .cache import BlobCache, atomic_write, cache_dir, file_sha256
+from .cache import BlobCache, atomic_write, cache_dir, file_sha256, scratch_dir
 from .config import CogConfig
 from .errors import CogbuildError
 from .layers.descriptor import OCI_INDEX, Descriptor, canonical_json
@@ -24,6 +25,7 @@ from .layers.image import (Layer, RuntimeConfig, config_bytes, config_descriptor
 from .layers.osfixups import ImageUser
 from .layers.standalone import STANDALONE_PREFIX
 from .layers.tarball import Compression, source_date_epoch, write_layer
+from .layers.tree import SpillDir
 from .lock import Lock
 from .plan import (LayerSpec, WheelTarget, base_layers, code_layers, cuda_layers, python_layers, runtime_layer,
                    server_paths, system_layer)
@@ -134,19 +136,20 @@ def compose_layer(spec: LayerSpec, layout: Layout, cache: LayerCache) -> Layer:
 
 
 def plan_layers(config: CogConfig, lock: Lock, platform: str, variant: str, blobs: BlobCache, user: ImageUser,
-                compilers: dict[str, Compiler] | None = None) -> tuple[list[LayerSpec], WheelTarget]:
+                compilers: dict[str, Compiler] | None = None, spill: SpillDir | None = None
+                ) -> tuple[list[LayerSpec], WheelTarget]:
     """The image's layers in order up to the runtime (build.run layers and code follow), and where its
     wheels go; with `compilers` (a shared dict), Python files get bytecode where the image's interpreter
-    can run on this host."""
+    can run on this host; with `spill`, unpacked .deb and tarball contents wait on disk."""
     arch = DEBIAN_ARCH[platform]
     os_artifacts = lock.select(platform, variant, "os")
     # Locks made before the interpreter had its own group kept the tarball among the OS artifacts.
     tarballs = [a for a in lock.select(platform, variant, "interpreter") + os_artifacts if a.kind == "python-tarball"]
     bytecode = compilers is not None and can_compile_for(arch)
     specs, target = base_layers(os_artifacts, tarballs[0] if tarballs else None, blobs, arch, lock.python_version,
-                                user, compilers if bytecode else None)
+                                user, compilers if bytecode else None, spill)
     if system := lock.select(platform, variant, "system"):
-        specs.append(system_layer(system, blobs))
+        specs.append(system_layer(system, blobs, spill))
     if variant == "gpu" and (cuda := lock.select(platform, variant, "cuda")):
         specs += cuda_layers(cuda, target)
     specs += python_layers(lock.select(platform, variant, "python"), target)
@@ -217,8 +220,9 @@ def build(config: CogConfig, lock: Lock, lock_digest: str, layout: Layout, optio
     cache = LayerCache(layout, options.compression, source_date_epoch(), options.layer_cache_root)
     shared = _shared_layers(options.cache_repository, layout, cache, progress)
     compilers: dict[str, Compiler] | None = {} if options.bytecode else None
+    spill = SpillDir(scratch_dir("unpacked-"))
     try:
-        planned = {(p, v): plan_layers(config, lock, p, v, blobs, user, compilers)
+        planned = {(p, v): plan_layers(config, lock, p, v, blobs, user, compilers, spill)
                    for p in platforms for v in variants}
         plans = {image: specs for image, (specs, _) in planned.items()}
         code = [] if config.run else code_layers(config.root, user, config.weights)
@@ -233,6 +237,7 @@ def build(config: CogConfig, lock: Lock, lock_digest: str, layout: Layout, optio
             layers.update(_compose_layers(code, layout, cache, blobs, options.workers, progress, shared))
     finally:
         close_compilers(compilers)
+        shutil.rmtree(spill.directory, ignore_errors=True)
     if shared is not None:
         shared.finish(blobs)
     code_layers_built = [layers[s.key] for s in code]  # above the build.run layers, the same in every image

@@ -40,6 +40,14 @@ def store_dir() -> Path:
     return Path(base)
 
 
+def scratch_dir(prefix: str) -> Path:
+    """A new directory for one build's temporary files, on the cache's disk (not a tmpfs /tmp, which is
+    memory); the caller removes it."""
+    parent = cache_dir() / "tmp"
+    parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+
+
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

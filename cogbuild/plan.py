@@ -28,7 +28,7 @@ from .layers.deb import add_merged_usr_links, unpack_deb
 from .layers.osfixups import ImageUser, add_ca_bundle, add_dpkg_status, add_python_links, add_temp_dirs, \
     add_users
 from .layers.standalone import STANDALONE_PREFIX, unpack_standalone_python
-from .layers.tree import Tree
+from .layers.tree import SpillDir, Tree
 from .layers.venv import add_virtual_env
 from .layers.wheel import PythonPaths, install_wheel
 
@@ -79,19 +79,20 @@ class WheelTarget:
 
 
 def base_layers(os_artifacts: list[Artifact], tarball: Artifact | None, blobs: BlobCache, arch: str,
-                python_version: str, user: ImageUser, compilers: dict[str, Compiler] | None = None
-                ) -> tuple[list[LayerSpec], WheelTarget]:
+                python_version: str, user: ImageUser, compilers: dict[str, Compiler] | None = None,
+                spill: SpillDir | None = None) -> tuple[list[LayerSpec], WheelTarget]:
     """The OS layer (Debian packages) and, for a standalone CPython, the interpreter's own layer; and where
     wheels go. With `compilers` (shared by the images of one build), every layer's Python files get
-    bytecode compiled by the image's interpreter, which is unpacked once per distinct OS + interpreter."""
+    bytecode compiled by the image's interpreter, which is unpacked once per distinct OS + interpreter.
+    With `spill`, unpacked file contents wait there, not in memory, until their layer is written."""
     debs = [a for a in os_artifacts if a.kind == "deb"]
     paths = PythonPaths.standalone_at(python_version, STANDALONE_PREFIX) if tarball else PythonPaths(python_version)
-    os_unpack = _once(lambda: _unpack_os(debs, blobs, arch, python_version, user, debian_python=tarball is None))
+    os_unpack = _once(lambda: _unpack_os(debs, blobs, arch, python_version, user, tarball is None, spill))
     os_key = _key("os", arch, python_version, user, _hashes(debs), tarball is None)
     if tarball is None:
         interpreter_unpack, key = os_unpack, os_key
     else:
-        standalone_unpack = _once(lambda: _unpack_standalone(tarball, blobs, python_version))
+        standalone_unpack = _once(lambda: _unpack_standalone(tarball, blobs, python_version, spill))
         interpreter_unpack, key = _once(lambda: _overlay(os_unpack(), standalone_unpack())), \
             _key("interpreter", os_key, tarball.sha256)
     compiler = None
@@ -120,10 +121,10 @@ def _compiled_layer(comment: str, key: str, unpack: Callable[[], Tree], compiler
 
 
 def _unpack_os(debs: list[Artifact], blobs: BlobCache, arch: str, python_version: str, user: ImageUser,
-               debian_python: bool) -> Tree:
+               debian_python: bool, spill: SpillDir | None) -> Tree:
     tree = Tree()
     add_merged_usr_links(tree, arch)
-    infos = [unpack_deb(blobs.read(deb), tree, deb.filename) for deb in _dpkg_order(debs)]
+    infos = [unpack_deb(blobs.read(deb), tree, deb.filename, spill) for deb in _dpkg_order(debs)]
     if debian_python:
         add_python_links(tree, python_version)
     if "usr/bin/sh" not in tree and "usr/bin/dash" in tree:
@@ -135,10 +136,10 @@ def _unpack_os(debs: list[Artifact], blobs: BlobCache, arch: str, python_version
     return tree
 
 
-def _unpack_standalone(tarball: Artifact, blobs: BlobCache, python_version: str) -> Tree:
+def _unpack_standalone(tarball: Artifact, blobs: BlobCache, python_version: str, spill: SpillDir | None) -> Tree:
     """/opt/python from the tarball, and /usr/bin/python3.X, python3, python pointing at it."""
     tree = Tree()
-    unpack_standalone_python(blobs.read(tarball), tree, python_version, tarball.filename)
+    unpack_standalone_python(blobs.read(tarball), tree, python_version, tarball.filename, spill)
     add_python_links(tree, python_version)
     return tree
 
@@ -149,10 +150,10 @@ def _overlay(lower: Tree, upper: Tree) -> Tree:
     return merged
 
 
-def system_layer(debs: list[Artifact], blobs: BlobCache) -> LayerSpec:
+def system_layer(debs: list[Artifact], blobs: BlobCache, spill: SpillDir | None = None) -> LayerSpec:
     def compose() -> Tree:
         tree = Tree()
-        infos = [unpack_deb(blobs.read(deb), tree, deb.filename) for deb in _dpkg_order(debs)]
+        infos = [unpack_deb(blobs.read(deb), tree, deb.filename, spill) for deb in _dpkg_order(debs)]
         add_dpkg_status(tree, infos)
         return tree
 

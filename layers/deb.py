@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from debian.arfile import ArFile
 
-from .tree import TAR_READ_ERRORS, Tree, TreeError, add_tar_members, normalize, one_line, open_tar
+from .tree import TAR_READ_ERRORS, SpillDir, Tree, TreeError, add_tar_members, normalize, one_line, open_tar
 
 MERGED_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 
@@ -73,8 +73,9 @@ def _control_file(control_tar: tarfile.TarFile, name: str) -> bytes:
         raise DebError(f"{name} has a damaged control archive ({one_line(exc)})") from None
 
 
-def unpack_deb(data: bytes, tree: Tree, name: str = "package.deb") -> DebInfo:
-    """Add the package's files to `tree` (later packages overwrite earlier files, like dpkg)."""
+def unpack_deb(data: bytes, tree: Tree, name: str = "package.deb", spill: SpillDir | None = None) -> DebInfo:
+    """Add the package's files to `tree` (later packages overwrite earlier files, like dpkg); with `spill`,
+    contents wait on disk rather than in memory."""
     info, tar = read_deb(data, name)
 
     def place(path: str) -> str | None:
@@ -83,7 +84,7 @@ def unpack_deb(data: bytes, tree: Tree, name: str = "package.deb") -> DebInfo:
         return merged_usr_path(path)
 
     with tar:
-        add_tar_members(tree, tar, place, name)
+        add_tar_members(tree, tar, place, name, spill)
     return info
 
 

@@ -6,7 +6,7 @@ Such a tarball holds one top folder (`python/`) with bin/, lib/ and include/; it
 
 from __future__ import annotations
 
-from .tree import Tree, add_tar_members, open_tar
+from .tree import SpillDir, Tree, add_tar_members, open_tar
 
 STANDALONE_PREFIX = "opt/python"
 
@@ -15,13 +15,14 @@ class TarballError(ValueError):
     """A Python tarball that cannot be used: the message names the file."""
 
 
-def unpack_standalone_python(data: bytes, tree: Tree, python_version: str, name: str = "python.tar.gz") -> None:
+def unpack_standalone_python(data: bytes, tree: Tree, python_version: str, name: str = "python.tar.gz",
+                             spill: SpillDir | None = None) -> None:
     def place(path: str) -> str | None:
         top, _, rest = path.partition("/")
         return f"{STANDALONE_PREFIX}/{rest}" if rest else None  # drop the top folder itself
 
     with open_tar(data, name, TarballError) as tar:
-        add_tar_members(tree, tar, place, name)
+        add_tar_members(tree, tar, place, name, spill)
     interpreter = f"{STANDALONE_PREFIX}/bin/python{python_version}"
     if interpreter not in tree:
         raise TarballError(f"{name} has no bin/python{python_version} under its top folder")

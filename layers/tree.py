@@ -11,7 +11,9 @@ from __future__ import annotations
 import io
 import lzma
 import posixpath
+import shutil
 import tarfile
+import tempfile
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -205,22 +207,49 @@ class Tree:
         return default if value is None else value
 
 
-def add_tar_members(tree: Tree, tar: tarfile.TarFile, place: Callable[[str], str | None], what: str) -> None:
+class SpillDir:
+    """A scratch directory where file contents from compressed archives (.debs, Python tarballs) wait until
+    their layer is written, so a layer's tree holds paths, not bytes. Small files stay in memory: a file of
+    its own would cost more than it saves."""
+
+    SMALL = 8 * 1024
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def add(self, tree: Tree, path: str, stream: BinaryIO, mode: int) -> None:
+        """A file read from `stream` into `tree`: in memory when small, else from a file of the directory."""
+        head = stream.read(self.SMALL + 1)
+        if len(head) <= self.SMALL:
+            tree.add_file(path, head, mode)
+            return
+        fd, kept = tempfile.mkstemp(dir=self.directory)
+        with open(fd, "wb") as out:
+            out.write(head)
+            shutil.copyfileobj(stream, out, 1 << 20)
+            size = out.tell()
+        tree.add_host_file(path, Path(kept), mode, size)
+
+
+def add_tar_members(tree: Tree, tar: tarfile.TarFile, place: Callable[[str], str | None], what: str,
+                    spill: SpillDir | None = None) -> None:
     """Copy a tar's directories, symlinks and files into `tree` at place(member path); None skips a member.
 
     Hardlinks become regular files (read from the archive itself, never from the host). Device nodes and
     fifos are skipped: no package an image needs ships one. Any fault is one TreeError naming `what`.
+    With `spill`, file contents that are not small go to its directory, read again when the layer is written.
     """
     try:
-        for member in tar.getmembers():
-            _add_member(tree, tar, member, place)
+        for member in tar:  # in archive order: a compressed stream is read once, front to back
+            _add_member(tree, tar, member, place, spill)
     except TreeError as exc:
         raise TreeError(f"{what}: {exc}") from None
     except TAR_READ_ERRORS as exc:
         raise TreeError(f"{what} is damaged: {one_line(exc)}") from None
 
 
-def _add_member(tree: Tree, tar: tarfile.TarFile, member: tarfile.TarInfo, place: Callable[[str], str | None]) -> None:
+def _add_member(tree: Tree, tar: tarfile.TarFile, member: tarfile.TarInfo, place: Callable[[str], str | None],
+                spill: SpillDir | None) -> None:
     path = place(normalize(member.name))
     if not path:
         return
@@ -239,4 +268,7 @@ def _add_member(tree: Tree, tar: tarfile.TarFile, member: tarfile.TarInfo, place
                             "archive before it") from None
         if content is None:
             raise TreeError(f"cannot read {member.name}")
-        tree.add_file(path, content.read(), mode)
+        if spill is not None:
+            spill.add(tree, path, content, mode)
+        else:
+            tree.add_file(path, content.read(), mode)

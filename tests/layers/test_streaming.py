@@ -1,16 +1,19 @@
-"""A wheel installed from a file is read again when the layer is written, never held: same bytes, less memory."""
+"""A wheel installed from a file, or a .deb unpacked to a spill directory, is read again when the layer is
+written, never held: same bytes, less memory."""
 
 from __future__ import annotations
 
 import os
+import random
 import zipfile
 
 import pytest
 
+from cogbuild.layers.deb import unpack_deb
 from cogbuild.layers.tarball import Compression, layer_bytes
-from cogbuild.layers.tree import Tree
+from cogbuild.layers.tree import SpillDir, Tree
 from cogbuild.layers.wheel import PythonPaths, install_wheel
-from fixtures_build import make_wheel
+from fixtures_build import make_deb, make_wheel
 
 FILES = {"big_pkg/__init__.py": b"VALUE = 1\n", "big_pkg/blob.bin": os.urandom(3 << 20),
          "big_pkg/text.txt": b"line\n" * 50_000}
@@ -56,4 +59,39 @@ def test_a_wheel_file_changed_before_the_layer_is_written_is_an_error(wheel_file
         for name, data in members.items():
             archive.writestr(name, data)
     with pytest.raises(OSError, match="unexpected end of data"):
+        layer_bytes(tree, Compression("none", 0), 0)
+
+
+def unpacked_deb(tmp_path, spill=None) -> Tree:
+    big = random.Random(15).randbytes(SpillDir.SMALL * 4)  # the same in every deb built here
+    deb = make_deb(tmp_path, "spilled", files={"/usr/lib/libbig.so": big, "/etc/small.conf": b"x = 1\n"},
+                   hardlinks={"/usr/lib/libbig-again.so": "/usr/lib/libbig.so"})
+    tree = Tree()
+    unpack_deb(deb, tree, "spilled.deb", spill)
+    return tree
+
+
+def test_a_deb_unpacked_to_a_spill_directory_gives_the_same_layer_bytes(tmp_path):
+    spilled = unpacked_deb(tmp_path / "a", SpillDir(tmp_path))
+    in_memory = unpacked_deb(tmp_path / "b")
+    assert layer_bytes(spilled, Compression("gzip"), 0) == layer_bytes(in_memory, Compression("gzip"), 0)
+
+
+def test_a_spilled_deb_holds_only_its_small_files_in_memory(tmp_path):
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    tree = unpacked_deb(tmp_path, SpillDir(spill))
+    big, again, small = (tree.get(p) for p in ("usr/lib/libbig.so", "usr/lib/libbig-again.so", "etc/small.conf"))
+    assert big.data is None and big.source.parent == spill and big.size == SpillDir.SMALL * 4
+    assert again.data is None and again.read() == big.read()  # a hardlink is a file of its own
+    assert small.data == b"x = 1\n" and small.source is None
+    assert len(list(spill.iterdir())) == 2
+
+
+def test_a_spilled_file_changed_before_the_layer_is_written_is_an_error(tmp_path):
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    tree = unpacked_deb(tmp_path, SpillDir(spill))
+    tree.get("usr/lib/libbig.so").source.write_bytes(b"truncated")
+    with pytest.raises(ValueError, match="changed size"):
         layer_bytes(tree, Compression("none", 0), 0)
