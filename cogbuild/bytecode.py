@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
-from .cache import scratch_dir
+from .cache import atomic_write, cache_dir, scratch_dir
 from .layers.tree import Tree
 
 HOST_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(platform.machine())
@@ -61,25 +61,36 @@ class Compiler:
     """The image's interpreter, unpacked from its OS layer tree into a temporary directory on first use.
 
     The .pyc files it writes wait in that directory until their layer is written (its entries point there),
-    so a build holds a few batches of sources in memory, never a layer's bytecode.
+    so a build holds a few batches of sources in memory, never a layer's bytecode. With an `identity` (what
+    decides the interpreter's files), each batch's output is also kept in the download cache's bytecode/
+    folder under the batch's inputs, so a layer recomposed with the same files compiles nothing.
     """
 
-    def __init__(self, os_tree: Callable[[], Tree], arch: str, python_version: str, home: str) -> None:
+    def __init__(self, os_tree: Callable[[], Tree], arch: str, python_version: str, home: str,
+                 identity: str | None = None) -> None:
         self._os_tree = os_tree
         self.arch = arch
         self.python_version = python_version
         self.home = home  # "usr" for Debian's Python, "opt/python" for a standalone one
-        self._scratch: Path | None = None  # holds root/ (the interpreter's files) and pyc/ (its output)
+        self._identity = identity
+        self._scratch: Path | None = None  # holds pyc/ (the output) and root/ (the interpreter's files)
+        self._root: Path | None = None
         self._lock = threading.Lock()
 
-    def _ensure(self) -> Path:
+    def _scratch_dir(self) -> Path:
         with self._lock:
             if self._scratch is None:
-                scratch = scratch_dir("python-")
-                materialize(self._os_tree(), scratch / "root")
-                (scratch / "pyc").mkdir()
-                self._scratch = scratch
+                self._scratch = scratch_dir("python-")
+                (self._scratch / "pyc").mkdir()
             return self._scratch
+
+    def _interpreter_root(self) -> Path:
+        scratch = self._scratch_dir()
+        with self._lock:
+            if self._root is None:
+                materialize(self._os_tree(), scratch / "root")
+                self._root = scratch / "root"
+            return self._root
 
     def compile(self, sources: dict[str, Callable[[], bytes]]) -> dict[str, tuple[Path, int]]:
         """Image path of each .py (with what reads its source) -> a file holding its .pyc, and its size;
@@ -97,35 +108,63 @@ class Compiler:
 
     def _compile_batch(self, paths: list[str], sources: dict[str, Callable[[], bytes]]
                        ) -> dict[str, tuple[Path, int]]:
-        scratch = self._ensure()
-        root = scratch / "root"
+        payload = bytearray()
+        for path in paths:
+            source = sources[path]()
+            payload += struct.pack("<II", len(path.encode()), len(source)) + path.encode() + source
+        kept = self._cache_path(payload)
+        output = _read_verified(kept) if kept else None
+        if output is None:
+            output = self._run(payload)
+            if kept:
+                atomic_write(kept, hashlib.sha256(output).digest() + output)
+        del payload
+        out, at, data, folder = {}, 0, memoryview(output), self._scratch_dir() / "pyc"
+        for path in paths:
+            (size,) = struct.unpack_from("<I", data, at)
+            at += 4
+            if size:
+                out[path] = (_keep(folder, data[at:at + size]), size)
+            at += size
+        return out
+
+    def _cache_path(self, payload: bytes) -> Path | None:
+        """Where the output of the batch `payload` (its paths and sources) is kept, if this compiler keeps any."""
+        if self._identity is None:
+            return None
+        key = hashlib.sha256(f"{self._identity}\0{self.arch}\0{self.python_version}\0{BATCH}\0{_COMPILER}\0"
+                             .encode() + payload).hexdigest()
+        return cache_dir() / "bytecode" / key
+
+    def _run(self, payload: bytes) -> bytes:
+        root = self._interpreter_root()
         triplet, loader = LOADERS[self.arch]
         python = root / self.home / "bin" / f"python{self.python_version}"
         libs = [str(root / "usr" / "lib" / triplet), str(root / self.home / "lib")]
         command = [str(root / "usr" / "lib" / triplet / loader), "--library-path", ":".join(libs), str(python),
                    "-S", "-s", "-B", "-c", _COMPILER]
         env = {"PYTHONHOME": str(root / self.home), "PYTHONHASHSEED": "0", "LC_ALL": "C.UTF-8"}
-        payload = bytearray()
-        for path in paths:
-            source = sources[path]()
-            payload += struct.pack("<II", len(path.encode()), len(source)) + path.encode() + source
         done = subprocess.run(command, input=payload, capture_output=True, env=env, timeout=600)
-        del payload
         if done.returncode != 0:
             raise RuntimeError(f"the image's python{self.python_version} could not byte-compile: "
                                f"{done.stderr.decode(errors='replace').strip()[-500:]}")
-        out, at, data = {}, 0, memoryview(done.stdout)
-        for path in paths:
-            (size,) = struct.unpack_from("<I", data, at)
-            at += 4
-            if size:
-                out[path] = (_keep(scratch / "pyc", data[at:at + size]), size)
-            at += size
-        return out
+        return done.stdout
 
     def close(self) -> None:
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
+
+
+def _read_verified(path: Path) -> bytes | None:
+    """A kept batch output (its sha256, then the bytes); a damaged one is removed and compiled again."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    if hashlib.sha256(data[32:]).digest() != data[:32]:
+        path.unlink(missing_ok=True)
+        return None
+    return data[32:]
 
 
 def _keep(folder: Path, pyc: memoryview) -> Path:

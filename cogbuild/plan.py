@@ -97,7 +97,7 @@ def base_layers(os_artifacts: list[Artifact], tarball: Artifact | None, blobs: B
             _key("interpreter", os_key, tarball.sha256)
     compiler = None
     if compilers is not None:
-        compiler = compilers.setdefault(key, Compiler(interpreter_unpack, arch, python_version, paths.home))
+        compiler = compilers.setdefault(key, Compiler(interpreter_unpack, arch, python_version, paths.home, key))
     stdlib_compiler = compiler if tarball is None else None
     specs = [_compiled_layer("OS and Python runtime (Debian packages)" if tarball is None else "OS (Debian packages)",
                              os_key, os_unpack, stdlib_compiler, paths.stdlib, debs)]

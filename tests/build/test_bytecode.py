@@ -78,3 +78,31 @@ def test_two_compilers_give_the_same_layer_and_leave_nothing_behind(compiler):
     finally:
         other.close()
     assert not scratch.exists()
+
+
+def test_a_batch_compiled_once_is_taken_from_the_cache_and_a_damaged_entry_is_compiled_again(compiler, tmp_path,
+                                                                                            monkeypatch):
+    monkeypatch.setenv("COGBUILD_CACHE", str(tmp_path))
+    first = Compiler(host_python_tree, "amd64", "3.11", "usr", identity="host-python")
+    try:
+        expected = layer_bytes(compiled(first), Compression("gzip"), 0)
+    finally:
+        first.close()
+    [kept] = (tmp_path / "bytecode").iterdir()
+
+    def no_interpreter() -> Tree:
+        raise AssertionError("the interpreter was needed although the cache holds the batch")
+
+    cached = Compiler(no_interpreter, "amd64", "3.11", "usr", identity="host-python")
+    try:
+        assert layer_bytes(compiled(cached), Compression("gzip"), 0) == expected
+    finally:
+        cached.close()
+    kept.write_bytes(kept.read_bytes()[:-1] + b"?")
+    again = Compiler(host_python_tree, "amd64", "3.11", "usr", identity="host-python")
+    try:
+        assert layer_bytes(compiled(again), Compression("gzip"), 0) == expected
+    finally:
+        again.close()
+    assert kept.read_bytes()[-1:] != b"?"  # compiled again and kept anew
+    assert layer_bytes(compiled(compiler), Compression("gzip"), 0) == expected  # the same as without a cache
