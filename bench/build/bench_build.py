@@ -1,8 +1,10 @@
 """Build benchmarks, ours beside named peers in one run (ratios only; absolute times vary by machine).
 
-1. examples/hello and a torch model: build from a warm download cache, and rebuild after editing predict.py.
-2. Layer composition of the same trees: cogbuild's tar writer vs GNU tar + gzip and GNU tar + pigz.
-3. Compressed image sizes.
+1. examples/hello and a torch model: build from a warm download cache (without bytecode, with the bytecode
+   compiled, with the bytecode cached), each build's peak RSS, and a rebuild after editing predict.py.
+2. Layer composition of the same trees: wheel install, then cogbuild's tar writer (no compression, gzip,
+   zstd) vs GNU tar + gzip and GNU tar + pigz.
+3. Compressed image sizes and the image digest (with --work DIR, kept between runs, compare before/after).
 
     .venv/bin/python bench/build/bench_build.py [--torch-wheel-dir /opt/wheels]
     .venv/bin/python bench/build/bench_build.py --quick    # composition of a small generated wheel only
@@ -51,16 +53,27 @@ def bench_model(label: str, model: Path, work: Path) -> dict[str, float]:
     env = {**os.environ, "COGBUILD_CACHE": str(work / "cache"), "COGBUILD_STORE": str(work / "store")}
     cogbuild = [sys.executable, "-m", "cogbuild", "-q", "build", "-t", f"{label}:bench"]
     run(cogbuild, model, env)  # lock + download: not measured
-    shutil.rmtree(work / "store")
-    shutil.rmtree(work / "cache" / "layers")
-    warm, peak_rss = run(cogbuild, model, env)
+
+    def from_warm_downloads(*options: str, bytecode_cache: bool = True) -> tuple[float, float]:
+        shutil.rmtree(work / "store")
+        shutil.rmtree(work / "cache" / "layers")
+        if not bytecode_cache:
+            shutil.rmtree(work / "cache" / "bytecode", ignore_errors=True)
+        return run(cogbuild + list(options), model, env)
+
+    without_bytecode, _ = from_warm_downloads("--no-bytecode")
+    cold, cold_rss = from_warm_downloads(bytecode_cache=False)
+    warm, peak_rss = from_warm_downloads()
     predict = model / "predict.py"
     predict.write_text(predict.read_text() + "\n# edited\n")
     rebuild, _ = run(cogbuild, model, env)
     digest, size = image_digest_and_size(work / "store", f"{label}:bench")
-    print(f"{label:8} build (warm download cache) {warm:6.2f} s, peak RSS {peak_rss:5.0f} MB   "
+    print(f"{label:8} build (warm download and bytecode caches) {warm:6.2f} s, peak RSS {peak_rss:5.0f} MB   "
           f"rebuild after editing predict.py {rebuild:5.2f} s   image {size / 1e6:6.1f} MB compressed, {digest}")
-    return {"warm": warm, "rebuild": rebuild, "size": size, "peak_rss": peak_rss}
+    print(f"{'':8} bytecode: {cold - without_bytecode:6.2f} s compiled ({cold:.2f} s build, peak RSS {cold_rss:.0f} MB), "
+          f"{warm - without_bytecode:6.2f} s from its cache; --no-bytecode build {without_bytecode:.2f} s; "
+          "wheel install and compression: see the composition below")
+    return {"warm": warm, "rebuild": rebuild, "size": size, "peak_rss": max(peak_rss, cold_rss)}
 
 
 def bench_composition(wheel: Path, work: Path) -> None:
@@ -70,7 +83,9 @@ def bench_composition(wheel: Path, work: Path) -> None:
     from cogbuild.layers.wheel import PythonPaths, install_wheel
 
     tree = Tree()
-    install_wheel(tree, wheel.read_bytes(), wheel.name, PythonPaths("3.11"))
+    start = time.perf_counter()
+    install_wheel(tree, wheel, wheel.name, PythonPaths("3.11"))  # from the file, as a build does
+    installed = time.perf_counter() - start
     root = work / "tree"
     shutil.rmtree(root, ignore_errors=True)
     for entry in tree.entries():
@@ -81,7 +96,7 @@ def bench_composition(wheel: Path, work: Path) -> None:
             target.write_bytes(entry.read())
     raw = sum(e.size for e in tree.entries() if e.type == "file")
     results = {}
-    for name in ("gzip", "zstd"):
+    for name in ("none", "gzip", "zstd"):
         start = time.perf_counter()
         with open(os.devnull, "wb") as sink:
             write_layer(tree, sink, Compression.parse(name), 0)
@@ -95,8 +110,8 @@ def bench_composition(wheel: Path, work: Path) -> None:
         subprocess.run(" ".join(tar) + f" | {compressor} > /dev/null", shell=True, check=True)
         results[name] = time.perf_counter() - start
     ours = results["cogbuild gzip-6"]
-    print(f"\ncomposition of {wheel.name} ({raw / 1e6:.0f} MB uncompressed); "
-          "ratio = cogbuild gzip-6 throughput / this one's:")
+    print(f"\ncomposition of {wheel.name} ({raw / 1e6:.0f} MB uncompressed); wheel install (installer, into a tree) "
+          f"{installed:.2f} s; ratio = cogbuild gzip-6 throughput / this one's (none-0: tar and hashing alone):")
     for name, seconds in results.items():
         print(f"  {name:22} {seconds:6.2f} s  {raw / seconds / 1e6:6.0f} MB/s   ratio {seconds / ours:5.2f}x")
 
