@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import random
 import tarfile
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from cogbuild.cache import BlobCache
 from cogbuild.config import load_config
 from cogbuild.errors import CogbuildError
 from cogbuild.images import find_image
+from cogbuild.layers.tree import SpillDir
 from cogbuild.lock import Lock, LockedArtifact, dumps, loads
 from cogbuild.registry.layout import Layout
 from fixtures_build import make_deb, make_wheel
@@ -153,6 +155,28 @@ def test_rebuild_is_identical_and_an_edit_recomposes_only_the_code_layer(model, 
     before = [l["digest"] for l in layout.read_json(first.descriptor.digest)["layers"]]
     after = [l["digest"] for l in layout.read_json(edited.descriptor.digest)["layers"]]
     assert before[:2] == after[:2] and before[2] != after[2]
+
+
+def test_unpacked_deb_files_wait_on_disk_until_written_and_are_removed_after_the_build(model, served_lock, tmp_path,
+                                                                                      monkeypatch):
+    server, lock = served_lock
+    big = random.Random(15).randbytes(SpillDir.SMALL * 8)
+    deb = make_deb(tmp_path, "libbig", files={"/usr/lib/x86_64-linux-gnu/libbig.so.1": big})
+    lock.packages.append(LockedArtifact("linux/amd64", "os", artifact(server, "deb", "libbig", "libbig.deb", deb),
+                                        ("cpu",)))
+    written = []
+    real_write = build_module.write_layer
+    monkeypatch.setattr(build_module, "write_layer",
+                        lambda tree, *a, **k: written.append(tree.get("usr/lib/x86_64-linux-gnu/libbig.so.1"))
+                        or real_write(tree, *a, **k))
+    built = run_build(model, lock, tmp_path / "store")
+    [entry] = [e for e in written if e is not None]
+    assert entry.data is None and entry.source is not None  # a path while the layer waited, not the bytes
+    assert not entry.source.exists() and list((tmp_path / "cache" / "tmp").iterdir()) == []
+    layout = Layout(tmp_path / "store")
+    manifest = layout.read_json(built.descriptor.digest)
+    with tarfile.open(fileobj=io.BytesIO(layout.read_blob(manifest["layers"][0]["digest"]))) as tar:
+        assert tar.extractfile("usr/lib/x86_64-linux-gnu/libbig.so.1").read() == big
 
 
 def test_a_corrupt_download_cache_entry_is_detected_and_fetched_again(model, served_lock, tmp_path):
