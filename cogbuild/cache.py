@@ -76,12 +76,10 @@ def _receive(artifact: Artifact, url: str, client: httpx.Client, sink: HashingFi
         return
     import httpx  # here, not at the top: commands that only read the cache start without it
 
-    from .http_fetch import HTTPStatusFailure, download
+    from .http_fetch import download
 
     try:
         download(client, url, sink, size=artifact.size)
-    except HTTPStatusFailure as exc:
-        raise Unavailable(f"downloading {artifact.filename} from {url} failed: {exc}") from None
     except httpx.HTTPError as exc:
         raise Unavailable(f"downloading {artifact.filename} from {url} failed: {exc}") from None
 

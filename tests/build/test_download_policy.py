@@ -12,7 +12,7 @@ import pytest
 
 from cogbuild.artifacts import Artifact
 from cogbuild.cache import BlobCache, Unavailable
-from cogbuild.http_fetch import new_client
+from cogbuild.http_fetch import get, new_client
 from cogbuild.registry import http_policy
 
 WHEEL = os.urandom(3 << 20)  # a few MiB, so the drop happens well inside the body
@@ -152,3 +152,13 @@ def test_retry_after_as_an_http_date_and_capped():
     assert policy.delay(0, "Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past: no extra wait
     assert policy.delay(0, "3600") == http_policy.MAX_RETRY_AFTER
     assert policy.delay(0, "soon") == 0.0
+
+
+def test_small_gets_follow_the_same_policy(serve):
+    """Index pages, Debian indexes and manifests go through http_fetch.get: 503 retried, 404 returned at once."""
+    retried = serve([503, "full"])
+    missing = serve([404])
+    with new_client() as client:
+        assert get(client, retried.url).content == WHEEL
+        assert get(client, missing.url).status_code == 404
+    assert len(retried.ranges) == 2 and len(missing.ranges) == 1
