@@ -35,6 +35,8 @@ class HTTPStatusFailure(httpx.HTTPError):
 
 
 class _Retryable(Exception):
+    """An answer worth asking again for (429, 5xx, or a resume the server would not continue)."""
+
     def __init__(self, status: int, retry_after: str | None = None) -> None:
         super().__init__(status)
         self.status = status
