@@ -1,6 +1,7 @@
 """Where cogbuild keeps things on the host, and the content-addressed download cache.
 
-Downloads land in a temporary file, are checked against the sha256 and size the lock pinned, and are
+Downloads follow the one download policy (`http_fetch`: retries, resume with Range, timeouts), land
+in a temporary file, are checked against the sha256 and size the lock pinned, and are
 renamed into place; reads hash the file again, so a corrupted entry is noticed and fetched anew.
 """
 
@@ -12,7 +13,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import urllib.parse
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable
 
 if TYPE_CHECKING:
     import httpx
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 from .artifacts import Artifact
 from .errors import CogbuildError
 from .layers.descriptor import is_sha256_hex
-from .registry.layout import Layout, atomic_write
+from .registry.layout import HashingFile, Layout, atomic_write
 
 _CHUNK = 1 << 20
 
@@ -69,21 +70,26 @@ class Unavailable(DownloadError):
     """A source does not serve the file (an HTTP error, no connection, no such file): another one may."""
 
 
-def _read_url(artifact: Artifact, url: str, client: httpx.Client) -> Iterator[bytes]:
-    """The artifact's bytes from http(s), or from a local file:// URL (a --find-links directory)."""
+def _receive(artifact: Artifact, url: str, client: httpx.Client, sink: HashingFile) -> None:
+    """The artifact's bytes into `sink`: over http(s) under the download policy (retries, resume with
+    Range), or from a local file:// URL (a --find-links directory)."""
     if url.startswith("file://"):
         path = Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path))
         try:
             with open(path, "rb") as f:
                 while chunk := f.read(_CHUNK):
-                    yield chunk
+                    sink.write(chunk)
         except OSError as exc:
             raise Unavailable(f"cannot read {artifact.filename} from {path}: {exc.strerror}") from None
         return
-    with client.stream("GET", url) as response:
-        if response.status_code != 200:
-            raise Unavailable(f"downloading {artifact.filename} from {url} failed: HTTP {response.status_code}")
-        yield from response.iter_bytes(_CHUNK)
+    import httpx  # here, not at the top: commands that only read the cache start without it
+
+    from .http_fetch import download
+
+    try:
+        download(client, url, sink, size=artifact.size)
+    except httpx.HTTPError as exc:
+        raise Unavailable(f"downloading {artifact.filename} from {url} failed: {exc}") from None
 
 
 def _corrupt(artifact: Artifact) -> DownloadError:
@@ -157,26 +163,20 @@ class BlobCache:
             return self.verified_path(artifact)
 
     def _download(self, artifact: Artifact, url: str, client: httpx.Client) -> Path:
-        import httpx  # here, not at the top: commands that only read the cache start without it
-
         self.root.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".part-")
+        sink = HashingFile(os.fdopen(fd, "wb"))
         try:
-            h = hashlib.sha256()
-            with os.fdopen(fd, "wb") as out:
-                for chunk in _read_url(artifact, url, client):
-                    h.update(chunk)
-                    out.write(chunk)
-            got = h.hexdigest()
-            size = os.path.getsize(tmp)
-            if got != artifact.sha256 or not _size_matches(size, artifact):
+            _receive(artifact, url, client, sink)
+            sink.close()
+            got = sink.hasher.hexdigest()
+            if got != artifact.sha256 or not _size_matches(sink.size, artifact):
                 raise DownloadError(
                     f"{artifact.filename} from {url} does not match the lock: expected sha256 "
-                    f"{artifact.sha256} ({artifact.size} bytes), got {got} ({size} bytes)")
+                    f"{artifact.sha256} ({artifact.size} bytes), got {got} ({sink.size} bytes)")
             os.replace(tmp, self.path(artifact.sha256))
-        except httpx.HTTPError as exc:
-            raise Unavailable(f"downloading {artifact.filename} from {url} failed: {exc}") from None
         finally:
+            sink.close()
             if os.path.exists(tmp):
                 os.unlink(tmp)
         return self.path(artifact.sha256)
@@ -196,10 +196,10 @@ class BlobCache:
     def fetch_all(self, artifacts: Iterable[Artifact], workers: int = 8,
                   on_done: Callable[[Artifact], None] | None = None) -> dict[str, Path]:
         """Download what is missing in parallel; returns sha256 -> verified path."""
-        import httpx
+        from .http_fetch import new_client
 
         todo = sorted(set(artifacts), key=lambda a: -a.size)  # biggest first: they bound the wall time
-        with httpx.Client(timeout=httpx.Timeout(60.0), follow_redirects=True) as client, \
+        with new_client() as client, \
                 ThreadPoolExecutor(max_workers=workers) as pool:
             def one(artifact: Artifact) -> tuple[str, Path]:
                 path = self.fetch(artifact, client)

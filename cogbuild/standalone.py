@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import re
+import tempfile
 from importlib import resources
 from pathlib import Path
 from urllib.parse import unquote, urljoin
@@ -30,6 +31,8 @@ from packaging.version import InvalidVersion, Version
 
 from .artifacts import Artifact
 from .errors import CogbuildError, UsageError
+from .http_fetch import download, get, new_client
+from .registry.layout import HashingFile
 
 PROVIDER_ENV = "COGBUILD_PYTHON_PROVIDER"
 SHIPPED_DATA = "data/python-build-standalone.json"
@@ -115,7 +118,8 @@ def _load_manifest(location: str) -> tuple[dict, str | None]:
 def _read_manifest(location: str) -> tuple[bytes, str | None]:
     if location.startswith(("http://", "https://")):
         try:
-            response = httpx.get(location, timeout=60.0, follow_redirects=True)
+            with new_client() as client:
+                response = get(client, location)
         except httpx.HTTPError as exc:
             raise CogbuildError(f"Could not fetch the Python provider manifest {location}: {exc}.") from None
         if response.status_code != 200:
@@ -193,15 +197,12 @@ def _version(text: str, where: str = "the Python provider manifest") -> Version:
 
 
 def _verify_download(artifact: Artifact) -> None:
-    digest, size = hashlib.sha256(), 0
-    try:
-        with httpx.stream("GET", artifact.url, timeout=60.0, follow_redirects=True) as response:
-            if response.status_code != 200:
-                raise CogbuildError(f"Could not fetch {artifact.url}: HTTP {response.status_code}.")
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                digest.update(chunk)
-    except httpx.HTTPError as exc:
-        raise CogbuildError(f"Could not fetch {artifact.url}: {exc}.") from None
-    if artifact.size not in (UNKNOWN_SIZE, size) or digest.hexdigest() != artifact.sha256:
+    with tempfile.TemporaryFile() as scratch, new_client() as client:
+        sink = HashingFile(scratch)
+        try:
+            download(client, artifact.url, sink)
+        except httpx.HTTPError as exc:
+            raise CogbuildError(f"Could not fetch {artifact.url}: {exc}.") from None
+        size, sha256 = sink.size, sink.hasher.hexdigest()
+    if artifact.size not in (UNKNOWN_SIZE, size) or sha256 != artifact.sha256:
         raise CogbuildError(f"{artifact.url} does not match the size and sha256 its provider lists.")

@@ -4,6 +4,7 @@ Map of the package:
     layout.py          the local store: an OCI image layout, atomic writes, verified reads
     reference.py       `host/repo:tag@sha256:…` parsing, Docker defaults, loopback detection
     auth.py            credentials (Docker config, credential helpers) and Basic/Bearer challenges
+    http_policy.py     one retry/timeout policy for every HTTP fetch (registry and downloads); same_origin
     client.py          one registry's HTTP API: auth, retries with backoff, one-sentence errors
     transfer.py        one blob: HEAD/mount/upload (resumable chunks) and verified download
     remote.py          push_image / pull_image: whole images and indexes, manifests as exact bytes

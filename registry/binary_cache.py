@@ -22,6 +22,7 @@ from .errors import OCIError
 from .layout import Layout
 from .reference import Reference, parse_reference
 from .referrers import EMPTY_JSON, OCI_EMPTY, push_small_blob
+from .http_policy import RetryPolicy
 from .remote import ACCEPT, put_manifest, run_parallel
 from .transfer import BlobPusher, TransferStats, download_blob
 
@@ -38,7 +39,8 @@ class CacheRepository:
     def __init__(self, text: str, *, insecure: bool = False) -> None:
         self.ref = _repository_reference(text)
         self.name = self.ref.name
-        self.client = RegistryClient(self.ref.registry, self.ref.api_host, insecure=insecure, attempts=ATTEMPTS)
+        self.client = RegistryClient(self.ref.registry, self.ref.api_host, insecure=insecure,
+                                     policy=RetryPolicy.default().with_attempts(ATTEMPTS))
         self.stats = TransferStats()
 
     # -- layers ---------------------------------------------------------------------------------

@@ -3,15 +3,14 @@
 The session is a plain requests session that refuses cookies, as oras' does (importing
 `oras.provider` would load jsonschema for nothing at every push); challenges are answered by
 `RegistryAuth`, built on oras' auth backend. Requests go through `RegistryClient.request`, which
-retries connection failures, 429 and 5xx with backoff (honouring Retry-After) whenever the body can be
-sent again, and turns any other failure into one sentence naming the registry and repository.
+retries as `http_policy` says (connection failures, 429 honouring Retry-After, 5xx) whenever the body
+can be sent again, sends credentials to the registry's own origin only (never to an upload Location or a
+redirect elsewhere), and turns any other failure into one sentence naming the registry and repository.
 """
 
 from __future__ import annotations
 
-import random
 import re
-import time
 from http.cookiejar import DefaultCookiePolicy
 from typing import IO, Callable, Iterable, Union
 from urllib.parse import urljoin
@@ -21,13 +20,10 @@ import requests
 from .errors import OCIError
 
 from .auth import RegistryAuth
+from .http_policy import RetryPolicy, same_origin
 from .reference import is_loopback_host
 
 Body = Union[bytes, Callable[[], IO[bytes]], None]
-_TIMEOUT = (10, 300)  # connect, read (seconds): a registry may take long to commit a large blob
-_RETRY_STATUSES = {429, 500, 502, 503, 504}
-ATTEMPTS = 5  # per request, for connection failures, 429 and 5xx
-BACKOFF = 0.5  # seconds before the first retry; doubles each time
 
 
 class RegistryError(OCIError):
@@ -42,7 +38,7 @@ class RegistryClient:
     """Talks to one registry; thread-safe enough to share between upload workers."""
 
     def __init__(self, registry: str, api_host: str | None = None, *, insecure: bool = False,
-                 attempts: int | None = None, backoff: float | None = None) -> None:
+                 policy: RetryPolicy | None = None) -> None:
         self.registry = registry
         host = api_host or registry
         self.plain_http = insecure or is_loopback_host(registry)
@@ -54,8 +50,7 @@ class RegistryClient:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.auth = RegistryAuth(registry, self.session, plain_http=self.plain_http)
-        self.attempts = attempts or ATTEMPTS
-        self.backoff = BACKOFF if backoff is None else backoff
+        self.policy = policy or RetryPolicy.default()
 
     def url(self, path: str) -> str:
         return urljoin(self.base, path.lstrip("/"))
@@ -78,7 +73,7 @@ class RegistryClient:
         """
         scope = scope or _scope(repository, method)
         ok = set(ok)
-        attempts = self.attempts if retry else 1
+        attempts = self.policy.attempts if retry else 1
         for attempt in range(attempts):
             last = attempt == attempts - 1
             try:
@@ -93,12 +88,12 @@ class RegistryClient:
                     raise RegistryError(
                         f"could not {action} {self.registry}/{repository}: the registry is unreachable "
                         f"or dropped the connection ({_short(exc)})") from None
-                self._sleep(attempt, None)
+                self.policy.wait(attempt)
                 continue
             if response.status_code in ok:
                 return response
-            if response.status_code in _RETRY_STATUSES and not last and _replayable(body):
-                self._sleep(attempt, response.headers.get("Retry-After"))
+            if self.policy.retryable_status(response.status_code) and not last and _replayable(body):
+                self.policy.wait(attempt, response.headers.get("Retry-After"))
                 response.close()
                 continue
             raise self.error(response, repository, action, attempts=attempt + 1)
@@ -106,6 +101,8 @@ class RegistryClient:
 
     def _send_authenticated(self, method: str, url: str, scope: str, headers: dict[str, str],
                             body: Body, stream: bool) -> requests.Response:
+        if not same_origin(url, self.base):  # storage the registry sends us to: its URL carries the grant
+            return self._send(method, url, headers, body, stream)
         sent = {**headers, **self.auth.header_for_scope(scope)}
         response = self._send(method, url, sent, body, stream)
         if response.status_code != 401:
@@ -122,16 +119,10 @@ class RegistryClient:
         data = body() if callable(body) else body
         try:
             return self.session.request(method, url, headers=headers, data=data, stream=stream,
-                                        timeout=_TIMEOUT, allow_redirects=True)
+                                        timeout=self.policy.timeouts, allow_redirects=True)
         finally:
             if callable(body) and hasattr(data, "close"):
                 data.close()  # type: ignore[union-attr]
-
-    def _sleep(self, attempt: int, retry_after: str | None) -> None:
-        delay = self.backoff * (2 ** attempt) * (1 + random.random() / 2)
-        if retry_after and retry_after.strip().isdigit():
-            delay = max(delay, min(float(retry_after), 60.0))
-        time.sleep(delay)
 
     # -- errors ---------------------------------------------------------------------------------
     def error(self, response: requests.Response, repository: str, action: str,

@@ -10,12 +10,11 @@ then renames it into place.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import Callable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
@@ -23,7 +22,7 @@ import requests
 from cogbuild.layers.descriptor import Descriptor
 
 from .client import RegistryClient, RegistryError
-from .layout import Layout
+from .layout import HashingFile, Layout
 
 MONOLITHIC_MAX = 64 << 20
 CHUNK_SIZE = 64 << 20
@@ -253,7 +252,7 @@ def download_blob(client: RegistryClient, repository: str, desc: Descriptor, lay
         stats.add(blobs_skipped=1)
         return
     fd, tmp = layout.tmp_file()
-    sink = _HashingFile(os.fdopen(fd, "wb"))
+    sink = HashingFile(os.fdopen(fd, "wb"))
     try:
         _download_into(sink, client, repository, desc, stats, progress, cancel or threading.Event())
         sink.close()
@@ -265,36 +264,7 @@ def download_blob(client: RegistryClient, repository: str, desc: Descriptor, lay
         raise
 
 
-class _HashingFile:
-    """A file being written that knows its size and running sha256, and can start over."""
-
-    def __init__(self, file: BinaryIO) -> None:
-        self.file = file
-        self.reset()
-
-    def reset(self) -> None:
-        self.file.seek(0)
-        self.file.truncate()
-        self.size = 0
-        self.hasher = hashlib.sha256()
-
-    def write(self, data: bytes) -> None:
-        self.file.write(data)
-        self.hasher.update(data)
-        self.size += len(data)
-
-    @property
-    def digest(self) -> str:
-        return "sha256:" + self.hasher.hexdigest()
-
-    def close(self) -> None:
-        if not self.file.closed:
-            self.file.flush()
-            os.fsync(self.file.fileno())
-            self.file.close()
-
-
-def _download_into(sink: _HashingFile, client: RegistryClient, repository: str, desc: Descriptor,
+def _download_into(sink: HashingFile, client: RegistryClient, repository: str, desc: Descriptor,
                    stats: TransferStats, progress: Progress | None, cancel: threading.Event) -> None:
     action = f"download blob {desc.digest[:19]} from"
     failure: RegistryError | None = None
@@ -315,7 +285,7 @@ def _download_into(sink: _HashingFile, client: RegistryClient, repository: str, 
     raise failure  # type: ignore[misc]
 
 
-def _receive(sink: _HashingFile, client: RegistryClient, repository: str, desc: Descriptor,
+def _receive(sink: HashingFile, client: RegistryClient, repository: str, desc: Descriptor,
              stats: TransferStats, progress: Progress | None, action: str, cancel: threading.Event) -> None:
     """One GET, continuing from what `sink` already holds when the registry honours Range."""
     headers = {"Range": f"bytes={sink.size}-"} if 0 < sink.size < desc.size else {}

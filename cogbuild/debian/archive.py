@@ -15,6 +15,7 @@ from functools import cached_property
 import httpx
 
 from ..errors import CogbuildError
+from ..http_fetch import raise_if_retryable, retrying
 from .cache import BlobCache
 from .release import IndexFile, Release
 from .signature import verified_detached, verified_release_text
@@ -144,14 +145,16 @@ def _decompress(index: IndexFile, data: bytes) -> str:
 
 
 def _get(client: httpx.Client, url: str, *, limit: int | None = None, missing_ok: bool = False):
-    """GET a URL whole; with `limit`, stop reading once the body is longer than the signed size.
+    """GET a URL whole under the download policy; with `limit`, stop reading once the body is longer
+    than the signed size.
 
     With missing_ok, a 404 returns None instead of raising.
     """
-    try:
+    def once() -> bytes | None:
         with client.stream("GET", url) as response:
             if missing_ok and response.status_code == 404:
                 return None
+            raise_if_retryable(response)
             if response.status_code != 200:
                 raise CogbuildError(f"Could not fetch {url}: HTTP {response.status_code}.")
             chunks, total = [], 0
@@ -161,5 +164,8 @@ def _get(client: httpx.Client, url: str, *, limit: int | None = None, missing_ok
                     raise CogbuildError(f"{url} is larger than the size its signed InRelease lists.")
                 chunks.append(chunk)
             return b"".join(chunks)
+
+    try:
+        return retrying(once)
     except httpx.HTTPError as exc:
         raise CogbuildError(f"Could not fetch {url}: {exc}.") from None

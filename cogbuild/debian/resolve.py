@@ -22,11 +22,11 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable
 from pathlib import Path
 
-import httpx
 from debian.debian_support import version_compare
 
 from ..artifacts import Artifact
 from ..errors import CogbuildError
+from ..http_fetch import new_client
 from .archive import fetch_packages
 from .cache import BlobCache, default_cache_dir
 from .index import PRIORITY_RANK, BinaryPackage, PackageIndex, Relation
@@ -77,8 +77,7 @@ def load_index(source: DebianSource, suite: str, arch: str, *, cache_dir: Path |
     """Fetch, verify and parse the source's indexes for one suite and architecture."""
     cache = BlobCache(Path(cache_dir or default_cache_dir()) / "debian-indexes")
     headers = {"User-Agent": "cogbuild (Debian index fetch)"}
-    transport = httpx.HTTPTransport(retries=2)  # retries failed connections, not failed answers
-    with httpx.Client(transport=transport, timeout=60.0, follow_redirects=True, headers=headers) as client:
+    with new_client(headers=headers) as client:  # each fetch retried as http_fetch's policy says
         texts = fetch_packages(source, suite, arch, client=client, cache=cache)
     key = (arch, tuple((t.archive.base(), t.suite, t.index.path, t.index.sha256) for t in texts))
     with _INDEX_MEMO_LOCK:

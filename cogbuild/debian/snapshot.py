@@ -51,11 +51,13 @@ def snapshot_urls(artifact: Artifact, client: httpx.Client) -> list[str]:
     """Where snapshot.debian.org keeps a locked .deb; none for other artifacts or when it cannot be asked."""
     import httpx
 
+    from ..http_fetch import get
+
     base = snapshot_base()
     if artifact.kind != "deb" or base is None:
         return []
     try:
-        response = client.get(binfiles_url(artifact, base))
+        response = get(client, binfiles_url(artifact, base))
         return file_urls(artifact, response.json(), base) if response.status_code == 200 else []
     except (httpx.HTTPError, ValueError):
         return []

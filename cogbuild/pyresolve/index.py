@@ -13,11 +13,11 @@ import httpx
 from packaging.utils import canonicalize_name
 
 from ..errors import CogbuildError
+from ..http_fetch import HTTPStatusFailure, get, new_client, raise_if_retryable, retrying
 from ..layers.descriptor import is_sha256_hex
 
 PYPI_SIMPLE = "https://pypi.org/simple/"
 _ACCEPT = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"
-_TIMEOUT = httpx.Timeout(60.0, connect=15.0)
 
 
 @dataclass(frozen=True)
@@ -97,8 +97,7 @@ class IndexClient:
 
     def __init__(self) -> None:
         # trust_env (the default): SSL_CERT_FILE, proxies and .netrc as the user set them.
-        self._http = httpx.Client(timeout=_TIMEOUT, follow_redirects=True,
-                                  transport=httpx.HTTPTransport(retries=2))  # retries failed connects
+        self._http = new_client()  # every page fetch retried as http_fetch's policy says
         self._find_links_cache: dict[str, list[IndexFile]] = {}
         self._pages: dict[tuple[str, str], list[IndexFile] | None] = {}
         self.http = self._http  # for readers of whole files and ranges (lazywheel)
@@ -125,7 +124,7 @@ class IndexClient:
     def _fetch_project_files(self, index_url: str, name: str) -> list[IndexFile] | None:
         page_url = index_url + name + "/"
         try:
-            response = self._http.get(page_url, headers={"Accept": _ACCEPT})
+            response = get(self._http, page_url, headers={"Accept": _ACCEPT})
         except httpx.HTTPError as exc:
             raise CogbuildError(f"Could not reach the package index {index_url}: {exc}.") from exc
         if response.status_code == 404:
@@ -146,7 +145,7 @@ class IndexClient:
         path = Path(unquote(urlsplit(location).path)) if location.startswith("file:") else Path(location)
         if "://" not in location or location.startswith("file:"):
             return _files_in_directory(path) if path.is_dir() else []
-        response = self._http.get(location)
+        response = get(self._http, location)
         if response.status_code != 200:
             raise CogbuildError(f"The find-links page {location} answered {response.status_code}.")
         return _files_from_html(str(response.url), response.text)
@@ -156,7 +155,7 @@ class IndexClient:
         if url.startswith("file:"):
             path = Path(unquote(urlsplit(url).path))
             return path.stat().st_size, _sha256_of(path)
-        response = self._http.head(url)
+        response = get(self._http, url, method="HEAD")
         length = response.headers.get("content-length")
         if response.status_code != 200 or length is None:
             raise CogbuildError(f"Could not learn the size of {url} (HTTP {response.status_code}).")
@@ -166,20 +165,27 @@ class IndexClient:
         """A whole (small) file: a local file: URL or an HTTP download."""
         if url.startswith("file:"):
             return Path(unquote(urlsplit(url).path)).read_bytes()
-        response = self._http.get(url)
+        response = get(self._http, url)
         if response.status_code != 200:
             raise CogbuildError(f"Could not download {url} (HTTP {response.status_code}).")
         return response.content
 
     def download_sha256(self, url: str) -> str:
-        """sha256 of a remote file whose index offers no hash: stream it once."""
-        digest = hashlib.sha256()
-        with self._http.stream("GET", url) as response:
-            if response.status_code != 200:
-                raise CogbuildError(f"Could not download {url} (HTTP {response.status_code}).")
-            for chunk in response.iter_bytes(1 << 20):
-                digest.update(chunk)
-        return digest.hexdigest()
+        """sha256 of a remote file whose index offers no hash: streamed, from the start on each try."""
+        def once() -> str:
+            digest = hashlib.sha256()
+            with self._http.stream("GET", url) as response:
+                raise_if_retryable(response)
+                if response.status_code != 200:
+                    raise CogbuildError(f"Could not download {url} (HTTP {response.status_code}).")
+                for chunk in response.iter_bytes(1 << 20):
+                    digest.update(chunk)
+            return digest.hexdigest()
+
+        try:
+            return retrying(once)
+        except HTTPStatusFailure as exc:
+            raise CogbuildError(f"Could not download {url} ({exc}).") from None
 
 
 def _sha256_of(path: Path) -> str:

@@ -9,6 +9,8 @@ import zipfile
 
 import httpx
 
+from ..http_fetch import get
+
 _METADATA = re.compile(r"[^/]+\.dist-info/METADATA")
 
 
@@ -35,7 +37,7 @@ class RangeFile(io.RawIOBase):
         end = self.size if count is None or count < 0 else min(self.size, self.position + count)
         if end <= self.position:
             return b""
-        response = self.http.get(self.url, headers={"Range": f"bytes={self.position}-{end - 1}"})
+        response = get(self.http, self.url, headers={"Range": f"bytes={self.position}-{end - 1}"})
         if response.status_code != 206:
             raise RangesRefused(f"{self.url} answered {response.status_code} to a range request")
         self.position += len(response.content)
@@ -59,7 +61,7 @@ def wheel_metadata(http: httpx.Client, url: str, size: int | None) -> bytes:
             return _metadata_from(io.BufferedReader(RangeFile(http, url, size), buffer_size=1 << 16))
         except RangesRefused:
             pass
-    response = http.get(url)
+    response = get(http, url)
     response.raise_for_status()
     return _metadata_from(io.BytesIO(response.content))
 

@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 
 from cogbuild.registry.errors import OCIError
-from cogbuild.registry import client, transfer
+from cogbuild.registry import http_policy, transfer
 from cogbuild.registry.layout import Layout
 from cogbuild.registry.remote import pull_image, push_image
 from cogbuild.registry.transfer import TransferStats
@@ -61,7 +61,7 @@ def test_push_resumes_after_registry_restart_mid_upload(registry, layout, small_
 
 
 def test_connection_reset_mid_chunk_still_completes(registry, layout, small_chunks, monkeypatch):
-    monkeypatch.setattr(client, "BACKOFF", 0.05)
+    monkeypatch.setattr(http_policy, "BACKOFF", 0.05)
     desc = write_image(layout, [random_layer_files(5 * MB)])
     layer = json.loads(layout.read_blob(desc.digest))["layers"][0]
     proxy = CuttingProxy(registry.port, cut_after=int(2.5 * MB))
@@ -76,7 +76,7 @@ def test_connection_reset_mid_chunk_still_completes(registry, layout, small_chun
 
 
 def test_pull_resumes_a_dropped_download_with_range(registry, layout, tmp_path, monkeypatch):
-    monkeypatch.setattr(client, "BACKOFF", 0.05)
+    monkeypatch.setattr(http_policy, "BACKOFF", 0.05)
     desc = write_image(layout, [random_layer_files(4 * MB)])
     layer = json.loads(layout.read_blob(desc.digest))["layers"][0]
     push_image(layout, desc, f"{registry.host}/ns/pull:v1")
@@ -95,8 +95,8 @@ def test_pull_resumes_a_dropped_download_with_range(registry, layout, tmp_path, 
 
 def test_failed_push_leaves_no_tag_and_rerun_sends_only_what_is_missing(registry, layout, small_chunks,
                                                                         monkeypatch):
-    monkeypatch.setattr(client, "ATTEMPTS", 2)
-    monkeypatch.setattr(client, "BACKOFF", 0.05)
+    monkeypatch.setattr(http_policy, "ATTEMPTS", 2)
+    monkeypatch.setattr(http_policy, "BACKOFF", 0.05)
     monkeypatch.setattr(transfer, "BLOB_ATTEMPTS", 2)
     desc = write_image(layout, [{"small.txt": b"small layer"}, random_layer_files(8 * MB)])
     manifest = json.loads(layout.read_blob(desc.digest))

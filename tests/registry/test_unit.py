@@ -11,7 +11,7 @@ import pytest
 
 from cogbuild.artifacts import Artifact
 from cogbuild.registry.errors import InvalidReference, OCIError
-from cogbuild.registry import client as client_module
+from cogbuild.registry import http_policy
 from cogbuild.registry.blob_locations import BlobLocations
 from cogbuild.registry.client import RegistryClient, RegistryError
 from cogbuild.registry.reference import Reference, is_loopback_host, parse_reference
@@ -79,7 +79,7 @@ class Scripted:
 
 @pytest.fixture
 def fast_retries(monkeypatch):
-    monkeypatch.setattr(client_module, "BACKOFF", 0.01)
+    monkeypatch.setattr(http_policy, "BACKOFF", 0.01)
 
 
 MANIFEST = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",

@@ -1,0 +1,164 @@
+"""The download cache under the one download policy, against real HTTP servers on loopback: a dropped
+connection resumes with Range, 503 and 429 are retried (Retry-After honoured), a 404 is not."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from cogbuild.artifacts import Artifact
+from cogbuild.cache import BlobCache, Unavailable
+from cogbuild.http_fetch import get, new_client
+from cogbuild.registry import http_policy
+
+WHEEL = os.urandom(3 << 20)  # a few MiB, so the drop happens well inside the body
+HALF = len(WHEEL) // 2
+
+
+class ScriptedFileServer:
+    """Serves one file; each request takes the next scripted behaviour (the last one repeats):
+    "drop" sends the headers and half the body, then closes; "range" honours a Range header;
+    "full" ignores Range; an int answers that status with no body (and `retry_after` if set)."""
+
+    def __init__(self, script: list, retry_after: str | None = None) -> None:
+        self.script = list(script)
+        self.ranges: list[str | None] = []  # the Range header of each request, in order
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                outer.ranges.append(self.headers.get("Range"))
+                step = outer.script.pop(0) if len(outer.script) > 1 else outer.script[0]
+                if isinstance(step, int):
+                    self.send_response(step)
+                    if retry_after:
+                        self.send_header("Retry-After", retry_after)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                elif step == "range" and self.headers.get("Range"):
+                    start = int(self.headers["Range"].removeprefix("bytes=").rstrip("-"))
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(WHEEL) - 1}/{len(WHEEL)}")
+                    self.send_header("Content-Length", str(len(WHEEL) - start))
+                    self.end_headers()
+                    self.wfile.write(WHEEL[start:])
+                else:
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(WHEEL)))
+                    self.end_headers()
+                    self.wfile.write(WHEEL[:HALF] if step == "drop" else WHEEL)
+                    if step == "drop":
+                        self.wfile.flush()
+                        self.close_connection = True
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/torch-1.0-py3-none-any.whl"
+        threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(autouse=True)
+def fast_retries(monkeypatch):
+    monkeypatch.setattr(http_policy, "BACKOFF", 0.01)
+
+
+@pytest.fixture
+def serve():
+    servers: list[ScriptedFileServer] = []
+
+    def start(script: list, retry_after: str | None = None) -> ScriptedFileServer:
+        servers.append(ScriptedFileServer(script, retry_after))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def _wheel(url: str) -> Artifact:
+    return Artifact("wheel", "torch", "1.0", "torch-1.0-py3-none-any.whl", url,
+                    hashlib.sha256(WHEEL).hexdigest(), len(WHEEL))
+
+
+def _fetch(tmp_path, url: str):
+    cache = BlobCache(tmp_path / "cache")
+    with new_client() as client:
+        return cache.fetch(_wheel(url), client)
+
+
+def test_dropped_connection_resumes_with_range_and_verifies(serve, tmp_path):
+    server = serve(["drop", "range"])
+    path = _fetch(tmp_path, server.url)
+    assert path.read_bytes() == WHEEL
+    assert len(server.ranges) == 2  # one retry
+    assert server.ranges[0] is None
+    resumed_at = int(server.ranges[1].removeprefix("bytes=").rstrip("-"))
+    assert 0 < resumed_at <= HALF  # continued from what arrived, not from the start
+
+
+def test_server_ignoring_range_restarts_cleanly(serve, tmp_path):
+    server = serve(["drop", "full"])
+    assert _fetch(tmp_path, server.url).read_bytes() == WHEEL
+    assert len(server.ranges) == 2 and server.ranges[1] is not None  # asked to resume, got the whole file
+
+
+def test_503_then_200_is_retried(serve, tmp_path):
+    server = serve([503, "full"])
+    assert _fetch(tmp_path, server.url).read_bytes() == WHEEL
+    assert server.ranges == [None, None]
+
+
+def test_429_waits_as_retry_after_asks(serve, tmp_path, monkeypatch):
+    delays: list[float] = []
+    delay = http_policy.RetryPolicy.delay
+    monkeypatch.setattr(http_policy.RetryPolicy, "delay",
+                        lambda self, attempt, retry_after=None: delays.append(delay(self, attempt, retry_after))
+                        or delays[-1])
+    server = serve([429, "full"], retry_after="1")
+    assert _fetch(tmp_path, server.url).read_bytes() == WHEEL
+    assert len(server.ranges) == 2
+    assert delays and delays[0] >= 1.0  # not the 0.01 s backoff
+
+
+def test_404_is_not_retried_and_is_one_sentence(serve, tmp_path):
+    server = serve([404])
+    with pytest.raises(Unavailable) as failure:
+        _fetch(tmp_path, server.url)
+    message = str(failure.value)
+    assert len(server.ranges) == 1
+    assert "torch-1.0-py3-none-any.whl" in message and "HTTP 404" in message and "\n" not in message
+    assert not list((tmp_path / "cache").rglob(".part-*"))  # nothing half-written stays behind
+
+
+def test_503_every_time_gives_up_after_the_policy_attempts(serve, tmp_path):
+    server = serve([503])
+    with pytest.raises(Unavailable, match=r"HTTP 503 after 5 tries"):
+        _fetch(tmp_path, server.url)
+    assert len(server.ranges) == http_policy.ATTEMPTS
+
+
+def test_retry_after_as_an_http_date_and_capped():
+    policy = http_policy.RetryPolicy(attempts=3, backoff=0.0)
+    assert policy.delay(0, "Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past: no extra wait
+    assert policy.delay(0, "3600") == http_policy.MAX_RETRY_AFTER
+    assert policy.delay(0, "soon") == 0.0
+
+
+def test_small_gets_follow_the_same_policy(serve):
+    """Index pages, Debian indexes and manifests go through http_fetch.get: 503 retried, 404 returned at once."""
+    retried = serve([503, "full"])
+    missing = serve([404])
+    with new_client() as client:
+        assert get(client, retried.url).content == WHEEL
+        assert get(client, missing.url).status_code == 404
+    assert len(retried.ranges) == 2 and len(missing.ranges) == 1
