@@ -5,11 +5,12 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from .server.status import PredictionStatus
 from .signature import InputSpec, Signature, title
 
 _JSON_TYPES = {"str": "string", "int": "integer", "float": "number", "bool": "boolean",
                "path": "string", "file": "string", "secret": "string"}
-STATUSES = ["starting", "processing", "succeeded", "canceled", "failed"]
+STATUSES = [status.value for status in PredictionStatus]
 WEBHOOK_EVENTS = ["start", "output", "logs", "completed"]
 
 

@@ -28,10 +28,12 @@ from typing import Any, Callable, Dict, List, Optional
 
 import aiohttp
 
+from ..server.status import Health, PredictionStatus
+
 SOME_FAILED = 3
 BUSY_RETRY_SECONDS = 0.05  # a 409 (every slot busy) is retried after this pause
-READY_STATES = ("READY", "BUSY")
-FAILED_STATES = ("SETUP_FAILED", "DEFUNCT")
+READY_STATES = (Health.READY, Health.BUSY)
+FAILED_STATES = (Health.SETUP_FAILED, Health.DEFUNCT)
 
 
 class InputsError(ValueError):
@@ -63,12 +65,12 @@ def parse_jsonl(text: str, name: str) -> List[BatchInput]:
 
 
 def result_line(item: BatchInput, body: Dict[str, Any]) -> Dict[str, Any]:
-    return {"line": item.line, "id": body.get("id"), "status": body.get("status") or "failed",
+    return {"line": item.line, "id": body.get("id"), "status": body.get("status") or PredictionStatus.FAILED,
             "output": body.get("output"), "error": body.get("error")}
 
 
 def failure(item: BatchInput, error: str) -> Dict[str, Any]:
-    return {"line": item.line, "id": None, "status": "failed", "output": None, "error": error}
+    return {"line": item.line, "id": None, "status": PredictionStatus.FAILED, "output": None, "error": error}
 
 
 async def run_batch(base_url: str, items: List[BatchInput], concurrency: int,
@@ -85,7 +87,7 @@ async def run_batch(base_url: str, items: List[BatchInput], concurrency: int,
         nonlocal next_to_emit, failed
         async with limit:
             result = await _predict(session, f"{base_url}/{endpoint}", item)
-        failed += result["status"] != "succeeded"
+        failed += result["status"] != PredictionStatus.SUCCEEDED
         done[position] = result
         while next_to_emit in done:  # results finish in any order; lines go out in input order
             emit(done.pop(next_to_emit))

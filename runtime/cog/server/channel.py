@@ -6,7 +6,7 @@ import contextvars
 import io
 import socket
 import threading
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from . import protocol
 
@@ -29,7 +29,7 @@ class Channel:
         self.main_sending = False
         self.deferred: Callable[[], None] | None = None
 
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: protocol.Event) -> None:
         data = protocol.encode(message)
         on_main = threading.get_ident() == threading.main_thread().ident
         with self.lock:
@@ -42,9 +42,10 @@ class Channel:
             action, self.deferred = self.deferred, None
             action()
 
-    def receive(self) -> dict[str, Any] | None:
+    def receive(self) -> protocol.Request | None:
+        """The server's next request; None once it closed the socket. ProtocolError for a malformed line."""
         line = self.reader.readline()
-        return protocol.decode(line) if line else None
+        return protocol.decode(line, protocol.Request) if line else None
 
 
 class LogStream(io.TextIOBase):
@@ -88,7 +89,7 @@ class LogStream(io.TextIOBase):
             self._send(pid, text)
 
     def _send(self, pid: str | None, text: str) -> None:
-        self.channel.send({"ev": "log", "id": pid, "text": text, "source": self.source})
+        self.channel.send(protocol.Log(pid, text, self.source))
 
     def isatty(self) -> bool:
         return False

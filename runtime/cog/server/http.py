@@ -19,7 +19,6 @@ import mimetypes
 import os
 import signal
 import sys
-import tempfile
 import traceback
 from pathlib import Path
 from typing import Any, Callable
@@ -31,8 +30,8 @@ from .._version import __version__
 from ..openapi import openapi_document
 from .files import in_thread
 from .prediction import Prediction, json_text
-from .runner import READY, STARTING
-from .service import PredictionService, Refused, Settings, _env_number
+from .service import PredictionService, Refused, Settings, env_number
+from .status import Health, PredictionStatus
 from .validation import coerce_form_value, error
 
 MiB = 1024 * 1024
@@ -107,29 +106,21 @@ async def root(request: web.Request) -> web.Response:
 async def health_check(request: web.Request) -> web.Response:
     """Always 200, as Cog answers; with `?ok=READY,BUSY` a status outside that list answers 503, so a
     probe that reads only the HTTP status (Kubernetes' httpGet) can tell the states apart."""
-    body = await _health(request.app[SERVICE])
+    body = await request.app[SERVICE].health()
     if TRAINING in request.app:  # the trainer's worker, which has a setup() of its own
-        body["training"] = await _health(request.app[TRAINING])
-        if body["training"]["status"] == STARTING and body["status"] == READY:
-            body["status"] = STARTING  # READY once every setup() is over, so clients need not wait twice
+        body["training"] = await request.app[TRAINING].health()
+        if body["training"]["status"] == Health.STARTING and body["status"] == Health.READY:
+            body["status"] = Health.STARTING  # READY once every setup() is over, so clients need not wait twice
     wanted = request.query.get("ok")
     healthy = wanted is None or body["status"] in {part.strip() for part in wanted.split(",")}
     return _json(body, 200 if healthy else 503)
 
 
-async def _health(service: PredictionService) -> dict[str, Any]:
-    status, problem = await service.health()
-    body = {"status": status, "setup": service.worker.setup, "worker_restarts": service.worker.restarts}
-    if problem is not None:
-        body["user_healthcheck_error"] = problem
-    return body
-
-
 async def openapi(request: web.Request) -> web.Response:
-    signature = request.app[SERVICE].worker.signature
+    signature = request.app[SERVICE].signature
     if signature is None:
         return _json({"detail": "the predictor has not been loaded; see /health-check"}, 503)
-    training = request.app[TRAINING].worker.signature if TRAINING in request.app else None
+    training = request.app[TRAINING].signature if TRAINING in request.app else None
     return _json(openapi_document(signature, training))
 
 
@@ -146,9 +137,9 @@ async def create_prediction(request: web.Request) -> web.StreamResponse:
     service = _service(request)
     path_id = request.match_info.get("prediction_id")
     wants_events = _wants_events(request)
-    if wants_events and (refusal := _events_refusal(service)) is not None:
-        return refusal
-    if wants_events and path_id is not None and (running := service.active.get(path_id)) is not None:
+    if wants_events and (refusal := service.events_refusal()) is not None:
+        return _json({"error": refusal}, 406)
+    if wants_events and path_id is not None and (running := service.find_active(path_id)) is not None:
         return await _stream_events(request, running)  # a late client gets the story so far, then the rest
     prediction, values = _reserve(request, await _read_json(request), path_id)
     if "respond-async" in request.headers.get("Prefer", "") and not wants_events:
@@ -161,21 +152,6 @@ async def create_prediction(request: web.Request) -> web.StreamResponse:
     service.run(prediction, values, prefetched=wire)
     await prediction.done.wait()
     return _json(prediction.to_json())
-
-
-def _events_refusal(service: PredictionService) -> web.Response | None:
-    """406 unless the model opted in to server-sent events with @cog.streaming (as Cog asks), or the
-    server streams everything (COG_STREAM_ALL)."""
-    if service.settings.stream_all:
-        return None
-    if service.entry == "train":
-        return _json({"error": "Trainings do not stream: ask for JSON, with Prefer: respond-async "
-                               "and a webhook to follow a long one."}, 406)
-    signature = service.worker.signature
-    if signature is not None and not signature.streaming:
-        return _json({"error": "This model does not support streaming responses: decorate its predict() "
-                               "with @cog.streaming to offer server-sent events."}, 406)
-    return None
 
 
 async def _stream_events(request: web.Request, prediction: Prediction, start: Callable[[], None] | None = None,
@@ -226,7 +202,7 @@ async def cancel_prediction(request: web.Request) -> web.Response:
 async def predict_form(request: web.Request) -> web.StreamResponse:
     """The seed's `POST /predict`: multipart form in, the bare output back."""
     service = request.app[SERVICE]
-    signature = service.worker.signature
+    signature = service.signature
     try:
         form = await request.post()
     except (ValueError, HttpProcessingError) as exc:
@@ -257,7 +233,7 @@ async def predict_form(request: web.Request) -> web.StreamResponse:
     service.run(prediction, values, prefetched=wire)
     await prediction.done.wait()
     try:
-        if prediction.status != "succeeded":
+        if prediction.status != PredictionStatus.SUCCEEDED:
             return _json({"error": prediction.error or prediction.status, "logs": prediction.logs}, 500)
         return await _bare_output(prediction)
     finally:
@@ -265,8 +241,7 @@ async def predict_form(request: web.Request) -> web.StreamResponse:
 
 
 def _save_upload(service: PredictionService, prediction: Prediction, upload: web.FileField) -> str:
-    directory = tempfile.mkdtemp(dir=service.temp_root)
-    prediction.temp_paths.append(directory)
+    directory = service.input_directory(prediction)
     name = os.path.basename(upload.filename or "file") or "file"
     path = os.path.join(directory, name)
     with open(path, "wb") as out:
@@ -417,9 +392,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, os.getcwd())
     try:
         settings = Settings.from_env(args.predictor, args.upload_url, args.train)
-        max_body = _env_number("COG_MAX_BODY_BYTES", int, 100 * MiB, minimum=1)
-        body_timeout = _env_number("COG_BODY_TIMEOUT", float, 30.0, minimum=0.001)
-        port = args.port if args.port is not None else _env_number("PORT", int, 5000, minimum=0)
+        max_body = env_number("COG_MAX_BODY_BYTES", int, 100 * MiB, minimum=1)
+        body_timeout = env_number("COG_BODY_TIMEOUT", float, 30.0, minimum=0.001)
+        port = args.port if args.port is not None else env_number("PORT", int, 5000, minimum=0)
     except ValueError as exc:
         print(f"cog: error: {exc}", file=sys.stderr)
         return 2

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-TERMINAL = ("succeeded", "failed", "canceled")
+from .status import PredictionStatus
 SECRET_MASK = "**********"
 
 
@@ -65,7 +65,7 @@ class Prediction:
     created_at: str | None = None
     started_at: str | None = None
     completed_at: str | None = None
-    status: str = "starting"
+    status: PredictionStatus = PredictionStatus.STARTING
     output: Any = None
     error: str | None = None
     log_buffer: LogBuffer = field(default_factory=LogBuffer)
@@ -88,10 +88,10 @@ class Prediction:
 
     @property
     def is_terminal(self) -> bool:
-        return self.status in TERMINAL
+        return self.status.is_terminal
 
     def start(self) -> None:
-        self.status = "processing"
+        self.status = PredictionStatus.PROCESSING
         self.started_at = now_iso()
         self._started = time.monotonic()
         if self.streams:
@@ -108,7 +108,7 @@ class Prediction:
         self.log_buffer.append(text)
         return text
 
-    def finish(self, status: str, error: str | None = None) -> None:
+    def finish(self, status: PredictionStatus, error: str | None = None) -> None:
         if self.is_terminal:
             return
         self.status = status

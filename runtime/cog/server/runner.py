@@ -21,14 +21,14 @@ from typing import Any, Callable
 from ..signature import Signature
 from . import protocol
 from .prediction import LogBuffer, Prediction, now_iso
+from .protocol import (Cancel, Done, HealthcheckRequest, HealthcheckResult, LoadFailed, Log, Metric, Output, Predict,
+                       Request, SetupDone, Shutdown, SignatureLoaded)
+from .status import Health, PredictionStatus
 
-# Worker lifecycle states, as /health-check names them.
-STARTING, READY, SETUP_FAILED, DEFUNCT = "STARTING", "READY", "SETUP_FAILED", "DEFUNCT"
-
-OutputHook = Callable[[Prediction, Any, list], Any]  # coroutine function: (prediction, wire value, its files)
-DoneHook = Callable[[Prediction, dict], Any]  # coroutine function: (prediction, "done" event)
+OutputHook = Callable[[Prediction, Output], Any]  # coroutine function
+DoneHook = Callable[[Prediction, Done], Any]  # coroutine function
 LogHook = Callable[[Prediction, str, str], None]  # (prediction, the new text with secrets redacted, source)
-MetricHook = Callable[[Prediction, dict], None]  # (prediction, {"name", "value", "mode"}) as recorded
+MetricHook = Callable[[Prediction, Metric], None]
 
 
 def worker_python() -> str:
@@ -49,11 +49,12 @@ class WorkerProcess:
         self.restart_dead_worker = restart_dead_worker
         self.scratch_root = scratch_root  # each worker gets a directory in here for its output files
         self.restarts = 0  # how often a worker that died on its own was replaced
-        self.state = STARTING
+        # STARTING, then READY or SETUP_FAILED; DEFUNCT once a worker died and was not replaced.
+        self.state = Health.STARTING
         self.signature: Signature | None = None
         self.setup_info: dict[str, Any] = {"started_at": None, "completed_at": None, "status": None}
         self.setup_logs = LogBuffer()
-        self.in_flight: dict[str, Prediction] = {}
+        self._in_flight: dict[str, Prediction] = {}  # submitted predictions the worker has not reported done
         self.ready = asyncio.Event()  # set once setup finished, either way
         self.process: asyncio.subprocess.Process | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -69,7 +70,7 @@ class WorkerProcess:
     # ---------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
-        self.state, self._expected_exit = STARTING, False
+        self.state, self._expected_exit = Health.STARTING, False
         self.ready.clear()
         self.setup_info = {"started_at": now_iso(), "completed_at": None, "status": None}
         self.setup_logs = LogBuffer()
@@ -105,9 +106,9 @@ class WorkerProcess:
         try:
             await asyncio.wait_for(self.ready.wait(), timeout)
         except asyncio.TimeoutError:
-            if self.process is not process or self.state != STARTING:
+            if self.process is not process or self.state != Health.STARTING:
                 return
-            self._end_setup("failed", f"setup() did not finish within {timeout:g} seconds (COG_SETUP_TIMEOUT)")
+            self._end_setup(PredictionStatus.FAILED, f"setup() did not finish within {timeout:g} seconds (COG_SETUP_TIMEOUT)")
             self._expected_exit, self._exit_reason = True, "setup timed out"
             self._kill(process)
 
@@ -118,7 +119,7 @@ class WorkerProcess:
         if process is None or process.returncode is not None:
             return
         with contextlib.suppress(ConnectionError, RuntimeError):
-            await self._send({"op": "shutdown"})
+            await self._send(Shutdown())
         try:
             await asyncio.wait_for(process.wait(), timeout)
         except asyncio.TimeoutError:
@@ -148,26 +149,36 @@ class WorkerProcess:
 
     # ---------------------------------------------------------------- predictions
 
-    async def _send(self, message: dict[str, Any]) -> None:
-        writer = self._control_writer if message["op"] in ("cancel", "healthcheck") else self._writer
+    async def _send(self, message: Request) -> None:
+        writer = self._control_writer if isinstance(message, (Cancel, HealthcheckRequest)) else self._writer
         if writer is None:
             raise ConnectionError("the worker is not running")
         writer.write(protocol.encode(message))
         await writer.drain()
 
     async def submit(self, prediction: Prediction, wire_input: dict[str, Any]) -> None:
-        self.in_flight[prediction.id] = prediction
-        await self._send({"op": "predict", "id": prediction.id, "input": wire_input, "context": prediction.context})
+        """Hand the prediction to the worker; its events then update it. ConnectionError or RuntimeError
+        when the worker cannot take it (the prediction is not in flight then)."""
+        self._in_flight[prediction.id] = prediction
+        try:
+            await self._send(Predict(prediction.id, wire_input, prediction.context))
+        except BaseException:
+            self.forget(prediction)
+            raise
+
+    def forget(self, prediction: Prediction) -> None:
+        """Stop routing the worker's events to `prediction` (it was finished by other means)."""
+        self._in_flight.pop(prediction.id, None)
 
     async def cancel(self, prediction: Prediction) -> None:
         """Cancel politely; if a sync predictor ignores it past the grace, kill and respawn the worker."""
         prediction.cancel_requested = True
         with contextlib.suppress(ConnectionError, RuntimeError):
-            await self._send({"op": "cancel", "id": prediction.id})
+            await self._send(Cancel(prediction.id))
         try:
             await asyncio.wait_for(asyncio.shield(prediction.done.wait()), self.cancel_grace)
         except asyncio.TimeoutError:
-            if not prediction.is_terminal and prediction.id in self.in_flight:
+            if not prediction.is_terminal and prediction.id in self._in_flight:
                 await self.restart(f"it was restarted because canceled prediction {prediction.id} did not stop")
 
     async def healthcheck(self, timeout: float) -> str | None:
@@ -178,7 +189,7 @@ class WorkerProcess:
             self._healthcheck_id += 1
             self._healthcheck = asyncio.get_running_loop().create_future()
             try:
-                await self._send({"op": "healthcheck", "id": self._healthcheck_id})
+                await self._send(HealthcheckRequest(self._healthcheck_id))
             except (ConnectionError, RuntimeError) as exc:
                 self._healthcheck.set_result(f"the worker cannot be reached ({exc})")
         try:
@@ -192,60 +203,59 @@ class WorkerProcess:
         broken = None
         try:
             while line := await reader.readline():
-                event = protocol.decode(line)
+                event = protocol.decode(line, protocol.Event)
                 try:
                     await self._handle(event)
                 except Exception:  # noqa: BLE001 - a bug of ours must not stop the events of others
                     traceback.print_exc()
-        except (ConnectionError, ValueError, asyncio.LimitOverrunError) as exc:  # ValueError: a bad line
+        except (ConnectionError, ValueError, asyncio.LimitOverrunError) as exc:  # ValueError: a malformed line
             broken = f"its message channel broke ({exc})"
             self._kill(process)  # a worker we cannot understand cannot be trusted with more work
         returncode = await process.wait()
         await self._worker_gone(returncode, broken)
 
-    async def _handle(self, event: dict[str, Any]) -> None:
-        kind = event["ev"]
-        if kind == "log":
-            prediction = self.in_flight.get(event["id"] or "") if event["id"] else self._sole()
-            self._log(prediction, event["text"], "stderr" if event.get("source") == "stderr" else "stdout")
-        elif kind == "metric":
-            if (prediction := self.in_flight.get(event["id"])) is not None:
-                self.on_metric(prediction, {k: event[k] for k in ("name", "value", "mode")})
-        elif kind == "output":
-            if (prediction := self.in_flight.get(event["id"])) is not None:
-                await self.on_output(prediction, event["value"], event.get("files") or [])
-        elif kind == "done":
+    async def _handle(self, event: protocol.Event) -> None:
+        if isinstance(event, Log):
+            prediction = self._in_flight.get(event.id) if event.id else self._sole()
+            self._log(prediction, event.text, "stderr" if event.source == "stderr" else "stdout")
+        elif isinstance(event, Metric):
+            if (prediction := self._in_flight.get(event.id)) is not None:
+                self.on_metric(prediction, event)
+        elif isinstance(event, Output):
+            if (prediction := self._in_flight.get(event.id)) is not None:
+                await self.on_output(prediction, event)
+        elif isinstance(event, Done):
             self._drain_fd_logs()  # what the worker wrote to fd 1/2 before it finished belongs to the prediction
-            if (prediction := self.in_flight.pop(event["id"], None)) is not None:
+            if (prediction := self._in_flight.pop(event.id, None)) is not None:
                 await self.on_done(prediction, event)
-        elif kind == "healthcheck":
-            if self._healthcheck is not None and not self._healthcheck.done() and event["id"] == self._healthcheck_id:
-                self._healthcheck.set_result(None if event["ok"] else event["error"])
-        elif kind == "signature":
-            self.signature = Signature.from_json(event["signature"])
-        elif kind == "setup_done":
-            self._end_setup("succeeded" if event["ok"] else "failed", event["error"])
-        elif kind == "load_failed":
-            self._end_setup("failed", event["error"])
+        elif isinstance(event, HealthcheckResult):
+            if self._healthcheck is not None and not self._healthcheck.done() and event.id == self._healthcheck_id:
+                self._healthcheck.set_result(None if event.ok else event.error)
+        elif isinstance(event, SignatureLoaded):
+            self.signature = Signature.from_json(event.signature)
+        elif isinstance(event, SetupDone):
+            self._end_setup(PredictionStatus.SUCCEEDED if event.ok else PredictionStatus.FAILED, event.error)
+        elif isinstance(event, LoadFailed):
+            self._end_setup(PredictionStatus.FAILED, event.error)
 
-    def _end_setup(self, status: str, error: str | None) -> None:
+    def _end_setup(self, status: PredictionStatus, error: str | None) -> None:
         self.setup_info["completed_at"] = now_iso()
         self.setup_info["status"] = status
         if error:
             self.setup_logs.append(error if error.endswith("\n") else error + "\n")
-        self.state = READY if status == "succeeded" else SETUP_FAILED
+        self.state = Health.READY if status == PredictionStatus.SUCCEEDED else Health.SETUP_FAILED
         self.ready.set()
 
     def _sole(self) -> Prediction | None:
-        return next(iter(self.in_flight.values())) if len(self.in_flight) == 1 else None
+        return next(iter(self._in_flight.values())) if len(self._in_flight) == 1 else None
 
     def _log(self, prediction: Prediction | None, text: str, source: str) -> None:
         if prediction is not None:
             self.on_log(prediction, prediction.add_log(text), source)
-        elif self.state == STARTING:
+        elif self.state == Health.STARTING:
             self.setup_logs.append(text)
         else:  # no one prediction owns it (concurrent ones, or between predictions): hide all their secrets
-            for running in list(self.in_flight.values()):
+            for running in list(self._in_flight.values()):
                 text = running.redact(text)
             sys.stderr.write(text)
 
@@ -282,21 +292,23 @@ class WorkerProcess:
             cause = f"it was killed by signal {signal.Signals(-returncode).name}"
         else:
             cause = f"it exited with code {returncode}"
-        for prediction in list(self.in_flight.values()):
-            self.in_flight.pop(prediction.id, None)
-            status = "canceled" if prediction.cancel_requested else "failed"
-            error = None if status == "canceled" else f"the prediction's worker process died: {cause}"
-            await self.on_done(prediction, {"status": status, "error": error, "output": None, "metrics": {}})
-        if self.state == STARTING and not self._expected_exit:
-            self._end_setup("failed", f"the worker process died during setup: {cause}")
-        elif not self._expected_exit and self.state == READY:
+        for prediction in list(self._in_flight.values()):
+            self._in_flight.pop(prediction.id, None)
+            if prediction.cancel_requested:
+                await self.on_done(prediction, Done(prediction.id, PredictionStatus.CANCELED))
+            else:
+                error = f"the prediction's worker process died: {cause}"
+                await self.on_done(prediction, Done(prediction.id, PredictionStatus.FAILED, error=error))
+        if self.state == Health.STARTING and not self._expected_exit:
+            self._end_setup(PredictionStatus.FAILED, f"the worker process died during setup: {cause}")
+        elif not self._expected_exit and self.state == Health.READY:
             if self.restart_dead_worker:
                 self.restarts += 1
                 await self.start()
                 note = f"cog: worker restarted (#{self.restarts}) after it died: {cause}\n"
                 self.setup_logs = LogBuffer(note + self.setup_logs.text())
                 return
-            self.state = DEFUNCT
+            self.state = Health.DEFUNCT
         self.ready.set()
 
 

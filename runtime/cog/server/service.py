@@ -21,13 +21,15 @@ import aiohttp
 
 from . import files
 from .files import Fetcher, InputFileError
+from ..signature import Signature
 from .prediction import SECRET_MASK, Prediction, StreamHistory, now_iso
-from .runner import DEFUNCT, READY, SETUP_FAILED, STARTING, WorkerProcess
+from .protocol import Done, Metric, Output, OutputFile
+from .runner import WorkerProcess
+from .status import Health, PredictionStatus
 from .urls import UrlError, UrlPolicy, policed_session, url_problem
 from .validation import error, validate_input
 from .webhooks import WebhookSender
 
-BUSY, UNHEALTHY = "BUSY", "UNHEALTHY"
 # Sending an output file: the upload failed or was refused, or the worker named a file it may not.
 _SEND_ERRORS = (OSError, aiohttp.ClientError, asyncio.TimeoutError, UrlError, ValueError)
 
@@ -64,15 +66,15 @@ class Settings:
         return cls(
             predictor_ref=predictor_ref,
             train_ref=train_ref or None,
-            setup_timeout=_env_number("COG_SETUP_TIMEOUT", float, None, minimum=0) or None,
-            stream_history=_env_number("COG_STREAM_HISTORY_CAPACITY", int, 1024, minimum=0),
+            setup_timeout=env_number("COG_SETUP_TIMEOUT", float, None, minimum=0) or None,
+            stream_history=env_number("COG_STREAM_HISTORY_CAPACITY", int, 1024, minimum=0),
             stream_all=_env_flag("COG_STREAM_ALL"),
-            max_concurrency=_env_number("COG_MAX_CONCURRENCY", int, None, minimum=1),
+            max_concurrency=env_number("COG_MAX_CONCURRENCY", int, None, minimum=1),
             upload_url=upload_url,
-            predict_timeout=_env_number("COG_PREDICT_TIMEOUT", float, None, minimum=0),
-            shutdown_grace=_env_number("COG_SHUTDOWN_GRACE", float, 30.0, minimum=0),
-            cancel_grace=_env_number("COG_CANCEL_GRACE", float, 1.0, minimum=0),
-            healthcheck_timeout=_env_number("COG_HEALTHCHECK_TIMEOUT", float, 5.0, minimum=0),
+            predict_timeout=env_number("COG_PREDICT_TIMEOUT", float, None, minimum=0),
+            shutdown_grace=env_number("COG_SHUTDOWN_GRACE", float, 30.0, minimum=0),
+            cancel_grace=env_number("COG_CANCEL_GRACE", float, 1.0, minimum=0),
+            healthcheck_timeout=env_number("COG_HEALTHCHECK_TIMEOUT", float, 5.0, minimum=0),
             restart_dead_worker=_env_flag("COG_RESTART_DEAD_WORKER"),
         )
 
@@ -86,7 +88,8 @@ def _env_flag(name: str) -> bool:
     raise ValueError(f"{name}={text!r} is not one of 1, true, yes, 0, false, no")
 
 
-def _env_number(name: str, cast: type, default: Any, *, minimum: float) -> Any:
+def env_number(name: str, cast: type, default: Any, *, minimum: float) -> Any:
+    """A number from the environment variable `name` (`default` when unset); ValueError naming it if malformed."""
     text = os.environ.get(name, "").strip()
     if not text:
         return default
@@ -144,23 +147,60 @@ class PredictionService:
                   "so predictions run one at a time", file=sys.stderr, flush=True)
 
     @property
+    def signature(self) -> Signature | None:
+        """The predictor's inputs and outputs; None until its worker has loaded it."""
+        return self.worker.signature
+
+    @property
     def slots(self) -> int:
         signature = self.worker.signature
         if signature is None or not signature.is_async:
             return 1  # sync predictors run one at a time
         return self.settings.max_concurrency or signature.max_concurrency
 
-    async def health(self) -> tuple[str, str | None]:
-        """(status for /health-check, why the predictor's own healthcheck() failed)."""
+    async def health(self) -> dict[str, Any]:
+        """/health-check's body: status, setup's report, worker restarts, and why the predictor's own
+        healthcheck() failed if it did."""
+        status, problem = await self._health_status()
+        body = {"status": status, "setup": self.worker.setup, "worker_restarts": self.worker.restarts}
+        if problem is not None:
+            body["user_healthcheck_error"] = problem
+        return body
+
+    async def _health_status(self) -> tuple[Health, str | None]:
         state = self.worker.state
         signature = self.worker.signature
-        if state == READY and signature is not None and signature.has_healthcheck:
+        if state == Health.READY and signature is not None and signature.has_healthcheck:
             problem = await self.worker.healthcheck(self.settings.healthcheck_timeout)
             if problem is not None:
-                return UNHEALTHY, problem
-        if state == READY and len(self.active) >= self.slots:
-            return BUSY, None
+                return Health.UNHEALTHY, problem
+        if state == Health.READY and len(self.active) >= self.slots:
+            return Health.BUSY, None
         return state, None
+
+    def events_refusal(self) -> str | None:
+        """Why this service offers no server-sent events, or None when it does: the model opted in with
+        @cog.streaming (as Cog asks), or the server streams everything (COG_STREAM_ALL)."""
+        if self.settings.stream_all:
+            return None
+        if self.entry == "train":
+            return ("Trainings do not stream: ask for JSON, with Prefer: respond-async "
+                    "and a webhook to follow a long one.")
+        signature = self.worker.signature
+        if signature is not None and not signature.streaming:
+            return ("This model does not support streaming responses: decorate its predict() "
+                    "with @cog.streaming to offer server-sent events.")
+        return None
+
+    def find_active(self, prediction_id: str) -> Prediction | None:
+        """The prediction with this ID if it has not finished."""
+        return self.active.get(prediction_id)
+
+    def input_directory(self, prediction: Prediction) -> str:
+        """A new directory for the prediction's input files, removed by `cleanup`."""
+        directory = tempfile.mkdtemp(dir=self.temp_root)
+        prediction.temp_paths.append(directory)
+        return directory
 
     # ---------------------------------------------------------------- creating predictions
 
@@ -168,11 +208,11 @@ class PredictionService:
         if self.shutting_down:
             raise Refused(503, {"detail": "the server is shutting down"})
         state = self.worker.state
-        if state == STARTING:
+        if state == Health.STARTING:
             raise Refused(503, {"detail": "setup has not finished yet"})
-        if state == SETUP_FAILED:
+        if state == Health.SETUP_FAILED:
             raise Refused(503, {"detail": "setup failed; see /health-check for its logs"})
-        if state == DEFUNCT:
+        if state == Health.DEFUNCT:
             raise Refused(503, {"detail": "the worker process died; the server must be restarted"})
         if len(self.active) >= self.slots:
             raise Refused(409, {"detail": "all prediction slots are busy"})
@@ -220,8 +260,7 @@ class PredictionService:
                 wire[spec.name] = local[spec.name]
             elif spec.is_file and values.get(spec.name) is not None:
                 if directory is None:
-                    directory = tempfile.mkdtemp(dir=self.temp_root)
-                    prediction.temp_paths.append(directory)
+                    directory = self.input_directory(prediction)
                 urls = values[spec.name] if spec.is_list else [values[spec.name]]
                 try:
                     fetched = [await self.fetcher.fetch(url, directory) for url in urls]
@@ -245,18 +284,18 @@ class PredictionService:
             await self._run(prediction, values, prefetched)
         except Exception as exc:  # noqa: BLE001
             traceback.print_exc()
-            self.worker.in_flight.pop(prediction.id, None)
+            self.worker.forget(prediction)
             if not prediction.is_terminal:
-                await self._finish(prediction, "failed", f"internal server error: {type(exc).__name__}: {exc}")
+                await self._finish(prediction, PredictionStatus.FAILED, f"internal server error: {type(exc).__name__}: {exc}")
 
     async def _run(self, prediction: Prediction, values: dict[str, Any], prefetched: dict[str, Any] | None) -> None:
         try:
             wire = prefetched if prefetched is not None else await self.fetch_inputs(prediction, values)
         except Refused as refused:
-            await self._finish(prediction, "failed", refused.body["detail"][0]["msg"])
+            await self._finish(prediction, PredictionStatus.FAILED, refused.body["detail"][0]["msg"])
             return
         if prediction.cancel_requested:
-            await self._finish(prediction, "canceled")
+            await self._finish(prediction, PredictionStatus.CANCELED)
             return
         prediction.start()
         prediction.notify("start", {"id": prediction.id, "status": prediction.status})
@@ -264,8 +303,7 @@ class PredictionService:
         try:
             await self.worker.submit(prediction, wire)
         except (ConnectionError, RuntimeError) as exc:
-            self.worker.in_flight.pop(prediction.id, None)
-            await self._finish(prediction, "failed", f"the worker is not available ({exc})")
+            await self._finish(prediction, PredictionStatus.FAILED, f"the worker is not available ({exc})")
             return
         timeout = self.settings.predict_timeout
         if timeout is None:
@@ -284,16 +322,16 @@ class PredictionService:
 
     # ---------------------------------------------------------------- events
 
-    async def _convert_files(self, prediction: Prediction, value: Any, output_files: list) -> Any:
+    async def _convert_files(self, prediction: Prediction, value: Any, output_files: list[OutputFile]) -> Any:
         """Put each output file the worker listed (see protocol.py) in its place in `value`,
         as a data URI or the URL it was uploaded to; the file is removed once sent."""
         for entry in output_files:
-            path = self.worker.scratch_file(entry.get("path"))
+            path = self.worker.scratch_file(entry["path"])
             try:
                 sent = await self._send_file(prediction, path)
             finally:
                 _remove_output_file(path)
-            value = _place(value, entry.get("at"), sent)
+            value = _place(value, entry["at"], sent)
         return value
 
     async def _send_file(self, prediction: Prediction, path: str) -> str:
@@ -303,9 +341,9 @@ class PredictionService:
             return await files.upload(self.session, self.url_policy, path, base)
         return await files.in_thread(files.data_uri, path)
 
-    async def _on_output(self, prediction: Prediction, value: Any, output_files: list) -> None:
+    async def _on_output(self, prediction: Prediction, event: Output) -> None:
         try:
-            value = await self._convert_files(prediction, value, output_files)
+            value = await self._convert_files(prediction, event.value, event.files)
         except _SEND_ERRORS as exc:
             prediction.error = f"an output file could not be sent: {exc}"
             return
@@ -319,31 +357,30 @@ class PredictionService:
         prediction.notify("log", {"source": source, "data": text})
         self._webhook(prediction, "logs")
 
-    def _on_metric(self, prediction: Prediction, metric: dict[str, Any]) -> None:
-        prediction.notify("metric", metric)
+    def _on_metric(self, prediction: Prediction, metric: Metric) -> None:
+        prediction.notify("metric", {"name": metric.name, "value": metric.value, "mode": metric.mode})
 
-    async def _on_done(self, prediction: Prediction, event: dict[str, Any]) -> None:
-        status, error_text = event["status"], event.get("error")
-        output_files = event.get("files") or []
-        if prediction.raw_files and [entry.get("at") for entry in output_files] == [[]]:
+    async def _on_done(self, prediction: Prediction, event: Done) -> None:
+        status, error_text, output_files = event.status, event.error, event.files
+        if prediction.raw_files and [entry["at"] for entry in output_files] == [[]]:
             try:  # the seed's /predict answers with the file itself
-                prediction.output_file = self.worker.scratch_file(output_files[0].get("path"))
+                prediction.output_file = self.worker.scratch_file(output_files[0]["path"])
                 prediction.temp_paths.append(os.path.dirname(prediction.output_file))
             except ValueError as exc:
-                status, error_text = "failed", str(exc)
-        elif event.get("output") is not None or output_files:
+                status, error_text = PredictionStatus.FAILED, str(exc)
+        elif event.output is not None or output_files:
             try:
-                prediction.output = await self._convert_files(prediction, event.get("output"), output_files)
+                prediction.output = await self._convert_files(prediction, event.output, output_files)
             except _SEND_ERRORS as exc:
-                status, error_text = "failed", f"an output file could not be sent: {exc}"
-        prediction.metrics.update(event.get("metrics") or {})
-        if prediction.error and status != "succeeded":  # a timeout explains the cancel
-            status, error_text = "failed", prediction.error
+                status, error_text = PredictionStatus.FAILED, f"an output file could not be sent: {exc}"
+        prediction.metrics.update(event.metrics)
+        if prediction.error and status != PredictionStatus.SUCCEEDED:  # a timeout explains the cancel
+            status, error_text = PredictionStatus.FAILED, prediction.error
         elif prediction.error and not error_text:  # an output file failed to upload
-            status, error_text = "failed", prediction.error
+            status, error_text = PredictionStatus.FAILED, prediction.error
         await self._finish(prediction, status, error_text)
 
-    async def _finish(self, prediction: Prediction, status: str, error_text: str | None = None) -> None:
+    async def _finish(self, prediction: Prediction, status: PredictionStatus, error_text: str | None = None) -> None:
         try:
             prediction.finish(status, error_text)
             if not prediction.raw_files:  # the seed's /predict answers with a file: it cleans up itself
@@ -377,7 +414,7 @@ class PredictionService:
             return prediction_id in self.recently_finished
         if prediction.cancel_requested:
             return True  # one cancel at a time: two could each kill and respawn the worker
-        if prediction.status == "starting":
+        if prediction.status == PredictionStatus.STARTING:
             prediction.cancel_requested = True
         else:
             task = asyncio.ensure_future(self.worker.cancel(prediction))
@@ -445,10 +482,8 @@ def _hide_secrets(signature: Any, values: dict[str, Any], given: dict[str, Any])
     return secrets, shown
 
 
-def _place(value: Any, at: Any, item: Any) -> Any:
+def _place(value: Any, at: list[Any], item: Any) -> Any:
     """`value` with `item` put at the path `at` (keys and indices); ValueError if there is no such place."""
-    if not isinstance(at, list):
-        raise ValueError("the worker sent an output file without a valid place")
     if not at:
         return item
     try:

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..signature import InputSpec
 from ..types import Path, Secret
+from .protocol import OutputFile
 
 
 def to_python(spec: InputSpec, value: Any, opened: list[Any]) -> Any:
@@ -38,14 +39,14 @@ def _one_to_python(spec: InputSpec, value: Any, opened: list[Any]) -> Any:
     return value
 
 
-def to_wire(value: Any, scratch: str) -> tuple[Any, list[dict[str, Any]]]:
+def to_wire(value: Any, scratch: str) -> tuple[Any, list[OutputFile]]:
     """An output value as JSON-able data, and its files (see protocol.py): each file is placed in
     `scratch` and named in the list with where it goes; the data holds None in its place."""
-    files: list[dict[str, Any]] = []
+    files: list[OutputFile] = []
     return _encode(value, scratch, [], files), files
 
 
-def _encode(value: Any, scratch: str, at: list, files: list[dict[str, Any]]) -> Any:
+def _encode(value: Any, scratch: str, at: list, files: list[OutputFile]) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, (pathlib.PurePath, io.IOBase)):

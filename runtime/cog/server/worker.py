@@ -20,13 +20,16 @@ import sys
 import tempfile
 import threading
 import traceback
-from typing import Any
+from typing import Any, Iterator
 
 from ..errors import CancelationException, PredictorError
 from ..loader import LoadedPredictor, load_predictor
 from ..scope import Scope, enter_scope, exit_scope
 from ..types import Path
 from .channel import Channel, LogStream, current_prediction_id
+from .protocol import (Cancel, Done, HealthcheckRequest, HealthcheckResult, LoadFailed, Metric, Output, Predict,
+                       ProtocolError, Request, SetupDone, Shutdown, SignatureLoaded)
+from .status import PredictionStatus
 from .values import to_python, to_wire
 
 CANCEL_SIGNAL = signal.SIGUSR1
@@ -71,39 +74,38 @@ class Worker:
 
     # ---- running one prediction
 
-    def _prepare(self, message: dict[str, Any], opened: list[Any]) -> dict[str, Any]:
-        given = message["input"]
+    def _prepare(self, message: Predict, opened: list[Any]) -> dict[str, Any]:
+        given = message.input
         return {spec.name: to_python(spec, given[spec.name], opened)
                 for spec in self.signature.inputs if spec.name in given}
 
-    def _scope(self, message: dict[str, Any]) -> Scope:
-        pid = message["id"]
+    def _scope(self, message: Predict) -> Scope:
+        pid = message.id
 
         def send_metric(name: str, value: Any, mode: str) -> None:
-            self.channel.send({"ev": "metric", "id": pid, "name": name, "value": value, "mode": mode})
+            self.channel.send(Metric(pid, name, value, mode))
 
-        return Scope(pid, message.get("context"), on_metric=send_metric)
+        return Scope(pid, message.context, on_metric=send_metric)
 
     def _send_output(self, pid: str, item: Any) -> None:
         value, files = to_wire(item, self.scratch)
-        self.channel.send({"ev": "output", "id": pid, "value": value, "files": files})
+        self.channel.send(Output(pid, value, files))
 
-    def _finish(self, pid: str, status: str, output: tuple[Any, list] = (None, []), error: str | None = None,
-                scope: Scope | None = None) -> None:
+    def finish(self, pid: str, status: PredictionStatus, output: tuple[Any, list] = (None, []),
+               error: str | None = None, scope: Scope | None = None) -> None:
+        """Report the prediction's end (after what it printed)."""
         for stream in (sys.stdout, sys.stderr):
             if isinstance(stream, LogStream):
                 stream.flush_prediction(pid)
         self.running.pop(pid, None)
-        message = {"ev": "done", "id": pid, "status": status, "output": output[0], "files": output[1],
-                   "error": error, "metrics": dict(scope.metrics) if scope else {}}
+        metrics = dict(scope.metrics) if scope else {}
         try:
-            self.channel.send(message)
+            self.channel.send(Done(pid, status, output[0], error, metrics, output[1]))
         except (TypeError, ValueError) as exc:  # metrics or output that JSON cannot carry
-            self.channel.send({"ev": "done", "id": pid, "status": "failed", "output": None,
-                               "error": f"the prediction's result cannot be sent: {exc}", "metrics": {}})
+            self.channel.send(Done(pid, PredictionStatus.FAILED, error=f"the prediction's result cannot be sent: {exc}"))
 
-    def run_sync(self, message: dict[str, Any]) -> None:
-        pid = message["id"]
+    def run_sync(self, message: Predict) -> None:
+        pid = message.id
         scope = self._scope(message)
         token, opened = enter_scope(scope), []
         id_token = current_prediction_id.set(pid)
@@ -120,14 +122,14 @@ class Worker:
             else:
                 output = to_wire(result, self.scratch)
             self.sync_current = None
-            self._finish(pid, "succeeded", output, scope=scope)
+            self.finish(pid, PredictionStatus.SUCCEEDED, output, scope=scope)
         except CancelationException:
             self.sync_current = None
-            self._finish(pid, "canceled", scope=scope)
+            self.finish(pid, PredictionStatus.CANCELED, scope=scope)
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - the predictor's failure is reported, not raised
             self.sync_current = None
             traceback.print_exc(file=sys.stderr)
-            self._finish(pid, "failed", error=failure_text(exc), scope=scope)
+            self.finish(pid, PredictionStatus.FAILED, error=failure_text(exc), scope=scope)
         finally:
             self.sync_current = None
             for handle in opened:
@@ -135,8 +137,8 @@ class Worker:
             current_prediction_id.reset(id_token)
             exit_scope(token)
 
-    async def run_async(self, message: dict[str, Any]) -> None:
-        pid = message["id"]
+    async def run_async(self, message: Predict) -> None:
+        pid = message.id
         scope = self._scope(message)
         enter_scope(scope)  # each task runs in its own context copy
         current_prediction_id.set(pid)
@@ -154,12 +156,12 @@ class Worker:
                 if inspect.isawaitable(result):
                     result = await result
                 output = to_wire(result, self.scratch)
-            self._finish(pid, "succeeded", output, scope=scope)
+            self.finish(pid, PredictionStatus.SUCCEEDED, output, scope=scope)
         except (asyncio.CancelledError, CancelationException):
-            self._finish(pid, "canceled", scope=scope)
+            self.finish(pid, PredictionStatus.CANCELED, scope=scope)
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - asyncio would let SystemExit stop the loop
             traceback.print_exc(file=sys.stderr)
-            self._finish(pid, "failed", error=failure_text(exc), scope=scope)
+            self.finish(pid, PredictionStatus.FAILED, error=failure_text(exc), scope=scope)
         finally:
             for handle in opened:
                 handle.close()
@@ -181,7 +183,7 @@ class Worker:
                 error = None if ok else "user-defined healthcheck returned False"
             except Exception as exc:  # noqa: BLE001
                 ok, error = False, f"user-defined healthcheck raised {type(exc).__name__}: {exc}"
-            self.channel.send({"ev": "healthcheck", "id": request_id, "ok": ok, "error": error})
+            self.channel.send(HealthcheckResult(request_id, ok, error))
 
         threading.Thread(target=check, name="cog-healthcheck", daemon=True).start()
 
@@ -205,11 +207,25 @@ class Worker:
             signal.pthread_kill(threading.main_thread().ident, CANCEL_SIGNAL)  # type: ignore[arg-type]
 
 
+def _requests(channel: Channel) -> Iterator[Request]:
+    """The server's requests until it closes the socket or says shutdown. A malformed one is a bug on the
+    server's side that no answer could fix: say what it was and end the worker (the server notices)."""
+    while True:
+        try:
+            message = channel.receive()
+        except ProtocolError as exc:
+            print(f"cog worker: exiting, the server sent a malformed request: {exc}", file=sys.__stderr__, flush=True)
+            os._exit(1)
+        if message is None or isinstance(message, Shutdown):
+            return
+        yield message
+
+
 def _serve_sync(worker: Worker, channel: Channel) -> None:
     """Predictions are read and run right here on the main thread: no hand-off between threads."""
     signal.signal(CANCEL_SIGNAL, worker.on_cancel_signal)
-    while (message := channel.receive()) is not None and message["op"] != "shutdown":
-        if message["op"] == "predict":
+    for message in _requests(channel):
+        if isinstance(message, Predict):
             try:
                 worker.run_sync(message)
             except CancelationException:  # a cancel signal that landed just after the prediction ended
@@ -220,28 +236,25 @@ def _serve_async(worker: Worker, channel: Channel, loop: asyncio.AbstractEventLo
     asyncio.set_event_loop(loop)
     stopped = asyncio.Event()
 
-    def dispatch(message: dict[str, Any] | None) -> None:
-        if message is None or message["op"] == "shutdown":
-            stopped.set()
-        elif message["op"] == "predict" and message["id"] in worker.early_cancels:
-            worker.early_cancels.discard(message["id"])
-            worker._finish(message["id"], "canceled")
-        elif message["op"] == "predict":
-            pid = message["id"]
+    def dispatch(message: Predict) -> None:
+        pid = message.id
+        if pid in worker.early_cancels:
+            worker.early_cancels.discard(pid)
+            worker.finish(pid, PredictionStatus.CANCELED)
+        else:
             task = worker.running[pid] = loop.create_task(worker.run_async(message))
             task.add_done_callback(lambda t: canceled_before_start(t, pid))
 
     def canceled_before_start(task: asyncio.Task, pid: str) -> None:
         # A task canceled before its first step never runs run_async's own handler.
         if task.cancelled() and pid in worker.running:
-            worker._finish(pid, "canceled")
+            worker.finish(pid, PredictionStatus.CANCELED)
 
     def read() -> None:
-        while True:
-            message = channel.receive()
-            loop.call_soon_threadsafe(dispatch, message)
-            if message is None:
-                return
+        for message in _requests(channel):
+            if isinstance(message, Predict):
+                loop.call_soon_threadsafe(dispatch, message)
+        loop.call_soon_threadsafe(stopped.set)
 
     threading.Thread(target=read, name="cog-worker-reader", daemon=True).start()
     loop.run_until_complete(stopped.wait())
@@ -258,13 +271,13 @@ def _serve_control(worker: Worker, control: Channel, loop: asyncio.AbstractEvent
             worker.early_cancels.add(pid)
 
     def read() -> None:
-        while (message := control.receive()) is not None:
-            if message["op"] == "healthcheck":
-                worker.run_healthcheck(message["id"])
-            elif message["op"] == "cancel" and loop is None:
-                worker.request_sync_cancel(message["id"])
-            elif message["op"] == "cancel":
-                loop.call_soon_threadsafe(cancel_task, message["id"])
+        for message in _requests(control):
+            if isinstance(message, HealthcheckRequest):
+                worker.run_healthcheck(message.id)
+            elif isinstance(message, Cancel) and loop is None:
+                worker.request_sync_cancel(message.id)
+            elif isinstance(message, Cancel):
+                loop.call_soon_threadsafe(cancel_task, message.id)
 
     threading.Thread(target=read, name="cog-worker-control", daemon=True).start()
 
@@ -296,24 +309,24 @@ def main(argv: list[str] | None = None) -> int:
         predictor = load_predictor(args.predictor, entry=args.entry)
     except PredictorError as exc:
         _flush_logs()
-        channel.send({"ev": "load_failed", "error": str(exc)})
+        channel.send(LoadFailed(str(exc)))
         return 1
     except BaseException:  # noqa: BLE001 - an import error in the model is a setup failure
         _flush_logs()
-        channel.send({"ev": "load_failed", "error": traceback.format_exc()})
+        channel.send(LoadFailed(traceback.format_exc()))
         return 1
     worker = Worker(channel, predictor, args.scratch)
     sys.stdout.worker = sys.stderr.worker = worker  # type: ignore[attr-defined]
-    channel.send({"ev": "signature", "signature": predictor.signature.to_json()})
+    channel.send(SignatureLoaded(predictor.signature.to_json()))
     try:
         worker.run_setup()
     except BaseException:  # noqa: BLE001
         _flush_logs()
-        channel.send({"ev": "setup_done", "ok": False, "error": traceback.format_exc()})
+        channel.send(SetupDone(False, traceback.format_exc()))
         return 1
     gc.freeze()  # the loaded model's objects stay put: later collections need not walk them
     _flush_logs()
-    channel.send({"ev": "setup_done", "ok": True, "error": None})
+    channel.send(SetupDone(True))
     if predictor.signature.is_async:
         loop = worker.loop = worker.loop or asyncio.new_event_loop()
         _serve_control(worker, control, loop)
