@@ -288,10 +288,19 @@ def test_respawn_explains_itself_to_other_predictions(serve, sink):
     server.wait_until("READY")
 
 
-def test_corrupt_worker_channel_fails_the_prediction_not_the_server(serve):
+@pytest.mark.parametrize("line, problem", [
+    ("this is not json", "a line is not JSON"),
+    # Well-formed JSON, malformed messages: the client once waited forever for a "done" without a status.
+    ('{"ev":"done","id":"p1"}', "a 'done' message lacks 'status'"),
+    ('{"ev":"done","id":"p1","status":"processing"}', "a 'done' message has status 'processing'"),
+    ('{"ev":"output","id":"p1","value":null,"files":[{"at":"x","path":"/etc/passwd"}]}', "'files' is not a list"),
+    ('{"ev":"log","id":"p1","text":7}', "a 'log' message has 'text' of type int, not str"),
+])
+def test_corrupt_worker_channel_fails_the_prediction_not_the_server(serve, line, problem):
     server = serve("predict.py:Corrupt")
-    body = server.client.post("/predictions", json={}).json()
-    assert body["status"] == "failed" and "message channel broke" in body["error"]
+    response = server.client.post("/predictions", json={"id": "p1", "input": {"line": line}}, timeout=15)
+    body = response.json()
+    assert body["status"] == "failed" and "message channel broke" in body["error"] and problem in body["error"]
     assert server.client.get("/health-check").json()["status"] == "DEFUNCT"
 
 

@@ -258,11 +258,11 @@ class Verbose(BasePredictor):
 
 
 class Corrupt(BasePredictor):
-    """Writes junk into the worker's event socket, as a buggy native library might."""
+    """Writes junk (or a malformed message) into the worker's event socket, as a buggy native library might."""
 
-    def predict(self) -> str:
+    def predict(self, line: str = "this is not json") -> str:
         fd = int(sys.argv[sys.argv.index("--fd") + 1])
-        os.write(fd, b"this is not json\n")
+        os.write(fd, line.encode() + b"\n")
         time.sleep(30)
         return "unreachable"
 
