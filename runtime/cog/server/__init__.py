@@ -11,7 +11,9 @@ A map of this package, in the order a request travels:
 - urls.py        the one URL policy (syntax, denied and allowed addresses) and the one client session
                  for everything the server fetches or sends: input files, webhooks, uploads
 - runner.py      the server's handle on the worker process: spawn, send, receive events, notice death
-- protocol.py    the JSON-lines wire format between server and worker
+- protocol.py    the messages between server and worker (one dataclass each) and the one place that
+                 encodes and checks them as JSON lines
+- status.py      the statuses as `str` enums: a prediction's, and /health-check's
 - worker.py      the worker process (`python -m cog.server.worker`): loads the predictor, runs setup()
                  and predictions, honours cancel
 - channel.py     the worker's sockets, and the streams that turn its prints into log events
