@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Tuple, Type, TypeVar, Union
+from typing import Any, Callable, Dict, FrozenSet, Tuple, Type, TypeVar, Union
 
 from .status import TERMINAL, PredictionStatus
 
@@ -49,28 +49,56 @@ class Event(Message):
     """Worker → server."""
 
 
+_DONE_STATUSES = {status.value: status for status in TERMINAL}
+
+
 def _done_status(value: Any) -> PredictionStatus:
-    if isinstance(value, str) and value in TERMINAL:
-        return PredictionStatus(value)
-    raise ProtocolError(f"a 'done' message has status {value!r}, not succeeded, canceled or failed")
+    status = _DONE_STATUSES.get(value) if type(value) is str else None
+    if status is None:
+        raise ProtocolError(f"a 'done' message has status {value!r}, not succeeded, canceled or failed")
+    return status
 
 
 def _output_files(value: Any) -> list[OutputFile]:
-    if isinstance(value, list) and all(type(entry) is dict and type(entry.get("at")) is list
-                                       and type(entry.get("path")) is str for entry in value):
+    if value == []:  # the common case, without a generator's cost
+        return value
+    if type(value) is list and all(type(entry) is dict and type(entry.get("at")) is list
+                                   and type(entry.get("path")) is str for entry in value):
         return value
     raise ProtocolError("a message's 'files' is not a list of {\"at\": [...], \"path\": \"...\"}")
 
 
-# What each field annotation accepts on the wire: the exact JSON types, or a converter.
+# What each field annotation accepts on the wire: the exact JSON types, or a converter (None: anything).
 _NONE = type(None)
 _WIRE_TYPES: Dict[str, Union[Tuple[type, ...], Callable[[Any], Any], None]] = {
     "str": (str,), "str | None": (str, _NONE), "int": (int,), "bool": (bool,),
     "dict[str, Any]": (dict,), "dict[str, str]": (dict,),
     "Any": None, "PredictionStatus": _done_status, "list[OutputFile]": _output_files,
 }
-_FieldCheck = Tuple[str, Any, bool]  # (name, what _WIRE_TYPES says, required)
-_MESSAGES: Dict[Tuple[str, str], Tuple[type, Tuple[_FieldCheck, ...]]] = {}
+
+
+@dataclass
+class _Shape:
+    """What decode checks for one message class, precomputed (decoding is on every prediction's path)."""
+
+    cls: type
+    fields: FrozenSet[str]
+    required: FrozenSet[str]
+    types: Tuple[Tuple[str, Tuple[type, ...]], ...]  # fields whose JSON type must be one of these
+    converters: Tuple[Tuple[str, Callable[[Any], Any]], ...]  # fields turned into Python values
+
+    @classmethod
+    def of(cls, message_class: type) -> _Shape:
+        fields = dataclasses.fields(message_class)
+        wire = {f.name: _WIRE_TYPES[f.type] for f in fields}
+        return cls(message_class, frozenset(wire),
+                   frozenset(f.name for f in fields
+                             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING),
+                   tuple((name, accepted) for name, accepted in wire.items() if isinstance(accepted, tuple)),
+                   tuple((name, accepted) for name, accepted in wire.items() if callable(accepted)))
+
+
+_SHAPES: Dict[Tuple[str, str], _Shape] = {}
 M = TypeVar("M", bound=Message)
 
 
@@ -80,9 +108,7 @@ def _message(kind: str) -> Callable[[Type[M]], Type[M]]:
     def register(cls: Type[M]) -> Type[M]:
         cls = dataclass(cls)
         cls.TAG, cls.KIND = ("op" if issubclass(cls, Request) else "ev"), kind
-        checks = tuple((f.name, _WIRE_TYPES[f.type], f.default is dataclasses.MISSING
-                        and f.default_factory is dataclasses.MISSING) for f in dataclasses.fields(cls))
-        _MESSAGES[cls.TAG, kind] = (cls, checks)
+        _SHAPES[cls.TAG, kind] = _Shape.of(cls)
         return cls
 
     return register
@@ -192,22 +218,26 @@ def decode(line: bytes, family: Type[M]) -> M:
     if not isinstance(body, dict):
         raise ProtocolError(f"a line is a JSON {type(body).__name__}, not a message object")
     tag = "op" if issubclass(family, Request) else "ev"
-    kind = body.get(tag)
-    known = _MESSAGES.get((tag, kind)) if isinstance(kind, str) else None
-    if known is None:
+    kind = body.pop(tag, None)
+    shape = _SHAPES.get((tag, kind)) if type(kind) is str else None
+    if shape is None:
         raise ProtocolError(f"a message has no known {tag!r} (it has {kind!r})")
-    cls, checks = known
-    values = {}
-    for name, accepted, required in checks:
-        if name not in body:
-            if required:
-                raise ProtocolError(f"a {cls.KIND!r} message lacks {name!r}")
-            continue
-        value = body[name]
-        if callable(accepted):
-            value = accepted(value)
-        elif accepted is not None and type(value) not in accepted:
+    if body.keys() != shape.fields:  # our own encoder writes every field, and nothing else
+        _fit_fields(body, shape, kind)
+    for name, accepted in shape.types:
+        if name in body and type(body[name]) not in accepted:
             expected = " or ".join("null" if t is _NONE else t.__name__ for t in accepted)
-            raise ProtocolError(f"a {cls.KIND!r} message has {name!r} of type {type(value).__name__}, not {expected}")
-        values[name] = value
-    return cls(**values)
+            raise ProtocolError(f"a {kind!r} message has {name!r} of type {type(body[name]).__name__}, not {expected}")
+    for name, convert in shape.converters:
+        if name in body:
+            body[name] = convert(body[name])
+    return shape.cls(**body)
+
+
+def _fit_fields(body: dict[str, Any], shape: _Shape, kind: str) -> None:
+    """ProtocolError if a required field is missing; drop fields the message does not have."""
+    missing = shape.required - body.keys()
+    if missing:
+        raise ProtocolError(f"a {kind!r} message lacks {sorted(missing)[0]!r}")
+    for unknown in body.keys() - shape.fields:
+        del body[unknown]
