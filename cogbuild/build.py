@@ -153,7 +153,8 @@ def plan_layers(config: CogConfig, lock: Lock, platform: str, variant: str, blob
     if variant == "gpu" and (cuda := lock.select(platform, variant, "cuda")):
         specs += cuda_layers(cuda, target)
     specs += python_layers(lock.select(platform, variant, "python"), target)
-    specs.append(runtime_layer(lock.select(platform, variant, "runtime"), target))
+    if not config.entrypoint:  # an app runs its own program: no Cog runtime
+        specs.append(runtime_layer(lock.select(platform, variant, "runtime"), target))
     return specs, target
 
 
@@ -165,23 +166,25 @@ def image_env(config: CogConfig, lock: Lock, layers: list[Layer], variant: str) 
         "PYTHONUNBUFFERED": "1",
         "SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt",
         # The server runs in its venv; the worker that imports the model on the image's Python (for a
-        # standalone CPython, /usr/bin/python3.X links to it).
-        "COG_WORKER_PYTHON": f"/usr/bin/python{lock.python_version}",
+        # standalone CPython, /usr/bin/python3.X links to it). An app has neither.
+        **({} if config.entrypoint else {"COG_WORKER_PYTHON": f"/usr/bin/python{lock.python_version}"}),
         **(gpu_env(layers) if variant == "gpu" else {}),
-        **config.runtime_env(),
+        **(config.environment if config.entrypoint else config.runtime_env()),
     }
 
 
 def runtime_config(config: CogConfig, lock: Lock, user: ImageUser, lock_digest: str, layers: list[Layer],
                    variant: str) -> RuntimeConfig:
-    schema = static_schema(config.root, config.predictor, config.trainer)
     env = image_env(config, lock, layers, variant)
     labels = {
         "run.cog.config": canonical_json(config.raw).decode(),
-        SCHEMA_LABEL: canonical_json(schema).decode(),
         "run.cog.cogbuild-version": __version__,
         LOCK_ANNOTATION: lock_digest,
     }
+    if config.entrypoint:  # an app: its own program, in the user's home (CI runners set their own directory)
+        return RuntimeConfig(entrypoint=config.entrypoint, env=env, user=user.spec, labels=labels,
+                             working_dir=user.home, exposed_ports=())
+    labels[SCHEMA_LABEL] = canonical_json(static_schema(config.root, config.predictor, config.trainer)).decode()
     return RuntimeConfig(entrypoint=server_entrypoint(lock.python_version), env=env, user=user.spec, labels=labels)
 
 
@@ -203,8 +206,9 @@ def gpu_env(layers: list[Layer]) -> dict[str, str]:
 
 def build(config: CogConfig, lock: Lock, lock_digest: str, layout: Layout, options: BuildOptions,
           progress: Progress = lambda message: None) -> BuildResult:
-    if not config.predictor:
-        raise CogbuildError(f"{config.path.name} names no predictor; add `predict: \"predict.py:Predictor\"`")
+    if not config.predictor and not config.entrypoint:
+        raise CogbuildError(f"{config.path.name} names no predictor; add `predict: \"predict.py:Predictor\"` "
+                            "(or `entrypoint: [program]` for an image that runs a Python app)")
     platforms = options.platforms or lock.platforms
     variants = options.variants or lock.variants
     for platform in platforms:
@@ -213,7 +217,8 @@ def build(config: CogConfig, lock: Lock, lock_digest: str, layout: Layout, optio
     for variant in variants:
         if variant not in lock.variants:
             raise CogbuildError(f"cog.lock has no {variant} variant; lock with that variant first")
-    static_schema(config.root, config.predictor, config.trainer)  # as Cog does: a signature that cannot be served stops here
+    if config.predictor:  # as Cog does: a signature that cannot be served stops here
+        static_schema(config.root, config.predictor, config.trainer)
     layout.init()
     blobs = BlobCache(mirror=options.cache_repository)
     user = ImageUser()
@@ -225,7 +230,7 @@ def build(config: CogConfig, lock: Lock, lock_digest: str, layout: Layout, optio
         planned = {(p, v): plan_layers(config, lock, p, v, blobs, user, compilers, spill)
                    for p in platforms for v in variants}
         plans = {image: specs for image, (specs, _) in planned.items()}
-        code = [] if config.run else code_layers(config.root, user, config.weights)
+        code = [] if config.run else _code_layers(config, user)
         layers = _compose_layers([s for specs in plans.values() for s in specs] + code, layout, cache, blobs,
                                  options.workers, progress, shared)
         images_layers = {image: [layers[s.key] for s in specs] for image, specs in plans.items()}
@@ -233,7 +238,7 @@ def build(config: CogConfig, lock: Lock, lock_digest: str, layout: Layout, optio
             targets = {image: target for image, (_, target) in planned.items()}
             lock_digest = _add_run_layers(config, lock, lock_digest, layout, cache, options, images_layers,
                                           targets, progress, shared)
-            code = code_layers(config.root, user, config.weights)  # after the steps: cog.lock may have changed
+            code = _code_layers(config, user)  # after the steps: cog.lock may have changed
             layers.update(_compose_layers(code, layout, cache, blobs, options.workers, progress, shared))
     finally:
         close_compilers(compilers)
@@ -260,6 +265,11 @@ def _shared_layers(repository: CacheRepository | None, layout: Layout, cache: La
     from .shared_cache import SharedLayers  # it builds on this module
 
     return SharedLayers(repository, layout, cache, progress)
+
+
+def _code_layers(config: CogConfig, user: ImageUser) -> list[LayerSpec]:
+    """The model's directory in /src; an app is installed as a wheel, so its directory stays out."""
+    return [] if config.entrypoint else code_layers(config.root, user, config.weights)
 
 
 def _compose_layers(specs: list[LayerSpec], layout: Layout, cache: LayerCache, blobs: BlobCache, workers: int,

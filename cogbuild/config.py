@@ -25,7 +25,10 @@ import yaml
 from .errors import UsageError
 
 DEFAULT_PYTHON = "3.11"
-TOP_KEYS = {"build", "predict", "run", "train", "model", "environment", "concurrency", "image", "weights"}
+TOP_KEYS = {"build", "predict", "run", "train", "model", "environment", "concurrency", "image", "weights",
+            "entrypoint"}
+# What only a model has: an app (`entrypoint:`) is a Python program, not served by the Cog runtime.
+MODEL_ONLY_KEYS = ("predict", "run", "train", "concurrency", "weights")
 BUILD_KEYS = {"python_version", "python_requirements", "python_packages", "system_packages", "gpu", "cuda",
               "cudnn", "run", "pre_install", "cog_runtime", "sdk_version", "fast"}
 SEED_ENV_KEYS = {"python_version", "python_requirements", "system_packages"}
@@ -116,6 +119,8 @@ class CogConfig:
     weights: list[Weight] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # one sentence per key that is accepted but not acted on
     run: list[RunStep] = field(default_factory=list)  # build.run, in order
+    # An app image (cogbuild's own, for CI): the program to start, and no Cog runtime, schema or code layer.
+    entrypoint: list[str] | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -260,6 +265,8 @@ def load_config(path: str | Path) -> CogConfig:
         else:
             cfg.environment = _read_env(r, env)
     _read_entry(r, cfg, top)
+    if "entrypoint" in top:
+        cfg.entrypoint = _read_entrypoint(r, top)
     if "concurrency" in top:
         conc = r.mapping(top["concurrency"], "concurrency", CONCURRENCY_KEYS)
         if "max" in conc:
@@ -465,6 +472,20 @@ def _read_entry(r: _Reader, cfg: CogConfig, top: dict[str, yaml.Node]) -> None:
     key = given[0]
     cfg.predictor = _read_ref(r, cfg, top[key], key, "\"predict.py:Predictor\"")
     cfg.kind = "run" if key == "run" else "predict"
+
+
+def _read_entrypoint(r: _Reader, top: dict[str, yaml.Node]) -> list[str]:
+    """`entrypoint: [program, args…]` (or one word): the image runs that program instead of a predictor."""
+    node = top["entrypoint"]
+    words = [r.scalar(node, "entrypoint")] if isinstance(node, yaml.ScalarNode) else r.strings(node, "entrypoint")
+    if not words or not all(w.strip() for w in words):
+        raise r.fail(node, "entrypoint must name a program, e.g. [\"cogbuild\"]")
+    model_keys = [k for k in MODEL_ONLY_KEYS if k in top] + (["model"] if "model" in top and not
+                                                             _is_repository(top["model"]) else [])
+    if model_keys:
+        raise r.fail(top[model_keys[0]], f"{model_keys[0]!r} cannot be used with 'entrypoint': an entrypoint "
+                                         "makes an app image, which has no predictor")
+    return words
 
 
 def _read_ref(r: _Reader, cfg: CogConfig, node: yaml.Node, key: str, example: str) -> str:

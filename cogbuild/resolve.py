@@ -62,8 +62,9 @@ def _lock_platform(config: CogConfig, platform: str, interpreter: Interpreter, v
         out += locked(platform, "system", system, variants)
     target = Target(python_version=config.python_version, arch=WHEEL_ARCH[platform],
                     glibc=glibc_version(os_debs), python_full_version=_patch_release(config, tarball, os_debs))
-    out += locked(platform, "runtime", wheels_for_lockfile(runtime_lockfile(config.python_version), target),
-                  variants)
+    if not config.entrypoint:  # an app image carries no Cog runtime
+        out += locked(platform, "runtime", wheels_for_lockfile(runtime_lockfile(config.python_version), target),
+                      variants)
     requirements = config.requirements()
     if any(line.strip() and not line.strip().startswith("#") for line in requirements):
         closures = resolve_variants(requirements, target, variants=variants, cuda=config.cuda, cudnn=config.cudnn,

@@ -388,3 +388,33 @@ def test_an_arm64_standalone_image_builds_on_amd64_without_running_anything(tmp_
     interpreter = _tarfile.open(fileobj=_io.BytesIO(_gzip.decompress(layout.read_blob(manifest["layers"][1]["digest"]))))
     names = interpreter.getnames()
     assert "opt/python/bin/python3.12" in names and not any(n.endswith(".pyc") for n in names)
+
+
+def test_an_app_image_runs_its_entrypoint_with_its_wheels_and_no_cog_runtime(served_lock, tmp_path):
+    """`entrypoint:` (cogbuild's own image, image/cog.yaml): the app's wheel with a console script, no Cog
+    server, schema, model environment or /src; the lock's runtime wheels are never installed."""
+    server, lock = served_lock
+    name, wheel = make_wheel("tinyapp", files={"tinyapp/__init__.py": b"def main(): pass\n"},
+                             console_scripts={"tinyapp": "tinyapp:main"})
+    lock.packages.append(LockedArtifact("linux/amd64", "python", artifact(server, "wheel", "tinyapp", name, wheel),
+                                        ("cpu",)))
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "cog.yaml").write_text('build:\n  python_version: "3.11"\nentrypoint: ["tinyapp", "--flag"]\n'
+                                  'environment:\n  - GREETING=hi\n')
+    (app / "stray.txt").write_text("not part of the image\n")
+    layout = Layout(tmp_path / "store")
+    manifest = layout.read_json(run_build(app, lock, tmp_path / "store").descriptor.digest)
+    config = layout.read_json(manifest["config"]["digest"])
+    run = config["config"]
+    assert run["Entrypoint"] == ["tinyapp", "--flag"]
+    assert run["User"] == "1000:1000" and run["WorkingDir"] == "/home/cog" and run["ExposedPorts"] == {}
+    env = dict(item.split("=", 1) for item in run["Env"])
+    assert env["GREETING"] == "hi" and not [k for k in env if k.startswith("COG_")]
+    assert "run.cog.openapi_schema" not in run["Labels"] and "run.cog.openapi_schema" not in manifest.get(
+        "annotations", {})
+    assert [h["created_by"] for h in config["history"]] == [
+        "cogbuild: OS and Python runtime (Debian packages)", "cogbuild: Python packages"]
+    files = layer_files(layout, manifest, 1)
+    assert "usr/local/bin/tinyapp" in files and "usr/local/lib/python3.11/dist-packages/tinyapp/__init__.py" in files
+    assert not any("tinydep" in path or "/cog/" in path for path in files)

@@ -57,6 +57,8 @@ CORPUS = {
                                    lambda c: c.concurrency_max == 4,
                                    ['deprecated field "concurrency.max"',
                                     "concurrency.default_target has no effect with cogbuild"]),
+    "entrypoint": ('build:\n  python_version: "3.11"\nentrypoint: ["cogbuild", "--quiet"]\n',
+                   lambda c: c.entrypoint == ["cogbuild", "--quiet"] and c.predictor is None, []),
     "weights": ("run: predict.py:Runner\nweights:\n  - name: base\n    target: /weights/base\n"
                 "    source:\n      uri: ./w\n      exclude: ['*.tmp']\n",
                 lambda c: c.weights == [Weight("base", "/weights/base", (WeightSource("./w", (), ("*.tmp",)),))], []),

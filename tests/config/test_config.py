@@ -84,6 +84,12 @@ def test_build_run_in_both_of_cogs_forms(tmp_path):
     ("build: [\n", r"cog.yaml line \d+: invalid YAML"),
     ("build:\n  python_requirements: nope.txt\n", r"line 2: python_requirements file nope.txt does not exist"),
     ("predict: \"predict.py:P\"\npredict: \"predict.py:Q\"\n", r"line 2: key 'predict' appears twice"),
+    ("entrypoint: []\n", r"line 1: entrypoint must name a program"),
+    ("entrypoint: {a: b}\n", r"line 1: entrypoint must be a list"),
+    ("entrypoint: [cogbuild]\nrun: \"predict.py:P\"\n",
+     r"line 2: 'run' cannot be used with 'entrypoint': an entrypoint makes an app image, which has no predictor"),
+    ("model: \"model.py:M\"\nentrypoint: [cogbuild]\n", r"line 1: 'model' cannot be used with 'entrypoint'"),
+    ("entrypoint: [cogbuild]\nconcurrency:\n  max: 2\n", r"line 3: 'concurrency' cannot be used with"),
 ])
 def test_mistakes_name_the_line(tmp_path, text, message):
     with pytest.raises(UsageError, match=message):
@@ -101,3 +107,9 @@ def test_inputs_digest_follows_requirements(tmp_path):
     before = load_config(path).inputs_digest()
     (tmp_path / "requirements.txt").write_text("a==2\n")
     assert load_config(path).inputs_digest() != before
+
+
+def test_an_entrypoint_makes_an_app_image_and_a_model_repository_still_names_it(tmp_path):
+    cfg = load_config(write(tmp_path, "entrypoint: cogbuild\nmodel: ghcr.io/acme/cogbuild\n", predictor=False))
+    assert (cfg.entrypoint, cfg.predictor, cfg.default_image_name) == (["cogbuild"], None,
+                                                                      "ghcr.io/acme/cogbuild:latest")
