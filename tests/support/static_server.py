@@ -1,9 +1,11 @@
-"""A loopback HTTP server for files the test puts in a dict; it counts requests per path."""
+"""A loopback HTTP server for files the test puts in a dict; it counts requests per path and keeps what
+is POSTed to it (answering 201), as an API a client writes to would."""
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -11,6 +13,7 @@ class StaticServer:
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.hits: Counter[str] = Counter()
+        self.posts: list[tuple[str, Message, bytes]] = []  # (path, headers (case-insensitive), body)
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -24,6 +27,13 @@ class StaticServer:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                server.posts.append((self.path, self.headers, body))
+                self.send_response(201)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
 
             def log_message(self, *args) -> None:
                 pass
