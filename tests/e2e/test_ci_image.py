@@ -126,10 +126,10 @@ def test_cogbuild_image_is_an_app_that_runs_as_its_user(podman, cogbuild_image):
     assert config["Entrypoint"] == ["cogbuild"] and config["User"] == f"{IMAGE_USER}:{IMAGE_USER}"
     assert not [e for e in config["Env"] if e.startswith("COG_")]
     status = subprocess.run([*podman, "run", "--rm", "--entrypoint", "python3", cogbuild_image, "-c",
-                             "import os; print(os.getuid(), os.getgid()); print(open('/proc/self/status').read())"],
-                            capture_output=True, text=True)
+                             "import os; print(os.getuid(), os.getgid(), os.path.exists('/opt/cogbuild'));"
+                             "print(open('/proc/self/status').read())"], capture_output=True, text=True)
     ids, rest = status.stdout.split("\n", 1)
-    assert ids == f"{IMAGE_USER} {IMAGE_USER}"
+    assert ids == f"{IMAGE_USER} {IMAGE_USER} False", "the image's user, and no Cog runtime"
     assert re.search(r"^CapEff:\s+0+$", rest, re.M), "the job has no capabilities"
     version = subprocess.run([*podman, "run", "--rm", cogbuild_image, "--version"], capture_output=True, text=True)
     assert version.stdout.strip() == f"cogbuild, version {cogbuild_package.__version__}"
