@@ -22,6 +22,8 @@ from .errors import CogbuildError
 from .layers.descriptor import OCI_INDEX, Descriptor, canonical_json
 from .layers.image import (Layer, RuntimeConfig, config_bytes, config_descriptor, fit_labels, index_bytes,
                            manifest_bytes, manifest_descriptor)
+from .layers.imagegraph import (BYTECODE_ANNOTATION, COMPRESSION_ANNOTATION, CONFIG_LABEL, LOCK_LABEL,
+                                SCHEMA_LABEL, VARIANT_ANNOTATION, VERSION_LABEL)
 from .layers.osfixups import ImageUser
 from .layers.standalone import STANDALONE_PREFIX
 from .layers.tarball import Compression, source_date_epoch, write_layer
@@ -38,11 +40,6 @@ if TYPE_CHECKING:
     from .shared_cache import SharedLayers
 
 Progress = Callable[[str], None]
-VARIANT_ANNOTATION = "run.cog.variant"
-LOCK_ANNOTATION = "run.cog.lock-digest"
-COMPRESSION_ANNOTATION = "run.cog.compression"  # the compressor, level and library (Compression.identity)
-BYTECODE_ANNOTATION = "run.cog.bytecode"  # "none" when built with --no-bytecode
-SCHEMA_LABEL = "run.cog.openapi_schema"  # Cog's own label name, so Cog-aware tools find it
 
 
 @dataclass
@@ -177,10 +174,10 @@ def runtime_config(config: CogConfig, lock: Lock, user: ImageUser, lock_digest: 
     schema = static_schema(config.root, config.predictor, config.trainer)
     env = image_env(config, lock, layers, variant)
     labels = {
-        "run.cog.config": canonical_json(config.raw).decode(),
+        CONFIG_LABEL: canonical_json(config.raw).decode(),
         SCHEMA_LABEL: canonical_json(schema).decode(),
-        "run.cog.cogbuild-version": __version__,
-        LOCK_ANNOTATION: lock_digest,
+        VERSION_LABEL: __version__,
+        LOCK_LABEL: lock_digest,
     }
     return RuntimeConfig(entrypoint=server_entrypoint(lock.python_version), env=env, user=user.spec, labels=labels)
 

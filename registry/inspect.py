@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from cogbuild.layers.descriptor import INDEX_TYPES, Descriptor, InvalidDescriptor, children, is_digest
 from cogbuild.layers.image import image_metadata
+from cogbuild.layers.imagegraph import LOCK_LABEL, SCHEMA_LABELS, VARIANT_ANNOTATION
 
 from .client import RegistryClient, RegistryError
 from .errors import OCIError
@@ -26,9 +27,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-SCHEMA_LABELS = ("run.cog.openapi_schema", "run.cog.openapi-schema")
-LOCK_LABEL = "run.cog.lock-digest"
-VARIANT_ANNOTATION = "run.cog.variant"
 ReadBlob = Callable[[str], bytes]  # digest -> verified bytes
 
 

@@ -14,6 +14,7 @@ import httpx
 
 from ..container import RUNTIMES, choose_runtime, has_gpu, running_container
 from ..images import find_image
+from ..layers.imagegraph import LAYOUT_MARKER
 from ..errors import CogbuildError, UsageError
 from ..predict_io import (check_files, parse_inputs, parse_json_inputs, pretty_json, write_output, write_prediction,
                           yields_chunks)
@@ -29,7 +30,7 @@ def model_directory(target: str) -> Path | None:
     """The model directory `target` names, None when it names an image; a directory without cog.yaml
     is an error unless it is an OCI layout."""
     path = Path(target)
-    if not path.is_dir() or (path / "oci-layout").is_file():
+    if not path.is_dir() or (path / LAYOUT_MARKER).is_file():
         if target.startswith((".", "/", "~")) and not path.exists():
             raise UsageError(f"there is no directory {target}")
         return None
