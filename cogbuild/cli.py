@@ -21,8 +21,7 @@ SUMMARIES = {
     "build": "Build the model in DIRECTORY into an OCI image, without Docker; print its digest.",
     "push": "Build the model in the current directory and push it to REF; print REF@sha256:… (its version ID).",
     "pull": "Fetch REF into the local store; print REF@sha256:….",
-    "show": "Describe TARGET: a model directory, an OCI layout (DIR or DIR:NAME), a local store name or a "
-            "registry REF.",
+    "show": "Describe TARGET: a model directory, an image in the store, a layout, an archive or a registry REF.",
     "predict": "Run one prediction with the model in DIR (on this host) or IMAGE (in a container).",
     "train": "Run one training with the `train:` entry of the model in DIR (on this host) or IMAGE (in a "
              "container).",
