@@ -32,8 +32,8 @@ from .errors import CogbuildError, UsageError
 from .interrupts import shielded
 from .images import RUN_REF, Image, podman_image_layout, prune_stale, single_image_layout, write_oci_archive
 from .layers.descriptor import OCI_LAYER_ZSTD, children
+from .settings import ready_timeout
 
-READY_TIMEOUT = float(os.environ.get("COGBUILD_READY_TIMEOUT", "300"))
 RUNTIMES = ("podman", "docker", "runc", "crun", "containerd")
 STOP_GRACE = 2  # seconds a stopping container has between SIGTERM and SIGKILL
 _STDERR = 2  # a container's output goes to our stderr; stdout carries results only
@@ -434,8 +434,10 @@ def follow_file(path: Path) -> Callable[[], None]:
 def running_container(image: Image, runtime: Runtime, *, port: int | None = None,
                       env: dict[str, str] | None = None, gpu: bool = False,
                       on_status: Callable[[str], None] = lambda s: None,
-                      timeout: float = READY_TIMEOUT) -> Iterator[Container]:
-    """Start `image`, wait until its server is READY, yield the container; remove it afterwards."""
+                      timeout: float | None = None) -> Iterator[Container]:
+    """Start `image`, wait until its server is READY (within `timeout` seconds, default
+    COGBUILD_READY_TIMEOUT), yield the container; remove it afterwards."""
+    timeout = ready_timeout() if timeout is None else timeout  # a bad setting fails before anything starts
     container = runtime.start(image, port or free_port(), env or {}, gpu)
     try:
         wait_ready(container.base_url, container.logs, timeout, on_status, container.alive)
@@ -444,10 +446,12 @@ def running_container(image: Image, runtime: Runtime, *, port: int | None = None
         container.remove()
 
 
-def wait_ready(base: str, logs: Callable[[], str] = lambda: "", timeout: float = READY_TIMEOUT,
+def wait_ready(base: str, logs: Callable[[], str] = lambda: "", timeout: float | None = None,
                on_status: Callable[[str], None] = lambda s: None,
                alive: Callable[[], bool] = lambda: True) -> None:
-    """Poll GET /health-check until READY; fail with the server's logs on SETUP_FAILED, exit or timeout."""
+    """Poll GET /health-check until READY; fail with the server's logs on SETUP_FAILED, exit or timeout
+    (`timeout` seconds, default COGBUILD_READY_TIMEOUT)."""
+    timeout = ready_timeout() if timeout is None else timeout
     deadline = time.monotonic() + timeout
     status, last_shown, checks = "unreachable", None, 0
     while time.monotonic() < deadline:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from .errors import CogUsageError, UsageError
 
 URL_PREFIXES = ("http://", "https://", "data:")
 
@@ -108,11 +108,11 @@ def parse_json_inputs(text: str, schema: dict[str, Any] | None, stdin=None, comp
         try:
             text = Path(source).read_text()
         except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"Failed to read JSON from file {source!r}: {exc.__class__.__name__}") from None
+            raise CogUsageError(f"Failed to read JSON from file {source!r}: {exc.__class__.__name__}") from None
     try:
         given = json.loads(text)
     except ValueError as exc:
-        raise UsageError(f"Failed to parse JSON{' from ' + source if source else ''}: {exc}") from None
+        raise CogUsageError(f"Failed to parse JSON{' from ' + source if source else ''}: {exc}") from None
     if not isinstance(given, dict):
         raise UsageError("--json must be a JSON object of inputs, like '{\"prompt\": \"hi\"}'")
     return check_json_inputs(given, schema, component)

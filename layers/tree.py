@@ -21,10 +21,12 @@ from typing import BinaryIO, Callable, Iterator, Literal
 
 import zstandard
 
+from .errors import CogbuildError
+
 EntryType = Literal["file", "dir", "symlink"]
 
 
-class TreeError(ValueError):
+class TreeError(CogbuildError, ValueError):
     """An entry that cannot be placed in an image (escapes the root, conflicting types)."""
 
 

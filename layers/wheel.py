@@ -26,10 +26,11 @@ from installer.scripts import Script
 from installer.sources import WheelFile
 from installer.utils import construct_record_file, copyfileobj_with_hashing, fix_shebang
 
+from .errors import CogbuildError
 from .tree import Tree
 
 
-class WheelError(ValueError):
+class WheelError(CogbuildError, ValueError):
     """A wheel that cannot be installed: the message names the file."""
 
 

@@ -15,7 +15,7 @@ import httpx
 from ..container import RUNTIMES, choose_runtime, has_gpu, running_container
 from ..images import find_image
 from ..layers.imagegraph import LAYOUT_MARKER
-from ..errors import CogbuildError, UsageError
+from ..errors import CogbuildError, CogUsageError, UsageError
 from ..predict_io import (check_files, parse_inputs, parse_json_inputs, pretty_json, write_output, write_prediction,
                           yields_chunks)
 from ..project import Project, open_store
@@ -125,7 +125,7 @@ def make_request(target: str, inputs: tuple[str, ...], json_text: str | None,
     if json_text and target == "." and not json_text.lstrip().startswith(("{", "@", "-")):
         target, json_text = json_text, ""
     if json_text and inputs:
-        raise UsageError("Must use one of --json or --input to provide model inputs")
+        raise CogUsageError("Must use one of --json or --input to provide model inputs")
     return target, Request(list(inputs), json_text, component)
 
 
