@@ -289,7 +289,7 @@ def _compose_layers(specs: list[LayerSpec], layout: Layout, cache: LayerCache, b
         progress(f"composing {len(todo)} of {len(specs)} layers")
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for spec, layer in zip(todo.values(), pool.map(lambda s: compose_layer(s, layout, cache),
-                                                           todo.values())):
+                                                           todo.values()), strict=False):
                 layers[spec.key] = layer
         if shared is not None:
             shared.keep(todo.values(), layers)

@@ -467,7 +467,8 @@ def wait_ready(base: str, logs: Callable[[], str] = lambda: "", timeout: float |
             checks += 1
             if checks % 10 == 0 and not alive():  # the server exited before it ever answered
                 output = logs()
-                raise ModelStartError(f"the model server exited before it was ready: {_reason(output)}", output)
+                raise ModelStartError(f"the model server exited before it was ready: {_reason(output)}",
+                                      output) from None
         shown = "starting" if status == "unreachable" else status.lower()
         if shown != last_shown:
             on_status(shown)

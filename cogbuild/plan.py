@@ -242,7 +242,7 @@ def code_layers(model_dir: Path, user: ImageUser, weights: list[Weight] = ()) ->
     specs += [_static_layer(f"weights {next(iter(t.entries())).path}", t) for t in files.weights]
     for weight in weights:
         tree = Tree(uid=user.uid, gid=user.gid)
-        for source, path in zip(weight.sources, sources[weight.name]):
+        for source, path in zip(weight.sources, sources[weight.name], strict=False):
             collect_weight_files(path, weight.target, source.include, source.exclude, tree=tree)
         specs.append(_static_layer(f"weights {weight.name} ({weight.target})", tree))
     return specs

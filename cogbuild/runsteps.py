@@ -82,7 +82,7 @@ class StepRunner:
                 spec = LayerSpec(f"build.run step {number}: {_short(step.command)}",
                                  _key("run", platform, [layer.diff_id for layer in lower], step.identity(), env,
                                       target.compiler is not None),
-                                 lambda: _with_bytecode(made[0], target))
+                                 lambda made=made: _with_bytecode(made[0], target))  # filled once the step ran
                 layer = self._cached(spec)
                 if layer is not None and self._accepts(record, layer):
                     if sandbox is not None:

@@ -24,7 +24,7 @@ from pathlib import Path
 from . import __version__
 from .cache import cache_dir
 from .errors import UsageError
-from .registry.layout import atomic_write
+from .layers.atomic import atomic_write
 
 SAFE_MODULES = ("cog", "typing", "typing_extensions", "pathlib", "enum", "collections.abc")
 

@@ -22,7 +22,7 @@ import oras.auth.utils as oras_auth_utils
 import requests
 
 from .errors import OCIError
-from .layout import atomic_write
+from cogbuild.layers.atomic import atomic_write
 
 from .reference import DOCKER_HUB
 

@@ -74,7 +74,7 @@ def _describe_manifest(read: ReadBlob, desc: Descriptor, doc: dict | None = None
         "platform": "/".join(p for p in (platform.get("os"), platform.get("architecture"),
                                          platform.get("variant")) if p),
         "variant": variant,
-        "size": sum(l["size"] for l in layers) + config_desc.size,
+        "size": sum(layer["size"] for layer in layers) + config_desc.size,
         "layers": layers,
         "schema": summarize_schema(image_metadata(doc, config, SCHEMA_LABELS)),
         "lock_digest": labels.get(LOCK_LABEL, ""),

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
 from cogbuild.layers.descriptor import OCI_INDEX, Descriptor, Digest, InvalidDescriptor, children, sha256_digest
+from cogbuild.layers.atomic import atomic_write
 from cogbuild.layers.imagegraph import LAYOUT_MARKER, LAYOUT_MARKER_BYTES, REF_ANNOTATION, layout_index_bytes, tagged
 
 from .errors import OCIError
@@ -164,25 +165,6 @@ def write_layout_files(root: Path, entries: list[Descriptor]) -> None:
     """oci-layout and index.json of a layout whose blobs are put in place by the caller (links, exports)."""
     atomic_write(root / LAYOUT_MARKER, LAYOUT_MARKER_BYTES)
     atomic_write(root / "index.json", layout_index_bytes(entries))
-
-
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write to a temporary file beside `path`, then rename: readers see the old or the new file, never half.
-
-    The default mode makes store blobs readable to everyone; secrets pass 0o600.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o755 if mode & 0o044 else 0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 class HashingFile:

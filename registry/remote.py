@@ -25,7 +25,7 @@ from cogbuild.layers.imagegraph import GRAPH_TYPES, Node, config_of, is_graph_ty
 
 from .blob_locations import BlobLocations
 from .client import RegistryClient, RegistryError
-from .layout import Layout, LayoutError
+from .layout import Layout
 from .reference import Reference, parse_reference
 from .transfer import BlobPusher, Progress, TransferStats, download_blob
 
@@ -78,7 +78,7 @@ def push_image(layout: Layout, desc: Descriptor, ref: str | Reference, *, extra_
     blobs = list({b.digest: b for p in plans for b in p.blobs}.values())
     _push_blobs(client, ref.repository, layout, blobs, stats, progress)
     sent: set[str] = set()
-    for plan, (top, tags) in zip(plans, targets):
+    for plan, (top, tags) in zip(plans, targets, strict=False):
         for manifest in plan.manifests:
             if manifest.digest not in sent and manifest.digest != top.digest:
                 put_manifest(client, ref.repository, layout.read_blob(manifest.digest), manifest, manifest.digest)

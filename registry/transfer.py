@@ -188,7 +188,8 @@ class BlobPusher:
                     "PATCH", location, repository=self.repository, retry=False, ok=(202,),
                     headers={"Content-Type": "application/octet-stream", "Content-Length": str(length),
                              "Content-Range": f"{start}-{start + length - 1}"},
-                    body=lambda: _FileSlice(path, start, length, counted, self.cancel),
+                    body=lambda start=start, length=length, counted=counted: _FileSlice(  # this slice's values
+                        path, start, length, counted, self.cancel),
                     action=f"upload blob {desc.digest[:19]} to")
             except RegistryError as exc:
                 failures += 1

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,6 +26,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 from ..errors import CogbuildError
+from ..layers.atomic import atomic_write
 from ..layers.descriptor import is_sha256_hex
 from .index import IndexClient, IndexFile
 from .lazywheel import wheel_metadata
@@ -54,11 +53,7 @@ class MetadataCache:
     def put(self, wheel_sha256: str, data: bytes) -> None:
         if not is_sha256_hex(wheel_sha256):
             return  # only a hex digest becomes a file name
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".part-")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, self.root / f"{wheel_sha256}.{hashlib.sha256(data).hexdigest()}")
+        atomic_write(self.root / f"{wheel_sha256}.{hashlib.sha256(data).hexdigest()}", data)
 
 
 def default_cache() -> MetadataCache:

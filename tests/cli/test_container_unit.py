@@ -103,7 +103,7 @@ def test_the_schema_is_read_from_label_or_annotation_and_a_damaged_one_is_named(
     assert find_image("big:latest", store, gpu=False).schema == schema  # too large for a label: an annotation
     assert find_image("none:latest", store, gpu=False).schema is None
     with pytest.raises(CogbuildError, match="damaged OpenAPI schema"):
-        find_image("bad:latest", store, gpu=False).schema
+        _ = find_image("bad:latest", store, gpu=False).schema
 
 
 def test_oci_layout_paths(tmp_path):
