@@ -19,7 +19,7 @@ from .bytecode import Compiler, can_compile_for
 from .cache import BlobCache, atomic_write, cache_dir, file_sha256, scratch_dir
 from .config import CogConfig
 from .errors import CogbuildError
-from .layers.descriptor import OCI_INDEX, Descriptor, canonical_json
+from .layers.descriptor import OCI_INDEX, Descriptor, Digest, canonical_json
 from .layers.image import (Layer, RuntimeConfig, config_bytes, config_descriptor, fit_labels, index_bytes,
                            manifest_bytes, manifest_descriptor)
 from .layers.imagegraph import (BYTECODE_ANNOTATION, COMPRESSION_ANNOTATION, CONFIG_LABEL, LOCK_LABEL,
@@ -126,7 +126,7 @@ def compose_layer(spec: LayerSpec, layout: Layout, cache: LayerCache) -> Layer:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    layer = Layer(Descriptor(cache.compression.media_type, digests.digest, digests.size), digests.diff_id,
+    layer = Layer(Descriptor(cache.compression.media_type, Digest(digests.digest), digests.size), digests.diff_id,
                   spec.comment, libs)
     cache.put(spec, layer)
     return layer
@@ -171,6 +171,7 @@ def image_env(config: CogConfig, lock: Lock, layers: list[Layer], variant: str) 
 
 def runtime_config(config: CogConfig, lock: Lock, user: ImageUser, lock_digest: str, layers: list[Layer],
                    variant: str) -> RuntimeConfig:
+    assert config.predictor is not None, "build() refuses a config without a predictor first"
     schema = static_schema(config.root, config.predictor, config.trainer)
     env = image_env(config, lock, layers, variant)
     labels = {

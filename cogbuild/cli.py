@@ -67,14 +67,21 @@ class _Group(click.Group):
             return None
         return importlib.import_module(f"{__package__}.commands.{name}").command
 
+    def _summary_command(self, ctx: click.Context, name: str) -> click.Command:
+        """A stand-in carrying the command's summary, or the command itself when SUMMARIES lacks it."""
+        if name in SUMMARIES:
+            return click.Command(name, help=SUMMARIES[name])
+        command = self.get_command(ctx, name)
+        assert command is not None, name  # every name in COMMAND_NAMES has a module
+        return command
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         limit = formatter.width - 6 - max(map(len, COMMAND_NAMES))
-        rows = [(name, (click.Command(name, help=SUMMARIES[name]) if name in SUMMARIES
-                        else self.get_command(ctx, name)).get_short_help_str(limit)) for name in COMMAND_NAMES]
+        rows = [(name, self._summary_command(ctx, name).get_short_help_str(limit)) for name in COMMAND_NAMES]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
-    def invoke(self, ctx: click.Context):  # type: ignore[override]
+    def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort):

@@ -23,7 +23,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Protocol
+from typing import TYPE_CHECKING, Callable, Iterator, Protocol
 
 import httpx
 
@@ -33,6 +33,9 @@ from .interrupts import shielded
 from .images import RUN_REF, Image, podman_image_layout, prune_stale, single_image_layout, write_oci_archive
 from .layers.descriptor import OCI_LAYER_ZSTD, children
 from .settings import ready_timeout
+
+if TYPE_CHECKING:
+    from .containerd import ContainerdRuntime
 
 RUNTIMES = ("podman", "docker", "runc", "crun", "containerd")
 STOP_GRACE = 2  # seconds a stopping container has between SIGTERM and SIGKILL
@@ -115,7 +118,7 @@ def choose_runtime(name: str | None = None) -> Runtime:
                         "(apt-get install podman runc umoci)")
 
 
-def _containerd_runtime() -> Runtime:
+def _containerd_runtime() -> ContainerdRuntime:
     from .containerd import ContainerdRuntime  # it builds on this module
 
     return ContainerdRuntime()
@@ -239,7 +242,11 @@ class EngineContainer:
     def follow_logs(self) -> Callable[[], None]:
         follower = subprocess.Popen(self.runtime.command("logs", "-f", self.id), env=self.runtime.env(),
                                     stdout=_STDERR, stderr=_STDERR)
-        return lambda: (follower.terminate(), follower.wait())
+        def stop() -> None:
+            follower.terminate()
+            follower.wait()
+
+        return stop
 
     def remove(self) -> None:
         """Stop it (SIGTERM, SIGKILL after STOP_GRACE seconds) and delete it; never cut short by a signal."""
@@ -426,7 +433,11 @@ def follow_file(path: Path) -> Callable[[], None]:
 
     thread = threading.Thread(target=copy, daemon=True)
     thread.start()
-    return lambda: (stop.set(), thread.join())
+    def stop_copying() -> None:
+        stop.set()
+        thread.join()
+
+    return stop_copying
 
 
 # -- start, wait, clean up -----------------------------------------------------------------------

@@ -106,8 +106,8 @@ def parse_source(text: str) -> Source:
         path, tag = _split_file_tag(rest)
         return Source("archive", text, path, tag)
     if sep and kind == "oci":
-        path, tag = _split_layout(rest) or (rest, None)
-        return Source("layout", text, Path(path), tag)
+        directory, name = _split_layout(rest) or (rest, None)
+        return Source("layout", text, Path(directory), name)
     found = _split_layout(text)
     if found:
         return Source("layout", text, Path(found[0]), found[1])

@@ -13,7 +13,7 @@ import json
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import cog
 
@@ -231,7 +231,7 @@ def runtime_layer(wheels: list[Artifact], target: WheelTarget) -> LayerSpec:
 CODE_LAYER_COMMENT = "model code (/src)"  # how images (history) and provenance name the code layer
 
 
-def code_layers(model_dir: Path, user: ImageUser, weights: list[Weight] = ()) -> list[LayerSpec]:
+def code_layers(model_dir: Path, user: ImageUser, weights: Sequence[Weight] = ()) -> list[LayerSpec]:
     """The code, each large file in a layer of its own, then each `weights:` entry in a layer of its own
     (its local sources are left out of the code layer)."""
     sources = {w.name: [local_weight_source(model_dir, w, s) for s in w.sources] for w in weights}

@@ -57,7 +57,7 @@ def directory_schema(config: CogConfig) -> dict:
         reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "no output"
         hint = ("; install the model's packages on this host, or build the image and predict with it"
                 if "No module named" in reason else "")
-        raise UsageError(f"{config.root / config.predictor.split(':')[0]} cannot be loaded: "
+        raise UsageError(f"{config.root / (config.predictor or '').split(':')[0]} cannot be loaded: "
                          f"{reason.removeprefix('error: ')}{hint}")
     try:
         return json.loads(done.stdout)

@@ -133,10 +133,9 @@ def variant_of(node: Node, default: str = DEFAULT_VARIANT) -> str:
 
 def platform_of(node: Node, read_config: Callable[[Descriptor], dict[str, Any]]) -> str:
     """`os/architecture` from the index entry, else from the image config (read only when needed)."""
-    platform = node.descriptor.platform
+    platform: dict[str, Any] | None = node.descriptor.platform
     if not platform:
-        config = read_config(config_of(node))
-        platform = {"os": config.get("os"), "architecture": config.get("architecture")}
+        platform = read_config(config_of(node))  # a config names os and architecture at its top level
     return f"{platform.get('os')}/{platform.get('architecture')}"
 
 

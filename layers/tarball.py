@@ -156,6 +156,7 @@ class _HashingSink(io.RawIOBase):
         self._blob_hash = hashlib.sha256()
         self.tar_size = 0
         self.blob_size = 0
+        self._compressor: ParallelGzip | zstandard.ZstdCompressionObj | None
         if compression.name == "gzip":
             self._compressor = ParallelGzip(compression.level)
         elif compression.name == "zstd":
@@ -166,7 +167,7 @@ class _HashingSink(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, data) -> int:  # type: ignore[override]
+    def write(self, data) -> int:
         data = bytes(data)
         self._tar_hash.update(data)
         self.tar_size += len(data)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import re
 import uuid
-from typing import Iterable, Protocol
+from typing import Any, Iterable, Protocol
 
 from cogbuild.layers.descriptor import canonical_json
 from cogbuild.layers.tarball import source_date_epoch
@@ -52,7 +52,7 @@ def spdx_sbom(image_name: str, image_digest: str, artifacts: Iterable[PinnedArti
     relationships = [{"spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES",
                       "relatedSpdxElement": "SPDXRef-Image"}]
     for number, artifact in enumerate(unique, 1):
-        package = {
+        package: dict[str, Any] = {
             "SPDXID": f"SPDXRef-Package-{number}",
             "name": artifact.name,
             "versionInfo": artifact.version,

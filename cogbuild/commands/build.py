@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..build import BuildOptions, build
+from ..build import BuildOptions, BuildResult, build
 from ..errors import UsageError
 from ..images import fetch_cached_layers, host_platform, parse_destination
 from ..layers.descriptor import Descriptor
@@ -18,7 +18,8 @@ from ..ui import progress_printer, result
 
 def build_project(project: Project, tag: str | None, platforms: list[str] | None, variants: list[str] | None,
                   compression: Compression, progress, bytecode: bool = True, secrets: tuple[str, ...] = (),
-                  update_run: bool = False, cache: str | None = None, insecure: bool = False) -> tuple[str, object]:
+                  update_run: bool = False, cache: str | None = None,
+                  insecure: bool = False) -> tuple[str, BuildResult]:
     repository = cache_repository(cache, insecure)  # checked before any work
     lock = project.ensure_lock(platforms, progress)
     store = open_store()

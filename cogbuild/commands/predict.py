@@ -281,7 +281,7 @@ def _read_events(response: httpx.Response, live: LiveView) -> dict[str, Any]:
                 live.logs(payload["data"])
             elif event == "output":
                 live.output(payload.get("chunk") if isinstance(payload, dict) and "chunk" in payload else payload)
-            elif event == "completed":
+            elif event == "completed" and isinstance(payload, dict):  # else the stream is not Cog's
                 return payload
             event, data = None, []
     raise CogbuildError("the model server closed the prediction stream before it completed")

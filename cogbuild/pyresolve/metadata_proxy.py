@@ -19,6 +19,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, unquote
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -126,10 +127,11 @@ class MetadataProxy:
         return files
 
     def wheel_metadata(self, file: IndexFile) -> Future:
+        key = file.sha256 or file.url  # a file the index gives no hash for is known by its URL
         with self.lock:
-            if file.sha256 not in self.metadata:
-                self.metadata[file.sha256] = self.pool.submit(self._load_metadata, file)
-            return self.metadata[file.sha256]
+            if key not in self.metadata:
+                self.metadata[key] = self.pool.submit(self._load_metadata, file)
+            return self.metadata[key]
 
     def _load_metadata(self, file: IndexFile) -> bytes:
         data = self.cache.get(file.sha256)  # type: ignore[arg-type]
@@ -189,8 +191,8 @@ class MetadataProxy:
     def page_json(self, project: str, files: list[IndexFile]) -> bytes:
         entries = []
         for file in filter(self.fits_target, files):
-            entry = {"filename": file.filename, "hashes": {}, "requires-python": file.requires_python,
-                     "yanked": file.yanked, "url": file.url}
+            entry: dict[str, Any] = {"filename": file.filename, "hashes": {},
+                                     "requires-python": file.requires_python, "yanked": file.yanked, "url": file.url}
             if file.size is not None:
                 entry["size"] = file.size
             if file.sha256:
