@@ -89,23 +89,19 @@ def test_source_date_epoch_default_and_value(monkeypatch):
     assert source_date_epoch() == 1700000000
 
 
-def test_build_with_a_bad_source_date_epoch_exits_2(tmp_path):
+@pytest.mark.parametrize("command, variable, value, message", [
+    ("build", "SOURCE_DATE_EPOCH", "tomorrow",
+     "SOURCE_DATE_EPOCH must be a whole number of seconds since 1970, not 'tomorrow'"),
+    ("predict", "COGBUILD_READY_TIMEOUT", "soon",  # before the model's server is started
+     "COGBUILD_READY_TIMEOUT must be a positive number of seconds, not 'soon'"),
+])
+def test_a_malformed_variable_is_a_usage_error_naming_it(tmp_path, command, variable, value, message):
     (tmp_path / "model").mkdir()
     model = model_with_empty_lock(tmp_path / "model")
     (model / "predict.py").write_text(PREDICTOR)
-    run = cogbuild(["build"], model, isolated_env(tmp_path, SOURCE_DATE_EPOCH="tomorrow"))
+    run = cogbuild([command], model, isolated_env(tmp_path, **{variable: value}))
     assert run.code == 2
-    assert one_line_error(run) == "SOURCE_DATE_EPOCH must be a whole number of seconds since 1970, not 'tomorrow'"
-
-
-def test_predict_with_a_bad_ready_timeout_exits_2_before_starting_anything(tmp_path):
-    model = tmp_path / "model"
-    model.mkdir()
-    (model / "cog.yaml").write_text('build:\n  python_version: "3.11"\npredict: "predict.py:Predictor"\n')
-    (model / "predict.py").write_text(PREDICTOR)
-    run = cogbuild(["predict"], model, isolated_env(tmp_path, COGBUILD_READY_TIMEOUT="soon"))
-    assert run.code == 2
-    assert one_line_error(run) == "COGBUILD_READY_TIMEOUT must be a positive number of seconds, not 'soon'"
+    assert one_line_error(run) == message
 
 
 def test_a_file_that_changes_while_its_layer_is_written_is_named(tmp_path):

@@ -4,30 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from cogbuild.layers.descriptor import (OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST, Descriptor,
-                                        InvalidDescriptor, canonical_json)
-from cogbuild.layers.imagegraph import (MAX_DEPTH, VARIANT_ANNOTATION, NoSuchPlatform, image_manifests, select,
-                                        variant_of, walk)
+from cogbuild.layers.descriptor import (OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, Descriptor, InvalidDescriptor,
+                                        canonical_json)
+from cogbuild.layers.imagegraph import MAX_DEPTH, NoSuchPlatform, image_manifests, select, variant_of, walk
 from cogbuild.registry.layout import Layout
+from oci_images import write_image
+from oci_images import write_index as index
 
 
 def manifest(layout: Layout, platform: str, variant: str, layer: bytes = b"shared layer",
              with_platform: bool = True) -> Descriptor:
-    os_name, arch = platform.split("/")
-    config = canonical_json({"os": os_name, "architecture": arch, "rootfs": {"type": "layers", "diff_ids": []}})
-    blob = Descriptor.of(OCI_LAYER_GZIP, layer)
-    data = canonical_json({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": [blob.to_json()],
-                           "config": Descriptor.of(OCI_CONFIG, config).to_json()})
-    for content in (config, layer, data):
-        layout.write_blob(content)
-    return Descriptor.of(OCI_MANIFEST, data, annotations={VARIANT_ANNOTATION: variant},
-                         platform={"os": os_name, "architecture": arch} if with_platform else None)
-
-
-def index(layout: Layout, entries: list[Descriptor]) -> Descriptor:
-    data = canonical_json({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [e.to_json() for e in entries]})
-    layout.write_blob(data)
-    return Descriptor.of(OCI_INDEX, data)
+    """Every image here has one layer, the same one unless a test names another."""
+    return write_image(layout, platform, variant, layer=layer, with_platform=with_platform)
 
 
 @pytest.fixture
