@@ -15,7 +15,7 @@ import sys
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from .errors import CogUsageError, UsageError
 
@@ -167,7 +167,7 @@ def _check_json_value(name: str, value: Any, spec: InputSpec) -> None:
         _check_constraints(name, item, prop)
 
 
-def check_files(flags: list[str]) -> None:
+def check_files(flags: Sequence[str]) -> None:
     """Before the schema is known: every `@file` named must exist, so nothing starts for nothing."""
     for flag in flags:
         value = flag.partition("=")[2] if "=" in flag else flag
