@@ -117,8 +117,10 @@ def parse_source(text: str) -> Source:
 def parse_destination(text: str) -> Destination:
     """`DIR`, `oci:DIR` (an OCI layout), `oci-archive:FILE` or `docker-archive:FILE`."""
     kind, sep, rest = text.partition(":")
-    if sep and kind in ARCHIVE_KINDS:
-        return Destination(kind, Path(rest))  # type: ignore[arg-type]  # kind is one of ARCHIVE_KINDS
+    if sep and kind == "oci-archive":
+        return Destination("oci-archive", Path(rest))
+    if sep and kind == "docker-archive":
+        return Destination("docker-archive", Path(rest))
     if sep and kind in ("oci", "dir"):
         return Destination("layout", Path(rest))
     return Destination("layout", Path(text))
