@@ -30,7 +30,6 @@ from static_server import StaticServer
 def private_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("COGBUILD_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("COGBUILD_STORE", str(tmp_path / "store"))
-    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
 
 
 def artifact(server: StaticServer, kind: str, name: str, filename: str, data: bytes) -> Artifact:
