@@ -15,6 +15,7 @@ import json
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, Mapping, Sequence
 
 import requests
@@ -299,8 +300,13 @@ def fetch_remote_blobs(layout: Layout, blobs: Sequence[Descriptor], *, insecure:
         client = RegistryClient(ref.registry, ref.api_host, insecure=insecure and ref.registry == registry)
         cancel = threading.Event()
         try:
-            run_parallel(lambda b: download_blob(client, ref.repository, b, layout, stats=TransferStats(),
-                                                 cancel=cancel), missing, cancel, "cache")
+            fetch = partial(_download_into, client, ref.repository, layout, cancel)  # this repository's
+            run_parallel(fetch, missing, cancel, "cache")
         except RegistryError as exc:
             raise RegistryError(f"some layers of this image live only in the cache repository {source}, and "
                                 f"fetching them failed: {exc}", exc.status) from None
+
+
+def _download_into(client: RegistryClient, repository: str, layout: Layout, cancel: threading.Event,
+                   blob: Descriptor) -> None:
+    download_blob(client, repository, blob, layout, stats=TransferStats(), cancel=cancel)
