@@ -219,7 +219,7 @@ class SpillDir:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    def add(self, tree: Tree, path: str, stream: BinaryIO, mode: int) -> None:
+    def add(self, tree: Tree, path: str, stream: IO[bytes], mode: int) -> None:
         """A file read from `stream` into `tree`: in memory when small, else from a file of the directory."""
         head = stream.read(self.SMALL + 1)
         if len(head) <= self.SMALL:
