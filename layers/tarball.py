@@ -64,7 +64,7 @@ class LayerDigests:
     uncompressed_size: int
 
 
-class SourceChanged(CogbuildError):
+class SourceChanged(CogbuildError, ValueError):
     """A file that changed while it was being put into a layer: the layer would not match its digest."""
 
 
