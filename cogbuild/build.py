@@ -19,9 +19,11 @@ from .bytecode import Compiler, can_compile_for
 from .cache import BlobCache, atomic_write, cache_dir, file_sha256, scratch_dir
 from .config import CogConfig
 from .errors import CogbuildError
-from .layers.descriptor import OCI_INDEX, Descriptor, canonical_json
+from .layers.descriptor import OCI_INDEX, Descriptor, Digest, canonical_json
 from .layers.image import (Layer, RuntimeConfig, config_bytes, config_descriptor, fit_labels, index_bytes,
                            manifest_bytes, manifest_descriptor)
+from .layers.imagegraph import (BYTECODE_ANNOTATION, COMPRESSION_ANNOTATION, CONFIG_LABEL, LOCK_LABEL,
+                                SCHEMA_LABEL, VARIANT_ANNOTATION, VERSION_LABEL)
 from .layers.osfixups import ImageUser
 from .layers.standalone import STANDALONE_PREFIX
 from .layers.tarball import Compression, source_date_epoch, write_layer
@@ -38,11 +40,6 @@ if TYPE_CHECKING:
     from .shared_cache import SharedLayers
 
 Progress = Callable[[str], None]
-VARIANT_ANNOTATION = "run.cog.variant"
-LOCK_ANNOTATION = "run.cog.lock-digest"
-COMPRESSION_ANNOTATION = "run.cog.compression"  # the compressor, level and library (Compression.identity)
-BYTECODE_ANNOTATION = "run.cog.bytecode"  # "none" when built with --no-bytecode
-SCHEMA_LABEL = "run.cog.openapi_schema"  # Cog's own label name, so Cog-aware tools find it
 
 
 @dataclass
@@ -129,7 +126,7 @@ def compose_layer(spec: LayerSpec, layout: Layout, cache: LayerCache) -> Layer:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    layer = Layer(Descriptor(cache.compression.media_type, digests.digest, digests.size), digests.diff_id,
+    layer = Layer(Descriptor(cache.compression.media_type, Digest(digests.digest), digests.size), digests.diff_id,
                   spec.comment, libs)
     cache.put(spec, layer)
     return layer
@@ -177,13 +174,14 @@ def runtime_config(config: CogConfig, lock: Lock, user: ImageUser, lock_digest: 
                    variant: str) -> RuntimeConfig:
     env = image_env(config, lock, layers, variant)
     labels = {
-        "run.cog.config": canonical_json(config.raw).decode(),
-        "run.cog.cogbuild-version": __version__,
-        LOCK_ANNOTATION: lock_digest,
+        CONFIG_LABEL: canonical_json(config.raw).decode(),
+        VERSION_LABEL: __version__,
+        LOCK_LABEL: lock_digest,
     }
     if config.entrypoint:  # an app: its own program, in the user's home (CI runners set their own directory)
         return RuntimeConfig(entrypoint=config.entrypoint, env=env, user=user.spec, labels=labels,
                              working_dir=user.home, exposed_ports=())
+    assert config.predictor is not None, "config.py requires a predictor unless entrypoint is set"
     labels[SCHEMA_LABEL] = canonical_json(static_schema(config.root, config.predictor, config.trainer)).decode()
     return RuntimeConfig(entrypoint=server_entrypoint(lock.python_version), env=env, user=user.spec, labels=labels)
 
@@ -302,7 +300,7 @@ def _compose_layers(specs: list[LayerSpec], layout: Layout, cache: LayerCache, b
         progress(f"composing {len(todo)} of {len(specs)} layers")
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for spec, layer in zip(todo.values(), pool.map(lambda s: compose_layer(s, layout, cache),
-                                                           todo.values())):
+                                                           todo.values()), strict=False):
                 layers[spec.key] = layer
         if shared is not None:
             shared.keep(todo.values(), layers)

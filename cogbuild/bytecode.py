@@ -128,7 +128,7 @@ class Compiler:
             at += size
         return out
 
-    def _cache_path(self, payload: bytes) -> Path | None:
+    def _cache_path(self, payload: bytes | bytearray) -> Path | None:
         """Where the output of the batch `payload` (its paths and sources) is kept, if this compiler keeps any."""
         if self._identity is None:
             return None
@@ -136,7 +136,7 @@ class Compiler:
                              .encode() + payload).hexdigest()
         return cache_dir() / "bytecode" / key
 
-    def _run(self, payload: bytes) -> bytes:
+    def _run(self, payload: bytes | bytearray) -> bytes:
         root = self._interpreter_root()
         triplet, loader = LOADERS[self.arch]
         python = root / self.home / "bin" / f"python{self.python_version}"

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 from .artifacts import Artifact
 from .errors import CogbuildError
 from .layers.descriptor import is_sha256_hex
-from .registry.layout import HashingFile, Layout, atomic_write
+from .layers.atomic import atomic_write  # noqa: F401  re-exported: build and lock import it from here
+from .registry.layout import HashingFile, Layout
 
 _CHUNK = 1 << 20
 

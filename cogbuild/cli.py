@@ -8,7 +8,9 @@ import sys
 
 import click
 
-from . import __version__, interrupts
+from . import __version__, interrupts, settings
+from .errors import CogbuildError
+from .environment import as_environment_failure
 
 # One module per command in cogbuild/commands/, each exposing `command`; listed in `--help` order.
 COMMAND_NAMES = ("init", "lock", "build", "push", "pull", "show", "predict", "train", "serve", "run", "deploy",
@@ -21,8 +23,7 @@ SUMMARIES = {
     "build": "Build the model in DIRECTORY into an OCI image, without Docker; print its digest.",
     "push": "Build the model in the current directory and push it to REF; print REF@sha256:… (its version ID).",
     "pull": "Fetch REF into the local store; print REF@sha256:….",
-    "show": "Describe TARGET: a model directory, an OCI layout (DIR or DIR:NAME), a local store name or a "
-            "registry REF.",
+    "show": "Describe TARGET: a model directory, an image in the store, a layout, an archive or a registry REF.",
     "predict": "Run one prediction with the model in DIR (on this host) or IMAGE (in a container).",
     "train": "Run one training with the `train:` entry of the model in DIR (on this host) or IMAGE (in a "
              "container).",
@@ -34,29 +35,24 @@ SUMMARIES = {
     "verify": "Check REF's signatures against a key (--key), and that its project rebuilds to the same digest "
               "(--rebuild).",
 }
-# Failures whose message is meant for the user: printed as one sentence, no traceback unless --debug.
-# Named by module, not imported: an error can only come from a module the command already loaded, so
-# start-up pays for none of them.
-USER_ERROR_CLASSES = {
-    "cogbuild.errors": "CogbuildError",
-    "cogbuild.registry.errors": "OCIError",
-    "cogbuild.layers.deb": "DebError",
-    "cogbuild.layers.wheel": "WheelError",
-    "cogbuild.layers.tree": "TreeError",
-    "cogbuild.layers.standalone": "TarballError",
-}
+# Failures whose message is meant for the user: one family (layers/errors.py), printed as one sentence.
+USER_ERRORS = (CogbuildError,)
 
 
 def is_user_error(exc: BaseException) -> bool:
-    return any(isinstance(exc, getattr(sys.modules[module], name))
-               for module, name in USER_ERROR_CLASSES.items() if module in sys.modules)
+    return isinstance(exc, CogbuildError)
 
 
-def __getattr__(name: str):
-    """`USER_ERRORS`, the tuple of those classes (for `except` in tests), imports them all when asked for."""
-    if name == "USER_ERRORS":
-        return tuple(getattr(importlib.import_module(module), cls) for module, cls in USER_ERROR_CLASSES.items())
-    raise AttributeError(name)
+# First words that stay capitalized in the one message style: names, not sentence starts.
+_PROPER_NOUNS = {"Debian", "Python", "CPython", "PyPI", "Cog", "Docker", "NVIDIA", "CUDA", "OCI", "HTTP"}
+
+
+def sentence(message: str) -> str:
+    """A message in the CLI's one style, after "error: ": lower-case start, no closing period."""
+    first = message.split(" ", 1)[0]
+    if first.istitle() and first.isalpha() and first not in _PROPER_NOUNS:
+        message = message[0].lower() + message[1:]
+    return message[:-1] if message.endswith(".") and not message.endswith("..") else message
 
 
 class _Group(click.Group):
@@ -71,14 +67,21 @@ class _Group(click.Group):
             return None
         return importlib.import_module(f"{__package__}.commands.{name}").command
 
+    def _summary_command(self, ctx: click.Context, name: str) -> click.Command:
+        """A stand-in carrying the command's summary, or the command itself when SUMMARIES lacks it."""
+        if name in SUMMARIES:
+            return click.Command(name, help=SUMMARIES[name])
+        command = self.get_command(ctx, name)
+        assert command is not None, name  # every name in COMMAND_NAMES has a module
+        return command
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         limit = formatter.width - 6 - max(map(len, COMMAND_NAMES))
-        rows = [(name, (click.Command(name, help=SUMMARIES[name]) if name in SUMMARIES
-                        else self.get_command(ctx, name)).get_short_help_str(limit)) for name in COMMAND_NAMES]
+        rows = [(name, self._summary_command(ctx, name).get_short_help_str(limit)) for name in COMMAND_NAMES]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
-    def invoke(self, ctx: click.Context):  # type: ignore[override]
+    def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
@@ -86,6 +89,7 @@ class _Group(click.Group):
         except Exception as exc:
             if _debug(ctx):
                 raise
+            exc = as_environment_failure(exc) or exc
             if not is_user_error(exc):  # a bug of ours: one line here, the traceback with --debug
                 click.echo(f"error: internal error ({exc.__class__.__name__}: {exc}); rerun with --debug "
                            "for the traceback", err=True)
@@ -93,7 +97,7 @@ class _Group(click.Group):
             details = getattr(exc, "details", "")  # e.g. a model's output, shown above the sentence
             if details and not (ctx.obj or {}).get("quiet"):
                 click.echo(details.rstrip("\n")[-5000:], err=True)
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {exc if getattr(exc, 'verbatim', False) else sentence(str(exc))}", err=True)
             sys.exit(getattr(exc, "exit_code", 1))
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM (interrupts.py)
             interrupts.exit_interrupted()
@@ -103,17 +107,18 @@ def _debug(ctx: click.Context) -> bool:
     return bool(ctx.obj and ctx.obj.get("debug")) or bool(os.environ.get("COGBUILD_DEBUG"))
 
 
-EPILOG = """\b
+EPILOG = f"""\b
 Exit codes:
   0    success
-  1    the work failed (build, registry, container, prediction)
-  2    bad input: a flag, a file, cog.yaml, an image reference or a model input
+  1    the work failed (build, registry, container, prediction), or the machine or network is not as
+       needed (the message says what to do)
+  2    bad input: a flag, a file, cog.yaml, an image reference, a model input or an environment variable
   70   internal error (a bug; --debug shows the traceback)
   130  interrupted (Ctrl-C or SIGTERM; containers are removed first)
 \b
-Environment: COGBUILD_STORE (local image store), COGBUILD_CACHE (downloads and layers),
-COGBUILD_DEBUG=1 (same as --debug), COGBUILD_READY_TIMEOUT (seconds to wait for a model's setup),
-COGBUILD_RUNTIME (podman, docker, containerd, runc or crun for predict and run).
+Environment:
+{settings.help_text()}
+\b
 Run `cogbuild COMMAND --help` for examples.
 """
 

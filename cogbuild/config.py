@@ -462,7 +462,7 @@ def _read_env(r: _Reader, node: yaml.Node) -> dict[str, str]:
 def _read_entry(r: _Reader, cfg: CogConfig, top: dict[str, yaml.Node]) -> None:
     """The predictor: `run:`, `predict:`, or the seed's `model:` when it has the form "file.py:Class"
     (a `model:` that does not is Cog's repository, read by _read_names)."""
-    given = [key for key in ("predict", "run") if key in top]
+    given: list[str] = [key for key in ("predict", "run") if key in top]
     if "model" in top and not _is_repository(top["model"]):
         given.append("model")
     if len(given) > 1:

@@ -23,7 +23,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Protocol
+from typing import TYPE_CHECKING, Callable, Iterator, Protocol
 
 import httpx
 
@@ -32,8 +32,11 @@ from .errors import CogbuildError, UsageError
 from .interrupts import shielded
 from .images import RUN_REF, Image, podman_image_layout, prune_stale, single_image_layout, write_oci_archive
 from .layers.descriptor import OCI_LAYER_ZSTD, children
+from .settings import ready_timeout
 
-READY_TIMEOUT = float(os.environ.get("COGBUILD_READY_TIMEOUT", "300"))
+if TYPE_CHECKING:
+    from .containerd import ContainerdRuntime
+
 RUNTIMES = ("podman", "docker", "runc", "crun", "containerd")
 STOP_GRACE = 2  # seconds a stopping container has between SIGTERM and SIGKILL
 _STDERR = 2  # a container's output goes to our stderr; stdout carries results only
@@ -115,7 +118,7 @@ def choose_runtime(name: str | None = None) -> Runtime:
                         "(apt-get install podman runc umoci)")
 
 
-def _containerd_runtime() -> Runtime:
+def _containerd_runtime() -> ContainerdRuntime:
     from .containerd import ContainerdRuntime  # it builds on this module
 
     return ContainerdRuntime()
@@ -239,7 +242,11 @@ class EngineContainer:
     def follow_logs(self) -> Callable[[], None]:
         follower = subprocess.Popen(self.runtime.command("logs", "-f", self.id), env=self.runtime.env(),
                                     stdout=_STDERR, stderr=_STDERR)
-        return lambda: (follower.terminate(), follower.wait())
+        def stop() -> None:
+            follower.terminate()
+            follower.wait()
+
+        return stop
 
     def remove(self) -> None:
         """Stop it (SIGTERM, SIGKILL after STOP_GRACE seconds) and delete it; never cut short by a signal."""
@@ -426,7 +433,11 @@ def follow_file(path: Path) -> Callable[[], None]:
 
     thread = threading.Thread(target=copy, daemon=True)
     thread.start()
-    return lambda: (stop.set(), thread.join())
+    def stop_copying() -> None:
+        stop.set()
+        thread.join()
+
+    return stop_copying
 
 
 # -- start, wait, clean up -----------------------------------------------------------------------
@@ -434,8 +445,10 @@ def follow_file(path: Path) -> Callable[[], None]:
 def running_container(image: Image, runtime: Runtime, *, port: int | None = None,
                       env: dict[str, str] | None = None, gpu: bool = False,
                       on_status: Callable[[str], None] = lambda s: None,
-                      timeout: float = READY_TIMEOUT) -> Iterator[Container]:
-    """Start `image`, wait until its server is READY, yield the container; remove it afterwards."""
+                      timeout: float | None = None) -> Iterator[Container]:
+    """Start `image`, wait until its server is READY (within `timeout` seconds, default
+    COGBUILD_READY_TIMEOUT), yield the container; remove it afterwards."""
+    timeout = ready_timeout() if timeout is None else timeout  # a bad setting fails before anything starts
     container = runtime.start(image, port or free_port(), env or {}, gpu)
     try:
         wait_ready(container.base_url, container.logs, timeout, on_status, container.alive)
@@ -444,10 +457,12 @@ def running_container(image: Image, runtime: Runtime, *, port: int | None = None
         container.remove()
 
 
-def wait_ready(base: str, logs: Callable[[], str] = lambda: "", timeout: float = READY_TIMEOUT,
+def wait_ready(base: str, logs: Callable[[], str] = lambda: "", timeout: float | None = None,
                on_status: Callable[[str], None] = lambda s: None,
                alive: Callable[[], bool] = lambda: True) -> None:
-    """Poll GET /health-check until READY; fail with the server's logs on SETUP_FAILED, exit or timeout."""
+    """Poll GET /health-check until READY; fail with the server's logs on SETUP_FAILED, exit or timeout
+    (`timeout` seconds, default COGBUILD_READY_TIMEOUT)."""
+    timeout = ready_timeout() if timeout is None else timeout
     deadline = time.monotonic() + timeout
     status, last_shown, checks = "unreachable", None, 0
     while time.monotonic() < deadline:
@@ -463,7 +478,8 @@ def wait_ready(base: str, logs: Callable[[], str] = lambda: "", timeout: float =
             checks += 1
             if checks % 10 == 0 and not alive():  # the server exited before it ever answered
                 output = logs()
-                raise ModelStartError(f"the model server exited before it was ready: {_reason(output)}", output)
+                raise ModelStartError(f"the model server exited before it was ready: {_reason(output)}",
+                                      output) from None
         shown = "starting" if status == "unreachable" else status.lower()
         if shown != last_shown:
             on_status(shown)

@@ -72,6 +72,7 @@ class ContainerdRuntime:
             return reference
         importer = subprocess.Popen([CTR, "images", "import", "-"], stdin=subprocess.PIPE,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        assert importer.stdin is not None and importer.stderr is not None  # both are pipes, as asked above
         try:
             write_oci_archive(image, importer.stdin, reference)  # streamed: no copy of the image on disk
         except BrokenPipeError:

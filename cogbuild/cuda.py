@@ -390,7 +390,8 @@ def _missing_cpu_build(inputs: VariantInputs, source: CpuWheelSource, target: Ta
 
 def split_gpu_wheels(artifacts: Iterable[Artifact]) -> tuple[list[Artifact], list[Artifact]]:
     """(GPU-only wheels, the rest): the GPU ones go into the CUDA layer of the gpu variant."""
-    gpu, rest = [], []
+    gpu: list[Artifact] = []
+    rest: list[Artifact] = []
     for artifact in artifacts:
         (gpu if is_gpu_package(artifact.name) else rest).append(artifact)
     return gpu, rest

@@ -1,13 +1,6 @@
-"""The one exception type the CLI turns into a clear sentence and a non-zero exit."""
+"""The error family the CLI turns into one sentence and an exit code (defined in layers/errors.py, so
+layers/ and registry/ raise the same classes without importing cogbuild)."""
 
+from .layers.errors import CogbuildError, CogUsageError, EnvironmentFailure, UsageError
 
-class CogbuildError(Exception):
-    """A user-facing failure: the message is one sentence naming what is at fault."""
-
-    exit_code = 1
-
-
-class UsageError(CogbuildError):
-    """Bad input from the user (a file, a key, a flag)."""
-
-    exit_code = 2
+__all__ = ["CogbuildError", "CogUsageError", "EnvironmentFailure", "UsageError"]

@@ -126,4 +126,4 @@ def download(client: httpx.Client, url: str, sink: HashingFile, *, size: int = 0
 
 def _starts_at(response: httpx.Response, offset: int) -> bool:
     match = _CONTENT_RANGE_START.match(response.headers.get("Content-Range", ""))
-    return bool(match) and int(match.group(1)) == offset
+    return match is not None and int(match.group(1)) == offset

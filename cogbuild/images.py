@@ -1,44 +1,44 @@
-"""Which image to run, and how to hand it to a runtime.
+"""What a user-typed image name means, which manifest runs here, and how to hand it to a runtime.
 
-What a user may name: a local store name, a registry reference (pulled into the store, verified blob by
-blob), an OCI layout (`oci:DIR[:TAG]` or a bare layout directory) or an OCI archive
-(`oci-archive:FILE[:TAG]`). From an index, the manifest for this host's platform is picked (the gpu
-variant when wanted and built). Runtimes get that one manifest as a single-image layout whose blobs link
-to the store's, or as an OCI archive for `docker load`.
+`parse_source()` reads what every command accepts as an image: a local store name, a registry reference
+(pulled into the store, verified blob by blob), an OCI layout (`oci:DIR[:TAG]` or a bare layout
+directory) or an archive (`oci-archive:FILE[:TAG]`, `docker-archive:FILE[:TAG]` as cogbuild writes it).
+`parse_destination()` reads where `build -o` writes. From an index, `imagegraph.select()` picks the
+manifest for this host's platform (the gpu variant when wanted and built), the same rule a docker-archive
+export uses. Runtimes get that one manifest as a single-image layout whose blobs link to the store's, or
+as an OCI archive for `docker load`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import platform
 import re
 import shutil
-import tarfile
 import tempfile
 import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
-
-import httpx
+from typing import IO, Callable, Iterator, Literal
 
 from .cache import cache_dir
 from .errors import CogbuildError, UsageError
-from .layers.descriptor import INDEX_TYPES, MANIFEST_TYPES, Descriptor, children
+from .layers.descriptor import Descriptor, InvalidDescriptor
 from .layers.image import image_metadata
-from .registry.archive import ArchiveError, unpack_oci_archive
-from .registry.layout import REF_ANNOTATION, Layout, LayoutError, atomic_write
-from .registry.reference import parse_reference
+from .layers.imagegraph import (CONTAINERD_NAME_ANNOTATION, LAYOUT_MARKER, REF_ANNOTATION, SCHEMA_LABELS,
+                                NoSuchPlatform, config_of, select, variant_of, walk)
+from .registry.errors import InvalidReference
+from .registry.archive import ArchiveError, unpack_oci_archive, write_archive_stream
+from .registry.layout import Layout, LayoutError, write_layout_files
+from .registry.reference import Reference, parse_reference
 
-SCHEMA_LABELS = ("run.cog.openapi_schema", "run.cog.openapi-schema")
-VARIANT_ANNOTATION = "run.cog.variant"
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 RUN_REF = "run"  # the one ref in the single-image layouts handed to runtimes
+ARCHIVE_KINDS = ("oci-archive", "docker-archive")
 
 
 def host_platform() -> str:
@@ -53,10 +53,7 @@ class Image:
     name: str
     manifest: Descriptor
     config: dict = field(repr=False)
-
-    @property
-    def variant(self) -> str:
-        return self.manifest.annotations.get(VARIANT_ANNOTATION, "cpu")
+    variant: str = "cpu"
 
     @property
     def env(self) -> dict[str, str]:
@@ -83,15 +80,117 @@ class Image:
                                 f"(its {SCHEMA_LABELS[0]} is not JSON)") from None
 
 
-# -- what the user named ------------------------------------------------------------------------
+# -- what the user typed ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Source:
+    """An image as named on the command line: a layout or archive on disk, or a name (store or registry)."""
+
+    kind: Literal["layout", "archive", "name"]
+    text: str
+    path: Path | None = None
+    tag: str | None = None
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where `build -o` writes: an OCI layout directory, an oci-archive or a docker-archive file."""
+
+    kind: Literal["layout", "oci-archive", "docker-archive"]
+    path: Path
+
+
+def parse_source(text: str) -> Source:
+    """What an image argument names; the same rules for build, show, predict, train and run."""
+    kind, sep, rest = text.partition(":")
+    if sep and kind in ARCHIVE_KINDS:
+        path, tag = _split_file_tag(rest)
+        return Source("archive", text, path, tag)
+    if sep and kind == "oci":
+        directory, name = _split_layout(rest) or (rest, None)
+        return Source("layout", text, Path(directory), name)
+    found = _split_layout(text)
+    if found:
+        return Source("layout", text, Path(found[0]), found[1])
+    return Source("name", text)
+
+
+def parse_destination(text: str) -> Destination:
+    """`DIR`, `oci:DIR` (an OCI layout), `oci-archive:FILE` or `docker-archive:FILE`."""
+    kind, sep, rest = text.partition(":")
+    if sep and kind == "oci-archive":
+        return Destination("oci-archive", Path(rest))
+    if sep and kind == "docker-archive":
+        return Destination("docker-archive", Path(rest))
+    if sep and kind in ("oci", "dir"):
+        return Destination("layout", Path(rest))
+    return Destination("layout", Path(text))
+
+
+def _split_file_tag(text: str) -> tuple[Path, str | None]:
+    """`FILE[:TAG]`: the whole text when it names a file, else what is before the first colon."""
+    if not Path(text).is_file() and ":" in text:
+        path, _, tag = text.partition(":")
+        return Path(path), tag
+    return Path(text), None
+
+
+def _is_layout(path: str) -> bool:
+    return bool(path) and (Path(path) / LAYOUT_MARKER).is_file()
+
+
+def _split_layout(text: str) -> tuple[str, str | None] | None:
+    """`DIR` or `DIR:NAME` when DIR is an OCI layout (NAME may hold colons, like `model:v1`)."""
+    if _is_layout(text):
+        return text, None
+    for i, char in enumerate(text):
+        if char == ":" and _is_layout(text[:i]):
+            return text[:i], text[i + 1:]
+    return None
+
+
+def open_local(source: Source, store: Layout) -> tuple[Layout, str] | None:
+    """The layout and name `source` points at on this machine; None for a name the store does not hold."""
+    if source.kind == "archive":
+        assert source.path is not None
+        return _named_in(Layout(_unpacked_archive(source.path)), source.tag, source.text)
+    if source.kind == "layout":
+        assert source.path is not None
+        if not _is_layout(str(source.path)):
+            raise UsageError(f"{source.path} is not an OCI image layout (it has no oci-layout file)")
+        return _named_in(Layout(source.path), source.tag, source.text)
+    known = {name for name, _ in store.refs()}
+    ref = _reference_or_none(source.text)
+    candidates = [source.text, f"{source.text}:latest"]
+    if ref is not None:  # like `docker run`: what the store already holds runs as is
+        candidates += [str(ref), str(ref.with_tag("latest")) if not (ref.tag or ref.digest) else ""]
+    return next(((store, name) for name in candidates if name in known), None)
+
+
+def _reference_or_none(text: str) -> Reference | None:
+    try:
+        return parse_reference(text)
+    except InvalidReference:  # not a reference: pulling it says so in a sentence
+        return None
+
+
+def _named_in(layout: Layout, name: str | None, text: str) -> tuple[Layout, str]:
+    if name is None:
+        names = [ref for ref, _ in layout.refs()] or [m.digest for m in layout.manifests()]
+        if len(names) != 1:
+            raise UsageError(f"{text} holds {len(names)} named images; name one as {text}:TAG "
+                             f"({', '.join(names[:5]) or 'none'})")
+        name = names[0]
+    return layout, name
+
+
 def find_image(target: str, store: Layout, gpu: bool, progress: Callable[[str], None] = lambda m: None,
                transfer: Callable[[str, int, int], None] | None = None, platform: str | None = None,
                run: bool = True) -> Image:
-    """Resolve what the user typed: an OCI layout path (`oci:DIR[:TAG]` or a directory), a local store
-    name, or a registry reference (pulled into the store; `transfer` hears of its bytes). The manifest is
-    the one for `platform` (default: this host's). With `run=False` the image is only to be read: a
-    registry image not in the store is fetched without its layers, into the cache instead."""
-    layout, name = _locate(target, store, progress, transfer, run)
+    """The manifest for `platform` (default: this host's) of what the user typed (see parse_source); a
+    registry reference is pulled into the store first (`transfer` hears of its bytes). With `run=False`
+    the image is only to be read: a registry image not in the store is fetched without its layers, into
+    the cache instead."""
+    layout, name = open_local(parse_source(target), store) or _pull(target, store, progress, transfer, run)
     try:
         top = layout.resolve(name)
     except LayoutError as exc:
@@ -99,11 +198,13 @@ def find_image(target: str, store: Layout, gpu: bool, progress: Callable[[str], 
     if layout is store:
         _check_signature(target, top.digest)
     try:
-        manifest = _pick_manifest(layout, top, target, platform or host_platform(), "gpu" if gpu else "cpu")
+        node = select(layout, top, platform or host_platform(), "gpu" if gpu else "cpu")
         if run:  # layers a build took from a cache repository: a runtime reads them from the store
-            fetch_cached_layers(layout, children(layout.read_json(manifest.digest), manifest.media_type))
-        return Image(layout, target, manifest, layout.read_json(_config_of(layout, manifest).digest))
-    except (LayoutError, ValueError, KeyError) as exc:
+            fetch_cached_layers(layout, [n.descriptor for n in walk(layout, node.descriptor) if not n.is_graph])
+        return Image(layout, target, node.descriptor, layout.read_json(config_of(node).digest), variant_of(node))
+    except NoSuchPlatform as exc:
+        raise UsageError(f"the image {target} {exc}") from None
+    except (LayoutError, InvalidDescriptor) as exc:
         raise CogbuildError(f"the image {target} in {layout.root} is damaged: {exc}; pull or build it again") from None
 
 
@@ -116,25 +217,15 @@ def fetch_cached_layers(layout: Layout, blobs: list[Descriptor]) -> None:
         fetch_remote_blobs(layout, blobs)
 
 
-def _locate(target: str, store: Layout, progress: Callable[[str], None],
-            transfer: Callable[[str, int, int], None] | None, run: bool = True) -> tuple[Layout, str]:
-    if target.startswith("oci-archive:"):
-        return _layout_path(_unpacked_archive(target.removeprefix("oci-archive:")))
-    if target.startswith("oci:") or _split_layout(target):
-        return _layout_path(target.removeprefix("oci:"))
-    known = {name for name, _ in store.refs()}
-    for name in (target, f"{target}:latest"):
-        if name in known:
-            return store, name
+def _pull(target: str, store: Layout, progress: Callable[[str], None],
+          transfer: Callable[[str, int, int], None] | None, run: bool) -> tuple[Layout, str]:
     ref = parse_reference(target)
-    # Like `docker run`: what the store already holds runs as is; only a missing image is pulled.
-    for name in (str(ref), str(ref.with_tag("latest")) if not (ref.tag or ref.digest) else ""):
-        if name in known:
-            return store, name
     if _is_local_name(target):
         raise UsageError(f"no image named {target!r} in the local store ({store.root}); build it with "
                          f"`cogbuild build -t {target}` or name a registry, like 127.0.0.1:5000/{target}")
-    from .registry.remote import pull_image, pull_metadata  # network clients load only when a pull is needed
+    import httpx  # network clients load only when a pull is needed
+
+    from .registry.remote import pull_image, pull_metadata
 
     verified = _check_signature(target, None)  # before a byte is stored
     if verified:
@@ -164,105 +255,38 @@ def _check_signature(target: str, digest: str | None) -> str | None:
 
 
 def _is_local_name(target: str) -> bool:
-    """A name like `hello:dev` or `oci:DIR`: the local store's or a layout's, never a registry's."""
-    if target.startswith(("oci:", "oci-archive:")) or _split_layout(target):
+    """A name like `hello:dev`, a layout or an archive: the user's own, never a registry's."""
+    if parse_source(target).kind != "name":
         return True
     return parse_reference(target).registry == "docker.io" and "." not in target.split("/")[0]
 
 
-def _unpacked_archive(text: str) -> str:
-    """`FILE[:TAG]` of an OCI archive, as `DIR[:TAG]` of its layout unpacked into the cache.
+def _unpacked_archive(archive: Path) -> Path:
+    """The layout of an OCI archive, unpacked into the cache.
 
     Unpacked once per file version (path, size, mtime), written beside and renamed into place; the
     layout's blobs are verified by hash when read, like any layout's."""
-    path, tag = text, None
-    if not Path(text).is_file() and ":" in text:
-        path, _, tag = text.partition(":")
-    archive = Path(path)
     if not archive.is_file():
-        raise UsageError(f"there is no OCI archive {path}")
+        raise UsageError(f"there is no OCI archive {archive}")
     st = archive.stat()
     key = hashlib.sha256(f"{archive.resolve()}\0{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()[:32]
     target = cache_dir() / "archives" / key
-    if (target / "oci-layout").is_file():
+    if (target / LAYOUT_MARKER).is_file():
         os.utime(target)  # last use, for pruning
-    else:
-        if target.parent.is_dir():
-            prune_stale(target.parent)
-        partial = target.with_name(f".partial-{uuid.uuid4().hex[:12]}")
-        partial.mkdir(parents=True)
-        try:
-            unpack_oci_archive(archive, partial)  # only a layout's own names, as regular files
-            if not target.exists():  # else another run unpacked the same archive first
-                os.replace(partial, target)
-        except ArchiveError as exc:
-            raise UsageError(str(exc)) from None
-        finally:
-            shutil.rmtree(partial, ignore_errors=True)
-    return f"{target}:{tag}" if tag else str(target)
-
-
-def _is_layout(path: str) -> bool:
-    return bool(path) and (Path(path) / "oci-layout").is_file()
-
-
-def _split_layout(text: str) -> tuple[str, str | None] | None:
-    """`DIR` or `DIR:NAME` when DIR is an OCI layout (NAME may hold colons, like `model:v1`)."""
-    if _is_layout(text):
-        return text, None
-    for i, char in enumerate(text):
-        if char == ":" and _is_layout(text[:i]):
-            return text[:i], text[i + 1:]
-    return None
-
-
-def _layout_path(text: str) -> tuple[Layout, str]:
-    found = _split_layout(text)
-    if found is None:
-        raise UsageError(f"{text} is not an OCI image layout (it has no oci-layout file)")
-    path, name = Path(found[0]), found[1]
-    layout = Layout(path)
-    names = [ref for ref, _ in layout.refs()]
-    if name is None:
-        if len(names) != 1:
-            raise UsageError(f"the OCI layout {path} holds {len(names)} named images; name one as oci:{path}:TAG "
-                             f"({', '.join(names) or 'none'})")
-        name = names[0]
-    return layout, name
-
-
-def _pick_manifest(layout: Layout, top: Descriptor, target: str, want_platform: str, want_variant: str) -> Descriptor:
-    """The manifest for this platform, preferring the wanted variant and falling back to cpu."""
-    leaves = list(_leaf_manifests(layout, top))
-    here = [d for d in leaves if _platform_of(layout, d) == want_platform]
-    if not here:
-        have = sorted({_platform_of(layout, d) for d in leaves})
-        raise UsageError(f"the image {target} has no {want_platform} image (it has {', '.join(have)})")
-    for variant in (want_variant, "cpu"):
-        for desc in here:
-            if desc.annotations.get(VARIANT_ANNOTATION, "cpu") == variant:
-                return desc
-    return here[0]
-
-
-def _leaf_manifests(layout: Layout, desc: Descriptor) -> Iterator[Descriptor]:
-    if desc.media_type not in INDEX_TYPES:
-        yield desc
-        return
-    for child in children(layout.read_json(desc.digest), desc.media_type):
-        if child.media_type in INDEX_TYPES + MANIFEST_TYPES:
-            yield from _leaf_manifests(layout, child)
-
-
-def _config_of(layout: Layout, manifest: Descriptor) -> Descriptor:
-    return children(layout.read_json(manifest.digest), manifest.media_type)[0]
-
-
-def _platform_of(layout: Layout, desc: Descriptor) -> str:
-    if desc.platform:
-        return f"{desc.platform.get('os')}/{desc.platform.get('architecture')}"
-    config = layout.read_json(_config_of(layout, desc).digest)
-    return f"{config.get('os')}/{config.get('architecture')}"
+        return target
+    if target.parent.is_dir():
+        prune_stale(target.parent)
+    partial = target.with_name(f".partial-{uuid.uuid4().hex[:12]}")
+    partial.mkdir(parents=True)
+    try:
+        unpack_oci_archive(archive, partial)  # only a layout's own names, as regular files
+        if not target.exists():  # else another run unpacked the same archive first
+            os.replace(partial, target)
+    except ArchiveError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return target
 
 
 # -- one manifest, in the form a runtime takes -----------------------------------------------------
@@ -278,13 +302,12 @@ def single_image_layout(image: Image) -> Iterator[Path]:
 
 
 def _write_single_layout(image: Image, root: Path) -> None:
-    (root / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
     link = root / f".blobs-{uuid.uuid4().hex[:8]}"
     link.symlink_to((image.layout.root / "blobs").resolve())
     os.replace(link, root / "blobs")  # atomic: a concurrent run always sees a whole link
-    entry = {**image.manifest.to_json(), "annotations": {REF_ANNOTATION: RUN_REF}}
-    index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [entry]}
-    atomic_write(root / "index.json", json.dumps(index).encode())
+    entry = Descriptor(image.manifest.media_type, image.manifest.digest, image.manifest.size,
+                       {REF_ANNOTATION: RUN_REF}, image.manifest.platform)
+    write_layout_files(root, [entry])
 
 
 _REFERENCE_PATH = re.compile(r"(/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)+")
@@ -305,21 +328,12 @@ def podman_image_layout(image: Image) -> Path:
     return root
 
 
-
-def write_oci_archive(image: Image, fileobj, name: str) -> None:
+def write_oci_archive(image: Image, fileobj: IO[bytes], name: str) -> None:
     """An OCI archive (a tarred layout) holding only `image.manifest`, named `name` for docker/containerd."""
-    entry = {**image.manifest.to_json(),
-             "annotations": {"io.containerd.image.name": name, REF_ANNOTATION: name.rpartition(":")[2]}}
-    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-                        "manifests": [entry]}).encode()
-    with tarfile.open(fileobj=fileobj, mode="w|") as tar:  # a stream: it may be a pipe into `ctr images import`
-        for member, data in (("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'), ("index.json", index)):
-            info = tarfile.TarInfo(member)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-        manifest = image.manifest
-        for blob in [manifest, *children(image.layout.read_json(manifest.digest), manifest.media_type)]:
-            tar.add(image.layout.blob_path(blob.digest), f"blobs/sha256/{blob.digest.hex}")
+    entry = Descriptor(image.manifest.media_type, image.manifest.digest, image.manifest.size,
+                       {CONTAINERD_NAME_ANNOTATION: name, REF_ANNOTATION: name.rpartition(":")[2]},
+                       image.manifest.platform)
+    write_archive_stream(fileobj, image.layout, image.manifest, entry)
 
 
 # -- cache hygiene -------------------------------------------------------------------------------

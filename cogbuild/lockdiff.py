@@ -5,6 +5,7 @@ output changed."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 from .lock import Lock
 
@@ -63,7 +64,7 @@ def _mb(n: int) -> str:
 
 
 def render(changes: list[Change], markdown: bool = False,
-           interpreters: list[tuple[str, str, str]] = ()) -> str:
+           interpreters: Sequence[tuple[str, str, str]] = ()) -> str:
     if not changes and not interpreters:
         return "No changes." if markdown else "no changes"
     total = sum(c.size_delta for c in changes)

@@ -13,7 +13,7 @@ import json
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import cog
 
@@ -231,7 +231,7 @@ def runtime_layer(wheels: list[Artifact], target: WheelTarget) -> LayerSpec:
 CODE_LAYER_COMMENT = "model code (/src)"  # how images (history) and provenance name the code layer
 
 
-def code_layers(model_dir: Path, user: ImageUser, weights: list[Weight] = ()) -> list[LayerSpec]:
+def code_layers(model_dir: Path, user: ImageUser, weights: Sequence[Weight] = ()) -> list[LayerSpec]:
     """The code, each large file in a layer of its own, then each `weights:` entry in a layer of its own
     (its local sources are left out of the code layer)."""
     sources = {w.name: [local_weight_source(model_dir, w, s) for s in w.sources] for w in weights}
@@ -242,7 +242,7 @@ def code_layers(model_dir: Path, user: ImageUser, weights: list[Weight] = ()) ->
     specs += [_static_layer(f"weights {next(iter(t.entries())).path}", t) for t in files.weights]
     for weight in weights:
         tree = Tree(uid=user.uid, gid=user.gid)
-        for source, path in zip(weight.sources, sources[weight.name]):
+        for source, path in zip(weight.sources, sources[weight.name], strict=False):
             collect_weight_files(path, weight.target, source.include, source.exclude, tree=tree)
         specs.append(_static_layer(f"weights {weight.name} ({weight.target})", tree))
     return specs

@@ -15,9 +15,9 @@ import sys
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-from .errors import UsageError
+from .errors import CogUsageError, UsageError
 
 URL_PREFIXES = ("http://", "https://", "data:")
 
@@ -108,11 +108,11 @@ def parse_json_inputs(text: str, schema: dict[str, Any] | None, stdin=None, comp
         try:
             text = Path(source).read_text()
         except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"Failed to read JSON from file {source!r}: {exc.__class__.__name__}") from None
+            raise CogUsageError(f"Failed to read JSON from file {source!r}: {exc.__class__.__name__}") from None
     try:
         given = json.loads(text)
     except ValueError as exc:
-        raise UsageError(f"Failed to parse JSON{' from ' + source if source else ''}: {exc}") from None
+        raise CogUsageError(f"Failed to parse JSON{' from ' + source if source else ''}: {exc}") from None
     if not isinstance(given, dict):
         raise UsageError("--json must be a JSON object of inputs, like '{\"prompt\": \"hi\"}'")
     return check_json_inputs(given, schema, component)
@@ -167,7 +167,7 @@ def _check_json_value(name: str, value: Any, spec: InputSpec) -> None:
         _check_constraints(name, item, prop)
 
 
-def check_files(flags: list[str]) -> None:
+def check_files(flags: Sequence[str]) -> None:
     """Before the schema is known: every `@file` named must exist, so nothing starts for nothing."""
     for flag in flags:
         value = flag.partition("=")[2] if "=" in flag else flag

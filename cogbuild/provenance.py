@@ -13,7 +13,7 @@ import hashlib
 import json
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -40,7 +40,7 @@ PREDICATE_TYPE_ANNOTATION = "predicateType"  # cosign's annotation on an attesta
 
 
 # -- the statement -----------------------------------------------------------------------------------
-def provenance_statement(name: str, subjects: list[str], cog_yaml: Path, code_layers: list[str],
+def provenance_statement(name: str, subjects: Sequence[str], cog_yaml: Path, code_layers: list[str],
                          lock: Lock) -> dict[str, Any]:
     """The statement for the image `name` whose manifests are `subjects` (the top one first)."""
     source: list[dict[str, Any]] = [

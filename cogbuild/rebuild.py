@@ -107,7 +107,7 @@ def _first_difference(pushed: dict[str, Any], rebuilt: dict[str, Any]) -> str:
         mine = ours.get((image["platform"], image["variant"]))
         if mine is None:
             return f"the rebuild has no {title} image"
-        for number, (theirs, built) in enumerate(zip(image["layers"], mine["layers"]), 1):
+        for number, (theirs, built) in enumerate(zip(image["layers"], mine["layers"], strict=False), 1):
             if theirs["digest"] != built["digest"]:
                 return (f"{title}: layer {number} ({theirs['holds'] or 'unnamed'}) differs: the image has "
                         f"{theirs['digest']}, the rebuild {built['digest']}")

@@ -8,6 +8,7 @@ project's pip-compiled lockfiles.
 from __future__ import annotations
 
 import re
+from typing import Mapping, Sequence
 
 from .artifacts import Artifact
 from .config import CogConfig
@@ -29,7 +30,7 @@ def glibc_version(os_debs: list[Artifact]) -> str:
     raise UsageError("the OS closure has no libc6; cannot tell which manylinux wheels the image can run")
 
 
-def make_lock(config: CogConfig, platforms: list[str], variants: list[str], constraints: list[str] = (),
+def make_lock(config: CogConfig, platforms: list[str], variants: list[str], constraints: Sequence[str] = (),
               python_from: str = "auto") -> Lock:
     """Resolve everything for each platform; `constraints` keeps Python packages at given versions;
     `python_from` ("auto", "debian", "standalone") says who may serve the interpreter."""
@@ -81,7 +82,7 @@ def _patch_release(config: CogConfig, tarball: Artifact | None, os_debs: list[Ar
     return next((upstream_version(d.version) for d in os_debs if d.name == package), None)
 
 
-def _python_groups(platform: str, closures: dict[str, list[Artifact]]) -> list[LockedArtifact]:
+def _python_groups(platform: str, closures: Mapping[str, list[Artifact]]) -> list[LockedArtifact]:
     """Wheels by layer group; one entry per wheel, naming every variant that carries it.
 
     The CPU closure never holds CUDA wheels (resolve_variants checks that); in the GPU closure they go to

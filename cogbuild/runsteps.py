@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from functools import partial
 from typing import TYPE_CHECKING, Callable
 
 from .build import LayerCache, compose_layer
@@ -82,7 +83,7 @@ class StepRunner:
                 spec = LayerSpec(f"build.run step {number}: {_short(step.command)}",
                                  _key("run", platform, [layer.diff_id for layer in lower], step.identity(), env,
                                       target.compiler is not None),
-                                 lambda: _with_bytecode(made[0], target))
+                                 partial(_first_with_bytecode, made, target))  # `made` is filled once the step ran
                 layer = self._cached(spec)
                 if layer is not None and self._accepts(record, layer):
                     if sandbox is not None:
@@ -145,6 +146,10 @@ class StepRunner:
             if mount.id not in self.secrets:
                 raise UsageError(f"build.run step {number} mounts the secret {mount.id!r}; pass it with "
                                  f"--secret id={mount.id},src=FILE")
+
+
+def _first_with_bytecode(made: list[Tree], target: WheelTarget) -> Tree:
+    return _with_bytecode(made[0], target)
 
 
 def _with_bytecode(tree: Tree, target: WheelTarget) -> Tree:

@@ -185,7 +185,7 @@ def _decompressed(blob: BinaryIO, media_type: str) -> BinaryIO:
     if media_type == OCI_LAYER_GZIP:
         return gzip.GzipFile(fileobj=blob)  # type: ignore[return-value]
     if media_type == OCI_LAYER_ZSTD:
-        return zstandard.ZstdDecompressor().stream_reader(blob)  # type: ignore[return-value]
+        return zstandard.ZstdDecompressor().stream_reader(blob)
     return blob
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from . import __version__
 from .cache import cache_dir
 from .errors import UsageError
-from .registry.layout import atomic_write
+from .layers.atomic import atomic_write
 
 SAFE_MODULES = ("cog", "typing", "typing_extensions", "pathlib", "enum", "collections.abc")
 
@@ -69,8 +69,8 @@ def stub_source(source: str, *entries: str) -> str:
     so that only the predictor's own signature can fail to resolve."""
     tree = ast.parse(source)
     functions = (ast.FunctionDef, ast.AsyncFunctionDef)
-    available = {alias.asname or alias.name.split(".")[0] for node in tree.body if _safe_import(node)
-                 for alias in node.names}
+    available = {alias.asname or alias.name.split(".")[0] for node in tree.body
+                 if isinstance(node, (ast.Import, ast.ImportFrom)) and _safe_import(node) for alias in node.names}
     kept: list[ast.stmt] = []
     for node in tree.body:
         if _safe_import(node) or _literal_constant(node):

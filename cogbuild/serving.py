@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from .config import CogConfig
-from .container import READY_TIMEOUT, free_port, wait_ready
+from .container import free_port, wait_ready
+from .settings import ready_timeout
 from .errors import CogbuildError, UsageError
 from .interrupts import shielded
 from .ui import warn
@@ -56,7 +57,7 @@ def directory_schema(config: CogConfig) -> dict:
         reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "no output"
         hint = ("; install the model's packages on this host, or build the image and predict with it"
                 if "No module named" in reason else "")
-        raise UsageError(f"{config.root / config.predictor.split(':')[0]} cannot be loaded: "
+        raise UsageError(f"{config.root / (config.predictor or '').split(':')[0]} cannot be loaded: "
                          f"{reason.removeprefix('error: ')}{hint}")
     try:
         return json.loads(done.stdout)
@@ -66,8 +67,9 @@ def directory_schema(config: CogConfig) -> dict:
 
 @contextmanager
 def local_server(config: CogConfig, on_status: Callable[[str], None] = lambda s: None,
-                 timeout: float = READY_TIMEOUT, env: dict[str, str] | None = None) -> Iterator[str]:
+                 timeout: float | None = None, env: dict[str, str] | None = None) -> Iterator[str]:
     """Serve the directory's model on a free loopback port until the block ends; yield its base URL."""
+    timeout = ready_timeout() if timeout is None else timeout  # a bad setting fails before anything starts
     port = free_port()
     # A file, not a pipe: a chatty predictor must never block on a pipe nobody reads.
     with tempfile.TemporaryFile() as output:

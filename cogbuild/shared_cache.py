@@ -73,7 +73,7 @@ class SharedLayers:
                 found = list(pool.map(lambda spec: self.repository.lookup(self.key(spec)), specs))
         except OCIError as exc:
             return self._give_up("looked up", exc)
-        hits = {spec.key: layer for spec, desc in zip(specs, found)
+        hits = {spec.key: layer for spec, desc in zip(specs, found, strict=True)
                 if desc is not None and (layer := self._layer(spec, desc)) is not None}
         for layer in hits.values():
             if not self.layout.has_blob(layer.descriptor.digest):
@@ -87,7 +87,8 @@ class SharedLayers:
             library_dirs = tuple(json.loads(desc.annotations.get(LIBRARY_DIRS, "[]")))
         except ValueError:
             return None
-        if desc.media_type != self.cache.compression.media_type or not is_digest(diff_id) \
+        if desc.media_type != self.cache.compression.media_type or not isinstance(diff_id, str) \
+                or not is_digest(diff_id) \
                 or not all(isinstance(d, str) for d in library_dirs):
             return None
         return Layer(Descriptor(desc.media_type, desc.digest, desc.size), diff_id, spec.comment, library_dirs)

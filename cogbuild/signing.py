@@ -16,6 +16,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import click
 import nacl.exceptions
@@ -238,7 +239,7 @@ def identity_matches(signed_reference: str, ref: Reference) -> bool:
     return bool(ref.digest) or signed.tag == (ref.tag or "latest")
 
 
-def sign_manifests(ref: Reference, digests: list[str], key: ec.EllipticCurvePrivateKey, *,
+def sign_manifests(ref: Reference, digests: Sequence[str], key: ec.EllipticCurvePrivateKey, *,
                    insecure: bool = False) -> None:
     """Attach a signature naming `ref` to each manifest digest, under its `sha256-<hex>.sig` tag."""
     client = RegistryClient(ref.registry, ref.api_host, insecure=insecure)
@@ -253,7 +254,7 @@ def verify_signatures(ref: Reference, key: ec.EllipticCurvePublicKey, *, insecur
     """Check that `key` signed `ref` and, for an index, each manifest in it; return the digests checked."""
     client = RegistryClient(ref.registry, ref.api_host, insecure=insecure)
     data, top = get_manifest(client, ref)
-    digests = [top.digest]
+    digests: list[str] = [top.digest]
     if top.media_type in INDEX_TYPES:
         digests += [child.digest for child in children(json.loads(data), top.media_type)
                     if child.media_type in INDEX_TYPES + MANIFEST_TYPES]

@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from debian.arfile import ArFile
 
+from .errors import CogbuildError
 from .tree import TAR_READ_ERRORS, SpillDir, Tree, TreeError, add_tar_members, normalize, one_line, open_tar
 
 MERGED_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 
 
-class DebError(ValueError):
+class DebError(CogbuildError, ValueError):
     """A .deb that cannot be read: the message names the package file."""
 
 

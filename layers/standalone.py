@@ -6,12 +6,13 @@ Such a tarball holds one top folder (`python/`) with bin/, lib/ and include/; it
 
 from __future__ import annotations
 
+from .errors import CogbuildError
 from .tree import SpillDir, Tree, add_tar_members, open_tar
 
 STANDALONE_PREFIX = "opt/python"
 
 
-class TarballError(ValueError):
+class TarballError(CogbuildError, ValueError):
     """A Python tarball that cannot be used: the message names the file."""
 
 

@@ -22,6 +22,7 @@ from typing import BinaryIO
 import zstandard
 
 from .descriptor import OCI_LAYER_GZIP, OCI_LAYER_TAR, OCI_LAYER_ZSTD
+from .errors import CogbuildError, UsageError
 from .tree import Entry, Tree
 
 
@@ -63,12 +64,18 @@ class LayerDigests:
     uncompressed_size: int
 
 
+class SourceChanged(CogbuildError, ValueError):
+    """A file that changed while it was being put into a layer: the layer would not match its digest."""
+
+
 def source_date_epoch() -> int:
-    value = os.environ.get("SOURCE_DATE_EPOCH", "0")
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(f"SOURCE_DATE_EPOCH must be a whole number of seconds, not {value!r}") from None
+    """SOURCE_DATE_EPOCH (reproducible-builds.org): whole seconds since 1970, 0 when unset or empty.
+
+    The one reader of that variable (layers, image config, SBOM); a bad value is the user's to fix."""
+    value = os.environ.get("SOURCE_DATE_EPOCH", "").strip() or "0"
+    if not (value.isascii() and value.isdigit()):
+        raise UsageError(f"SOURCE_DATE_EPOCH must be a whole number of seconds since 1970, not {value!r}")
+    return int(value)
 
 
 class ParallelGzip:
@@ -149,6 +156,7 @@ class _HashingSink(io.RawIOBase):
         self._blob_hash = hashlib.sha256()
         self.tar_size = 0
         self.blob_size = 0
+        self._compressor: ParallelGzip | zstandard.ZstdCompressionObj | None
         if compression.name == "gzip":
             self._compressor = ParallelGzip(compression.level)
         elif compression.name == "zstd":
@@ -159,7 +167,7 @@ class _HashingSink(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, data) -> int:  # type: ignore[override]
+    def write(self, data) -> int:
         data = bytes(data)
         self._tar_hash.update(data)
         self.tar_size += len(data)
@@ -209,13 +217,15 @@ def write_layer(tree: Tree, out: BinaryIO, compression: Compression = Compressio
             elif entry.source is not None:
                 with open(entry.source, "rb") as f:
                     if os.fstat(f.fileno()).st_size != entry.size:
-                        raise ValueError(f"{entry.source} changed size while the layer was being written")
+                        raise SourceChanged(f"{entry.source} changed size while the layer was being written; "
+                                            "build again once nothing writes to it")
                     tar.addfile(info, f)
             elif entry.opener is not None:
                 with entry.opener() as stream:
                     tar.addfile(info, stream)  # copies exactly entry.size bytes, or fails when fewer come
                     if stream.read(1):
-                        raise ValueError(f"{entry.path} grew while the layer was being written")
+                        raise SourceChanged(f"{entry.path} grew while the layer was being written; build again "
+                                            "once nothing writes to it")
             else:
                 tar.addfile(info, io.BytesIO(entry.data or b""))
     return sink.finish()

@@ -17,14 +17,16 @@ import tempfile
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, Literal
+from typing import IO, Callable, Iterator, Literal
 
 import zstandard
+
+from .errors import CogbuildError
 
 EntryType = Literal["file", "dir", "symlink"]
 
 
-class TreeError(ValueError):
+class TreeError(CogbuildError, ValueError):
     """An entry that cannot be placed in an image (escapes the root, conflicting types)."""
 
 
@@ -39,7 +41,7 @@ class Entry:
     source: Path | None = None  # or read from this host file at write time
     size: int = 0
     linkname: str = ""  # symlink target, kept as the package wrote it
-    opener: Callable[[], BinaryIO] | None = None  # or read from this stream, opened at write time
+    opener: Callable[[], IO[bytes]] | None = None  # or read from this stream, opened at write time
 
     def read(self) -> bytes:
         if self.data is not None:
@@ -156,7 +158,7 @@ class Tree:
         self.add(Entry(path, "file", mode, self._pick(uid, self._uid), self._pick(gid, self._gid),
                        source=source, size=size))
 
-    def add_streamed_file(self, path: str, opener: Callable[[], BinaryIO], size: int, mode: int = 0o644) -> None:
+    def add_streamed_file(self, path: str, opener: Callable[[], IO[bytes]], size: int, mode: int = 0o644) -> None:
         """A file of `size` bytes that `opener` reads when the layer is written."""
         self.add(Entry(path, "file", mode, self._uid, self._gid, opener=opener, size=size))
 
@@ -217,7 +219,7 @@ class SpillDir:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    def add(self, tree: Tree, path: str, stream: BinaryIO, mode: int) -> None:
+    def add(self, tree: Tree, path: str, stream: IO[bytes], mode: int) -> None:
         """A file read from `stream` into `tree`: in memory when small, else from a file of the directory."""
         head = stream.read(self.SMALL + 1)
         if len(head) <= self.SMALL:

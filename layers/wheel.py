@@ -17,7 +17,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import BinaryIO, Iterable
+from typing import IO, BinaryIO, Iterable
 
 from installer import install
 from installer.destinations import WheelDestination
@@ -26,10 +26,11 @@ from installer.scripts import Script
 from installer.sources import WheelFile
 from installer.utils import construct_record_file, copyfileobj_with_hashing, fix_shebang
 
+from .errors import CogbuildError
 from .tree import Tree
 
 
-class WheelError(ValueError):
+class WheelError(CogbuildError, ValueError):
     """A wheel that cannot be installed: the message names the file."""
 
 
@@ -88,7 +89,7 @@ class _Discard(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, data) -> int:  # type: ignore[override]
+    def write(self, data) -> int:
         return len(data)
 
 
@@ -97,7 +98,7 @@ _OPEN_WHEELS_MAX = 32
 _OPEN_WHEELS_LOCK = threading.Lock()
 
 
-def _open_member(wheel: Path, member: str) -> BinaryIO:
+def _open_member(wheel: Path, member: str) -> IO[bytes]:
     """A member of a wheel on disk, for the tar writer. Each wheel's zip directory is read once, not once
     per member (torch has thousands); a ZipFile serves several threads, and a member stream stays valid
     when its ZipFile is dropped from the few kept open."""
@@ -128,7 +129,8 @@ class _TreeDestination(WheelDestination):
     def _write(self, scheme: str, path: str, stream: BinaryIO, executable: bool) -> RecordEntry:
         target, mode = self._target(scheme, path), 0o755 if executable else 0o644
         if self.wheel_file is not None and isinstance(stream, zipfile.ZipExtFile):  # a member as it is
-            digest, size = copyfileobj_with_hashing(stream, _Discard(), "sha256")
+            # installer types the sink as BinaryIO; it only calls write(), which _Discard has
+            digest, size = copyfileobj_with_hashing(stream, _Discard(), "sha256")  # type: ignore[arg-type]
             self.tree.add_streamed_file(target, partial(_open_member, self.wheel_file, stream.name), size, mode)
         else:  # made here (RECORD, scripts, a rewritten shebang) or from a wheel held in memory
             out = io.BytesIO()
@@ -136,18 +138,18 @@ class _TreeDestination(WheelDestination):
             self.tree.add_file(target, out.getvalue(), mode)
         return RecordEntry(path, Hash("sha256", digest), size)
 
-    def write_file(self, scheme, path, stream, is_executable):  # type: ignore[override]
+    def write_file(self, scheme, path, stream, is_executable):
         path = str(path)
         if scheme == "scripts":
             with fix_shebang(stream, self.interpreter) as fixed:
                 return self._write(scheme, path, fixed, is_executable)
         return self._write(scheme, path, stream, is_executable)
 
-    def write_script(self, name, module, attr, section):  # type: ignore[override]
+    def write_script(self, name, module, attr, section):
         script_name, data = Script(name, module, attr, section).generate(self.interpreter, "posix")
         return self._write("scripts", script_name, io.BytesIO(data), True)
 
-    def finalize_installation(self, scheme, record_file_path, records: Iterable):  # type: ignore[override]
+    def finalize_installation(self, scheme, record_file_path, records: Iterable):
         def prefix_for(file_scheme: str) -> str | None:
             if file_scheme == scheme:
                 return None
@@ -162,7 +164,7 @@ def install_wheel(tree: Tree, wheel: bytes | Path, filename: str, paths: PythonP
     its file name) into `tree`."""
     wheel_file = wheel if isinstance(wheel, Path) else None
     try:
-        with zipfile.ZipFile(wheel if wheel_file else io.BytesIO(wheel)) as archive:
+        with zipfile.ZipFile(wheel if isinstance(wheel, Path) else io.BytesIO(wheel)) as archive:
             archive.filename = filename  # WheelFile parses name and version from it
             source = WheelFile(archive)
             destination = _TreeDestination(tree, paths.scheme(source.distribution), paths.interpreter, wheel_file)

@@ -19,11 +19,12 @@ import tarfile
 from pathlib import Path
 from typing import IO
 
-from cogbuild.layers.descriptor import (DIGEST_FORMS, INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX, Descriptor,
-                                        Digest, InvalidDescriptor, children, is_digest)
+from cogbuild.layers.descriptor import DIGEST_FORMS, Descriptor, Digest, InvalidDescriptor, is_digest
+from cogbuild.layers.imagegraph import (LAYOUT_MARKER, LAYOUT_MARKER_BYTES, NoSuchPlatform, is_index, select,
+                                        tagged, layout_index_bytes, walk)
 
 from .errors import OCIError
-from .layout import REF_ANNOTATION, Layout, LayoutError
+from .layout import Layout, LayoutError
 
 # Files `docker save` adds beside the layout; harmless, so skipped (never written) rather than refused.
 DOCKER_SAVE_EXTRAS = ("manifest.json", "repositories")
@@ -37,26 +38,11 @@ class ArchiveError(OCIError):
 
 
 def image_blobs(layout: Layout, desc: Descriptor) -> list[Descriptor]:
-    """Every descriptor reachable from `desc` (itself included), children after parents."""
-    found: dict[str, Descriptor] = {}
-
-    def visit(node: Descriptor) -> None:
-        if node.digest in found:
-            return
-        found[node.digest] = node
-        if node.media_type in INDEX_TYPES + MANIFEST_TYPES:
-            for child in _children(layout, node):
-                visit(child)
-
-    visit(desc)
-    return list(found.values())
-
-
-def _children(layout: Layout, node: Descriptor) -> list[Descriptor]:
+    """Every descriptor reachable from `desc` (itself included), children before parents."""
     try:
-        return children(layout.read_json(node.digest), node.media_type)
+        return [node.descriptor for node in walk(layout, desc)]
     except InvalidDescriptor as exc:
-        raise LayoutError(f"manifest {node.digest} in {layout.root} is damaged: {exc}") from None
+        raise LayoutError(f"an image in {layout.root} is damaged: {exc}") from None
 
 
 def export_layout(layout: Layout, desc: Descriptor, name: str, dest: Path) -> None:
@@ -71,55 +57,73 @@ def export_layout(layout: Layout, desc: Descriptor, name: str, dest: Path) -> No
     target.tag(name, desc)
 
 
-def _single_manifest(layout: Layout, desc: Descriptor) -> Descriptor:
-    if desc.media_type not in INDEX_TYPES:
+def write_archive(layout: Layout, desc: Descriptor, name: str, dest: Path, docker: bool = False,
+                  platform: str | None = None, variant: str = "cpu") -> None:
+    """The image as an archive file at `dest`, named `name`, written atomically.
+
+    An oci-archive holds everything under `desc`. A docker-archive holds one manifest (`docker load`
+    knows no index): the one `select(platform, variant)` picks, like `cogbuild run` on that platform.
+    """
+    extras: dict[str, bytes] = {}
+    if docker:
+        desc = _one_manifest(layout, desc, platform, variant)
+        extras["manifest.json"] = _docker_manifest(layout, desc, name)
+    partial = dest.with_name(f".{dest.name}.partial")
+    try:
+        with open(partial, "wb") as out:
+            write_archive_stream(out, layout, desc, tagged(desc, name), extras)
+        os.replace(partial, dest)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _one_manifest(layout: Layout, desc: Descriptor, platform: str | None, variant: str) -> Descriptor:
+    if not is_index(desc):
         return desc
-    images = _children(layout, desc)
-    for child in images:
-        if (child.platform or {}).get("architecture") == "amd64":
-            return _single_manifest(layout, child)
-    if not images:
-        raise LayoutError(f"index {desc.digest} lists no images")
-    return _single_manifest(layout, images[0])
+    if platform is None:
+        raise ValueError("a docker-archive of an index needs the platform to pick")
+    try:
+        return select(layout, desc, platform, variant).descriptor
+    except NoSuchPlatform as exc:
+        raise OCIError(f"cannot write a docker-archive for {platform}: the image {exc}") from None
+    except InvalidDescriptor as exc:
+        raise LayoutError(f"index {desc.digest} in {layout.root} is damaged: {exc}") from None
 
 
-def write_archive(layout: Layout, desc: Descriptor, name: str, dest: Path, docker: bool = False) -> None:
-    """A deterministic tar of the image's layout (sorted, mtime 0, root-owned), written atomically."""
-    if docker:
-        desc = _single_manifest(layout, desc)
-    blobs = image_blobs(layout, desc)
-    index = {"schemaVersion": 2, "mediaType": OCI_INDEX,
-             "manifests": [Descriptor(desc.media_type, desc.digest, desc.size,
-                                      {**desc.annotations, REF_ANNOTATION: name}, desc.platform).to_json()]}
-    small: dict[str, bytes] = {
-        "oci-layout": b'{"imageLayoutVersion":"1.0.0"}',
-        "index.json": json.dumps(index, sort_keys=True).encode(),
-    }
-    if docker:
-        config, *layers = _children(layout, desc)
-        small["manifest.json"] = json.dumps([{
-            "Config": _blob_name(config.digest),
-            "RepoTags": [name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"],
-            "Layers": [_blob_name(layer.digest) for layer in layers],
-        }]).encode()
-    buf_path = dest.with_name(f".{dest.name}.partial")
-    with open(buf_path, "wb") as out, tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        entries = sorted([(n, None) for n in small] + [(_blob_name(b.digest), b) for b in blobs]
-                         + [("blobs", "dir"), ("blobs/sha256", "dir")], key=lambda e: e[0])
-        for name_in_tar, what in entries:
-            info = tarfile.TarInfo(name_in_tar)
-            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
-            if what == "dir":
+def _docker_manifest(layout: Layout, manifest: Descriptor, name: str) -> bytes:
+    """`docker save`'s manifest.json: the config and layers as paths into blobs/."""
+    config, *layers = [node.descriptor for node in walk(layout, manifest) if node.parent == manifest]
+    return json.dumps([{
+        "Config": _blob_name(config.digest),
+        "RepoTags": [name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"],
+        "Layers": [_blob_name(layer.digest) for layer in layers],
+    }]).encode()
+
+
+def write_archive_stream(out: IO[bytes], layout: Layout, top: Descriptor, entry: Descriptor,
+                         extras: dict[str, bytes] | None = None) -> None:
+    """The one oci-archive writer: a tar of the layout of everything under `top`, listed as `entry`.
+
+    Deterministic (names sorted, mtime 0, root-owned, fixed modes) and written as a stream, so `out` may
+    be a pipe (`ctr images import`). `extras` are more top-level files, like docker save's manifest.json.
+    """
+    small = {LAYOUT_MARKER: LAYOUT_MARKER_BYTES, "index.json": layout_index_bytes([entry]), **(extras or {})}
+    blobs = {_blob_name(b.digest): b for b in image_blobs(layout, top)}
+    names = sorted([*small, *blobs, "blobs", "blobs/sha256"])
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for name in names:
+            info = tarfile.TarInfo(name)
+            info.mtime, info.uid, info.gid, info.uname, info.gname, info.mode = 0, 0, 0, "", "", 0o644
+            if name in small:
+                info.size = len(small[name])
+                tar.addfile(info, io.BytesIO(small[name]))
+            elif name in blobs:
+                info.size = blobs[name].size
+                with layout.open_blob(blobs[name].digest) as blob:
+                    tar.addfile(info, blob)
+            else:
                 info.type, info.mode = tarfile.DIRTYPE, 0o755
                 tar.addfile(info)
-            elif what is None:
-                info.mode, info.size = 0o644, len(small[name_in_tar])
-                tar.addfile(info, io.BytesIO(small[name_in_tar]))
-            else:
-                info.mode, info.size = 0o644, what.size
-                with layout.open_blob(what.digest) as f:
-                    tar.addfile(info, f)
-    os.replace(buf_path, dest)
 
 
 def _blob_name(digest: str) -> str:
@@ -145,7 +149,7 @@ def unpack_oci_archive(archive: Path, dest: Path) -> None:
         if not written and isinstance(exc, tarfile.ReadError):
             raise ArchiveError(f"{archive} is not an OCI archive (it is not a tar file)") from None
         raise ArchiveError(f"{archive} cannot be read as an OCI archive: {exc}") from None
-    if "oci-layout" not in written:
+    if LAYOUT_MARKER not in written:
         raise ArchiveError(f"{archive} is not an OCI archive (it has no oci-layout file)")
 
 
@@ -192,7 +196,7 @@ def _is_layout_dir(name: str) -> bool:
 
 
 def _is_layout_file(name: str) -> bool:
-    if name in ("oci-layout", "index.json") + DOCKER_SAVE_EXTRAS:
+    if name in (LAYOUT_MARKER, "index.json") + DOCKER_SAVE_EXTRAS:
         return True
     parts = name.split("/")
     if len(parts) != 3 or parts[0] != "blobs":

@@ -22,7 +22,7 @@ import oras.auth.utils as oras_auth_utils
 import requests
 
 from .errors import OCIError
-from .layout import atomic_write
+from cogbuild.layers.atomic import atomic_write
 
 from .reference import DOCKER_HUB
 
@@ -116,7 +116,7 @@ class RegistryAuth(oras.auth.TokenAuth):
                 self._tokens[scope] = token
         return {"Authorization": f"Bearer {token}"}
 
-    def request_token(self, challenge: oras_auth_utils.authHeader) -> str | None:  # type: ignore[override]
+    def request_token(self, challenge: oras_auth_utils.authHeader) -> str | None:
         """A bearer token from the challenge's realm (oras' version, with the checks a registry answer needs).
 
         The realm is the registry's word: credentials go to it only over HTTPS, or over plain HTTP when

@@ -15,7 +15,7 @@ import json
 import re
 from typing import Sequence
 
-from cogbuild.layers.descriptor import OCI_MANIFEST, Descriptor, InvalidDescriptor, canonical_json, sha256_digest
+from cogbuild.layers.descriptor import OCI_MANIFEST, Descriptor, Digest, InvalidDescriptor, canonical_json, sha256_digest
 
 from .client import RegistryClient
 from .errors import OCIError
@@ -74,7 +74,7 @@ class CacheRepository:
         hashes = sorted(set(sha256s))
         if not hashes:
             return
-        blobs = [Descriptor(INPUT_MEDIA_TYPE, f"sha256:{h}", source.blob_path(f"sha256:{h}").stat().st_size)
+        blobs = [Descriptor(INPUT_MEDIA_TYPE, Digest(f"sha256:{h}"), source.blob_path(f"sha256:{h}").stat().st_size)
                  for h in hashes]
         self._push_blobs(source, blobs)
         self._put_artifact(INPUTS_ARTIFACT, blobs, "inputs-" + sha256_digest("\n".join(hashes).encode()).hex)
@@ -87,7 +87,7 @@ class CacheRepository:
         if head.status_code == 404:
             return False
         size = size or int(head.headers.get("Content-Length", "0"))
-        download_blob(self.client, self.ref.repository, Descriptor(INPUT_MEDIA_TYPE, digest, size), into,
+        download_blob(self.client, self.ref.repository, Descriptor(INPUT_MEDIA_TYPE, Digest(digest), size), into,
                       stats=self.stats)
         return True
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import threading
 from pathlib import Path
+
+from cogbuild.layers.atomic import atomic_write
 
 _MAX_DIGESTS = 20000
 
@@ -61,10 +62,6 @@ class BlobLocations:
         with self._lock:
             data = json.dumps(self._known, separators=(",", ":")).encode()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-")
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, self.path)
+            atomic_write(self.path, data)
         except OSError:
             pass  # only a hint; a read-only cache must not fail a push

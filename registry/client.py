@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from http.cookiejar import DefaultCookiePolicy
-from typing import IO, Callable, Iterable, Union
+from typing import Callable, Iterable, Protocol, Union
 from urllib.parse import urljoin
 
 import requests
@@ -23,7 +23,13 @@ from .auth import RegistryAuth
 from .http_policy import RetryPolicy, same_origin
 from .reference import is_loopback_host
 
-Body = Union[bytes, Callable[[], IO[bytes]], None]
+class Readable(Protocol):
+    """What a request body is read from: a file, or a slice of one (transfer._FileSlice)."""
+
+    def read(self, size: int = -1) -> bytes: ...
+
+
+Body = Union[bytes, Callable[[], Readable], None]
 
 
 class RegistryError(OCIError):
@@ -158,7 +164,7 @@ class RegistryClient:
 class _LargeBlockAdapter(requests.adapters.HTTPAdapter):
     """Sends request bodies in 1 MiB reads (urllib3's default 16 KiB costs throughput on big layers)."""
 
-    def init_poolmanager(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def init_poolmanager(self, *args, **kwargs):
         kwargs.setdefault("blocksize", 1 << 20)
         super().init_poolmanager(*args, **kwargs)
 

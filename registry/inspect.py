@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from cogbuild.layers.descriptor import INDEX_TYPES, Descriptor, InvalidDescriptor, children, is_digest
 from cogbuild.layers.image import image_metadata
+from cogbuild.layers.imagegraph import LOCK_LABEL, SCHEMA_LABELS, VARIANT_ANNOTATION
 
 from .client import RegistryClient, RegistryError
 from .errors import OCIError
@@ -26,9 +27,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-SCHEMA_LABELS = ("run.cog.openapi_schema", "run.cog.openapi-schema")
-LOCK_LABEL = "run.cog.lock-digest"
-VARIANT_ANNOTATION = "run.cog.variant"
 ReadBlob = Callable[[str], bytes]  # digest -> verified bytes
 
 
@@ -63,7 +61,7 @@ def _describe_manifest(read: ReadBlob, desc: Descriptor, doc: dict | None = None
     config = json.loads(read(config_desc.digest))
     labels = (config.get("config") or {}).get("Labels") or {}
     history = [h for h in config.get("history", []) if not h.get("empty_layer")]
-    layers = []
+    layers: list[dict[str, Any]] = []
     for i, layer in enumerate(layer_descs):
         holds = history[i].get("created_by", "") if i < len(history) else ""
         layers.append({"digest": layer.digest, "size": layer.size, "media_type": layer.media_type,
@@ -76,7 +74,7 @@ def _describe_manifest(read: ReadBlob, desc: Descriptor, doc: dict | None = None
         "platform": "/".join(p for p in (platform.get("os"), platform.get("architecture"),
                                          platform.get("variant")) if p),
         "variant": variant,
-        "size": sum(l["size"] for l in layers) + config_desc.size,
+        "size": sum(layer["size"] for layer in layers) + config_desc.size,
         "layers": layers,
         "schema": summarize_schema(image_metadata(doc, config, SCHEMA_LABELS)),
         "lock_digest": labels.get(LOCK_LABEL, ""),
@@ -158,7 +156,7 @@ def attached_lock(client: RegistryClient, ref: Reference, digest: str) -> bytes 
 def remote_reader(client: RegistryClient, ref: Reference) -> tuple[Descriptor, ReadBlob]:
     """The image `ref` names, and a reader of its manifests and configs (each fetched once, verified)."""
     data, top = get_manifest(client, ref)
-    cache = {top.digest: data}
+    cache: dict[str, bytes] = {top.digest: data}
 
     def read(digest: str) -> bytes:
         if digest not in cache:
@@ -207,7 +205,7 @@ def render(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1000 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
 from cogbuild.layers.descriptor import OCI_INDEX, Descriptor, Digest, InvalidDescriptor, children, sha256_digest
+from cogbuild.layers.atomic import atomic_write
+from cogbuild.layers.imagegraph import LAYOUT_MARKER, LAYOUT_MARKER_BYTES, REF_ANNOTATION, layout_index_bytes, tagged
 
 from .errors import OCIError
 
-REF_ANNOTATION = "org.opencontainers.image.ref.name"
+__all__ = ["REF_ANNOTATION", "Layout", "LayoutError", "atomic_write", "write_layout_files"]
 _CHUNK = 1 << 20
 
 
@@ -30,9 +32,9 @@ class Layout:
     # -- creation ---------------------------------------------------------------------------
     def init(self) -> "Layout":
         (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
-        marker = self.root / "oci-layout"
+        marker = self.root / LAYOUT_MARKER
         if not marker.exists():
-            atomic_write(marker, b'{"imageLayoutVersion":"1.0.0"}')
+            atomic_write(marker, LAYOUT_MARKER_BYTES)
         if not (self.root / "index.json").exists():
             self._write_index([])
         return self
@@ -102,6 +104,10 @@ class Layout:
             raise LayoutError(f"blob {digest} in {self.root} is corrupt (its content hashes differently)")
         return data
 
+    def fetch(self, desc: Descriptor) -> bytes:
+        """The verified bytes `desc` points at: a Layout is a BlobSource for imagegraph.walk()."""
+        return self.read_blob(desc.digest)
+
     def open_blob(self, digest: str) -> BinaryIO:
         return open(self.blob_path(digest), "rb")
 
@@ -138,9 +144,7 @@ class Layout:
     def tag(self, name: str, desc: Descriptor) -> None:
         """Point ref `name` at `desc`, replacing any earlier descriptor with that name."""
         keep = [m for m in self.manifests() if m.annotations.get(REF_ANNOTATION) != name]
-        tagged = Descriptor(desc.media_type, desc.digest, desc.size,
-                            annotations={**desc.annotations, REF_ANNOTATION: name}, platform=desc.platform)
-        self._write_index(keep + [tagged])
+        self._write_index(keep + [tagged(desc, name)])
 
     def resolve(self, name: str) -> Descriptor:
         for m in self.manifests():
@@ -154,28 +158,13 @@ class Layout:
                 yield m.annotations[REF_ANNOTATION], m
 
     def _write_index(self, manifests: list[Descriptor]) -> None:
-        manifests = sorted(manifests, key=lambda m: (m.annotations.get(REF_ANNOTATION, ""), m.digest))
-        index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [m.to_json() for m in manifests]}
-        atomic_write(self.root / "index.json", json.dumps(index, indent=2, sort_keys=True).encode())
+        atomic_write(self.root / "index.json", layout_index_bytes(manifests))
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write to a temporary file beside `path`, then rename: readers see the old or the new file, never half.
-
-    The default mode makes store blobs readable to everyone; secrets pass 0o600.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o755 if mode & 0o044 else 0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+def write_layout_files(root: Path, entries: list[Descriptor]) -> None:
+    """oci-layout and index.json of a layout whose blobs are put in place by the caller (links, exports)."""
+    atomic_write(root / LAYOUT_MARKER, LAYOUT_MARKER_BYTES)
+    atomic_write(root / "index.json", layout_index_bytes(entries))
 
 
 class HashingFile:

@@ -15,21 +15,22 @@ import json
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, Mapping, Sequence
 
 import requests
 
 from .errors import OCIError
-from cogbuild.layers.descriptor import (INDEX_TYPES, MANIFEST_TYPES, Descriptor, InvalidDescriptor,
-                                        children, sha256_digest)
+from cogbuild.layers.descriptor import Descriptor, InvalidDescriptor, sha256_digest
+from cogbuild.layers.imagegraph import GRAPH_TYPES, Node, config_of, is_graph_type, walk
 
 from .blob_locations import BlobLocations
 from .client import RegistryClient, RegistryError
-from .layout import Layout, LayoutError
+from .layout import Layout
 from .reference import Reference, parse_reference
 from .transfer import BlobPusher, Progress, TransferStats, download_blob
 
-ACCEPT = ", ".join(INDEX_TYPES + MANIFEST_TYPES)
+ACCEPT = ", ".join(GRAPH_TYPES)
 PARALLEL_BLOBS = 4
 MANIFEST_MAX = 4 << 20  # what distribution itself accepts for a manifest
 
@@ -44,28 +45,14 @@ class ImagePlan:
 
 def plan_from_layout(layout: Layout, desc: Descriptor) -> ImagePlan:
     """Walk an index or manifest in the layout (verifying each JSON blob's digest)."""
+    if not is_graph_type(desc.media_type):
+        raise OCIError(f"cannot push {desc.digest}: unknown manifest media type {desc.media_type!r}")
     plan = ImagePlan()
-    seen: set[str] = set()
-
-    def visit(node: Descriptor) -> None:
-        if node.media_type not in INDEX_TYPES + MANIFEST_TYPES:
-            raise OCIError(f"cannot push {node.digest}: unknown manifest media type {node.media_type!r}")
-        try:
-            found = children(layout.read_json(node.digest), node.media_type)
-        except LayoutError as exc:
-            raise OCIError(str(exc)) from None
-        except InvalidDescriptor as exc:
-            raise OCIError(f"manifest {node.digest} in {layout.root} is damaged: {exc}") from None
-        for child in found:
-            if node.media_type in INDEX_TYPES:
-                visit(child)
-            elif child.digest not in seen:
-                seen.add(child.digest)
-                plan.blobs.append(child)
-        if node.digest not in {m.digest for m in plan.manifests}:
-            plan.manifests.append(node)
-
-    visit(desc)
+    try:
+        for node in walk(layout, desc):
+            (plan.manifests if node.is_graph else plan.blobs).append(node.descriptor)
+    except InvalidDescriptor as exc:
+        raise OCIError(f"an image in {layout.root} is damaged: {exc}") from None
     return plan
 
 
@@ -92,7 +79,7 @@ def push_image(layout: Layout, desc: Descriptor, ref: str | Reference, *, extra_
     blobs = list({b.digest: b for p in plans for b in p.blobs}.values())
     _push_blobs(client, ref.repository, layout, blobs, stats, progress)
     sent: set[str] = set()
-    for plan, (top, tags) in zip(plans, targets):
+    for plan, (top, tags) in zip(plans, targets, strict=False):
         for manifest in plan.manifests:
             if manifest.digest not in sent and manifest.digest != top.digest:
                 put_manifest(client, ref.repository, layout.read_blob(manifest.digest), manifest, manifest.digest)
@@ -211,9 +198,40 @@ def _media_type(data: bytes, header: str) -> str:
     except (ValueError, AttributeError):
         declared = None
     media_type = declared or header.split(";")[0].strip()
-    if media_type not in INDEX_TYPES + MANIFEST_TYPES:
+    if not is_graph_type(media_type):
         raise RegistryError(f"the registry answered with {media_type!r}, which is not an image manifest or index")
     return media_type
+
+
+class RegistrySource:
+    """One repository of a registry as a BlobSource: manifests by the manifests endpoint, other blobs by
+    the blobs endpoint, each verified against its digest and kept for the next read."""
+
+    def __init__(self, client: RegistryClient, ref: Reference) -> None:
+        self.client, self.ref = client, ref
+        self.fetched: dict[str, bytes] = {}
+
+    def top(self) -> Descriptor:
+        """The descriptor the reference names (by tag or digest); its bytes are kept."""
+        data, desc = get_manifest(self.client, self.ref)
+        self.fetched[desc.digest] = data
+        return desc
+
+    def fetch(self, desc: Descriptor) -> bytes:
+        if desc.digest not in self.fetched:
+            self.fetched[desc.digest] = (get_manifest(self.client, self.ref, desc.digest)[0]
+                                         if is_graph_type(desc.media_type) else self._blob(desc.digest))
+        return self.fetched[desc.digest]
+
+    def _blob(self, digest: str) -> bytes:
+        ref, client = self.ref, self.client
+        response = client.request("GET", client.url(f"{ref.repository}/blobs/{digest}"),
+                                  repository=ref.repository, action=f"read blob {digest[:19]} from")
+        data = response.content
+        if sha256_digest(data) != digest:
+            raise RegistryError(f"registry {ref.registry} sent blob {digest} of {ref.repository} with other "
+                                "content")
+        return data
 
 
 def pull_image(ref: str | Reference, layout: Layout, *, insecure: bool = False,
@@ -227,17 +245,16 @@ def pull_image(ref: str | Reference, layout: Layout, *, insecure: bool = False,
     stats = stats or TransferStats()
     client = RegistryClient(ref.registry, ref.api_host, insecure=insecure)
     layout.init()
-    data, top = get_manifest(client, ref)
-    blobs: dict[str, Descriptor] = {}
-    manifests = _fetch_manifest_tree(client, ref, data, top, blobs)
+    top, nodes = _fetch_graph(client, ref)
+    blobs = [node.descriptor for node in nodes if not node.is_graph]
     cancel = threading.Event()
     run_parallel(lambda b: download_blob(client, ref.repository, b, layout, stats=stats, progress=progress,
                                          cancel=cancel),
-                 sorted(blobs.values(), key=lambda b: -b.size), cancel, "pull")
+                 sorted(blobs, key=lambda b: -b.size), cancel, "pull")
     locations = BlobLocations(client.registry)
-    locations.remember(ref.repository, list(blobs))
+    locations.remember(ref.repository, [b.digest for b in blobs])
     locations.save()
-    _store_manifests(layout, manifests, ref, top)
+    _store_manifests(layout, nodes, ref, top)
     return top
 
 
@@ -247,43 +264,30 @@ def pull_metadata(ref: str | Reference, layout: Layout, *, insecure: bool = Fals
     ref = parse_reference(ref)
     client = RegistryClient(ref.registry, ref.api_host, insecure=insecure)
     layout.init()
-    data, top = get_manifest(client, ref)
-    manifests = _fetch_manifest_tree(client, ref, data, top, {})
-    for data, desc in manifests:
-        if desc.media_type in MANIFEST_TYPES:  # its first child is its config
-            config = children(json.loads(data), desc.media_type)[0]
-            download_blob(client, ref.repository, config, layout, stats=TransferStats())
-    _store_manifests(layout, manifests, ref, top)
+    top, nodes = _fetch_graph(client, ref)
+    for node in nodes:
+        if node.is_manifest:
+            download_blob(client, ref.repository, config_of(node), layout, stats=TransferStats())
+    _store_manifests(layout, nodes, ref, top)
     return top
 
 
-def _store_manifests(layout: Layout, manifests: list[tuple[bytes, Descriptor]], ref: Reference,
-                     top: Descriptor) -> None:
-    for data, _ in reversed(manifests):  # children first, so the layout never names a partial image
-        layout.write_blob(data)
-    layout.tag(str(ref.with_digest(top.digest) if not ref.tag else ref.with_tag(ref.tag)), top)
-
-
-def _fetch_manifest_tree(client: RegistryClient, ref: Reference, data: bytes, desc: Descriptor,
-                         blobs: dict[str, Descriptor]) -> list[tuple[bytes, Descriptor]]:
+def _fetch_graph(client: RegistryClient, ref: Reference) -> tuple[Descriptor, list[Node]]:
+    """The descriptor `ref` names and every node under it, its manifests read (verified), nothing stored."""
+    source = RegistrySource(client, ref)
+    top = source.top()
     try:
-        found = children(json.loads(data), desc.media_type)
-    except (ValueError, RecursionError) as exc:  # InvalidDescriptor is a ValueError, like bad JSON
-        raise RegistryError(f"registry {ref.registry} sent manifest {desc.digest} of {ref.repository} that "
-                            f"cannot be used ({exc}); nothing was stored", 502) from None
-    out = [(data, desc)]
-    if desc.media_type in INDEX_TYPES:
-        for child_desc in found:
-            if child_desc.media_type not in INDEX_TYPES + MANIFEST_TYPES:
-                continue  # an artifact we do not need to run the image
-            child_data, got = get_manifest(client, ref, child_desc.digest)
-            if got.size != child_desc.size:
-                raise RegistryError(f"manifest {child_desc.digest} of {ref.repository} on {ref.registry} has "
-                                    f"{got.size} bytes, but its index says {child_desc.size}", 502)
-            out += _fetch_manifest_tree(client, ref, child_data, got, blobs)
-    else:
-        blobs.update((blob.digest, blob) for blob in found)
-    return out
+        return top, list(walk(source, top))
+    except (InvalidDescriptor, RecursionError) as exc:
+        raise RegistryError(f"registry {ref.registry} sent an image {ref} that cannot be used ({exc}); nothing "
+                            "was stored", 502) from None
+
+
+def _store_manifests(layout: Layout, nodes: list[Node], ref: Reference, top: Descriptor) -> None:
+    for node in nodes:  # children first, so the layout never names a partial image
+        if node.data is not None:
+            layout.write_blob(node.data)
+    layout.tag(str(ref.with_digest(top.digest) if not ref.tag else ref.with_tag(ref.tag)), top)
 
 
 def fetch_remote_blobs(layout: Layout, blobs: Sequence[Descriptor], *, insecure: bool = False,
@@ -296,8 +300,13 @@ def fetch_remote_blobs(layout: Layout, blobs: Sequence[Descriptor], *, insecure:
         client = RegistryClient(ref.registry, ref.api_host, insecure=insecure and ref.registry == registry)
         cancel = threading.Event()
         try:
-            run_parallel(lambda b: download_blob(client, ref.repository, b, layout, stats=TransferStats(),
-                                                 cancel=cancel), missing, cancel, "cache")
+            fetch = partial(_download_into, client, ref.repository, layout, cancel)  # this repository's
+            run_parallel(fetch, missing, cancel, "cache")
         except RegistryError as exc:
             raise RegistryError(f"some layers of this image live only in the cache repository {source}, and "
                                 f"fetching them failed: {exc}", exc.status) from None
+
+
+def _download_into(client: RegistryClient, repository: str, layout: Layout, cancel: threading.Event,
+                   blob: Descriptor) -> None:
+    download_blob(client, repository, blob, layout, stats=TransferStats(), cancel=cancel)

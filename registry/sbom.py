@@ -7,12 +7,12 @@ namespace derived from the image digest.
 from __future__ import annotations
 
 import datetime as _dt
-import os
 import re
 import uuid
-from typing import Iterable, Protocol
+from typing import Any, Iterable, Protocol
 
 from cogbuild.layers.descriptor import canonical_json
+from cogbuild.layers.tarball import source_date_epoch
 
 
 class PinnedArtifact(Protocol):  # what cogbuild.artifacts.Artifact provides
@@ -32,7 +32,7 @@ def _purl(artifact: PinnedArtifact) -> str | None:
 
 
 def _created() -> str:
-    epoch = int(os.environ.get("SOURCE_DATE_EPOCH", "0") or 0)
+    epoch = source_date_epoch()
     return _dt.datetime.fromtimestamp(epoch, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -52,7 +52,7 @@ def spdx_sbom(image_name: str, image_digest: str, artifacts: Iterable[PinnedArti
     relationships = [{"spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES",
                       "relatedSpdxElement": "SPDXRef-Image"}]
     for number, artifact in enumerate(unique, 1):
-        package = {
+        package: dict[str, Any] = {
             "SPDXID": f"SPDXRef-Package-{number}",
             "name": artifact.name,
             "versionInfo": artifact.version,

@@ -14,6 +14,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from functools import partial
 from typing import Callable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -188,7 +189,7 @@ class BlobPusher:
                     "PATCH", location, repository=self.repository, retry=False, ok=(202,),
                     headers={"Content-Type": "application/octet-stream", "Content-Length": str(length),
                              "Content-Range": f"{start}-{start + length - 1}"},
-                    body=lambda: _FileSlice(path, start, length, counted, self.cancel),
+                    body=partial(_FileSlice, path, start, length, counted, self.cancel),  # this slice's values
                     action=f"upload blob {desc.digest[:19]} to")
             except RegistryError as exc:
                 failures += 1

@@ -7,8 +7,20 @@ its code, not by the luck of the draw.
 
 import os
 
+import pytest
 from hypothesis import settings
 
 settings.register_profile("ci", derandomize=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+# Settings a developer may have exported that change what an in-process test sees (timestamps, tracebacks,
+# waits); a test that wants one sets it itself. Paths (COGBUILD_CACHE, COGBUILD_STORE) stay with the
+# suites' own fixtures, which choose per test or per session what may be shared.
+UNSET_FOR_TESTS = ("SOURCE_DATE_EPOCH", "COGBUILD_DEBUG", "COGBUILD_READY_TIMEOUT")
+
+
+@pytest.fixture(autouse=True)
+def isolated_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in UNSET_FOR_TESTS:
+        monkeypatch.delenv(name, raising=False)

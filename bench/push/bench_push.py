@@ -104,8 +104,9 @@ def main() -> None:
         for label, tag, desc in [("first push", "v1", v1), ("re-push unchanged", "v1", v1),
                                  ("push after code edit", "v2", v2)]:
             stats = TransferStats()
-            ours = timed(lambda: push_image(layout, desc, f"{ours_registry.host}/bench/model:{tag}", stats=stats))
-            peer = timed(lambda: skopeo_push(layout, tag, f"{peer_registry.host}/bench/model:{tag}"))
+            ours = timed(lambda desc=desc, tag=tag, stats=stats: push_image(
+                layout, desc, f"{ours_registry.host}/bench/model:{tag}", stats=stats))
+            peer = timed(lambda tag=tag: skopeo_push(layout, tag, f"{peer_registry.host}/bench/model:{tag}"))
             rows.append((label, ours, peer, stats.bytes_sent))
 
         print(f"\nimage: {total / 1e6:.1f} MB compressed in 3 layers; registry: docker-registry on loopback")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from ..build import BuildOptions, build
+from ..build import BuildOptions, BuildResult, build
 from ..errors import UsageError
+from ..images import fetch_cached_layers, host_platform, parse_destination
+from ..layers.descriptor import Descriptor
 from ..layers.tarball import Compression
 from ..lock import Lock, write_lock
 from ..project import Project, open_store, parse_platforms
@@ -18,7 +18,8 @@ from ..ui import progress_printer, result
 
 def build_project(project: Project, tag: str | None, platforms: list[str] | None, variants: list[str] | None,
                   compression: Compression, progress, bytecode: bool = True, secrets: tuple[str, ...] = (),
-                  update_run: bool = False, cache: str | None = None, insecure: bool = False) -> tuple[str, object]:
+                  update_run: bool = False, cache: str | None = None,
+                  insecure: bool = False) -> tuple[str, BuildResult]:
     repository = cache_repository(cache, insecure)  # checked before any work
     lock = project.ensure_lock(platforms, progress)
     store = open_store()
@@ -62,8 +63,9 @@ secret_option = click.option(
               help="Which variant to build (default: what the lock has).")
 @click.option("--platform", "platform", help="Comma-separated, e.g. linux/amd64,linux/arm64.")
 @click.option("--compression", default="gzip", show_default=True, help="gzip[:LEVEL], zstd[:LEVEL] or none.")
-@click.option("-o", "--output", help="Also write the image to DIR (OCI layout), oci-archive:FILE or "
-                                     "docker-archive:FILE (for `podman load` / `docker load`).")
+@click.option("-o", "--output", help="Also write the image to DIR or oci:DIR (OCI layout), oci-archive:FILE or "
+                                     "docker-archive:FILE (for `podman load` / `docker load`; this host's "
+                                     "platform, or the one --platform names).")
 @click.option("--bytecode/--no-bytecode", default=True, show_default=True,
               help="Byte-compile Python files with the image's own interpreter (images for this host's "
                    "architecture only).")
@@ -101,7 +103,7 @@ def command(ctx: click.Context, cog_yaml: str | None, tag: str | None, variant: 
                                   parse_compression(compression), progress_printer(ctx), bytecode, secrets,
                                   update_run, cache)
     if output:
-        write_output(output, name, outcome.descriptor)
+        write_output(output, name, outcome.descriptor, parse_platforms(platform), variants)
     progress_printer(ctx)(f"Image built as {name}")
     result(outcome.descriptor.digest)
 
@@ -113,14 +115,18 @@ def parse_compression(text: str) -> Compression:
         raise UsageError(str(exc)) from None
 
 
-def write_output(output: str, name: str, desc) -> None:
-    from ..images import fetch_cached_layers  # loads an HTTP client: only when an image is written out
+def write_output(output: str, name: str, desc: Descriptor, platforms: list[str] | None = None,
+                 variants: list[str] | None = None) -> None:
+    """Export the built image to `build -o`'s destination.
 
+    A docker-archive holds one manifest, chosen like `cogbuild run` chooses: this host's platform, unless
+    the build named exactly one platform, and the cpu variant unless the build was gpu only."""
     fetch_cached_layers(open_store(), image_blobs(open_store(), desc))
-    kind, sep, path = output.partition(":")
-    if sep and kind in ("oci-archive", "docker-archive"):
-        write_archive(open_store(), desc, name, Path(path), docker=kind == "docker-archive")
-    elif sep and kind in ("oci", "dir"):
-        export_layout(open_store(), desc, name, Path(path))
-    else:
-        export_layout(open_store(), desc, name, Path(output))
+    destination = parse_destination(output)
+    if destination.kind == "layout":
+        export_layout(open_store(), desc, name, destination.path)
+        return
+    platform = platforms[0] if platforms and len(platforms) == 1 else host_platform()
+    variant = variants[0] if variants and len(variants) == 1 else "cpu"
+    write_archive(open_store(), desc, name, destination.path, docker=destination.kind == "docker-archive",
+                  platform=platform, variant=variant)

@@ -14,7 +14,8 @@ import httpx
 
 from ..container import RUNTIMES, choose_runtime, has_gpu, running_container
 from ..images import find_image
-from ..errors import CogbuildError, UsageError
+from ..layers.imagegraph import LAYOUT_MARKER
+from ..errors import CogbuildError, CogUsageError, UsageError
 from ..predict_io import (check_files, parse_inputs, parse_json_inputs, pretty_json, write_output, write_prediction,
                           yields_chunks)
 from ..project import Project, open_store
@@ -29,7 +30,7 @@ def model_directory(target: str) -> Path | None:
     """The model directory `target` names, None when it names an image; a directory without cog.yaml
     is an error unless it is an OCI layout."""
     path = Path(target)
-    if not path.is_dir() or (path / "oci-layout").is_file():
+    if not path.is_dir() or (path / LAYOUT_MARKER).is_file():
         if target.startswith((".", "/", "~")) and not path.exists():
             raise UsageError(f"there is no directory {target}")
         return None
@@ -124,7 +125,7 @@ def make_request(target: str, inputs: tuple[str, ...], json_text: str | None,
     if json_text and target == "." and not json_text.lstrip().startswith(("{", "@", "-")):
         target, json_text = json_text, ""
     if json_text and inputs:
-        raise UsageError("Must use one of --json or --input to provide model inputs")
+        raise CogUsageError("Must use one of --json or --input to provide model inputs")
     return target, Request(list(inputs), json_text, component)
 
 
@@ -280,7 +281,7 @@ def _read_events(response: httpx.Response, live: LiveView) -> dict[str, Any]:
                 live.logs(payload["data"])
             elif event == "output":
                 live.output(payload.get("chunk") if isinstance(payload, dict) and "chunk" in payload else payload)
-            elif event == "completed":
+            elif event == "completed" and isinstance(payload, dict):  # else the stream is not Cog's
                 return payload
             event, data = None, []
     raise CogbuildError("the model server closed the prediction stream before it completed")

@@ -8,9 +8,10 @@ import os
 import click
 
 from ..errors import UsageError
+from ..images import open_local, parse_source
 from ..project import Project, open_store
 from ..registry.inspect import describe_local, describe_remote, render
-from ..registry.layout import Layout, LayoutError
+from ..registry.layout import LayoutError
 from ..registry.reference import parse_reference
 from ..ui import result
 
@@ -21,13 +22,17 @@ from ..ui import result
 @click.option("--remote", is_flag=True, help="Look TARGET up in its registry even if the local store has it.")
 @click.option("--insecure", is_flag=True, help="Allow plain HTTP to a registry that is not on loopback.")
 def command(target: str, as_json: bool, remote: bool, insecure: bool) -> None:
-    """Describe TARGET: a model directory, an OCI layout (DIR or DIR:NAME), a local store name or a registry REF.
+    """Describe TARGET: a model directory, an image in the store, a layout, an archive or a registry REF.
+
+    TARGET is read like every command's image: a local store name, a registry reference,
+    `oci:DIR[:TAG]` (or a bare layout DIR[:TAG]), `oci-archive:FILE[:TAG]` or `docker-archive:FILE[:TAG]`.
 
     \b
     Examples:
       cogbuild show hello:latest
       cogbuild show 127.0.0.1:5000/hello:v1 --json
       cogbuild show ./image-layout:v1
+      cogbuild show oci-archive:hello.tar
       cogbuild show examples/hello            # what `cogbuild build examples/hello` made
     """
     summary = _describe(target, remote, insecure)
@@ -37,16 +42,13 @@ def command(target: str, as_json: bool, remote: bool, insecure: bool) -> None:
 def _describe(target: str, remote: bool, insecure: bool) -> dict:
     if not remote and os.path.isfile(os.path.join(target, "cog.yaml")):
         return _from_model_dir(target)
-    if not remote:
-        path, _, name = target.partition(":") if not os.path.exists(target) else (target, "", "")
-        if os.path.isfile(os.path.join(path, "oci-layout")):
-            return _from_layout(Layout(path), name, path)
-        store = open_store()
-        try:
-            return describe_local(store, target)
-        except LayoutError:
-            pass
-    return describe_remote(parse_reference(target), insecure=insecure)
+    local = None if remote else open_local(parse_source(target), open_store())
+    if local is None:
+        return describe_remote(parse_reference(target), insecure=insecure)
+    try:
+        return describe_local(*local)
+    except LayoutError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _from_model_dir(directory: str) -> dict:
@@ -57,16 +59,3 @@ def _from_model_dir(directory: str) -> dict:
     except LayoutError:
         raise UsageError(f"the local store has no image {name} for {directory}; run `cogbuild build {directory}` "
                          "first") from None
-
-
-def _from_layout(layout: Layout, name: str, path: str) -> dict:
-    if not name:
-        names = [n for n, _ in layout.refs()] or [m.digest for m in layout.manifests()]
-        if len(names) != 1:
-            raise UsageError(f"{path} holds {len(names)} images; name one as {path}:NAME "
-                             f"(one of: {', '.join(names[:5]) or 'none'})")
-        name = names[0]
-    try:
-        return describe_local(layout, name)
-    except LayoutError as exc:
-        raise UsageError(str(exc)) from None

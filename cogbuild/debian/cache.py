@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
+from ..layers.atomic import atomic_write
 from ..layers.descriptor import is_sha256_hex
 
 
@@ -43,7 +42,7 @@ class BlobCache:
     def put(self, data: bytes, sha256: str | None = None) -> str:
         """Store data under its hash (computed when not given) and return the hash."""
         sha256 = sha256 or hashlib.sha256(data).hexdigest()
-        _atomic_write(self._path(sha256), data)
+        atomic_write(self._path(sha256), data)
         return sha256
 
     def get_derived(self, name: str) -> bytes | None:
@@ -55,17 +54,4 @@ class BlobCache:
         return self.get(sha256) if is_sha256_hex(sha256) else None
 
     def put_derived(self, name: str, data: bytes) -> None:
-        _atomic_write(self.root / "refs" / name, self.put(data).encode())
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    # Write beside the target and rename, so readers never see a partial file.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        atomic_write(self.root / "refs" / name, self.put(data).encode())

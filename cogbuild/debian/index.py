@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 from dataclasses import dataclass, fields
 from functools import cached_property
 
@@ -25,7 +26,7 @@ _FIELD_NAMES = {name.lower() for name in _FIELDS}
 # apt's order when several packages provide a virtual name and none is chosen yet.
 PRIORITY_RANK = {"required": 0, "important": 1, "standard": 2, "optional": 3, "extra": 4}
 
-Relation = dict  # PkgRelation's dict: name, archqual, version=(op, ver) | None, arch, restrictions
+Relation = Mapping[str, Any]  # PkgRelation's dict: name, archqual, version=(op, ver) | None, arch, restrictions
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,10 +52,10 @@ class BinaryPackage:
     @cached_property
     def dependencies(self) -> list[list[Relation]]:
         """Pre-Depends then Depends, each an OR-group of alternatives, in the order the package lists them."""
-        groups = []
+        groups: list[list[Relation]] = []
         for text in (self.pre_depends, self.depends):
             if text:
-                groups.extend(deb822.PkgRelation.parse_relations(text))
+                groups.extend(list(group) for group in deb822.PkgRelation.parse_relations(text))
         return groups
 
     @cached_property
@@ -70,7 +71,7 @@ class BinaryPackage:
     @cached_property
     def refusals(self) -> list[tuple[str, Relation]]:
         """("Conflicts" or "Breaks", relation): packages that must not be installed beside this one."""
-        refused = []
+        refused: list[tuple[str, Relation]] = []
         for field_name, text in (("Conflicts", self.conflicts), ("Breaks", self.breaks)):
             for group in deb822.PkgRelation.parse_relations(text) if text else []:
                 refused.extend((field_name, relation) for relation in group)

@@ -41,7 +41,8 @@ def file_urls(artifact: Artifact, answer: Any, base: str = SNAPSHOT) -> list[str
             if not isinstance(entry, dict) or entry.get("name") != artifact.filename:
                 continue
             archive, first_seen, path = entry.get("archive_name"), entry.get("first_seen"), entry.get("path")
-            if all(isinstance(v, str) and v for v in (archive, first_seen, path)) and path.startswith("/"):
+            if (isinstance(archive, str) and isinstance(first_seen, str) and isinstance(path, str) and archive
+                    and first_seen and path.startswith("/")):
                 url = f"{base}/archive/{quote(archive)}/{quote(first_seen)}{quote(path)}/{quote(artifact.filename)}"
                 seen.append((first_seen, url))
     return [url for _, url in sorted(set(seen))]

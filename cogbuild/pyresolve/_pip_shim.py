@@ -16,7 +16,8 @@ def main() -> int:
     environment = json.loads(sys.argv[1])
     from pip._vendor.packaging import markers
 
-    markers.default_environment = lambda: dict(environment)
+    # pip types the environment as a TypedDict; this is a dict of the same keys, for the target, not this host
+    markers.default_environment = lambda: dict(environment)  # type: ignore[assignment,return-value]
     from pip._internal.cli.main import main as pip_main
 
     return pip_main(sys.argv[2:])

@@ -41,7 +41,7 @@ def _conflict_causes(stderr: str) -> list[str]:
     block = stderr.split("The conflict is caused by:", 1)
     if len(block) < 2:
         return []
-    causes = []
+    causes: list[str] = []
     for line in block[1].splitlines()[1:] if block[1].startswith("\n") else block[1].splitlines():
         if not line.startswith((" ", "\t")) or not line.strip():
             if causes:

@@ -43,7 +43,7 @@ class RangeFile(io.RawIOBase):
         self.position += len(response.content)
         return response.content
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer) -> int:
         data = self.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)

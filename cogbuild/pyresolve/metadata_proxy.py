@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, unquote
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -28,6 +27,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 from ..errors import CogbuildError
+from ..layers.atomic import atomic_write
 from ..layers.descriptor import is_sha256_hex
 from .index import IndexClient, IndexFile
 from .lazywheel import wheel_metadata
@@ -54,11 +54,7 @@ class MetadataCache:
     def put(self, wheel_sha256: str, data: bytes) -> None:
         if not is_sha256_hex(wheel_sha256):
             return  # only a hex digest becomes a file name
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".part-")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, self.root / f"{wheel_sha256}.{hashlib.sha256(data).hexdigest()}")
+        atomic_write(self.root / f"{wheel_sha256}.{hashlib.sha256(data).hexdigest()}", data)
 
 
 def default_cache() -> MetadataCache:
@@ -131,10 +127,11 @@ class MetadataProxy:
         return files
 
     def wheel_metadata(self, file: IndexFile) -> Future:
+        key = file.sha256 or file.url  # a file the index gives no hash for is known by its URL
         with self.lock:
-            if file.sha256 not in self.metadata:
-                self.metadata[file.sha256] = self.pool.submit(self._load_metadata, file)
-            return self.metadata[file.sha256]
+            if key not in self.metadata:
+                self.metadata[key] = self.pool.submit(self._load_metadata, file)
+            return self.metadata[key]
 
     def _load_metadata(self, file: IndexFile) -> bytes:
         data = self.cache.get(file.sha256)  # type: ignore[arg-type]
@@ -194,8 +191,8 @@ class MetadataProxy:
     def page_json(self, project: str, files: list[IndexFile]) -> bytes:
         entries = []
         for file in filter(self.fits_target, files):
-            entry = {"filename": file.filename, "hashes": {}, "requires-python": file.requires_python,
-                     "yanked": file.yanked, "url": file.url}
+            entry: dict[str, Any] = {"filename": file.filename, "hashes": {},
+                                     "requires-python": file.requires_python, "yanked": file.yanked, "url": file.url}
             if file.size is not None:
                 entry["size"] = file.size
             if file.sha256:

@@ -97,7 +97,7 @@ def to_artifacts(items: list[Resolved], locator: FileLocator, target: Target) ->
         pins = list(pool.map(locator.pin, items))
     parents = required_by(items, target)
     artifacts = []
-    for item, (sha256, size) in zip(items, pins):
+    for item, (sha256, size) in zip(items, pins, strict=False):
         filename = filename_of(item.url)
         kind = "wheel" if filename.endswith(".whl") else "sdist"
         artifacts.append(Artifact(kind, item.name, item.version, filename, item.url, sha256, size,

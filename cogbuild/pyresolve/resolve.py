@@ -114,6 +114,7 @@ class _Resolution:
     def _run_pip(self) -> dict | PipFailure:
         links = self.find_links + ([str(self.standin_dir)] if self.sdists else [])
         report_file = self.workdir / "report.json"
+        index_url: str | None
         if self.proxy is not None:
             index_url, *extra = [self.proxy.index_url(n) for n in range(len(self.index_urls))]
         else:

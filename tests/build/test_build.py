@@ -30,7 +30,6 @@ from static_server import StaticServer
 def private_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("COGBUILD_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("COGBUILD_STORE", str(tmp_path / "store"))
-    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
 
 
 def artifact(server: StaticServer, kind: str, name: str, filename: str, data: bytes) -> Artifact:
@@ -152,8 +151,8 @@ def test_rebuild_is_identical_and_an_edit_recomposes_only_the_code_layer(model, 
     edited = run_build(model, lock, store)
     assert len(composed) == 1
     layout = Layout(store)
-    before = [l["digest"] for l in layout.read_json(first.descriptor.digest)["layers"]]
-    after = [l["digest"] for l in layout.read_json(edited.descriptor.digest)["layers"]]
+    before = [layer["digest"] for layer in layout.read_json(first.descriptor.digest)["layers"]]
+    after = [layer["digest"] for layer in layout.read_json(edited.descriptor.digest)["layers"]]
     assert before[:2] == after[:2] and before[2] != after[2]
 
 
@@ -320,7 +319,7 @@ def test_weights_entries_are_layers_of_their_own_shared_by_models_with_the_same_
     a = run_build(weighted_model(tmp_path, "a", files), lock, store)
     b = run_build(weighted_model(tmp_path, "b", files), lock, store)
     layout = Layout(store)
-    layers_a, layers_b = ([l["digest"] for l in layout.read_json(r.descriptor.digest)["layers"]] for r in (a, b))
+    layers_a, layers_b = ([layer["digest"] for layer in layout.read_json(r.descriptor.digest)["layers"]] for r in (a, b))
     assert layers_a[-1] == layers_b[-1], "the same weights give the same layer in both models"
     assert layers_a[-2] != layers_b[-2], "the code differs"
     manifest = layout.read_json(a.descriptor.digest)

@@ -27,13 +27,12 @@ import yaml
 from cogbuild.container import BundleContainer, BundleRuntime
 from cogbuild.images import RUN_REF, find_image, podman_image_layout
 from cogbuild.registry.layout import Layout
-from cli_helpers import REPO, cogbuild, copy_model, isolated_env, one_line_error, require
+from cli_helpers import cogbuild, copy_model, isolated_env, one_line_error, require
 from components import podman_command
-
-pytestmark = pytest.mark.e2e
-
 from oci_registry_server import RegistryServer
 from unprivileged import NOBODY, unprivileged_cogbuild
+
+pytestmark = pytest.mark.e2e
 
 IMAGE = "filetest:e2e"
 

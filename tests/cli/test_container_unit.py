@@ -18,31 +18,11 @@ from cogbuild.container import BundleRuntime, EngineRuntime, adjust_bundle_confi
 from cogbuild.images import (find_image, host_platform, podman_image_layout, prune_stale, single_image_layout,
                              write_oci_archive)
 from cogbuild.errors import CogbuildError, UsageError
-from cogbuild.layers.descriptor import OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, Descriptor, canonical_json
 from cogbuild.registry.layout import Layout
+from oci_images import write_image, write_index
 
 HERE = host_platform()
 OTHER = "linux/arm64" if HERE == "linux/amd64" else "linux/amd64"
-
-
-def write_image(layout: Layout, platform: str, variant: str, labels: dict[str, str] | None = None,
-                annotations: dict[str, str] | None = None) -> Descriptor:
-    os_name, arch = platform.split("/")
-    config = canonical_json({"os": os_name, "architecture": arch, "config": {"Labels": labels or {}},
-                             "rootfs": {"type": "layers", "diff_ids": []}})
-    manifest = canonical_json({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": [],
-                               "config": Descriptor.of(OCI_CONFIG, config).to_json(),
-                               **({"annotations": annotations} if annotations else {})})
-    layout.write_blob(config)
-    layout.write_blob(manifest)
-    return Descriptor.of(OCI_MANIFEST, manifest, platform={"os": os_name, "architecture": arch},
-                         annotations={"run.cog.variant": variant})
-
-
-def write_index(layout: Layout, children: list[Descriptor]) -> Descriptor:
-    data = canonical_json({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [c.to_json() for c in children]})
-    layout.write_blob(data)
-    return Descriptor.of(OCI_INDEX, data)
 
 
 @pytest.fixture
@@ -103,7 +83,7 @@ def test_the_schema_is_read_from_label_or_annotation_and_a_damaged_one_is_named(
     assert find_image("big:latest", store, gpu=False).schema == schema  # too large for a label: an annotation
     assert find_image("none:latest", store, gpu=False).schema is None
     with pytest.raises(CogbuildError, match="damaged OpenAPI schema"):
-        find_image("bad:latest", store, gpu=False).schema
+        _ = find_image("bad:latest", store, gpu=False).schema
 
 
 def test_oci_layout_paths(tmp_path):

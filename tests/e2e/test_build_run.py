@@ -128,7 +128,7 @@ def run_layer_names(store: Path, manifest_digest: str) -> list[list[str]]:
     history = json.loads(blob(store, manifest["config"]["digest"]))["history"]
     comments = [h.get("created_by", "") for h in history if not h.get("empty_layer")]
     out = []
-    for layer, comment in zip(manifest["layers"], comments):
+    for layer, comment in zip(manifest["layers"], comments, strict=False):
         if "build.run step" in comment:
             with tarfile.open(fileobj=io.BytesIO(gzip.decompress(blob(store, layer["digest"])))) as tar:
                 out.append(tar.getnames())

@@ -55,9 +55,9 @@ def test_diff_reports_added_removed_and_changed_with_sizes(tmp_path):
     text = CliRunner().invoke(cli, ["lock", "--diff", str(old_dir / "cog.lock"), str(new_dir)])
     assert text.exit_code == 0, text.output
     lines = text.output.splitlines()
-    assert any(l.startswith("changed") and "numpy  2.2.0 -> 2.3.0  (+0.50 MB)" in l for l in lines)
-    assert any(l.startswith("added") and "rich" in l for l in lines)
-    assert any(l.startswith("removed") and "six" in l for l in lines)
+    assert any(line.startswith("changed") and "numpy  2.2.0 -> 2.3.0  (+0.50 MB)" in line for line in lines)
+    assert any(line.startswith("added") and "rich" in line for line in lines)
+    assert any(line.startswith("removed") and "six" in line for line in lines)
     assert lines[-1] == "3 changes, +0.69 MB in total"
     markdown = CliRunner().invoke(cli, ["lock", "--diff", str(old_dir / "cog.lock"), "--format", "markdown",
                                         str(new_dir)])
@@ -95,8 +95,8 @@ def test_diff_shows_an_interpreter_change_first(tmp_path):
     assert text.exit_code == 0, text.output
     lines = [line for line in text.output.splitlines() if not line.startswith("warning:")]
     assert lines[0] == "Python linux/amd64: 3.11.2 (Debian bookworm) -> 3.12.14 (standalone)"
-    assert any(l.startswith("added") and "interpreter cpython  - -> 3.12.14" in l for l in lines)
-    assert any(l.startswith("removed") and "os python3.11" in l for l in lines)
+    assert any(line.startswith("added") and "interpreter cpython  - -> 3.12.14" in line for line in lines)
+    assert any(line.startswith("removed") and "os python3.11" in line for line in lines)
     markdown = CliRunner().invoke(cli, ["lock", "--diff", str(old_dir / "cog.lock"), "--format", "markdown",
                                         str(new_dir)])
     assert "\n**Python linux/amd64**: 3.11.2 (Debian bookworm) → 3.12.14 (standalone)\n\n| change |" in \

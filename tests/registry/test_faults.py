@@ -100,7 +100,7 @@ def test_failed_push_leaves_no_tag_and_rerun_sends_only_what_is_missing(registry
     monkeypatch.setattr(transfer, "BLOB_ATTEMPTS", 2)
     desc = write_image(layout, [{"small.txt": b"small layer"}, random_layer_files(8 * MB)])
     manifest = json.loads(layout.read_blob(desc.digest))
-    big = max(manifest["layers"], key=lambda l: l["size"])
+    big = max(manifest["layers"], key=lambda layer: layer["size"])
     ref = f"{registry.host}/ns/broken:v1"
 
     # Killed once the small layer and the config are in and the big layer is past half way.
@@ -140,7 +140,7 @@ def test_corrupt_local_blob_is_refused_by_the_registry(registry, layout):
 def test_first_failure_stops_the_other_uploads(registry, layout):
     desc = write_image(layout, [random_layer_files(48 * MB), {"small": b"will go missing"}])
     manifest = json.loads(layout.read_blob(desc.digest))
-    big, small = sorted(manifest["layers"], key=lambda l: -l["size"])
+    big, small = sorted(manifest["layers"], key=lambda layer: -layer["size"])
     layout.blob_path(small["digest"]).unlink()
     stats = TransferStats()
     with pytest.raises(OCIError, match="missing from the local store"):

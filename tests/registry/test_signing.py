@@ -270,7 +270,9 @@ def test_with_a_verify_key_pull_predict_and_run_refuse_unsigned_images(registry,
     assert refused.exit_code == 1
     assert _last_line(refused.output) == (f"error: {unsigned} is not signed: no signature is attached to it; "
                                           f"COGBUILD_VERIFY_KEY asks for images signed by {public_path}")
-    nothing_stored = lambda: not (store / "index.json").exists() or unsigned not in (store / "index.json").read_text()
+    def nothing_stored() -> bool:
+        return not (store / "index.json").exists() or unsigned not in (store / "index.json").read_text()
+
     assert nothing_stored()
     pulled = _cli("pull", str(signed), env=gate)
     assert pulled.exit_code == 0, pulled.output

@@ -40,7 +40,7 @@ def test_respond_async_returns_202_then_webhooks(tokens, sink):
 def test_webhook_events_filter(tokens, sink):
     tokens.client.post("/predictions", headers=ASYNC, json={
         "input": {"words": 3}, "webhook": f"{sink.url}/hook", "webhook_events_filter": ["completed"]})
-    hooks = sink.wait_for_webhook("succeeded")
+    sink.wait_for_webhook("succeeded")
     time.sleep(0.3)
     assert [h["status"] for h in sink.webhooks()] == ["succeeded"]
 

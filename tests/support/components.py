@@ -26,7 +26,7 @@ def unavailable(message: str) -> None:
 def require(*programs: str) -> str:
     """The programs must be on PATH; returns the path of the first."""
     paths = [shutil.which(p) for p in programs]
-    missing = [p for p, path in zip(programs, paths) if path is None]
+    missing = [p for p, path in zip(programs, paths, strict=False) if path is None]
     if missing:
         unavailable(f"{', '.join(missing)} not installed")
     return paths[0]  # type: ignore[return-value]

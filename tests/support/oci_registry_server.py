@@ -126,7 +126,7 @@ class TokenServer:
         subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(self.key),
                         "-out", str(self.cert), "-days", "1", "-subj", "/CN=cogbuild-test-token"],
                        check=True, capture_output=True)
-        der = "".join(l for l in self.cert.read_text().splitlines() if not l.startswith("-----"))
+        der = "".join(line for line in self.cert.read_text().splitlines() if not line.startswith("-----"))
         self._header = {"alg": "RS256", "typ": "JWT", "x5c": [der]}
         self.users = users
         self.anonymous_pull = anonymous_pull

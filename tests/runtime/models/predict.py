@@ -227,7 +227,7 @@ class AsyncStubborn(BasePredictor):
         try:
             await asyncio.sleep(seconds)
         except asyncio.CancelledError:
-            time.sleep(seconds)  # swallows the cancel and blocks the event loop
+            time.sleep(seconds)  # noqa: ASYNC251  swallows the cancel and blocks the event loop, on purpose
         return "done"
 
 

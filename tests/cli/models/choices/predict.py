@@ -1,4 +1,3 @@
-from typing import Iterator
 
 from cog import BasePredictor, ConcatenateIterator, Input, Path
 
