@@ -17,7 +17,8 @@ from . import __version__
 from .bytecode import Compiler, can_compile_for
 from .cache import BlobCache, atomic_write, cache_dir, file_sha256
 from .config import CogConfig
-from .errors import CogbuildError
+from .artifacts import Artifact
+from .errors import CogbuildError, UsageError
 from .layers.descriptor import OCI_INDEX, Descriptor, canonical_json
 from .layers.image import (Layer, RuntimeConfig, config_bytes, config_descriptor, fit_labels, index_bytes,
                            manifest_bytes, manifest_descriptor)
@@ -133,11 +134,11 @@ def compose_layer(spec: LayerSpec, layout: Layout, cache: LayerCache) -> Layer:
     return layer
 
 
-def plan_layers(config: CogConfig, lock: Lock, platform: str, variant: str, blobs: BlobCache, user: ImageUser,
-                compilers: dict[str, Compiler] | None = None) -> tuple[list[LayerSpec], WheelTarget]:
-    """The image's layers in order up to the runtime (build.run layers and code follow), and where its
-    wheels go; with `compilers` (a shared dict), Python files get bytecode where the image's interpreter
-    can run on this host."""
+def base_plan(lock: Lock, platform: str, variant: str, blobs: BlobCache, user: ImageUser,
+              compilers: dict[str, Compiler] | None = None) -> tuple[list[LayerSpec], WheelTarget]:
+    """The image's OS, interpreter and system_packages layers (what sdists are built over), and where its
+    wheels go; with `compilers` (a shared dict), Python files get bytecode where the image's interpreter can
+    run on this host."""
     arch = DEBIAN_ARCH[platform]
     os_artifacts = lock.select(platform, variant, "os")
     # Locks made before the interpreter had its own group kept the tarball among the OS artifacts.
@@ -147,11 +148,29 @@ def plan_layers(config: CogConfig, lock: Lock, platform: str, variant: str, blob
                                 user, compilers if bytecode else None)
     if system := lock.select(platform, variant, "system"):
         specs.append(system_layer(system, blobs))
+    return specs, target
+
+
+def plan_layers(config: CogConfig, lock: Lock, platform: str, variant: str, blobs: BlobCache, user: ImageUser,
+                compilers: dict[str, Compiler] | None = None, built: dict[str, Artifact] | None = None
+                ) -> tuple[list[LayerSpec], WheelTarget]:
+    """The image's layers in order up to the runtime (build.run layers and code follow), and where its
+    wheels go; `built` maps each sdist's sha256 to the wheel built from it (see wheelbuild)."""
+    specs, target = base_plan(lock, platform, variant, blobs, user, compilers)
     if variant == "gpu" and (cuda := lock.select(platform, variant, "cuda")):
         specs += cuda_layers(cuda, target)
-    specs += python_layers(lock.select(platform, variant, "python"), target)
+    specs += python_layers([_installable(a, built or {}) for a in lock.select(platform, variant, "python")], target)
     specs.append(runtime_layer(lock.select(platform, variant, "runtime"), target))
     return specs, target
+
+
+def _installable(artifact: Artifact, built: dict[str, Artifact]) -> Artifact:
+    """The artifact itself, or for an sdist the wheel built from it."""
+    if artifact.kind != "sdist":
+        return artifact
+    if artifact.sha256 not in built:
+        raise CogbuildError(f"no wheel was built from the sdist of {artifact.name} {artifact.version}")
+    return built[artifact.sha256]
 
 
 def image_env(config: CogConfig, lock: Lock, layers: list[Layer], variant: str) -> dict[str, str]:
@@ -217,8 +236,13 @@ def build(config: CogConfig, lock: Lock, lock_digest: str, layout: Layout, optio
     cache = LayerCache(layout, options.compression, source_date_epoch(), options.layer_cache_root)
     shared = _shared_layers(options.cache_repository, layout, cache, progress)
     compilers: dict[str, Compiler] | None = {} if options.bytecode else None
+    import_project_files(lock, config.root, blobs)
     try:
-        planned = {(p, v): plan_layers(config, lock, p, v, blobs, user, compilers)
+        built: dict[str, dict[str, Artifact]] = {}
+        if lock.wheel_builds:
+            built, lock_digest = _build_wheels(config, lock, lock_digest, layout, cache, blobs, user, compilers,
+                                               options, platforms, variants[0], progress)
+        planned = {(p, v): plan_layers(config, lock, p, v, blobs, user, compilers, built.get(p))
                    for p in platforms for v in variants}
         plans = {image: specs for image, (specs, _) in planned.items()}
         code = [] if config.run else code_layers(config.root, user, config.weights)
@@ -297,6 +321,38 @@ def _compose_layers(specs: list[LayerSpec], layout: Layout, cache: LayerCache, b
 def close_compilers(compilers: dict[str, Compiler] | None) -> None:
     for compiler in (compilers or {}).values():
         compiler.close()
+
+
+def import_project_files(lock: Lock, root: Path, blobs: BlobCache) -> None:
+    """Wheels and sdists the lock names by a path in the project go into the download cache, checked
+    against their sha256 like any download."""
+    local = [a for a in lock.artifacts() if "://" not in a.url and not a.url.startswith("built-from:")]
+    for artifact in local:
+        path = (root / artifact.url).resolve()
+        if not path.is_relative_to(root.resolve()):
+            raise UsageError(f"cog.lock names {artifact.url}, which is outside the project directory {root}")
+    if local:
+        blobs.fetch_all([replace(a, url=(root / a.url).resolve().as_uri()) for a in local])
+
+
+def _build_wheels(config: CogConfig, lock: Lock, lock_digest: str, layout: Layout, cache: LayerCache,
+                  blobs: BlobCache, user: ImageUser, compilers: dict[str, Compiler] | None, options: BuildOptions,
+                  platforms: list[str], variant: str, progress: Progress
+                  ) -> tuple[dict[str, dict[str, Artifact]], str]:
+    """platform -> sdist sha256 -> wheel, built over each platform's base layers (the same in every
+    variant); and the lock digest, which changes when new wheel digests were recorded."""
+    from .wheelbuild import WheelBuilder  # the sandbox only loads for models that have sdists
+
+    builder = WheelBuilder(layout, blobs, lock, cache.mtime, options.update_run, progress)
+    built = {}
+    for platform in platforms:
+        specs, _ = base_plan(lock, platform, variant, blobs, user, compilers)
+        layers = _compose_layers(specs, layout, cache, blobs, options.workers, progress)
+        below = [layers[s.key] for s in specs]
+        built[platform] = builder.wheels(platform, below, image_env(config, lock, below, variant))
+    if builder.recorded and options.save_lock is not None:
+        return built, options.save_lock(lock)
+    return built, lock_digest
 
 
 def _add_run_layers(config: CogConfig, lock: Lock, lock_digest: str, layout: Layout, cache: LayerCache,

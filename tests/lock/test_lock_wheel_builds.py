@@ -95,3 +95,19 @@ def test_a_project_file_in_the_requirements_is_an_input_of_the_lock(tmp_path):
     before = lock_inputs_digest(load_config(tmp_path / "cog.yaml"))
     source.write_bytes(b"two")
     assert lock_inputs_digest(load_config(tmp_path / "cog.yaml")) != before
+
+
+@pytest.mark.parametrize("line, sentence", [
+    ("../outside-1.0.tar.gz", "is outside the project directory"),
+    ("./dist/missing-1.0.tar.gz", "names a file that does not exist"),
+    ("git+https://example.com/repo.git@main", "pin a full 40-character commit"),
+])
+def test_bad_requirement_lines_exit_2_with_one_sentence_and_no_lock(tmp_path, line, sentence):
+    (tmp_path / "requirements.txt").write_text(line + "\n")
+    (tmp_path / "predict.py").write_text("")
+    (tmp_path / "cog.yaml").write_text('build:\n  python_version: "3.11"\n  python_requirements: requirements.txt\n'
+                                       'predict: "predict.py:Predictor"\n')
+    done = CliRunner().invoke(cli, ["lock", str(tmp_path)])
+    errors = [text for text in done.output.splitlines() if text.startswith("error:")]
+    assert done.exit_code == 2 and len(errors) == 1 and sentence in errors[0], done.output
+    assert not (tmp_path / "cog.lock").exists()
