@@ -314,6 +314,12 @@ def wheel_build_records(packages: Iterable[LockedArtifact]) -> list[BuiltWheel]:
     return [BuiltWheel(*key) for key in sorted(keys)]
 
 
+def accepts_output(recorded: str | None, made: str, update: bool) -> bool:
+    """A fixed output (a step's layer, a built wheel) is taken when none is recorded yet, when it is the
+    recorded one, or when `--update-run` says to take the new one."""
+    return recorded is None or update or recorded == made
+
+
 def run_records(steps: list, platforms: Iterable[str], variants: Iterable[str]) -> list[RunRecord]:
     """One record per build.run step (config.RunStep) and image; the digests come from building."""
     return [RunRecord(platform, variant, number, step.command, tuple(f"{s.id}:{s.target}" for s in step.secrets))

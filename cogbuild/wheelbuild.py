@@ -24,7 +24,7 @@ from .cache import BlobCache, atomic_write, cache_dir
 from .errors import CogbuildError, UsageError
 from .layers.image import Layer
 from .layers.wheel import normalize_wheel
-from .lock import BuiltWheel, Lock
+from .lock import BuiltWheel, Lock, accepts_output
 from .plan import _key
 from .policy import DEBIAN_ARCH
 from .registry.layout import Layout
@@ -69,7 +69,7 @@ class WheelBuilder:
                 key = _key("wheel-build", platform, [layer.diff_id for layer in below], sdist.sha256,
                            [t.sha256 for t in tools], env)
                 wheel = self._cached(key, sdist)
-                if wheel is None or not self._accepts(record, wheel):
+                if wheel is None or not accepts_output(record.sha256, wheel.sha256, self.update):
                     if sandbox is None:
                         check_can_run(DEBIAN_ARCH[platform], platform)
                         self.progress(f"unpacking {len(below)} layers to build wheels for {platform}")
@@ -136,12 +136,8 @@ class WheelBuilder:
         doc = {"filename": wheel.filename, "sha256": wheel.sha256, "size": wheel.size}
         atomic_write(self._cache_file(key), json.dumps(doc, sort_keys=True).encode())
 
-    def _accepts(self, record: BuiltWheel, wheel: Artifact) -> bool:
-        return record.sha256 is None or self.update or record.sha256 == wheel.sha256
-
     def _check(self, record: BuiltWheel, wheel: Artifact) -> None:
-        if self._accepts(record, wheel):
-            return
-        raise WheelOutputChanged(f"building {record.describe()} from its sdist gave sha256:{wheel.sha256}, but "
-                                 f"cog.lock records sha256:{record.sha256}; if the change is expected, accept it "
-                                 "with `cogbuild build --update-run`")
+        if not accepts_output(record.sha256, wheel.sha256, self.update):
+            raise WheelOutputChanged(f"building {record.describe()} from its sdist gave sha256:{wheel.sha256}, "
+                                     f"but cog.lock records sha256:{record.sha256}; if the change is expected, "
+                                     "accept it with `cogbuild build --update-run`")

@@ -56,17 +56,24 @@ def test_relocking_keeps_a_built_wheel_while_its_sdist_is_the_same(tmp_path):
         ("linux/amd64", "own"): None, ("linux/arm64", "own"): None}
 
 
+def lock_check(lock: Lock, directory) -> tuple[int, str]:
+    write_lock(lock, directory / "cog.lock")
+    done = CliRunner().invoke(cli, ["lock", "--check", str(directory)])
+    return done.exit_code, done.output
+
+
 def test_lock_check_fails_while_a_wheel_is_not_built(tmp_path):
     lock = model_lock(tmp_path, SDIST)
-    write_lock(lock, tmp_path / "cog.lock")
-    missing = CliRunner().invoke(cli, ["lock", "--check", str(tmp_path)])
-    assert missing.exit_code == 1
-    assert "records no built wheel for the sdist of gputil 1.4.0 (linux/amd64); run `cogbuild build`" in \
-        missing.output
+    code, output = lock_check(lock, tmp_path)
+    assert code == 1
+    assert "records no built wheel for the sdist of gputil 1.4.0 (linux/amd64); run `cogbuild build`" in output
+    for built in lock.wheel_builds[:1]:
+        built.filename, built.sha256, built.size = "GPUtil-1.4.0-py3-none-any.whl", WHEEL, 7000
+    assert lock_check(lock, tmp_path)[0] == 1  # linux/arm64's is still missing
     for built in lock.wheel_builds:
         built.filename, built.sha256, built.size = "GPUtil-1.4.0-py3-none-any.whl", WHEEL, 7000
-    write_lock(lock, tmp_path / "cog.lock")
-    assert CliRunner().invoke(cli, ["lock", "--check", str(tmp_path)]).exit_code == 0
+    code, output = lock_check(lock, tmp_path)
+    assert code == 0 and output.endswith(f"{tmp_path / 'cog.lock'} is up to date\n")
 
 
 @pytest.mark.parametrize("edit", [
