@@ -6,8 +6,10 @@ composed in parallel and cached by the digest of their inputs, so an unchanged l
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -236,7 +238,7 @@ def build(config: CogConfig, lock: Lock, lock_digest: str, layout: Layout, optio
     cache = LayerCache(layout, options.compression, source_date_epoch(), options.layer_cache_root)
     shared = _shared_layers(options.cache_repository, layout, cache, progress)
     compilers: dict[str, Compiler] | None = {} if options.bytecode else None
-    import_project_files(lock, config.root, blobs)
+    import_sources(lock, config.root, blobs)
     try:
         built: dict[str, dict[str, Artifact]] = {}
         if lock.wheel_builds:
@@ -323,16 +325,28 @@ def close_compilers(compilers: dict[str, Compiler] | None) -> None:
         compiler.close()
 
 
-def import_project_files(lock: Lock, root: Path, blobs: BlobCache) -> None:
-    """Wheels and sdists the lock names by a path in the project go into the download cache, checked
-    against their sha256 like any download."""
+def import_sources(lock: Lock, root: Path, blobs: BlobCache) -> None:
+    """Wheels and sdists the lock names by a path in the project, and git commits' trees, go into the
+    download cache, checked against their sha256 like any download."""
     local = [a for a in lock.artifacts() if "://" not in a.url and not a.url.startswith("built-from:")]
     for artifact in local:
-        path = (root / artifact.url).resolve()
-        if not path.is_relative_to(root.resolve()):
+        if not (root / artifact.url).resolve().is_relative_to(root.resolve()):
             raise UsageError(f"cog.lock names {artifact.url}, which is outside the project directory {root}")
     if local:
         blobs.fetch_all([replace(a, url=(root / a.url).resolve().as_uri()) for a in local])
+    for artifact in lock.artifacts():
+        if artifact.url.startswith("git+") and blobs.get(artifact) is None:
+            _import_git_tree(artifact, blobs)
+
+
+def _import_git_tree(artifact: Artifact, blobs: BlobCache) -> None:
+    from .gitsource import archive, parse_git_requirement
+
+    with tempfile.TemporaryDirectory(prefix="cogbuild-git-") as tmp:
+        data = archive(parse_git_requirement(artifact.url), Path(tmp)).read_bytes()
+    if blobs.put(data) != artifact.sha256:
+        raise CogbuildError(f"the tree of {artifact.url} archived by git has sha256:"
+                            f"{hashlib.sha256(data).hexdigest()}, but cog.lock records sha256:{artifact.sha256}")
 
 
 def _build_wheels(config: CogConfig, lock: Lock, lock_digest: str, layout: Layout, cache: LayerCache,

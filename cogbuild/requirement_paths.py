@@ -1,14 +1,13 @@
-"""Requirements that name something other than a release on an index: a file in the project or a git URL.
+"""Requirements that name a file in the project rather than a release on an index.
 
 A file (`./dist/pkg-0.1.0.tar.gz`, `wheels/pkg-1.0-py3-none-any.whl`) is pinned by its sha256 and its path
 relative to the project, which is where the lock's `url` points; a path that leads out of the project is
-refused, since a lock must not depend on what lies around it. A git URL must name a full commit.
-Light on imports: cog.yaml's reader uses it to find the files whose content the lock depends on.
+refused, since a lock must not depend on what lies around it. Light on imports: cog.yaml's reader uses it
+to find the files whose content the lock depends on.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from .errors import UsageError
@@ -16,24 +15,10 @@ from .errors import UsageError
 SDIST_SUFFIXES = (".tar.gz", ".zip")
 
 LOCAL_PREFIXES = (".", "/", "~")
-_COMMIT = re.compile(r"@[0-9a-f]{40}(#.*)?$")
 
 
 def is_local_path(line: str) -> bool:
     return line.startswith(LOCAL_PREFIXES)
-
-
-def is_git_url(line: str) -> bool:
-    return "git+" in line.split("#")[0]
-
-
-def check_git_url(line: str) -> None:
-    """git URLs must pin a commit; cogbuild does not fetch them yet, and says so in one sentence."""
-    if not _COMMIT.search(line):
-        raise UsageError(f"The requirement {line!r} names a git branch, tag or default branch, which can move; "
-                         "pin a full 40-character commit (git+https://…@<commit>).")
-    raise UsageError(f"The requirement {line!r} is a git URL, which cogbuild cannot lock yet; build an sdist or "
-                     "a wheel from that commit and name the file in the project (./dist/…).")
 
 
 def local_file(line: str, project_root: Path) -> Path:

@@ -61,32 +61,29 @@ class WheelBuilder:
                              "run `cogbuild lock`")
         self.blobs.fetch_all([*tools, *sources.values()])
         env = {**env, **STEP_ENV, "SOURCE_DATE_EPOCH": str(self.mtime), "PYTHONPATH": f"/{WORK}/pip"}
-        sandbox: Sandbox | None = None
-        built: dict[str, Artifact] = {}
+        sandbox = _LazySandbox(self.layout, platform, below, self.progress)
         try:
-            for sdist in sorted(sources.values(), key=lambda a: (a.name, a.version)):
-                record = self._record(platform, sdist)
-                key = _key("wheel-build", platform, [layer.diff_id for layer in below], sdist.sha256,
-                           [t.sha256 for t in tools], env)
-                wheel = self._cached(key, sdist)
-                if wheel is None or not accepts_output(record.sha256, wheel.sha256, self.update):
-                    if sandbox is None:
-                        check_can_run(DEBIAN_ARCH[platform], platform)
-                        self.progress(f"unpacking {len(below)} layers to build wheels for {platform}")
-                        sandbox = Sandbox(self.layout)
-                        sandbox.add_layers(below)
-                    self.progress(f"building the wheel of {sdist.name} {sdist.version} for {platform}")
-                    wheel = self._build(sandbox, sdist, pip, tools, env)
-                    self._remember(key, wheel)
-                    self._check(record, wheel)
-                if (record.filename, record.sha256, record.size) != (wheel.filename, wheel.sha256, wheel.size):
-                    record.filename, record.sha256, record.size = wheel.filename, wheel.sha256, wheel.size
-                    self.recorded = True
-                built[sdist.sha256] = wheel
+            return {sdist.sha256: self._wheel(sdist, platform, below, pip, tools, env, sandbox)
+                    for sdist in sorted(sources.values(), key=lambda a: (a.name, a.version))}
         finally:
-            if sandbox is not None:
-                sandbox.remove()
-        return built
+            sandbox.remove()
+
+    def _wheel(self, sdist: Artifact, platform: str, below: list[Layer], pip: Artifact, tools: list[Artifact],
+               env: dict[str, str], sandbox: _LazySandbox) -> Artifact:
+        """The cached wheel when the lock accepts it, else one built now and checked against the lock."""
+        record = self._record(platform, sdist)
+        key = _key("wheel-build", platform, [layer.diff_id for layer in below], sdist.sha256,
+                   [t.sha256 for t in tools], env)
+        wheel = self._cached(key, sdist)
+        if wheel is None or not accepts_output(record.sha256, wheel.sha256, self.update):
+            self.progress(f"building the wheel of {sdist.name} {sdist.version} for {platform}")
+            wheel = self._build(sandbox.get(), sdist, pip, tools, env)
+            self._remember(key, wheel)
+            self._check(record, wheel)
+        if (record.filename, record.sha256, record.size) != (wheel.filename, wheel.sha256, wheel.size):
+            record.filename, record.sha256, record.size = wheel.filename, wheel.sha256, wheel.size
+            self.recorded = True
+        return wheel
 
     def _record(self, platform: str, sdist: Artifact) -> BuiltWheel:
         record = self.lock.wheel_build(platform, sdist.sha256)
@@ -141,3 +138,23 @@ class WheelBuilder:
             raise WheelOutputChanged(f"building {record.describe()} from its sdist gave sha256:{wheel.sha256}, "
                                      f"but cog.lock records sha256:{record.sha256}; if the change is expected, "
                                      "accept it with `cogbuild build --update-run`")
+
+
+class _LazySandbox:
+    """The image's layers unpacked into a sandbox the first time a wheel must be built, not before."""
+
+    def __init__(self, layout: Layout, platform: str, below: list[Layer], progress: Callable[[str], None]) -> None:
+        self.layout, self.platform, self.below, self.progress = layout, platform, below, progress
+        self.sandbox: Sandbox | None = None
+
+    def get(self) -> Sandbox:
+        if self.sandbox is None:
+            check_can_run(DEBIAN_ARCH[self.platform], self.platform)
+            self.progress(f"unpacking {len(self.below)} layers to build wheels for {self.platform}")
+            self.sandbox = Sandbox(self.layout)
+            self.sandbox.add_layers(self.below)
+        return self.sandbox
+
+    def remove(self) -> None:
+        if self.sandbox is not None:
+            self.sandbox.remove()

@@ -77,7 +77,7 @@ def command(ctx: click.Context, cog_yaml: str | None, platform: str | None, chec
 
 def _pins(lock, upgrade: set[str]) -> list[str]:
     """The previous lock's Python versions as constraints, so re-locking changes only what must change
-    (a file in the project is pinned by its own line: its version is whatever the file is now)."""
+    (a file in the project or a git commit is pinned by its own line: its version is whatever it is now)."""
     names = {p.artifact.name: p.artifact.version for p in lock.packages
-             if p.group in ("python", "cuda") and "://" in p.artifact.url}
+             if p.group in ("python", "cuda") and "://" in p.artifact.url and not p.artifact.url.startswith("git+")}
     return [f"{name}=={version}" for name, version in sorted(names.items()) if name not in upgrade]

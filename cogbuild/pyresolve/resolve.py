@@ -18,7 +18,8 @@ from packaging.version import Version
 from ..artifacts import Artifact
 from ..cache import file_sha256
 from ..errors import CogbuildError, UsageError
-from ..requirement_paths import check_git_url, is_git_url, is_local_path, local_file, project_path
+from ..gitsource import archive, is_git_url, parse_git_requirement
+from ..requirement_paths import is_local_path, local_file, project_path
 from . import reqfile, sdist
 from .backend import ask_backend
 from .diagnose import explain, project_files
@@ -42,8 +43,9 @@ def resolve_requirements(requirements: Sequence[str], target: Target, *, index_u
     honours them. With allow_sdist, a project that has only a source distribution joins the lock (as kind
     "sdist"): its dependencies come from its PKG-INFO when declared statically (PEP 643), else from its
     build backend run on this host (backend.py), the only package code locking ever runs. With
-    project_root, lines may name a wheel or an sdist in the project (see local.py). Returns Artifacts
-    sorted by name.
+    project_root, lines may name a wheel or an sdist in the project (see requirement_paths.py); a
+    `git+…@<commit>` line is pinned as an sdist of that commit's tree (see gitsource.py). Returns
+    Artifacts sorted by name.
     """
     text = "\n".join(requirements)
     parsed = reqfile.parse(text)
@@ -55,7 +57,7 @@ def resolve_requirements(requirements: Sequence[str], target: Target, *, index_u
                           [*find_links], constraints, allow_sdist, project_root)
         artifacts = run.resolve()
     check_hash_pins(artifacts, {canonicalize_name(Requirement(r.text).name): set(r.hashes)
-                                for r in parsed.requirements if r.hashes and not is_local_path(r.text)})
+                                for r in parsed.requirements if r.hashes and not _names_a_source(r.text)})
     return artifacts
 
 
@@ -75,7 +77,8 @@ def _check_requirement_syntax(parsed: reqfile.RequirementsText, local_files: boo
                              "lock cannot pin; list the packages themselves (an index, URL or --find-links).")
     for line in parsed.requirements:
         if is_git_url(line.text):
-            check_git_url(line.text)
+            parse_git_requirement(line.text)
+            continue
         if is_local_path(line.text):
             if not local_files:
                 raise UsageError(f"The requirement {line.text!r} is a local path; cogbuild lock pins packages "
@@ -86,6 +89,11 @@ def _check_requirement_syntax(parsed: reqfile.RequirementsText, local_files: boo
         except InvalidRequirement as exc:
             reason = str(exc).splitlines()[0].rstrip(".")
             raise UsageError(f"The requirement {line.text!r} is not valid PEP 508: {reason}.") from exc
+
+
+def _names_a_source(line: str) -> bool:
+    """A line that names a file in the project or a git commit rather than a release on an index."""
+    return is_local_path(line) or is_git_url(line)
 
 
 # Lines that name other files or directories: relative to a file cogbuild never sees, or a local build.
@@ -114,11 +122,11 @@ class _Resolution:
         self.standin_dir.mkdir()
         self.sdists: dict[str, Artifact] = {}  # stand-in wheel URL → the source it stands for
         self._backend_answers: dict[Path, tuple[list[str], str]] = {}  # sdist → (build requirements, metadata)
-        pins = {line.line_number: self._add_local_file(line.text, project_root)
-                for line in parsed.requirements if is_local_path(line.text) and project_root is not None}
+        pins = {line.line_number: self._add_source(line.text, project_root)
+                for line in parsed.requirements if _names_a_source(line.text)}
         self.requirements_file = workdir / "requirements.txt"
         # Index lines in the file would override the proxy for pip; they are in self.index_urls already.
-        # A project file's line becomes name==version, which its stand-in (or the wheel itself) satisfies.
+        # A project file's or git commit's line becomes a direct reference to its stand-in (or the wheel).
         lines = text.splitlines()
         for number, pin in pins.items():
             lines[number - 1] = pin
@@ -148,26 +156,34 @@ class _Resolution:
             options += ["--find-links", location]
         return options
 
-    def _add_local_file(self, line: str, project_root: Path) -> str:
-        """Pin a wheel or sdist of the project for pip (a copy or a stand-in in the find-links directory);
-        returns the name==version line that replaces the path."""
+    def _add_source(self, line: str, project_root: Path | None) -> str:
+        """Pin a wheel or sdist of the project, or a git commit's tree, for pip (a copy of the wheel or a
+        stand-in); returns the line that replaces it: a direct reference to that file, so that a release of
+        the same name and version on an index cannot take its place."""
+        if is_git_url(line):
+            source = parse_git_requirement(line)
+            return self._add_sdist_file(archive(source, self.workdir), source.url)
+        assert project_root is not None  # _check_requirement_syntax refused local paths without a project
         path = local_file(line, project_root)
-        sha256, size = file_sha256(path), path.stat().st_size
-        if path.name.endswith(".whl"):
-            name, version, _, _ = parse_wheel_filename(path.name)
-            found = self.standin_dir / path.name
-            shutil.copyfile(path, found)
-            kind = "wheel"
-        else:
-            build_requires, metadata = self._ask_backend(path)
-            headers = HeaderParser().parsestr(metadata)
-            name, version = canonicalize_name(headers["Name"]), Version(headers["Version"])
-            found = sdist.write_standin_wheel(self.standin_dir, name, str(version), metadata)
-            kind = "sdist"
-        self.sdists[found.resolve().as_uri()] = Artifact(kind, name, str(version), path.name,
-                                                         project_path(path, project_root), sha256, size,
-                                                         build_requires=tuple(build_requires) if kind == "sdist" else ())
-        return f"{name}=={version}"
+        if not path.name.endswith(".whl"):
+            return self._add_sdist_file(path, project_path(path, project_root))
+        name, version, _, _ = parse_wheel_filename(path.name)
+        copy = self.standin_dir / path.name
+        shutil.copyfile(path, copy)
+        self.sdists[copy.resolve().as_uri()] = Artifact("wheel", name, str(version), path.name,
+                                                        project_path(path, project_root), file_sha256(path),
+                                                        path.stat().st_size)
+        return f"{name} @ {copy.resolve().as_uri()}"
+
+    def _add_sdist_file(self, path: Path, url: str) -> str:
+        build_requires, metadata = self._ask_backend(path)
+        headers = HeaderParser().parsestr(metadata)
+        name, version = canonicalize_name(headers["Name"]), Version(headers["Version"])
+        standin = sdist.write_standin_wheel(self.standin_dir, name, str(version), metadata)
+        self.sdists[standin.resolve().as_uri()] = Artifact("sdist", name, str(version), path.name, url,
+                                                           file_sha256(path), path.stat().st_size,
+                                                           build_requires=tuple(build_requires))
+        return f"{name} @ {standin.resolve().as_uri()}"
 
     def _ask_backend(self, path: Path) -> tuple[list[str], str]:
         """The sdist's build requirements and metadata, once per file: read from the archive when PKG-INFO

@@ -78,3 +78,47 @@ def test_setup_py_only_sdist_gets_its_dependencies_from_its_backend(project, tmp
     assert by_name["oldstyle"].build_requires == ("setuptools>=40.8.0",)
     with tarfile.open(project / "dist" / name) as archive:  # the fixture really hides its dependencies
         assert "purelib" not in archive.extractfile(f"oldstyle-1.4.0/PKG-INFO").read().decode()
+
+
+GIT_SETUP = "from setuptools import setup\nsetup(name='gitpkg', version='0.3.0', packages=['gitpkg'])\n"
+
+
+@pytest.mark.network
+def test_git_commit_is_pinned_as_the_sha256_of_its_tree(tmp_path):
+    from git_server import GitDaemon, commit_repo
+
+    from cogbuild.gitsource import archive, parse_git_requirement
+
+    commit = commit_repo(tmp_path / "git" / "gitpkg", {"setup.py": GIT_SETUP, "gitpkg/__init__.py": "V = 3\n"})
+    with GitDaemon(tmp_path / "git") as daemon:
+        line = f"git+{daemon.url}/gitpkg@{commit}"
+        artifacts = resolve_requirements([line], X86, allow_sdist=True)
+        assert [a.name for a in artifacts] == ["gitpkg"]
+        artifact = artifacts[0]
+        (tmp_path / "again").mkdir()
+        again = archive(parse_git_requirement(line), tmp_path / "again")
+    assert (artifact.kind, artifact.name, artifact.version) == ("sdist", "gitpkg", "0.3.0")
+    assert (artifact.url, artifact.filename) == (line, f"gitpkg-{commit[:12]}.tar")
+    assert artifact.sha256 == sha256_of(again) and artifact.size == again.stat().st_size
+    with tarfile.open(again) as tree:
+        assert sorted(tree.getnames()) == [f"gitpkg-{commit[:12]}", f"gitpkg-{commit[:12]}/gitpkg",
+                                           f"gitpkg-{commit[:12]}/gitpkg/__init__.py", f"gitpkg-{commit[:12]}/setup.py"]
+
+
+def test_git_fetch_failure_is_one_sentence(tmp_path):
+    from cogbuild.errors import CogbuildError
+    from cogbuild.gitsource import archive, parse_git_requirement
+
+    missing = parse_git_requirement(f"git+file://{tmp_path}/nothing-here@{'a' * 40}")
+    with pytest.raises(CogbuildError, match=f"git could not fetch commit {'a' * 40} from file://") as error:
+        archive(missing, tmp_path)
+    assert "\n" not in str(error.value)
+
+
+def test_a_project_wheel_wins_over_the_same_release_on_the_index(project, simple_url):
+    """helper 1.0 is on the index too; the line names the project's own file, so that is what is pinned."""
+    own = build_wheel(project / "wheels", Dist("helper", "1.0", requires=["x86dep"]))
+    artifacts = resolve_requirements([f"./wheels/{own.name}"], X86, index_url=simple_url, project_root=project)
+    helper = next(a for a in artifacts if a.name == "helper")
+    assert (helper.url, helper.sha256) == (f"wheels/{own.name}", sha256_of(own))
+    assert [a.name for a in artifacts] == ["helper", "x86dep"]
