@@ -357,7 +357,8 @@ def _build_wheels(config: CogConfig, lock: Lock, lock_digest: str, layout: Layou
     variant); and the lock digest, which changes when new wheel digests were recorded."""
     from .wheelbuild import WheelBuilder  # the sandbox only loads for models that have sdists
 
-    builder = WheelBuilder(layout, blobs, lock, cache.mtime, options.update_run, progress)
+    builder = WheelBuilder(layout, blobs, lock, cache.mtime, options.update_run, progress,
+                           cache_root=options.layer_cache_root)
     built = {}
     for platform in platforms:
         specs, _ = base_plan(lock, platform, variant, blobs, user, compilers)

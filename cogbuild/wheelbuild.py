@@ -47,6 +47,7 @@ class WheelBuilder:
     update: bool = False  # --update-run: a new wheel replaces the recorded one
     progress: Callable[[str], None] = lambda message: None
     recorded: bool = False  # whether any wheel digest in the lock was set or replaced
+    cache_root: Path | None = None  # where built wheels are remembered by their inputs (default: the user's cache)
 
     def wheels(self, platform: str, below: list[Layer], env: dict[str, str]) -> dict[str, Artifact]:
         """sdist sha256 -> the wheel built from it for `platform`, over the image layers `below`."""
@@ -117,7 +118,7 @@ class WheelBuilder:
                         sha256, len(data))
 
     def _cache_file(self, key: str) -> Path:
-        return cache_dir() / "wheel-builds" / f"{key}.json"
+        return (self.cache_root or cache_dir()) / "wheel-builds" / f"{key}.json"
 
     def _cached(self, key: str, sdist: Artifact) -> Artifact | None:
         """The wheel an earlier build made from the same inputs, if its blob is still there and intact."""
