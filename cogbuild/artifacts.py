@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 class Artifact:
     """One downloadable input of an image, pinned by content.
 
-    kind is "deb", "wheel" or "python-tarball"; required_by names what pulled it into the closure
-    (a requirement line, a Debian package, or "runtime"), so reviewers can see why it is there.
+    kind is "deb", "wheel", "sdist" or "python-tarball"; required_by names what pulled it into the closure
+    (a requirement line, a Debian package, or "runtime"), so reviewers can see why it is there. An sdist's
+    build_requires (known while locking only) are what its build backend needs, which the lock pins as wheels.
     """
 
     kind: str
@@ -21,3 +22,4 @@ class Artifact:
     sha256: str
     size: int
     required_by: tuple[str, ...] = field(default=(), compare=False)
+    build_requires: tuple[str, ...] = field(default=(), compare=False)

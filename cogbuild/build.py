@@ -6,9 +6,11 @@ composed in parallel and cached by the digest of their inputs, so an unchanged l
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,7 +20,8 @@ from . import __version__
 from .bytecode import Compiler, can_compile_for
 from .cache import BlobCache, atomic_write, cache_dir, file_sha256, scratch_dir
 from .config import CogConfig
-from .errors import CogbuildError
+from .artifacts import Artifact
+from .errors import CogbuildError, UsageError
 from .layers.descriptor import OCI_INDEX, Descriptor, Digest, canonical_json
 from .layers.image import (Layer, RuntimeConfig, config_bytes, config_descriptor, fit_labels, index_bytes,
                            manifest_bytes, manifest_descriptor)
@@ -132,12 +135,12 @@ def compose_layer(spec: LayerSpec, layout: Layout, cache: LayerCache) -> Layer:
     return layer
 
 
-def plan_layers(config: CogConfig, lock: Lock, platform: str, variant: str, blobs: BlobCache, user: ImageUser,
-                compilers: dict[str, Compiler] | None = None, spill: SpillDir | None = None
-                ) -> tuple[list[LayerSpec], WheelTarget]:
-    """The image's layers in order up to the runtime (build.run layers and code follow), and where its
-    wheels go; with `compilers` (a shared dict), Python files get bytecode where the image's interpreter
-    can run on this host; with `spill`, unpacked .deb and tarball contents wait on disk."""
+def base_plan(lock: Lock, platform: str, variant: str, blobs: BlobCache, user: ImageUser,
+              compilers: dict[str, Compiler] | None = None, spill: SpillDir | None = None
+              ) -> tuple[list[LayerSpec], WheelTarget]:
+    """The image's OS, interpreter and system_packages layers (what sdists are built over), and where its
+    wheels go; with `compilers` (a shared dict), Python files get bytecode where the image's interpreter can
+    run on this host; with `spill`, unpacked .deb and tarball contents wait on disk."""
     arch = DEBIAN_ARCH[platform]
     os_artifacts = lock.select(platform, variant, "os")
     # Locks made before the interpreter had its own group kept the tarball among the OS artifacts.
@@ -147,12 +150,30 @@ def plan_layers(config: CogConfig, lock: Lock, platform: str, variant: str, blob
                                 user, compilers if bytecode else None, spill)
     if system := lock.select(platform, variant, "system"):
         specs.append(system_layer(system, blobs, spill))
+    return specs, target
+
+
+def plan_layers(config: CogConfig, lock: Lock, platform: str, variant: str, blobs: BlobCache, user: ImageUser,
+                compilers: dict[str, Compiler] | None = None, spill: SpillDir | None = None,
+                built: dict[str, Artifact] | None = None) -> tuple[list[LayerSpec], WheelTarget]:
+    """The image's layers in order up to the runtime (build.run layers and code follow), and where its
+    wheels go; `built` maps each sdist's sha256 to the wheel built from it (see wheelbuild)."""
+    specs, target = base_plan(lock, platform, variant, blobs, user, compilers, spill)
     if variant == "gpu" and (cuda := lock.select(platform, variant, "cuda")):
         specs += cuda_layers(cuda, target)
-    specs += python_layers(lock.select(platform, variant, "python"), target)
+    specs += python_layers([_installable(a, built or {}) for a in lock.select(platform, variant, "python")], target)
     if not config.entrypoint:  # an app runs its own program: no Cog runtime
         specs.append(runtime_layer(lock.select(platform, variant, "runtime"), target))
     return specs, target
+
+
+def _installable(artifact: Artifact, built: dict[str, Artifact]) -> Artifact:
+    """The artifact itself, or for an sdist the wheel built from it."""
+    if artifact.kind != "sdist":
+        return artifact
+    if artifact.sha256 not in built:
+        raise CogbuildError(f"no wheel was built from the sdist of {artifact.name} {artifact.version}")
+    return built[artifact.sha256]
 
 
 def image_env(config: CogConfig, lock: Lock, layers: list[Layer], variant: str) -> dict[str, str]:
@@ -223,9 +244,14 @@ def build(config: CogConfig, lock: Lock, lock_digest: str, layout: Layout, optio
     cache = LayerCache(layout, options.compression, source_date_epoch(), options.layer_cache_root)
     shared = _shared_layers(options.cache_repository, layout, cache, progress)
     compilers: dict[str, Compiler] | None = {} if options.bytecode else None
+    import_sources(lock, config.root, blobs)
     spill = SpillDir(scratch_dir("unpacked-"))
     try:
-        planned = {(p, v): plan_layers(config, lock, p, v, blobs, user, compilers, spill)
+        built: dict[str, dict[str, Artifact]] = {}
+        if lock.wheel_builds:
+            built, lock_digest = _build_wheels(config, lock, lock_digest, layout, cache, blobs, user, compilers,
+                                               options, platforms, variants[0], progress)
+        planned = {(p, v): plan_layers(config, lock, p, v, blobs, user, compilers, spill, built.get(p))
                    for p in platforms for v in variants}
         plans = {image: specs for image, (specs, _) in planned.items()}
         code = [] if config.run else _code_layers(config, user)
@@ -310,6 +336,51 @@ def _compose_layers(specs: list[LayerSpec], layout: Layout, cache: LayerCache, b
 def close_compilers(compilers: dict[str, Compiler] | None) -> None:
     for compiler in (compilers or {}).values():
         compiler.close()
+
+
+def import_sources(lock: Lock, root: Path, blobs: BlobCache) -> None:
+    """Wheels and sdists the lock names by a path in the project, and git commits' trees, go into the
+    download cache, checked against their sha256 like any download."""
+    local = [a for a in lock.artifacts() if "://" not in a.url and not a.url.startswith("built-from:")]
+    for artifact in local:
+        if not (root / artifact.url).resolve().is_relative_to(root.resolve()):
+            raise UsageError(f"cog.lock names {artifact.url}, which is outside the project directory {root}")
+    if local:
+        blobs.fetch_all([replace(a, url=(root / a.url).resolve().as_uri()) for a in local])
+    for artifact in lock.artifacts():
+        if artifact.url.startswith("git+") and blobs.get(artifact) is None:
+            _import_git_tree(artifact, blobs)
+
+
+def _import_git_tree(artifact: Artifact, blobs: BlobCache) -> None:
+    from .gitsource import archive, parse_git_requirement
+
+    with tempfile.TemporaryDirectory(prefix="cogbuild-git-") as tmp:
+        data = archive(parse_git_requirement(artifact.url), Path(tmp)).read_bytes()
+    if blobs.put(data) != artifact.sha256:
+        raise CogbuildError(f"the tree of {artifact.url} archived by git has sha256:"
+                            f"{hashlib.sha256(data).hexdigest()}, but cog.lock records sha256:{artifact.sha256}")
+
+
+def _build_wheels(config: CogConfig, lock: Lock, lock_digest: str, layout: Layout, cache: LayerCache,
+                  blobs: BlobCache, user: ImageUser, compilers: dict[str, Compiler] | None, options: BuildOptions,
+                  platforms: list[str], variant: str, progress: Progress
+                  ) -> tuple[dict[str, dict[str, Artifact]], str]:
+    """platform -> sdist sha256 -> wheel, built over each platform's base layers (the same in every
+    variant); and the lock digest, which changes when new wheel digests were recorded."""
+    from .wheelbuild import WheelBuilder  # the sandbox only loads for models that have sdists
+
+    builder = WheelBuilder(layout, blobs, lock, cache.mtime, options.update_run, progress,
+                           cache_root=options.layer_cache_root)
+    built = {}
+    for platform in platforms:
+        specs, _ = base_plan(lock, platform, variant, blobs, user, compilers)
+        layers = _compose_layers(specs, layout, cache, blobs, options.workers, progress)
+        below = [layers[s.key] for s in specs]
+        built[platform] = builder.wheels(platform, below, image_env(config, lock, below, variant))
+    if builder.recorded and options.save_lock is not None:
+        return built, options.save_lock(lock)
+    return built, lock_digest
 
 
 def _add_run_layers(config: CogConfig, lock: Lock, lock_digest: str, layout: Layout, cache: LayerCache,

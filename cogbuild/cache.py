@@ -141,6 +141,12 @@ class BlobCache:
             raise _corrupt(artifact)
         return path
 
+    def put(self, data: bytes) -> str:
+        """Keep bytes made here (a built wheel) under their sha256, written atomically; returns the sha256."""
+        sha256 = hashlib.sha256(data).hexdigest()
+        atomic_write(self.path(sha256), data)
+        return sha256
+
     def fetch(self, artifact: Artifact, client: httpx.Client) -> Path:
         """The verified file: cached, else from its URL; when the URL no longer serves it, from
         snapshot.debian.org (a .deb) or the cache repository. Content that does not match the lock is an

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from .errors import UsageError
+from .requirement_paths import local_requirement_files
 
 DEFAULT_PYTHON = "3.11"
 TOP_KEYS = {"build", "predict", "run", "train", "model", "environment", "concurrency", "image", "weights",
@@ -158,8 +159,10 @@ class CogConfig:
         return {**env, **self.environment}
 
     def input_files(self) -> list[Path]:
-        """Files whose content decides the lock: cog.yaml and the requirements file."""
-        return [self.path] + ([self.python_requirements] if self.python_requirements else [])
+        """Files whose content decides the lock: cog.yaml, the requirements file and the wheels and sdists
+        in the project that it names."""
+        return [self.path] + ([self.python_requirements] if self.python_requirements else []) + \
+            local_requirement_files(self.requirements(), self.root)
 
     def inputs_digest(self) -> str:
         h = hashlib.sha256()

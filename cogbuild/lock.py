@@ -26,8 +26,9 @@ from .layers.descriptor import is_sha256_hex
 LOCK_VERSION = 1
 LOCK_NAME = "cog.lock"
 # Layer groups, least to most often changed; the build composes them in this order. `interpreter` holds a
-# standalone CPython (with Debian's Python, the interpreter is among the `os` packages).
-GROUPS = ("os", "interpreter", "system", "cuda", "python", "runtime")
+# standalone CPython (with Debian's Python, the interpreter is among the `os` packages). `build` holds no
+# layer: it is the pip that builds the sdists' wheels (see BuiltWheel).
+GROUPS = ("os", "interpreter", "system", "cuda", "python", "runtime", "build")
 PLATFORMS = ("linux/amd64", "linux/arm64")
 VARIANTS = ("cpu", "gpu")
 PYTHON_FROM = ("auto", "debian", "standalone")  # the switch: who may serve the interpreter
@@ -62,6 +63,30 @@ class RunRecord:
 
 
 @dataclass
+class BuiltWheel:
+    """The wheel a build makes from an sdist (from an index or the project) for one platform.
+
+    `sha256` (with filename and size) is None until a build has made the wheel once; from then on it is the
+    build's fixed output, as a build.run step's diff_id is.
+    """
+
+    platform: str
+    name: str
+    version: str
+    source: str  # sha256 of the sdist it is built from
+    filename: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+
+    def same_build(self, other: "BuiltWheel") -> bool:
+        return (self.platform, self.name, self.version, self.source) == \
+            (other.platform, other.name, other.version, other.source)
+
+    def describe(self) -> str:
+        return f"{self.name} {self.version} ({self.platform})"
+
+
+@dataclass
 class Lock:
     inputs: str
     python_version: str
@@ -72,6 +97,7 @@ class Lock:
     python_provider: str = "debian"  # who serves the interpreter: "debian" or "standalone"
     python_from: str = "auto"  # the switch it was locked with; re-locking keeps it
     runs: list[RunRecord] = field(default_factory=list)
+    wheel_builds: list[BuiltWheel] = field(default_factory=list)
 
     def run_record(self, platform: str, variant: str, step: int) -> RunRecord | None:
         return next((r for r in self.runs if (r.platform, r.variant, r.step) == (platform, variant, step)), None)
@@ -79,12 +105,23 @@ class Lock:
     def unrecorded_runs(self) -> list[RunRecord]:
         return [r for r in self.runs if r.diff_id is None]
 
-    def keep_run_digests(self, previous: "Lock | None") -> None:
-        """Re-locking keeps each unchanged step's recorded output: it is fixed until `build --update-run`."""
+    def keep_fixed_outputs(self, previous: "Lock | None") -> None:
+        """Re-locking keeps each unchanged step's and wheel build's recorded output: it is fixed until
+        `build --update-run`."""
         for record in self.runs:
             old = next((r for r in previous.runs if r.same_step(record)), None) if previous else None
             if old is not None:
                 record.diff_id = old.diff_id
+        for built in self.wheel_builds:
+            was = next((b for b in previous.wheel_builds if b.same_build(built)), None) if previous else None
+            if was is not None:
+                built.filename, built.sha256, built.size = was.filename, was.sha256, was.size
+
+    def wheel_build(self, platform: str, source: str) -> BuiltWheel | None:
+        return next((b for b in self.wheel_builds if (b.platform, b.source) == (platform, source)), None)
+
+    def unrecorded_wheel_builds(self) -> list[BuiltWheel]:
+        return [b for b in self.wheel_builds if b.sha256 is None]
 
     def select(self, platform: str, variant: str, group: str) -> list[Artifact]:
         return [p.artifact for p in self.packages
@@ -142,6 +179,9 @@ def dumps(lock: Lock) -> str:
     }
     if lock.runs:
         doc["run"] = [_run_entry(r) for r in sorted(lock.runs, key=lambda r: (r.platform, r.variant, r.step))]
+    if lock.wheel_builds:
+        doc["wheel-build"] = [_wheel_build_entry(b) for b in
+                              sorted(lock.wheel_builds, key=lambda b: (b.platform, b.name, b.version, b.source))]
     return HEADER + tomli_w.dumps(doc)
 
 
@@ -152,6 +192,14 @@ def _run_entry(record: RunRecord) -> dict[str, Any]:
         entry["secrets"] = list(record.secrets)
     if record.diff_id:
         entry["diff-id"] = record.diff_id
+    return entry
+
+
+def _wheel_build_entry(built: BuiltWheel) -> dict[str, Any]:
+    entry: dict[str, Any] = {"platform": built.platform, "name": built.name, "version": built.version,
+                             "source-sha256": built.source}
+    if built.sha256:
+        entry.update({"filename": built.filename, "sha256": built.sha256, "size": built.size})
     return entry
 
 
@@ -176,6 +224,7 @@ def loads(text: str, name: str = LOCK_NAME) -> Lock:
         for i, entry in enumerate(doc.get("package", []), start=1):
             lock.packages.append(_read_package(entry, i, name, text))
         lock.runs = [_read_run(entry, name) for entry in doc.get("run", [])]
+        lock.wheel_builds = [_read_wheel_build(entry, name) for entry in doc.get("wheel-build", [])]
     except KeyError as exc:
         raise UsageError(f"{name} lacks the key {exc.args[0]!r}; run `cogbuild lock` to remake it") from None
     except TypeError:  # e.g. `platforms = 0`, or `package` that is not an array of tables
@@ -219,6 +268,22 @@ def _read_run(entry: dict[str, Any], name: str) -> RunRecord:
     return record
 
 
+def _read_wheel_build(entry: dict[str, Any], name: str) -> BuiltWheel:
+    try:
+        built = BuiltWheel(platform=str(entry["platform"]), name=str(entry["name"]), version=str(entry["version"]),
+                           source=str(entry["source-sha256"]), filename=entry.get("filename"),
+                           sha256=entry.get("sha256"), size=entry.get("size"))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UsageError(f"{name}: a [[wheel-build]] entry is incomplete or malformed ({exc})") from None
+    recorded = (built.filename, built.sha256, built.size)
+    if not is_sha256_hex(built.source) or (any(v is not None for v in recorded) and not (
+            isinstance(built.filename, str) and built.filename.endswith(".whl") and "/" not in built.filename
+            and is_sha256_hex(str(built.sha256)) and isinstance(built.size, int))):
+        raise UsageError(f"{name}: the [[wheel-build]] entry of {built.describe()} needs source-sha256 and, once "
+                         "built, a .whl filename, a sha256 of 64 lowercase hex digits and a size")
+    return built
+
+
 def _is_digest(text: str) -> bool:
     algorithm, _, hexpart = text.partition(":")
     return algorithm == "sha256" and len(hexpart) == 64 and all(c in "0123456789abcdef" for c in hexpart)
@@ -240,6 +305,19 @@ def read_lock(path: Path) -> Lock:
     except FileNotFoundError:
         raise UsageError(f"{path} does not exist; run `cogbuild lock`") from None
     return loads(text, path.name)
+
+
+def wheel_build_records(packages: Iterable[LockedArtifact]) -> list[BuiltWheel]:
+    """One record per sdist and platform; the wheels' digests come from building."""
+    keys = {(p.platform, p.artifact.name, p.artifact.version, p.artifact.sha256)
+            for p in packages if p.artifact.kind == "sdist"}
+    return [BuiltWheel(*key) for key in sorted(keys)]
+
+
+def accepts_output(recorded: str | None, made: str, update: bool) -> bool:
+    """A fixed output (a step's layer, a built wheel) is taken when none is recorded yet, when it is the
+    recorded one, or when `--update-run` says to take the new one."""
+    return recorded is None or update or recorded == made
 
 
 def run_records(steps: list, platforms: Iterable[str], variants: Iterable[str]) -> list[RunRecord]:

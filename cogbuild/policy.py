@@ -23,6 +23,9 @@ WHEEL_ARCH = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
 # Satisfied but never installed: they only serve maintainer scripts, which an image build never runs
 # (debconf for questions, dpkg for dash's diversions, awk for base-files' postinst).
 NOT_INSTALLED = ("debconf", "debconf-2.0", "dpkg", "awk")
+# What builds an sdist's wheel inside the image (`pip wheel`, which fetches the sdist's build requirements):
+# pinned here, locked by sha256 for each platform that has an sdist. pip 25 needs Python 3.9 or newer.
+WHEEL_BUILDER = ("pip==25.3; python_version >= '3.9'", "pip==24.3.1; python_version < '3.9'")
 
 
 def os_packages(python_version: str) -> list[str]:

@@ -64,7 +64,7 @@ class Project:
 
         progress(f"locking {self.config.path.name} for {', '.join(wanted)}")
         lock = make_lock(self.config, wanted, self.default_variants(), python_from=python_from)
-        lock.keep_run_digests(previous)
+        lock.keep_fixed_outputs(previous)
         write_lock(lock, self.lock_path)
         return lock
 

@@ -8,6 +8,7 @@ project's pip-compiled lockfiles.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Mapping, Sequence
 
 from .artifacts import Artifact
@@ -16,9 +17,10 @@ from .cuda import resolve_variants, split_gpu_wheels
 from .debian import resolve_closure, upstream_version
 from .errors import UsageError
 from .interpreter import Interpreter, choose_interpreter
-from .lock import Lock, LockedArtifact, locked, run_records
-from .policy import BASE_PACKAGES, DEBIAN_ARCH, NOT_INSTALLED, WHEEL_ARCH, lock_inputs_digest, runtime_lockfile
-from .pyresolve import Target, wheels_for_lockfile
+from .lock import Lock, LockedArtifact, locked, run_records, wheel_build_records
+from .policy import (BASE_PACKAGES, DEBIAN_ARCH, NOT_INSTALLED, WHEEL_ARCH, WHEEL_BUILDER, lock_inputs_digest,
+                     runtime_lockfile)
+from .pyresolve import Target, check_requirements, resolve_requirements, wheels_for_lockfile
 
 def glibc_version(os_debs: list[Artifact]) -> str:
     """The image's glibc, from the locked libc6 ("2.36-9+deb12u13" -> "2.36"): it bounds manylinux tags."""
@@ -38,6 +40,7 @@ def make_lock(config: CogConfig, platforms: list[str], variants: list[str], cons
         if platform not in DEBIAN_ARCH:
             raise UsageError(f"unsupported platform {platform!r} (supported: {', '.join(DEBIAN_ARCH)})")
     platforms = sorted(platforms)
+    check_requirements(config.requirements(), config.root)  # bad lines fail before any download
     interpreter = choose_interpreter(config.python_request, python_from, DEBIAN_ARCH[platforms[0]])
     lock = Lock(inputs=lock_inputs_digest(config), python_version=config.python_version,
                 debian_suite=interpreter.suite, platforms=platforms, variants=sorted(variants),
@@ -45,6 +48,7 @@ def make_lock(config: CogConfig, platforms: list[str], variants: list[str], cons
     for platform in lock.platforms:
         lock.packages += _lock_platform(config, platform, interpreter, lock.variants, list(constraints))
     lock.runs = run_records(config.run, lock.platforms, lock.variants)
+    lock.wheel_builds = wheel_build_records(lock.packages)
     return lock
 
 
@@ -69,9 +73,23 @@ def _lock_platform(config: CogConfig, platform: str, interpreter: Interpreter, v
     requirements = config.requirements()
     if any(line.strip() and not line.strip().startswith("#") for line in requirements):
         closures = resolve_variants(requirements, target, variants=variants, cuda=config.cuda, cudnn=config.cudnn,
-                                    constraints=constraints).artifacts
+                                    constraints=constraints, allow_sdist=True, project_root=config.root).artifacts
         out += _python_groups(platform, closures)
+        sdists = {a.sha256: a for artifacts in closures.values() for a in artifacts if a.kind == "sdist"}
+        if sdists:
+            out += locked(platform, "build", _build_tools(list(sdists.values()), target), variants)
     return out
+
+
+def _build_tools(sdists: list[Artifact], target: Target) -> list[Artifact]:
+    """What builds the sdists' wheels offline in the image: pip, and each sdist's build requirements as
+    wheels for the image (resolved one sdist at a time, since two may need different setuptools)."""
+    wanted: dict[Artifact, set[str]] = {a: {"cogbuild"} for a in resolve_requirements(list(WHEEL_BUILDER), target)}
+    for sdist in sorted(sdists, key=lambda a: a.name):
+        if sdist.build_requires:
+            for wheel in resolve_requirements(list(sdist.build_requires), target):
+                wanted.setdefault(wheel, set()).add(sdist.name)
+    return [replace(wheel, required_by=tuple(sorted(names))) for wheel, names in wanted.items()]
 
 
 def _patch_release(config: CogConfig, tarball: Artifact | None, os_debs: list[Artifact]) -> str | None:

@@ -22,7 +22,7 @@ from .errors import CogbuildError, UsageError
 from .images import fetch_cached_layers
 from .layers.image import Layer
 from .layers.tree import Tree
-from .lock import Lock, RunRecord
+from .lock import Lock, RunRecord, accepts_output
 from .plan import LayerSpec, WheelTarget, _key
 from .policy import DEBIAN_ARCH
 from .registry.layout import Layout
@@ -131,7 +131,7 @@ class StepRunner:
         return record
 
     def _accepts(self, record: RunRecord, layer: Layer) -> bool:
-        return record.diff_id is None or self.update or record.diff_id == layer.diff_id
+        return accepts_output(record.diff_id, layer.diff_id, self.update)
 
     def _check(self, record: RunRecord, layer: Layer) -> None:
         if self._accepts(record, layer):

@@ -22,6 +22,7 @@ import subprocess
 import tarfile
 import tempfile
 import uuid
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
@@ -100,9 +101,16 @@ class Sandbox:
         """Run one step; its changes as a layer tree (file contents stay on disk until remove())."""
         mounts = [{"destination": s.target, "type": "bind", "source": str(secrets[s.id]),
                    "options": ["rbind", "ro", "nosuid", "nodev", "noexec"]} for s in step.secrets]
-        config = self._write_config(step.command, env, mounts)
-        created = [p for p in _mount_points(config) if not os.path.lexists(self.rootfs / p)]
         before = self._scan()
+        self.execute(f"build.run step {number}", step.command, env, mounts, [secrets[s.id] for s in step.secrets])
+        return diff_tree(self.rootfs, before, self._scan())
+
+    def execute(self, what: str, command: str, env: dict[str, str], mounts: Sequence[dict] = (),
+                secret_files: Sequence[Path] = ()) -> None:
+        """Run `command` as root over the root filesystem; a failure raises StepFailed naming `what`, with
+        the tail of the output (any secret's value masked)."""
+        config = self._write_config(command, env, list(mounts))
+        created = [p for p in _mount_points(config) if not os.path.lexists(self.rootfs / p)]
         log_path = self.bundle / "output.log"
         name = f"cogbuild-run-{uuid.uuid4().hex[:12]}"
         runc = BundleRuntime("runc")
@@ -114,12 +122,11 @@ class Sandbox:
             subprocess.run(runc.command("delete", "--force", name), capture_output=True)
             self._remove_created(created)
         if done.returncode != 0:
-            tail = _redact(_tail(log_path), [secrets[s.id] for s in step.secrets])
+            tail = _redact(_tail(log_path), list(secret_files))
             log_path.unlink()
-            raise StepFailed(f"build.run step {number} (`{_short(step.command)}`) failed with exit code "
-                             f"{done.returncode}", tail, done.returncode)
+            raise StepFailed(f"{what} (`{_short(command)}`) failed with exit code {done.returncode}", tail,
+                             done.returncode)
         log_path.unlink()
-        return diff_tree(self.rootfs, before, self._scan())
 
     def _scan(self) -> Snapshot:
         """The root's entries with the image's owners: rootless, this user's files are root's, or whose

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import posixpath
 import threading
+import time
 import warnings
 import zipfile
 from collections import OrderedDict
@@ -182,3 +183,31 @@ def _reason(exc: Exception) -> str:
     """The message of an installer error; some carry (source object, message) as their arguments."""
     texts = [arg for arg in exc.args if isinstance(arg, str)]
     return " ".join((texts[-1] if texts else str(exc) or exc.__class__.__name__).split())
+
+
+def normalize_wheel(data: bytes, mtime: int) -> bytes:
+    """The wheel rewritten so that its bytes depend on its members alone: entries sorted (the .dist-info
+    directory last, RECORD at its end), every timestamp `mtime` (no earlier than 1980, zip's epoch), modes
+    0644 or 0755, deflated. The members and RECORD's hashes are unchanged, so it installs the same."""
+    stamp = _zip_time(mtime)
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as source, zipfile.ZipFile(out, "w") as target:
+        for info in sorted(source.infolist(), key=_wheel_order):
+            if info.is_dir():
+                continue
+            executable = (info.external_attr >> 16) & 0o111
+            entry = zipfile.ZipInfo(info.filename, date_time=stamp)
+            entry.external_attr = (0o100755 if executable else 0o100644) << 16
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            target.writestr(entry, source.read(info), compresslevel=6)
+    return out.getvalue()
+
+
+def _wheel_order(info: zipfile.ZipInfo) -> tuple[int, int, str]:
+    top = info.filename.split("/", 1)[0]
+    in_dist_info = top.endswith(".dist-info")
+    return (in_dist_info, in_dist_info and info.filename == f"{top}/RECORD", info.filename)
+
+
+def _zip_time(mtime: int) -> tuple[int, int, int, int, int, int]:
+    return time.gmtime(max(mtime, 315532800))[:6]  # 1980-01-01, the first time a zip entry can hold

@@ -25,10 +25,10 @@ def build_project(project: Project, tag: str | None, platforms: list[str] | None
     store = open_store()
     store.write_blob(project.lock_path.read_bytes())  # `show` finds the lock by the image's lock-digest label
 
-    def save_lock(recorded: Lock) -> str:  # build.run outputs were recorded: cog.lock changed
+    def save_lock(recorded: Lock) -> str:  # build.run layers or built wheels were recorded: cog.lock changed
         write_lock(recorded, project.lock_path)
         store.write_blob(project.lock_path.read_bytes())
-        progress(f"recorded build.run outputs in {project.lock_path.name}")
+        progress(f"recorded build outputs (build.run layers, built wheels) in {project.lock_path.name}")
         return project.lock_digest()
 
     options = BuildOptions(platforms=platforms, variants=variants, compression=compression, bytecode=bytecode,

@@ -51,6 +51,9 @@ def command(ctx: click.Context, cog_yaml: str | None, platform: str | None, chec
             first = missing[0]
             raise CogbuildError(f"{project.lock_path} records no output digest for build.run step {first.step} "
                                 f"({first.platform}, {first.variant}); run `cogbuild build` to record it")
+        if unbuilt := lock.unrecorded_wheel_builds():
+            raise CogbuildError(f"{project.lock_path} records no built wheel for the sdist of "
+                                f"{unbuilt[0].describe()}; run `cogbuild build` to record it")
         result(f"{project.lock_path} is up to date")
         return
     if old:
@@ -65,7 +68,7 @@ def command(ctx: click.Context, cog_yaml: str | None, platform: str | None, chec
     python_from = python_from or (previous.python_from if previous else "auto")
     lock = make_lock(project.config, platforms, project.default_variants(), constraints=keep,
                      python_from=python_from)
-    lock.keep_run_digests(previous)
+    lock.keep_fixed_outputs(previous)
     write_lock(lock, project.lock_path)
     if previous is not None:
         result(describe(previous, lock, markdown=fmt == "markdown"))
@@ -73,6 +76,8 @@ def command(ctx: click.Context, cog_yaml: str | None, platform: str | None, chec
 
 
 def _pins(lock, upgrade: set[str]) -> list[str]:
-    """The previous lock's Python versions as constraints, so re-locking changes only what must change."""
-    names = {p.artifact.name: p.artifact.version for p in lock.packages if p.group in ("python", "cuda")}
+    """The previous lock's Python versions as constraints, so re-locking changes only what must change
+    (a file in the project or a git commit is pinned by its own line: its version is whatever it is now)."""
+    names = {p.artifact.name: p.artifact.version for p in lock.packages
+             if p.group in ("python", "cuda") and "://" in p.artifact.url and not p.artifact.url.startswith("git+")}
     return [f"{name}=={version}" for name, version in sorted(names.items()) if name not in upgrade]

@@ -1,6 +1,7 @@
 """The Python half of `cogbuild lock`: pin wheels for the image's platform, never for this host.
 
-- resolve_requirements: requirement lines → the pinned closure of wheels (pip resolves, see pip_runner)
+- resolve_requirements: requirement lines → the pinned closure of wheels (pip resolves, see pip_runner),
+  with sdists and the project's own files where allowed (sdist.py, backend.py, ../requirement_paths.py)
 - wheels_for_lockfile: a pip-compile lockfile with --hash lines → the one wheel per pin for the target
 - export_requirements: Artifacts → pip-compile-style requirements text with --hash lines
 
@@ -12,7 +13,7 @@ pinning.py (exact URL/sha256/size, required_by) · diagnose.py (one-sentence err
 
 from .export import export_requirements
 from .lockfile import wheels_for_lockfile
-from .resolve import resolve_requirements
+from .resolve import check_requirements, resolve_requirements
 from .target import Target
 
-__all__ = ["Target", "export_requirements", "resolve_requirements", "wheels_for_lockfile"]
+__all__ = ["Target", "check_requirements", "export_requirements", "resolve_requirements", "wheels_for_lockfile"]

@@ -79,9 +79,8 @@ def _explain_missing(requirement_text: str, target: Target, client: IndexClient,
     wheels = [f for f in release if f.filename.endswith(".whl")]
     if not wheels:
         if allow_sdist:
-            return CogbuildError(f"{requirement.name} {newest} has only a source distribution whose "
-                                 "dependencies are not declared statically, so locking it would need "
-                                 "building it, which cogbuild lock never does.")
+            return CogbuildError(f"{requirement.name} {newest} has only a source distribution, and pip "
+                                 f"refused the metadata its build backend reported for {target.describe()}.")
         return CogbuildError(f"{requirement.name} {newest} has no wheel, only a source distribution, "
                              f"and source distributions are not allowed for {target.describe()}.")
     rank = set(target.tags())

@@ -5,16 +5,23 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
+from email.parser import HeaderParser
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
+from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.version import Version
 
 from ..artifacts import Artifact
+from ..cache import file_sha256
 from ..errors import CogbuildError, UsageError
+from ..gitsource import archive, is_git_url, parse_git_requirement
+from ..requirement_paths import is_local_path, local_file, project_path
 from . import reqfile, sdist
+from .backend import ask_backend
 from .diagnose import explain, project_files
 from .index import PYPI_SIMPLE, IndexClient, normalize_index_url
 from .metadata_proxy import MetadataProxy
@@ -28,38 +35,55 @@ MAX_SDISTS = 10
 
 def resolve_requirements(requirements: Sequence[str], target: Target, *, index_url: str | None = None,
                          extra_index_urls: Iterable[str] = (), find_links: Iterable[str] = (),
-                         allow_sdist: bool = False, constraints: Sequence[str] = ()) -> list[Artifact]:
+                         allow_sdist: bool = False, constraints: Sequence[str] = (),
+                         project_root: Path | None = None) -> list[Artifact]:
     """Pin the closure of `requirements` (lines of a requirements file) to wheels for `target`.
 
-    Never builds or runs package code. Options inside the lines (--index-url, --extra-index-url,
-    --find-links, --hash) are honoured as pip honours them. With allow_sdist, a project that has only
-    a source distribution joins the lock (as kind "sdist") when its dependencies are declared
-    statically (PEP 643); otherwise the error says it would need building. Returns Artifacts sorted
-    by name.
+    Options inside the lines (--index-url, --extra-index-url, --find-links, --hash) are honoured as pip
+    honours them. With allow_sdist, a project that has only a source distribution joins the lock (as kind
+    "sdist"): its dependencies come from its PKG-INFO when declared statically (PEP 643), else from its
+    build backend run on this host (backend.py), the only package code locking ever runs. With
+    project_root, lines may name a wheel or an sdist in the project (see requirement_paths.py); a
+    `git+…@<commit>` line is pinned as an sdist of that commit's tree (see gitsource.py). Returns
+    Artifacts sorted by name.
     """
     text = "\n".join(requirements)
     parsed = reqfile.parse(text)
-    _check_requirement_syntax(parsed)
+    _check_requirement_syntax(parsed, project_root is not None)
     if not parsed.requirements:
         return []
     with tempfile.TemporaryDirectory(prefix="cogbuild-pyresolve-") as tmp, IndexClient() as client:
         run = _Resolution(Path(tmp), target, client, parsed, text, index_url, [*extra_index_urls],
-                          [*find_links], constraints, allow_sdist)
+                          [*find_links], constraints, allow_sdist, project_root)
         artifacts = run.resolve()
     check_hash_pins(artifacts, {canonicalize_name(Requirement(r.text).name): set(r.hashes)
-                                for r in parsed.requirements if r.hashes})
+                                for r in parsed.requirements if r.hashes and not _names_a_source(r.text)})
     return artifacts
 
 
-def _check_requirement_syntax(parsed: reqfile.RequirementsText) -> None:
+def check_requirements(requirements: Sequence[str], project_root: Path) -> None:
+    """What can be told about the lines without the network: their syntax and the project files they name."""
+    parsed = reqfile.parse("\n".join(requirements))
+    _check_requirement_syntax(parsed, local_files=True)
+    for line in parsed.requirements:
+        if is_local_path(line.text):
+            local_file(line.text, project_root)
+
+
+def _check_requirement_syntax(parsed: reqfile.RequirementsText, local_files: bool) -> None:
     for option in parsed.other_options:
         if option.split()[0].split("=")[0] in _UNSUPPORTED_OPTIONS:
             raise UsageError(f"The requirements line {option!r} refers to a file or directory, which cogbuild "
                              "lock cannot pin; list the packages themselves (an index, URL or --find-links).")
     for line in parsed.requirements:
-        if line.text.startswith((".", "/", "~")):
-            raise UsageError(f"The requirement {line.text!r} is a local path; cogbuild lock pins packages from "
-                             "an index, a URL or a --find-links location.")
+        if is_git_url(line.text):
+            parse_git_requirement(line.text)
+            continue
+        if is_local_path(line.text):
+            if not local_files:
+                raise UsageError(f"The requirement {line.text!r} is a local path; cogbuild lock pins packages "
+                                 "from an index, a URL or a --find-links location.")
+            continue
         try:
             Requirement(line.text)
         except InvalidRequirement as exc:
@@ -67,16 +91,21 @@ def _check_requirement_syntax(parsed: reqfile.RequirementsText) -> None:
             raise UsageError(f"The requirement {line.text!r} is not valid PEP 508: {reason}.") from exc
 
 
+def _names_a_source(line: str) -> bool:
+    """A line that names a file in the project or a git commit rather than a release on an index."""
+    return is_local_path(line) or is_git_url(line)
+
+
 # Lines that name other files or directories: relative to a file cogbuild never sees, or a local build.
 _UNSUPPORTED_OPTIONS = {"-r", "--requirement", "-c", "--constraint", "-e", "--editable"}
 
 
 class _Resolution:
-    """One resolve_requirements call: pip runs, stand-ins for static sdists, pinning."""
+    """One resolve_requirements call: pip runs, stand-ins for sdists and project files, pinning."""
 
     def __init__(self, workdir: Path, target: Target, client: IndexClient, parsed: reqfile.RequirementsText,
                  text: str, index_url: str | None, extra_index_urls: list[str], find_links: list[str],
-                 constraints: Sequence[str], allow_sdist: bool) -> None:
+                 constraints: Sequence[str], allow_sdist: bool, project_root: Path | None) -> None:
         self.workdir, self.target, self.client, self.allow_sdist = workdir, target, client, allow_sdist
         # As in pip, an --index-url line in the requirements replaces the one given by the caller.
         self.index_url = parsed.index_url or index_url
@@ -85,16 +114,23 @@ class _Resolution:
         self.index_urls = [normalize_index_url(u) for u in [self.index_url or PYPI_SIMPLE, *self.extra_index_urls]]
         self.proxy = None if os.environ.get("COGBUILD_PIP_PROXY") == "0" else \
             MetadataProxy(self.index_urls, target, client)
-        self.requirements_file = workdir / "requirements.txt"
-        # Index lines in the file would override the proxy for pip; they are in self.index_urls already.
-        self.requirements_file.write_text(reqfile.without_index_options(text) + "\n")
         self.constraints_file = None
         if constraints:
             self.constraints_file = workdir / "constraints.txt"
             self.constraints_file.write_text("\n".join(constraints) + "\n")
         self.standin_dir = workdir / "stand-ins"
         self.standin_dir.mkdir()
-        self.sdists: dict[str, Artifact] = {}  # stand-in wheel URL → the sdist it stands for
+        self.sdists: dict[str, Artifact] = {}  # stand-in wheel URL → the source it stands for
+        self._backend_answers: dict[Path, tuple[list[str], str]] = {}  # sdist → (build requirements, metadata)
+        pins = {line.line_number: self._add_source(line.text, project_root)
+                for line in parsed.requirements if _names_a_source(line.text)}
+        self.requirements_file = workdir / "requirements.txt"
+        # Index lines in the file would override the proxy for pip; they are in self.index_urls already.
+        # A project file's or git commit's line becomes a direct reference to its stand-in (or the wheel).
+        lines = text.splitlines()
+        for number, pin in pins.items():
+            lines[number - 1] = pin
+        self.requirements_file.write_text(reqfile.without_index_options("\n".join(lines)) + "\n")
 
     def resolve(self) -> list[Artifact]:
         if self.proxy is None:
@@ -107,9 +143,59 @@ class _Resolution:
             outcome = self._run_pip()
             if not isinstance(outcome, PipFailure):
                 return self._pin(outcome)
-            if not (self.allow_sdist and self._add_static_sdist(outcome)):
+            if not (self.allow_sdist and self._add_sdist(outcome)):
                 raise explain(outcome, self.target, self.client, self.index_urls, self.find_links, self.allow_sdist)
         raise CogbuildError(f"More than {MAX_SDISTS} requirements have only source distributions.")
+
+    def _index_options(self) -> list[str]:
+        """The lock's indexes as pip options, for installing a build backend's requirements."""
+        options = ["--index-url", self.index_urls[0]]
+        for url in self.index_urls[1:]:
+            options += ["--extra-index-url", url]
+        for location in self.find_links:
+            options += ["--find-links", location]
+        return options
+
+    def _add_source(self, line: str, project_root: Path | None) -> str:
+        """Pin a wheel or sdist of the project, or a git commit's tree, for pip (a copy of the wheel or a
+        stand-in); returns the line that replaces it: a direct reference to that file, so that a release of
+        the same name and version on an index cannot take its place."""
+        if is_git_url(line):
+            source = parse_git_requirement(line)
+            return self._add_sdist_file(archive(source, self.workdir), source.url)
+        assert project_root is not None  # _check_requirement_syntax refused local paths without a project
+        path = local_file(line, project_root)
+        if not path.name.endswith(".whl"):
+            return self._add_sdist_file(path, project_path(path, project_root))
+        name, version, _, _ = parse_wheel_filename(path.name)
+        copy = self.standin_dir / path.name
+        shutil.copyfile(path, copy)
+        self.sdists[copy.resolve().as_uri()] = Artifact("wheel", name, str(version), path.name,
+                                                        project_path(path, project_root), file_sha256(path),
+                                                        path.stat().st_size)
+        return f"{name} @ {copy.resolve().as_uri()}"
+
+    def _add_sdist_file(self, path: Path, url: str) -> str:
+        build_requires, metadata = self._ask_backend(path)
+        headers = HeaderParser().parsestr(metadata)
+        name, version = canonicalize_name(headers["Name"]), Version(headers["Version"])
+        standin = sdist.write_standin_wheel(self.standin_dir, name, str(version), metadata)
+        self.sdists[standin.resolve().as_uri()] = Artifact("sdist", name, str(version), path.name, url,
+                                                           file_sha256(path), path.stat().st_size,
+                                                           build_requires=tuple(build_requires))
+        return f"{name} @ {standin.resolve().as_uri()}"
+
+    def _ask_backend(self, path: Path) -> tuple[list[str], str]:
+        """The sdist's build requirements and metadata, once per file: read from the archive when PKG-INFO
+        declares its dependencies (PEP 643), else from its build backend."""
+        if path not in self._backend_answers:
+            static = sdist.static_metadata(path)
+            if static is not None:
+                self._backend_answers[path] = (sdist.static_build_requires(path), static)
+            else:
+                self._backend_answers[path] = ask_backend(path, Path(tempfile.mkdtemp(dir=self.workdir)),
+                                                          self._index_options())
+        return self._backend_answers[path]
 
     def _run_pip(self) -> dict | PipFailure:
         links = self.find_links + ([str(self.standin_dir)] if self.sdists else [])
@@ -132,8 +218,8 @@ class _Resolution:
         return [dataclasses.replace(self.sdists[a.url], required_by=a.required_by) if a.url in self.sdists else a
                 for a in artifacts]
 
-    def _add_static_sdist(self, failure: PipFailure) -> bool:
-        """Make a stand-in wheel for the missing project when its sdist has static metadata."""
+    def _add_sdist(self, failure: PipFailure) -> bool:
+        """Make a stand-in wheel for the missing project from its newest fitting sdist's metadata."""
         missing = [m.group(1) for line in failure.error_lines()
                    if (m := re.match(r"No matching distribution found for (.+)", line))]
         if not missing:
@@ -150,10 +236,9 @@ class _Resolution:
         if sdist.standin_path(self.standin_dir, requirement.name, version).exists():
             return False  # pip refused the stand-in too (e.g. its Requires-Python): let explain() say why
         path, sha256, size = sdist.fetch_sdist(self.client, file, self.workdir)
-        metadata = sdist.static_metadata(path)
-        if metadata is None:
-            return False
+        build_requires, metadata = self._ask_backend(path)
         standin = sdist.write_standin_wheel(self.standin_dir, requirement.name, version, metadata)
         self.sdists[standin.resolve().as_uri()] = Artifact(
-            "sdist", canonicalize_name(requirement.name), version, file.filename, file.url, sha256, size)
+            "sdist", canonicalize_name(requirement.name), version, file.filename, file.url, sha256, size,
+            build_requires=tuple(build_requires))
         return True

@@ -20,9 +20,9 @@ from packaging.utils import InvalidSdistFilename, canonicalize_name, parse_sdist
 from packaging.version import Version
 
 from ..errors import CogbuildError
+from ..requirement_paths import SDIST_SUFFIXES
 from .index import IndexClient, IndexFile
 
-SDIST_SUFFIXES = (".tar.gz", ".zip")
 _RESOLUTION_FIELDS = {"requires-dist", "requires-python", "provides-extra"}
 
 
@@ -69,8 +69,21 @@ def static_metadata(path: Path) -> str | None:
     return None if dynamic & _RESOLUTION_FIELDS else text
 
 
+def static_build_requires(path: Path) -> list[str]:
+    """The build requirements pyproject.toml names ([build-system] requires, or PEP 517's default), read
+    without running the backend; any it would add from get_requires_for_build_wheel are not known."""
+    from .backend import build_system  # local: backend loads pyproject_hooks, needed only for this
+
+    return build_system(_read_top_level(path, "pyproject.toml"))[0]
+
+
 def _read_pkg_info(path: Path) -> str | None:
-    top_level = re.compile(r"^[^/]+/PKG-INFO$")
+    return _read_top_level(path, "PKG-INFO")
+
+
+def _read_top_level(path: Path, filename: str) -> str | None:
+    """The text of `filename` in the sdist's top-level directory, if it has one."""
+    top_level = re.compile(rf"^[^/]+/{re.escape(filename)}$")
     if path.name.endswith(".zip"):
         with zipfile.ZipFile(path) as archive:
             name = next((n for n in archive.namelist() if top_level.match(n)), None)

@@ -54,7 +54,7 @@ def test_relocking_keeps_the_digest_of_an_unchanged_step_only(tmp_path):
         record.diff_id = DIGEST
     new = model_lock(tmp_path)
     new.runs[0].command = "echo two > /etc/one"  # step 1 of cpu changed
-    new.keep_run_digests(old)
+    new.keep_fixed_outputs(old)
     assert [r.diff_id for r in new.runs] == [None, DIGEST, DIGEST, DIGEST]
 
 

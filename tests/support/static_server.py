@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class StaticServer:
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
+        self.content_types: dict[str, str] = {}  # path -> Content-Type (pip reads find-links pages as text/html)
         self.hits: Counter[str] = Counter()
         self.posts: list[tuple[str, Message, bytes]] = []  # (path, headers (case-insensitive), body)
         server = self
@@ -19,14 +20,24 @@ class StaticServer:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802
                 server.hits[self.path] += 1
+                data = self._head()
+                if data is not None:
+                    self.wfile.write(data)
+
+            def do_HEAD(self) -> None:  # noqa: N802
+                self._head()
+
+            def _head(self) -> bytes | None:
                 data = server.files.get(self.path)
                 if data is None:
                     self.send_error(404)
-                    return
+                    return None
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(data)))
+                if self.path in server.content_types:
+                    self.send_header("Content-Type", server.content_types[self.path])
                 self.end_headers()
-                self.wfile.write(data)
+                return data
 
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
