@@ -1,6 +1,6 @@
 """What changed between two locks, for a reviewer: the interpreter first (its version and who serves it),
-then added, removed and changed packages with size deltas, and build.run steps whose command or recorded
-output changed."""
+then added, removed and changed packages with size deltas, and build.run steps and wheels built from sdists
+whose recorded output changed."""
 
 from __future__ import annotations
 
@@ -27,13 +27,19 @@ class Change:
 
 
 def _by_key(lock: Lock) -> dict[str, tuple[str, int, str]]:
-    """Packages by platform, group and name; build.run steps by platform, variant and number, their
-    "version" the start of the layer digest they must produce."""
+    """Packages by platform, group and name; build.run steps by platform, variant and number, and wheels
+    built from sdists by platform and name, their "version" the start of the digest they must produce."""
     packages = {f"{p.platform} {p.group} {p.artifact.name}": (p.artifact.version, p.artifact.size, p.artifact.sha256)
                 for p in lock.packages}
     steps = {f"{r.platform} {r.variant} build.run step {r.step}": (r.diff_id[:19] if r.diff_id else "not run yet", 0,
                                                                     r.command) for r in lock.runs}
-    return {**packages, **steps}
+    wheels = {f"{b.platform} wheel-build {b.name} {b.version}": (_short(b.sha256), b.size or 0, b.source)
+              for b in lock.wheel_builds}
+    return {**packages, **steps, **wheels}
+
+
+def _short(sha256: str | None) -> str:
+    return f"sha256:{sha256[:12]}" if sha256 else "not built yet"
 
 
 def diff_locks(old: Lock, new: Lock) -> list[Change]:

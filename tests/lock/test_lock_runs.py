@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from cogbuild.cli import cli
 from cogbuild.config import load_config
 from cogbuild.errors import CogbuildError, UsageError
-from cogbuild.lock import Lock, loads, dumps, run_records, write_lock
+from cogbuild.lock import BuiltWheel, Lock, loads, dumps, run_records, write_lock
 from cogbuild.lockdiff import diff_locks, render
 from cogbuild.policy import lock_inputs_digest
 from cogbuild.runsteps import parse_secrets
@@ -113,3 +113,14 @@ def test_lock_diff_shows_a_step_whose_output_changed(tmp_path):
     new.runs[0].diff_id = "sha256:" + "cd" * 32
     assert render(diff_locks(old, new)).splitlines()[0] == \
         "changed  linux/amd64 cpu build.run step 1  sha256:abababababab -> sha256:cdcdcdcdcdcd  (+0.00 MB)"
+
+
+def test_lock_diff_shows_a_wheel_built_from_an_sdist_whose_output_changed(tmp_path):
+    old, new = model_lock(tmp_path), model_lock(tmp_path)
+    for lock, sha256 in ((old, "ab" * 32), (new, "cd" * 32)):
+        lock.wheel_builds = [BuiltWheel("linux/amd64", "gputil", "1.4.0", "ef" * 32, "GPUtil-1.4.0-py3-none-any.whl",
+                                        sha256, 7000)]
+    assert render(diff_locks(old, new)).splitlines()[0] == \
+        "changed  linux/amd64 wheel-build gputil 1.4.0  sha256:abababababab -> sha256:cdcdcdcdcdcd  (+0.00 MB)"
+    new.wheel_builds[0].sha256 = None  # a fresh lock: the wheel is not built yet
+    assert "sha256:abababababab -> not built yet" in render(diff_locks(old, new))
