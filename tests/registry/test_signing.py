@@ -25,7 +25,7 @@ from cogbuild.registry.remote import get_manifest, push_image, put_manifest
 from cogbuild.signing import (SIGNATURE_ANNOTATION, SigningError, generate_key_pair, identity_matches,
                               load_private_key, load_public_key, read_simple_signing, sign, sign_manifests,
                               signature_holds, simple_signing_payload, verify_signatures)
-from components import sigstore_skopeo
+from components import sigstore_podman, sigstore_skopeo
 from synthetic_images import write_image, write_index
 
 PASSPHRASE = "correct horse"
@@ -187,6 +187,41 @@ def test_skopeo_policy_accepts_cogbuilds_signature_and_refuses_unsigned_and_reta
     # Another key's policy refuses what our key signed: the key is checked, not the presence of a .sig tag.
     _require_signed_by(registry.host, _write(public_path.with_name("other.pub"), generate_key_pair(b"x")[1]))
     assert copy(str(signed)).returncode != 0
+
+
+@pytest_e2e
+def test_podman_pull_accepts_cogbuilds_signature_and_refuses_unsigned_and_retagged(registry, layout, keys,
+                                                                                   tmp_path):
+    """The issue's acceptance test: podman itself (trixie's, bookworm's has sigstore disabled) under the policy."""
+    podman = sigstore_podman()
+    private_path, public_path = keys
+    amd = write_image(layout, [{"src/predict.py": b"signed for podman"}], arch="amd64")
+    index = write_index(layout, [amd])
+    signed = parse_reference(f"{registry.host}/ns/podman:v1")
+    push_image(layout, index, signed)
+    sign_manifests(signed, [amd.digest, index.digest], load_private_key(private_path, PASSPHRASE.encode()))
+    push_image(layout, write_image(layout, [{"src/predict.py": b"unsigned"}]), signed.with_tag("unsigned"))
+    put_manifest(RegistryClient(registry.host), "ns/podman", layout.read_blob(index.digest), index, "retagged")
+    _use_sigstore_attachments(registry.host)
+    _require_signed_by(registry.host, public_path)
+    storage = ["--root", str(tmp_path / "podman-root"), "--runroot", str(tmp_path / "podman-run"),
+               "--storage-driver", "vfs"]
+
+    def pull(ref: str) -> subprocess.CompletedProcess:
+        return _run(*podman, *storage, "pull", "--tls-verify=false", "--arch", "amd64", ref, check=False)
+
+    accepted = pull(str(signed))
+    assert accepted.returncode == 0, accepted.stderr
+    assert amd.digest in _run(*podman, *storage, "image", "inspect", "--format", "{{.Digest}}", str(signed)).stdout
+    unsigned = pull(f"{registry.host}/ns/podman:unsigned")
+    assert unsigned.returncode != 0 and "A signature was required, but no signature exists" in unsigned.stderr
+    retagged = pull(f"{registry.host}/ns/podman:retagged")
+    assert retagged.returncode != 0
+    assert f'Signature for identity "{registry.host}/ns/podman:v1" is not accepted' in retagged.stderr
+    _require_signed_by(registry.host, _write(public_path.with_name("other.pub"), generate_key_pair(b"x")[1]))
+    _run(*podman, *storage, "rmi", "--all")
+    refused = pull(str(signed))
+    assert refused.returncode != 0 and "cryptographic signature verification failed" in refused.stderr
 
 
 @pytest_e2e
