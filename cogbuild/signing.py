@@ -27,9 +27,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from . import __version__
 from .errors import CogbuildError, UsageError
-from .layers.descriptor import INDEX_TYPES, MANIFEST_TYPES, children
+from .layers.descriptor import INDEX_TYPES, MANIFEST_TYPES, Descriptor, children
 from .registry.attachments import SIGNATURE_KIND, Attachment, attach, read_attachments
 from .registry.client import RegistryClient
+from .registry.referrers import ArtifactFile, attach_artifact
 from .registry.errors import OCIError
 from .registry.reference import Reference, parse_reference
 from .registry.remote import get_manifest
@@ -38,6 +39,8 @@ PRIVATE_PEM_TYPES = ("ENCRYPTED SIGSTORE PRIVATE KEY", "ENCRYPTED COSIGN PRIVATE
 SIGNATURE_TYPE = "cosign container image signature"
 SIMPLE_SIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
+# cosign's artifact type for a signature stored as an OCI 1.1 referrer (`--registry-referrers-mode=oci-1-1`).
+SIGNATURE_ARTIFACT_TYPE = "application/vnd.dev.cosign.artifact.sig.v1+json"
 # cosign's scrypt parameters (N=2^15, r=8, p=1): the ones every reader of this format accepts.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 1 << 15, 8, 1
 SALT_BYTES = 32
@@ -239,15 +242,22 @@ def identity_matches(signed_reference: str, ref: Reference) -> bool:
     return bool(ref.digest) or signed.tag == (ref.tag or "latest")
 
 
-def sign_manifests(ref: Reference, digests: Sequence[str], key: ec.EllipticCurvePrivateKey, *,
+def sign_manifests(ref: Reference, manifests: Sequence[Descriptor], key: ec.EllipticCurvePrivateKey, *,
                    insecure: bool = False) -> None:
-    """Attach a signature naming `ref` to each manifest digest, under its `sha256-<hex>.sig` tag."""
+    """Sign each manifest as the image `ref`: under its `sha256-<hex>.sig` tag and as an OCI referrer.
+
+    The tag is where podman and skopeo look; the referrer is for registries and tools that list artifacts
+    (the referrers API, or its `sha256-<hex>` fallback tag where the registry has none).
+    """
     client = RegistryClient(ref.registry, ref.api_host, insecure=insecure)
-    for digest in digests:
-        payload = simple_signing_payload(signed_identity(ref), digest)
-        attach(ref, digest, SIGNATURE_KIND,
-               Attachment(SIMPLE_SIGNING_MEDIA_TYPE, payload, {SIGNATURE_ANNOTATION: sign(key, payload)}),
+    for manifest in manifests:
+        payload = simple_signing_payload(signed_identity(ref), manifest.digest)
+        annotations = {SIGNATURE_ANNOTATION: sign(key, payload)}
+        attach(ref, manifest.digest, SIGNATURE_KIND, Attachment(SIMPLE_SIGNING_MEDIA_TYPE, payload, annotations),
                client=client)
+        attach_artifact(ref, manifest, SIGNATURE_ARTIFACT_TYPE,
+                        [ArtifactFile("signature.json", SIMPLE_SIGNING_MEDIA_TYPE, payload, annotations)],
+                        client=client)
 
 
 def verify_signatures(ref: Reference, key: ec.EllipticCurvePublicKey, *, insecure: bool = False) -> list[str]:

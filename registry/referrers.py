@@ -9,7 +9,7 @@ for the others (Debian's docker-registry 2.8 among them) the spec's fallback app
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 from cogbuild.layers.descriptor import (OCI_INDEX, OCI_MANIFEST, Descriptor, Digest, InvalidDescriptor,
@@ -33,6 +33,7 @@ class ArtifactFile:
     name: str
     media_type: str
     data: bytes
+    annotations: dict[str, str] = field(default_factory=dict)  # besides the title, e.g. a signature
 
 
 def fallback_tag(digest: str) -> str:
@@ -49,7 +50,8 @@ def attach_artifact(ref: str | Reference, subject: Descriptor, artifact_type: st
     layers = []
     for item in files:
         push_small_blob(client, ref.repository, item.data)
-        layers.append(Descriptor.of(item.media_type, item.data, annotations={TITLE: item.name}).to_json())
+        layers.append(Descriptor.of(item.media_type, item.data,
+                                    annotations={TITLE: item.name, **item.annotations}).to_json())
     push_small_blob(client, ref.repository, EMPTY_JSON)
     doc = {
         "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": artifact_type,

@@ -75,8 +75,8 @@ def _sign_and_attest(project: Project, ref: Reference, top: Descriptor, key: Ell
                      insecure: bool) -> None:
     """A signature for each manifest under `top`, and a signed provenance statement for `top`."""
     store = open_store()
-    digests = [m.digest for m in reversed(plan_from_layout(store, top).manifests)]  # the top one first
-    sign_manifests(ref, digests, key, insecure=insecure)
-    statement = provenance_statement(ref.name, digests, project.config.path, code_layer_digests(store, top),
-                                     read_lock(project.lock_path))
+    manifests = list(reversed(plan_from_layout(store, top).manifests))  # the top one first
+    sign_manifests(ref, manifests, key, insecure=insecure)
+    statement = provenance_statement(ref.name, [m.digest for m in manifests], project.config.path,
+                                     code_layer_digests(store, top), read_lock(project.lock_path))
     attest_image(ref, top, statement, key, insecure=insecure)

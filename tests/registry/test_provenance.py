@@ -93,7 +93,7 @@ def test_attestation_is_verified_listed_by_show_and_tampering_fails_verify(regis
     desc = write_image(layout, [{"src/predict.py": b"x"}])
     ref = parse_reference(f"{registry.host}/ns/att:v1")
     push_image(layout, desc, ref)
-    sign_manifests(ref, [desc.digest], key)
+    sign_manifests(ref, [desc], key)
     cog_yaml = _model(tmp_path, git=False)
     statement = provenance_statement(ref.name, [desc.digest], cog_yaml, [], _lock())
     attest_image(ref, desc, statement, key)

@@ -8,6 +8,7 @@ pulls the image and refuses an unsigned or re-tagged one.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import subprocess
@@ -20,13 +21,17 @@ from cogbuild.cli import cli
 from cogbuild.errors import UsageError
 from cogbuild.registry.attachments import SIGNATURE_KIND, attachment_tag, read_attachments
 from cogbuild.registry.client import RegistryClient
+from cogbuild.registry.layout import Layout
 from cogbuild.registry.reference import parse_reference
 from cogbuild.registry.remote import get_manifest, push_image, put_manifest
-from cogbuild.signing import (SIGNATURE_ANNOTATION, SigningError, generate_key_pair, identity_matches,
+from cogbuild.registry.referrers import find_referrers
+from cogbuild.registry.remote import fetch_small_blob
+from cogbuild.signing import (SIGNATURE_ANNOTATION, SIGNATURE_ARTIFACT_TYPE, SignedImage, SigningError, generate_key_pair, identity_matches,
                               load_private_key, load_public_key, read_simple_signing, sign, sign_manifests,
                               signature_holds, simple_signing_payload, verify_signatures)
 from components import sigstore_podman, sigstore_skopeo
 from synthetic_images import write_image, write_index
+from oci_registry_server import FakeReferrersRegistry
 
 PASSPHRASE = "correct horse"
 DIGEST = "sha256:" + "ab" * 32
@@ -160,14 +165,14 @@ def _write(path: Path, data: bytes) -> Path:
 @pytest_e2e
 def test_skopeo_policy_accepts_cogbuilds_signature_and_refuses_unsigned_and_retagged(registry, layout, keys,
                                                                                     tmp_path):
-    """containers/image's policy engine, as podman runs it (through skopeo: bookworm's podman has none)."""
+    """containers/image's policy engine through skopeo (the podman test below goes through podman itself)."""
     skopeo = sigstore_skopeo()
     private_path, public_path = keys
     amd = write_image(layout, [{"src/predict.py": b"signed"}], arch="amd64")
     index = write_index(layout, [amd])
     signed = parse_reference(f"{registry.host}/ns/model:v1")
     push_image(layout, index, signed)
-    sign_manifests(signed, [amd.digest, index.digest], load_private_key(private_path, PASSPHRASE.encode()))
+    sign_manifests(signed, [amd, index], load_private_key(private_path, PASSPHRASE.encode()))
     push_image(layout, write_image(layout, [{"src/predict.py": b"unsigned"}]), signed.with_tag("unsigned"))
     put_manifest(RegistryClient(registry.host), "ns/model", layout.read_blob(index.digest), index, "retagged")
     _use_sigstore_attachments(registry.host)
@@ -199,7 +204,7 @@ def test_podman_pull_accepts_cogbuilds_signature_and_refuses_unsigned_and_retagg
     index = write_index(layout, [amd])
     signed = parse_reference(f"{registry.host}/ns/podman:v1")
     push_image(layout, index, signed)
-    sign_manifests(signed, [amd.digest, index.digest], load_private_key(private_path, PASSPHRASE.encode()))
+    sign_manifests(signed, [amd, index], load_private_key(private_path, PASSPHRASE.encode()))
     push_image(layout, write_image(layout, [{"src/predict.py": b"unsigned"}]), signed.with_tag("unsigned"))
     put_manifest(RegistryClient(registry.host), "ns/podman", layout.read_blob(index.digest), index, "retagged")
     _use_sigstore_attachments(registry.host)
@@ -259,10 +264,10 @@ def test_verify_names_what_is_wrong_in_one_sentence(registry, layout, keys):
     unsigned = _cli("verify", str(ref), "--key", str(public_path))
     assert unsigned.exit_code == 1
     assert _last_line(unsigned.output) == f"error: {ref} is not signed: no signature is attached to it"
-    sign_manifests(ref, [index.digest, amd.digest], key)  # arm64 left out
+    sign_manifests(ref, [index, amd], key)  # arm64 left out
     with pytest.raises(SigningError, match=rf"^{ref} \({arm.digest}\) is not signed"):
         verify_signatures(ref, load_public_key(public_path))
-    sign_manifests(ref, [arm.digest], key)
+    sign_manifests(ref, [arm], key)
     assert verify_signatures(ref, load_public_key(public_path)) == [index.digest, amd.digest, arm.digest]
     # The same digest under another tag: the signatures name v1, so v2 is refused (podman's rule) ...
     put_manifest(RegistryClient(registry.host), "ns/partial", layout.read_blob(index.digest), index, "v2")
@@ -278,11 +283,11 @@ def test_a_second_keys_signature_joins_the_first(registry, layout, keys):
     desc = write_image(layout, [{"f": b"x"}])
     ref = parse_reference(f"{registry.host}/ns/twice:v1")
     push_image(layout, desc, ref)
-    sign_manifests(ref, [desc.digest], load_private_key(private_path, PASSPHRASE.encode()))
+    sign_manifests(ref, [desc], load_private_key(private_path, PASSPHRASE.encode()))
     first = read_attachments(ref, desc.digest, SIGNATURE_KIND)
     other = Path(str(private_path) + ".2")
     other.write_bytes(generate_key_pair(b"p")[0])
-    sign_manifests(ref, [desc.digest], load_private_key(other, b"p"))
+    sign_manifests(ref, [desc], load_private_key(other, b"p"))
     both = read_attachments(ref, desc.digest, SIGNATURE_KIND)
     assert len(both) == 2 and both[0] == first[0]
     _, tagged = get_manifest(RegistryClient(registry.host), ref, attachment_tag(desc.digest, SIGNATURE_KIND))
@@ -295,7 +300,7 @@ def test_with_a_verify_key_pull_predict_and_run_refuse_unsigned_images(registry,
     signed_desc = write_image(layout, [{"src/predict.py": b"signed"}])
     signed = parse_reference(f"{registry.host}/ns/gate:signed")
     push_image(layout, signed_desc, signed)
-    sign_manifests(signed, [signed_desc.digest], load_private_key(private_path, PASSPHRASE.encode()))
+    sign_manifests(signed, [signed_desc], load_private_key(private_path, PASSPHRASE.encode()))
     unsigned = f"{registry.host}/ns/gate:unsigned"
     push_image(layout, write_image(layout, [{"src/predict.py": b"unsigned"}]), unsigned)
     store = Path(os.environ["COGBUILD_STORE"])
@@ -331,3 +336,56 @@ def test_a_key_file_asking_for_huge_scrypt_work_is_refused_without_doing_it(keys
     hostile = _write(tmp_path / "hostile.key", "\n".join([lines[0], body, lines[-1]]).encode())
     with pytest.raises(UsageError, match="not a well-formed cosign private key"):
         load_private_key(hostile, PASSPHRASE.encode())
+
+
+def _signature_referrers(ref: str, subject_digest: str) -> list[tuple[bytes, str]]:
+    """(payload, signature) of each signature listed as a referrer of the subject."""
+    parsed = parse_reference(ref)
+    client = RegistryClient(parsed.registry, parsed.api_host)
+    named = []
+    for artifact in find_referrers(ref, subject_digest, artifact_type=SIGNATURE_ARTIFACT_TYPE):
+        data, _ = get_manifest(client, parsed.with_digest(artifact.digest))
+        doc = json.loads(data)
+        assert doc["subject"]["digest"] == subject_digest
+        (layer,) = doc["layers"]
+        payload = fetch_small_blob(client, parsed, layer["digest"])
+        named.append((payload, layer["annotations"][SIGNATURE_ANNOTATION]))
+    return named
+
+
+@pytest_e2e
+def test_signatures_are_also_referrers_through_the_fallback_tag(registry, layout, keys):
+    """docker-registry 2.8 has no referrers API: the signatures are listed in the `sha256-<hex>` index."""
+    private_path, public_path = keys
+    amd = write_image(layout, [{"src/predict.py": b"a"}], arch="amd64")
+    index = write_index(layout, [amd])
+    ref = parse_reference(f"{registry.host}/ns/referred:v1")
+    push_image(layout, index, ref)
+    sign_manifests(ref, [index, amd], load_private_key(private_path, PASSPHRASE.encode()))
+    public = load_public_key(public_path)
+    for desc in (index, amd):
+        ((payload, signature),) = _signature_referrers(str(ref), desc.digest)
+        assert signature_holds(public, payload, signature)
+        assert read_simple_signing(payload) == SignedImage(str(ref), desc.digest)
+    _, fallback = get_manifest(RegistryClient(registry.host), ref, attachment_tag(index.digest, SIGNATURE_KIND)[:-4])
+    assert fallback.media_type == "application/vnd.oci.image.index.v1+json"
+
+
+def test_signatures_are_referrers_through_the_api_where_the_registry_has_it(keys):
+    private_path, public_path = keys
+    fake = FakeReferrersRegistry()
+    subject = write_image(Layout(private_path.parent / "store").init(), [{"f": b"x"}])
+    ref = f"{fake.host}/ns/m:v1"
+    try:
+        sign_manifests(parse_reference(ref), [subject], load_private_key(private_path, PASSPHRASE.encode()))
+        found = find_referrers(ref, subject.digest, artifact_type=SIGNATURE_ARTIFACT_TYPE)
+    finally:
+        fake.close()
+    assert len(found) == 1
+    assert not [tag for tag in fake.puts if tag.startswith("sha256-") and not tag.endswith(".sig")]  # no fallback
+    artifact = json.loads(fake.manifests[found[0].digest])
+    assert artifact["subject"]["digest"] == subject.digest
+    (layer,) = artifact["layers"]
+    payload = simple_signing_payload(ref, subject.digest)
+    assert layer["digest"] == "sha256:" + hashlib.sha256(payload).hexdigest()
+    assert signature_holds(load_public_key(public_path), payload, layer["annotations"][SIGNATURE_ANNOTATION])

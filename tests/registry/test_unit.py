@@ -17,6 +17,7 @@ from cogbuild.registry.client import RegistryClient, RegistryError
 from cogbuild.registry.reference import Reference, is_loopback_host, parse_reference
 from cogbuild.registry.remote import get_manifest
 from cogbuild.registry.sbom import spdx_sbom
+from oci_registry_server import FakeReferrersRegistry
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -168,60 +169,6 @@ def test_blob_locations_survive_a_damaged_file(tmp_path):
     hints.remember("c/d", ["sha256:x"])
     hints.save()
     assert BlobLocations("127.0.0.1:5000", tmp_path).sources("sha256:x") == ["c/d", "a/b"]
-
-
-class FakeReferrersRegistry:
-    """Just enough of a registry with the OCI 1.1 referrers API (answers PUT with OCI-Subject)."""
-
-    def __init__(self):
-        self.manifests: dict[str, bytes] = {}
-        self.puts: list[str] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _reply(self, status, headers=None, body=b""):
-                self.send_response(status)
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
-
-            def do_HEAD(self):
-                self._reply(200)  # every blob "exists"
-
-            def do_PUT(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                name = self.path.rsplit("/", 1)[-1]
-                outer.puts.append(name)
-                outer.manifests[name] = body
-                subject = json.loads(body).get("subject", {}).get("digest")
-                self._reply(201, {"OCI-Subject": subject} if subject else {})
-
-            def do_GET(self):
-                if "/referrers/" in self.path:
-                    subject = self.path.rsplit("/", 1)[-1]
-                    entries = []
-                    for digest, body in outer.manifests.items():
-                        doc = json.loads(body)
-                        if doc.get("subject", {}).get("digest") == subject:
-                            entries.append({"mediaType": doc["mediaType"], "digest": digest, "size": len(body),
-                                            "artifactType": doc["artifactType"]})
-                    index = json.dumps({"schemaVersion": 2, "manifests": entries}).encode()
-                    return self._reply(200, {"Content-Type": "application/vnd.oci.image.index.v1+json"}, index)
-                self._reply(404)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.host = f"127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def test_registry_with_referrers_api_needs_no_fallback_tag():
