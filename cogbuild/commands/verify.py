@@ -30,7 +30,7 @@ def command(ctx: click.Context, ref: str, key_path: Path | None, rebuild_dir: Pa
     checks it: by tag, exactly that repository and tag; by digest, the repository. Signatures are read
     from the `sha256-<hex>.sig` tags where cosign, skopeo and `cogbuild push --sign-key` put them.
     Attestations (the `.att` tag, e.g. cogbuild's SLSA provenance) must be signed by the same key and
-    name the image's digest.
+    name the image's digest. Without --key nothing about signatures is checked, and the output says so.
 
     \b
     Examples:
@@ -56,5 +56,6 @@ def command(ctx: click.Context, ref: str, key_path: Path | None, rebuild_dir: Pa
         if not report.matches:
             raise CogbuildError(f"rebuilding {rebuild_dir} gives {report.rebuilt_digest}, not the "
                                 f"{report.image_digest} of {ref}: {report.difference}")
+        unchecked = "" if key_path else "; its signatures were not checked (give --key PUB for that)"
         result(f"{reference.with_digest(report.image_digest)}: rebuilt from {rebuild_dir} with the attached lock, "
-               "the same digest")
+               f"the same digest{unchecked}")

@@ -27,6 +27,8 @@ import yaml
 from cogbuild.container import BundleContainer, BundleRuntime
 from cogbuild.images import RUN_REF, find_image, podman_image_layout
 from cogbuild.registry.layout import Layout
+from cogbuild.registry.referrers import find_referrers
+from cogbuild.signing import SIGNATURE_ARTIFACT_TYPE
 from cli_helpers import cogbuild, copy_model, isolated_env, one_line_error, require
 from components import podman_command
 from oci_registry_server import RegistryServer
@@ -241,6 +243,12 @@ def test_push_sign_key_signs_and_attests_and_verify_accepts_it(tmp_path, built, 
     assert verified.code == 0, verified.err
     assert verified.out.startswith(pushed.out.strip() + ": signed by")
     assert verified.out.strip().endswith("attestations: https://slsa.dev/provenance/v1")
+    digest = pushed.out.strip().rsplit("@", 1)[1]
+    assert len(find_referrers(ref, digest, artifact_type=SIGNATURE_ARTIFACT_TYPE)) == 1  # and as a referrer
+    both = cogbuild(["verify", ref, "--key", str(tmp_path / "release.pub"), "--rebuild", str(built.model)],
+                    tmp_path, built.env)
+    assert both.code == 0, both.err
+    assert both.out.strip().splitlines()[-1].endswith("with the attached lock, the same digest")
     shown = cogbuild(["show", ref], tmp_path, built.env)
     assert "signatures: 1" in shown.out and "attestations: https://slsa.dev/provenance/v1" in shown.out
     other = cogbuild(["verify", ref.replace(":v1", ":other"), "--key", str(tmp_path / "release.pub")],
@@ -256,7 +264,7 @@ def test_verify_rebuild_matches_a_clean_rebuild_and_names_the_changed_code_layer
     same = cogbuild(["verify", ref, "--rebuild", str(built.model)], tmp_path, built.env)
     assert same.code == 0, same.err
     assert same.out.strip() == f"{pushed.out.strip()}: rebuilt from {built.model} with the attached lock, " \
-                               "the same digest"
+                               "the same digest; its signatures were not checked (give --key PUB for that)"
     assert (built.model / "cog.lock").read_bytes() == lock_before
     changed = copy_model("filecopy", tmp_path / "filecopy")
     (changed / "predict.py").write_text((changed / "predict.py").read_text() + "\n# changed\n")
