@@ -4,8 +4,7 @@ the SBOM, and the mount-hint file surviving damage."""
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -17,7 +16,7 @@ from cogbuild.registry.client import RegistryClient, RegistryError
 from cogbuild.registry.reference import Reference, is_loopback_host, parse_reference
 from cogbuild.registry.remote import get_manifest
 from cogbuild.registry.sbom import spdx_sbom
-from oci_registry_server import FakeReferrersRegistry
+from oci_registry_server import FakeReferrersRegistry, LoopbackHTTPServer
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -47,7 +46,7 @@ def test_reference_helpers():
         == [True, True, True, False, False]
 
 
-class Scripted:
+class Scripted(LoopbackHTTPServer):
     """A loopback HTTP server answering each request with the next scripted (status, headers, body)."""
 
     def __init__(self, answers):
@@ -69,13 +68,7 @@ class Scripted:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.host = f"127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self._serve(Handler)
 
 
 @pytest.fixture

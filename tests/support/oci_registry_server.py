@@ -259,7 +259,20 @@ class CuttingProxy:
         self._listener.close()
 
 
-class FakeReferrersRegistry:
+class LoopbackHTTPServer:
+    """A threaded HTTP server on 127.0.0.1 for a test's request handler; `host` is its address."""
+
+    def _serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class FakeReferrersRegistry(LoopbackHTTPServer):
     """Just enough of a registry with the OCI 1.1 referrers API (answers PUT with OCI-Subject)."""
 
     def __init__(self):
@@ -304,10 +317,4 @@ class FakeReferrersRegistry:
                     return self._reply(200, {"Content-Type": "application/vnd.oci.image.index.v1+json"}, index)
                 self._reply(404)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.host = f"127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self._serve(Handler)
