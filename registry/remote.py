@@ -164,10 +164,11 @@ def get_manifest(client: RegistryClient, ref: Reference, name: str | None = None
     return data, Descriptor(media_type, digest, len(data))
 
 
-def fetch_small_blob(client: RegistryClient, ref: Reference, digest: str) -> bytes:
-    """Manifests by the manifests endpoint, other small blobs by the blobs endpoint; verified either way."""
+def fetch_small_blob(client: RegistryClient, ref: Reference, digest: str, *, manifest_fallback: bool = True) -> bytes:
+    """A small blob by the blobs endpoint, verified; a manifest (which a registry may keep only behind the
+    manifests endpoint) by that endpoint when the blobs endpoint does not have it and `manifest_fallback`."""
     response = client.request("GET", client.url(f"{ref.repository}/blobs/{digest}"), repository=ref.repository,
-                              ok=(200, 404), action=f"read blob {digest[:19]} from")
+                              ok=(200, 404) if manifest_fallback else (200,), action=f"read blob {digest[:19]} from")
     if response.status_code == 404:
         return get_manifest(client, ref, digest)[0]
     data = response.content
@@ -220,18 +221,10 @@ class RegistrySource:
     def fetch(self, desc: Descriptor) -> bytes:
         if desc.digest not in self.fetched:
             self.fetched[desc.digest] = (get_manifest(self.client, self.ref, desc.digest)[0]
-                                         if is_graph_type(desc.media_type) else self._blob(desc.digest))
+                                         if is_graph_type(desc.media_type)
+                                         else fetch_small_blob(self.client, self.ref, desc.digest,
+                                                               manifest_fallback=False))
         return self.fetched[desc.digest]
-
-    def _blob(self, digest: str) -> bytes:
-        ref, client = self.ref, self.client
-        response = client.request("GET", client.url(f"{ref.repository}/blobs/{digest}"),
-                                  repository=ref.repository, action=f"read blob {digest[:19]} from")
-        data = response.content
-        if sha256_digest(data) != digest:
-            raise RegistryError(f"registry {ref.registry} sent blob {digest} of {ref.repository} with other "
-                                "content")
-        return data
 
 
 def pull_image(ref: str | Reference, layout: Layout, *, insecure: bool = False,
