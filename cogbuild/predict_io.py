@@ -59,17 +59,19 @@ def input_specs(schema: dict[str, Any] | None, component: str = "Input") -> dict
         return None
     required = set(model.get("required", []))
     props = sorted(model.get("properties", {}).items(), key=lambda kv: kv[1].get("x-order", 0))
-    return {name: InputSpec(name, _inline_refs(prop, schemas), name in required) for name, prop in props}
+    return {name: InputSpec(name, inline_refs(prop, schemas), name in required) for name, prop in props}
 
 
-def _inline_refs(prop: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any]:
+def inline_refs(prop: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any]:
+    """`prop` with the schemas its `allOf` references name merged in (its own keys win), items too. A
+    referenced schema's description describes its type (pydantic's "An enumeration."), so it is left out."""
     merged = {k: v for k, v in prop.items() if k != "allOf"}
     for part in prop.get("allOf", []):
         ref = part.get("$ref", "")
         target = schemas.get(ref.rsplit("/", 1)[-1], {}) if ref.startswith("#/components/schemas/") else part
-        merged = {**target, **merged}
+        merged = {**{k: v for k, v in target.items() if k != "description"}, **merged}
     if isinstance(merged.get("items"), dict):
-        merged["items"] = _inline_refs(merged["items"], schemas)
+        merged["items"] = inline_refs(merged["items"], schemas)
     return merged
 
 

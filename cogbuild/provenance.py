@@ -22,7 +22,7 @@ from .lock import Lock
 from .plan import CODE_LAYER_COMMENT
 from .registry.attachments import ATTESTATION_KIND, Attachment, attach, read_attachments
 from .registry.client import RegistryClient
-from .registry.inspect import describe
+from .imageinfo import describe
 from .registry.layout import Layout
 from .registry.reference import Reference
 from .registry.referrers import ArtifactFile, attach_artifact
@@ -93,7 +93,7 @@ def _git_commit(directory: Path) -> dict[str, Any] | None:
 
 def code_layer_digests(layout: Layout, top: Descriptor) -> list[str]:
     """The code layer of each image under `top`, once each."""
-    summary = describe(layout.read_blob, top, name="")
+    summary = describe(layout, top, name="")
     found = [layer["digest"] for image in summary["images"] for layer in image["layers"]
              if layer["holds"] == CODE_LAYER_COMMENT]
     return list(dict.fromkeys(found))

@@ -21,9 +21,11 @@ from .lock import LOCK_NAME
 from .lock import loads as load_lock
 from .project import Project
 from .registry.client import RegistryClient
-from .registry.inspect import attached_lock, describe, remote_reader
+from .imageinfo import describe
+from .lock_artifacts import attached_lock
 from .registry.layout import Layout
 from .registry.reference import Reference
+from .registry.remote import RegistrySource
 
 
 @dataclass(frozen=True)
@@ -40,11 +42,12 @@ class RebuildReport:
 def rebuild_and_compare(ref: Reference, directory: Path, *, insecure: bool = False,
                         progress: Callable[[str], None] = lambda message: None) -> RebuildReport:
     client = RegistryClient(ref.registry, ref.api_host, insecure=insecure)
-    top, read = remote_reader(client, ref)
+    source = RegistrySource(client, ref)
+    top = source.top()
     lock_text = attached_lock(client, ref, top.digest)
     if lock_text is None:
         raise CogbuildError(f"{ref} carries no cog.lock to rebuild from (push it with cogbuild)")
-    pushed = describe(read, top, name=str(ref))
+    pushed = describe(source, top, name=str(ref))
     with tempfile.TemporaryDirectory(prefix="cogbuild-rebuild-") as scratch:
         project = _project_with_lock(directory, lock_text, Path(scratch))
         lock = load_lock(lock_text.decode())
@@ -58,7 +61,7 @@ def rebuild_and_compare(ref: Reference, directory: Path, *, insecure: bool = Fal
                                                 for image in pushed["images"]))
         progress(f"rebuilding {project.config.root} with the lock attached to {ref}")
         outcome = build(project.config, lock, project.lock_digest(), layout, options, progress)
-        rebuilt = describe(layout.read_blob, outcome.descriptor, name="rebuild")
+        rebuilt = describe(layout, outcome.descriptor, name="rebuild")
     difference = None if outcome.descriptor.digest == top.digest else _first_difference(pushed, rebuilt)
     return RebuildReport(top.digest, outcome.descriptor.digest, difference)
 

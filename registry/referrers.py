@@ -1,4 +1,5 @@
-"""Artifacts attached to an image (OCI 1.1 referrers): the lock and an SBOM travel with the image.
+"""Artifacts attached to an image (OCI 1.1 referrers), whatever they hold (cogbuild attaches the lock and
+an SBOM: cogbuild/lock_artifacts.py).
 
 An artifact is an image manifest with `artifactType`, the empty config and `subject` pointing at the
 image. Registries with the referrers API index it themselves (they answer the PUT with `OCI-Subject`);
@@ -18,14 +19,11 @@ from cogbuild.layers.descriptor import (OCI_INDEX, OCI_MANIFEST, Descriptor, Dig
 from .client import RegistryClient, RegistryError
 from .reference import Reference, parse_reference
 from .remote import put_manifest
-from .sbom import spdx_sbom
 from .transfer import with_query
 
 OCI_EMPTY = "application/vnd.oci.empty.v1+json"
 EMPTY_JSON = b"{}"
 TITLE = "org.opencontainers.image.title"
-LOCK_ARTIFACT_TYPE = "application/vnd.cogbuild.lock.v1+toml"
-SPDX_ARTIFACT_TYPE = "application/spdx+json"
 
 
 @dataclass(frozen=True)
@@ -143,17 +141,3 @@ def _add_to_fallback_index(client: RegistryClient, ref: Reference, subject_diges
     index["manifests"] = sorted(entries + [entry], key=lambda m: (m.get("artifactType", ""), m["digest"]))
     data = canonical_json(index)
     put_manifest(client, ref.repository, data, Descriptor.of(OCI_INDEX, data), fallback_tag(subject_digest))
-
-
-def attach_lock_and_sbom(ref: str | Reference, subject: Descriptor, lock_text: bytes, artifacts: Sequence,
-                         *, insecure: bool = False) -> list[Descriptor]:
-    """Attach `cog.lock` and an SPDX SBOM made from its artifacts to the pushed image `subject`."""
-    ref = parse_reference(ref)
-    client = RegistryClient(ref.registry, ref.api_host, insecure=insecure)
-    sbom = spdx_sbom(ref.name, subject.digest, artifacts)
-    return [
-        attach_artifact(ref, subject, LOCK_ARTIFACT_TYPE,
-                        [ArtifactFile("cog.lock", LOCK_ARTIFACT_TYPE, lock_text)], client=client),
-        attach_artifact(ref, subject, SPDX_ARTIFACT_TYPE,
-                        [ArtifactFile("sbom.spdx.json", SPDX_ARTIFACT_TYPE, sbom)], client=client),
-    ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..project import open_store
-from ..registry.progress import TransferProgress
+from ..transfer_progress import TransferProgress
 from ..registry.reference import parse_reference
 from ..registry.remote import pull_image
 from ..registry.transfer import TransferStats

@@ -13,7 +13,7 @@ from ..layers.descriptor import Descriptor
 from ..provenance import attest_image, code_layer_digests, provenance_statement
 from ..registry.reference import Reference, parse_reference
 from ..lock import read_lock
-from ..registry.referrers import attach_lock_and_sbom
+from ..lock_artifacts import attach_lock_and_sbom
 from ..registry.remote import plan_from_layout, push_image, variant_tag
 from ..signing import load_private_key, read_passphrase, sign_manifests
 from ..ui import blob_progress, progress_printer, result

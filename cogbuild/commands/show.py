@@ -10,7 +10,7 @@ import click
 from ..errors import UsageError
 from ..images import open_local, parse_source
 from ..project import Project, open_store
-from ..registry.inspect import describe_local, describe_remote, render
+from ..imageinfo import describe_local, describe_remote, render
 from ..registry.layout import LayoutError
 from ..registry.reference import parse_reference
 from ..ui import result

@@ -11,6 +11,7 @@ import pytest
 
 from cogbuild.config import load_config
 from cogbuild.errors import UsageError
+from cogbuild.imageinfo import summarize_schema
 from cogbuild.predict_io import (Rendered, check_files, input_specs, parse_inputs, parse_json_inputs,
                                  write_output, write_prediction)
 from cogbuild.serving import directory_schema
@@ -278,3 +279,15 @@ def test_the_seeds_at_spelling_of_the_output_path(tmp_path):
     target = tmp_path / "output.png"
     assert write_output(data_uri(b"png", "image/png"), f"@{target}") == Rendered(None, [str(target)])
     assert target.read_bytes() == b"png"
+
+
+def test_show_summarizes_the_schema_as_flags_read_it(choices_schema):
+    """`cogbuild show` and `-i` read one schema the same way: the enum behind `allOf`, lists, files, x-order."""
+    summary = summarize_schema(json.dumps(choices_schema))
+    assert summary is not None
+    assert [(i["name"], i["type"], i["default"]) for i in summary["inputs"]] == [
+        ("mode", "enum['fast', 'slow']", "fast"), ("steps", "integer", 10), ("scale", "number", 1.0),
+        ("words", "list[string]", []), ("notes", "list[Path]", [])]
+    assert summary["inputs"][0]["description"] == ""  # the input's own words, not its enum type's
+    assert summary["output"] == "list[string]"
+    assert summarize_schema('{"openapi": "3.0.2"}') == {"error": "the image's schema is not a Cog OpenAPI document"}

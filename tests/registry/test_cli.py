@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from cogbuild.cli import cli
 from cogbuild.registry.layout import Layout
-from cogbuild.registry.referrers import attach_lock_and_sbom
+from cogbuild.lock_artifacts import attach_lock_and_sbom
 from cogbuild.registry.remote import push_image
 from oci_registry_server import PASSWORD, USER
 from synthetic_images import write_image, write_index

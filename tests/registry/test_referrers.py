@@ -8,8 +8,8 @@ import urllib.request
 import pytest
 
 from cogbuild.artifacts import Artifact
-from cogbuild.registry.referrers import (LOCK_ARTIFACT_TYPE, SPDX_ARTIFACT_TYPE, attach_lock_and_sbom,
-                                         fallback_tag, find_referrers)
+from cogbuild.lock_artifacts import LOCK_ARTIFACT_TYPE, SPDX_ARTIFACT_TYPE, attach_lock_and_sbom
+from cogbuild.registry.referrers import fallback_tag, find_referrers
 from cogbuild.registry.remote import push_image
 from synthetic_images import write_image
 

@@ -15,7 +15,7 @@ from cogbuild.registry.blob_locations import BlobLocations
 from cogbuild.registry.client import RegistryClient, RegistryError
 from cogbuild.registry.reference import Reference, is_loopback_host, parse_reference
 from cogbuild.registry.remote import get_manifest
-from cogbuild.registry.sbom import spdx_sbom
+from cogbuild.sbom import spdx_sbom
 from oci_registry_server import FakeReferrersRegistry, LoopbackHTTPServer
 
 
@@ -166,8 +166,8 @@ def test_blob_locations_survive_a_damaged_file(tmp_path):
 
 def test_registry_with_referrers_api_needs_no_fallback_tag():
     from cogbuild.layers.descriptor import OCI_MANIFEST, Descriptor
-    from cogbuild.registry.referrers import (LOCK_ARTIFACT_TYPE, SPDX_ARTIFACT_TYPE, attach_lock_and_sbom,
-                                             find_referrers)
+    from cogbuild.lock_artifacts import LOCK_ARTIFACT_TYPE, SPDX_ARTIFACT_TYPE, attach_lock_and_sbom
+    from cogbuild.registry.referrers import find_referrers
 
     fake = FakeReferrersRegistry()
     subject = Descriptor(OCI_MANIFEST, "sha256:" + "d" * 64, 123)
@@ -184,7 +184,7 @@ def test_registry_with_referrers_api_needs_no_fallback_tag():
 
 
 def test_transfer_progress_sums_blobs_and_throttles():
-    from cogbuild.registry.progress import TransferProgress
+    from cogbuild.transfer_progress import TransferProgress
 
     said: list[str] = []
     progress = TransferProgress(said.append, "pushed", interval=0.0)
