@@ -1,4 +1,4 @@
-"""OCI image layout on disk and the OCI distribution client (push, pull, show, login).
+"""OCI image layout on disk and the OCI distribution client (push, pull, login): OCI only, nothing of Cog.
 
 Map of the package:
     layout.py          the local store: an OCI image layout, atomic writes, verified reads
@@ -8,10 +8,9 @@ Map of the package:
     client.py          one registry's HTTP API: auth, retries with backoff, one-sentence errors
     transfer.py        one blob: HEAD/mount/upload (resumable chunks) and verified download
     remote.py          push_image / pull_image: whole images and indexes, manifests as exact bytes
-    referrers.py       artifacts attached to an image (cog.lock, SBOM), referrers API or fallback tag
-    sbom.py            SPDX JSON from the lock's pinned artifacts
-    inspect.py         what `cogbuild show` prints
-    progress.py        per-blob byte callbacks as an occasional one-line message
+    referrers.py       artifacts attached to an image, referrers API or fallback tag (what they hold:
+                       cogbuild/lock_artifacts.py)
+    attachments.py     sigstore attachments (`sha256-<hex>.sig` / `.att` tags)
     login.py           `cogbuild login`: check credentials, store them like `docker login`
     blob_locations.py  which repositories hold a blob, for cross-repository mounts
 """
