@@ -22,6 +22,7 @@ from .cache import BlobCache, atomic_write, cache_dir, file_sha256, scratch_dir
 from .config import CogConfig
 from .artifacts import Artifact
 from .errors import CogbuildError, UsageError
+from .settings import source_date_epoch
 from .layers.descriptor import OCI_INDEX, Descriptor, Digest, canonical_json
 from .layers.image import (Layer, RuntimeConfig, config_bytes, config_descriptor, fit_labels, index_bytes,
                            manifest_bytes, manifest_descriptor)
@@ -29,7 +30,7 @@ from .layers.imagegraph import (BYTECODE_ANNOTATION, COMPRESSION_ANNOTATION, CON
                                 SCHEMA_LABEL, VARIANT_ANNOTATION, VERSION_LABEL)
 from .layers.osfixups import ImageUser
 from .layers.standalone import STANDALONE_PREFIX
-from .layers.tarball import Compression, source_date_epoch, write_layer
+from .layers.tarball import Compression, write_layer
 from .layers.tree import SpillDir
 from .lock import Lock
 from .plan import (LayerSpec, WheelTarget, base_layers, code_layers, cuda_layers, python_layers, runtime_layer,

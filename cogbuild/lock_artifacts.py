@@ -18,11 +18,12 @@ SPDX_ARTIFACT_TYPE = "application/spdx+json"
 
 
 def attach_lock_and_sbom(ref: str | Reference, subject: Descriptor, lock_text: bytes, artifacts: Sequence,
-                         *, insecure: bool = False) -> list[Descriptor]:
-    """Attach `cog.lock` and an SPDX SBOM made from its artifacts to the pushed image `subject`."""
+                         *, insecure: bool = False, created: int = 0) -> list[Descriptor]:
+    """Attach `cog.lock` and an SPDX SBOM made from its artifacts (dated `created`, the build's
+    SOURCE_DATE_EPOCH) to the pushed image `subject`."""
     ref = parse_reference(ref)
     client = RegistryClient(ref.registry, ref.api_host, insecure=insecure)
-    sbom = spdx_sbom(ref.name, subject.digest, artifacts)
+    sbom = spdx_sbom(ref.name, subject.digest, artifacts, created=created)
     return [
         attach_artifact(ref, subject, LOCK_ARTIFACT_TYPE,
                         [ArtifactFile("cog.lock", LOCK_ARTIFACT_TYPE, lock_text)], client=client),

@@ -6,13 +6,12 @@ namespace derived from the image digest.
 
 from __future__ import annotations
 
-import datetime as _dt
 import re
 import uuid
 from typing import Any, Iterable, Protocol
 
-from cogbuild.layers.descriptor import canonical_json
-from cogbuild.layers.tarball import source_date_epoch
+from .layers.descriptor import canonical_json
+from .layers.image import rfc3339
 
 
 class PinnedArtifact(Protocol):  # what cogbuild.artifacts.Artifact provides
@@ -31,14 +30,10 @@ def _purl(artifact: PinnedArtifact) -> str | None:
     return None
 
 
-def _created() -> str:
-    epoch = source_date_epoch()
-    return _dt.datetime.fromtimestamp(epoch, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def spdx_sbom(image_name: str, image_digest: str, artifacts: Iterable[PinnedArtifact],
-              tool: str = "cogbuild") -> bytes:
-    """SPDX JSON bytes describing `image_digest` as containing every artifact."""
+              tool: str = "cogbuild", created: int = 0) -> bytes:
+    """SPDX JSON bytes describing `image_digest` as containing every artifact, made at `created`
+    (SOURCE_DATE_EPOCH)."""
     unique = sorted({(a.kind, a.name, a.version, a.sha256): a for a in artifacts}.values(),
                     key=lambda a: (a.kind, a.name, a.version, a.sha256))
     packages = [{
@@ -73,7 +68,7 @@ def spdx_sbom(image_name: str, image_digest: str, artifacts: Iterable[PinnedArti
         "SPDXID": "SPDXRef-DOCUMENT",
         "name": f"{image_name}@{image_digest}",
         "documentNamespace": f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'cogbuild-sbom:{image_digest}')}",
-        "creationInfo": {"created": _created(), "creators": [f"Tool: {tool}"]},
+        "creationInfo": {"created": rfc3339(created), "creators": [f"Tool: {tool}"]},
         "packages": packages,
         "relationships": relationships,
     }

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+from typing import Mapping
 
 from .errors import UsageError
 
@@ -48,6 +49,16 @@ def positive_seconds(name: str, default: float) -> float:
     if not (math.isfinite(value) and value > 0):
         raise UsageError(f"{name} must be a positive number of seconds, not {text!r}")
     return value
+
+
+def source_date_epoch(environ: Mapping[str, str] = os.environ) -> int:
+    """SOURCE_DATE_EPOCH (reproducible-builds.org): whole seconds since 1970, 0 when unset or empty.
+
+    The one reader of that variable (layer mtimes, image config, SBOM); a bad value is the user's to fix."""
+    value = environ.get("SOURCE_DATE_EPOCH", "").strip() or "0"
+    if not (value.isascii() and value.isdigit()):
+        raise UsageError(f"SOURCE_DATE_EPOCH must be a whole number of seconds since 1970, not {value!r}")
+    return int(value)
 
 
 def help_text() -> str:

@@ -22,7 +22,7 @@ from typing import BinaryIO
 import zstandard
 
 from .descriptor import OCI_LAYER_GZIP, OCI_LAYER_TAR, OCI_LAYER_ZSTD
-from .errors import CogbuildError, UsageError
+from .errors import CogbuildError
 from .tree import Entry, Tree
 
 
@@ -66,16 +66,6 @@ class LayerDigests:
 
 class SourceChanged(CogbuildError, ValueError):
     """A file that changed while it was being put into a layer: the layer would not match its digest."""
-
-
-def source_date_epoch() -> int:
-    """SOURCE_DATE_EPOCH (reproducible-builds.org): whole seconds since 1970, 0 when unset or empty.
-
-    The one reader of that variable (layers, image config, SBOM); a bad value is the user's to fix."""
-    value = os.environ.get("SOURCE_DATE_EPOCH", "").strip() or "0"
-    if not (value.isascii() and value.isdigit()):
-        raise UsageError(f"SOURCE_DATE_EPOCH must be a whole number of seconds since 1970, not {value!r}")
-    return int(value)
 
 
 class ParallelGzip:
@@ -204,10 +194,9 @@ def _tarinfo(entry: Entry, mtime: int) -> tarfile.TarInfo:
     return info
 
 
-def write_layer(tree: Tree, out: BinaryIO, compression: Compression = Compression(),
-                mtime: int | None = None) -> LayerDigests:
-    """Write `tree` as one layer blob to `out` and return its digests."""
-    mtime = source_date_epoch() if mtime is None else mtime
+def write_layer(tree: Tree, out: BinaryIO, compression: Compression = Compression(), mtime: int = 0) -> LayerDigests:
+    """Write `tree` as one layer blob to `out` and return its digests; every entry's mtime is `mtime`
+    (the build's SOURCE_DATE_EPOCH, which cogbuild.settings reads: layers/ reads no environment)."""
     sink = _HashingSink(out, compression)
     with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT, encoding="utf-8") as tar:
         for entry in tree.entries():
@@ -231,8 +220,7 @@ def write_layer(tree: Tree, out: BinaryIO, compression: Compression = Compressio
     return sink.finish()
 
 
-def layer_bytes(tree: Tree, compression: Compression = Compression(), mtime: int | None = None
-                ) -> tuple[bytes, LayerDigests]:
+def layer_bytes(tree: Tree, compression: Compression = Compression(), mtime: int = 0) -> tuple[bytes, LayerDigests]:
     """The whole blob in memory; convenient for small layers and tests."""
     buf = io.BytesIO()
     digests = write_layer(tree, buf, compression, mtime)

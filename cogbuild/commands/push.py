@@ -15,6 +15,7 @@ from ..registry.reference import Reference, parse_reference
 from ..lock import read_lock
 from ..lock_artifacts import attach_lock_and_sbom
 from ..registry.remote import plan_from_layout, push_image, variant_tag
+from ..settings import source_date_epoch
 from ..signing import load_private_key, read_passphrase, sign_manifests
 from ..ui import blob_progress, progress_printer, result
 from .build import build_project, cache_option, parse_compression, secret_option
@@ -53,6 +54,7 @@ def command(ctx: click.Context, ref: str | None, cog_yaml: str | None, insecure:
     reference = parse_reference(ref)
     # The key is opened before the build, so a wrong passphrase costs nothing.
     key = load_private_key(sign_key, read_passphrase(f"open {sign_key}")) if sign_key else None
+    created = source_date_epoch()  # the SBOM is dated like the image
     _, outcome = build_project(project, None, None, None, parse_compression(compression), progress,
                                secrets=secrets, cache=cache, insecure=insecure)
     progress(f"pushing to {reference.registry}/{reference.repository}")
@@ -61,7 +63,7 @@ def command(ctx: click.Context, ref: str | None, cog_yaml: str | None, insecure:
                             variants=outcome.variants, progress=bar)
     # Reviewers and scanners find what went into the image next to it: the lock and an SBOM made from it.
     attach_lock_and_sbom(reference, outcome.descriptor, project.lock_path.read_bytes(),
-                         read_lock(project.lock_path).artifacts(), insecure=insecure)
+                         read_lock(project.lock_path).artifacts(), insecure=insecure, created=created)
     if key:
         tagged = [(reference, outcome.descriptor)] + [(reference.with_tag(variant_tag(reference.tag, suffix)), desc)
                                                       for suffix, desc in outcome.variants.items()]

@@ -20,7 +20,8 @@ from cogbuild.environment import as_environment_failure
 from cogbuild.errors import CogbuildError, CogUsageError, EnvironmentFailure, UsageError
 from cogbuild.layers.deb import DebError
 from cogbuild.layers.standalone import TarballError
-from cogbuild.layers.tarball import SourceChanged, layer_bytes, source_date_epoch
+from cogbuild.layers.tarball import SourceChanged, layer_bytes
+from cogbuild.settings import source_date_epoch
 from cogbuild.layers.tree import Tree, TreeError
 from cogbuild.layers.wheel import WheelError
 from cogbuild.registry.archive import ArchiveError

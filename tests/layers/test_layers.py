@@ -52,10 +52,11 @@ def test_same_tree_same_bytes_whatever_the_insertion_order():
     assert layer_bytes(sample_tree(), mtime=0) == layer_bytes(other, mtime=0)
 
 
-def test_source_date_epoch_sets_mtimes(monkeypatch):
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
-    blob, _ = layer_bytes(sample_tree())
+def test_the_mtime_given_is_every_entrys_and_the_environment_is_not_read(monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1")  # layers/ reads no environment: cogbuild.settings does
+    blob, _ = layer_bytes(sample_tree(), mtime=1700000000)
     assert {m.mtime for m in members(blob)} == {1700000000}
+    assert {m.mtime for m in members(layer_bytes(sample_tree())[0])} == {0}
 
 
 def test_diff_id_is_independent_of_compression():

@@ -148,6 +148,8 @@ def test_sbom_is_deterministic_spdx():
     assert one == two
     doc = json.loads(one)
     assert doc["creationInfo"]["created"] == "1970-01-01T00:00:00Z"
+    dated = json.loads(spdx_sbom("r/m", "sha256:" + "c" * 64, artifacts, created=1700000000))
+    assert dated["creationInfo"]["created"] == "2023-11-14T22:13:20Z"
     purls = {ref["referenceLocator"] for p in doc["packages"] for ref in p.get("externalRefs", [])}
     assert purls == {"pkg:pypi/pillow@10.0", "pkg:deb/debian/zlib1g@1:1.2"}
 
