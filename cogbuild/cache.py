@@ -35,6 +35,11 @@ def cache_dir() -> Path:
     return Path(base)
 
 
+def mount_hints_dir() -> Path:
+    """Which repositories of each registry hold which blobs (registry.blob_locations), for mounts."""
+    return cache_dir() / "registry-blobs"
+
+
 def store_dir() -> Path:
     """The local image store: an OCI image layout."""
     base = os.environ.get("COGBUILD_STORE") or os.path.join(

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Callable, Iterator, Literal
 
-from .cache import cache_dir
+from .cache import cache_dir, mount_hints_dir
 from .errors import CogbuildError, UsageError
 from .layers.descriptor import Descriptor, InvalidDescriptor
 from .layers.image import image_metadata
@@ -235,7 +235,7 @@ def _pull(target: str, store: Layout, progress: Callable[[str], None],
     into = store if run else Layout(cache_dir() / "descriptions")
     try:
         if run:
-            top = pull_image(ref, into, insecure=ref.is_loopback, progress=transfer)
+            top = pull_image(ref, into, insecure=ref.is_loopback, progress=transfer, hints=mount_hints_dir())
         else:
             top = pull_metadata(ref, into, insecure=ref.is_loopback)
     except httpx.TransportError as exc:  # registry answers become RegistryError sentences already

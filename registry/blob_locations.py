@@ -7,7 +7,6 @@ file is simply ignored and rewritten.
 from __future__ import annotations
 
 import json
-import os
 import re
 import threading
 from pathlib import Path
@@ -17,24 +16,19 @@ from cogbuild.layers.atomic import atomic_write
 _MAX_DIGESTS = 20000
 
 
-def cache_dir() -> Path:
-    explicit = os.environ.get("COGBUILD_CACHE")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "cogbuild"
-
-
 class BlobLocations:
-    """digest → repositories, for one registry, persisted as a small JSON file."""
+    """digest → repositories, for one registry, persisted as a small JSON file in `root` (the caller's
+    choice: cogbuild keeps it in its cache); with no root, known for this process only."""
 
     def __init__(self, registry: str, root: Path | None = None) -> None:
         safe = re.sub(r"[^A-Za-z0-9._-]", "_", registry)
-        self.path = (root or cache_dir() / "registry-blobs") / f"{safe}.json"
+        self.path = root / f"{safe}.json" if root is not None else None
         self._lock = threading.Lock()
         self._known: dict[str, list[str]] = self._load()
 
     def _load(self) -> dict[str, list[str]]:
+        if self.path is None:
+            return {}
         try:
             data = json.loads(self.path.read_text())
         except (OSError, ValueError):
@@ -59,6 +53,8 @@ class BlobLocations:
                 self._known.pop(next(iter(self._known)))
 
     def save(self) -> None:
+        if self.path is None:
+            return
         with self._lock:
             data = json.dumps(self._known, separators=(",", ":")).encode()
         try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from functools import partial
@@ -59,12 +60,13 @@ def plan_from_layout(layout: Layout, desc: Descriptor) -> ImagePlan:
 def push_image(layout: Layout, desc: Descriptor, ref: str | Reference, *, extra_tags: Sequence[str] = (),
                insecure: bool = False, progress: Progress | None = None,
                variants: Mapping[str, Descriptor] | None = None,
-               stats: TransferStats | None = None) -> str:
+               stats: TransferStats | None = None, hints: Path | None = None) -> str:
     """Push `desc` (a manifest or index in `layout`) and everything under it; return its digest.
 
     The image is tagged with the reference's tag (default `latest`) and every `extra_tags` entry.
     `variants` maps a suffix to another descriptor in the layout (e.g. {"cpu": idx_cpu}) that is pushed
-    as `<tag>-<suffix>`, since runtimes pick from an index by platform only.
+    as `<tag>-<suffix>`, since runtimes pick from an index by platform only. `hints` is the directory
+    where the repositories known to hold each blob are kept, for cross-repository mounts.
     """
     ref = parse_reference(ref)
     if ref.digest and ref.digest != desc.digest:
@@ -77,7 +79,7 @@ def push_image(layout: Layout, desc: Descriptor, ref: str | Reference, *, extra_
         targets.append((variant, [variant_tag(tag, suffix)]))
     plans = [plan_from_layout(layout, d) for d, _ in targets]
     blobs = list({b.digest: b for p in plans for b in p.blobs}.values())
-    _push_blobs(client, ref.repository, layout, blobs, stats, progress)
+    _push_blobs(client, ref.repository, layout, blobs, stats, progress, BlobLocations(client.registry, hints))
     sent: set[str] = set()
     for plan, (top, tags) in zip(plans, targets, strict=False):
         for manifest in plan.manifests:
@@ -97,8 +99,7 @@ def variant_tag(tag: str | None, suffix: str) -> str:
 
 
 def _push_blobs(client: RegistryClient, repository: str, layout: Layout, blobs: list[Descriptor],
-                stats: TransferStats, progress: Progress | None) -> None:
-    locations = BlobLocations(client.registry)
+                stats: TransferStats, progress: Progress | None, locations: BlobLocations) -> None:
 
     def mount_sources(digest: str) -> list[str]:
         """Where the registry may already hold the blob: a cache repository the store took it from, first."""
@@ -228,11 +229,13 @@ class RegistrySource:
 
 
 def pull_image(ref: str | Reference, layout: Layout, *, insecure: bool = False,
-               progress: Progress | None = None, stats: TransferStats | None = None) -> Descriptor:
+               progress: Progress | None = None, stats: TransferStats | None = None,
+               hints: Path | None = None) -> Descriptor:
     """Fetch an image (every platform and variant of an index) into `layout` and name it `ref`.
 
     Every blob is checked against its digest and size before it enters the layout; manifests are
-    stored as the exact bytes received, so digests are kept.
+    stored as the exact bytes received, so digests are kept. The repository is remembered in `hints`
+    as holding every blob (see push_image).
     """
     ref = parse_reference(ref)
     stats = stats or TransferStats()
@@ -244,7 +247,7 @@ def pull_image(ref: str | Reference, layout: Layout, *, insecure: bool = False,
     run_parallel(lambda b: download_blob(client, ref.repository, b, layout, stats=stats, progress=progress,
                                          cancel=cancel),
                  sorted(blobs, key=lambda b: -b.size), cancel, "pull")
-    locations = BlobLocations(client.registry)
+    locations = BlobLocations(client.registry, hints)
     locations.remember(ref.repository, [b.digest for b in blobs])
     locations.save()
     _store_manifests(layout, nodes, ref, top)

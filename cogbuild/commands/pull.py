@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..cache import mount_hints_dir
 from ..project import open_store
 from ..transfer_progress import TransferProgress
 from ..registry.reference import parse_reference
@@ -34,7 +35,7 @@ def command(ctx: click.Context, ref: str, insecure: bool) -> None:
     if verified:
         reference = reference.with_digest(verified)
     desc = pull_image(reference, open_store(), insecure=insecure, stats=stats,
-                      progress=TransferProgress(progress, "downloaded"))
+                      progress=TransferProgress(progress, "downloaded"), hints=mount_hints_dir())
     progress(f"{stats.blobs_downloaded} blobs downloaded ({stats.bytes_received / 1e6:.1f} MB), "
              f"{stats.blobs_skipped} already present")
     result(f"{reference.name}@{desc.digest}")

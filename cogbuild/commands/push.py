@@ -8,6 +8,7 @@ import click
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
 
 from ..errors import UsageError
+from ..cache import mount_hints_dir
 from ..project import Project, open_store
 from ..layers.descriptor import Descriptor
 from ..provenance import attest_image, code_layer_digests, provenance_statement
@@ -60,7 +61,7 @@ def command(ctx: click.Context, ref: str | None, cog_yaml: str | None, insecure:
     progress(f"pushing to {reference.registry}/{reference.repository}")
     with blob_progress(f"pushing {reference.repository}", ctx) as bar:
         digest = push_image(open_store(), outcome.descriptor, reference, insecure=insecure,
-                            variants=outcome.variants, progress=bar)
+                            variants=outcome.variants, progress=bar, hints=mount_hints_dir())
     # Reviewers and scanners find what went into the image next to it: the lock and an SBOM made from it.
     attach_lock_and_sbom(reference, outcome.descriptor, project.lock_path.read_bytes(),
                          read_lock(project.lock_path).artifacts(), insecure=insecure, created=created)

@@ -131,11 +131,12 @@ def test_writing_the_image_out_fetches_the_layers_the_cache_repository_holds(fre
 def test_a_push_mounts_cached_layers_and_sends_nothing_to_the_cache_itself(fresh_runner, registry, tmp_path):
     fresh, result, repo = fresh_runner.store, fresh_runner.result, fresh_runner.repo
     elsewhere, to_cache = TransferStats(), TransferStats()
-    push_image(fresh, result.descriptor, f"{registry.host}/team/model:v1", stats=elsewhere)
+    push_image(fresh, result.descriptor, f"{registry.host}/team/model:v1", stats=elsewhere,
+               hints=tmp_path / "hints")
     config = fresh.read_json(result.descriptor.digest)["config"]
     assert (elsewhere.blobs_mounted, elsewhere.blobs_uploaded) == (3, 1)  # 1: the config, made here
     assert elsewhere.bytes_sent == config["size"]
-    push_image(fresh, result.descriptor, f"{repo}:v1", stats=to_cache)
+    push_image(fresh, result.descriptor, f"{repo}:v1", stats=to_cache, hints=tmp_path / "hints")
     assert (to_cache.blobs_skipped, to_cache.blobs_mounted, to_cache.bytes_sent) == (3, 1, 0)
     assert not any(fresh.has_blob(d) for d in layer_digests(fresh, result.descriptor.digest))
     pulled = Layout(tmp_path / "pulled").init()

@@ -49,9 +49,9 @@ def test_bearer_token_flow_push_pull_and_mount(token_registry, token_server, lay
     with pytest.raises(OCIError, match=r"cogbuild login"):
         push_image(layout, desc, f"{token_registry.host}/ns/tok:v1")
     store_credentials(token_registry.host, USER, PASSWORD)
-    push_image(layout, desc, f"{token_registry.host}/ns/tok:v1")
+    push_image(layout, desc, f"{token_registry.host}/ns/tok:v1", hints=tmp_path / "hints")
     stats = TransferStats()
-    push_image(layout, desc, f"{token_registry.host}/other/tok:v1", stats=stats)
+    push_image(layout, desc, f"{token_registry.host}/other/tok:v1", stats=stats, hints=tmp_path / "hints")
     assert stats.blobs_mounted == 2  # the mount asked for push on other/tok and pull on ns/tok
     asked = [_normal(r["scopes"]) for r in token_server.requests]
     assert {("other/tok", ("pull", "push")), ("ns/tok", ("pull",))} in asked
@@ -84,11 +84,11 @@ def test_mount_from_a_repository_without_access_falls_back_to_upload(tmp_path, l
         desc = write_image(layout, [{"m": b"mount me"}])
         blobs = [b["digest"] for b in [json.loads(layout.read_blob(desc.digest))["config"],
                                        *json.loads(layout.read_blob(desc.digest))["layers"]]]
-        hints = BlobLocations(server.host)
+        hints = BlobLocations(server.host, tmp_path / "hints")
         hints.remember("forbidden/src", blobs)
         hints.save()
         stats = TransferStats()
-        push_image(layout, desc, f"{server.host}/ns/target:v1", stats=stats)
+        push_image(layout, desc, f"{server.host}/ns/target:v1", stats=stats, hints=tmp_path / "hints")
         assert (stats.blobs_mounted, stats.blobs_uploaded) == (0, 2)
     finally:
         server.stop()

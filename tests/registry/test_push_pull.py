@@ -61,11 +61,11 @@ def test_repush_sends_no_blob_bytes(registry, layout):
     assert stats.blobs_skipped == 3
 
 
-def test_push_to_other_repository_mounts_known_blobs(registry, layout):
+def test_push_to_other_repository_mounts_known_blobs(registry, layout, tmp_path):
     desc = write_image(layout, [random_layer_files(200_000)])
-    push_image(layout, desc, f"{registry.host}/team/one:v1")
+    push_image(layout, desc, f"{registry.host}/team/one:v1", hints=tmp_path / "hints")
     stats = TransferStats()
-    push_image(layout, desc, f"{registry.host}/team/two:v1", stats=stats)
+    push_image(layout, desc, f"{registry.host}/team/two:v1", stats=stats, hints=tmp_path / "hints")
     assert stats.blobs_mounted == 2
     assert stats.bytes_sent == 0
     body, _ = _get(f"http://{registry.host}/v2/team/two/manifests/v1", desc.media_type)

@@ -166,6 +166,18 @@ def test_blob_locations_survive_a_damaged_file(tmp_path):
     assert BlobLocations("127.0.0.1:5000", tmp_path).sources("sha256:x") == ["c/d", "a/b"]
 
 
+def test_blob_locations_without_a_directory_are_this_process_only(tmp_path, monkeypatch):
+    """registry/ reads no cogbuild variable: where hints persist is its caller's choice (cogbuild's cache)."""
+    monkeypatch.setenv("COGBUILD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    hints = BlobLocations("127.0.0.1:5000")
+    hints.remember("a/b", ["sha256:x"])
+    hints.save()
+    assert hints.sources("sha256:x") == ["a/b"]
+    assert BlobLocations("127.0.0.1:5000").sources("sha256:x") == []
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_registry_with_referrers_api_needs_no_fallback_tag():
     from cogbuild.layers.descriptor import OCI_MANIFEST, Descriptor
     from cogbuild.lock_artifacts import LOCK_ARTIFACT_TYPE, SPDX_ARTIFACT_TYPE, attach_lock_and_sbom
