@@ -35,9 +35,10 @@ Body = Union[bytes, Callable[[], Readable], None]
 class RegistryError(OCIError):
     """A registry said no, or could not be reached; the message says which and what to do."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, codes: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.status = status
+        self.codes = codes  # the OCI error codes of the answer, e.g. ("MANIFEST_BLOB_UNKNOWN",)
 
 
 class RegistryClient:
@@ -157,8 +158,9 @@ class RegistryClient:
                     f"{where} after {attempts} tries{detail}; try again later")
         else:
             text = f"registry {self.registry} refused to {action} {where}: {status} {response.reason}{detail}"
+        codes = _registry_codes(response)
         response.close()
-        return RegistryError(text, status)
+        return RegistryError(text, status, codes)
 
 
 class _LargeBlockAdapter(requests.adapters.HTTPAdapter):
@@ -178,13 +180,21 @@ def _replayable(body: Body) -> bool:
     return body is None or isinstance(body, bytes) or callable(body)
 
 
-def _registry_message(response: requests.Response) -> str:
-    """The first error message of an OCI error body, if the registry sent one."""
+def _registry_errors(response: requests.Response) -> list[dict]:
     try:
         errors = response.json().get("errors") or []
     except (ValueError, AttributeError, requests.exceptions.RequestException):
-        return ""
-    parts = [f"{e.get('code', '')}: {e.get('message', '')}".strip(": ") for e in errors if isinstance(e, dict)]
+        return []
+    return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+
+
+def _registry_codes(response: requests.Response) -> tuple[str, ...]:
+    return tuple(str(e["code"]) for e in _registry_errors(response) if e.get("code"))
+
+
+def _registry_message(response: requests.Response) -> str:
+    """The error messages of an OCI error body, if the registry sent any."""
+    parts = [f"{e.get('code', '')}: {e.get('message', '')}".strip(": ") for e in _registry_errors(response)]
     return "; ".join(p for p in parts if p)[:300]
 
 

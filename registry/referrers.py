@@ -110,15 +110,25 @@ def _referrer(entry: dict) -> tuple[Descriptor, str | None]:
 
 def push_small_blob(client: RegistryClient, repository: str, data: bytes) -> None:
     digest = sha256_digest(data)
+    if _has_blob(client, repository, digest):
+        return
+    try:
+        start = client.request("POST", client.url(f"{repository}/blobs/uploads/"), repository=repository,
+                               ok=(202,), action="start uploading an artifact to")
+        client.request("PUT", with_query(client.resolve_location(start), digest=digest), repository=repository,
+                       ok=(201,), headers={"Content-Type": "application/octet-stream"}, body=data,
+                       action="upload an artifact to")
+    except RegistryError:
+        # Concurrent writers of the same bytes race to commit them (distribution answers one of them
+        # DIGEST_INVALID); what matters is that the repository has the blob now.
+        if not _has_blob(client, repository, digest):
+            raise
+
+
+def _has_blob(client: RegistryClient, repository: str, digest: str) -> bool:
     head = client.request("HEAD", client.url(f"{repository}/blobs/{digest}"), repository=repository,
                           ok=(200, 404), action=f"check blob {digest[:19]} in")
-    if head.status_code == 200:
-        return
-    start = client.request("POST", client.url(f"{repository}/blobs/uploads/"), repository=repository,
-                           ok=(202,), action="start uploading an artifact to")
-    client.request("PUT", with_query(client.resolve_location(start), digest=digest), repository=repository,
-                   ok=(201,), headers={"Content-Type": "application/octet-stream"}, body=data,
-                   action="upload an artifact to")
+    return head.status_code == 200
 
 
 def _fetch_fallback_index(client: RegistryClient, ref: Reference, subject_digest: str) -> dict | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from .transfer import BlobPusher, Progress, TransferStats, download_blob
 ACCEPT = ", ".join(GRAPH_TYPES)
 PARALLEL_BLOBS = 4
 MANIFEST_MAX = 4 << 20  # what distribution itself accepts for a manifest
+BLOB_SETTLING = (0.1, 0.3, 1.0)  # seconds to wait for a blob a concurrent writer is committing
 
 
 @dataclass
@@ -136,10 +138,21 @@ def run_parallel(work: Callable[[Descriptor], None], blobs: list[Descriptor], ca
 
 
 def put_manifest(client: RegistryClient, repository: str, data: bytes, desc: Descriptor, name: str) -> None:
-    """PUT the exact bytes under a tag or digest, and check the registry computed the same digest."""
-    response = client.request(
-        "PUT", client.url(f"{repository}/manifests/{name}"), repository=repository, ok=(201,),
-        headers={"Content-Type": desc.media_type}, body=data, action=f"push manifest {name} to")
+    """PUT the exact bytes under a tag or digest, and check the registry computed the same digest.
+
+    A blob that another writer of the same content is still committing can be unknown for a moment
+    (distribution's storage links it after writing it), so that one answer is asked again, briefly.
+    """
+    for wait in (*BLOB_SETTLING, None):
+        try:
+            response = client.request(
+                "PUT", client.url(f"{repository}/manifests/{name}"), repository=repository, ok=(201,),
+                headers={"Content-Type": desc.media_type}, body=data, action=f"push manifest {name} to")
+            break
+        except RegistryError as exc:
+            if wait is None or "MANIFEST_BLOB_UNKNOWN" not in exc.codes:
+                raise
+            time.sleep(wait)
     echoed = response.headers.get("Docker-Content-Digest")
     if echoed and echoed != desc.digest:
         raise RegistryError(f"registry {client.registry} stored manifest {desc.digest} of {repository} "

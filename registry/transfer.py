@@ -129,10 +129,12 @@ class BlobPusher:
                 else:
                     self._put_chunks(location, desc, path)
             except RegistryError as exc:
+                # The blob may be there anyway: our commit landed and only its answer was lost, or a
+                # concurrent writer of the same bytes committed first (distribution answers DIGEST_INVALID).
+                if self._exists_quietly(desc):
+                    break
                 if attempt == BLOB_ATTEMPTS - 1 or not _worth_retrying(exc):
                     raise
-                if self._exists_quietly(desc):  # the commit landed, only its answer was lost
-                    break
                 continue
             break
         self.stats.add(blobs_uploaded=1)
