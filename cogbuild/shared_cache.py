@@ -137,8 +137,10 @@ class SharedLayers:
         except OCIError as exc:
             self._give_up("looked up", exc)
             return None
+        if data is None:
+            return None
         try:
-            schema = json.loads(data) if data else None
+            schema = json.loads(data)
         except ValueError:
             return None
         if not isinstance(schema, dict):
