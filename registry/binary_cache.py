@@ -17,18 +17,19 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Sequence
 
-from cogbuild.layers.descriptor import OCI_MANIFEST, Descriptor, Digest, InvalidDescriptor, canonical_json, sha256_digest
+from cogbuild.layers.descriptor import (EMPTY_JSON, OCI_EMPTY, OCI_MANIFEST, Descriptor, Digest, InvalidDescriptor,
+                                        canonical_json, sha256_digest)
 
-from .client import RegistryClient
 from .errors import OCIError
-from .layout import Layout
 from .reference import Reference, parse_reference
-from .referrers import EMPTY_JSON, OCI_EMPTY, push_small_blob
-from .http_policy import RetryPolicy
-from .remote import ACCEPT, put_manifest, run_parallel
-from .transfer import BlobPusher, TransferStats, download_blob
+
+if TYPE_CHECKING:
+    from .client import RegistryClient
+    from .layout import Layout
+    from .transfer import TransferStats
 
 LAYER_ARTIFACT = "application/vnd.cogbuild.cache.layer.v1"
 INPUTS_ARTIFACT = "application/vnd.cogbuild.cache.inputs.v1"
@@ -47,9 +48,23 @@ class CacheRepository:
     def __init__(self, text: str, *, insecure: bool = False) -> None:
         self.ref = _repository_reference(text)
         self.name = self.ref.name
-        self.client = RegistryClient(self.ref.registry, self.ref.api_host, insecure=insecure,
-                                     policy=RetryPolicy.default().with_attempts(ATTEMPTS))
-        self.stats = TransferStats()
+        self.insecure = insecure
+
+    # The HTTP stack loads on first use (~0.3 s of imports): a build whose lookups the local record
+    # answered never needs it, and one that only looks up never loads the upload code.
+    @cached_property
+    def client(self) -> RegistryClient:
+        from .client import RegistryClient
+        from .http_policy import RetryPolicy
+
+        return RegistryClient(self.ref.registry, self.ref.api_host, insecure=self.insecure,
+                              policy=RetryPolicy.default().with_attempts(ATTEMPTS))
+
+    @cached_property
+    def stats(self) -> TransferStats:
+        from .transfer import TransferStats
+
+        return TransferStats()
 
     # -- layers ---------------------------------------------------------------------------------
     def lookup(self, key: str) -> Descriptor | None:
@@ -78,6 +93,8 @@ class CacheRepository:
 
     def publish_document(self, kind: str, key: str, data: bytes) -> None:
         """Upload `data` and tag its entry `<kind>-<key>`; the same document always gives the same bytes."""
+        from .referrers import push_small_blob
+
         push_small_blob(self.client, self.ref.repository, data)
         self._put_artifact(DOCUMENT_ARTIFACT, [Descriptor.of(DOCUMENT_MEDIA_TYPE, data)], document_tag(kind, key),
                            {INLINE: data.decode()})
@@ -100,6 +117,8 @@ class CacheRepository:
                                    action=f"check blob {digest[:19]} in")
         if head.status_code == 404:
             return False
+        from .transfer import download_blob
+
         size = size or int(head.headers.get("Content-Length", "0"))
         download_blob(self.client, self.ref.repository, Descriptor(INPUT_MEDIA_TYPE, Digest(digest), size), into,
                       stats=self.stats)
@@ -111,6 +130,8 @@ class CacheRepository:
 
         An entry that is not what this module writes counts as a miss: the next publish replaces it.
         """
+        from .remote import ACCEPT
+
         response = self.client.request(
             "GET", self.client.url(f"{self.ref.repository}/manifests/{tag}"),
             repository=self.ref.repository, ok=(200, 404), headers={"Accept": ACCEPT}, action=f"look up {what} in")
@@ -127,11 +148,17 @@ class CacheRepository:
             return None
 
     def _push_blobs(self, layout: Layout, blobs: list[Descriptor]) -> None:
+        from .remote import run_parallel
+        from .transfer import BlobPusher
+
         pusher = BlobPusher(self.client, self.ref.repository, layout, stats=self.stats)
         run_parallel(pusher.push, sorted(blobs, key=lambda b: -b.size), pusher.cancel, "cache")
 
     def _put_artifact(self, artifact_type: str, blobs: list[Descriptor], tag: str,
                       annotations: dict[str, str] | None = None) -> None:
+        from .referrers import push_small_blob
+        from .remote import put_manifest
+
         push_small_blob(self.client, self.ref.repository, EMPTY_JSON)
         data = cache_manifest(artifact_type, blobs, annotations)
         put_manifest(self.client, self.ref.repository, data, Descriptor.of(OCI_MANIFEST, data), tag)
