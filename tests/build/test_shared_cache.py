@@ -120,29 +120,17 @@ def test_a_fresh_runner_composes_and_downloads_nothing_the_cache_repository_has(
     assert all(fresh.read_blob(d) for d in layers)
 
 
-def test_a_warm_runner_seeds_the_cache_repository_with_layers_it_had_cached(model, served_lock, registry, tmp_path,
-                                                                             monkeypatch, compositions):
+def test_a_warm_runner_seeds_the_cache_repository_with_the_layers_and_schema_it_had_cached(
+        model, served_lock, registry, tmp_path, monkeypatch, compositions, schema_computations):
     server, lock = served_lock
     repo = f"{registry.host}/team/cache"
     warm = runner(monkeypatch, tmp_path, "a")
     first = build_with_cache(model, lock, warm, None)
     assert build_with_cache(model, lock, warm, repo).descriptor == first.descriptor
-    assert len(compositions) == 3  # the second build composed nothing, yet published
+    assert len(compositions) == 3 and len(schema_computations) == 1  # nothing made again, yet published
+    # The schema label is part of the config, so equal manifests also mean the same schema.
     assert build_with_cache(model, lock, runner(monkeypatch, tmp_path, "b"), repo).descriptor == first.descriptor
-    assert len(compositions) == 3
-
-
-def test_a_fresh_runner_takes_the_schema_from_the_cache_repository(model, served_lock, registry, tmp_path,
-                                                                   monkeypatch, schema_computations):
-    server, lock = served_lock
-    repo = f"{registry.host}/team/cache"
-    warm = runner(monkeypatch, tmp_path, "a")
-    first = build_with_cache(model, lock, warm, None)
-    build_with_cache(model, lock, warm, repo)  # its schema was cached locally only: now it is published
-    assert len(schema_computations) == 1
-    # The schema label is part of the config, so equal manifests mean the same schema.
-    assert build_with_cache(model, lock, runner(monkeypatch, tmp_path, "b"), repo).descriptor == first.descriptor
-    assert len(schema_computations) == 1
+    assert len(compositions) == 3 and len(schema_computations) == 1
     build_with_cache(model, lock, runner(monkeypatch, tmp_path, "c"), None)
     assert len(schema_computations) == 2  # without the cache repository a fresh runner computes it
 
