@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Callable, Iterable
 
@@ -39,6 +40,7 @@ CACHE_REPO_ENV = "COGBUILD_CACHE_REPO"
 DIFF_ID = "run.cog.diff-id"
 LIBRARY_DIRS = "run.cog.library-dirs"
 LOOKUPS_AT_ONCE = 8  # one small GET each: many in flight hide the round trips
+RECORD_DAYS = 1  # how long Holdings believes the repository still has an entry it saw
 SCHEMA = "schema"  # the document kind of OpenAPI schemas in the cache repository
 
 
@@ -192,16 +194,20 @@ class Holdings:
     """Entries this host has seen a cache repository hold (found there or published from here), by tag.
 
     A later build trusts the record instead of asking the registry again: keys are hashes of the inputs, so
-    an entry never changes, and builders only ever add entries. Each record starts with the sha256 of what
-    follows, and a record that does not match it counts as absent.
+    an entry never changes, and builders only ever add entries. A registry can still drop entries (garbage
+    collection, a wiped repository), so a record is believed for RECORD_DAYS, as Nix believes a cached
+    narinfo. Each record starts with the sha256 of what follows; one that does not match counts as absent.
     """
 
     def __init__(self, repository_name: str) -> None:
         self.root = cache_dir() / "cache-repositories" / hashlib.sha256(repository_name.encode()).hexdigest()[:32]
 
     def get(self, tag: str) -> bytes | None:
+        path = self._path(tag)
         try:
-            record = self._path(tag).read_bytes()
+            if time.time() - path.stat().st_mtime > RECORD_DAYS * 86400:
+                return None
+            record = path.read_bytes()
         except OSError:
             return None
         digest, _, data = record.partition(b"\n")

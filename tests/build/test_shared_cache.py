@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from dataclasses import dataclass
 
 import pytest
@@ -29,7 +30,7 @@ from cogbuild.registry.layout import Layout
 from cogbuild.registry.referrers import push_small_blob
 from cogbuild.registry.remote import pull_image, push_image, put_manifest
 from cogbuild.registry.transfer import TransferStats
-from cogbuild.shared_cache import CACHE_REPO_ENV, Holdings, cache_repository
+from cogbuild.shared_cache import CACHE_REPO_ENV, RECORD_DAYS, Holdings, cache_repository
 from cli_helpers import cogbuild, one_line_error
 from oci_registry_server import RegistryServer, free_port
 from test_build import model, served_lock  # noqa: F401  (fixtures)
@@ -346,3 +347,14 @@ def test_a_holdings_record_that_does_not_match_its_hash_is_absent():
     path = holdings.root / ("layer-" + "ab" * 32)
     path.write_bytes(path.read_bytes().replace(b'"x"', b'"y"'))
     assert holdings.get("layer-" + "ab" * 32) is None
+
+
+def test_a_holdings_record_is_believed_for_a_day_only():
+    holdings = Holdings("127.0.0.1:5000/team/cache")
+    holdings.put("schema-" + "cd" * 32, b"{}")
+    path = holdings.root / ("schema-" + "cd" * 32)
+    day_old = time.time() - RECORD_DAYS * 86400
+    os.utime(path, (day_old + 60, day_old + 60))
+    assert holdings.get("schema-" + "cd" * 32) == b"{}"
+    os.utime(path, (day_old - 60, day_old - 60))
+    assert holdings.get("schema-" + "cd" * 32) is None  # asked again: the registry may have dropped it
