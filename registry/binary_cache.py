@@ -130,11 +130,10 @@ class CacheRepository:
 
         An entry that is not what this module writes counts as a miss: the next publish replaces it.
         """
-        from .remote import ACCEPT
-
-        response = self.client.request(
+        response = self.client.request(  # every entry is an OCI manifest: no need to accept (or import) more
             "GET", self.client.url(f"{self.ref.repository}/manifests/{tag}"),
-            repository=self.ref.repository, ok=(200, 404), headers={"Accept": ACCEPT}, action=f"look up {what} in")
+            repository=self.ref.repository, ok=(200, 404), headers={"Accept": OCI_MANIFEST},
+            action=f"look up {what} in")
         if response.status_code == 404:
             return None
         try:
