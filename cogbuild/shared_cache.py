@@ -41,6 +41,7 @@ DIFF_ID = "run.cog.diff-id"
 LIBRARY_DIRS = "run.cog.library-dirs"
 LOOKUPS_AT_ONCE = 8  # one small GET each: many in flight hide the round trips
 RECORD_DAYS = 1  # how long Holdings believes the repository still has an entry it saw
+LAYER = "layer"  # the kind of a layer entry, as Holdings records it
 SCHEMA = "schema"  # the document kind of OpenAPI schemas in the cache repository
 
 
@@ -92,7 +93,7 @@ class SharedLayers:
         return hits
 
     def _recorded(self, spec: LayerSpec) -> Layer | None:
-        data = self.holdings.get(f"layer-{self.key(spec)}")
+        data = self.holdings.get(LAYER, self.key(spec))
         try:
             return self._layer(spec, Descriptor.from_json(json.loads(data))) if data else None
         except ValueError:  # InvalidDescriptor is one: a record this version cannot read is a miss
@@ -108,7 +109,7 @@ class SharedLayers:
         for spec, desc in zip(specs, found, strict=True):
             if desc is not None and (layer := self._layer(spec, desc)) is not None:
                 hits[spec.key] = layer
-                self.holdings.put(f"layer-{self.key(spec)}", canonical_json(desc.to_json()))
+                self.holdings.put(LAYER, self.key(spec), canonical_json(desc.to_json()))
         return hits
 
     def _layer(self, spec: LayerSpec, desc: Descriptor) -> Layer | None:
@@ -147,12 +148,12 @@ class SharedLayers:
             return None
         if not isinstance(schema, dict):
             return None
-        self.holdings.put(f"{SCHEMA}-{key}", data)
+        self.holdings.put(SCHEMA, key, data)
         return schema
 
     def put(self, key: str, schema: dict) -> None:
         """Offer the build's schema to the repository in `finish`, unless it is known to be there."""
-        if self.holdings.get(f"{SCHEMA}-{key}") is None:
+        if self.holdings.get(SCHEMA, key) is None:
             self._schemas[key] = canonical_json(schema)
 
     def finish(self, blobs: BlobCache) -> None:
@@ -173,7 +174,7 @@ class SharedLayers:
         for spec, layer in missing:
             entry = _entry(layer)
             self.repository.publish(self.layout, self.key(spec), entry)
-            self.holdings.put(f"layer-{self.key(spec)}", canonical_json(entry.to_json()))
+            self.holdings.put(LAYER, self.key(spec), canonical_json(entry.to_json()))
         inputs = {a.sha256 for spec, _ in missing for a in spec.inputs}
         self.repository.mirror(blobs.as_layout(), sorted(h for h in inputs if blobs.path(h).exists()))
 
@@ -181,7 +182,7 @@ class SharedLayers:
         for key, data in self._schemas.items():
             if self.usable and self.repository.lookup_document(SCHEMA, key) is None:
                 self.repository.publish_document(SCHEMA, key, data)
-            self.holdings.put(f"{SCHEMA}-{key}", data)
+            self.holdings.put(SCHEMA, key, data)
 
     def _give_up(self, what: str, exc: OCIError) -> dict:
         self.usable = False
@@ -191,7 +192,7 @@ class SharedLayers:
 
 
 class Holdings:
-    """Entries this host has seen a cache repository hold (found there or published from here), by tag.
+    """Entries this host has seen a cache repository hold (found there or published from here), by kind and key.
 
     A later build trusts the record instead of asking the registry again: keys are hashes of the inputs, so
     an entry never changes, and builders only ever add entries. A registry can still drop entries (garbage
@@ -202,8 +203,8 @@ class Holdings:
     def __init__(self, repository_name: str) -> None:
         self.root = cache_dir() / "cache-repositories" / hashlib.sha256(repository_name.encode()).hexdigest()[:32]
 
-    def get(self, tag: str) -> bytes | None:
-        path = self._path(tag)
+    def get(self, kind: str, key: str) -> bytes | None:
+        path = self._path(kind, key)
         try:
             if time.time() - path.stat().st_mtime > RECORD_DAYS * 86400:
                 return None
@@ -213,11 +214,11 @@ class Holdings:
         digest, _, data = record.partition(b"\n")
         return data if hashlib.sha256(data).hexdigest().encode() == digest else None
 
-    def put(self, tag: str, data: bytes) -> None:
-        atomic_write(self._path(tag), hashlib.sha256(data).hexdigest().encode() + b"\n" + data)
+    def put(self, kind: str, key: str, data: bytes) -> None:
+        atomic_write(self._path(kind, key), hashlib.sha256(data).hexdigest().encode() + b"\n" + data)
 
-    def _path(self, tag: str) -> Path:
-        return self.root / tag
+    def _path(self, kind: str, key: str) -> Path:
+        return self.root / f"{kind}-{key}"
 
 
 def _entry(layer: Layer) -> Descriptor:

@@ -68,10 +68,7 @@ class CacheRepository:
 
     # -- layers ---------------------------------------------------------------------------------
     def lookup(self, key: str) -> Descriptor | None:
-        """The layer cached under `key` (its annotations as published), or None.
-
-        An entry that is not what `publish` writes counts as a miss: the next publish replaces it.
-        """
+        """The layer cached under `key` (its annotations as published), or None (also for a malformed entry)."""
         found = self._entry(LAYER_ARTIFACT, layer_tag(key), f"cached layer {key[:12]}")
         return found[1] if found else None
 
