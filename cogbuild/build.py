@@ -237,13 +237,13 @@ def build(config: CogConfig, lock: Lock, lock_digest: str, layout: Layout, optio
     for variant in variants:
         if variant not in lock.variants:
             raise CogbuildError(f"cog.lock has no {variant} variant; lock with that variant first")
+    cache = LayerCache(layout, options.compression, source_date_epoch(), options.layer_cache_root)
+    shared = _shared_layers(options.cache_repository, layout, cache, progress)
     if config.predictor:  # as Cog does: a signature that cannot be served stops here
-        static_schema(config.root, config.predictor, config.trainer)
+        static_schema(config.root, config.predictor, config.trainer, shared)
     layout.init()
     blobs = BlobCache(mirror=options.cache_repository)
     user = ImageUser()
-    cache = LayerCache(layout, options.compression, source_date_epoch(), options.layer_cache_root)
-    shared = _shared_layers(options.cache_repository, layout, cache, progress)
     compilers: dict[str, Compiler] | None = {} if options.bytecode else None
     import_sources(lock, config.root, blobs)
     spill = SpillDir(scratch_dir("unpacked-"))

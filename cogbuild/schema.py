@@ -20,6 +20,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from . import __version__
 from .cache import cache_dir
@@ -105,18 +106,31 @@ def dropped_imports(source: str) -> dict[str, str]:
     return names
 
 
-def static_schema(model_dir: Path, predictor: str, trainer: str | None = None) -> dict:
+class SharedSchemas(Protocol):
+    """Schemas shared between builders (a cache repository): found there instead of computed, and offered."""
+
+    def get(self, key: str) -> dict | None: ...
+
+    def put(self, key: str, schema: dict) -> None: ...
+
+
+def static_schema(model_dir: Path, predictor: str, trainer: str | None = None,
+                  shared: SharedSchemas | None = None) -> dict:
     """The OpenAPI document for `predictor` ("predict.py:Predictor" or "sub/predict.py:Predictor") and, when
     the model has one, its `trainer` ("train.py:train"), read from their source; a UsageError in Cog's words
-    when the source does not say enough or the runtime rejects it."""
+    when the source does not say enough or the runtime rejects it. Only a schema that passed those checks is
+    cached, so one from `shared` (keyed like the local cache) stands for the computation."""
     entries = [_Entry.read(model_dir, predictor)] + ([_Entry.read(model_dir, trainer)] if trainer else [])
     identity = "\0".join(f"{e.ref}\0{e.source}" for e in entries)
     key = hashlib.sha256(f"{__version__}\0schema-v3\0{identity}".encode()).hexdigest()
     cached = cache_dir() / "schemas" / f"{key}.json"
     if cached.exists():
-        return json.loads(cached.read_text())
-    schema = _compute(entries)
-    atomic_write(cached, json.dumps(schema, sort_keys=True).encode())
+        schema = json.loads(cached.read_text())
+    else:
+        schema = (shared.get(key) if shared else None) or _compute(entries)
+        atomic_write(cached, json.dumps(schema, sort_keys=True).encode())
+    if shared:
+        shared.put(key, schema)
     return schema
 
 

@@ -13,16 +13,14 @@ import json
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from cogbuild.layers.descriptor import (OCI_INDEX, OCI_MANIFEST, Descriptor, Digest, InvalidDescriptor,
-                                        canonical_json, sha256_digest)
+from cogbuild.layers.descriptor import (EMPTY_JSON, OCI_EMPTY, OCI_INDEX, OCI_MANIFEST, Descriptor, Digest,
+                                        InvalidDescriptor, canonical_json, sha256_digest)
 
 from .client import RegistryClient, RegistryError
 from .reference import Reference, parse_reference
 from .remote import put_manifest
 from .transfer import with_query
 
-OCI_EMPTY = "application/vnd.oci.empty.v1+json"
-EMPTY_JSON = b"{}"
 TITLE = "org.opencontainers.image.title"
 
 

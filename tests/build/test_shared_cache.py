@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from dataclasses import dataclass
 
 import pytest
 
 from cogbuild import build as build_module
+from cogbuild import schema as schema_module
 from cogbuild.artifacts import Artifact
 from cogbuild.build import BuildOptions, BuildResult, build
 from cogbuild.cache import BlobCache
@@ -22,12 +24,13 @@ from cogbuild.images import find_image
 from cogbuild.layers.descriptor import OCI_MANIFEST, Descriptor
 from cogbuild.lock import write_lock
 from cogbuild.policy import lock_inputs_digest
-from cogbuild.registry.binary_cache import LAYER_ARTIFACT, CacheRepository, cache_manifest, layer_tag
+from cogbuild.registry.binary_cache import (DOCUMENT_ARTIFACT, INLINE, LAYER_ARTIFACT, CacheRepository,
+                                            cache_manifest, document_tag, layer_tag)
 from cogbuild.registry.layout import Layout
 from cogbuild.registry.referrers import push_small_blob
 from cogbuild.registry.remote import pull_image, push_image, put_manifest
 from cogbuild.registry.transfer import TransferStats
-from cogbuild.shared_cache import CACHE_REPO_ENV, cache_repository
+from cogbuild.shared_cache import CACHE_REPO_ENV, RECORD_DAYS, Holdings, cache_repository
 from cli_helpers import cogbuild, one_line_error
 from oci_registry_server import RegistryServer, free_port
 from test_build import model, served_lock  # noqa: F401  (fixtures)
@@ -73,6 +76,14 @@ def compositions(monkeypatch) -> list:
     return composed
 
 
+@pytest.fixture
+def schema_computations(monkeypatch) -> list:
+    computed: list = []
+    real_compute = schema_module._compute
+    monkeypatch.setattr(schema_module, "_compute", lambda entries: computed.append(entries) or real_compute(entries))
+    return computed
+
+
 @dataclass
 class FreshRunner:
     repo: str  # the cache repository a warm runner filled
@@ -110,16 +121,32 @@ def test_a_fresh_runner_composes_and_downloads_nothing_the_cache_repository_has(
     assert all(fresh.read_blob(d) for d in layers)
 
 
-def test_a_warm_runner_seeds_the_cache_repository_with_layers_it_had_cached(model, served_lock, registry, tmp_path,
-                                                                             monkeypatch, compositions):
+def test_a_warm_runner_seeds_the_cache_repository_with_the_layers_and_schema_it_had_cached(
+        model, served_lock, registry, tmp_path, monkeypatch, compositions, schema_computations):
     server, lock = served_lock
     repo = f"{registry.host}/team/cache"
     warm = runner(monkeypatch, tmp_path, "a")
     first = build_with_cache(model, lock, warm, None)
     assert build_with_cache(model, lock, warm, repo).descriptor == first.descriptor
-    assert len(compositions) == 3  # the second build composed nothing, yet published
+    assert len(compositions) == 3 and len(schema_computations) == 1  # nothing made again, yet published
+    # The schema label is part of the config, so equal manifests also mean the same schema.
     assert build_with_cache(model, lock, runner(monkeypatch, tmp_path, "b"), repo).descriptor == first.descriptor
-    assert len(compositions) == 3
+    assert len(compositions) == 3 and len(schema_computations) == 1
+    build_with_cache(model, lock, runner(monkeypatch, tmp_path, "c"), None)
+    assert len(schema_computations) == 2  # without the cache repository a fresh runner computes it
+
+
+def test_a_second_build_on_the_same_runner_asks_the_cache_repository_nothing(fresh_runner, model, served_lock,
+                                                                             registry, tmp_path):
+    server, lock = served_lock
+    registry.stop()  # any lookup would now fail, and say so
+    messages: list[str] = []
+    options = BuildOptions(bytecode=False, cache_repository=CacheRepository(fresh_runner.repo))
+    options.cache_repository.client.backoff = 0
+    again = build(load_config(model / "cog.yaml"), lock, "sha256:" + "1" * 64, fresh_runner.store, options,
+                  messages.append)
+    assert again.descriptor == fresh_runner.result.descriptor
+    assert not [m for m in messages if m.startswith("warning:")]
 
 
 def test_writing_the_image_out_fetches_the_layers_the_cache_repository_holds(fresh_runner, tmp_path):
@@ -293,3 +320,41 @@ def test_a_malformed_cache_entry_is_a_miss(registry):
         "application/vnd.oci.empty.v1+json", b"{}").to_json(), "layers": []}).encode()
     put_manifest(repo.client, "team/cache", data, Descriptor.of(OCI_MANIFEST, data), layer_tag("ef" * 32))
     assert repo.lookup("ef" * 32) is None
+
+
+def test_a_cached_document_whose_inline_copy_does_not_match_its_blob_is_a_miss(registry):
+    repo = CacheRepository(f"{registry.host}/team/cache")
+    key = "ab" * 32
+    repo.publish_document("schema", key, b'{"openapi": "3.0.2"}')
+    assert repo.lookup_document("schema", key) == b'{"openapi": "3.0.2"}'
+    stored = Descriptor.of("application/json", b'{"openapi": "3.0.2"}')
+    data = cache_manifest(DOCUMENT_ARTIFACT, [stored], {INLINE: '{"openapi": "tampered"}'})
+    put_manifest(repo.client, "team/cache", data, Descriptor.of(OCI_MANIFEST, data), document_tag("schema", key))
+    assert repo.lookup_document("schema", key) is None
+
+
+def test_a_document_kind_cannot_take_the_tags_of_layers_or_inputs():
+    for kind in ("layer", "inputs", "Schema", ""):
+        with pytest.raises(ValueError, match="document kind"):
+            document_tag(kind, "ab" * 32)
+
+
+def test_a_holdings_record_that_does_not_match_its_hash_is_absent():
+    holdings = Holdings("127.0.0.1:5000/team/cache")
+    holdings.put("layer", "ab" * 32, b'{"digest": "x"}')
+    assert holdings.get("layer", "ab" * 32) == b'{"digest": "x"}'
+    assert Holdings("127.0.0.1:5000/other").get("layer", "ab" * 32) is None  # each repository its own record
+    path = holdings.root / ("layer-" + "ab" * 32)
+    path.write_bytes(path.read_bytes().replace(b'"x"', b'"y"'))
+    assert holdings.get("layer", "ab" * 32) is None
+
+
+def test_a_holdings_record_is_believed_for_a_day_only():
+    holdings = Holdings("127.0.0.1:5000/team/cache")
+    holdings.put("schema", "cd" * 32, b"{}")
+    path = holdings.root / ("schema-" + "cd" * 32)
+    day_old = time.time() - RECORD_DAYS * 86400
+    os.utime(path, (day_old + 60, day_old + 60))
+    assert holdings.get("schema", "cd" * 32) == b"{}"
+    os.utime(path, (day_old - 60, day_old - 60))
+    assert holdings.get("schema", "cd" * 32) is None  # asked again: the registry may have dropped it
