@@ -64,8 +64,8 @@ def command(ctx: click.Context, ref: str | None, cog_yaml: str | None, insecure:
         digest = push_image(open_store(), outcome.descriptor, reference, insecure=insecure,
                             variants=outcome.variants, progress=bar, hints=mount_hints_dir())
     # Reviewers and scanners find what went into the image next to it: the lock and an SBOM made from it.
-    attach_lock_and_sbom(reference, outcome.descriptor, project.lock_path.read_bytes(),
-                         read_lock(project.lock_path).artifacts(), insecure=insecure, created=created)
+    attach_lock_and_sbom(reference, outcome.descriptor, project.lock_path.read_bytes(), outcome.lock.artifacts(),
+                         insecure=insecure, created=created)
     if key:
         tagged = [(reference, outcome.descriptor)] + [(reference.with_tag(variant_tag(reference.tag, suffix)), desc)
                                                       for suffix, desc in outcome.variants.items()]
