@@ -65,6 +65,7 @@ class BuildOptions:
 class BuildResult:
     descriptor: Descriptor  # the manifest (one image) or the index (several)
     images: dict[tuple[str, str], Descriptor]  # (platform, variant) -> manifest
+    lock: Lock  # what the images were built from, with any outputs the build recorded (as saved in cog.lock)
     variants: dict[str, Descriptor] = field(default_factory=dict)  # variant -> its manifest or index
 
 
@@ -276,11 +277,11 @@ def build(config: CogConfig, lock: Lock, lock_digest: str, layout: Layout, optio
                                    options.bytecode and can_compile_for(DEBIAN_ARCH[p]))
               for (p, v), below in images_layers.items()}
     if len(images) == 1:
-        return BuildResult(next(iter(images.values())), images)
+        return BuildResult(next(iter(images.values())), images, lock)
     # Runtimes choose from an index by platform only, so each variant also gets an image of its own.
     by_variant = {v: _index(layout, [d for (_, variant), d in images.items() if variant == v])
                   for v in variants}
-    return BuildResult(_index(layout, list(images.values())), images, by_variant)
+    return BuildResult(_index(layout, list(images.values())), images, lock, by_variant)
 
 
 def _shared_layers(repository: CacheRepository | None, layout: Layout, cache: LayerCache,

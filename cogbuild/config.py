@@ -25,6 +25,9 @@ import yaml
 from .errors import UsageError
 from .requirement_paths import local_requirement_files
 
+# libyaml's parser when PyYAML has it: the same nodes and marks, several times faster on every command.
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 DEFAULT_PYTHON = "3.11"
 TOP_KEYS = {"build", "predict", "run", "train", "model", "environment", "concurrency", "image", "weights",
             "entrypoint"}
@@ -246,7 +249,7 @@ def load_config(path: str | Path) -> CogConfig:
         raise UsageError(f"cannot read {path}: {exc}") from None
     r = _Reader(path)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_SAFE_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark else ""
@@ -255,7 +258,7 @@ def load_config(path: str | Path) -> CogConfig:
     if root is None:
         raise UsageError(f"{path.name} is empty; it needs at least `predict: \"predict.py:Predictor\"`")
     top = r.mapping(root, "top level", TOP_KEYS)
-    cfg = CogConfig(path=path, raw=yaml.safe_load(text))
+    cfg = CogConfig(path=path, raw=yaml.load(text, Loader=_SAFE_LOADER))
 
     if "build" in top:
         build = r.mapping(top["build"], "build", BUILD_KEYS)

@@ -5,14 +5,16 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import CogConfig, load_config
 from .errors import UsageError
 from .policy import lock_inputs_digest
 from .lock import LOCK_NAME, Lock, read_lock, write_lock
-from .registry.layout import Layout
-from .cache import store_dir
 from .ui import warn
+
+if TYPE_CHECKING:
+    from .registry.layout import Layout
 
 DEFAULT_PLATFORMS = ["linux/amd64"]
 
@@ -73,6 +75,10 @@ class Project:
 
 
 def open_store() -> Layout:
+    # Imported here: `lock --check` needs no store, and the cache module loads a thread pool.
+    from .cache import store_dir
+    from .registry.layout import Layout
+
     return Layout(store_dir()).init()
 
 

@@ -43,12 +43,25 @@ def attach_artifact(ref: str | Reference, subject: Descriptor, artifact_type: st
     """Push `files` as one artifact whose subject is the image `subject`; return its descriptor."""
     ref = parse_reference(ref)
     client = client or RegistryClient(ref.registry, ref.api_host, insecure=insecure)
-    layers = []
+    data, desc = _artifact_manifest(subject, artifact_type, files, annotations)
+    if _listed_in_fallback_index(client, ref, subject.digest, desc):
+        return desc  # attached before: the index lists an artifact only after its manifest and blobs went up
     for item in files:
         push_small_blob(client, ref.repository, item.data)
-        layers.append(Descriptor.of(item.media_type, item.data,
-                                    annotations={TITLE: item.name, **item.annotations}).to_json())
     push_small_blob(client, ref.repository, EMPTY_JSON)
+    response = client.request(
+        "PUT", client.url(f"{ref.repository}/manifests/{desc.digest}"), repository=ref.repository, ok=(201,),
+        headers={"Content-Type": OCI_MANIFEST}, body=data, action=f"attach a {artifact_type} artifact to")
+    if response.headers.get("OCI-Subject") != subject.digest:
+        _add_to_fallback_index(client, ref, subject.digest, desc, artifact_type)
+    return desc
+
+
+def _artifact_manifest(subject: Descriptor, artifact_type: str, files: Sequence[ArtifactFile],
+                       annotations: dict[str, str] | None) -> tuple[bytes, Descriptor]:
+    """The artifact's manifest (canonical JSON, so the same files give the same digest) and its descriptor."""
+    layers = [Descriptor.of(item.media_type, item.data, annotations={TITLE: item.name, **item.annotations}).to_json()
+              for item in files]
     doc = {
         "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": artifact_type,
         "config": Descriptor.of(OCI_EMPTY, EMPTY_JSON).to_json(), "layers": layers,
@@ -57,13 +70,15 @@ def attach_artifact(ref: str | Reference, subject: Descriptor, artifact_type: st
     if annotations:
         doc["annotations"] = dict(sorted(annotations.items()))
     data = canonical_json(doc)
-    desc = Descriptor(OCI_MANIFEST, sha256_digest(data), len(data), annotations=dict(annotations or {}))
-    response = client.request(
-        "PUT", client.url(f"{ref.repository}/manifests/{desc.digest}"), repository=ref.repository, ok=(201,),
-        headers={"Content-Type": OCI_MANIFEST}, body=data, action=f"attach a {artifact_type} artifact to")
-    if response.headers.get("OCI-Subject") != subject.digest:
-        _add_to_fallback_index(client, ref, subject.digest, desc, artifact_type)
-    return desc
+    return data, Descriptor(OCI_MANIFEST, sha256_digest(data), len(data), annotations=dict(annotations or {}))
+
+
+def _listed_in_fallback_index(client: RegistryClient, ref: Reference, subject_digest: str,
+                              desc: Descriptor) -> bool:
+    index = _fetch_fallback_index(client, ref, subject_digest) or {}
+    entries = index.get("manifests")
+    return isinstance(entries, list) and any(isinstance(m, dict) and m.get("digest") == desc.digest
+                                             for m in entries)
 
 
 def find_referrers(ref: str | Reference, subject_digest: str, *, artifact_type: str | None = None,

@@ -79,6 +79,9 @@ def push_image(layout: Layout, desc: Descriptor, ref: str | Reference, *, extra_
     targets = [(desc, [tag, *extra_tags] if tag else list(extra_tags))]
     for suffix, variant in (variants or {}).items():
         targets.append((variant, [variant_tag(tag, suffix)]))
+    names = [(name, top.digest) for top, tags in targets for name in tags or [top.digest]]
+    if all(_tag_names(client, ref.repository, name, digest) for name, digest in names):
+        return desc.digest  # pushed before: a tag names a manifest only once all under it is there
     plans = [plan_from_layout(layout, d) for d, _ in targets]
     blobs = list({b.digest: b for p in plans for b in p.blobs}.values())
     _push_blobs(client, ref.repository, layout, blobs, stats, progress, BlobLocations(client.registry, hints))
@@ -93,6 +96,14 @@ def push_image(layout: Layout, desc: Descriptor, ref: str | Reference, *, extra_
             put_manifest(client, ref.repository, data, top, name)
         sent.add(top.digest)
     return desc.digest
+
+
+def _tag_names(client: RegistryClient, repository: str, tag: str, digest: str) -> bool:
+    """Whether `tag` already names the manifest `digest` in the repository (one HEAD)."""
+    response = client.request("HEAD", client.url(f"{repository}/manifests/{tag}"), repository=repository,
+                              ok=(200, 404), headers={"Accept": ACCEPT}, action=f"check tag {tag} in")
+    response.close()
+    return response.status_code == 200 and response.headers.get("Docker-Content-Digest") == digest
 
 
 def variant_tag(tag: str | None, suffix: str) -> str:

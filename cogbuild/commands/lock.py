@@ -8,7 +8,6 @@ import click
 
 from ..errors import CogbuildError
 from ..lock import PYTHON_FROM, read_lock, write_lock
-from ..lockdiff import describe
 from ..project import DEFAULT_PLATFORMS, Project, parse_platforms
 from ..ui import progress_printer, result
 
@@ -56,6 +55,8 @@ def command(ctx: click.Context, cog_yaml: str | None, platform: str | None, chec
                                 f"{unbuilt[0].describe()}; run `cogbuild build` to record it")
         result(f"{project.lock_path} is up to date")
         return
+    from ..lockdiff import describe  # only what prints a diff needs it
+
     if old:
         result(describe(read_lock(Path(old)), read_lock(project.lock_path), markdown=fmt == "markdown"))
         return

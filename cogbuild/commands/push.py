@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
 
 from ..errors import UsageError
 from ..cache import mount_hints_dir
 from ..project import Project, open_store
 from ..layers.descriptor import Descriptor
-from ..provenance import attest_image, code_layer_digests, provenance_statement
 from ..registry.reference import Reference, parse_reference
 from ..lock import read_lock
 from ..lock_artifacts import attach_lock_and_sbom
 from ..registry.remote import plan_from_layout, push_image, variant_tag
 from ..settings import source_date_epoch
-from ..signing import load_private_key, read_passphrase, sign_manifests
 from ..ui import blob_progress, progress_printer, result
 from .build import build_project, cache_option, parse_compression, secret_option
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
 
 
 @click.command("push")
@@ -54,7 +55,7 @@ def command(ctx: click.Context, ref: str | None, cog_yaml: str | None, insecure:
         raise UsageError("name where to push: `cogbuild push REF`, or `image:` / `model:` in cog.yaml")
     reference = parse_reference(ref)
     # The key is opened before the build, so a wrong passphrase costs nothing.
-    key = load_private_key(sign_key, read_passphrase(f"open {sign_key}")) if sign_key else None
+    key = _open_key(sign_key) if sign_key else None
     created = source_date_epoch()  # the SBOM is dated like the image
     _, outcome = build_project(project, None, None, None, parse_compression(compression), progress,
                                secrets=secrets, cache=cache, insecure=insecure)
@@ -63,8 +64,8 @@ def command(ctx: click.Context, ref: str | None, cog_yaml: str | None, insecure:
         digest = push_image(open_store(), outcome.descriptor, reference, insecure=insecure,
                             variants=outcome.variants, progress=bar, hints=mount_hints_dir())
     # Reviewers and scanners find what went into the image next to it: the lock and an SBOM made from it.
-    attach_lock_and_sbom(reference, outcome.descriptor, project.lock_path.read_bytes(),
-                         read_lock(project.lock_path).artifacts(), insecure=insecure, created=created)
+    attach_lock_and_sbom(reference, outcome.descriptor, project.lock_path.read_bytes(), outcome.lock.artifacts(),
+                         insecure=insecure, created=created)
     if key:
         tagged = [(reference, outcome.descriptor)] + [(reference.with_tag(variant_tag(reference.tag, suffix)), desc)
                                                       for suffix, desc in outcome.variants.items()]
@@ -74,9 +75,18 @@ def command(ctx: click.Context, ref: str | None, cog_yaml: str | None, insecure:
     result(f"{ref.split('@')[0]}@{digest}")
 
 
+def _open_key(path: Path) -> EllipticCurvePrivateKey:
+    from ..signing import load_private_key, read_passphrase  # cryptography loads only when signing
+
+    return load_private_key(path, read_passphrase(f"open {path}"))
+
+
 def _sign_and_attest(project: Project, ref: Reference, top: Descriptor, key: EllipticCurvePrivateKey,
                      insecure: bool) -> None:
     """A signature for each manifest under `top`, and a signed provenance statement for `top`."""
+    from ..provenance import attest_image, code_layer_digests, provenance_statement
+    from ..signing import sign_manifests
+
     store = open_store()
     manifests = list(reversed(plan_from_layout(store, top).manifests))  # the top one first
     sign_manifests(ref, manifests, key, insecure=insecure)

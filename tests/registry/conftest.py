@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import urllib.parse
+
 import pytest
+
+from cogbuild.registry.client import RegistryClient
 
 from cogbuild.registry.layout import Layout
 from oci_registry_server import PASSWORD, USER, RegistryServer, TokenServer, htpasswd_line
@@ -16,6 +20,20 @@ def private_home(tmp_path, monkeypatch):
     monkeypatch.setenv("COGBUILD_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("COGBUILD_STORE", str(tmp_path / "local-store"))
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+
+
+@pytest.fixture
+def registry_requests(monkeypatch) -> list[tuple[str, str]]:
+    """(method, path) of every request a RegistryClient sends during the test (clear it to start counting)."""
+    sent: list[tuple[str, str]] = []
+    send = RegistryClient.request
+
+    def recording(self, method, url, **kwargs):
+        sent.append((method, urllib.parse.urlsplit(url).path))
+        return send(self, method, url, **kwargs)
+
+    monkeypatch.setattr(RegistryClient, "request", recording)
+    return sent
 
 
 @pytest.fixture

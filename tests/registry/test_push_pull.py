@@ -52,13 +52,44 @@ def test_push_index_pushes_every_child_and_tags(registry, layout):
     assert stats.blobs_uploaded == 4  # two configs, two layers
 
 
-def test_repush_sends_no_blob_bytes(registry, layout):
+def test_repush_of_an_unchanged_image_is_one_head_per_tag(registry, layout, registry_requests):
     desc = write_image(layout, [{"x": b"1" * 10000}, {"y": b"2" * 10000}])
+    cpu = write_image(layout, [{"x": b"1" * 10000}])
+    push_image(layout, desc, f"{registry.host}/ns/again:v1", variants={"cpu": cpu})
+    registry_requests.clear()
+    stats = TransferStats()
+    assert push_image(layout, desc, f"{registry.host}/ns/again:v1", variants={"cpu": cpu}, stats=stats) == desc.digest
+    assert stats.bytes_sent == 0
+    assert registry_requests == [("HEAD", "/v2/ns/again/manifests/v1"),
+                                 ("HEAD", "/v2/ns/again/manifests/v1-cpu")]
+
+
+def test_repush_tags_what_is_not_tagged_yet_uploading_only_what_is_new(registry, layout):
+    desc = write_image(layout, [{"x": b"1" * 10000}, {"y": b"2" * 10000}])
+    cpu = write_image(layout, [{"x": b"1" * 10000}])
     push_image(layout, desc, f"{registry.host}/ns/again:v1")
     stats = TransferStats()
-    push_image(layout, desc, f"{registry.host}/ns/again:v1", stats=stats)
-    assert stats.bytes_sent == 0
-    assert stats.blobs_skipped == 3
+    push_image(layout, desc, f"{registry.host}/ns/again:v1", variants={"cpu": cpu}, stats=stats)
+    _, headers = _get(f"http://{registry.host}/v2/ns/again/manifests/v1-cpu", cpu.media_type)
+    assert headers["Docker-Content-Digest"] == cpu.digest
+    # The first image's layers and config were there; the variant's config (one layer fewer) is new.
+    assert (stats.blobs_skipped, stats.blobs_uploaded) == (3, 1)
+
+
+def test_repush_moves_a_tag_that_names_another_image(registry, layout):
+    first = write_image(layout, [{"a": b"first"}])
+    second = write_image(layout, [{"a": b"second"}])
+    push_image(layout, first, f"{registry.host}/ns/moved:v1")
+    push_image(layout, second, f"{registry.host}/ns/moved:v1")
+    _, headers = _get(f"http://{registry.host}/v2/ns/moved/manifests/v1", second.media_type)
+    assert headers["Docker-Content-Digest"] == second.digest
+
+
+def test_push_by_digest_alone_checks_that_digest(registry, layout):
+    desc = write_image(layout, [{"a": b"by digest"}])
+    push_image(layout, desc, f"{registry.host}/ns/bydigest@{desc.digest}")
+    body, _ = _get(f"http://{registry.host}/v2/ns/bydigest/manifests/{desc.digest}", desc.media_type)
+    assert body == layout.read_blob(desc.digest)
 
 
 def test_push_to_other_repository_mounts_known_blobs(registry, layout, tmp_path):

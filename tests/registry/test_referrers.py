@@ -60,6 +60,25 @@ def test_lock_and_sbom_are_discoverable_after_push(registry, layout):
     assert len(index["manifests"]) == 2
 
 
+def test_attaching_again_reads_the_referrers_tag_and_sends_nothing(registry, layout, registry_requests):
+    desc = write_image(layout, [{"predict.py": b"pass\n"}])
+    ref = f"{registry.host}/ns/again:v1"
+    push_image(layout, desc, ref)
+    first = attach_lock_and_sbom(ref, desc, LOCK, ARTIFACTS)
+    registry_requests.clear()
+    assert attach_lock_and_sbom(ref, desc, LOCK, ARTIFACTS) == first
+    assert registry_requests == [("GET", f"/v2/ns/again/manifests/{fallback_tag(desc.digest)}")] * 2
+
+
+def test_a_changed_lock_is_attached_beside_the_first(registry, layout):
+    desc = write_image(layout, [{"predict.py": b"pass\n"}])
+    ref = f"{registry.host}/ns/relock:v1"
+    push_image(layout, desc, ref)
+    attach_lock_and_sbom(ref, desc, LOCK, ARTIFACTS)
+    attach_lock_and_sbom(ref, desc, LOCK + b"# changed\n", ARTIFACTS)
+    assert len(find_referrers(ref, desc.digest, artifact_type=LOCK_ARTIFACT_TYPE)) == 2
+
+
 def test_no_referrers_is_an_empty_list(registry, layout):
     desc = write_image(layout, [{"a": b"a"}])
     push_image(layout, desc, f"{registry.host}/ns/plain:v1")
