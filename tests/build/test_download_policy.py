@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -14,12 +13,13 @@ from cogbuild.artifacts import Artifact
 from cogbuild.cache import BlobCache, Unavailable
 from cogbuild.http_fetch import get, new_client
 from cogbuild.registry import http_policy
+from oci_registry_server import LoopbackHTTPServer
 
 WHEEL = os.urandom(3 << 20)  # a few MiB, so the drop happens well inside the body
 HALF = len(WHEEL) // 2
 
 
-class ScriptedFileServer:
+class ScriptedFileServer(LoopbackHTTPServer):
     """Serves one file; each request takes the next scripted behaviour (the last one repeats):
     "drop" sends the headers and half the body, then closes; "range" honours a Range header;
     "full" ignores Range; an int answers that status with no body (and `retry_after` if set)."""
@@ -58,13 +58,8 @@ class ScriptedFileServer:
                         self.wfile.flush()
                         self.close_connection = True
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/torch-1.0-py3-none-any.whl"
-        threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._serve(Handler)
+        self.url = f"http://{self.host}/torch-1.0-py3-none-any.whl"
 
 
 @pytest.fixture(autouse=True)

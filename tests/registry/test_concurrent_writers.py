@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
+from functools import partial
 
 from cogbuild.layers.descriptor import OCI_MANIFEST, Descriptor, canonical_json
 from cogbuild.registry.client import RegistryClient
@@ -35,6 +36,13 @@ def _all_at_once(work: Callable[[], None]) -> list[BaseException]:
     return errors
 
 
+def _publish(client: RegistryClient, blobs: list[bytes], manifest: bytes, desc: Descriptor, tag: str) -> None:
+    """What a cache writer does: its blobs, then the manifest naming them, under a tag."""
+    for blob in blobs:
+        push_small_blob(client, "team/cache", blob)
+    put_manifest(client, "team/cache", manifest, desc, tag)
+
+
 def test_concurrent_writers_of_the_same_blob_and_manifest_all_succeed(registry):
     client = RegistryClient(registry.host)
     for round_ in range(ROUNDS):
@@ -46,12 +54,8 @@ def test_concurrent_writers_of_the_same_blob_and_manifest_all_succeed(registry):
             "layers": [Descriptor.of("application/octet-stream", blob).to_json()]})
         desc = Descriptor.of(OCI_MANIFEST, manifest)
 
-        def publish() -> None:
-            push_small_blob(client, "team/cache", config)
-            push_small_blob(client, "team/cache", blob)
-            put_manifest(client, "team/cache", manifest, desc, f"entry-{round_}")
-
-        assert _all_at_once(publish) == [], f"round {round_}"
+        assert _all_at_once(partial(_publish, client, [config, blob], manifest, desc, f"entry-{round_}")) == [], \
+            f"round {round_}"
         stored = client.request("GET", client.url(f"team/cache/manifests/entry-{round_}"),
                                 repository="team/cache", headers={"Accept": OCI_MANIFEST}, action="read")
         assert stored.content == manifest

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -16,14 +15,14 @@ from cogbuild.registry.client import RegistryClient
 from cogbuild.registry.http_policy import same_origin
 from cogbuild.registry.layout import Layout
 from cogbuild.registry.transfer import BlobPusher, TransferStats, download_blob
-from oci_registry_server import PASSWORD, USER
+from oci_registry_server import PASSWORD, USER, LoopbackHTTPServer
 
 BLOB = b"layer bytes kept in storage elsewhere\n" * 100
 DIGEST = "sha256:" + hashlib.sha256(BLOB).hexdigest()
 BASIC = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
 
 
-class _Recorder:
+class _Recorder(LoopbackHTTPServer):
     """A loopback HTTP server that records each request's method, path and Authorization header."""
 
     def __init__(self, answer) -> None:
@@ -49,13 +48,7 @@ class _Recorder:
 
             do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = _any
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.host = f"127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._serve(Handler)
 
 
 @pytest.fixture
