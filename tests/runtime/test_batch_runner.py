@@ -113,14 +113,28 @@ def _wait_busy(server_pid: int) -> None:
 
 
 def _listening_ports(pid: int) -> list[int]:
-    inodes = {os.readlink(f"/proc/{pid}/fd/{fd}")[8:-1] for fd in os.listdir(f"/proc/{pid}/fd")
-              if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")}
+    inodes = {target[8:-1] for target in map(_fd_target, _fds(pid)) if target.startswith("socket:")}
     ports = []
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
         if fields[3] == "0A" and fields[9] in inodes:  # LISTEN
             ports.append(int(fields[1].split(":")[1], 16))
     return ports
+
+
+def _fds(pid: int) -> list[str]:
+    try:
+        return [f"/proc/{pid}/fd/{fd}" for fd in os.listdir(f"/proc/{pid}/fd")]
+    except FileNotFoundError:  # the process is gone
+        return []
+
+
+def _fd_target(path: str) -> str:
+    """What a descriptor points at, or "" when the process closed it meanwhile (it is starting up)."""
+    try:
+        return os.readlink(path)
+    except FileNotFoundError:
+        return ""
 
 
 def test_a_model_that_cannot_start_exits_1_with_its_logs(tmp_path):
