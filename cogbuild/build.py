@@ -22,7 +22,6 @@ from .cache import BlobCache, atomic_write, cache_dir, file_sha256, scratch_dir
 from .config import CogConfig
 from .artifacts import Artifact
 from .errors import CogbuildError, UsageError
-from .settings import source_date_epoch
 from .layers.descriptor import OCI_INDEX, Descriptor, Digest, canonical_json
 from .layers.image import (Layer, RuntimeConfig, config_bytes, config_descriptor, fit_labels, index_bytes,
                            manifest_bytes, manifest_descriptor)
@@ -38,6 +37,7 @@ from .plan import (LayerSpec, WheelTarget, base_layers, code_layers, cuda_layers
 from .registry.layout import Layout
 from .policy import DEBIAN_ARCH
 from .schema import static_schema
+from .settings import DEFAULT_DEBIAN_SNAPSHOT
 
 if TYPE_CHECKING:
     from .registry.binary_cache import CacheRepository
@@ -59,6 +59,8 @@ class BuildOptions:
     save_lock: Callable[[Lock], str] | None = None
     cache_repository: CacheRepository | None = None  # --cache: layers and downloads shared through a registry
     layer_cache_root: Path | None = None  # default: the user's cache; a rebuild that must compose anew sets another
+    source_date_epoch: int = 0  # every timestamp in the image (Settings.source_date_epoch)
+    debian_snapshot: str | None = DEFAULT_DEBIAN_SNAPSHOT  # where dropped .debs are looked for; None: nowhere
 
 
 @dataclass
@@ -238,12 +240,12 @@ def build(config: CogConfig, lock: Lock, lock_digest: str, layout: Layout, optio
     for variant in variants:
         if variant not in lock.variants:
             raise CogbuildError(f"cog.lock has no {variant} variant; lock with that variant first")
-    cache = LayerCache(layout, options.compression, source_date_epoch(), options.layer_cache_root)
+    cache = LayerCache(layout, options.compression, options.source_date_epoch, options.layer_cache_root)
     shared = _shared_layers(options.cache_repository, layout, cache, progress)
     if config.predictor:  # as Cog does: a signature that cannot be served stops here
         static_schema(config.root, config.predictor, config.trainer, shared)
     layout.init()
-    blobs = BlobCache(mirror=options.cache_repository)
+    blobs = BlobCache(mirror=options.cache_repository, snapshot=options.debian_snapshot)
     user = ImageUser()
     compilers: dict[str, Compiler] | None = {} if options.bytecode else None
     import_sources(lock, config.root, blobs)

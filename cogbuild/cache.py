@@ -25,26 +25,20 @@ from .errors import CogbuildError
 from .layers.descriptor import is_sha256_hex
 from .layers.atomic import atomic_write  # noqa: F401  re-exported: build and lock import it from here
 from .registry.layout import HashingFile, Layout
+from .settings import read_environment
 
 _CHUNK = 1 << 20
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("COGBUILD_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "cogbuild")
-    return Path(base)
+    """Settings.cache_root. Not yet passed down from the CLI like the other settings: the cache's many
+    users are being merged into one store (issue #14 leaves this one reading for that work)."""
+    return read_environment().cache_root
 
 
 def mount_hints_dir() -> Path:
     """Which repositories of each registry hold which blobs (registry.blob_locations), for mounts."""
     return cache_dir() / "registry-blobs"
-
-
-def store_dir() -> Path:
-    """The local image store: an OCI image layout."""
-    base = os.environ.get("COGBUILD_STORE") or os.path.join(
-        os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share"), "cogbuild", "store")
-    return Path(base)
 
 
 def scratch_dir(prefix: str) -> Path:
@@ -104,11 +98,13 @@ def _corrupt(artifact: Artifact) -> DownloadError:
 
 class BlobCache:
     """Artifacts by sha256 under <cache>/blobs/sha256/<hex>; with a mirror (a cache repository), what the
-    upstream URL no longer serves is fetched from there."""
+    upstream URL no longer serves is fetched from there; with a snapshot service's base URL, a .deb the
+    Debian archive dropped is looked for there first."""
 
-    def __init__(self, root: Path | None = None, mirror: CacheRepository | None = None) -> None:
+    def __init__(self, root: Path | None = None, mirror: CacheRepository | None = None,
+                 snapshot: str | None = None) -> None:
         self.root = (root or cache_dir()) / "blobs" / "sha256"
-        self.mirror = mirror
+        self.mirror, self.snapshot = mirror, snapshot
 
     def as_layout(self) -> Layout:
         """The same files seen as an OCI layout's blobs (blobs/sha256/<hex>), for registry transfers."""
@@ -164,7 +160,7 @@ class BlobCache:
         except Unavailable as upstream:
             from .debian.snapshot import snapshot_urls  # only a missing upstream file needs it
 
-            for url in snapshot_urls(artifact, client):
+            for url in snapshot_urls(artifact, client, self.snapshot):
                 try:
                     return self._download(artifact, url, client)
                 except Unavailable:

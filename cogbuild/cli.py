@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 
 import click
@@ -104,7 +103,7 @@ class _Group(click.Group):
 
 
 def _debug(ctx: click.Context) -> bool:
-    return bool(ctx.obj and ctx.obj.get("debug")) or bool(os.environ.get("COGBUILD_DEBUG"))
+    return bool(ctx.obj and ctx.obj.get("debug"))
 
 
 EPILOG = f"""\b
@@ -140,7 +139,8 @@ def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
       cogbuild push 127.0.0.1:5000/me/my-model:v1
     """
     ctx.ensure_object(dict)
-    ctx.obj.update(debug=debug, quiet=quiet)
+    read = settings.read_environment()  # the one reading; commands take it from ctx.obj (settings_of)
+    ctx.obj.update(debug=debug or read.debug, quiet=quiet, settings=read)
 
 
 def main() -> None:

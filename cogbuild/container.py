@@ -32,7 +32,7 @@ from .errors import CogbuildError, UsageError
 from .interrupts import shielded
 from .images import RUN_REF, Image, podman_image_layout, prune_stale, single_image_layout, write_oci_archive
 from .layers.descriptor import OCI_LAYER_ZSTD, children
-from .settings import ready_timeout
+from .settings import DEFAULT_READY_TIMEOUT, process_environment
 
 if TYPE_CHECKING:
     from .containerd import ContainerdRuntime
@@ -156,10 +156,8 @@ def crun_refuses_this_host() -> bool:
         return False
 
 
-def _containers_conf() -> str:
+def _ulimit_free_containers_conf() -> str:
     """podman refuses to start on hosts whose hard ulimits it cannot copy; an empty default list avoids it."""
-    if os.environ.get("CONTAINERS_CONF"):
-        return os.environ["CONTAINERS_CONF"]
     path = Path(tempfile.gettempdir()) / "cogbuild-containers.conf"
     if not path.exists():
         path.write_text("[containers]\ndefault_ulimits = []\n")
@@ -180,9 +178,9 @@ class EngineRuntime:
         return [self.name, *args]
 
     def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        if self.name == "podman":
-            env["CONTAINERS_CONF"] = _containers_conf()
+        env = process_environment()
+        if self.name == "podman" and not env.get("CONTAINERS_CONF"):  # the user's own configuration wins
+            env["CONTAINERS_CONF"] = _ulimit_free_containers_conf()
         return env
 
     def gpu_flags(self) -> list[str]:
@@ -445,10 +443,9 @@ def follow_file(path: Path) -> Callable[[], None]:
 def running_container(image: Image, runtime: Runtime, *, port: int | None = None,
                       env: dict[str, str] | None = None, gpu: bool = False,
                       on_status: Callable[[str], None] = lambda s: None,
-                      timeout: float | None = None) -> Iterator[Container]:
-    """Start `image`, wait until its server is READY (within `timeout` seconds, default
-    COGBUILD_READY_TIMEOUT), yield the container; remove it afterwards."""
-    timeout = ready_timeout() if timeout is None else timeout  # a bad setting fails before anything starts
+                      timeout: float = DEFAULT_READY_TIMEOUT) -> Iterator[Container]:
+    """Start `image`, wait until its server is READY (within `timeout` seconds), yield the container;
+    remove it afterwards."""
     container = runtime.start(image, port or free_port(), env or {}, gpu)
     try:
         wait_ready(container.base_url, container.logs, timeout, on_status, container.alive)
@@ -457,12 +454,11 @@ def running_container(image: Image, runtime: Runtime, *, port: int | None = None
         container.remove()
 
 
-def wait_ready(base: str, logs: Callable[[], str] = lambda: "", timeout: float | None = None,
+def wait_ready(base: str, logs: Callable[[], str] = lambda: "", timeout: float = DEFAULT_READY_TIMEOUT,
                on_status: Callable[[str], None] = lambda s: None,
                alive: Callable[[], bool] = lambda: True) -> None:
     """Poll GET /health-check until READY; fail with the server's logs on SETUP_FAILED, exit or timeout
-    (`timeout` seconds, default COGBUILD_READY_TIMEOUT)."""
-    timeout = ready_timeout() if timeout is None else timeout
+    (`timeout` seconds)."""
     deadline = time.monotonic() + timeout
     status, last_shown, checks = "unreachable", None, 0
     while time.monotonic() < deadline:

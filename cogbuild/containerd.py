@@ -7,7 +7,6 @@ digest; each run is a detached task on the host network whose output goes to a l
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from .container import STOP_GRACE, last_line, new_container_name, run_detached, 
 from .errors import CogbuildError
 from .images import Image, write_oci_archive
 from .interrupts import shielded
+from .settings import process_environment
 
 CTR = "ctr"
 
@@ -42,7 +42,8 @@ class ContainerdRuntime:
 
     def start(self, image: Image, port: int, env: dict[str, str], gpu: bool) -> "ContainerdContainer":
         if not self.answers():
-            address = os.environ.get("CONTAINERD_ADDRESS", "/run/containerd/containerd.sock")
+            # ctr's own variable, read by ctr from the environment it inherits
+            address = process_environment().get("CONTAINERD_ADDRESS") or "/run/containerd/containerd.sock"
             raise CogbuildError(f"containerd does not answer at {address}: start it, or point CONTAINERD_ADDRESS "
                                 "at its socket")
         reference = self._import(image)

@@ -22,7 +22,6 @@ alone), gpu_wheels (the NVIDIA wheel set of a choice), split_gpu_wheels (for the
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -225,10 +224,11 @@ class CpuWheelSource:
     packages: tuple[str, ...] = TORCH_FAMILY
 
 
-def cpu_source_from_env(environ: Mapping[str, str] = os.environ) -> CpuWheelSource:
-    """COGBUILD_CPU_INDEX_URL / COGBUILD_CPU_FIND_LINKS override where torch's CPU builds come from."""
-    find_links = tuple(p for p in environ.get("COGBUILD_CPU_FIND_LINKS", "").split(os.pathsep) if p)
-    index_url = environ.get("COGBUILD_CPU_INDEX_URL", "" if find_links else DEFAULT_TORCH_CPU_INDEX)
+def configured_cpu_source(index_url: str | None, find_links: tuple[str, ...]) -> CpuWheelSource:
+    """COGBUILD_CPU_INDEX_URL / COGBUILD_CPU_FIND_LINKS override where torch's CPU builds come from;
+    `index_url` None (not set) is PyTorch's CPU index, unless find-links are given."""
+    if index_url is None:
+        index_url = "" if find_links else DEFAULT_TORCH_CPU_INDEX
     return CpuWheelSource(index_url or None, find_links)
 
 
@@ -255,7 +255,7 @@ def variant_inputs(requirements: Sequence[str], resolved_versions: Mapping[str, 
     torch = choice.framework("torch")
     if variant == "gpu" or torch is None or not torch.gpu_requirements.get(arch):
         return VariantInputs(lines, [], [], [])
-    source = cpu_source or cpu_source_from_env()
+    source = cpu_source or CpuWheelSource()
     constraints = [f"{name}=={_base_version(version)}+{source.local_version}"
                    for name, version in sorted(resolved_versions.items())
                    if canonicalize_name(name) in source.packages]
@@ -356,7 +356,7 @@ def _resolve_cpu(requirements: Sequence[str], target: Target, gpu: list[Artifact
             extra_index_urls=[*options.pop("extra_index_urls", ()), *inputs.extra_index_urls],
             find_links=[*options.pop("find_links", ()), *inputs.find_links], **options)
     except CogbuildError as exc:
-        missing = _missing_cpu_build(inputs, cpu_source or cpu_source_from_env(), target)
+        missing = _missing_cpu_build(inputs, cpu_source or CpuWheelSource(), target)
         if missing:
             raise CogbuildError(missing) from exc
         raise

@@ -8,7 +8,6 @@ commit is taken: a branch or tag can move.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import subprocess
 import tempfile
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import CogbuildError, UsageError
+from .settings import process_environment
 
 _GIT_URL = re.compile(r"^(?:(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*@\s*)?git\+(?P<repo>[^@#\s]+(?:@[^@#\s]+)?)"
                       r"@(?P<commit>[0-9a-f]{40})(?:#.*)?$")
@@ -69,7 +69,7 @@ def _git(args: list[str], source: GitSource) -> None:
     try:
         done = subprocess.run(["git", "-c", "protocol.file.allow=always", *args], capture_output=True, text=True,
                               timeout=600, env={"GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1",
-                                                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                                                "PATH": process_environment().get("PATH", "/usr/bin:/bin"),
                                                 "HOME": tempfile.gettempdir()})
     except FileNotFoundError:
         raise CogbuildError(f"git is needed to fetch {source.url}; install it (apt-get install git)") from None

@@ -185,18 +185,19 @@ def _named_in(layout: Layout, name: str | None, text: str) -> tuple[Layout, str]
 
 def find_image(target: str, store: Layout, gpu: bool, progress: Callable[[str], None] = lambda m: None,
                transfer: Callable[[str, int, int], None] | None = None, platform: str | None = None,
-               run: bool = True) -> Image:
+               run: bool = True, verify_key: Path | None = None) -> Image:
     """The manifest for `platform` (default: this host's) of what the user typed (see parse_source); a
     registry reference is pulled into the store first (`transfer` hears of its bytes). With `run=False`
     the image is only to be read: a registry image not in the store is fetched without its layers, into
-    the cache instead."""
-    layout, name = open_local(parse_source(target), store) or _pull(target, store, progress, transfer, run)
+    the cache instead. With `verify_key` (COGBUILD_VERIFY_KEY), a registry image must be signed by it."""
+    layout, name = open_local(parse_source(target), store) or _pull(target, store, progress, transfer, run,
+                                                                    verify_key)
     try:
         top = layout.resolve(name)
     except LayoutError as exc:
         raise UsageError(str(exc)) from None
     if layout is store:
-        _check_signature(target, top.digest)
+        _check_signature(target, top.digest, verify_key)
     try:
         node = select(layout, top, platform or host_platform(), "gpu" if gpu else "cpu")
         if run:  # layers a build took from a cache repository: a runtime reads them from the store
@@ -218,7 +219,8 @@ def fetch_cached_layers(layout: Layout, blobs: list[Descriptor]) -> None:
 
 
 def _pull(target: str, store: Layout, progress: Callable[[str], None],
-          transfer: Callable[[str, int, int], None] | None, run: bool) -> tuple[Layout, str]:
+          transfer: Callable[[str, int, int], None] | None, run: bool, verify_key: Path | None
+          ) -> tuple[Layout, str]:
     ref = parse_reference(target)
     if _is_local_name(target):
         raise UsageError(f"no image named {target!r} in the local store ({store.root}); build it with "
@@ -227,7 +229,7 @@ def _pull(target: str, store: Layout, progress: Callable[[str], None],
 
     from .registry.remote import pull_image, pull_metadata
 
-    verified = _check_signature(target, None)  # before a byte is stored
+    verified = _check_signature(target, None, verify_key)  # before a byte is stored
     if verified:
         ref = ref.with_digest(verified)
     progress(f"pulling {ref}" if run else f"reading {ref}")
@@ -243,15 +245,16 @@ def _pull(target: str, store: Layout, progress: Callable[[str], None],
     return into, next(name for name, desc in into.refs() if desc.digest == top.digest)
 
 
-def _check_signature(target: str, digest: str | None) -> str | None:
-    """With COGBUILD_VERIFY_KEY set, an image from a registry is used only when signed (this `digest`, or
-    the one its tag names now); local names and layouts are the user's own builds. The digest checked."""
-    if _is_local_name(target):
+def _check_signature(target: str, digest: str | None, verify_key: Path | None) -> str | None:
+    """With a `verify_key`, an image from a registry is used only when signed (this `digest`, or the one its
+    tag names now); local names and layouts are the user's own builds. The digest checked."""
+    if verify_key is None or _is_local_name(target):
         return None
     from .signing import check_configured_signature  # cryptography loads only for registry images
 
     ref = parse_reference(target)
-    return check_configured_signature(ref.with_digest(digest) if digest else ref, insecure=ref.is_loopback)
+    return check_configured_signature(ref.with_digest(digest) if digest else ref, verify_key,
+                                      insecure=ref.is_loopback)
 
 
 def _is_local_name(target: str) -> bool:

@@ -32,8 +32,9 @@ class Interpreter:
     suite: str
     debian_packages: tuple[str, ...]  # Debian's interpreter, or what a standalone build needs
 
-    def tarball(self, request: str, arch: str) -> Artifact | None:
-        return standalone_python(request, arch) if self.provider == "standalone" else None
+    def tarball(self, request: str, arch: str, manifest: str = "") -> Artifact | None:
+        """The standalone CPython's tarball, from `manifest` (COGBUILD_PYTHON_PROVIDER) or the shipped data."""
+        return standalone_python(request, arch, provider=manifest) if self.provider == "standalone" else None
 
 
 def choose_interpreter(request: str, python_from: str = "auto", arch: str = "amd64") -> Interpreter:

@@ -15,6 +15,7 @@ from .ui import warn
 
 if TYPE_CHECKING:
     from .registry.layout import Layout
+    from .settings import Settings
 
 DEFAULT_PLATFORMS = ["linux/amd64"]
 
@@ -52,7 +53,8 @@ class Project:
     def lock_is_current(self, lock: Lock) -> bool:
         return lock.inputs == lock_inputs_digest(self.config)
 
-    def ensure_lock(self, platforms: list[str] | None = None, progress=lambda m: None) -> Lock:
+    def ensure_lock(self, platforms: list[str] | None = None, progress=lambda m: None,
+                    settings: Settings | None = None) -> Lock:
         """The lock on disk if it matches cog.yaml and covers the platforms; otherwise lock anew."""
         wanted = sorted(platforms or DEFAULT_PLATFORMS)
         python_from = "auto"
@@ -62,10 +64,11 @@ class Project:
                 return previous
             wanted = sorted(set(wanted) | set(previous.platforms))
             python_from = previous.python_from
-        from .resolve import make_lock  # resolvers pull in network clients; only load them when locking
+        from .resolve import LockSources, make_lock  # resolvers pull in network clients: loaded to lock only
 
         progress(f"locking {self.config.path.name} for {', '.join(wanted)}")
-        lock = make_lock(self.config, wanted, self.default_variants(), python_from=python_from)
+        lock = make_lock(self.config, wanted, self.default_variants(), python_from=python_from,
+                         sources=LockSources.from_settings(settings) if settings else None)
         lock.keep_fixed_outputs(previous)
         write_lock(lock, self.lock_path)
         return lock
@@ -74,12 +77,11 @@ class Project:
         return "sha256:" + hashlib.sha256(self.lock_path.read_bytes()).hexdigest()
 
 
-def open_store() -> Layout:
-    # Imported here: `lock --check` needs no store, and the cache module loads a thread pool.
-    from .cache import store_dir
-    from .registry.layout import Layout
+def open_store(root: Path) -> Layout:
+    """The local image store at `root` (Settings.store_root), created when missing."""
+    from .registry.layout import Layout  # imported here: `lock --check` needs no store
 
-    return Layout(store_dir()).init()
+    return Layout(root).init()
 
 
 def parse_platforms(text: str | None) -> list[str] | None:

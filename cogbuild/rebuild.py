@@ -39,7 +39,7 @@ class RebuildReport:
         return self.difference is None
 
 
-def rebuild_and_compare(ref: Reference, directory: Path, *, insecure: bool = False,
+def rebuild_and_compare(ref: Reference, directory: Path, *, insecure: bool = False, source_date_epoch: int = 0,
                         progress: Callable[[str], None] = lambda message: None) -> RebuildReport:
     client = RegistryClient(ref.registry, ref.api_host, insecure=insecure)
     source = RegistrySource(client, ref)
@@ -57,6 +57,7 @@ def rebuild_and_compare(ref: Reference, directory: Path, *, insecure: bool = Fal
         layout = Layout(Path(scratch) / "store").init()
         options = BuildOptions(platforms=_platforms(pushed), variants=_variants(pushed),
                                compression=_compression(pushed), layer_cache_root=Path(scratch) / "cache",
+                               source_date_epoch=source_date_epoch,
                                bytecode=not all(_annotation(image, BYTECODE_ANNOTATION) == "none"
                                                 for image in pushed["images"]))
         progress(f"rebuilding {project.config.root} with the lock attached to {ref}")

@@ -8,19 +8,36 @@ project's pip-compiled lockfiles.
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Mapping, Sequence
 
 from .artifacts import Artifact
 from .config import CogConfig
-from .cuda import resolve_variants, split_gpu_wheels
-from .debian import resolve_closure, upstream_version
+from .cuda import CpuWheelSource, configured_cpu_source, resolve_variants, split_gpu_wheels
+from .debian import DebianSource, resolve_closure, upstream_version
 from .errors import UsageError
 from .interpreter import Interpreter, choose_interpreter
 from .lock import Lock, LockedArtifact, locked, run_records, wheel_build_records
 from .policy import (BASE_PACKAGES, DEBIAN_ARCH, NOT_INSTALLED, WHEEL_ARCH, WHEEL_BUILDER, lock_inputs_digest,
                      runtime_lockfile)
 from .pyresolve import Target, check_requirements, resolve_requirements, wheels_for_lockfile
+from .settings import Settings
+
+
+@dataclass(frozen=True)
+class LockSources:
+    """Where locking looks for inputs, as the settings say (defaults: the public archives and indexes)."""
+
+    debian: DebianSource = field(default_factory=DebianSource)
+    python_manifest: str = ""  # COGBUILD_PYTHON_PROVIDER: a manifest of standalone CPythons
+    cpu: CpuWheelSource = field(default_factory=CpuWheelSource)
+    pip_proxy: bool = True
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LockSources:
+        return cls(DebianSource(check_valid_until=settings.debian_check_valid_until), settings.python_provider,
+                   configured_cpu_source(settings.cpu_index_url, settings.cpu_find_links), settings.pip_proxy)
+
 
 def glibc_version(os_debs: list[Artifact]) -> str:
     """The image's glibc, from the locked libc6 ("2.36-9+deb12u13" -> "2.36"): it bounds manylinux tags."""
@@ -33,9 +50,10 @@ def glibc_version(os_debs: list[Artifact]) -> str:
 
 
 def make_lock(config: CogConfig, platforms: list[str], variants: list[str], constraints: Sequence[str] = (),
-              python_from: str = "auto") -> Lock:
+              python_from: str = "auto", sources: LockSources | None = None) -> Lock:
     """Resolve everything for each platform; `constraints` keeps Python packages at given versions;
     `python_from` ("auto", "debian", "standalone") says who may serve the interpreter."""
+    sources = sources or LockSources()
     for platform in platforms:
         if platform not in DEBIAN_ARCH:
             raise UsageError(f"unsupported platform {platform!r} (supported: {', '.join(DEBIAN_ARCH)})")
@@ -46,24 +64,25 @@ def make_lock(config: CogConfig, platforms: list[str], variants: list[str], cons
                 debian_suite=interpreter.suite, platforms=platforms, variants=sorted(variants),
                 python_provider=interpreter.provider, python_from=python_from)
     for platform in lock.platforms:
-        lock.packages += _lock_platform(config, platform, interpreter, lock.variants, list(constraints))
+        lock.packages += _lock_platform(config, platform, interpreter, lock.variants, list(constraints), sources)
     lock.runs = run_records(config.run, lock.platforms, lock.variants)
     lock.wheel_builds = wheel_build_records(lock.packages)
     return lock
 
 
 def _lock_platform(config: CogConfig, platform: str, interpreter: Interpreter, variants: list[str],
-                   constraints: list[str]) -> list[LockedArtifact]:
+                   constraints: list[str], sources: LockSources) -> list[LockedArtifact]:
     arch, suite = DEBIAN_ARCH[platform], interpreter.suite
-    tarball = interpreter.tarball(config.python_request, arch)  # first: a version with no build fails fast
+    # first: a version with no build fails fast
+    tarball = interpreter.tarball(config.python_request, arch, sources.python_manifest)
     os_debs = resolve_closure([*interpreter.debian_packages, *BASE_PACKAGES], suite=suite, arch=arch,
-                              exclude=NOT_INSTALLED)
+                              exclude=NOT_INSTALLED, source=sources.debian)
     out = locked(platform, "os", os_debs, variants)
     if tarball is not None:  # a standalone CPython: its own layer on Debian's OS packages
         out += locked(platform, "interpreter", [tarball], variants)
     if config.system_packages:
         system = resolve_closure(config.system_packages, suite=suite, arch=arch, exclude=NOT_INSTALLED,
-                                 installed=os_debs)
+                                 installed=os_debs, source=sources.debian)
         out += locked(platform, "system", system, variants)
     target = Target(python_version=config.python_version, arch=WHEEL_ARCH[platform],
                     glibc=glibc_version(os_debs), python_full_version=_patch_release(config, tarball, os_debs))
@@ -73,21 +92,24 @@ def _lock_platform(config: CogConfig, platform: str, interpreter: Interpreter, v
     requirements = config.requirements()
     if any(line.strip() and not line.strip().startswith("#") for line in requirements):
         closures = resolve_variants(requirements, target, variants=variants, cuda=config.cuda, cudnn=config.cudnn,
-                                    constraints=constraints, allow_sdist=True, project_root=config.root).artifacts
+                                    constraints=constraints, allow_sdist=True, project_root=config.root,
+                                    cpu_source=sources.cpu, proxy=sources.pip_proxy).artifacts
         out += _python_groups(platform, closures)
         sdists = {a.sha256: a for artifacts in closures.values() for a in artifacts if a.kind == "sdist"}
         if sdists:
-            out += locked(platform, "build", _build_tools(list(sdists.values()), target), variants)
+            out += locked(platform, "build", _build_tools(list(sdists.values()), target, sources.pip_proxy),
+                          variants)
     return out
 
 
-def _build_tools(sdists: list[Artifact], target: Target) -> list[Artifact]:
+def _build_tools(sdists: list[Artifact], target: Target, proxy: bool) -> list[Artifact]:
     """What builds the sdists' wheels offline in the image: pip, and each sdist's build requirements as
     wheels for the image (resolved one sdist at a time, since two may need different setuptools)."""
-    wanted: dict[Artifact, set[str]] = {a: {"cogbuild"} for a in resolve_requirements(list(WHEEL_BUILDER), target)}
+    wanted: dict[Artifact, set[str]] = {a: {"cogbuild"} for a in resolve_requirements(list(WHEEL_BUILDER), target,
+                                                                                      proxy=proxy)}
     for sdist in sorted(sdists, key=lambda a: a.name):
         if sdist.build_requires:
-            for wheel in resolve_requirements(list(sdist.build_requires), target):
+            for wheel in resolve_requirements(list(sdist.build_requires), target, proxy=proxy):
                 wanted.setdefault(wheel, set()).add(sdist.name)
     return [replace(wheel, required_by=tuple(sorted(names))) for wheel, names in wanted.items()]
 

@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 
 from .config import CogConfig
 from .container import free_port, wait_ready
-from .settings import ready_timeout
+from .settings import DEFAULT_READY_TIMEOUT, process_environment
 from .errors import CogbuildError, UsageError
 from .interrupts import shielded
 from .ui import warn
@@ -33,7 +33,7 @@ def server_command(host: str, port: int, upload_url: str | None = None) -> list[
 def server_env(config: CogConfig) -> dict[str, str]:
     if not config.predictor:
         raise UsageError(f"{config.path} names no predictor; add `predict: \"predict.py:Predictor\"`")
-    return {**os.environ, **config.runtime_env()}
+    return {**process_environment(), **config.runtime_env()}
 
 
 def warn_weights_on_host(config: CogConfig) -> None:
@@ -67,9 +67,9 @@ def directory_schema(config: CogConfig) -> dict:
 
 @contextmanager
 def local_server(config: CogConfig, on_status: Callable[[str], None] = lambda s: None,
-                 timeout: float | None = None, env: dict[str, str] | None = None) -> Iterator[str]:
-    """Serve the directory's model on a free loopback port until the block ends; yield its base URL."""
-    timeout = ready_timeout() if timeout is None else timeout  # a bad setting fails before anything starts
+                 timeout: float = DEFAULT_READY_TIMEOUT, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Serve the directory's model on a free loopback port until the block ends (READY within `timeout`
+    seconds); yield its base URL."""
     port = free_port()
     # A file, not a pipe: a chatty predictor must never block on a pipe nobody reads.
     with tempfile.TemporaryFile() as output:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Callable, Iterable
@@ -45,9 +44,8 @@ LAYER = "layer"  # the kind of a layer entry, as Holdings records it
 SCHEMA = "schema"  # the document kind of OpenAPI schemas in the cache repository
 
 
-def cache_repository(option: str | None, insecure: bool = False) -> CacheRepository | None:
-    """The repository `--cache` (or $COGBUILD_CACHE_REPO) names, or None."""
-    text = option or os.environ.get(CACHE_REPO_ENV)
+def cache_repository(text: str | None, insecure: bool = False) -> CacheRepository | None:
+    """The repository `--cache` (or $COGBUILD_CACHE_REPO, Settings.cache_repo) names, or None."""
     if not text:
         return None
     from .registry.binary_cache import CacheRepository  # network clients load only when a cache is named

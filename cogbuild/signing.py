@@ -198,11 +198,11 @@ def read_simple_signing(payload: bytes) -> SignedImage | None:
 PASSPHRASE_VARIABLES = ("COGBUILD_SIGN_PASSWORD", "COSIGN_PASSWORD")
 
 
-def read_passphrase(purpose: str, *, confirm: bool = False) -> bytes:
-    """From COGBUILD_SIGN_PASSWORD or COSIGN_PASSWORD (set but empty is an empty passphrase), else a prompt."""
-    for name in PASSPHRASE_VARIABLES:
-        if name in os.environ:
-            return os.environ[name].encode()
+def read_passphrase(purpose: str, given: str | None, *, confirm: bool = False) -> bytes:
+    """The passphrase `given` by COGBUILD_SIGN_PASSWORD or COSIGN_PASSWORD (Settings.sign_password; empty is an
+    empty passphrase), else a prompt."""
+    if given is not None:
+        return given.encode()
     if not sys.stdin.isatty():
         raise UsageError(f"a passphrase is needed to {purpose}: set COGBUILD_SIGN_PASSWORD (or COSIGN_PASSWORD), "
                          "or run on a terminal to be asked")
@@ -214,12 +214,11 @@ def read_passphrase(purpose: str, *, confirm: bool = False) -> bytes:
 VERIFY_KEY_VARIABLE = "COGBUILD_VERIFY_KEY"
 
 
-def check_configured_signature(ref: Reference, *, insecure: bool = False) -> str | None:
-    """With COGBUILD_VERIFY_KEY set, the digest of `ref` once its signatures hold; None when it is not set."""
-    path = os.environ.get(VERIFY_KEY_VARIABLE)
-    if not path:
+def check_configured_signature(ref: Reference, path: Path | None, *, insecure: bool = False) -> str | None:
+    """With a key `path` (COGBUILD_VERIFY_KEY), the digest of `ref` once its signatures hold; else None."""
+    if path is None:
         return None
-    key = load_public_key(Path(path))
+    key = load_public_key(path)
     try:
         return verify_signatures(ref, key, insecure=insecure)[0]
     except SigningError as exc:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import tempfile
 from importlib import resources
@@ -46,14 +45,13 @@ class UnsupportedPython(UsageError):
     """A python_version that no provider can supply (bad input: exit code 2)."""
 
 
-def standalone_python(version: str, arch: str, *, provider: str | None = None, verify: bool = False
-                      ) -> Artifact:
+def standalone_python(version: str, arch: str, *, provider: str = "", verify: bool = False) -> Artifact:
     """The tarball for `version` on `arch`: exact "3.12.7", or the newest "3.12.x" for "3.12".
 
-    `provider` (or env COGBUILD_PYTHON_PROVIDER) names a manifest that replaces the shipped data.
+    `provider` (COGBUILD_PYTHON_PROVIDER) names a manifest that replaces the shipped data; empty: none.
     With verify=True the tarball is downloaded and its sha256 (and size, when known) checked.
     """
-    location = provider_location(provider)
+    location = provider.strip()
     if location:
         entries, url_of, source = _manifest_builds(location, arch)
     else:
@@ -66,10 +64,6 @@ def standalone_python(version: str, arch: str, *, provider: str | None = None, v
     if verify:
         _verify_download(artifact)
     return artifact
-
-
-def provider_location(provider: str | None = None) -> str:
-    return (provider if provider is not None else os.environ.get(PROVIDER_ENV, "")).strip()
 
 
 # -- the shipped data -----------------------------------------------------------------------------

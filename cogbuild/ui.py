@@ -7,7 +7,6 @@ Results (a digest, a prediction) always go to stdout as plain text, so they can 
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 from contextlib import contextmanager
@@ -15,13 +14,13 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 import click
 
+from .settings import settings_of
+
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress
 
 Reporter = Callable[[str], None]
-# Variables that make rich treat any stream as a terminal (or not); without them only a TTY is one.
-_TERMINAL_OVERRIDES = ("TTY_COMPATIBLE", "FORCE_COLOR")
 
 
 def _console() -> Console:
@@ -60,7 +59,7 @@ def warn(message: str, ctx: click.Context | None = None) -> None:
 
 
 def _fancy() -> bool:
-    if not any(name in os.environ for name in _TERMINAL_OVERRIDES) and not _is_tty(sys.stderr):
+    if not settings_of().terminal_forced and not _is_tty(sys.stderr):
         return False  # the common case in CI and hooks, answered without loading rich
     return _console().is_terminal
 

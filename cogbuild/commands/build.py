@@ -12,6 +12,8 @@ from ..layers.tarball import Compression
 from ..lock import Lock, write_lock
 from ..project import Project, open_store, parse_platforms
 from ..registry.archive import export_layout, image_blobs, write_archive
+from ..registry.layout import Layout
+from ..settings import Settings, settings_of
 from ..shared_cache import CACHE_REPO_ENV, cache_repository
 from ..ui import progress_printer, result
 
@@ -19,10 +21,12 @@ from ..ui import progress_printer, result
 def build_project(project: Project, tag: str | None, platforms: list[str] | None, variants: list[str] | None,
                   compression: Compression, progress, bytecode: bool = True, secrets: tuple[str, ...] = (),
                   update_run: bool = False, cache: str | None = None,
-                  insecure: bool = False) -> tuple[str, BuildResult]:
-    repository = cache_repository(cache, insecure)  # checked before any work
-    lock = project.ensure_lock(platforms, progress)
-    store = open_store()
+                  insecure: bool = False, settings: Settings | None = None) -> tuple[str, BuildResult]:
+    settings = settings or settings_of()
+    epoch = settings.source_date_epoch()  # a bad SOURCE_DATE_EPOCH fails before any work
+    repository = cache_repository(cache or settings.cache_repo, insecure)  # checked before any work
+    lock = project.ensure_lock(platforms, progress, settings)
+    store = open_store(settings.store_root)
     store.write_blob(project.lock_path.read_bytes())  # `show` finds the lock by the image's lock-digest label
 
     def save_lock(recorded: Lock) -> str:  # build.run layers or built wheels were recorded: cog.lock changed
@@ -32,7 +36,8 @@ def build_project(project: Project, tag: str | None, platforms: list[str] | None
         return project.lock_digest()
 
     options = BuildOptions(platforms=platforms, variants=variants, compression=compression, bytecode=bytecode,
-                           update_run=update_run, save_lock=save_lock, cache_repository=repository)
+                           update_run=update_run, save_lock=save_lock, cache_repository=repository,
+                           source_date_epoch=epoch, debian_snapshot=settings.debian_snapshot)
     if secrets:
         from ..runsteps import parse_secrets
 
@@ -46,7 +51,7 @@ def build_project(project: Project, tag: str | None, platforms: list[str] | None
 
 
 cache_option = click.option(
-    "--cache", "cache", metavar="REGISTRY/REPO", envvar=CACHE_REPO_ENV,
+    "--cache", "cache", metavar="REGISTRY/REPO",
     help=f"A registry repository shared by builders as a binary cache (or ${CACHE_REPO_ENV}): layers it has are "
          "used without composing or downloading them; new layers and downloads are uploaded to it.")
 
@@ -101,9 +106,10 @@ def command(ctx: click.Context, cog_yaml: str | None, tag: str | None, variant: 
     variants = None if variant in (None, "all") else [variant]
     name, outcome = build_project(project, tag, parse_platforms(platform), variants,
                                   parse_compression(compression), progress_printer(ctx), bytecode, secrets,
-                                  update_run, cache)
+                                  update_run, cache, settings=settings_of(ctx))
     if output:
-        write_output(output, name, outcome.descriptor, parse_platforms(platform), variants)
+        write_output(open_store(settings_of(ctx).store_root), output, name, outcome.descriptor,
+                     parse_platforms(platform), variants)
     progress_printer(ctx)(f"Image built as {name}")
     result(outcome.descriptor.digest)
 
@@ -115,18 +121,18 @@ def parse_compression(text: str) -> Compression:
         raise UsageError(str(exc)) from None
 
 
-def write_output(output: str, name: str, desc: Descriptor, platforms: list[str] | None = None,
+def write_output(store: Layout, output: str, name: str, desc: Descriptor, platforms: list[str] | None = None,
                  variants: list[str] | None = None) -> None:
     """Export the built image to `build -o`'s destination.
 
     A docker-archive holds one manifest, chosen like `cogbuild run` chooses: this host's platform, unless
     the build named exactly one platform, and the cpu variant unless the build was gpu only."""
-    fetch_cached_layers(open_store(), image_blobs(open_store(), desc))
+    fetch_cached_layers(store, image_blobs(store, desc))
     destination = parse_destination(output)
     if destination.kind == "layout":
-        export_layout(open_store(), desc, name, destination.path)
+        export_layout(store, desc, name, destination.path)
         return
     platform = platforms[0] if platforms and len(platforms) == 1 else host_platform()
     variant = variants[0] if variants and len(variants) == 1 else "cpu"
-    write_archive(open_store(), desc, name, destination.path, docker=destination.kind == "docker-archive",
+    write_archive(store, desc, name, destination.path, docker=destination.kind == "docker-archive",
                   platform=platform, variant=variant)

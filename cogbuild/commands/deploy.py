@@ -10,6 +10,7 @@ from ..images import find_image
 from ..project import open_store
 from ..registry.errors import InvalidReference
 from ..registry.reference import parse_reference
+from ..settings import settings_of
 from ..ui import progress_printer, result
 
 DEFAULT_PLATFORM = "linux/amd64"
@@ -111,7 +112,8 @@ def _registry_repository(ref: str) -> str | None:
 
 
 def _resolve(ctx: click.Context, ref: str, variant: str | None, platform: str):
-    image = find_image(ref, open_store(), variant != "cpu", progress_printer(ctx), platform=platform, run=False)
+    image = find_image(ref, open_store(settings_of(ctx).store_root), variant != "cpu", progress_printer(ctx), platform=platform, run=False,
+                       verify_key=settings_of(ctx).verify_key)
     if variant == "gpu" and image.variant != "gpu":
         raise UsageError(f"the image {ref} has no gpu variant for {platform}; build it with `build: gpu: true` "
                          "in cog.yaml and --variant gpu (or all)")

@@ -9,12 +9,14 @@ import click
 
 from ..errors import UsageError
 from ..signing import generate_key_pair, read_passphrase
+from ..settings import settings_of
 from ..ui import result
 
 
 @click.command("keygen")
 @click.argument("prefix", default="cogbuild", required=False)
-def command(prefix: str) -> None:
+@click.pass_context
+def command(ctx: click.Context, prefix: str) -> None:
     """Write a signing key pair: PREFIX.key (encrypted with a passphrase) and PREFIX.pub.
 
     The passphrase comes from COGBUILD_SIGN_PASSWORD (or COSIGN_PASSWORD), else it is asked for.
@@ -30,7 +32,8 @@ def command(prefix: str) -> None:
     for path in (private_path, public_path):
         if path.exists():
             raise UsageError(f"{path} already exists; remove it or choose another PREFIX (keys are never overwritten)")
-    private_pem, public_pem = generate_key_pair(read_passphrase("encrypt the new private key", confirm=True))
+    passphrase = read_passphrase("encrypt the new private key", settings_of(ctx).sign_password, confirm=True)
+    private_pem, public_pem = generate_key_pair(passphrase)
     _write_new(private_path, private_pem, 0o600)
     _write_new(public_path, public_pem, 0o644)
     result(f"{private_path}\n{public_path}")

@@ -9,6 +9,7 @@ import click
 from ..errors import CogbuildError
 from ..lock import PYTHON_FROM, read_lock, write_lock
 from ..project import DEFAULT_PLATFORMS, Project, parse_platforms
+from ..settings import settings_of
 from ..ui import progress_printer, result
 
 
@@ -60,7 +61,7 @@ def command(ctx: click.Context, cog_yaml: str | None, platform: str | None, chec
     if old:
         result(describe(read_lock(Path(old)), read_lock(project.lock_path), markdown=fmt == "markdown"))
         return
-    from ..resolve import make_lock
+    from ..resolve import LockSources, make_lock
 
     platforms = parse_platforms(platform) or DEFAULT_PLATFORMS
     previous = read_lock(project.lock_path) if project.lock_path.exists() else None
@@ -68,7 +69,7 @@ def command(ctx: click.Context, cog_yaml: str | None, platform: str | None, chec
     progress_printer(ctx)(f"locking {project.config.path.name} for {', '.join(platforms)}")
     python_from = python_from or (previous.python_from if previous else "auto")
     lock = make_lock(project.config, platforms, project.default_variants(), constraints=keep,
-                     python_from=python_from)
+                     python_from=python_from, sources=LockSources.from_settings(settings_of(ctx)))
     lock.keep_fixed_outputs(previous)
     write_lock(lock, project.lock_path)
     if previous is not None:

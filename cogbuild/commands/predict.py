@@ -20,6 +20,7 @@ from ..predict_io import (check_files, parse_inputs, parse_json_inputs, pretty_j
                           yields_chunks)
 from ..project import Project, open_store
 from ..serving import directory_schema, local_server, warn_weights_on_host
+from ..settings import settings_of
 from ..ui import blob_progress, is_quiet, progress_printer, result, spinner, warn
 
 if TYPE_CHECKING:
@@ -165,7 +166,7 @@ Started = tuple[str, "dict | None", Any, int]
 def _start(ctx: click.Context, stack: ExitStack, target: str, request: Request | BatchRequest, runtime: str | None,
            timeout: float | None) -> Started:
     """Start the model in a directory (on this host) or an image (in a container) once its input is checked."""
-    wait = {"timeout": timeout} if timeout else {}
+    wait = {"timeout": timeout or settings_of(ctx).ready_timeout()}  # a bad setting fails before anything starts
     directory = model_directory(target)
     if directory is not None:
         return _start_directory(ctx, stack, directory, request, wait)
@@ -198,7 +199,8 @@ def _start_image(ctx: click.Context, stack: ExitStack, target: str, request: Req
     check_files(request.flags)
     gpu = has_gpu() and chosen.name in ("podman", "docker")
     with blob_progress(f"pulling {target}", ctx) as transfer:
-        image = find_image(target, open_store(), gpu, progress_printer(ctx), transfer)
+        image = find_image(target, open_store(settings_of(ctx).store_root), gpu, progress_printer(ctx), transfer,
+                           verify_key=settings_of(ctx).verify_key)
     schema = image.schema
     payload = request.payload(schema) if schema else None
     with spinner(f"starting {target} ({image.variant}) with {chosen.name}", ctx) as status:

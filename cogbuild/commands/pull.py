@@ -11,6 +11,7 @@ from ..registry.reference import parse_reference
 from ..registry.remote import pull_image
 from ..registry.transfer import TransferStats
 from ..signing import check_configured_signature
+from ..settings import settings_of
 from ..ui import progress_printer, result
 
 
@@ -31,10 +32,11 @@ def command(ctx: click.Context, ref: str, insecure: bool) -> None:
     reference = parse_reference(ref)
     progress(f"pulling {reference}")
     stats = TransferStats()
-    verified = check_configured_signature(reference, insecure=insecure)  # before a byte is stored
+    # before a byte is stored
+    verified = check_configured_signature(reference, settings_of(ctx).verify_key, insecure=insecure)
     if verified:
         reference = reference.with_digest(verified)
-    desc = pull_image(reference, open_store(), insecure=insecure, stats=stats,
+    desc = pull_image(reference, open_store(settings_of(ctx).store_root), insecure=insecure, stats=stats,
                       progress=TransferProgress(progress, "downloaded"), hints=mount_hints_dir())
     progress(f"{stats.blobs_downloaded} blobs downloaded ({stats.bytes_received / 1e6:.1f} MB), "
              f"{stats.blobs_skipped} already present")

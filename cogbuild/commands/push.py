@@ -15,12 +15,14 @@ from ..registry.reference import Reference, parse_reference
 from ..lock import read_lock
 from ..lock_artifacts import attach_lock_and_sbom
 from ..registry.remote import plan_from_layout, push_image, variant_tag
-from ..settings import source_date_epoch
+from ..settings import settings_of
 from ..ui import blob_progress, progress_printer, result
 from .build import build_project, cache_option, parse_compression, secret_option
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
+
+    from ..registry.layout import Layout
 
 
 @click.command("push")
@@ -55,13 +57,15 @@ def command(ctx: click.Context, ref: str | None, cog_yaml: str | None, insecure:
         raise UsageError("name where to push: `cogbuild push REF`, or `image:` / `model:` in cog.yaml")
     reference = parse_reference(ref)
     # The key is opened before the build, so a wrong passphrase costs nothing.
-    key = _open_key(sign_key) if sign_key else None
-    created = source_date_epoch()  # the SBOM is dated like the image
+    settings = settings_of(ctx)
+    key = _open_key(sign_key, settings.sign_password) if sign_key else None
+    created = settings.source_date_epoch()  # the image and its SBOM are dated alike
     _, outcome = build_project(project, None, None, None, parse_compression(compression), progress,
-                               secrets=secrets, cache=cache, insecure=insecure)
+                               secrets=secrets, cache=cache, insecure=insecure, settings=settings)
     progress(f"pushing to {reference.registry}/{reference.repository}")
     with blob_progress(f"pushing {reference.repository}", ctx) as bar:
-        digest = push_image(open_store(), outcome.descriptor, reference, insecure=insecure,
+        store = open_store(settings.store_root)
+        digest = push_image(store, outcome.descriptor, reference, insecure=insecure,
                             variants=outcome.variants, progress=bar, hints=mount_hints_dir())
     # Reviewers and scanners find what went into the image next to it: the lock and an SBOM made from it.
     attach_lock_and_sbom(reference, outcome.descriptor, project.lock_path.read_bytes(), outcome.lock.artifacts(),
@@ -70,24 +74,23 @@ def command(ctx: click.Context, ref: str | None, cog_yaml: str | None, insecure:
         tagged = [(reference, outcome.descriptor)] + [(reference.with_tag(variant_tag(reference.tag, suffix)), desc)
                                                       for suffix, desc in outcome.variants.items()]
         for name, desc in tagged:
-            _sign_and_attest(project, name, desc, key, insecure)
+            _sign_and_attest(store, project, name, desc, key, insecure)
         progress(f"signed {len(tagged)} tag(s) and their provenance with {sign_key}")
     result(f"{ref.split('@')[0]}@{digest}")
 
 
-def _open_key(path: Path) -> EllipticCurvePrivateKey:
+def _open_key(path: Path, passphrase: str | None) -> EllipticCurvePrivateKey:
     from ..signing import load_private_key, read_passphrase  # cryptography loads only when signing
 
-    return load_private_key(path, read_passphrase(f"open {path}"))
+    return load_private_key(path, read_passphrase(f"open {path}", passphrase))
 
 
-def _sign_and_attest(project: Project, ref: Reference, top: Descriptor, key: EllipticCurvePrivateKey,
+def _sign_and_attest(store: Layout, project: Project, ref: Reference, top: Descriptor, key: EllipticCurvePrivateKey,
                      insecure: bool) -> None:
     """A signature for each manifest under `top`, and a signed provenance statement for `top`."""
     from ..provenance import attest_image, code_layer_digests, provenance_statement
     from ..signing import sign_manifests
 
-    store = open_store()
     manifests = list(reversed(plan_from_layout(store, top).manifests))  # the top one first
     sign_manifests(ref, manifests, key, insecure=insecure)
     statement = provenance_statement(ref.name, [m.digest for m in manifests], project.config.path,

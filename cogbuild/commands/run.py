@@ -14,6 +14,7 @@ from ..container import RUNTIMES, Container, choose_runtime, has_gpu, running_co
 from ..images import find_image
 from ..errors import CogbuildError, UsageError
 from ..project import open_store
+from ..settings import settings_of
 from ..ui import blob_progress, progress_printer, result, spinner
 
 
@@ -56,14 +57,17 @@ def command(ctx: click.Context, image_name: str, port: int, runtime: str | None,
                          f"`cogbuild serve {image_name}`, or build it first with `cogbuild build {image_name}`")
     variables = dict(_split_env(e) for e in env)
     _check_port_free(port)
+    timeout = settings_of(ctx).ready_timeout()  # a bad setting fails before anything starts
     chosen = choose_runtime(runtime)
     gpu = has_gpu() and chosen.name in ("podman", "docker")
     with blob_progress(f"pulling {image_name}", ctx) as transfer:
-        image = find_image(image_name, open_store(), gpu, progress_printer(ctx), transfer)
+        image = find_image(image_name, open_store(settings_of(ctx).store_root), gpu, progress_printer(ctx), transfer,
+                           verify_key=settings_of(ctx).verify_key)
     with ExitStack() as stack:
         with spinner(f"starting {image_name} ({image.variant}) with {chosen.name}", ctx) as status:
             container = stack.enter_context(running_container(
-                image, chosen, port=port, env=variables, gpu=gpu and image.variant == "gpu", on_status=status))
+                image, chosen, port=port, env=variables, gpu=gpu and image.variant == "gpu", on_status=status,
+                timeout=timeout))
         result(container.base_url)
         try:
             _follow_until_exit(container)

@@ -10,8 +10,9 @@ import click
 from ..errors import UsageError
 from ..images import open_local, parse_source
 from ..project import Project, open_store
+from ..settings import settings_of
 from ..imageinfo import describe_local, describe_remote, render
-from ..registry.layout import LayoutError
+from ..registry.layout import Layout, LayoutError
 from ..registry.reference import parse_reference
 from ..ui import result
 
@@ -21,7 +22,8 @@ from ..ui import result
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.option("--remote", is_flag=True, help="Look TARGET up in its registry even if the local store has it.")
 @click.option("--insecure", is_flag=True, help="Allow plain HTTP to a registry that is not on loopback.")
-def command(target: str, as_json: bool, remote: bool, insecure: bool) -> None:
+@click.pass_context
+def command(ctx: click.Context, target: str, as_json: bool, remote: bool, insecure: bool) -> None:
     """Describe TARGET: a model directory, an image in the store, a layout, an archive or a registry REF.
 
     TARGET is read like every command's image: a local store name, a registry reference,
@@ -35,14 +37,14 @@ def command(target: str, as_json: bool, remote: bool, insecure: bool) -> None:
       cogbuild show oci-archive:hello.tar
       cogbuild show examples/hello            # what `cogbuild build examples/hello` made
     """
-    summary = _describe(target, remote, insecure)
+    summary = _describe(open_store(settings_of(ctx).store_root), target, remote, insecure)
     result(json.dumps(summary, indent=2, sort_keys=True) if as_json else render(summary))
 
 
-def _describe(target: str, remote: bool, insecure: bool) -> dict:
+def _describe(store: Layout, target: str, remote: bool, insecure: bool) -> dict:
     if not remote and os.path.isfile(os.path.join(target, "cog.yaml")):
-        return _from_model_dir(target)
-    local = None if remote else open_local(parse_source(target), open_store())
+        return _from_model_dir(store, target)
+    local = None if remote else open_local(parse_source(target), store)
     if local is None:
         return describe_remote(parse_reference(target), insecure=insecure)
     try:
@@ -51,11 +53,11 @@ def _describe(target: str, remote: bool, insecure: bool) -> dict:
         raise UsageError(str(exc)) from None
 
 
-def _from_model_dir(directory: str) -> dict:
+def _from_model_dir(store: Layout, directory: str) -> dict:
     """A model directory: the image `cogbuild build` made from it (named as build names it)."""
     name = Project.load(None, directory).image_name
     try:
-        return describe_local(open_store(), name)
+        return describe_local(store, name)
     except LayoutError:
         raise UsageError(f"the local store has no image {name} for {directory}; run `cogbuild build {directory}` "
                          "first") from None

@@ -10,6 +10,7 @@ from ..registry.reference import parse_reference
 from ..errors import CogbuildError, UsageError
 from ..provenance import verify_attestations
 from ..rebuild import rebuild_and_compare
+from ..settings import settings_of
 from ..signing import load_public_key, verify_signatures
 from ..ui import progress_printer, result
 
@@ -52,7 +53,8 @@ def command(ctx: click.Context, ref: str, key_path: Path | None, rebuild_dir: Pa
         result(f"{reference}: signed by {key_path} ({len(digests)} manifests checked); "
                f"attestations: {', '.join(claims) or 'none'}")
     if rebuild_dir:
-        report = rebuild_and_compare(reference, rebuild_dir, insecure=insecure, progress=progress)
+        report = rebuild_and_compare(reference, rebuild_dir, insecure=insecure, progress=progress,
+                                     source_date_epoch=settings_of(ctx).source_date_epoch())
         if not report.matches:
             raise CogbuildError(f"rebuilding {rebuild_dir} gives {report.rebuilt_digest}, not the "
                                 f"{report.image_digest} of {ref}: {report.difference}")

@@ -8,22 +8,17 @@ sha256 is checked against the lock as for any download, so the snapshot is not t
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from ..artifacts import Artifact
+from ..settings import DEFAULT_DEBIAN_SNAPSHOT
 
 if TYPE_CHECKING:
     import httpx
 
 SNAPSHOT_ENV = "COGBUILD_DEBIAN_SNAPSHOT"  # another snapshot service's base URL, or "off"
-SNAPSHOT = "https://snapshot.debian.org"
-
-
-def snapshot_base() -> str | None:
-    base = os.environ.get(SNAPSHOT_ENV, SNAPSHOT).rstrip("/")
-    return None if base in ("", "off") else base
+SNAPSHOT = DEFAULT_DEBIAN_SNAPSHOT
 
 
 def binfiles_url(artifact: Artifact, base: str = SNAPSHOT) -> str:
@@ -48,13 +43,13 @@ def file_urls(artifact: Artifact, answer: Any, base: str = SNAPSHOT) -> list[str
     return [url for _, url in sorted(set(seen))]
 
 
-def snapshot_urls(artifact: Artifact, client: httpx.Client) -> list[str]:
-    """Where snapshot.debian.org keeps a locked .deb; none for other artifacts or when it cannot be asked."""
+def snapshot_urls(artifact: Artifact, client: httpx.Client, base: str | None) -> list[str]:
+    """Where the snapshot service at `base` (snapshot.debian.org; None: none) keeps a locked .deb; none for
+    other artifacts or when it cannot be asked."""
     import httpx
 
     from ..http_fetch import get
 
-    base = snapshot_base()
     if artifact.kind != "deb" or base is None:
         return []
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,10 +10,6 @@ DEBIAN_SECURITY = "http://deb.debian.org/debian-security"
 DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 # apt's Acquire::Check-Valid-Until=false: accept a Release past its Valid-Until (a stale mirror, a snapshot).
 IGNORE_VALID_UNTIL_ENV = "COGBUILD_DEBIAN_IGNORE_VALID_UNTIL"
-
-
-def _check_valid_until_default() -> bool:
-    return os.environ.get(IGNORE_VALID_UNTIL_ENV, "") not in ("1", "true", "yes")
 
 
 @dataclass(frozen=True)
@@ -47,7 +42,7 @@ class DebianSource:
     archives: tuple[Archive, ...] = field(default_factory=_debian_archives)
     components: tuple[str, ...] = ("main",)
     keyring: Path = DEBIAN_KEYRING
-    check_valid_until: bool = field(default_factory=_check_valid_until_default)
+    check_valid_until: bool = True  # False as IGNORE_VALID_UNTIL_ENV asks (Settings.debian_check_valid_until)
 
     @classmethod
     def single(cls, url: str, *, keyring: Path, components: tuple[str, ...] = ("main",)) -> DebianSource:

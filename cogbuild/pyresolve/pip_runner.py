@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CogbuildError
+from ..settings import process_environment
 from .target import Target
 
 _SHIM = Path(__file__).with_name("_pip_shim.py")
@@ -81,15 +82,16 @@ def require_pip() -> None:
                             f"{sys.executable}'s environment to resolve (found {found or 'none'}).")
 
 
-def pip_environment(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
-    """`environ` without pip configuration, so the lock depends on cog.yaml, requirements and cogbuild alone.
+def pip_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`base` (default: this process's environment) without pip configuration, so the lock depends on cog.yaml, requirements and cogbuild alone.
 
     `--isolated` skips the user's pip.conf and PIP_* variables but still reads the machine's
     (/etc/pip.conf, $XDG_CONFIG_DIRS/pip/pip.conf, the venv's pip.conf), where a constraint or an index
     would change the lock; PIP_CONFIG_FILE=os.devnull makes pip read no file at all. cogbuild's own options
     (COGBUILD_CPU_FIND_LINKS, …) reach pip as explicit arguments.
     """
-    env = {name: value for name, value in environ.items() if not name.upper().startswith("PIP_")}
+    base = process_environment() if base is None else base
+    env = {name: value for name, value in base.items() if not name.upper().startswith("PIP_")}
     env["PIP_CONFIG_FILE"] = os.devnull
     return env
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import shutil
 import tempfile
@@ -36,7 +35,7 @@ MAX_SDISTS = 10
 def resolve_requirements(requirements: Sequence[str], target: Target, *, index_url: str | None = None,
                          extra_index_urls: Iterable[str] = (), find_links: Iterable[str] = (),
                          allow_sdist: bool = False, constraints: Sequence[str] = (),
-                         project_root: Path | None = None) -> list[Artifact]:
+                         project_root: Path | None = None, proxy: bool = True) -> list[Artifact]:
     """Pin the closure of `requirements` (lines of a requirements file) to wheels for `target`.
 
     Options inside the lines (--index-url, --extra-index-url, --find-links, --hash) are honoured as pip
@@ -44,8 +43,9 @@ def resolve_requirements(requirements: Sequence[str], target: Target, *, index_u
     "sdist"): its dependencies come from its PKG-INFO when declared statically (PEP 643), else from its
     build backend run on this host (backend.py), the only package code locking ever runs. With
     project_root, lines may name a wheel or an sdist in the project (see requirement_paths.py); a
-    `git+…@<commit>` line is pinned as an sdist of that commit's tree (see gitsource.py). Returns
-    Artifacts sorted by name.
+    `git+…@<commit>` line is pinned as an sdist of that commit's tree (see gitsource.py). With proxy
+    (COGBUILD_PIP_PROXY, on unless 0), pip reads indexes through the metadata proxy. Returns Artifacts
+    sorted by name.
     """
     text = "\n".join(requirements)
     parsed = reqfile.parse(text)
@@ -54,7 +54,7 @@ def resolve_requirements(requirements: Sequence[str], target: Target, *, index_u
         return []
     with tempfile.TemporaryDirectory(prefix="cogbuild-pyresolve-") as tmp, IndexClient() as client:
         run = _Resolution(Path(tmp), target, client, parsed, text, index_url, [*extra_index_urls],
-                          [*find_links], constraints, allow_sdist, project_root)
+                          [*find_links], constraints, allow_sdist, project_root, proxy)
         artifacts = run.resolve()
     check_hash_pins(artifacts, {canonicalize_name(Requirement(r.text).name): set(r.hashes)
                                 for r in parsed.requirements if r.hashes and not _names_a_source(r.text)})
@@ -105,15 +105,14 @@ class _Resolution:
 
     def __init__(self, workdir: Path, target: Target, client: IndexClient, parsed: reqfile.RequirementsText,
                  text: str, index_url: str | None, extra_index_urls: list[str], find_links: list[str],
-                 constraints: Sequence[str], allow_sdist: bool, project_root: Path | None) -> None:
+                 constraints: Sequence[str], allow_sdist: bool, project_root: Path | None, proxy: bool) -> None:
         self.workdir, self.target, self.client, self.allow_sdist = workdir, target, client, allow_sdist
         # As in pip, an --index-url line in the requirements replaces the one given by the caller.
         self.index_url = parsed.index_url or index_url
         self.extra_index_urls = [*extra_index_urls, *parsed.extra_index_urls]
         self.find_links = [*find_links, *parsed.find_links]
         self.index_urls = [normalize_index_url(u) for u in [self.index_url or PYPI_SIMPLE, *self.extra_index_urls]]
-        self.proxy = None if os.environ.get("COGBUILD_PIP_PROXY") == "0" else \
-            MetadataProxy(self.index_urls, target, client)
+        self.proxy = MetadataProxy(self.index_urls, target, client) if proxy else None
         self.constraints_file = None
         if constraints:
             self.constraints_file = workdir / "constraints.txt"

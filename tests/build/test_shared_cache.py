@@ -18,7 +18,7 @@ from cogbuild.build import BuildOptions, BuildResult, build
 from cogbuild.cache import BlobCache
 from cogbuild.commands.build import write_output
 from cogbuild.config import load_config
-from cogbuild.debian.snapshot import SNAPSHOT_ENV, binfiles_url, file_urls
+from cogbuild.debian.snapshot import SNAPSHOT, binfiles_url, file_urls
 from cogbuild.errors import CogbuildError, UsageError
 from cogbuild.images import find_image
 from cogbuild.layers.descriptor import OCI_MANIFEST, Descriptor
@@ -58,8 +58,10 @@ def runner(monkeypatch, tmp_path, name: str) -> Layout:
     return Layout(tmp_path / name / "store")
 
 
-def build_with_cache(model_dir, lock, store: Layout, repo: str | None):
-    options = BuildOptions(bytecode=False, cache_repository=CacheRepository(repo) if repo else None)
+def build_with_cache(model_dir, lock, store: Layout, repo: str | None, source_date_epoch: int = 0,
+                     debian_snapshot: str | None = SNAPSHOT):
+    options = BuildOptions(bytecode=False, cache_repository=CacheRepository(repo) if repo else None,
+                           source_date_epoch=source_date_epoch, debian_snapshot=debian_snapshot)
     return build(load_config(model_dir / "cog.yaml"), lock, "sha256:" + "1" * 64, store, options)
 
 
@@ -218,10 +220,9 @@ def test_inputs_upstream_no_longer_serves_come_from_the_cache_repository(model, 
     repo = f"{registry.host}/team/cache"
     first = build_with_cache(model, lock, runner(monkeypatch, tmp_path, "a"), repo)
     server.files.clear()  # upstream answers 404 for every file now, and snapshot.debian.org has none either
-    monkeypatch.setenv(SNAPSHOT_ENV, server.url)
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")  # other layer keys: every layer is composed again
     fresh = runner(monkeypatch, tmp_path, "b")
-    second = build_with_cache(model, lock, fresh, repo)
+    # another SOURCE_DATE_EPOCH: other layer keys, so every layer is composed again
+    second = build_with_cache(model, lock, fresh, repo, source_date_epoch=1700000000, debian_snapshot=server.url)
     assert second.descriptor != first.descriptor
     for a in (p.artifact for p in lock.packages):
         assert server.hits[f"/{a.filename}"] == 2  # the first build's download, then a 404
@@ -234,10 +235,10 @@ def test_an_input_that_is_nowhere_is_one_sentence_naming_it_and_the_cache(model,
                                                                             monkeypatch):
     server, lock = served_lock
     server.files.clear()
-    monkeypatch.setenv(SNAPSHOT_ENV, "off")
     runner(monkeypatch, tmp_path, "a")
     with pytest.raises(CogbuildError, match=r"HTTP 404, and the cache repository .*/team/cache does not have it"):
-        build_with_cache(model, lock, Layout(tmp_path / "a" / "store"), f"{registry.host}/team/cache")
+        build_with_cache(model, lock, Layout(tmp_path / "a" / "store"), f"{registry.host}/team/cache",
+                         debian_snapshot=None)  # COGBUILD_DEBIAN_SNAPSHOT=off
 
 
 def test_an_unreachable_cache_repository_warns_and_the_build_goes_on(model, served_lock, tmp_path, monkeypatch):

@@ -21,7 +21,7 @@ from cogbuild.errors import CogbuildError, CogUsageError, EnvironmentFailure, Us
 from cogbuild.layers.deb import DebError
 from cogbuild.layers.standalone import TarballError
 from cogbuild.layers.tarball import SourceChanged, layer_bytes
-from cogbuild.settings import source_date_epoch
+from cogbuild.settings import Settings
 from cogbuild.layers.tree import Tree, TreeError
 from cogbuild.layers.wheel import WheelError
 from cogbuild.registry.archive import ArchiveError
@@ -76,18 +76,17 @@ def test_other_errors_are_not_environment_failures():
 
 
 @pytest.mark.parametrize("value", ["yesterday", "-1", "1.5", "²"])
-def test_a_bad_source_date_epoch_is_a_usage_error(monkeypatch, value):
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", value)
+def test_a_bad_source_date_epoch_is_a_usage_error(value):
+    read = Settings.from_environ({"SOURCE_DATE_EPOCH": value})  # reading the environment accepts any text
     with pytest.raises(UsageError, match=f"^SOURCE_DATE_EPOCH must be a whole number of seconds since 1970, "
                                          f"not {re.escape(repr(value))}$"):
-        source_date_epoch()
+        read.source_date_epoch()
 
 
-def test_source_date_epoch_default_and_value(monkeypatch):
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "")
-    assert source_date_epoch() == 0
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", " 1700000000 ")
-    assert source_date_epoch() == 1700000000
+def test_source_date_epoch_default_and_value():
+    assert Settings.from_environ({}).source_date_epoch() == 0
+    assert Settings.from_environ({"SOURCE_DATE_EPOCH": ""}).source_date_epoch() == 0
+    assert Settings.from_environ({"SOURCE_DATE_EPOCH": " 1700000000 "}).source_date_epoch() == 1700000000
 
 
 @pytest.mark.parametrize("command, variable, value, message", [

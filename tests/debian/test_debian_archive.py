@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import lzma
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -191,15 +192,14 @@ def test_release_of_another_suite_is_rejected(repo, serve, signing_key, tmp_path
                         cache_dir=tmp_path)  # fmt: skip
 
 
-def test_expired_release_is_rejected_unless_the_user_accepts_it(repo, serve, signing_key, tmp_path, monkeypatch):
+def test_expired_release_is_rejected_unless_the_user_accepts_it(repo, serve, signing_key, tmp_path):
     publish_app(repo, extra_release_fields="Valid-Until: Sat, 01 Jan 2000 00:00:00 UTC\n")
     url = serve(repo.root)
     with pytest.raises(CogbuildError, match=r"expired on Sat, 01 Jan 2000 .*Valid-Until.*IGNORE_VALID_UNTIL=1"):
         resolve_closure(["libfoo"], suite="testing", arch="amd64", source=source_for(url, signing_key),
                         cache_dir=tmp_path)  # fmt: skip
-    monkeypatch.setenv("COGBUILD_DEBIAN_IGNORE_VALID_UNTIL", "1")
-    debs = resolve_closure(["libfoo"], suite="testing", arch="amd64", source=source_for(url, signing_key),
-                           cache_dir=tmp_path)  # fmt: skip
+    accepting = replace(source_for(url, signing_key), check_valid_until=False)  # IGNORE_VALID_UNTIL=1
+    debs = resolve_closure(["libfoo"], suite="testing", arch="amd64", source=accepting, cache_dir=tmp_path)
     assert [d.name for d in debs] == ["libc6", "libfoo"]
 
 

@@ -20,14 +20,9 @@ from cogbuild.debian import debian_python_package, debian_suite, upstream_versio
 from cogbuild.errors import CogbuildError, UsageError
 from cogbuild.interpreter import STANDALONE_BASE_SUITE, choose_interpreter
 from cogbuild.lock import Lock, dumps, loads, locked
-from cogbuild.standalone import PROVIDER_ENV, UnsupportedPython, nearest_versions, standalone_python
+from cogbuild.standalone import UnsupportedPython, nearest_versions, standalone_python
 
 UPSTREAM = "https://github.com/astral-sh/python-build-standalone/releases/download/"
-
-
-@pytest.fixture(autouse=True)
-def no_provider_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(PROVIDER_ENV, raising=False)
 
 
 def make_tarball(path: Path, version: str) -> dict:
@@ -144,9 +139,8 @@ def test_the_switch_decides_who_serves_the_interpreter(monkeypatch):
         choose_interpreter("3.12", "conda")
 
 
-def test_a_configured_provider_replaces_the_shipped_data(provider, monkeypatch):
-    monkeypatch.setenv(PROVIDER_ENV, provider["manifest"])
-    tarball = standalone_python("3.12", "amd64", verify=True)
+def test_a_configured_provider_replaces_the_shipped_data(provider):
+    tarball = standalone_python("3.12", "amd64", provider=provider["manifest"], verify=True)
     newest = provider["entries"][1]
     assert tarball.kind == "python-tarball" and tarball.name == "cpython"
     assert tarball.version == "3.12.7"
@@ -154,7 +148,7 @@ def test_a_configured_provider_replaces_the_shipped_data(provider, monkeypatch):
     assert tarball.filename == "cpython-3.12.7-x86_64.tar.gz"
     assert (tarball.sha256, tarball.size) == (newest["sha256"], newest["size"])
     with pytest.raises(UnsupportedPython, match=r"the nearest it has: 3\.12\.3, 3\.12\.7\.$"):
-        standalone_python("3.12.4", "amd64")  # the shipped data has it, the manifest does not
+        standalone_python("3.12.4", "amd64", provider=provider["manifest"])  # the shipped data has it only
 
 
 def test_exact_versions_explicit_urls_and_arm64(provider):

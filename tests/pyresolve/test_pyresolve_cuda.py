@@ -13,13 +13,14 @@ from cogbuild.cuda import (
     CudaMatrix,
     check_cpu_closure,
     choose_cuda,
-    cpu_source_from_env,
     resolve_variants,
     split_gpu_wheels,
     variant_inputs,
 )
 from cogbuild.errors import CogbuildError
 from cogbuild.pyresolve import Target, resolve_requirements
+from cogbuild.resolve import LockSources
+from cogbuild.settings import Settings
 
 
 def row(cuda, cudnn, python, x86=(), arm=()):
@@ -100,9 +101,14 @@ def test_matrix_file_round_trip(tmp_path):
 
 
 def test_cpu_source_is_configurable_from_the_environment():
-    assert cpu_source_from_env({}).index_url == "https://download.pytorch.org/whl/cpu"
-    local = cpu_source_from_env({"COGBUILD_CPU_FIND_LINKS": "/opt/wheels"})
+    def cpu_source(environ):
+        return LockSources.from_settings(Settings.from_environ(environ)).cpu
+
+    assert cpu_source({}).index_url == "https://download.pytorch.org/whl/cpu"
+    local = cpu_source({"COGBUILD_CPU_FIND_LINKS": "/opt/wheels"})
     assert (local.index_url, local.find_links) == (None, ("/opt/wheels",))
+    mirror = cpu_source({"COGBUILD_CPU_INDEX_URL": "https://mirror.example/cpu", "COGBUILD_CPU_FIND_LINKS": "/w"})
+    assert (mirror.index_url, mirror.find_links) == ("https://mirror.example/cpu", ("/w",))
 
 
 def test_tensorflow_gets_and_cuda_only_in_the_gpu_variant():

@@ -107,13 +107,14 @@ def test_show_model_directory_not_built_yet_says_what_to_run(tmp_path):
 
 def test_show_model_directory_after_a_local_build(tmp_path, layout, monkeypatch):
     from cogbuild.project import open_store
+    from cogbuild.settings import read_environment
 
     model = tmp_path / "built"
     model.mkdir()
     (model / "cog.yaml").write_text('build:\n  python_version: "3.11"\nrun: "predict.py:Predictor"\n')
     (model / "predict.py").write_text("from cog import BasePredictor\n\nclass Predictor(BasePredictor):\n"
                                       "    def predict(self) -> str:\n        return 'x'\n")
-    store = open_store()
+    store = open_store(read_environment().store_root)  # where the CLI below looks (COGBUILD_STORE)
     index = _model(store)
     store.tag("built:latest", index)
     summary = json.loads(_cli("show", str(model), "--json").output)
