@@ -152,7 +152,7 @@ def test_a_second_build_on_the_same_runner_asks_the_cache_repository_nothing(fre
 
 
 def test_writing_the_image_out_fetches_the_layers_the_cache_repository_holds(fresh_runner, tmp_path):
-    write_output(str(tmp_path / "out"), "model:v1", fresh_runner.result.descriptor)
+    write_output(fresh_runner.store, str(tmp_path / "out"), "model:v1", fresh_runner.result.descriptor)
     out = Layout(tmp_path / "out")
     assert all(out.read_blob(d) for d in layer_digests(out, fresh_runner.result.descriptor.digest))
 

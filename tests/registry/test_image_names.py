@@ -72,28 +72,26 @@ def test_the_oci_archive_is_the_same_bytes_every_time(two_platforms, tmp_path):
     assert f"blobs/sha256/{digests['other'][7:]}" in {m.name for m in members}  # every platform is kept
 
 
-def test_a_docker_archive_holds_this_hosts_platform_like_run(two_platforms, tmp_path, monkeypatch):
+def test_a_docker_archive_holds_this_hosts_platform_like_run(two_platforms, tmp_path):
     layout, digests = two_platforms
-    monkeypatch.setattr("cogbuild.commands.build.open_store", lambda: layout)
     archive = tmp_path / "docker.tar"
-    write_output(f"docker-archive:{archive}", "model:v1", layout.resolve("v1"))
+    write_output(layout, f"docker-archive:{archive}", "model:v1", layout.resolve("v1"))
     with tarfile.open(archive) as tar:
         index = json.load(tar.extractfile("index.json"))
         names = {m.name for m in tar.getmembers()}
     assert [m["digest"] for m in index["manifests"]] == [digests["here"]]
     assert f"blobs/sha256/{digests['other'][7:]}" not in names
-    write_output(f"docker-archive:{archive}", "model:v1", layout.resolve("v1"), [f"linux/{OTHER}"])
+    write_output(layout, f"docker-archive:{archive}", "model:v1", layout.resolve("v1"), [f"linux/{OTHER}"])
     with tarfile.open(archive) as tar:
         assert json.load(tar.extractfile("index.json"))["manifests"][0]["digest"] == digests["other"]
 
 
 def test_a_docker_archive_for_a_platform_the_image_lacks_is_one_sentence(two_platforms, tmp_path, monkeypatch):
     layout, _ = two_platforms
-    monkeypatch.setattr("cogbuild.commands.build.open_store", lambda: layout)
     monkeypatch.setattr("cogbuild.commands.build.host_platform", lambda: "linux/s390x")
     with pytest.raises(OCIError, match=r"cannot write a docker-archive for linux/s390x: the image has no "
                                         r"linux/s390x image \(it has linux/amd64, linux/arm64\)"):
-        write_output(f"docker-archive:{tmp_path / 'x.tar'}", "model:v1", layout.resolve("v1"))
+        write_output(layout, f"docker-archive:{tmp_path / 'x.tar'}", "model:v1", layout.resolve("v1"))
     assert not (tmp_path / "x.tar").exists()
 
 
