@@ -12,7 +12,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Collection, Mapping
 
 from .errors import UsageError
 
@@ -102,6 +102,12 @@ class Settings:
     def ready_timeout(self) -> float:
         """COGBUILD_READY_TIMEOUT: seconds to wait for a model's setup, a positive number."""
         return positive_seconds("COGBUILD_READY_TIMEOUT", self.ready_timeout_text, DEFAULT_READY_TIMEOUT)
+
+    def runtime_choice(self, choices: Collection[str]) -> str | None:
+        """COGBUILD_RUNTIME, one of `choices`; None when it is not set."""
+        if self.runtime is not None and self.runtime not in choices:
+            raise UsageError(f"COGBUILD_RUNTIME must be one of {', '.join(choices)}, not {self.runtime!r}")
+        return self.runtime
 
     def source_date_epoch(self) -> int:
         """SOURCE_DATE_EPOCH (reproducible-builds.org): whole seconds since 1970, 0 when unset or empty.

@@ -67,7 +67,7 @@ def prediction_options(command):
         click.option("-o", "--output", "out_path", metavar="PATH",
                      help="Where to write the output (default for files: output.<ext>; lists: output.N.<ext>; "
                           "`-` writes a file's bytes to stdout); with --json, the response."),
-        click.option("--runtime", type=click.Choice(RUNTIMES), default=None, envvar="COGBUILD_RUNTIME",
+        click.option("--runtime", type=click.Choice(RUNTIMES), default=None,
                      help="Container runtime for images (default: $COGBUILD_RUNTIME, else podman, docker, "
                           "containerd, umoci+runc)."),
         click.option("--timeout", type=float, default=None, metavar="SECONDS",
@@ -195,7 +195,7 @@ def _start_image(ctx: click.Context, stack: ExitStack, target: str, request: Req
     """Find (or pull) the image, check the inputs against the schema it carries, start it in a container.
 
     An image without a schema is checked against the schema its server reports, once it is up."""
-    chosen = choose_runtime(runtime)
+    chosen = choose_runtime(runtime or settings_of(ctx).runtime_choice(RUNTIMES))
     check_files(request.flags)
     gpu = has_gpu() and chosen.name in ("podman", "docker")
     with blob_progress(f"pulling {target}", ctx) as transfer:

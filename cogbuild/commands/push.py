@@ -30,8 +30,9 @@ if TYPE_CHECKING:
 @click.option("-f", "--file", "cog_yaml", type=click.Path(), help="Path to cog.yaml (default: ./cog.yaml).")
 @click.option("--insecure", is_flag=True, help="Allow plain HTTP to a registry that is not on loopback.")
 @click.option("--compression", default="gzip", show_default=True, help="gzip[:LEVEL], zstd[:LEVEL] or none.")
-@click.option("--sign-key", type=click.Path(path_type=Path), envvar="COGBUILD_SIGN_KEY",
-              help="Sign each pushed manifest with this private key (from `cogbuild keygen` or cosign); "
+@click.option("--sign-key", type=click.Path(path_type=Path),
+              help="Sign each pushed manifest with this private key (from `cogbuild keygen` or cosign; default "
+                   "$COGBUILD_SIGN_KEY); "
                    "the passphrase comes from COGBUILD_SIGN_PASSWORD or COSIGN_PASSWORD, else a prompt.")
 @secret_option
 @cache_option
@@ -58,6 +59,7 @@ def command(ctx: click.Context, ref: str | None, cog_yaml: str | None, insecure:
     reference = parse_reference(ref)
     # The key is opened before the build, so a wrong passphrase costs nothing.
     settings = settings_of(ctx)
+    sign_key = sign_key or settings.sign_key
     key = _open_key(sign_key, settings.sign_password) if sign_key else None
     created = settings.source_date_epoch()  # the image and its SBOM are dated alike
     _, outcome = build_project(project, None, None, None, parse_compression(compression), progress,

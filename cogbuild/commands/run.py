@@ -31,7 +31,7 @@ def _check_port_free(port: int) -> None:
 @click.argument("image_name", metavar="IMAGE")
 @click.option("-p", "--port", default=5000, show_default=True, type=click.IntRange(1, 65535),
               help="Port the model's HTTP API listens on (host network).")
-@click.option("--runtime", type=click.Choice(RUNTIMES), default=None, envvar="COGBUILD_RUNTIME",
+@click.option("--runtime", type=click.Choice(RUNTIMES), default=None,
               help="Container runtime (default: $COGBUILD_RUNTIME, else podman, docker, containerd, umoci+runc).")
 @click.option("-e", "--env", "env", multiple=True, metavar="NAME=VALUE", help="Set an environment variable.")
 @click.pass_context
@@ -57,12 +57,13 @@ def command(ctx: click.Context, image_name: str, port: int, runtime: str | None,
                          f"`cogbuild serve {image_name}`, or build it first with `cogbuild build {image_name}`")
     variables = dict(_split_env(e) for e in env)
     _check_port_free(port)
-    timeout = settings_of(ctx).ready_timeout()  # a bad setting fails before anything starts
-    chosen = choose_runtime(runtime)
+    settings = settings_of(ctx)
+    timeout = settings.ready_timeout()  # a bad setting fails before anything starts
+    chosen = choose_runtime(runtime or settings.runtime_choice(RUNTIMES))
     gpu = has_gpu() and chosen.name in ("podman", "docker")
     with blob_progress(f"pulling {image_name}", ctx) as transfer:
-        image = find_image(image_name, open_store(settings_of(ctx).store_root), gpu, progress_printer(ctx), transfer,
-                           verify_key=settings_of(ctx).verify_key)
+        image = find_image(image_name, open_store(settings.store_root), gpu, progress_printer(ctx), transfer,
+                           verify_key=settings.verify_key)
     with ExitStack() as stack:
         with spinner(f"starting {image_name} ({image.variant}) with {chosen.name}", ctx) as status:
             container = stack.enter_context(running_container(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from cogbuild.errors import UsageError
 from cogbuild.resolve import LockSources
 from cogbuild.settings import DEFAULT_DEBIAN_SNAPSHOT, Settings
 
@@ -99,6 +100,13 @@ def test_lock_sources_carry_the_settings():
 
 def test_a_bad_timeout_fails_only_when_asked_for():
     read = Settings.from_environ({"COGBUILD_READY_TIMEOUT": "soon"})  # --help and lock never ask
-    with pytest.raises(Exception, match="^COGBUILD_READY_TIMEOUT must be a positive number of seconds, not 'soon'$"):
+    with pytest.raises(UsageError, match="^COGBUILD_READY_TIMEOUT must be a positive number of seconds, not 'soon'$"):
         read.ready_timeout()
     assert Settings.from_environ({"COGBUILD_READY_TIMEOUT": "2.5"}).ready_timeout() == 2.5
+
+
+def test_a_runtime_not_among_the_choices_names_the_variable():
+    assert Settings.from_environ({}).runtime_choice(("podman", "runc")) is None
+    assert Settings.from_environ({"COGBUILD_RUNTIME": "runc"}).runtime_choice(("podman", "runc")) == "runc"
+    with pytest.raises(UsageError, match="^COGBUILD_RUNTIME must be one of podman, runc, not 'lxc'$"):
+        Settings.from_environ({"COGBUILD_RUNTIME": "lxc"}).runtime_choice(("podman", "runc"))
