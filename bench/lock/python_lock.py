@@ -46,7 +46,8 @@ def clean_env(cache: Path) -> dict[str, str]:
 def run_cogbuild(requirements: list[str], cache: Path, out: Path) -> int:
     code = (
         "import sys; from cogbuild.pyresolve import Target, resolve_requirements, export_requirements;"
-        "a = resolve_requirements(sys.argv[1:], Target('3.11', 'x86_64', '2.36'));"
+        "from cogbuild.settings import read_environment;"  # COGBUILD_PIP_PROXY, as the CLI reads it
+        "a = resolve_requirements(sys.argv[1:], Target('3.11', 'x86_64', '2.36'), proxy=read_environment().pip_proxy);"
         f"open({str(out)!r}, 'w').write(export_requirements(a)); print(len(a))"
     )
     # pip's cache goes where PIP_CACHE_DIR says only without --isolated; point HOME's cache there too.
