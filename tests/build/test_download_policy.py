@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -13,53 +12,32 @@ from cogbuild.artifacts import Artifact
 from cogbuild.cache import BlobCache, Unavailable
 from cogbuild.http_fetch import get, new_client
 from cogbuild.registry import http_policy
-from oci_registry_server import LoopbackHTTPServer
+from http_server import LoopbackHTTPServer, Reply, Request, file_reply
 
 WHEEL = os.urandom(3 << 20)  # a few MiB, so the drop happens well inside the body
 HALF = len(WHEEL) // 2
 
 
-class ScriptedFileServer(LoopbackHTTPServer):
-    """Serves one file; each request takes the next scripted behaviour (the last one repeats):
-    "drop" sends the headers and half the body, then closes; "range" honours a Range header;
-    "full" ignores Range; an int answers that status with no body (and `retry_after` if set)."""
+WHEEL_PATH = "/torch-1.0-py3-none-any.whl"
+DROP = Reply(200, body=WHEEL, drop_after=HALF)  # the headers and half the body, then the connection closes
+FULL = Reply(200, body=WHEEL)  # ignores Range
 
-    def __init__(self, script: list, retry_after: str | None = None) -> None:
-        self.script = list(script)
-        self.ranges: list[str | None] = []  # the Range header of each request, in order
-        outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
+def honour_range(request: Request) -> Reply:
+    return file_reply(WHEEL, request)
 
-            def do_GET(self) -> None:  # noqa: N802
-                outer.ranges.append(self.headers.get("Range"))
-                step = outer.script.pop(0) if len(outer.script) > 1 else outer.script[0]
-                if isinstance(step, int):
-                    self.send_response(step)
-                    if retry_after:
-                        self.send_header("Retry-After", retry_after)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                elif step == "range" and self.headers.get("Range"):
-                    start = int(self.headers["Range"].removeprefix("bytes=").rstrip("-"))
-                    self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{len(WHEEL) - 1}/{len(WHEEL)}")
-                    self.send_header("Content-Length", str(len(WHEEL) - start))
-                    self.end_headers()
-                    self.wfile.write(WHEEL[start:])
-                else:
-                    self.send_response(200)
-                    self.send_header("Content-Length", str(len(WHEEL)))
-                    self.end_headers()
-                    self.wfile.write(WHEEL[:HALF] if step == "drop" else WHEEL)
-                    if step == "drop":
-                        self.wfile.flush()
-                        self.close_connection = True
 
-        self._serve(Handler)
-        self.url = f"http://{self.host}/torch-1.0-py3-none-any.whl"
+def wheel_server(script: list, retry_after: str | None = None) -> LoopbackHTTPServer:
+    """Serves one file; each request takes the next step of `script` (the last one repeats); an int step
+    answers that status with no body (and `retry_after` if set)."""
+    status_headers = {"Retry-After": retry_after} if retry_after else {}
+    steps = [Reply(step, status_headers) if isinstance(step, int) else step for step in script]
+    return LoopbackHTTPServer(script=steps)
+
+
+def ranges(server: LoopbackHTTPServer) -> list[str | None]:
+    """The Range header of each request, in order."""
+    return [request.headers.get("Range") for request in server.requests]
 
 
 @pytest.fixture(autouse=True)
@@ -69,10 +47,10 @@ def fast_retries(monkeypatch):
 
 @pytest.fixture
 def serve():
-    servers: list[ScriptedFileServer] = []
+    servers: list[LoopbackHTTPServer] = []
 
-    def start(script: list, retry_after: str | None = None) -> ScriptedFileServer:
-        servers.append(ScriptedFileServer(script, retry_after))
+    def start(script: list, retry_after: str | None = None) -> LoopbackHTTPServer:
+        servers.append(wheel_server(script, retry_after))
         return servers[-1]
 
     yield start
@@ -92,25 +70,25 @@ def _fetch(tmp_path, url: str):
 
 
 def test_dropped_connection_resumes_with_range_and_verifies(serve, tmp_path):
-    server = serve(["drop", "range"])
-    path = _fetch(tmp_path, server.url)
+    server = serve([DROP, honour_range])
+    path = _fetch(tmp_path, server.url + WHEEL_PATH)
     assert path.read_bytes() == WHEEL
-    assert len(server.ranges) == 2  # one retry
-    assert server.ranges[0] is None
-    resumed_at = int(server.ranges[1].removeprefix("bytes=").rstrip("-"))
+    assert len(ranges(server)) == 2  # one retry
+    assert ranges(server)[0] is None
+    resumed_at = int(ranges(server)[1].removeprefix("bytes=").rstrip("-"))
     assert 0 < resumed_at <= HALF  # continued from what arrived, not from the start
 
 
 def test_server_ignoring_range_restarts_cleanly(serve, tmp_path):
-    server = serve(["drop", "full"])
-    assert _fetch(tmp_path, server.url).read_bytes() == WHEEL
-    assert len(server.ranges) == 2 and server.ranges[1] is not None  # asked to resume, got the whole file
+    server = serve([DROP, FULL])
+    assert _fetch(tmp_path, server.url + WHEEL_PATH).read_bytes() == WHEEL
+    assert len(ranges(server)) == 2 and ranges(server)[1] is not None  # asked to resume, got the whole file
 
 
 def test_503_then_200_is_retried(serve, tmp_path):
-    server = serve([503, "full"])
-    assert _fetch(tmp_path, server.url).read_bytes() == WHEEL
-    assert server.ranges == [None, None]
+    server = serve([503, FULL])
+    assert _fetch(tmp_path, server.url + WHEEL_PATH).read_bytes() == WHEEL
+    assert ranges(server) == [None, None]
 
 
 def test_429_waits_as_retry_after_asks(serve, tmp_path, monkeypatch):
@@ -119,18 +97,18 @@ def test_429_waits_as_retry_after_asks(serve, tmp_path, monkeypatch):
     monkeypatch.setattr(http_policy.RetryPolicy, "delay",
                         lambda self, attempt, retry_after=None: delays.append(delay(self, attempt, retry_after))
                         or delays[-1])
-    server = serve([429, "full"], retry_after="1")
-    assert _fetch(tmp_path, server.url).read_bytes() == WHEEL
-    assert len(server.ranges) == 2
+    server = serve([429, FULL], retry_after="1")
+    assert _fetch(tmp_path, server.url + WHEEL_PATH).read_bytes() == WHEEL
+    assert len(ranges(server)) == 2
     assert delays and delays[0] >= 1.0  # not the 0.01 s backoff
 
 
 def test_404_is_not_retried_and_is_one_sentence(serve, tmp_path):
     server = serve([404])
     with pytest.raises(Unavailable) as failure:
-        _fetch(tmp_path, server.url)
+        _fetch(tmp_path, server.url + WHEEL_PATH)
     message = str(failure.value)
-    assert len(server.ranges) == 1
+    assert len(ranges(server)) == 1
     assert "torch-1.0-py3-none-any.whl" in message and "HTTP 404" in message and "\n" not in message
     assert not list((tmp_path / "cache").rglob(".part-*"))  # nothing half-written stays behind
 
@@ -138,8 +116,8 @@ def test_404_is_not_retried_and_is_one_sentence(serve, tmp_path):
 def test_503_every_time_gives_up_after_the_policy_attempts(serve, tmp_path):
     server = serve([503])
     with pytest.raises(Unavailable, match=r"HTTP 503 after 5 tries"):
-        _fetch(tmp_path, server.url)
-    assert len(server.ranges) == http_policy.ATTEMPTS
+        _fetch(tmp_path, server.url + WHEEL_PATH)
+    assert len(ranges(server)) == http_policy.ATTEMPTS
 
 
 def test_retry_after_as_an_http_date_and_capped():
@@ -151,9 +129,9 @@ def test_retry_after_as_an_http_date_and_capped():
 
 def test_small_gets_follow_the_same_policy(serve):
     """Index pages, Debian indexes and manifests go through http_fetch.get: 503 retried, 404 returned at once."""
-    retried = serve([503, "full"])
+    retried = serve([503, FULL])
     missing = serve([404])
     with new_client() as client:
-        assert get(client, retried.url).content == WHEEL
-        assert get(client, missing.url).status_code == 404
-    assert len(retried.ranges) == 2 and len(missing.ranges) == 1
+        assert get(client, retried.url + WHEEL_PATH).content == WHEEL
+        assert get(client, missing.url + WHEEL_PATH).status_code == 404
+    assert len(ranges(retried)) == 2 and len(ranges(missing)) == 1

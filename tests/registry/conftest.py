@@ -54,9 +54,9 @@ def basic_registry(tmp_path):
 
 @pytest.fixture
 def token_server(tmp_path):
-    tokens = TokenServer(tmp_path / "tokens", {USER: PASSWORD}).start()
+    tokens = TokenServer(tmp_path / "tokens", {USER: PASSWORD})
     yield tokens
-    tokens.stop()
+    tokens.close()
 
 
 @pytest.fixture

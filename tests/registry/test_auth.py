@@ -53,14 +53,14 @@ def test_bearer_token_flow_push_pull_and_mount(token_registry, token_server, lay
     stats = TransferStats()
     push_image(layout, desc, f"{token_registry.host}/other/tok:v1", stats=stats, hints=tmp_path / "hints")
     assert stats.blobs_mounted == 2  # the mount asked for push on other/tok and pull on ns/tok
-    asked = [_normal(r["scopes"]) for r in token_server.requests]
+    asked = [_normal(r["scopes"]) for r in token_server.tokens_issued]
     assert {("other/tok", ("pull", "push")), ("ns/tok", ("pull",))} in asked
     assert pull_image(f"{token_registry.host}/other/tok:v1", Layout(tmp_path / "p")).digest == desc.digest
-    assert {r["user"] for r in token_server.requests} == {None, USER}  # anonymous first, then the login
+    assert {r["user"] for r in token_server.tokens_issued} == {None, USER}  # anonymous first, then the login
 
 
 def test_anonymous_token_pull_from_public_repository(tmp_path, layout):
-    tokens = TokenServer(tmp_path / "public-tokens", {USER: PASSWORD}, anonymous_pull=True).start()
+    tokens = TokenServer(tmp_path / "public-tokens", {USER: PASSWORD}, anonymous_pull=True)
     server = RegistryServer(tmp_path / "public-registry", auth=tokens.registry_auth()).start()
     try:
         desc = write_image(layout, [{"pub": b"public"}])
@@ -68,16 +68,16 @@ def test_anonymous_token_pull_from_public_repository(tmp_path, layout):
         push_image(layout, desc, f"{server.host}/pub/model:v1")
         docker_config_path().unlink()  # forget the login: pulls go anonymous
         assert pull_image(f"{server.host}/pub/model:v1", Layout(tmp_path / "anon")).digest == desc.digest
-        assert tokens.requests[-1]["user"] is None
+        assert tokens.tokens_issued[-1]["user"] is None
         with pytest.raises(OCIError, match="needs credentials"):
             push_image(layout, desc, f"{server.host}/pub/model:v2")
     finally:
         server.stop()
-        tokens.stop()
+        tokens.close()
 
 
 def test_mount_from_a_repository_without_access_falls_back_to_upload(tmp_path, layout):
-    tokens = TokenServer(tmp_path / "t", {USER: PASSWORD}, denied={"forbidden/src"}).start()
+    tokens = TokenServer(tmp_path / "t", {USER: PASSWORD}, denied={"forbidden/src"})
     server = RegistryServer(tmp_path / "r", auth=tokens.registry_auth()).start()
     try:
         store_credentials(server.host, USER, PASSWORD)
@@ -92,7 +92,7 @@ def test_mount_from_a_repository_without_access_falls_back_to_upload(tmp_path, l
         assert (stats.blobs_mounted, stats.blobs_uploaded) == (0, 2)
     finally:
         server.stop()
-        tokens.stop()
+        tokens.close()
 
 
 def _normal(scopes: list[str]) -> set[tuple[str, tuple[str, ...]]]:

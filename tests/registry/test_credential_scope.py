@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -15,40 +14,17 @@ from cogbuild.registry.client import RegistryClient
 from cogbuild.registry.http_policy import same_origin
 from cogbuild.registry.layout import Layout
 from cogbuild.registry.transfer import BlobPusher, TransferStats, download_blob
-from oci_registry_server import PASSWORD, USER, LoopbackHTTPServer
+from http_server import LoopbackHTTPServer, Reply, Request
+from oci_registry_server import PASSWORD, USER
 
 BLOB = b"layer bytes kept in storage elsewhere\n" * 100
 DIGEST = "sha256:" + hashlib.sha256(BLOB).hexdigest()
 BASIC = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
 
 
-class _Recorder(LoopbackHTTPServer):
-    """A loopback HTTP server that records each request's method, path and Authorization header."""
-
-    def __init__(self, answer) -> None:
-        self.requests: list[tuple[str, str, str | None]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
-            def _any(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                outer.requests.append((self.command, self.path, self.headers.get("Authorization")))
-                status, headers, data = answer(self.command, self.path, self.headers, body)
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-
-            do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = _any
-
-        self._serve(Handler)
+def seen(server: LoopbackHTTPServer) -> list[tuple[str, str, str | None]]:
+    """Each request's method, path and Authorization header, in order."""
+    return [(request.method, request.path, request.headers.get("Authorization")) for request in server.requests]
 
 
 @pytest.fixture
@@ -56,13 +32,13 @@ def storage():
     """Object storage on another port: takes the upload and serves the blob, asking for no credentials."""
     stored: dict[str, bytes] = {}
 
-    def answer(method, path, headers, body):
-        if method == "PUT":
-            stored["blob"] = body
-            return 201, {}, b""
-        return 200, {}, BLOB
+    def answer(request: Request) -> Reply:
+        if request.method == "PUT":
+            stored["blob"] = request.body
+            return Reply(201)
+        return Reply(200, body=BLOB)
 
-    server = _Recorder(answer)
+    server = LoopbackHTTPServer(answer)
     server.stored = stored
     yield server
     server.close()
@@ -72,18 +48,19 @@ def storage():
 def registry_sending_elsewhere(storage):
     """A registry behind Basic auth that hands uploads and blob downloads to `storage`."""
 
-    def answer(method, path, headers, body):
-        if headers.get("Authorization") != BASIC:
-            return 401, {"WWW-Authenticate": 'Basic realm="test"'}, b""
+    def answer(request: Request) -> Reply:
+        method, path = request.method, request.path
+        if request.headers.get("Authorization") != BASIC:
+            return Reply(401, {"WWW-Authenticate": 'Basic realm="test"'})
         if method == "HEAD":
-            return 404, {}, b""
+            return Reply(404)
         if method == "POST" and path.endswith("/blobs/uploads/"):
-            return 202, {"Location": f"http://{storage.host}/upload/session-1?signature=abc"}, b""
+            return Reply(202, {"Location": f"http://{storage.host}/upload/session-1?signature=abc"})
         if method == "GET" and path.endswith(f"/blobs/{DIGEST}"):
-            return 307, {"Location": f"http://{storage.host}/bucket/blob?signature=abc"}, b""
-        return 404, {}, b""
+            return Reply(307, {"Location": f"http://{storage.host}/bucket/blob?signature=abc"})
+        return Reply(404)
 
-    server = _Recorder(answer)
+    server = LoopbackHTTPServer(answer)
     store_credentials(server.host, USER, PASSWORD)
     yield server
     server.close()
@@ -97,8 +74,8 @@ def test_upload_location_on_another_host_gets_no_authorization(registry_sending_
     BlobPusher(RegistryClient(registry.host), "ns/app", layout, stats=TransferStats()).push(desc)
 
     assert storage.stored["blob"] == BLOB
-    assert [(method, auth) for method, _, auth in storage.requests] == [("PUT", None)]
-    assert ("POST", "/v2/ns/app/blobs/uploads/", BASIC) in registry.requests  # the registry itself got them
+    assert [(method, auth) for method, _, auth in seen(storage)] == [("PUT", None)]
+    assert ("POST", "/v2/ns/app/blobs/uploads/", BASIC) in seen(registry)  # the registry itself got them
 
 
 def test_blob_redirect_to_another_host_gets_no_authorization(registry_sending_elsewhere, storage, tmp_path):
@@ -108,8 +85,8 @@ def test_blob_redirect_to_another_host_gets_no_authorization(registry_sending_el
     download_blob(RegistryClient(registry.host), "ns/app", desc, layout, stats=TransferStats())
 
     assert layout.read_blob(DIGEST) == BLOB
-    assert [(method, auth) for method, _, auth in storage.requests] == [("GET", None)]
-    assert ("GET", f"/v2/ns/app/blobs/{DIGEST}", BASIC) in registry.requests
+    assert [(method, auth) for method, _, auth in seen(storage)] == [("GET", None)]
+    assert ("GET", f"/v2/ns/app/blobs/{DIGEST}", BASIC) in seen(registry)
 
 
 @pytest.mark.parametrize("url, other, same", [

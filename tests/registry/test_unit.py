@@ -4,7 +4,6 @@ the SBOM, and the mount-hint file surviving damage."""
 from __future__ import annotations
 
 import json
-from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -16,7 +15,8 @@ from cogbuild.registry.client import RegistryClient, RegistryError
 from cogbuild.registry.reference import Reference, is_loopback_host, parse_reference
 from cogbuild.registry.remote import get_manifest
 from cogbuild.sbom import spdx_sbom
-from oci_registry_server import FakeReferrersRegistry, LoopbackHTTPServer
+from http_server import LoopbackHTTPServer, Reply
+from oci_registry_server import FakeReferrersRegistry
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -46,31 +46,6 @@ def test_reference_helpers():
         == [True, True, True, False, False]
 
 
-class Scripted(LoopbackHTTPServer):
-    """A loopback HTTP server answering each request with the next scripted (status, headers, body)."""
-
-    def __init__(self, answers):
-        self.answers = list(answers)
-        self.seen = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                outer.seen.append(self.path)
-                status, headers, body = outer.answers.pop(0) if len(outer.answers) > 1 else outer.answers[0]
-                self.send_response(status)
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self._serve(Handler)
-
-
 @pytest.fixture
 def fast_retries(monkeypatch):
     monkeypatch.setattr(http_policy, "BACKOFF", 0.01)
@@ -86,12 +61,12 @@ def _fetch(host):
 
 
 def test_429_and_503_are_retried_then_succeed(fast_retries):
-    server = Scripted([(429, {"Retry-After": "0"}, b""), (503, {}, b""), (200, {}, MANIFEST)])
+    server = LoopbackHTTPServer(script=[Reply(429, {"Retry-After": "0"}), Reply(503), Reply(200, body=MANIFEST)])
     try:
         data, desc = _fetch(server.host)
     finally:
         server.close()
-    assert data == MANIFEST and len(server.seen) == 3
+    assert data == MANIFEST and len(server.requests) == 3
 
 
 @pytest.mark.parametrize("status, headers, words", [
@@ -104,7 +79,7 @@ def test_429_and_503_are_retried_then_succeed(fast_retries):
 ])
 def test_failures_become_one_sentence(fast_retries, status, headers, words):
     body = json.dumps({"errors": [{"code": "MANIFEST_INVALID", "message": "bad"}]}).encode() if status == 400 else b""
-    server = Scripted([(status, headers, body)])
+    server = LoopbackHTTPServer(script=[Reply(status, headers, body)])
     try:
         with pytest.raises(RegistryError) as err:
             _fetch(server.host)
@@ -118,7 +93,7 @@ def test_failures_become_one_sentence(fast_retries, status, headers, words):
 
 
 def test_unreachable_registry_is_one_sentence(fast_retries):
-    server = Scripted([(200, {}, b"")])
+    server = LoopbackHTTPServer(script=[Reply(200)])
     host = server.host
     server.close()
     with pytest.raises(RegistryError, match="unreachable"):
@@ -126,7 +101,7 @@ def test_unreachable_registry_is_one_sentence(fast_retries):
 
 
 def test_manifest_with_wrong_digest_is_refused(fast_retries):
-    server = Scripted([(200, {"Docker-Content-Digest": "sha256:" + "0" * 64}, MANIFEST)])
+    server = LoopbackHTTPServer(script=[Reply(200, {"Docker-Content-Digest": "sha256:" + "0" * 64}, MANIFEST)])
     try:
         with pytest.raises(RegistryError, match="nothing was stored"):
             _fetch(server.host)

@@ -59,16 +59,18 @@ class Reply:
 Route = Callable[[Request], Reply]
 
 
-def scripted(replies: Iterable[Reply]) -> Route:
-    """Each request gets the next reply; the last one answers every request after it."""
-    remaining = list(replies)
+def scripted(steps: Iterable[Reply | Route]) -> Route:
+    """Each request gets the next step's reply (a step is a Reply or a route); the last step answers every
+    request after it."""
+    remaining = list(steps)
     if not remaining:
-        raise ValueError("a script needs at least one reply")
+        raise ValueError("a script needs at least one step")
     lock = threading.Lock()
 
     def route(request: Request) -> Reply:
         with lock:
-            return remaining.pop(0) if len(remaining) > 1 else remaining[0]
+            step = remaining.pop(0) if len(remaining) > 1 else remaining[0]
+        return step if isinstance(step, Reply) else step(request)
 
     return route
 
@@ -108,7 +110,7 @@ class LoopbackHTTPServer:
     that raises answers 500 and leaves its traceback in `route_errors`.
     """
 
-    def __init__(self, route: Route | None = None, *, script: Iterable[Reply] | None = None,
+    def __init__(self, route: Route | None = None, *, script: Iterable[Reply | Route] | None = None,
                  directory: Path | None = None) -> None:
         chosen = [source for source in (route, script, directory) if source is not None]
         if len(chosen) != 1:

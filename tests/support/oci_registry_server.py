@@ -16,12 +16,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 
 from components import require  # noqa: F401  (tests import it from here too)
+from http_server import LoopbackHTTPServer, Reply, Request, free_port  # noqa: F401  (free_port: as above)
 
 REGISTRY_BINARY = "docker-registry"
 USER, PASSWORD = "tester", "s3cret-pass"  # the account the auth fixtures accept
@@ -41,12 +41,6 @@ def _die_with_parent() -> None:
 def _on_main_thread() -> bool:
     # PR_SET_PDEATHSIG fires when the parent *thread* ends: only tie the registry to a lasting thread.
     return threading.current_thread() is threading.main_thread()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def htpasswd_line(user: str, password: str) -> str:
@@ -110,7 +104,7 @@ class RegistryServer:
         self.process = None
 
 
-class TokenServer:
+class TokenServer(LoopbackHTTPServer):
     """Docker token auth (realm/service/scope): grants what the user asks, to known users only."""
 
     service = "cogbuild-test"
@@ -131,23 +125,13 @@ class TokenServer:
         self.users = users
         self.anonymous_pull = anonymous_pull
         self.denied = set(denied)  # repositories nobody gets any access to
-        self.requests: list[dict] = []
-        self.port = free_port()
-        self.realm = f"http://127.0.0.1:{self.port}/token"
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
+        self.tokens_issued: list[dict] = []  # {"user": name or None, "scopes": [...]} per token, in order
+        super().__init__(self._answer)
+        self.realm = f"{self.url}/token"
 
     def registry_auth(self) -> dict:
         return {"token": {"realm": self.realm, "service": self.service, "issuer": self.issuer,
                           "rootcertbundle": str(self.cert)}}
-
-    def start(self) -> "TokenServer":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
     def _sign(self, claims: dict) -> str:
         def b64(data: bytes) -> str:
@@ -171,39 +155,24 @@ class TokenServer:
                 access.append({"type": kind, "name": name, "actions": allowed})
         return access
 
-    def _handler(self):
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # keep test output quiet
-                pass
-
-            def do_GET(self):
-                query = parse_qs(urlsplit(self.path).query)
-                scopes = [s for value in query.get("scope", []) for s in value.split(" ") if s]
-                user = None
-                header = self.headers.get("Authorization", "")
-                if header.startswith("Basic "):
-                    name, _, password = base64.b64decode(header[6:]).decode().partition(":")
-                    if server.users.get(name) != password:
-                        self.send_response(401)
-                        self.end_headers()
-                        return
-                    user = name
-                server.requests.append({"user": user, "scopes": scopes})
-                now = int(time.time())
-                token = server._sign({"iss": server.issuer, "sub": user or "", "aud": server.service,
-                                      "exp": now + 300, "nbf": now - 10, "iat": now,
-                                      "jti": base64.b16encode(os.urandom(8)).decode(),
-                                      "access": server._grant(user, scopes)})
-                body = json.dumps({"token": token, "expires_in": 300}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        return Handler
+    def _answer(self, request: Request) -> Reply:
+        query = parse_qs(urlsplit(request.path).query)
+        scopes = [s for value in query.get("scope", []) for s in value.split(" ") if s]
+        user = None
+        header = request.headers.get("Authorization", "")
+        if header.startswith("Basic "):
+            name, _, password = base64.b64decode(header[6:]).decode().partition(":")
+            if self.users.get(name) != password:
+                return Reply(401)
+            user = name
+        self.tokens_issued.append({"user": user, "scopes": scopes})
+        now = int(time.time())
+        token = self._sign({"iss": self.issuer, "sub": user or "", "aud": self.service,
+                            "exp": now + 300, "nbf": now - 10, "iat": now,
+                            "jti": base64.b16encode(os.urandom(8)).decode(),
+                            "access": self._grant(user, scopes)})
+        return Reply(200, {"Content-Type": "application/json"},
+                     json.dumps({"token": token, "expires_in": 300}).encode())
 
 
 class CuttingProxy:
@@ -259,62 +228,32 @@ class CuttingProxy:
         self._listener.close()
 
 
-class LoopbackHTTPServer:
-    """A threaded HTTP server on 127.0.0.1 for a test's request handler; `host` is its address."""
-
-    def _serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.host = f"127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 class FakeReferrersRegistry(LoopbackHTTPServer):
     """Just enough of a registry with the OCI 1.1 referrers API (answers PUT with OCI-Subject)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.manifests: dict[str, bytes] = {}
         self.puts: list[str] = []
-        outer = self
+        super().__init__(self._answer)
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
+    def _answer(self, request: Request) -> Reply:
+        if request.method == "HEAD":
+            return Reply(200)  # every blob "exists"
+        name = request.path.rsplit("/", 1)[-1]
+        if request.method == "PUT":
+            self.puts.append(name)
+            self.manifests[name] = request.body
+            subject = json.loads(request.body).get("subject", {}).get("digest")
+            return Reply(201, {"OCI-Subject": subject} if subject else {})
+        if request.method == "GET" and "/referrers/" in request.path:
+            return Reply(200, {"Content-Type": "application/vnd.oci.image.index.v1+json"}, self._referrers(name))
+        return Reply(404)
 
-            def _reply(self, status, headers=None, body=b""):
-                self.send_response(status)
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
-
-            def do_HEAD(self):
-                self._reply(200)  # every blob "exists"
-
-            def do_PUT(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                name = self.path.rsplit("/", 1)[-1]
-                outer.puts.append(name)
-                outer.manifests[name] = body
-                subject = json.loads(body).get("subject", {}).get("digest")
-                self._reply(201, {"OCI-Subject": subject} if subject else {})
-
-            def do_GET(self):
-                if "/referrers/" in self.path:
-                    subject = self.path.rsplit("/", 1)[-1]
-                    entries = []
-                    for digest, body in outer.manifests.items():
-                        doc = json.loads(body)
-                        if doc.get("subject", {}).get("digest") == subject:
-                            entries.append({"mediaType": doc["mediaType"], "digest": digest, "size": len(body),
-                                            "artifactType": doc["artifactType"]})
-                    index = json.dumps({"schemaVersion": 2, "manifests": entries}).encode()
-                    return self._reply(200, {"Content-Type": "application/vnd.oci.image.index.v1+json"}, index)
-                self._reply(404)
-
-        self._serve(Handler)
+    def _referrers(self, subject: str) -> bytes:
+        entries = []
+        for digest, body in self.manifests.items():
+            doc = json.loads(body)
+            if doc.get("subject", {}).get("digest") == subject:
+                entries.append({"mediaType": doc["mediaType"], "digest": digest, "size": len(body),
+                                "artifactType": doc["artifactType"]})
+        return json.dumps({"schemaVersion": 2, "manifests": entries}).encode()
