@@ -87,3 +87,16 @@ def test_the_server_is_gone_after_the_with_block():
         pass
     with pytest.raises(httpx.ConnectError):
         httpx.get(server.url)
+
+
+def test_a_subclass_routing_to_its_own_method_still_records_requests():
+    class Counting(LoopbackHTTPServer):
+        def __init__(self) -> None:
+            super().__init__(self._answer)
+
+        def _answer(self, request):
+            return Reply(200, body=str(len(self.requests)).encode())
+
+    with Counting() as server:
+        answers = [httpx.get(server.url).content for _ in range(2)]
+    assert answers == [b"1", b"2"]

@@ -172,7 +172,7 @@ def stand_in():
 @given(top=answer, extra=st.binary(max_size=64))
 def test_any_manifest_answer_is_pulled_or_refused_in_one_sentence(tmp_path, cache, stand_in, top, extra):
     """Only paths under /v2/<repo>/ that end in a tag or an exact digest are ever requested."""
-    stand_in.hits.clear()
+    stand_in.requests.clear()
     stand_in.files.clear()
     stand_in.files[f"/v2/{REPO}/manifests/v1"] = json.dumps(top).encode()
     stand_in.files[f"/v2/{REPO}/blobs/{sha256_digest(extra)}"] = extra

@@ -135,7 +135,7 @@ class LoopbackHTTPServer:
         self._server.shutdown()
         self._server.server_close()
 
-    def _answer(self, request: Request) -> Reply:
+    def _record_and_route(self, request: Request) -> Reply:
         with self._lock:
             self.requests.append(request)
         try:
@@ -152,7 +152,7 @@ def _handler_for(server: LoopbackHTTPServer) -> type[BaseHTTPRequestHandler]:
 
         def _any(self) -> None:
             request = Request(self.command, self.path, self.headers, self._read_body(), time.monotonic())
-            reply = server._answer(request)
+            reply = server._record_and_route(request)
             if reply.delay:
                 time.sleep(reply.delay)
             self.send_response(reply.status)
