@@ -370,27 +370,14 @@ def test_predicting_a_directory_says_where_its_weights_are(tmp_path, env):
 
 
 def test_serve_upload_url_puts_output_files_there(tmp_path, env):
-    import http.server
-    import threading
-
     import httpx
 
-    received: dict[str, bytes] = {}
+    from http_server import LoopbackHTTPServer, Reply
 
-    class Uploads(http.server.BaseHTTPRequestHandler):
-        def do_PUT(self):  # noqa: N802
-            received[self.path] = self.rfile.read(int(self.headers["Content-Length"]))
-            self.send_response(201)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    uploads = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Uploads)
-    threading.Thread(target=uploads.serve_forever, daemon=True).start()
+    uploads = LoopbackHTTPServer(script=[Reply(201)])
     model = copy_model("filecopy", tmp_path / "filecopy")
     port = free_port()
-    upload_base = f"http://127.0.0.1:{uploads.server_port}/bucket/"
+    upload_base = f"{uploads.url}/bucket/"
     server = subprocess.Popen([sys.executable, "-m", "cogbuild", "serve", str(model), "--port", str(port),
                                "--upload-url", upload_base], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE)
@@ -401,10 +388,10 @@ def test_serve_upload_url_puts_output_files_there(tmp_path, env):
     finally:
         server.terminate()
         server.wait(30)
-        uploads.shutdown()
+        uploads.close()
     assert body["status"] == "succeeded", body
     assert body["output"] == upload_base + "out.txt"
-    assert received == {"/bucket/out.txt": b"copied:up"}
+    assert [(r.method, r.path, r.body) for r in uploads.requests] == [("PUT", "/bucket/out.txt", b"copied:up")]
 
 
 def test_train_on_a_directory_checks_inputs_and_writes_the_output(tmp_path, env):

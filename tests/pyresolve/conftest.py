@@ -60,9 +60,9 @@ def wheel_dir(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="session")
 def index(wheel_dir):
-    server = WheelIndex(wheel_dir).start()
+    server = WheelIndex(wheel_dir)
     yield server
-    server.stop()
+    server.close()
 
 
 @pytest.fixture

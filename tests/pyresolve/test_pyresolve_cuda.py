@@ -131,9 +131,9 @@ def cuda_index(tmp_path_factory):
     build_wheel(pypi, Dist("triton", "3.1.0", "cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64"))
     build_wheel(pypi, Dist("filelock", "3.0"))
     build_wheel(cpu_wheels, Dist("torch", "2.5.1+cpu", requires=["filelock"]))
-    server = WheelIndex(pypi).start()
+    server = WheelIndex(pypi)
     yield server.url + "/simple/", cpu_wheels
-    server.stop()
+    server.close()
 
 
 def test_gpu_and_cpu_variants_resolve_apart(cuda_index):

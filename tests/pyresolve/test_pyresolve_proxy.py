@@ -43,13 +43,13 @@ def test_corrupt_cache_entry_is_dropped(tmp_path):
 @pytest.mark.parametrize("serve_ranges", [True, False])
 def test_wheel_metadata_with_and_without_range_support(tmp_path, serve_ranges):
     wheel = build_wheel(tmp_path, Dist("ranged", "1.0", requires=["helper"]))
-    server = WheelIndex(tmp_path, serve_ranges=serve_ranges).start()
+    server = WheelIndex(tmp_path, serve_ranges=serve_ranges)
     try:
         with httpx.Client() as http:
             metadata = wheel_metadata(http, f"{server.url}/files/{wheel.name}", wheel.stat().st_size)
     finally:
-        server.stop()
+        server.close()
     assert b"Name: ranged\n" in metadata and b"Requires-Dist: helper\n" in metadata
     # Without range support the first (range) request gets the whole file and a plain GET follows.
-    used_ranges_only = all(r.startswith("range ") for r in server.requests)
+    used_ranges_only = all(r.startswith("range ") for r in server.file_requests())
     assert used_ranges_only == serve_ranges

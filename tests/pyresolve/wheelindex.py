@@ -8,14 +8,13 @@ import hashlib
 import html
 import io
 import json
-import re
-import threading
 import zipfile
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
+
+from http_server import LoopbackHTTPServer, Reply, Request, file_reply
 
 
 @dataclass
@@ -79,28 +78,19 @@ def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-class WheelIndex:
+class WheelIndex(LoopbackHTTPServer):
     """Serves every file in `directory`: /simple/<project>/ (JSON or HTML by Accept), /html/<project>/
     (always HTML, no sizes), /files/<filename>."""
 
     def __init__(self, directory: Path, serve_ranges: bool = True) -> None:
         self.directory = directory
         self.serve_ranges = serve_ranges
-        self.requests: list[str] = []  # file requests, "range <name>" for range requests
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__(self._answer)
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def start(self) -> WheelIndex:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def file_requests(self) -> list[str]:
+        """The file names asked for, in order; "range <name>" for a request with a Range header."""
+        return [("range " if request.headers.get("Range") else "") + request.route_path.removeprefix("/files/")
+                for request in self.requests if request.route_path.startswith("/files/")]
 
     def project_files(self, project: str) -> list[Path]:
         found = []
@@ -110,48 +100,18 @@ class WheelIndex:
                 found.append(path)
         return found
 
-    def _handler(self):
-        index = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_HEAD(self) -> None:
-                self._serve(head=True)
-
-            def do_GET(self) -> None:
-                self._serve(head=False)
-
-            def _serve(self, head: bool) -> None:
-                parts = [p for p in self.path.split("?")[0].split("/") if p]
-                if len(parts) == 2 and parts[0] == "files" and (index.directory / parts[1]).is_file():
-                    data = (index.directory / parts[1]).read_bytes()
-                    ranged = re.fullmatch(r"bytes=(\d+)-(\d+)", self.headers.get("Range", ""))
-                    index.requests.append(("range " if ranged else "") + parts[1])
-                    if ranged and index.serve_ranges:
-                        start, end = int(ranged.group(1)), int(ranged.group(2))
-                        return self._send(206, "application/octet-stream", data[start:end + 1], head)
-                    return self._send(200, "application/octet-stream", data, head)
-                if len(parts) == 2 and parts[0] in ("simple", "html"):
-                    files = index.project_files(canonicalize_name(parts[1]))
-                    if not files:
-                        return self._send(404, "text/plain", b"not found", head)
-                    wants_json = "application/vnd.pypi.simple.v1+json" in self.headers.get("Accept", "")
-                    if parts[0] == "simple" and wants_json:
-                        return self._send(200, "application/vnd.pypi.simple.v1+json", _json_page(parts[1], files), head)
-                    return self._send(200, "text/html", _html_page(files), head)
-                self._send(404, "text/plain", b"not found", head)
-
-            def _send(self, status: int, content_type: str, body: bytes, head: bool) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if not head:
-                    self.wfile.write(body)
-
-        return Handler
+    def _answer(self, request: Request) -> Reply:
+        parts = [p for p in request.route_path.split("/") if p]
+        if len(parts) == 2 and parts[0] == "files" and (self.directory / parts[1]).is_file():
+            return file_reply((self.directory / parts[1]).read_bytes(), request, ranges=self.serve_ranges)
+        if len(parts) == 2 and parts[0] in ("simple", "html"):
+            files = self.project_files(canonicalize_name(parts[1]))
+            if not files:
+                return Reply(404, {"Content-Type": "text/plain"}, b"not found")
+            if parts[0] == "simple" and "application/vnd.pypi.simple.v1+json" in request.headers.get("Accept", ""):
+                return Reply(200, {"Content-Type": "application/vnd.pypi.simple.v1+json"}, _json_page(parts[1], files))
+            return Reply(200, {"Content-Type": "text/html"}, _html_page(files))
+        return Reply(404, {"Content-Type": "text/plain"}, b"not found")
 
 
 def _requires_python(path: Path) -> str | None:
