@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import functools
-import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from debian_fixture_repo import FixtureRepo, SigningKey, require_tools
+from http_server import LoopbackHTTPServer
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -47,24 +45,15 @@ def repo(tmp_path: Path, signing_key: SigningKey) -> FixtureRepo:
     return FixtureRepo(tmp_path / "repo", signing_key)
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def serve() -> Iterator:
     """serve(directory) -> base URL of a loopback HTTP server for that directory (stopped after the test)."""
-    servers = []
+    servers: list[LoopbackHTTPServer] = []
 
     def start(directory: Path) -> str:
-        handler = functools.partial(_QuietHandler, directory=str(directory))
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}"
+        servers.append(LoopbackHTTPServer(directory=directory))
+        return servers[-1].url
 
     yield start
     for server in servers:
-        server.shutdown()
-        server.server_close()
+        server.close()

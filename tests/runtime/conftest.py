@@ -6,27 +6,21 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
 
+from http_server import LoopbackHTTPServer, Reply, Request, free_port
+
 MODELS = Path(__file__).parent / "models"
 # The interpreter the servers run on: another one (with the runtime's dependencies importable) checks the
 # runtime on that Python, e.g. COGBUILD_TEST_PYTHON=/root/.pyenv/versions/3.8.18/bin/python.
 PYTHON = os.environ.get("COGBUILD_TEST_PYTHON", sys.executable)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Server:
@@ -115,70 +109,32 @@ def module_server(predictor: str, **kwargs):
     return fixture
 
 
-class Sink:
-    """A loopback HTTP server that records requests: webhooks (POST), uploads (PUT), files (GET)."""
+class Sink(LoopbackHTTPServer):
+    """A loopback HTTP server for the runtime to call: webhooks (POST), uploads (PUT), files (GET)."""
 
     def __init__(self) -> None:
-        self.requests: list[dict] = []
         self.files: dict[str, bytes] = {}
         self.redirects: dict[str, str] = {}  # GET path -> Location
         self.post_statuses: list[int] = []  # answered in order to POSTs, then 200
         self.lock = threading.Lock()
-        sink = self
+        super().__init__(self._answer)
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
-            def _record(self) -> bytes:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with sink.lock:
-                    sink.requests.append({"method": self.command, "path": self.path, "body": body,
-                                          "headers": dict(self.headers), "time": time.monotonic()})
-                return body
-
-            def do_POST(self) -> None:
-                self._record()
-                with sink.lock:
-                    status = sink.post_statuses.pop(0) if sink.post_statuses else 200
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def do_PUT(self) -> None:
-                body = self._record()
-                with sink.lock:
-                    sink.files[self.path] = body
-                self.send_response(201)
-                self.send_header("Location", f"http://127.0.0.1:{sink.port}/stored{self.path}?signed=1")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def do_GET(self) -> None:
-                self._record()
-                if self.path in sink.redirects:
-                    self.send_response(302)
-                    self.send_header("Location", sink.redirects[self.path])
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                body = sink.files.get(self.path)
-                if self.path.startswith("/slow"):
-                    time.sleep(5)
-                self.send_response(200 if body is not None else 404)
-                self.send_header("Content-Length", str(len(body or b"")))
-                self.end_headers()
-                if body:
-                    self.wfile.write(body)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def _answer(self, request: Request) -> Reply:
+        if request.method == "POST":
+            with self.lock:
+                return Reply(self.post_statuses.pop(0) if self.post_statuses else 200)
+        if request.method == "PUT":
+            with self.lock:
+                self.files[request.path] = request.body
+            return Reply(201, {"Location": f"{self.url}/stored{request.path}?signed=1"})
+        if request.path in self.redirects:
+            return Reply(302, {"Location": self.redirects[request.path]})
+        body = self.files.get(request.path)
+        slow = 5 if request.path.startswith("/slow") else 0  # outlasts the runtime's download timeout
+        return Reply(200 if body is not None else 404, body=body or b"", delay=slow)
 
     def webhooks(self) -> list[dict]:
-        with self.lock:
-            return [json.loads(r["body"]) for r in self.requests if r["method"] == "POST"]
+        return [json.loads(r.body) for r in list(self.requests) if r.method == "POST"]
 
     def wait_for_webhook(self, status: str, timeout: float = 20) -> list[dict]:
         deadline = time.monotonic() + timeout
@@ -188,10 +144,6 @@ class Sink:
                 return hooks
             time.sleep(0.05)
         raise AssertionError(f"no webhook with status {status}; got {[h['status'] for h in self.webhooks()]}")
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

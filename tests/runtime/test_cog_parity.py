@@ -41,7 +41,7 @@ def test_bodies_are_compact_json(metrics, sink):
     metrics.client.post("/predictions", headers=ASYNC, json={
         "id": "compact-hook", "webhook": f"{sink.url}/hook", "webhook_events_filter": ["completed"]})
     sink.wait_for_webhook("succeeded")
-    assert b'"status":"succeeded"' in sink.requests[-1]["body"]
+    assert b'"status":"succeeded"' in sink.requests[-1].body
 
 
 # ---------------------------------------------------------------- server-sent events

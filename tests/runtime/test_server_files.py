@@ -96,8 +96,8 @@ def test_file_outputs_uploaded_to_upload_url(serve, sink):
     assert body["status"] == "succeeded", body
     assert body["output"] == f"{sink.url}/stored/uploads/answer.txt"  # Location, without its query
     assert sink.files["/uploads/answer.txt"] == b"up"
-    put = next(r for r in sink.requests if r["method"] == "PUT")
-    assert put["headers"]["Content-Type"] == "text/plain"
+    put = next(r for r in sink.requests if r.method == "PUT")
+    assert put.headers["Content-Type"] == "text/plain"
 
 
 def test_upload_failure_fails_the_prediction(serve):

@@ -205,7 +205,7 @@ def test_defaults_from_environment_and_class_picked_from_the_file(tmp_path):
 
     import httpx
 
-    from .conftest import free_port
+    from http_server import free_port
 
     (tmp_path / "model.py").write_text(
         "import cog\n"
