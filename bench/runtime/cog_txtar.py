@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,10 +28,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "support"))
+from http_server import LoopbackHTTPServer, Reply, Request, free_port  # noqa: E402
 
 OTHER_COG_COMMANDS = ("build",)  # no-ops here: the model is served from its source
 
@@ -97,64 +98,38 @@ def expand(text: str, env: dict[str, str]) -> str:
     return re.sub(r"\$\{?(\w+)\}?", lambda m: env.get(m.group(1), ""), text)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class WebhookSink:
+class WebhookSink(LoopbackHTTPServer):
     """Records the first terminal webhook and summarizes it as Cog's harness does."""
 
     def __init__(self) -> None:
         self.result: dict | None = None
         self.done = threading.Event()
-        sink = self
+        super().__init__(self._answer)
+        self.webhook_url = f"{self.url}/webhook"
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                if body.get("status") in ("succeeded", "failed", "canceled") and sink.result is None:
-                    output = body.get("output")
-                    size = len(output) if isinstance(output, str) else len(json.dumps(output, separators=(",", ":")))
-                    sink.result = {"status": body["status"], "output_size": size, "has_error": bool(body.get("error")),
-                                   "error_message": body.get("error") or "", "metrics": body.get("metrics")}
-                    sink.done.set()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/webhook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def _answer(self, request: Request) -> Reply:
+        body = json.loads(request.body or b"{}") if request.method == "POST" else {}
+        if body.get("status") in ("succeeded", "failed", "canceled") and self.result is None:
+            output = body.get("output")
+            size = len(output) if isinstance(output, str) else len(json.dumps(output, separators=(",", ":")))
+            self.result = {"status": body["status"], "output_size": size, "has_error": bool(body.get("error")),
+                           "error_message": body.get("error") or "", "metrics": body.get("metrics")}
+            self.done.set()
+        return Reply(200)
 
 
-class UploadSink:
+class UploadSink(LoopbackHTTPServer):
     """Takes output files by PUT and counts them, as Cog's harness's upload server does."""
 
     def __init__(self) -> None:
-        self.uploads: list[str] = []
-        sink = self
+        super().__init__(self._answer)
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
+    def uploads(self) -> list[str]:
+        return [request.path for request in self.requests if request.method == "PUT"]
 
-            def do_PUT(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                sink.uploads.append(self.path)
-                self.send_response(200)
-                port = sink.server.server_address[1]  # the harness's answer names the host as a container sees it
-                self.send_header("Location", f"http://host.docker.internal:{port}{self.path}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def _answer(self, request: Request) -> Reply:
+        # The harness's answer names the host as a container sees it.
+        return Reply(200, {"Location": f"http://host.docker.internal:{self.port}{request.path}"})
 
 
 class Script:
@@ -210,7 +185,7 @@ class Script:
             self.exec(rest, negate)
         elif command == "webhook-server-start":
             self.sink = WebhookSink()
-            self.env["WEBHOOK_URL"] = self.sink.url
+            self.env["WEBHOOK_URL"] = self.sink.webhook_url
         elif command == "webhook-server-wait":
             assert self.sink is not None
             timeout = float(rest[0].rstrip("s")) if rest else 120
@@ -219,11 +194,11 @@ class Script:
             self.stdout = json.dumps(self.sink.result, separators=(",", ":")) + "\n"
         elif command == "upload-server-start":
             self.uploads = UploadSink()
-            self.env["UPLOAD_SERVER_URL"] = self.uploads.url
+            self.env["UPLOAD_SERVER_URL"] = self.uploads.url + "/"
         elif command == "upload-server-count":
             assert self.uploads is not None
-            if (len(self.uploads.uploads) == int(rest[0])) == negate:
-                raise Failed(f"{len(self.uploads.uploads)} uploads")
+            if (len(self.uploads.uploads()) == int(rest[0])) == negate:
+                raise Failed(f"{len(self.uploads.uploads())} uploads")
         elif command in ("env",):
             key, _, value = rest[0].partition("=")
             self.env[key] = value
@@ -326,7 +301,7 @@ class Script:
                 self.server.kill()
         for sink in (self.sink, self.uploads):
             if sink is not None:
-                sink.server.shutdown()
+                sink.close()
 
 
 # --quick: a script in testscript's form, written for this runner, so it can be checked without Cog's suite.
@@ -336,6 +311,10 @@ curl POST /predictions '{"input":{"n":2}}'
 stdout '"output":"tick tick"'
 stdout '"status":"succeeded"'
 ! curl POST /predictions '{"input":{"m":1}}'
+webhook-server-start
+curl -H Prefer:respond-async POST /predictions '{"input":{"n":3},"webhook":"$WEBHOOK_URL"}'
+webhook-server-wait 60s
+stdout '"status":"succeeded","output_size":14'
 -- cog.yaml --
 run: "predict.py:Predictor"
 -- predict.py --
