@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from http_server import LoopbackHTTPServer, Reply, file_reply
+from static_server import StaticServer
 
 
 def test_a_script_answers_in_order_and_its_last_reply_repeats():
@@ -100,3 +101,18 @@ def test_a_subclass_routing_to_its_own_method_still_records_requests():
     with Counting() as server:
         answers = [httpx.get(server.url).content for _ in range(2)]
     assert answers == [b"1", b"2"]
+
+
+def test_static_server_serves_its_dict_counts_gets_and_keeps_posts():
+    with StaticServer() as server:
+        server.files["/links/"] = b"<a href='x.whl'>x</a>"
+        server.content_types["/links/"] = "text/html"
+        page = httpx.get(f"{server.url}/links/")
+        httpx.head(f"{server.url}/links/")
+        missing = httpx.get(f"{server.url}/nothing")
+        posted = httpx.post(f"{server.url}/api/notes", content=b'{"body": "hi"}', headers={"X-Token": "t"})
+    assert (page.status_code, page.headers["content-type"], page.content) == (200, "text/html", server.files["/links/"])
+    assert missing.status_code == 404 and posted.status_code == 201
+    assert server.hits == {"/links/": 1, "/nothing": 1}  # GETs only
+    [(path, headers, body)] = server.posts
+    assert (path, headers.get("x-token"), body) == ("/api/notes", "t", b'{"body": "hi"}')
