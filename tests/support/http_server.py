@@ -16,6 +16,7 @@ from __future__ import annotations
 import mimetypes
 import re
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -142,6 +143,7 @@ class LoopbackHTTPServer:
             return self.route(request)
         except Exception:  # the test sees a 500 and the traceback, not a silently dropped connection
             self.route_errors.append(traceback.format_exc())
+            sys.stderr.write(self.route_errors[-1])  # in pytest's captured output of a failing test
             return Reply(500, {"Content-Type": "text/plain"}, b"the test's route failed")
 
 
