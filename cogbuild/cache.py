@@ -1,14 +1,13 @@
 """Where cogbuild keeps things on the host, and the content-addressed download cache.
 
 Downloads follow the one download policy (`http_fetch`: retries, resume with Range, timeouts), land
-in a temporary file, are checked against the sha256 and size the lock pinned, and are
-renamed into place; reads hash the file again, so a corrupted entry is noticed and fetched anew.
+in the content store (`content_store`: a temporary file renamed into place), are checked against the
+sha256 and size the lock pinned; reads hash the file again, so a corrupted entry is noticed and
+fetched anew.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,13 +20,12 @@ if TYPE_CHECKING:
     from .registry.binary_cache import CacheRepository
 
 from .artifacts import Artifact
+from .content_store import CHUNK, ContentStore
+from .content_store import file_sha256  # noqa: F401  re-exported: build, plan and pyresolve import it from here
 from .errors import CogbuildError
-from .layers.descriptor import is_sha256_hex
 from .layers.atomic import atomic_write  # noqa: F401  re-exported: build and lock import it from here
 from .registry.layout import HashingFile, Layout
 from .settings import read_environment
-
-_CHUNK = 1 << 20
 
 
 def cache_dir() -> Path:
@@ -47,14 +45,6 @@ def scratch_dir(prefix: str) -> Path:
     parent = cache_dir() / "tmp"
     parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class DownloadError(CogbuildError):
@@ -77,7 +67,7 @@ def _receive(artifact: Artifact, url: str, client: httpx.Client, sink: HashingFi
         path = Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path))
         try:
             with open(path, "rb") as f:
-                while chunk := f.read(_CHUNK):
+                while chunk := f.read(CHUNK):
                     sink.write(chunk)
         except OSError as exc:
             raise Unavailable(f"cannot read {artifact.filename} from {path}: {exc.strerror}") from None
@@ -92,51 +82,56 @@ def _receive(artifact: Artifact, url: str, client: httpx.Client, sink: HashingFi
         raise Unavailable(f"downloading {artifact.filename} from {url} failed: {exc}") from None
 
 
+def _missing(artifact: Artifact) -> DownloadError:
+    return DownloadError(f"{artifact.filename} is missing from the download cache; run the command again")
+
+
 def _corrupt(artifact: Artifact) -> DownloadError:
     return DownloadError(f"cached {artifact.filename} is corrupt and was removed; run the command again")
 
 
 class BlobCache:
-    """Artifacts by sha256 under <cache>/blobs/sha256/<hex>; with a mirror (a cache repository), what the
-    upstream URL no longer serves is fetched from there; with a snapshot service's base URL, a .deb the
-    Debian archive dropped is looked for there first."""
+    """Artifacts by sha256 in a content store at <cache>/blobs (files blobs/sha256/<hex>); with a mirror (a
+    cache repository), what the upstream URL no longer serves is fetched from there; with a snapshot
+    service's base URL, a .deb the Debian archive dropped is looked for there first."""
 
     def __init__(self, root: Path | None = None, mirror: CacheRepository | None = None,
                  snapshot: str | None = None) -> None:
-        self.root = (root or cache_dir()) / "blobs" / "sha256"
+        self.store = ContentStore((root or cache_dir()) / "blobs")
+        self.root = self.store.blobs
         self.mirror, self.snapshot = mirror, snapshot
 
     def as_layout(self) -> Layout:
         """The same files seen as an OCI layout's blobs (blobs/sha256/<hex>), for registry transfers."""
-        return Layout(self.root.parent.parent)
+        return Layout(self.store.root.parent)
 
     def path(self, sha256: str) -> Path:
-        if not is_sha256_hex(sha256):  # the lock checks this too; a path is built from nothing else
-            raise CogbuildError(f"{sha256!r} is not a sha256 (64 lowercase hex digits)")
-        return self.root / sha256
+        return self.store.path(sha256)  # the lock checks the digest too; the store refuses anything else
 
     def get(self, artifact: Artifact) -> Path | None:
-        """The verified cached file, or None (a corrupt entry is removed)."""
+        """The verified cached file, or None (a corrupt entry, or one of another size than the lock's, is removed)."""
         path = self.path(artifact.sha256)
-        if not path.exists():
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
             return None
-        if _size_matches(path.stat().st_size, artifact) and file_sha256(path) == artifact.sha256:
-            return path
-        path.unlink(missing_ok=True)
-        return None
+        if not _size_matches(size, artifact):  # cheaper than hashing a file that cannot be the one
+            path.unlink(missing_ok=True)
+            return None
+        return self.store.get_path(artifact.sha256)
 
     def read(self, artifact: Artifact) -> bytes:
-        path = self.path(artifact.sha256)
-        data = path.read_bytes()
-        if hashlib.sha256(data).hexdigest() != artifact.sha256:
-            path.unlink(missing_ok=True)
+        if not self.path(artifact.sha256).exists():
+            raise _missing(artifact)
+        data = self.store.get_bytes(artifact.sha256)
+        if data is None:
             raise _corrupt(artifact)
         return data
 
     def verified_path(self, artifact: Artifact) -> Path:
         """The cached file, hashed while read in chunks (not held in memory); a corrupt one is removed."""
         if not self.path(artifact.sha256).exists():
-            raise DownloadError(f"{artifact.filename} is missing from the download cache; run the command again")
+            raise _missing(artifact)
         path = self.get(artifact)
         if path is None:
             raise _corrupt(artifact)
@@ -144,9 +139,7 @@ class BlobCache:
 
     def put(self, data: bytes) -> str:
         """Keep bytes made here (a built wheel) under their sha256, written atomically; returns the sha256."""
-        sha256 = hashlib.sha256(data).hexdigest()
-        atomic_write(self.path(sha256), data)
-        return sha256
+        return self.store.put_bytes(data)
 
     def fetch(self, artifact: Artifact, client: httpx.Client) -> Path:
         """The verified file: cached, else from its URL; when the URL no longer serves it, from
@@ -171,22 +164,13 @@ class BlobCache:
             return self.verified_path(artifact)
 
     def _download(self, artifact: Artifact, url: str, client: httpx.Client) -> Path:
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".part-")
-        sink = HashingFile(os.fdopen(fd, "wb"))
-        try:
+        with self.store.writer() as sink:
             _receive(artifact, url, client, sink)
-            sink.close()
             got = sink.hasher.hexdigest()
             if got != artifact.sha256 or not _size_matches(sink.size, artifact):
                 raise DownloadError(
                     f"{artifact.filename} from {url} does not match the lock: expected sha256 "
                     f"{artifact.sha256} ({artifact.size} bytes), got {got} ({sink.size} bytes)")
-            os.replace(tmp, self.path(artifact.sha256))
-        finally:
-            sink.close()
-            if os.path.exists(tmp):
-                os.unlink(tmp)
         return self.path(artifact.sha256)
 
     def _from_mirror(self, artifact: Artifact, upstream: Unavailable) -> None:
