@@ -14,9 +14,9 @@ from functools import cached_property
 
 import httpx
 
+from ..content_store import ContentStore
 from ..errors import CogbuildError
 from ..http_fetch import raise_if_retryable, retrying
-from .cache import BlobCache
 from .release import IndexFile, Release
 from .signature import verified_detached, verified_release_text
 from .source import Archive, DebianSource
@@ -40,7 +40,7 @@ class PackagesText:
 
 
 def fetch_packages(
-    source: DebianSource, codename: str, arch: str, *, client: httpx.Client, cache: BlobCache
+    source: DebianSource, codename: str, arch: str, *, client: httpx.Client, cache: ContentStore
 ) -> list[PackagesText]:
     """Every Packages index of every archive of `source` for one release codename and architecture."""
     # Archives are independent downloads: fetch them side by side, keep the source's order.
@@ -53,7 +53,7 @@ def fetch_packages(
 
 
 def _fetch_archive(
-    archive: Archive, source: DebianSource, codename: str, arch: str, *, client: httpx.Client, cache: BlobCache
+    archive: Archive, source: DebianSource, codename: str, arch: str, *, client: httpx.Client, cache: ContentStore
 ) -> list[PackagesText]:
     suite = archive.suite_for(codename)
     release = _fetch_release(archive, suite, client=client, source=source)
@@ -110,9 +110,9 @@ def _pick_index(release: Release, stem: str, archive: Archive, suite: str) -> In
 
 
 def _fetch_index(
-    archive: Archive, suite: str, release: Release, index: IndexFile, *, client: httpx.Client, cache: BlobCache
+    archive: Archive, suite: str, release: Release, index: IndexFile, *, client: httpx.Client, cache: ContentStore
 ) -> bytes:
-    cached = cache.get(index.sha256)
+    cached = cache.get_bytes(index.sha256)
     if cached is not None:
         return cached
     url = _dists_url(archive, suite, index.path)
@@ -130,7 +130,7 @@ def _fetch_index(
         data = _get(client, url, limit=index.size)
     if len(data) != index.size or hashlib.sha256(data).hexdigest() != index.sha256:
         raise CogbuildError(f"{url} does not match the size and sha256 its signed InRelease lists.")
-    cache.put(data, index.sha256)
+    cache.put_bytes(data)
     return data
 
 

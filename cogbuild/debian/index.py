@@ -13,8 +13,8 @@ from functools import cached_property
 from debian import deb822
 from debian.debian_support import Version
 
+from ..content_store import ContentStore
 from .archive import PackagesText
-from .cache import BlobCache
 
 _FIELDS = [
     "Package", "Version", "Architecture", "Multi-Arch", "Priority",
@@ -120,7 +120,7 @@ class PackageIndex:
         return list(self._mentions)
 
     @classmethod
-    def from_texts(cls, texts: Iterable[PackagesText], arch: str, cache: BlobCache | None = None) -> PackageIndex:
+    def from_texts(cls, texts: Iterable[PackagesText], arch: str, cache: ContentStore | None = None) -> PackageIndex:
         return cls(package for text in texts for package in load_packages(text, arch, cache))
 
     def available_versions(self, name: str) -> list[str]:
@@ -159,13 +159,13 @@ def _relevant_lines(text: str) -> Iterable[str]:
 _PARSED_FORMAT = "v2"
 
 
-def load_packages(text: PackagesText, arch: str, cache: BlobCache | None = None) -> list[BinaryPackage]:
+def load_packages(text: PackagesText, arch: str, cache: ContentStore | None = None) -> list[BinaryPackage]:
     """parse_packages, remembered in the cache: parsing a full Debian index takes seconds, loading JSON not."""
     if cache is None:
         return list(parse_packages(text, arch))
     base = hashlib.sha256(text.archive.base().encode()).hexdigest()[:16]
     ref = f"{text.index.sha256}-{arch}-{base}-{_PARSED_FORMAT}.json"
-    cached = cache.get_derived(ref)
+    cached = cache.get_named(ref)
     if cached is not None:
         try:
             return [BinaryPackage(*row) for row in json.loads(cached)]
@@ -174,7 +174,7 @@ def load_packages(text: PackagesText, arch: str, cache: BlobCache | None = None)
     packages = list(parse_packages(text, arch))
     names = [field.name for field in fields(BinaryPackage)]
     rows = [[getattr(package, name) for name in names] for package in packages]
-    cache.put_derived(ref, json.dumps(rows, separators=(",", ":")).encode())
+    cache.put_named(ref, json.dumps(rows, separators=(",", ":")).encode())
     return packages
 
 

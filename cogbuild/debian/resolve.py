@@ -25,10 +25,11 @@ from pathlib import Path
 from debian.debian_support import version_compare
 
 from ..artifacts import Artifact
+from ..cache import cache_dir as default_cache_dir
+from ..content_store import ContentStore
 from ..errors import CogbuildError
 from ..http_fetch import new_client
 from .archive import fetch_packages
-from .cache import BlobCache, default_cache_dir
 from .index import PRIORITY_RANK, BinaryPackage, PackageIndex, Relation
 from .source import DebianSource
 
@@ -75,7 +76,7 @@ def resolve_closure(
 
 def load_index(source: DebianSource, suite: str, arch: str, *, cache_dir: Path | None = None) -> PackageIndex:
     """Fetch, verify and parse the source's indexes for one suite and architecture."""
-    cache = BlobCache(Path(cache_dir or default_cache_dir()) / "debian-indexes")
+    cache = ContentStore(Path(cache_dir or default_cache_dir()) / "debian-indexes")
     headers = {"User-Agent": "cogbuild (Debian index fetch)"}
     with new_client(headers=headers) as client:  # each fetch retried as http_fetch's policy says
         texts = fetch_packages(source, suite, arch, client=client, cache=cache)
