@@ -3,7 +3,7 @@
 pip reads each candidate's metadata one request after another; without PEP 658 metadata files on the
 index (PyPI mirrors often lack them) it needs several range requests per wheel. This proxy serves pip a
 PEP 691 page per project whose wheels carry `core-metadata`, answers the `.metadata` requests from a
-persistent cache keyed by the wheel's sha256 or by reading the wheel's zip directory, and, as soon as
+persistent cache (a content store) keyed by the wheel's sha256 or by reading the wheel's zip directory, and, as soon as
 it knows a project's likely pick, fetches that wheel's metadata and its dependencies' pages ahead of
 pip, many at once. pip still makes every decision; the proxy only answers sooner.
 
@@ -13,12 +13,10 @@ upstream_url() maps them back to the real URL for the lock.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -26,48 +24,26 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
+from ..content_store import ContentStore
 from ..errors import CogbuildError
-from ..layers.atomic import atomic_write
 from ..layers.descriptor import is_sha256_hex
 from .index import IndexClient, IndexFile
 from .lazywheel import wheel_metadata
 from .target import Target
 
 
-class MetadataCache:
-    """Wheel METADATA by the wheel's sha256: <root>/<wheel sha256>.<metadata sha256>, written
-    atomically and checked against its own hash on read."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def get(self, wheel_sha256: str) -> bytes | None:
-        if not is_sha256_hex(wheel_sha256):
-            return None
-        for path in self.root.glob(f"{wheel_sha256}.*"):
-            data = path.read_bytes()
-            if hashlib.sha256(data).hexdigest() == path.suffix[1:]:
-                return data
-            path.unlink(missing_ok=True)  # corrupt: fetch again
-        return None
-
-    def put(self, wheel_sha256: str, data: bytes) -> None:
-        if not is_sha256_hex(wheel_sha256):
-            return  # only a hex digest becomes a file name
-        atomic_write(self.root / f"{wheel_sha256}.{hashlib.sha256(data).hexdigest()}", data)
-
-
-def default_cache() -> MetadataCache:
+def default_cache() -> ContentStore:
+    """Wheel METADATA in a content store, each named by a reference that is the wheel's sha256."""
     from ..cache import cache_dir
 
-    return MetadataCache(cache_dir() / "wheel-metadata")
+    return ContentStore(cache_dir() / "wheel-metadata")
 
 
 class MetadataProxy:
     """Serves /<n>/<project>/ for upstream index n, and /f/<sha256>/<filename>[.metadata]."""
 
     def __init__(self, upstreams: list[str], target: Target, client: IndexClient,
-                 cache: MetadataCache | None = None) -> None:
+                 cache: ContentStore | None = None) -> None:
         self.upstreams, self.target, self.client = upstreams, target, client
         self.cache = cache or default_cache()
         self.rank = {tag: position for position, tag in enumerate(target.tags())}
@@ -134,10 +110,13 @@ class MetadataProxy:
             return self.metadata[key]
 
     def _load_metadata(self, file: IndexFile) -> bytes:
-        data = self.cache.get(file.sha256)  # type: ignore[arg-type]
+        # Only a hex digest names a cache entry: the index may list a file without one.
+        known = file.sha256 if file.sha256 and is_sha256_hex(file.sha256) else None
+        data = self.cache.get_named(known) if known else None
         if data is None:
             data = wheel_metadata(self.client.http, file.url, file.size)
-            self.cache.put(file.sha256, data)  # type: ignore[arg-type]
+            if known:
+                self.cache.put_named(known, data)
         self._prefetch_dependencies(data)
         return data
 

@@ -9,7 +9,8 @@ from wheelindex import Dist, WheelIndex, build_wheel
 
 from cogbuild.pyresolve import Target, resolve_requirements
 from cogbuild.pyresolve.lazywheel import wheel_metadata
-from cogbuild.pyresolve.metadata_proxy import MetadataCache
+from cogbuild.content_store import ContentStore
+from cogbuild.pyresolve.metadata_proxy import default_cache
 
 X86 = Target("3.11", "x86_64", "2.36")
 
@@ -26,18 +27,19 @@ def test_same_lock_with_and_without_the_proxy(simple_url):
 def test_metadata_is_cached_by_wheel_hash(simple_url, tmp_path, monkeypatch, wheel_dir):
     monkeypatch.setenv("COGBUILD_CACHE", str(tmp_path))
     artifacts = resolve_requirements(["purelib"], X86, index_url=simple_url)
-    cache = MetadataCache(tmp_path / "wheel-metadata")
+    cache = default_cache()
+    assert cache.root == tmp_path / "wheel-metadata"
     for artifact in artifacts:
-        assert cache.get(artifact.sha256).startswith(b"Metadata-Version: 2.1\nName: " + artifact.name.encode())
+        assert cache.get_named(artifact.sha256).startswith(b"Metadata-Version: 2.1\nName: " + artifact.name.encode())
 
 
 def test_corrupt_cache_entry_is_dropped(tmp_path):
-    cache = MetadataCache(tmp_path)
-    cache.put("ab" * 32, b"Metadata-Version: 2.1\nName: x\n")
-    assert cache.get("ab" * 32) == b"Metadata-Version: 2.1\nName: x\n"
-    entry = next(tmp_path.glob("abab*"))
+    cache = ContentStore(tmp_path)
+    cache.put_named("ab" * 32, b"Metadata-Version: 2.1\nName: x\n")
+    assert cache.get_named("ab" * 32) == b"Metadata-Version: 2.1\nName: x\n"
+    entry = cache.path(cache.get_ref("ab" * 32))
     entry.write_bytes(b"tampered")
-    assert cache.get("ab" * 32) is None and not entry.exists()
+    assert cache.get_named("ab" * 32) is None and not entry.exists()
 
 
 @pytest.mark.parametrize("serve_ranges", [True, False])
