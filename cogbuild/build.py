@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Callable
 
 from . import __version__
 from .bytecode import Compiler, can_compile_for
-from .cache import BlobCache, atomic_write, cache_dir, file_sha256, scratch_dir
+from .cache import BlobCache, cache_dir, file_sha256, scratch_dir
 from .config import CogConfig
+from .content_store import ContentStore
 from .artifacts import Artifact
 from .errors import CogbuildError, UsageError
 from .layers.descriptor import OCI_INDEX, Descriptor, Digest, canonical_json
@@ -72,7 +73,9 @@ class BuildResult:
 
 
 class LayerCache:
-    """input key -> finished layer, remembered across builds; the blob itself lives in the store.
+    """input key -> finished layer, remembered across builds: a small JSON record in a content store, named
+    by a reference per key (records are checked against their hash on read); the blob itself lives in the
+    image store.
 
     A blob is hashed when first recorded and again whenever its size, mtime or inode no longer match
     what was recorded then, so an unchanged 2 GB layer costs a stat, not a read, on each rebuild.
@@ -82,21 +85,24 @@ class LayerCache:
         self.layout = layout
         self.compression = compression
         self.mtime = mtime
-        self.root = (root or cache_dir()) / "layers"
+        self.records = ContentStore((root or cache_dir()) / "layers")
 
     def key(self, spec: LayerSpec) -> str:
         """The layer's full identity: its inputs, and how its bytes are compressed and stamped."""
         return f"{spec.key}-{self.compression.identity}-{self.mtime}"
 
-    def _path(self, spec: LayerSpec) -> Path:
-        return self.root / f"{self.key(spec).replace('/', '_')}.json"
+    def _ref(self, spec: LayerSpec) -> str:
+        return hashlib.sha256(self.key(spec).encode()).hexdigest()  # any key becomes a valid reference name
 
     def get(self, spec: LayerSpec) -> Layer | None:
+        record = self.records.get_named(self._ref(spec))
+        if record is None:
+            return None
         try:
-            doc = json.loads(self._path(spec).read_text())
+            doc = json.loads(record)
             desc = Descriptor(doc["mediaType"], doc["digest"], int(doc["size"]))
             diff_id, stamp, libs = doc["diffID"], doc.get("stamp"), tuple(doc.get("libraryDirs", ()))
-        except (OSError, ValueError, KeyError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             return None
         blob = self.layout.blob_path(desc.digest)
         try:
@@ -115,7 +121,7 @@ class LayerCache:
         st = self.layout.blob_path(layer.descriptor.digest).stat()
         doc = {**layer.descriptor.to_json(), "diffID": layer.diff_id, "stamp": _stamp(st),
                "libraryDirs": list(layer.library_dirs)}
-        atomic_write(self._path(spec), json.dumps(doc, sort_keys=True).encode())
+        self.records.put_named(self._ref(spec), json.dumps(doc, sort_keys=True).encode())
 
 
 def _stamp(st: os.stat_result) -> list[int]:
