@@ -20,8 +20,7 @@ import re
 from functools import cached_property
 from typing import TYPE_CHECKING, Sequence
 
-from cogbuild.layers.descriptor import (EMPTY_JSON, OCI_EMPTY, OCI_MANIFEST, Descriptor, Digest, InvalidDescriptor,
-                                        canonical_json, sha256_digest)
+from cogbuild.layers.descriptor import EMPTY_JSON, OCI_MANIFEST, Descriptor, Digest, InvalidDescriptor, sha256_digest
 
 from .errors import OCIError
 from .reference import Reference, parse_reference
@@ -152,21 +151,12 @@ class CacheRepository:
 
     def _put_artifact(self, artifact_type: str, blobs: list[Descriptor], tag: str,
                       annotations: dict[str, str] | None = None) -> None:
-        from .referrers import push_small_blob
+        from .referrers import artifact_manifest, push_small_blob
         from .remote import put_manifest
 
         push_small_blob(self.client, self.ref.repository, EMPTY_JSON)
-        data = cache_manifest(artifact_type, blobs, annotations)
+        data = artifact_manifest(artifact_type, blobs, annotations)
         put_manifest(self.client, self.ref.repository, data, Descriptor.of(OCI_MANIFEST, data), tag)
-
-
-def cache_manifest(artifact_type: str, blobs: list[Descriptor], annotations: dict[str, str] | None = None) -> bytes:
-    """The manifest of a cache entry: a function of its content alone (no time, no host)."""
-    return canonical_json({
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": artifact_type,
-        "config": Descriptor.of(OCI_EMPTY, EMPTY_JSON).to_json(), "layers": [b.to_json() for b in blobs],
-        **({"annotations": annotations} if annotations else {}),
-    })
 
 
 def layer_tag(key: str) -> str:

@@ -60,17 +60,26 @@ def attach_artifact(ref: str | Reference, subject: Descriptor, artifact_type: st
 def _artifact_manifest(subject: Descriptor, artifact_type: str, files: Sequence[ArtifactFile],
                        annotations: dict[str, str] | None) -> tuple[bytes, Descriptor]:
     """The artifact's manifest (canonical JSON, so the same files give the same digest) and its descriptor."""
-    layers = [Descriptor.of(item.media_type, item.data, annotations={TITLE: item.name, **item.annotations}).to_json()
+    layers = [Descriptor.of(item.media_type, item.data, annotations={TITLE: item.name, **item.annotations})
               for item in files]
+    data = artifact_manifest(artifact_type, layers, annotations, subject=subject)
+    return data, Descriptor(OCI_MANIFEST, sha256_digest(data), len(data), annotations=dict(annotations or {}))
+
+
+def artifact_manifest(artifact_type: str, blobs: Sequence[Descriptor], annotations: dict[str, str] | None = None,
+                      *, subject: Descriptor | None = None) -> bytes:
+    """The one way an artifact manifest is made (attached artifacts here, cache entries in binary_cache):
+    the empty config, `blobs` as its layers, canonical JSON of its content alone (no time, no host), so
+    the same content always gives the same bytes and digest."""
     doc = {
         "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": artifact_type,
-        "config": Descriptor.of(OCI_EMPTY, EMPTY_JSON).to_json(), "layers": layers,
-        "subject": Descriptor(subject.media_type, subject.digest, subject.size).to_json(),
+        "config": Descriptor.of(OCI_EMPTY, EMPTY_JSON).to_json(), "layers": [b.to_json() for b in blobs],
     }
+    if subject is not None:
+        doc["subject"] = Descriptor(subject.media_type, subject.digest, subject.size).to_json()
     if annotations:
-        doc["annotations"] = dict(sorted(annotations.items()))
-    data = canonical_json(doc)
-    return data, Descriptor(OCI_MANIFEST, sha256_digest(data), len(data), annotations=dict(annotations or {}))
+        doc["annotations"] = dict(annotations)
+    return canonical_json(doc)
 
 
 def _listed_in_fallback_index(client: RegistryClient, ref: Reference, subject_digest: str,

@@ -24,10 +24,10 @@ from cogbuild.images import find_image
 from cogbuild.layers.descriptor import OCI_MANIFEST, Descriptor
 from cogbuild.lock import write_lock
 from cogbuild.policy import lock_inputs_digest
-from cogbuild.registry.binary_cache import (DOCUMENT_ARTIFACT, INLINE, LAYER_ARTIFACT, CacheRepository,
-                                            cache_manifest, document_tag, layer_tag)
+from cogbuild.registry.binary_cache import (DOCUMENT_ARTIFACT, INLINE, LAYER_ARTIFACT, CacheRepository, document_tag,
+                                            layer_tag)
 from cogbuild.registry.layout import Layout
-from cogbuild.registry.referrers import push_small_blob
+from cogbuild.registry.referrers import artifact_manifest, push_small_blob
 from cogbuild.registry.remote import pull_image, push_image, put_manifest
 from cogbuild.registry.transfer import TransferStats
 from cogbuild.shared_cache import CACHE_REPO_ENV, RECORD_DAYS, Holdings, cache_repository
@@ -209,7 +209,7 @@ def test_writers_of_the_same_key_write_the_same_bytes_even_at_once(model, served
     assert errors == []
     response = repo.client.request("GET", repo.client.url(f"team/cache/manifests/{layer_tag(key)}"),
                                    repository="team/cache", action="read", headers={"Accept": OCI_MANIFEST})
-    assert response.content == cache_manifest(LAYER_ARTIFACT, [desc])
+    assert response.content == artifact_manifest(LAYER_ARTIFACT, [desc])
     assert repo.lookup(key) == desc and repo.lookup(key).annotations == desc.annotations
     assert repo.lookup("cd" * 32) is None
 
@@ -329,7 +329,7 @@ def test_a_cached_document_whose_inline_copy_does_not_match_its_blob_is_a_miss(r
     repo.publish_document("schema", key, b'{"openapi": "3.0.2"}')
     assert repo.lookup_document("schema", key) == b'{"openapi": "3.0.2"}'
     stored = Descriptor.of("application/json", b'{"openapi": "3.0.2"}')
-    data = cache_manifest(DOCUMENT_ARTIFACT, [stored], {INLINE: '{"openapi": "tampered"}'})
+    data = artifact_manifest(DOCUMENT_ARTIFACT, [stored], {INLINE: '{"openapi": "tampered"}'})
     put_manifest(repo.client, "team/cache", data, Descriptor.of(OCI_MANIFEST, data), document_tag("schema", key))
     assert repo.lookup_document("schema", key) is None
 

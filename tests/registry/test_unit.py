@@ -183,3 +183,20 @@ def test_transfer_progress_sums_blobs_and_throttles():
     quiet = TransferProgress(said.append, interval=3600)
     quiet("sha256:a", 1, 2)
     assert len(said) == 2
+
+
+def test_one_function_makes_every_artifact_manifest_from_its_content_alone():
+    from cogbuild.layers.descriptor import EMPTY_JSON, OCI_EMPTY, OCI_MANIFEST, Descriptor
+    from cogbuild.registry.binary_cache import LAYER_ARTIFACT
+    from cogbuild.registry.referrers import artifact_manifest
+
+    layer = Descriptor.of("application/octet-stream", b"layer", annotations={"run.cog.diffid": "sha256:" + "a" * 64})
+    image = Descriptor.of(OCI_MANIFEST, b'{"schemaVersion":2}')
+    entry = json.loads(artifact_manifest(LAYER_ARTIFACT, [layer]))  # a cache entry: no subject, no annotations
+    assert entry == {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": LAYER_ARTIFACT,
+                     "config": Descriptor.of(OCI_EMPTY, EMPTY_JSON).to_json(), "layers": [layer.to_json()]}
+    attached = json.loads(artifact_manifest("application/x-lock", [layer], {"b": "2", "a": "1"}, subject=image))
+    assert attached["subject"] == image.to_json() and attached["annotations"] == {"a": "1", "b": "2"}
+    # Canonical bytes: the same content in another order gives the same manifest, so racing writers agree.
+    assert artifact_manifest("t", [layer], {"a": "1", "b": "2"}) == artifact_manifest("t", [layer], {"b": "2", "a": "1"})
+    assert artifact_manifest("t", [layer], {}) == artifact_manifest("t", [layer])
