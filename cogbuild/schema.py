@@ -24,8 +24,9 @@ from typing import Protocol
 
 from . import __version__
 from .cache import cache_dir
+from .content_store import ContentStore
 from .errors import UsageError
-from .layers.atomic import atomic_write
+
 
 SAFE_MODULES = ("cog", "typing", "typing_extensions", "pathlib", "enum", "collections.abc")
 
@@ -123,12 +124,13 @@ def static_schema(model_dir: Path, predictor: str, trainer: str | None = None,
     entries = [_Entry.read(model_dir, predictor)] + ([_Entry.read(model_dir, trainer)] if trainer else [])
     identity = "\0".join(f"{e.ref}\0{e.source}" for e in entries)
     key = hashlib.sha256(f"{__version__}\0schema-v3\0{identity}".encode()).hexdigest()
-    cached = cache_dir() / "schemas" / f"{key}.json"
-    if cached.exists():
-        schema = json.loads(cached.read_text())
+    local = ContentStore(cache_dir() / "schemas")
+    cached = local.get_named(key)  # checked by hash: what was kept, or a miss
+    if cached is not None:
+        schema = json.loads(cached)
     else:
         schema = (shared.get(key) if shared else None) or _compute(entries)
-        atomic_write(cached, json.dumps(schema, sort_keys=True).encode())
+        local.put_named(key, json.dumps(schema, sort_keys=True).encode())
     if shared:
         shared.put(key, schema)
     return schema

@@ -173,3 +173,21 @@ def test_a_trainer_whose_types_cannot_be_resolved_is_named(tmp_path):
     (tmp_path / "train.py").write_text("from mylib import Config\n\ndef train(c: Config) -> str:\n    return ''\n")
     with pytest.raises(UsageError, match=r'^train\.py: cannot resolve type "Config" \(imported from "mylib"\)'):
         static_schema(tmp_path, "predict.py:Predictor", "train.py:train")
+
+
+def test_the_schema_cache_is_used_and_a_damaged_entry_is_computed_again(tmp_path):
+    (tmp_path / "predict.py").write_text('''
+from cog import BasePredictor, Input
+
+
+class Predictor(BasePredictor):
+    def predict(self, text: str = Input(description="Some text")) -> str:
+        return text
+''')
+    first = static_schema(tmp_path, "predict.py:Predictor")
+    blobs = tmp_path / "cache" / "schemas" / "sha256"
+    (entry,) = blobs.iterdir()
+    assert static_schema(tmp_path, "predict.py:Predictor") == first
+    entry.write_bytes(b'{"openapi": "tampered"')  # neither the schema nor even JSON
+    assert static_schema(tmp_path, "predict.py:Predictor") == first
+    assert [p.name for p in blobs.iterdir()] == [entry.name] and entry.read_bytes() != b'{"openapi": "tampered"'
