@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Callable
 
 from .artifacts import Artifact
-from .cache import BlobCache, atomic_write, cache_dir
+from .cache import BlobCache, cache_dir
+from .content_store import ContentStore
 from .errors import CogbuildError, UsageError
 from .layers.image import Layer
 from .layers.wheel import normalize_wheel
@@ -117,22 +118,26 @@ class WheelBuilder:
         return Artifact("wheel", sdist.name, sdist.version, made[0].name, f"built-from:sha256:{sdist.sha256}",
                         sha256, len(data))
 
-    def _cache_file(self, key: str) -> Path:
-        return (self.cache_root or cache_dir()) / "wheel-builds" / f"{key}.json"
+    def _records(self) -> ContentStore:
+        """Which wheel each build's inputs gave: a JSON record per input key, checked by hash on read."""
+        return ContentStore((self.cache_root or cache_dir()) / "wheel-builds")
 
     def _cached(self, key: str, sdist: Artifact) -> Artifact | None:
         """The wheel an earlier build made from the same inputs, if its blob is still there and intact."""
+        record = self._records().get_named(key)
+        if record is None:
+            return None
         try:
-            doc = json.loads(self._cache_file(key).read_text())
+            doc = json.loads(record)
             wheel = Artifact("wheel", sdist.name, sdist.version, str(doc["filename"]),
                              f"built-from:sha256:{sdist.sha256}", str(doc["sha256"]), int(doc["size"]))
-        except (OSError, ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError):
             return None
         return wheel if self.blobs.get(wheel) is not None else None
 
     def _remember(self, key: str, wheel: Artifact) -> None:
         doc = {"filename": wheel.filename, "sha256": wheel.sha256, "size": wheel.size}
-        atomic_write(self._cache_file(key), json.dumps(doc, sort_keys=True).encode())
+        self._records().put_named(key, json.dumps(doc, sort_keys=True).encode())
 
     def _check(self, record: BuiltWheel, wheel: Artifact) -> None:
         if not accepts_output(record.sha256, wheel.sha256, self.update):
