@@ -22,7 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
-from .cache import atomic_write, cache_dir, scratch_dir
+from .cache import cache_dir, scratch_dir
+from .content_store import ContentStore
 from .layers.tree import Tree
 
 HOST_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(platform.machine())
@@ -112,12 +113,13 @@ class Compiler:
         for path in paths:
             source = sources[path]()
             payload += struct.pack("<II", len(path.encode()), len(source)) + path.encode() + source
-        kept = self._cache_path(payload)
-        output = _read_verified(kept) if kept else None
+        key = self._cache_key(payload)
+        kept = ContentStore(cache_dir() / "bytecode")
+        output = kept.get_named(key) if key else None
         if output is None:
             output = self._run(payload)
-            if kept:
-                atomic_write(kept, hashlib.sha256(output).digest() + output)
+            if key:
+                kept.put_named(key, output)
         del payload
         out, at, data, folder = {}, 0, memoryview(output), self._scratch_dir() / "pyc"
         for path in paths:
@@ -128,13 +130,12 @@ class Compiler:
             at += size
         return out
 
-    def _cache_path(self, payload: bytes | bytearray) -> Path | None:
-        """Where the output of the batch `payload` (its paths and sources) is kept, if this compiler keeps any."""
+    def _cache_key(self, payload: bytes | bytearray) -> str | None:
+        """What names the kept output of the batch `payload` (its paths and sources), if this compiler keeps any."""
         if self._identity is None:
             return None
-        key = hashlib.sha256(f"{self._identity}\0{self.arch}\0{self.python_version}\0{BATCH}\0{_COMPILER}\0"
-                             .encode() + payload).hexdigest()
-        return cache_dir() / "bytecode" / key
+        return hashlib.sha256(f"{self._identity}\0{self.arch}\0{self.python_version}\0{BATCH}\0{_COMPILER}\0"
+                              .encode() + payload).hexdigest()
 
     def _run(self, payload: bytes | bytearray) -> bytes:
         root = self._interpreter_root()
@@ -153,18 +154,6 @@ class Compiler:
     def close(self) -> None:
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
-
-
-def _read_verified(path: Path) -> bytes | None:
-    """A kept batch output (its sha256, then the bytes); a damaged one is removed and compiled again."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    if hashlib.sha256(data[32:]).digest() != data[:32]:
-        path.unlink(missing_ok=True)
-        return None
-    return data[32:]
 
 
 def _keep(folder: Path, pyc: memoryview) -> Path:

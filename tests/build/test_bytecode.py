@@ -88,7 +88,7 @@ def test_a_batch_compiled_once_is_taken_from_the_cache_and_a_damaged_entry_is_co
         expected = layer_bytes(compiled(first), Compression("gzip"), 0)
     finally:
         first.close()
-    [kept] = (tmp_path / "bytecode").iterdir()
+    [kept] = (tmp_path / "bytecode" / "sha256").iterdir()
 
     def no_interpreter() -> Tree:
         raise AssertionError("the interpreter was needed although the cache holds the batch")
