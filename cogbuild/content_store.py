@@ -14,6 +14,7 @@ import hashlib
 import os
 import re
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -121,10 +122,14 @@ class ContentStore:
         self.path(sha256)  # checks the digest
         atomic_write(self._ref_path(name), sha256.encode())
 
-    def get_ref(self, name: str) -> str | None:
-        """The sha256 `name` points at, or None when there is no such reference (or it holds no digest)."""
+    def get_ref(self, name: str, max_age: float | None = None) -> str | None:
+        """The sha256 `name` points at, or None when there is no such reference (or it holds no digest, or
+        was set more than `max_age` seconds ago)."""
+        path = self._ref_path(name)
         try:
-            sha256 = self._ref_path(name).read_text().strip()
+            if max_age is not None and time.time() - path.stat().st_mtime > max_age:
+                return None
+            sha256 = path.read_text().strip()
         except (FileNotFoundError, UnicodeDecodeError):
             return None
         return sha256 if is_sha256_hex(sha256) else None
@@ -136,7 +141,8 @@ class ContentStore:
         self.set_ref(name, sha256)
         return sha256
 
-    def get_named(self, name: str) -> bytes | None:
-        """The verified bytes `name` points at, or None (no reference, or its blob is gone or was corrupt)."""
-        sha256 = self.get_ref(name)
+    def get_named(self, name: str, max_age: float | None = None) -> bytes | None:
+        """The verified bytes `name` points at, or None (no reference, or one older than `max_age` seconds,
+        or its blob is gone or was corrupt)."""
+        sha256 = self.get_ref(name, max_age)
         return None if sha256 is None else self.get_bytes(sha256)

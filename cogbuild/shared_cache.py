@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Callable, Iterable
 
-from pathlib import Path
-
 from .build import LayerCache
-from .cache import BlobCache, atomic_write, cache_dir
+from .cache import BlobCache, cache_dir
+from .content_store import ContentStore
 from .errors import UsageError
 from .layers.descriptor import Descriptor, canonical_json, is_digest
 from .layers.image import Layer
@@ -195,28 +193,18 @@ class Holdings:
     A later build trusts the record instead of asking the registry again: keys are hashes of the inputs, so
     an entry never changes, and builders only ever add entries. A registry can still drop entries (garbage
     collection, a wiped repository), so a record is believed for RECORD_DAYS, as Nix believes a cached
-    narinfo. Each record starts with the sha256 of what follows; one that does not match counts as absent.
+    narinfo. Records are blobs of a content store, checked by hash on read; a damaged one counts as absent.
     """
 
     def __init__(self, repository_name: str) -> None:
-        self.root = cache_dir() / "cache-repositories" / hashlib.sha256(repository_name.encode()).hexdigest()[:32]
+        self.records = ContentStore(
+            cache_dir() / "cache-repositories" / hashlib.sha256(repository_name.encode()).hexdigest()[:32])
 
     def get(self, kind: str, key: str) -> bytes | None:
-        path = self._path(kind, key)
-        try:
-            if time.time() - path.stat().st_mtime > RECORD_DAYS * 86400:
-                return None
-            record = path.read_bytes()
-        except OSError:
-            return None
-        digest, _, data = record.partition(b"\n")
-        return data if hashlib.sha256(data).hexdigest().encode() == digest else None
+        return self.records.get_named(f"{kind}-{key}", max_age=RECORD_DAYS * 86400)
 
     def put(self, kind: str, key: str, data: bytes) -> None:
-        atomic_write(self._path(kind, key), hashlib.sha256(data).hexdigest().encode() + b"\n" + data)
-
-    def _path(self, kind: str, key: str) -> Path:
-        return self.root / f"{kind}-{key}"
+        self.records.put_named(f"{kind}-{key}", data)
 
 
 def _entry(layer: Layer) -> Descriptor:

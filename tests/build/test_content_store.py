@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import time
 
 import pytest
 
@@ -98,6 +100,17 @@ def test_references_name_blobs_and_are_replaced_whole(tmp_path):
     assert (tmp_path / "refs" / "parsed-index.json").read_text() == second
     assert store.get_bytes(first) == b"[1]"  # the blob the reference named before stays
     assert leftovers(store) == []
+
+
+def test_a_reference_older_than_the_age_asked_for_is_a_miss(tmp_path):
+    store = ContentStore(tmp_path)
+    sha256 = store.put_named("seen", DATA)
+    hour_ago = time.time() - 3600
+    os.utime(store.refs / "seen", (hour_ago, hour_ago))
+    assert store.get_ref("seen", max_age=3600 + 60) == sha256 and store.get_named("seen") == DATA
+    assert store.get_ref("seen", max_age=3600 - 60) is None and store.get_named("seen", max_age=3600 - 60) is None
+    store.set_ref("seen", sha256)  # set again: young again
+    assert store.get_named("seen", max_age=60) == DATA
 
 
 def test_a_reference_to_a_corrupt_or_missing_blob_or_holding_no_digest_is_a_miss(tmp_path):

@@ -345,7 +345,7 @@ def test_a_holdings_record_that_does_not_match_its_hash_is_absent():
     holdings.put("layer", "ab" * 32, b'{"digest": "x"}')
     assert holdings.get("layer", "ab" * 32) == b'{"digest": "x"}'
     assert Holdings("127.0.0.1:5000/other").get("layer", "ab" * 32) is None  # each repository its own record
-    path = holdings.root / ("layer-" + "ab" * 32)
+    path = holdings.records.path(holdings.records.get_ref("layer-" + "ab" * 32))
     path.write_bytes(path.read_bytes().replace(b'"x"', b'"y"'))
     assert holdings.get("layer", "ab" * 32) is None
 
@@ -353,7 +353,7 @@ def test_a_holdings_record_that_does_not_match_its_hash_is_absent():
 def test_a_holdings_record_is_believed_for_a_day_only():
     holdings = Holdings("127.0.0.1:5000/team/cache")
     holdings.put("schema", "cd" * 32, b"{}")
-    path = holdings.root / ("schema-" + "cd" * 32)
+    path = holdings.records.refs / ("schema-" + "cd" * 32)
     day_old = time.time() - RECORD_DAYS * 86400
     os.utime(path, (day_old + 60, day_old + 60))
     assert holdings.get("schema", "cd" * 32) == b"{}"
