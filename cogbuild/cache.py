@@ -98,7 +98,6 @@ class BlobCache:
     def __init__(self, root: Path | None = None, mirror: CacheRepository | None = None,
                  snapshot: str | None = None) -> None:
         self.store = ContentStore((root or cache_dir()) / "blobs")
-        self.root = self.store.blobs
         self.mirror, self.snapshot = mirror, snapshot
 
     def as_layout(self) -> Layout:
