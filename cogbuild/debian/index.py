@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 from dataclasses import dataclass, fields
 from functools import cached_property
@@ -136,27 +136,44 @@ def _provided_names(provides_field: str) -> list[str]:
     return [item.split("(")[0].split(":")[0].strip() for item in provides_field.split(",") if item.strip()]
 
 
-def _relevant_lines(text: str) -> Iterable[str]:
-    """Only the lines of fields we read, with their continuations and the paragraph breaks.
+def _paragraphs(text: str) -> Iterator[dict[str, str]]:
+    """The fields we read of each paragraph of a Packages index, keyed by lower-case name.
 
-    deb822 then tokenizes under half of a Debian index: parsing a full one takes 1.7 s instead of 2.9 s.
+    Read as deb822 reads them (a value is stripped; a continuation line is kept as "\\n" + line; a
+    blank or whitespace-only line ends a paragraph; "#" lines are comments; names are case-insensitive),
+    but only for the fields the resolver needs, with plain string operations: about 4x faster than
+    python-debian's general parser on Debian's main index, where parsing was most of a cold lock.
     """
-    keep = False
-    for line in text.splitlines(keepends=True):
-        if not line.strip():
-            keep = False
-            yield line
-        elif line[0] in " \t":
-            if keep:
-                yield line
-        else:
-            keep = line.split(":", 1)[0].strip().lower() in _FIELD_NAMES
-            if keep:
-                yield line
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    keys: dict[str, str | None] = {}  # field name as written -> its lower-case key if wanted, else None
+    fields: dict[str, str] = {}
+    key: str | None = None  # the wanted field whose continuation lines may follow
+    for line in text.split("\n"):
+        first = line[:1]
+        if first in (" ", "\t") and not line.isspace():
+            if key is not None:
+                fields[key] += "\n" + line
+        elif not first or first in (" ", "\t"):
+            if fields:
+                yield fields
+                fields = {}
+            key = None
+        elif first != "#":
+            name, colon, value = line.partition(":")
+            if colon:
+                key = keys.get(name, "")
+                if key == "":  # a name not seen yet: normalise it once, not on every line
+                    lower = name.rstrip().lower()
+                    key = keys[name] = lower if lower in _FIELD_NAMES else None
+                if key is not None:
+                    fields[key] = value.strip()
+    if fields:
+        yield fields
 
 
-# Bump when BinaryPackage's fields change, so older parsed caches are not read.
-_PARSED_FORMAT = "v2"
+# Bump when BinaryPackage's fields or their parsing change, so older parsed caches are not read.
+_PARSED_FORMAT = "v3"
 
 
 def load_packages(text: PackagesText, arch: str, cache: ContentStore | None = None) -> list[BinaryPackage]:
@@ -181,24 +198,24 @@ def load_packages(text: PackagesText, arch: str, cache: ContentStore | None = No
 def parse_packages(text: PackagesText, arch: str) -> Iterable[BinaryPackage]:
     """Packages of `arch` or "all" in one index; entries that cannot be pinned (no hash) are skipped."""
     base = text.archive.base()
-    for stanza in deb822.Deb822.iter_paragraphs(_relevant_lines(text.text), fields=_FIELDS, use_apt_pkg=False):
-        package_arch = stanza.get("Architecture", "")
+    for stanza in _paragraphs(text.text):
+        package_arch = stanza.get("architecture", "")
         if package_arch not in (arch, "all"):
             continue
-        if not all(key in stanza for key in ("Package", "Version", "Filename", "Size", "SHA256")):
+        if not all(key in stanza for key in ("package", "version", "filename", "size", "sha256")):
             continue
         yield BinaryPackage(
-            name=stanza["Package"],
-            version=stanza["Version"],
+            name=stanza["package"],
+            version=stanza["version"],
             arch=package_arch,
-            multi_arch=stanza.get("Multi-Arch", "no"),
-            priority=stanza.get("Priority", "optional"),
-            pre_depends=stanza.get("Pre-Depends", ""),
-            depends=stanza.get("Depends", ""),
-            provides_field=stanza.get("Provides", ""),
-            url=f"{base}/{stanza['Filename']}",
-            size=int(stanza["Size"]),
-            sha256=stanza["SHA256"].lower(),
-            conflicts=stanza.get("Conflicts", ""),
-            breaks=stanza.get("Breaks", ""),
+            multi_arch=stanza.get("multi-arch", "no"),
+            priority=stanza.get("priority", "optional"),
+            pre_depends=stanza.get("pre-depends", ""),
+            depends=stanza.get("depends", ""),
+            provides_field=stanza.get("provides", ""),
+            url=f"{base}/{stanza['filename']}",
+            size=int(stanza["size"]),
+            sha256=stanza["sha256"].lower(),
+            conflicts=stanza.get("conflicts", ""),
+            breaks=stanza.get("breaks", ""),
         )

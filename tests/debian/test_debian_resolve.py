@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from debian import deb822
 
 from cogbuild.artifacts import Artifact
+from cogbuild.debian import index as index_module
 from cogbuild.debian.archive import PackagesText
 from cogbuild.debian.index import PackageIndex
 from cogbuild.debian.release import IndexFile
@@ -323,3 +325,22 @@ def test_index_parsing_keeps_continuation_lines_and_whitespace_paragraph_breaks(
     index = index_of(text)
     assert sorted(index.candidates) == ["app", "liba", "libb"]
     assert set(resolve(index, "app")) == {"app", "liba", "libb"}
+
+
+def test_index_fields_read_as_deb822_reads_them():
+    # The focused parser must give python-debian's values for every field the resolver reads.
+    text = (
+        "# a comment line\n"
+        "Package: app\r\nVersion : 1:2.0-1  \r\nArchitecture: amd64\r\nDescription: short\r\n long text\r\n"
+        "Depends:\n liba (>= 1.0),\n libb:any | libc\t\nPre-Depends: libc6:any\nX-Unknown: skipped\n Depends: no\n"
+        "provides: app-virtual (= 2.0)\nSHA256: " + "A" * 64 + "\nFilename: pool/app.deb\nSize: 12\n"
+        "\n\n \n"
+        "Package: liba\nVersion: 1.0\nArchitecture: all\nMulti-Arch: foreign\nPriority: required\n"
+        "Conflicts: old-liba\nBreaks: app (<< 1.0)\n"
+    )
+    expected = [
+        {name.lower(): paragraph[name] for name in index_module._FIELDS if name in paragraph}
+        for paragraph in deb822.Deb822.iter_paragraphs(text, use_apt_pkg=False)
+    ]
+    assert list(index_module._paragraphs(text)) == expected
+    assert expected[0]["depends"] == "\n liba (>= 1.0),\n libb:any | libc\t"  # the case that matters most
