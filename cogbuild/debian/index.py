@@ -101,6 +101,8 @@ class PackageIndex:
         self._mentions: dict[str, list[BinaryPackage]] = defaultdict(list)
         for name in sorted(self.candidates):
             package = self.candidates[name]
+            if not package.provides_field:  # most packages: skip the split
+                continue
             for virtual in _provided_names(package.provides_field):
                 self._mentions[virtual].append(package)
         self._providers: dict[str, list[tuple[BinaryPackage, str | None]]] = {}
@@ -195,6 +197,9 @@ def load_packages(text: PackagesText, arch: str, cache: ContentStore | None = No
     return packages
 
 
+_PINNABLE = frozenset(("package", "version", "filename", "size", "sha256"))  # what a lock entry needs
+
+
 def parse_packages(text: PackagesText, arch: str) -> Iterable[BinaryPackage]:
     """Packages of `arch` or "all" in one index; entries that cannot be pinned (no hash) are skipped."""
     base = text.archive.base()
@@ -202,7 +207,7 @@ def parse_packages(text: PackagesText, arch: str) -> Iterable[BinaryPackage]:
         package_arch = stanza.get("architecture", "")
         if package_arch not in (arch, "all"):
             continue
-        if not all(key in stanza for key in ("package", "version", "filename", "size", "sha256")):
+        if not _PINNABLE.issubset(stanza):
             continue
         yield BinaryPackage(
             name=stanza["package"],
