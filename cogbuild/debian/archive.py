@@ -5,12 +5,14 @@ Index blobs are cached by their signed sha256, so a second lock only re-fetches 
 
 from __future__ import annotations
 
-import gzip
+import codecs
 import hashlib
 import lzma
+import zlib
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import cached_property
+from typing import Any
 
 import httpx
 
@@ -21,8 +23,23 @@ from .release import IndexFile, Release
 from .signature import verified_detached, verified_release_text
 from .source import Archive, DebianSource
 
+class _NoCompression:
+    """lzma's and zlib's decompressor interface, for an uncompressed index."""
+
+    eof, unused_data = True, b""
+
+    def decompress(self, data: bytes) -> bytes:
+        return data
+
+
 # Preferred first: smallest download; all three are what Debian mirrors publish.
-_COMPRESSIONS = ((".xz", lzma.decompress), (".gz", gzip.decompress), ("", lambda data: data))
+_COMPRESSIONS: tuple[tuple[str, Callable[[], Any]], ...] = (
+    (".xz", lzma.LZMADecompressor),
+    (".gz", lambda: zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)),  # gzip framing
+    ("", _NoCompression),
+)
+# Compressed bytes per decompression step: a few MB of text, so hand-offs between threads cost nothing.
+_STEP = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -34,9 +51,42 @@ class PackagesText:
     index: IndexFile
     data: bytes  # as downloaded (compressed); its sha256 is index.sha256
 
-    @cached_property
-    def text(self) -> str:
-        return _decompress(self.index, self.data)
+    def pieces(self) -> Iterator[str]:
+        """The index's text in pieces; each next piece is decompressed in a worker thread while the
+        caller parses this one (lzma and zlib release the GIL), so a cold parse overlaps decompression."""
+        step = _decompression_steps(self.index, self.data)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="debian-index") as pool:
+            ahead = pool.submit(step)
+            while (piece := ahead.result()) is not None:
+                ahead = pool.submit(step)
+                yield piece
+
+
+def _decompression_steps(index: IndexFile, data: bytes) -> Callable[[], str | None]:
+    """A function that returns the next piece of decompressed text on each call, None after the last."""
+    extension, new_decompressor = next((e, d) for e, d in _COMPRESSIONS if index.path.endswith("Packages" + e))
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    decompressor, offset = new_decompressor(), 0
+
+    def step() -> str | None:
+        nonlocal decompressor, offset
+        if offset >= len(data):
+            if not decompressor.eof:
+                raise CogbuildError(f"{index.path} is not valid {extension} data: it ends mid-stream.")
+            return None
+        compressed, offset = data[offset : offset + _STEP], offset + _STEP
+        out = []
+        try:
+            while compressed:
+                if decompressor.eof:  # the next of several xz streams or gzip members, as `xz -d` reads them
+                    decompressor = new_decompressor()
+                out.append(decompressor.decompress(compressed))
+                compressed = decompressor.unused_data if decompressor.eof else b""
+        except (lzma.LZMAError, zlib.error, EOFError) as exc:
+            raise CogbuildError(f"{index.path} is not valid {extension or 'text'} data: {exc}.") from None
+        return decoder.decode(b"".join(out), final=offset >= len(data))
+
+    return step
 
 
 def fetch_packages(
@@ -132,16 +182,6 @@ def _fetch_index(
         raise CogbuildError(f"{url} does not match the size and sha256 its signed InRelease lists.")
     cache.put_bytes(data)
     return data
-
-
-def _decompress(index: IndexFile, data: bytes) -> str:
-    for extension, decompress in _COMPRESSIONS:
-        if index.path.endswith("Packages" + extension):
-            try:
-                return decompress(data).decode("utf-8", "replace")
-            except (lzma.LZMAError, OSError, EOFError) as exc:
-                raise CogbuildError(f"{index.path} is not valid {extension or 'text'} data: {exc}.") from None
-    raise CogbuildError(f"{index.path} has an unknown compression.")  # _pick_index only picks known ones
 
 
 def _get(client: httpx.Client, url: str, *, limit: int | None = None, missing_ok: bool = False):

@@ -138,20 +138,18 @@ def _provided_names(provides_field: str) -> list[str]:
     return [item.split("(")[0].split(":")[0].strip() for item in provides_field.split(",") if item.strip()]
 
 
-def _paragraphs(text: str) -> Iterator[dict[str, str]]:
-    """The fields we read of each paragraph of a Packages index, keyed by lower-case name.
+def _paragraphs(pieces: Iterable[str]) -> Iterator[dict[str, str]]:
+    """The fields we read of each paragraph of a Packages index (given in pieces), by lower-case name.
 
     Read as deb822 reads them (a value is stripped; a continuation line is kept as "\\n" + line; a
     blank or whitespace-only line ends a paragraph; "#" lines are comments; names are case-insensitive),
     but only for the fields the resolver needs, with plain string operations: about 4x faster than
     python-debian's general parser on Debian's main index, where parsing was most of a cold lock.
     """
-    if "\r" in text:
-        text = text.replace("\r\n", "\n")
     keys: dict[str, str | None] = {}  # field name as written -> its lower-case key if wanted, else None
     fields: dict[str, str] = {}
     key: str | None = None  # the wanted field whose continuation lines may follow
-    for line in text.split("\n"):
+    for line in _lines(pieces):
         first = line[:1]
         if first in (" ", "\t") and not line.isspace():
             if key is not None:
@@ -172,6 +170,20 @@ def _paragraphs(text: str) -> Iterator[dict[str, str]]:
                     fields[key] = value.strip()
     if fields:
         yield fields
+
+
+def _lines(pieces: Iterable[str]) -> Iterator[str]:
+    """The lines of text given in pieces that may end mid-line, without their line ends."""
+    partial = ""
+    for piece in pieces:
+        text = partial + piece
+        if "\r" in text:  # a "\r" that ends this text stays in `partial`: a split "\r\n" is still caught
+            text = text.replace("\r\n", "\n")
+        lines = text.split("\n")
+        partial = lines.pop()
+        yield from lines
+    if partial:
+        yield partial
 
 
 # Bump when BinaryPackage's fields or their parsing change, so older parsed caches are not read.
@@ -203,7 +215,7 @@ _PINNABLE = frozenset(("package", "version", "filename", "size", "sha256"))  # w
 def parse_packages(text: PackagesText, arch: str) -> Iterable[BinaryPackage]:
     """Packages of `arch` or "all" in one index; entries that cannot be pinned (no hash) are skipped."""
     base = text.archive.base()
-    for stanza in _paragraphs(text.text):
+    for stanza in _paragraphs(text.pieces()):
         package_arch = stanza.get("architecture", "")
         if package_arch not in (arch, "all"):
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import lzma
@@ -11,7 +12,9 @@ from pathlib import Path
 import pytest
 from debian_fixture_repo import FixtureRepo, SigningKey
 
-from cogbuild.debian import Archive, DebianSource, resolve_closure
+from cogbuild.debian import Archive, DebianSource, archive, resolve_closure
+from cogbuild.debian.archive import PackagesText
+from cogbuild.debian.release import IndexFile
 from cogbuild.errors import CogbuildError
 
 
@@ -251,3 +254,33 @@ def test_the_inspection_command(repo, serve, signing_key, tmp_path, capsys):
     assert capsys.readouterr().err == (
         "error: Debian package 'libfo' is not in testing (amd64); did you mean 'libfoo'?\n"
     )
+
+
+TEXT = "Package: café\nDescription: ünïcode split across pieces\n\n" * 50
+
+
+def packages_text(path: str, data: bytes) -> PackagesText:
+    return PackagesText(Archive("http://mirror.invalid"), "testing", IndexFile(path, "0" * 64, len(data)), data)
+
+
+@pytest.mark.parametrize(
+    "extension, compressed",
+    [
+        ("", TEXT.encode()),
+        (".xz", lzma.compress(TEXT[:1000].encode()) + lzma.compress(TEXT[1000:].encode())),  # two xz streams
+        (".gz", gzip.compress(TEXT[:1001].encode()) + gzip.compress(TEXT[1001:].encode())),  # two gzip members
+    ],
+)
+def test_index_text_comes_whole_in_small_pieces(monkeypatch, extension, compressed):
+    monkeypatch.setattr(archive, "_STEP", 7)  # many pieces: characters and streams are cut between them
+    pieces = list(packages_text("main/binary-amd64/Packages" + extension, compressed).pieces())
+    assert len(pieces) > 10
+    assert "".join(pieces) == TEXT
+
+
+def test_truncated_or_garbled_index_is_one_clear_error():
+    truncated = lzma.compress(TEXT.encode())[:-20]
+    with pytest.raises(CogbuildError, match=r"^main/binary-amd64/Packages.xz is not valid .xz data"):
+        list(packages_text("main/binary-amd64/Packages.xz", truncated).pieces())
+    with pytest.raises(CogbuildError, match=r"^main/binary-amd64/Packages.gz is not valid .gz data"):
+        list(packages_text("main/binary-amd64/Packages.gz", b"not gzip at all").pieces())
