@@ -8,9 +8,11 @@ Modules, in the order data flows through them:
     source.py     DebianSource / Archive: mirrors, suites ("{suite}-security"), components, keyring
     signature.py  gpgv checks InRelease; only the signed text goes on
     release.py    the signed Release: suite check, Valid-Until, sha256 + size of every index
-    archive.py    fetch Packages.xz (by-hash when offered), check it against the Release, cache it
+    archive.py    fetch Packages.xz (by-hash when offered), check it against the Release, cache it,
+                  decompress it a piece ahead of the parser
     cache.py      content-addressed blobs, written atomically, re-hashed on every read
-    index.py      parsed packages (python-debian), candidates = highest version, Provides lookup
+    index.py      parsed packages (a focused parser of the fields read), candidates = highest version,
+                  Provides lookup
     resolve.py    the closure: Depends/Pre-Depends, alternatives, virtuals, versions, Multi-Arch
     python.py     python_version → the suite whose python3.X it is
 """
