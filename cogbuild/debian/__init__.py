@@ -10,7 +10,7 @@ Modules, in the order data flows through them:
     release.py    the signed Release: suite check, Valid-Until, sha256 + size of every index
     archive.py    fetch Packages.xz (by-hash when offered), check it against the Release, cache it,
                   decompress it a piece ahead of the parser
-    cache.py      content-addressed blobs, written atomically, re-hashed on every read
+    (the indexes and their parsed forms live in cogbuild/content_store.py, re-hashed on every read)
     index.py      parsed packages (a focused parser of the fields read), candidates = highest version,
                   Provides lookup
     resolve.py    the closure: Depends/Pre-Depends, alternatives, virtuals, versions, Multi-Arch
