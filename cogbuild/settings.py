@@ -30,6 +30,7 @@ VARIABLES: dict[str, str] = {
     "COGBUILD_CPU_INDEX_URL": "an index of torch's CPU-only wheels (default PyTorch's)",
     "COGBUILD_CPU_FIND_LINKS": "directories or pages of CPU-only wheels (PATH-style list)",
     "COGBUILD_PIP_PROXY": "0 lets pip read indexes without the metadata proxy",
+    "COGBUILD_LOCK_RESOLVER": "pip makes lock resolve with pip alone (default uv, where it can)",
     "COGBUILD_DEBIAN_IGNORE_VALID_UNTIL": "1 accepts an expired Debian Release file",
     "COGBUILD_DEBIAN_SNAPSHOT": "where a .deb the archive dropped is looked for, or off",
     "COGBUILD_CACHE_REPO": "a registry repository shared as a build cache (like --cache)",

@@ -23,10 +23,12 @@ from . import reqfile, sdist
 from .backend import ask_backend
 from .diagnose import explain, project_files
 from .index import PYPI_SIMPLE, IndexClient, normalize_index_url
+from .lockfile import wheels_for_lockfile
 from .metadata_proxy import MetadataProxy
 from .pinning import FileLocator, check_hash_pins, from_pip_report, to_artifacts
 from .pip_runner import PipFailure, pip_command, run_pip
 from .target import Target
+from .uv_runner import compile_with_uv
 
 # Each source-only project costs one more pip run; a closure with more of them is not a wheel closure.
 MAX_SDISTS = 10
@@ -107,6 +109,7 @@ class _Resolution:
                  text: str, index_url: str | None, extra_index_urls: list[str], find_links: list[str],
                  constraints: Sequence[str], allow_sdist: bool, project_root: Path | None, proxy: bool) -> None:
         self.workdir, self.target, self.client, self.allow_sdist = workdir, target, client, allow_sdist
+        self.parsed = parsed
         # As in pip, an --index-url line in the requirements replaces the one given by the caller.
         self.index_url = parsed.index_url or index_url
         self.extra_index_urls = [*extra_index_urls, *parsed.extra_index_urls]
@@ -132,10 +135,27 @@ class _Resolution:
         self.requirements_file.write_text(reqfile.without_index_options("\n".join(lines)) + "\n")
 
     def resolve(self) -> list[Artifact]:
+        by_uv = self._resolve_with_uv()
+        if by_uv is not None:
+            return by_uv
         if self.proxy is None:
             return self._resolve()
         with self.proxy:
             return self._resolve()
+
+    def _resolve_with_uv(self) -> list[Artifact] | None:
+        """uv's closure when uv may resolve these lines and can (see uv_runner), else None: pip's turn."""
+        if self.find_links or self.sdists or self.parsed.other_options or \
+                any(line.hashes for line in self.parsed.requirements):
+            return None
+        compiled = compile_with_uv(self.target, self.requirements_file, self.workdir, index_urls=self.index_urls,
+                                   constraints_file=self.constraints_file)
+        if compiled is None:
+            return None
+        try:
+            return wheels_for_lockfile(compiled, self.target)
+        except CogbuildError:
+            return None  # e.g. an index page changed since uv read it: pip resolves afresh
 
     def _resolve(self) -> list[Artifact]:
         for _ in range(MAX_SDISTS + 1):

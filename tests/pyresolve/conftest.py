@@ -45,6 +45,13 @@ def private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     monkeypatch.setenv("COGBUILD_CACHE", str(tmp_path_factory.getbasetemp() / "cogbuild-cache"))
 
 
+@pytest.fixture(autouse=True, params=["uv", "pip"])
+def lock_resolver(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test runs twice: uv resolving wherever it may (pip for the rest), and pip alone. Same answers."""
+    monkeypatch.setenv("COGBUILD_LOCK_RESOLVER", request.param)
+    return request.param
+
+
 @pytest.fixture(scope="session")
 def wheel_dir(tmp_path_factory: pytest.TempPathFactory):
     directory = tmp_path_factory.mktemp("wheels")

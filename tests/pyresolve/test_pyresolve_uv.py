@@ -1,0 +1,81 @@
+"""uv as the resolver: it answers wheel closures for the image as pip does, and pip keeps the rest."""
+
+from __future__ import annotations
+
+import pytest
+
+from cogbuild.errors import CogbuildError, UsageError
+from cogbuild.pyresolve import Target, resolve_requirements
+from cogbuild.pyresolve import resolve as resolve_module
+from cogbuild.pyresolve.uv_runner import uv_platform
+
+X86 = Target("3.11", "x86_64", "2.36")
+ARM = Target("3.11", "aarch64", "2.36")
+COMMON = ["purelib", "fastmath", "markers", "withextra[more]", "stable"]
+
+
+@pytest.fixture
+def lock_resolver(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Here uv resolves (this replaces conftest's two-engine fixture)."""
+    monkeypatch.setenv("COGBUILD_LOCK_RESOLVER", "uv")
+    return "uv"
+
+
+@pytest.fixture
+def pip_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object) -> None:
+        raise AssertionError("pip ran, but uv was to resolve these requirements")
+
+    monkeypatch.setattr(resolve_module, "run_pip", refuse)
+
+
+def resolve_with_pip_alone(monkeypatch: pytest.MonkeyPatch, *args, **kwargs):
+    with monkeypatch.context() as patch:
+        patch.setenv("COGBUILD_LOCK_RESOLVER", "pip")
+        return resolve_requirements(*args, **kwargs)
+
+
+@pytest.mark.parametrize("target, requirements, fastmath", [
+    (X86, [*COMMON, "x86only"], "fastmath-1.0-cp311-cp311-manylinux_2_28_x86_64.whl"),
+    (ARM, COMMON, "fastmath-1.0-cp311-cp311-manylinux_2_17_aarch64.manylinux2014_aarch64.whl"),
+])
+def test_uv_pins_the_same_files_with_the_same_parents_as_pip(simple_url, monkeypatch, target, requirements,
+                                                             fastmath):
+    by_pip = resolve_with_pip_alone(monkeypatch, requirements, target, index_url=simple_url)
+    monkeypatch.setattr(resolve_module, "run_pip", lambda *args: pytest.fail("pip ran instead of uv"))
+    by_uv = resolve_requirements(requirements, target, index_url=simple_url)
+    assert by_uv == by_pip
+    assert [a.required_by for a in by_uv] == [a.required_by for a in by_pip]
+    assert {a.name: a.filename for a in by_uv}["fastmath"] == fastmath
+
+
+def test_a_constraint_narrows_uv_but_is_no_parent(simple_url, pip_refused):
+    artifacts = resolve_requirements(["purelib"], X86, index_url=simple_url, constraints=["helper<2"])
+    assert {a.name: (a.version, a.required_by) for a in artifacts} == {
+        "helper": ("1.0", ("purelib",)), "purelib": ("1.0", ("request",))}
+
+
+def test_uv_settings_of_this_host_do_not_reach_the_lock(simple_url, pip_refused, monkeypatch, tmp_path):
+    host_constraints = tmp_path / "host-constraints.txt"
+    host_constraints.write_text("helper<2\n")
+    monkeypatch.setenv("UV_CONSTRAINT", str(host_constraints))
+    monkeypatch.setenv("UV_INDEX_URL", "http://127.0.0.1:9/simple/")
+    artifacts = resolve_requirements(["purelib"], X86, index_url=simple_url)
+    assert {a.name: a.version for a in artifacts} == {"helper": "2.0", "purelib": "1.0"}
+
+
+def test_what_uv_cannot_answer_goes_to_pip(simple_url):
+    # A conflict: uv fails, pip resolves again and explains, naming both sides.
+    with pytest.raises(CogbuildError, match="helper"):
+        resolve_requirements(["withextra[more]", "helper>=2"], X86, index_url=simple_url)
+    # A glibc uv has no platform name for: pip alone, the same tags.
+    assert uv_platform(Target("3.11", "x86_64", "2.41")) is None
+    assert uv_platform(X86) == "x86_64-manylinux_2_36"
+    trixie = resolve_requirements(["fastmath"], Target("3.11", "x86_64", "2.41"), index_url=simple_url)
+    assert [a.filename for a in trixie] == ["fastmath-1.0-cp311-cp311-manylinux_2_39_x86_64.whl"]
+
+
+def test_an_unknown_resolver_setting_is_one_sentence(simple_url, monkeypatch):
+    monkeypatch.setenv("COGBUILD_LOCK_RESOLVER", "poetry")
+    with pytest.raises(UsageError, match=r"^COGBUILD_LOCK_RESOLVER is 'poetry'; it must be uv or pip\.$"):
+        resolve_requirements(["purelib"], X86, index_url=simple_url)
