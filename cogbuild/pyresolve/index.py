@@ -108,6 +108,8 @@ class IndexClient:
         self._http = new_client()  # every page fetch retried as http_fetch's policy says
         self._find_links_cache: dict[str, list[IndexFile]] = {}
         self._pages: dict[tuple[str, str], list[IndexFile] | None] = {}
+        # sha256 of each page's bytes as fetched (ABSENT for a 404): what a resolution read of the index.
+        self.page_digests: dict[tuple[str, str], str] = {}
         self.http = self._http  # for readers of whole files and ranges (lazywheel)
 
     def close(self) -> None:
@@ -130,6 +132,20 @@ class IndexClient:
         return self._pages[key]
 
     def _fetch_project_files(self, index_url: str, name: str) -> list[IndexFile] | None:
+        response = self._page_response(index_url, name)
+        self.page_digests[(index_url, name)] = _page_digest(response)
+        if response is None:
+            return None
+        if response.headers.get("content-type", "").startswith("application/vnd.pypi.simple.v1+json"):
+            return _files_from_json(str(response.url), response.json())
+        return _files_from_html(str(response.url), response.text)
+
+    def current_page_digest(self, index_url: str, name: str) -> str:
+        """The digest page_digests would hold for the page as the index serves it now (not parsed)."""
+        return _page_digest(self._page_response(normalize_index_url(index_url), canonicalize_name(name)))
+
+    def _page_response(self, index_url: str, name: str) -> httpx.Response | None:
+        """The project's page; None when the index does not have the project."""
         page_url = index_url + name + "/"
         try:
             response = get(self._http, page_url, headers={"Accept": _ACCEPT})
@@ -139,9 +155,7 @@ class IndexClient:
             return None
         if response.status_code != 200:
             raise CogbuildError(f"The package index answered {response.status_code} for {page_url}.")
-        if response.headers.get("content-type", "").startswith("application/vnd.pypi.simple.v1+json"):
-            return _files_from_json(str(response.url), response.json())
-        return _files_from_html(str(response.url), response.text)
+        return response
 
     def find_links_files(self, location: str) -> list[IndexFile]:
         """Files offered by a --find-links location: a local directory, or an HTML page of links."""
@@ -194,6 +208,17 @@ class IndexClient:
             return retrying(once)
         except HTTPStatusFailure as exc:
             raise CogbuildError(f"Could not download {url} ({exc}).") from None
+
+
+ABSENT = "absent"
+
+
+def _page_digest(response: httpx.Response | None) -> str:
+    if response is None:
+        return ABSENT
+    content_type = response.headers.get("content-type", "")
+    return hashlib.sha256(content_type.encode() + b"\n" + str(response.url).encode() + b"\n" +
+                          response.content).hexdigest()
 
 
 def _sha256_of(path: Path) -> str:

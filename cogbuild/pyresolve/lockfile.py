@@ -8,6 +8,7 @@ all), so one file serves every platform; here each pin gets the wheel whose tag 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -22,8 +23,9 @@ from .pinning import REQUESTED
 from .target import Target
 
 
-def wheels_for_lockfile(path: Path, target: Target) -> list[Artifact]:
-    """The wheels `path` pins for `target`, sorted by name; an error names any pin without one."""
+def wheels_for_lockfile(path: Path, target: Target, client: IndexClient | None = None) -> list[Artifact]:
+    """The wheels `path` pins for `target`, sorted by name; an error names any pin without one. `client`
+    may bring the index pages already read."""
     path = Path(path)
     try:
         parsed = reqfile.parse(path.read_text())
@@ -34,7 +36,8 @@ def wheels_for_lockfile(path: Path, target: Target) -> list[Artifact]:
             raise CogbuildError(f"The lockfile {path} includes {option!r}; a lockfile must pin every package itself.")
     pins = [pin for line in parsed.requirements if (pin := _pin(path, line, target)) is not None]
     index_urls = [normalize_index_url(u) for u in [parsed.index_url or PYPI_SIMPLE, *parsed.extra_index_urls]]
-    with IndexClient() as client, ThreadPoolExecutor(max_workers=8) as pool:
+    with ExitStack() as stack, ThreadPoolExecutor(max_workers=8) as pool:
+        client = client or stack.enter_context(IndexClient())
         chooser = _WheelChooser(client, index_urls, parsed.find_links, target, path)
         artifacts = list(pool.map(chooser.choose, pins))
     return sorted(artifacts, key=lambda a: a.name)

@@ -43,8 +43,11 @@ class MetadataProxy:
     """Serves /<n>/<project>/ for upstream index n, and /f/<sha256>/<filename>[.metadata]."""
 
     def __init__(self, upstreams: list[str], target: Target, client: IndexClient,
-                 cache: ContentStore | None = None) -> None:
+                 cache: ContentStore | None = None, *, serve_metadata: bool = True) -> None:
+        """serve_metadata=False: pages only, with the upstream file URLs, for a resolver (uv) that reads
+        METADATA itself faster than this proxy could."""
         self.upstreams, self.target, self.client = upstreams, target, client
+        self.serve_metadata = serve_metadata
         self.cache = cache or default_cache()
         self.rank = {tag: position for position, tag in enumerate(target.tags())}
         self.environment = {**target.marker_environment(), "extra": ""}
@@ -97,7 +100,7 @@ class MetadataProxy:
                 for file in files:
                     if file.sha256:
                         self.files[file.sha256] = file
-            likely = self._likely_pick(files)
+            likely = self._likely_pick(files) if self.serve_metadata else None
             if likely is not None:
                 self.wheel_metadata(likely)
         return files
@@ -131,6 +134,11 @@ class MetadataProxy:
             if requirement.marker is None or requirement.marker.evaluate(self.environment):
                 for number in range(len(self.upstreams)):
                     self.page(number, requirement.name)
+
+    def pages_read(self) -> list[tuple[str, str]]:
+        """(upstream index URL, project) of every page served or fetched so far."""
+        with self.lock:
+            return [(self.upstreams[number], project) for number, project in self.pages]
 
     def _likely_pick(self, files: list[IndexFile]) -> IndexFile | None:
         """The wheel pip will most likely choose: newest final release, best tag for the target."""
@@ -176,6 +184,7 @@ class MetadataProxy:
                 entry["size"] = file.size
             if file.sha256:
                 entry["hashes"] = {"sha256": file.sha256}
+            if file.sha256 and self.serve_metadata:
                 entry["url"] = f"{self.base_url}/f/{file.sha256}/{quote(file.filename)}"
                 if file.filename.endswith(".whl"):
                     entry["core-metadata"] = True
@@ -223,6 +232,8 @@ def _handler(proxy: MetadataProxy):
 
         def _send(self, status: int, content_type: str, body: bytes) -> None:
             self.send_response(status)
+            # Resolvers may keep pages by HTTP caching rules: every page must be asked for, so it is seen.
+            self.send_header("Cache-Control", "no-store")
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()

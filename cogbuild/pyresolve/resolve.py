@@ -28,7 +28,7 @@ from .metadata_proxy import MetadataProxy
 from .pinning import FileLocator, check_hash_pins, from_pip_report, to_artifacts
 from .pip_runner import PipFailure, pip_command, run_pip
 from .target import Target
-from .uv_runner import compile_with_uv
+from .uv_runner import Resolutions, compile_with_uv, resolution_key, usable_uv
 
 # Each source-only project costs one more pip run; a closure with more of them is not a wheel closure.
 MAX_SDISTS = 10
@@ -145,17 +145,30 @@ class _Resolution:
 
     def _resolve_with_uv(self) -> list[Artifact] | None:
         """uv's closure when uv may resolve these lines and can (see uv_runner), else None: pip's turn."""
-        if self.find_links or self.sdists or self.parsed.other_options or \
+        uv = usable_uv(self.target)
+        if uv is None or self.find_links or self.sdists or self.parsed.other_options or \
                 any(line.hashes for line in self.parsed.requirements):
             return None
-        compiled = compile_with_uv(self.target, self.requirements_file, self.workdir, index_urls=self.index_urls,
-                                   constraints_file=self.constraints_file)
+        constraints = self.constraints_file.read_text() if self.constraints_file else ""
+        key = resolution_key(self.target, self.requirements_file.read_text(), constraints, self.index_urls)
+        resolutions = Resolutions()
+        reused = resolutions.reuse(key, self.client)
+        if reused is not None:
+            return reused
+        # uv reads the pages through a proxy, so that the pages this closure rests on are known.
+        with MetadataProxy(self.index_urls, self.target, self.client, serve_metadata=False) as proxy:
+            compiled = compile_with_uv(uv, self.target, self.requirements_file, self.workdir,
+                                       index_urls=[proxy.index_url(n) for n in range(len(self.index_urls))],
+                                       upstream_index_urls=self.index_urls, constraints_file=self.constraints_file)
+            pages = proxy.pages_read()
         if compiled is None:
             return None
         try:
-            return wheels_for_lockfile(compiled, self.target)
+            artifacts = wheels_for_lockfile(compiled, self.target, self.client)
         except CogbuildError:
             return None  # e.g. an index page changed since uv read it: pip resolves afresh
+        resolutions.remember(key, self.client, pages, artifacts)
+        return artifacts
 
     def _resolve(self) -> list[Artifact]:
         for _ in range(MAX_SDISTS + 1):

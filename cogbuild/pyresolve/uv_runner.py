@@ -15,14 +15,21 @@ lock cannot be made.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import subprocess
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from pathlib import Path
 
+from ..artifacts import Artifact
 from ..cache import cache_dir
+from ..content_store import ContentStore
 from ..errors import CogbuildError, UsageError
+from .index import IndexClient
 from .target import Target
 
 # The glibc levels uv 0.13 names in --python-platform (manylinux_2_17 … 2_40); others go to pip.
@@ -52,7 +59,7 @@ def uv_command(uv: str, target: Target, requirements_file: Path, output_file: Pa
     platform = uv_platform(target)
     assert platform is not None  # callers ask uv_platform first
     command = [uv, "pip", "compile", "--quiet", "--no-config", "--no-header", "--generate-hashes",
-               "--emit-index-url", "--only-binary", ":all:", "--index-strategy", "unsafe-best-match",
+               "--only-binary", ":all:", "--index-strategy", "unsafe-best-match",
                "--python-version", target.python_full_version or target.python_version,
                "--python-platform", platform, "--cache-dir", str(cache), "--output-file", str(output_file),
                "--index-url", index_urls[0]]
@@ -68,13 +75,16 @@ def uv_environment(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
     return {name: value for name, value in environ.items() if not name.upper().startswith(("UV_", "PIP_"))}
 
 
-def compile_with_uv(target: Target, requirements_file: Path, workdir: Path, *, index_urls: list[str],
-                    constraints_file: Path | None) -> Path | None:
-    """uv's pinned, hashed requirements file for `target` (read by lockfile.wheels_for_lockfile), or None
-    when uv is not wanted, not installed, has no name for the platform or could not resolve."""
+def usable_uv(target: Target) -> str | None:
+    """The uv to resolve for `target` with, or None: not wanted, not installed, or no name for the platform."""
     uv = uv_binary() if uv_wanted() else None
-    if uv is None or uv_platform(target) is None:
-        return None
+    return uv if uv is not None and uv_platform(target) is not None else None
+
+
+def compile_with_uv(uv: str, target: Target, requirements_file: Path, workdir: Path, *, index_urls: list[str],
+                    upstream_index_urls: list[str], constraints_file: Path | None) -> Path | None:
+    """uv's pinned, hashed requirements file for `target` naming `upstream_index_urls` (for
+    lockfile.wheels_for_lockfile), or None when uv could not resolve. uv reads `index_urls`."""
     output = workdir / "uv-compiled.txt"
     command = uv_command(uv, target, requirements_file, output, cache_dir() / "uv", index_urls=index_urls,
                          constraints_file=constraints_file)
@@ -84,13 +94,69 @@ def compile_with_uv(target: Target, requirements_file: Path, workdir: Path, *, i
         raise CogbuildError("uv took more than 30 minutes to resolve the Python requirements.") from exc
     if completed.returncode != 0:
         return None
+    indexes = [f"--index-url {upstream_index_urls[0]}", *(f"--extra-index-url {u}" for u in upstream_index_urls[1:])]
     # A constraint file names versions, it never makes a project needed: `-c` is no parent.
-    lines = output.read_text().splitlines()
-    output.write_text("".join(f"{line}\n" for line in lines if not _CONSTRAINT_VIA.match(line)))
+    pins = [line for line in output.read_text().splitlines() if not _CONSTRAINT_VIA.match(line)]
+    output.write_text("".join(f"{line}\n" for line in [*indexes, *pins]))
     return output
 
 
 _CONSTRAINT_VIA = re.compile(r"\s*#\s+-c ")
+
+
+def resolution_key(target: Target, requirements: str, constraints: str, index_urls: list[str]) -> str:
+    """What a uv resolution depends on besides the index pages it reads (recorded with it)."""
+    from importlib.metadata import version
+
+    inputs = {"record": 1, "uv": version("uv"), "packaging": version("packaging"), "target": asdict(target),
+              "requirements": requirements, "constraints": constraints, "indexes": index_urls}
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+class Resolutions:
+    """Earlier uv resolutions by resolution_key, each with the digest of every index page uv read for it.
+
+    One is reused only while each of those pages is, byte for byte, what its index serves now: the
+    closure is a function of the key, those pages and the wheels' METADATA, which the pages pin by
+    sha256. So a warm lock fetches the pages (in parallel, unparsed) and runs no resolver.
+    """
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.records = ContentStore(root or cache_dir() / "uv-resolutions")  # a ref per key, verified reads
+
+    def reuse(self, key: str, client: IndexClient) -> list[Artifact] | None:
+        data = self.records.get_named(key)
+        if data is None:
+            return None
+        record = json.loads(data)
+        pages = [(index_url, project, digest) for index_url, project, digest in record["pages"]]
+        if not _pages_unchanged(pages, client):
+            return None
+        return [Artifact(**{**fields, "required_by": tuple(fields["required_by"]),
+                            "build_requires": tuple(fields["build_requires"])}) for fields in record["artifacts"]]
+
+    def remember(self, key: str, client: IndexClient, pages: list[tuple[str, str]],
+                 artifacts: list[Artifact]) -> None:
+        """Keep the closure, unless some page it rests on is unknown or lists a file without a sha256
+        (whose METADATA, and so the closure, could change under the same page)."""
+        if any(page not in client.page_digests or
+               any(f.sha256 is None for f in client.project_files(*page) or []) for page in pages):
+            return
+        record = {"pages": sorted([*page, client.page_digests[page]] for page in pages),
+                  "artifacts": [asdict(artifact) for artifact in artifacts]}
+        self.records.put_named(key, json.dumps(record, sort_keys=True).encode())
+
+
+def _pages_unchanged(pages: list[tuple[str, str, str]], client: IndexClient) -> bool:
+    def unchanged(page: tuple[str, str, str]) -> bool:
+        index_url, project, digest = page
+        try:
+            return client.current_page_digest(index_url, project) == digest
+        except CogbuildError:
+            return False  # unreachable now: resolving again says so properly
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        return all(pool.map(unchanged, pages))
 
 
 def uv_wanted(environ: Mapping[str, str] = os.environ) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from wheelindex import Dist, WheelIndex, build_wheel
 
 from cogbuild.errors import CogbuildError, UsageError
 from cogbuild.pyresolve import Target, resolve_requirements
@@ -79,3 +80,43 @@ def test_an_unknown_resolver_setting_is_one_sentence(simple_url, monkeypatch):
     monkeypatch.setenv("COGBUILD_LOCK_RESOLVER", "poetry")
     with pytest.raises(UsageError, match=r"^COGBUILD_LOCK_RESOLVER is 'poetry'; it must be uv or pip\.$"):
         resolve_requirements(["purelib"], X86, index_url=simple_url)
+
+
+@pytest.fixture
+def own_index(tmp_path):
+    """An index whose contents a test changes between locks."""
+    directory = tmp_path / "wheels"
+    directory.mkdir()
+    server = WheelIndex(directory).start()
+    yield directory, server.url + "/simple/"
+    server.stop()
+
+
+def test_a_warm_lock_reuses_uv_closure_only_while_the_pages_it_read_are_unchanged(own_index, pip_refused,
+                                                                                    monkeypatch):
+    wheels, url = own_index
+    build_wheel(wheels, Dist("app", "1.0"))
+    build_wheel(wheels, Dist("app", "2.0", requires=["newdep"]))  # newdep is not on the index: app 1.0 wins
+    cold = resolve_requirements(["app"], X86, index_url=url)
+    assert [(a.name, a.version, a.required_by) for a in cold] == [("app", "1.0", ("request",))]
+
+    with monkeypatch.context() as patch:  # warm: the same pages, so no resolver runs
+        patch.setattr(resolve_module, "compile_with_uv", lambda *args, **kwargs: pytest.fail("uv ran"))
+        assert resolve_requirements(["app"], X86, index_url=url) == cold
+
+    # newdep's page was read as missing; now it exists, and the recorded closure is not taken.
+    build_wheel(wheels, Dist("newdep", "1.0"))
+    after = resolve_requirements(["app"], X86, index_url=url)
+    assert [(a.name, a.version, a.required_by) for a in after] == [
+        ("app", "2.0", ("request",)), ("newdep", "1.0", ("app",))]
+
+
+def test_a_corrupt_resolution_record_is_not_believed(own_index, pip_refused, monkeypatch, tmp_path):
+    monkeypatch.setenv("COGBUILD_CACHE", str(tmp_path / "cache"))
+    wheels, url = own_index
+    build_wheel(wheels, Dist("app", "1.0"))
+    cold = resolve_requirements(["app"], X86, index_url=url)
+    [record] = [path for path in (tmp_path / "cache" / "uv-resolutions").rglob("*")
+                if path.is_file() and "refs" not in path.parts]
+    record.write_bytes(record.read_bytes().replace(b'"1.0"', b'"9.9"'))
+    assert resolve_requirements(["app"], X86, index_url=url) == cold
