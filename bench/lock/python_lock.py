@@ -11,16 +11,20 @@ ratios against cogbuild; asserts nothing about speed.
 
 What differs: cogbuild resolves for the image (target tags and markers) and records one file per
 package with its exact size; pip-compile resolves for this host and lists every file's hash per
-package; uv resolves for --python-platform and lists every file's hash too. Without PEP 658 metadata
-files on the index (this mirror has none), cogbuild's pip resolves through cogbuild's loopback metadata
-proxy (range requests, fetched ahead in parallel, cached by wheel hash), pip-compile downloads each
-wheel whole, and uv uses range requests. COGBUILD_PIP_PROXY=0 turns the proxy off for comparison.
+package; uv resolves for --python-platform and lists every file's hash too. cogbuild runs uv (the
+pinned one) through its loopback proxy for a wheel-only closure, picks one file per package from the
+pages uv read, and records the sha256 of every page the resolution read: warm, it fetches those pages
+again and runs no resolver while all are unchanged. "cogbuild, pip alone" (COGBUILD_LOCK_RESOLVER=pip)
+is the path before uv: pip through the metadata proxy (range requests, fetched ahead in parallel, cached
+by wheel hash), needed without PEP 658 metadata files on the index (this mirror has none). pip-compile
+downloads each wheel whole; uv uses range requests.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -43,7 +47,7 @@ def clean_env(cache: Path) -> dict[str, str]:
     return env
 
 
-def run_cogbuild(requirements: list[str], cache: Path, out: Path) -> int:
+def run_cogbuild(requirements: list[str], cache: Path, out: Path, resolver: str = "uv") -> int:
     code = (
         "import sys; from cogbuild.pyresolve import Target, resolve_requirements, export_requirements;"
         "from cogbuild.settings import read_environment;"  # COGBUILD_PIP_PROXY, as the CLI reads it
@@ -52,7 +56,7 @@ def run_cogbuild(requirements: list[str], cache: Path, out: Path) -> int:
     )
     # pip's cache goes where PIP_CACHE_DIR says only without --isolated; point HOME's cache there too.
     env = clean_env(cache)
-    env["HOME"] = str(cache)
+    env.update(HOME=str(cache), COGBUILD_CACHE=str(cache / "cogbuild"), COGBUILD_LOCK_RESOLVER=resolver)
     completed = subprocess.run([sys.executable, "-c", code, *requirements], env=env, capture_output=True, text=True)
     if completed.returncode:
         raise SystemExit(completed.stderr)
@@ -104,6 +108,10 @@ def install_uv(where: Path) -> str:
     return uv
 
 
+def slug(name: str) -> str:
+    return re.sub(r"\W+", "-", name)
+
+
 def timed(function, *args) -> tuple[float, int]:
     start = time.perf_counter()
     pins = function(*args)
@@ -122,26 +130,27 @@ def main() -> None:
         uv = install_uv(work / "uv-venv")
         tools = {
             "cogbuild": lambda cache, out: run_cogbuild(args.requirements, cache, out),
+            "cogbuild, pip alone": lambda cache, out: run_cogbuild(args.requirements, cache, out, "pip"),
             "pip-compile": lambda cache, out: run_pip_compile(args.requirements, cache, out),
             "uv pip compile": lambda cache, out: run_uv(uv, args.requirements, cache, out),
         }
         results: dict[str, dict[str, tuple[float, int]]] = {}
         for name, tool in tools.items():
-            cache = work / f"cache-{name.split()[0]}"
+            cache = work / f"cache-{slug(name)}"
             phases = ("cold",) if name == "pip-compile" else ("cold", "warm")
-            results[name] = {phase: timed(tool, cache, work / f"{name.split()[0]}-{phase}.txt") for phase in phases}
+            results[name] = {phase: timed(tool, cache, work / f"{slug(name)}-{phase}.txt") for phase in phases}
             shutil.rmtree(cache, ignore_errors=True)
-        pins = {name: read_pins(work / f"{name.split()[0]}-cold.txt") for name in tools}
+        pins = {name: read_pins(work / f"{slug(name)}-cold.txt") for name in tools}
     print(f"\nrequirements: {' '.join(args.requirements)} (CPython 3.11, linux/x86_64, hashes)")
-    print(f"{'tool':<16}{'pins':>6}{'cold s':>9}{'warm s':>9}{'cold ratio':>12}{'warm ratio':>12}")
+    print(f"{'tool':<20}{'pins':>6}{'cold s':>9}{'warm s':>9}{'cold ratio':>12}{'warm ratio':>12}")
     ours = results["cogbuild"]
     for name, phases in results.items():
         cold = phases["cold"][0]
         warm = f"{phases['warm'][0]:>9.2f}" if "warm" in phases else f"{'-':>9}"
         warm_ratio = f"{phases['warm'][0] / ours['warm'][0]:>12.2f}" if "warm" in phases else f"{'-':>12}"
-        print(f"{name:<16}{phases['cold'][1]:>6}{cold:>9.2f}{warm}{cold / ours['cold'][0]:>12.2f}{warm_ratio}")
+        print(f"{name:<20}{phases['cold'][1]:>6}{cold:>9.2f}{warm}{cold / ours['cold'][0]:>12.2f}{warm_ratio}")
     print("ratio = tool time / cogbuild time (above 1: cogbuild is faster)")
-    for name in ("pip-compile", "uv pip compile"):
+    for name in ("cogbuild, pip alone", "pip-compile", "uv pip compile"):
         differ = sorted(pins["cogbuild"] ^ pins[name])
         print(f"pins differing from {name}: {', '.join(differ) if differ else 'none'}")
 
