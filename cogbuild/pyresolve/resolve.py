@@ -115,7 +115,8 @@ class _Resolution:
         self.extra_index_urls = [*extra_index_urls, *parsed.extra_index_urls]
         self.find_links = [*find_links, *parsed.find_links]
         self.index_urls = [normalize_index_url(u) for u in [self.index_url or PYPI_SIMPLE, *self.extra_index_urls]]
-        self.proxy = MetadataProxy(self.index_urls, target, client) if proxy else None
+        self.use_proxy = proxy
+        self.proxy: MetadataProxy | None = None  # pip's, made when pip resolves
         self.constraints_file = None
         if constraints:
             self.constraints_file = workdir / "constraints.txt"
@@ -138,8 +139,9 @@ class _Resolution:
         by_uv = self._resolve_with_uv()
         if by_uv is not None:
             return by_uv
-        if self.proxy is None:
+        if not self.use_proxy:
             return self._resolve()
+        self.proxy = MetadataProxy(self.index_urls, self.target, self.client)
         with self.proxy:
             return self._resolve()
 
@@ -161,7 +163,8 @@ class _Resolution:
                                        index_urls=[proxy.index_url(n) for n in range(len(self.index_urls))],
                                        upstream_index_urls=self.index_urls, constraints_file=self.constraints_file)
             pages = proxy.pages_read()
-        if compiled is None:
+        # A page the proxy could not fetch looked missing to uv: pip resolves again and names the index.
+        if compiled is None or any(page not in self.client.page_digests for page in pages):
             return None
         try:
             artifacts = wheels_for_lockfile(compiled, self.target, self.client)

@@ -137,10 +137,9 @@ class Resolutions:
 
     def remember(self, key: str, client: IndexClient, pages: list[tuple[str, str]],
                  artifacts: list[Artifact]) -> None:
-        """Keep the closure, unless some page it rests on is unknown or lists a file without a sha256
-        (whose METADATA, and so the closure, could change under the same page)."""
-        if any(page not in client.page_digests or
-               any(f.sha256 is None for f in client.project_files(*page) or []) for page in pages):
+        """Keep the closure, unless a page it rests on lists a file without a sha256 (whose METADATA,
+        and so the closure, could change under the same page)."""
+        if any(f.sha256 is None for page in pages for f in client.project_files(*page) or []):
             return
         record = {"pages": sorted([*page, client.page_digests[page]] for page in pages),
                   "artifacts": [asdict(artifact) for artifact in artifacts]}
