@@ -28,7 +28,7 @@ from .metadata_proxy import MetadataProxy
 from .pinning import FileLocator, check_hash_pins, from_pip_report, to_artifacts
 from .pip_runner import PipFailure, pip_command, run_pip
 from .target import Target
-from .uv_runner import Resolutions, compile_with_uv, resolution_key, usable_uv
+from .uv_runner import Resolutions, compile_with_uv, newer_glibc_wheels, resolution_key, usable_uv
 
 # Each source-only project costs one more pip run; a closure with more of them is not a wheel closure.
 MAX_SDISTS = 10
@@ -164,7 +164,8 @@ class _Resolution:
                                        upstream_index_urls=self.index_urls, constraints_file=self.constraints_file)
             pages = proxy.pages_read()
         # A page the proxy could not fetch looked missing to uv: pip resolves again and names the index.
-        if compiled is None or any(page not in self.client.page_digests for page in pages):
+        if compiled is None or any(page not in self.client.page_digests for page in pages) or \
+                newer_glibc_wheels(self.target, (f for page in pages for f in self.client.project_files(*page) or [])):
             return None
         try:
             artifacts = wheels_for_lockfile(compiled, self.target, self.client)

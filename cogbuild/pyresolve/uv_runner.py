@@ -20,7 +20,7 @@ import json
 import os
 import re
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
@@ -29,10 +29,10 @@ from ..artifacts import Artifact
 from ..cache import cache_dir
 from ..content_store import ContentStore
 from ..errors import CogbuildError, UsageError
-from .index import IndexClient
+from .index import IndexClient, IndexFile
 from .target import Target
 
-# The glibc levels uv 0.13 names in --python-platform (manylinux_2_17 … 2_40); others go to pip.
+# The glibc levels uv 0.13 names in --python-platform (manylinux_2_17, 2_28, 2_31 … 2_40).
 _UV_GLIBC_MINORS = {17, 28, *range(31, 41)}
 
 
@@ -49,9 +49,26 @@ def uv_binary() -> str | None:
 
 
 def uv_platform(target: Target) -> str | None:
-    """uv's name for the image's platform, e.g. x86_64-manylinux_2_36; None when uv has no such name."""
-    minor = int(target.glibc.split(".")[1])
-    return f"{target.arch}-manylinux_2_{minor}" if minor in _UV_GLIBC_MINORS else None
+    """uv's name for the image's platform, e.g. x86_64-manylinux_2_36: its glibc, or the newest older level
+    uv names (see newer_glibc_wheels); None below manylinux_2_17."""
+    level = _uv_glibc_level(target)
+    return None if level is None else f"{target.arch}-manylinux_2_{level}"
+
+
+def _uv_glibc_level(target: Target) -> int | None:
+    image = int(target.glibc.split(".")[1])
+    return max((level for level in _UV_GLIBC_MINORS if level <= image), default=None)
+
+
+def newer_glibc_wheels(target: Target, files: Iterable[IndexFile]) -> bool:
+    """Whether some file is a wheel the image can run only through a glibc newer than the level uv resolved
+    for (e.g. manylinux_2_41 on trixie, which uv 0.13 has no name for). Without one, uv saw every
+    candidate the image has, so its answer is the image's; with one, pip resolves instead."""
+    level, image = _uv_glibc_level(target), int(target.glibc.split(".")[1])
+    if level is None or level == image:
+        return False
+    pattern = re.compile(rf"manylinux_2_(\d+)_{target.arch}\b")
+    return any(level < int(minor) <= image for file in files for minor in pattern.findall(file.filename))
 
 
 def uv_command(uv: str, target: Target, requirements_file: Path, output_file: Path, cache: Path, *,

@@ -69,11 +69,26 @@ def test_what_uv_cannot_answer_goes_to_pip(simple_url):
     # A conflict: uv fails, pip resolves again and explains, naming both sides.
     with pytest.raises(CogbuildError, match="helper"):
         resolve_requirements(["withextra[more]", "helper>=2"], X86, index_url=simple_url)
-    # A glibc uv has no platform name for: pip alone, the same tags.
-    assert uv_platform(Target("3.11", "x86_64", "2.41")) is None
     assert uv_platform(X86) == "x86_64-manylinux_2_36"
-    trixie = resolve_requirements(["fastmath"], Target("3.11", "x86_64", "2.41"), index_url=simple_url)
-    assert [a.filename for a in trixie] == ["fastmath-1.0-cp311-cp311-manylinux_2_39_x86_64.whl"]
+    assert uv_platform(Target("3.11", "x86_64", "2.41")) == "x86_64-manylinux_2_40"  # uv has no 2_41
+
+
+def test_a_wheel_only_a_glibc_newer_than_uvs_allows_sends_the_lock_to_pip(own_index, monkeypatch):
+    wheels, url = own_index
+    build_wheel(wheels, Dist("newglibc", "0.9", "cp311-cp311-manylinux_2_17_x86_64"))
+    build_wheel(wheels, Dist("newglibc", "1.0", "cp311-cp311-manylinux_2_41_x86_64"))
+    build_wheel(wheels, Dist("newglibc", "1.1", "cp311-cp311-manylinux_2_41_aarch64"))
+    trixie = Target("3.11", "x86_64", "2.41")
+    with monkeypatch.context() as patch:  # uv alone (at manylinux_2_40) would miss 1.0
+        patch.setattr(resolve_module, "run_pip", lambda *args: pytest.fail("pip ran"))
+        with pytest.raises(BaseException, match="pip ran"):
+            resolve_requirements(["newglibc"], trixie, index_url=url)
+    assert [a.filename for a in resolve_requirements(["newglibc"], trixie, index_url=url)] == [
+        "newglibc-1.0-cp311-cp311-manylinux_2_41_x86_64.whl"]
+    # Where no wheel needs more than uv's level, uv's answer stands.
+    with monkeypatch.context() as patch:
+        patch.setattr(resolve_module, "run_pip", lambda *args: pytest.fail("pip ran"))
+        assert [a.version for a in resolve_requirements(["newglibc"], X86, index_url=url)] == ["0.9"]
 
 
 def test_an_unknown_resolver_setting_is_one_sentence(simple_url, monkeypatch):
