@@ -32,11 +32,15 @@ class LockSources:
     python_manifest: str = ""  # COGBUILD_PYTHON_PROVIDER: a manifest of standalone CPythons
     cpu: CpuWheelSource = field(default_factory=CpuWheelSource)
     pip_proxy: bool = True
+    uv: bool = True  # COGBUILD_LOCK_RESOLVER: uv resolves where it can, else pip alone
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LockSources:
+        if settings.lock_resolver_text not in ("uv", "pip"):
+            raise UsageError(f"COGBUILD_LOCK_RESOLVER is {settings.lock_resolver_text!r}; it must be uv or pip.")
         return cls(DebianSource(check_valid_until=settings.debian_check_valid_until), settings.python_provider,
-                   configured_cpu_source(settings.cpu_index_url, settings.cpu_find_links), settings.pip_proxy)
+                   configured_cpu_source(settings.cpu_index_url, settings.cpu_find_links), settings.pip_proxy,
+                   settings.lock_resolver_text == "uv")
 
 
 def glibc_version(os_debs: list[Artifact]) -> str:
@@ -93,23 +97,25 @@ def _lock_platform(config: CogConfig, platform: str, interpreter: Interpreter, v
     if any(line.strip() and not line.strip().startswith("#") for line in requirements):
         closures = resolve_variants(requirements, target, variants=variants, cuda=config.cuda, cudnn=config.cudnn,
                                     constraints=constraints, allow_sdist=True, project_root=config.root,
-                                    cpu_source=sources.cpu, proxy=sources.pip_proxy).artifacts
+                                    cpu_source=sources.cpu, proxy=sources.pip_proxy, uv=sources.uv).artifacts
         out += _python_groups(platform, closures)
         sdists = {a.sha256: a for artifacts in closures.values() for a in artifacts if a.kind == "sdist"}
         if sdists:
-            out += locked(platform, "build", _build_tools(list(sdists.values()), target, sources.pip_proxy),
+            out += locked(platform, "build", _build_tools(list(sdists.values()), target, sources),
                           variants)
     return out
 
 
-def _build_tools(sdists: list[Artifact], target: Target, proxy: bool) -> list[Artifact]:
+def _build_tools(sdists: list[Artifact], target: Target, sources: LockSources) -> list[Artifact]:
     """What builds the sdists' wheels offline in the image: pip, and each sdist's build requirements as
     wheels for the image (resolved one sdist at a time, since two may need different setuptools)."""
     wanted: dict[Artifact, set[str]] = {a: {"cogbuild"} for a in resolve_requirements(list(WHEEL_BUILDER), target,
-                                                                                      proxy=proxy)}
+                                                                                      proxy=sources.pip_proxy,
+                                                                                      uv=sources.uv)}
     for sdist in sorted(sdists, key=lambda a: a.name):
         if sdist.build_requires:
-            for wheel in resolve_requirements(list(sdist.build_requires), target, proxy=proxy):
+            for wheel in resolve_requirements(list(sdist.build_requires), target, proxy=sources.pip_proxy,
+                                              uv=sources.uv):
                 wanted.setdefault(wheel, set()).add(sdist.name)
     return [replace(wheel, required_by=tuple(sorted(names))) for wheel, names in wanted.items()]
 

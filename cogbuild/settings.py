@@ -62,6 +62,7 @@ class Settings:
     cpu_index_url: str | None = None  # None: not set (PyTorch's CPU index, unless find-links are given)
     cpu_find_links: tuple[str, ...] = ()
     pip_proxy: bool = True
+    lock_resolver_text: str = "uv"  # uv (where it can) or pip
     debian_check_valid_until: bool = True
     debian_snapshot: str | None = DEFAULT_DEBIAN_SNAPSHOT  # a snapshot service's base URL; None: off
     cache_repo: str | None = None
@@ -91,6 +92,7 @@ class Settings:
             cpu_index_url=environ.get("COGBUILD_CPU_INDEX_URL"),
             cpu_find_links=tuple(p for p in environ.get("COGBUILD_CPU_FIND_LINKS", "").split(os.pathsep) if p),
             pip_proxy=environ.get("COGBUILD_PIP_PROXY") != "0",
+            lock_resolver_text=environ.get("COGBUILD_LOCK_RESOLVER", "uv"),
             debian_check_valid_until=environ.get("COGBUILD_DEBIAN_IGNORE_VALID_UNTIL", "") not in _YES,
             debian_snapshot=None if snapshot in ("", "off") else snapshot,
             cache_repo=text("COGBUILD_CACHE_REPO"),

@@ -51,8 +51,10 @@ def clean_env(cache: Path) -> dict[str, str]:
 def run_cogbuild(requirements: list[str], cache: Path, out: Path, resolver: str = "uv") -> int:
     code = (
         "import sys; from cogbuild.pyresolve import Target, resolve_requirements, export_requirements;"
-        "from cogbuild.settings import read_environment;"  # COGBUILD_PIP_PROXY, as the CLI reads it
-        "a = resolve_requirements(sys.argv[1:], Target('3.11', 'x86_64', '2.36'), proxy=read_environment().pip_proxy);"
+        # COGBUILD_PIP_PROXY and COGBUILD_LOCK_RESOLVER, as the CLI reads them
+        "from cogbuild.settings import read_environment; s = read_environment();"
+        "a = resolve_requirements(sys.argv[1:], Target('3.11', 'x86_64', '2.36'), proxy=s.pip_proxy,"
+        " uv=s.lock_resolver_text == 'uv');"
         f"open({str(out)!r}, 'w').write(export_requirements(a)); print(len(a))"
     )
     # pip's cache goes where PIP_CACHE_DIR says only without --isolated; point HOME's cache there too.

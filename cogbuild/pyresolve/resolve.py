@@ -37,7 +37,7 @@ MAX_SDISTS = 10
 def resolve_requirements(requirements: Sequence[str], target: Target, *, index_url: str | None = None,
                          extra_index_urls: Iterable[str] = (), find_links: Iterable[str] = (),
                          allow_sdist: bool = False, constraints: Sequence[str] = (),
-                         project_root: Path | None = None, proxy: bool = True) -> list[Artifact]:
+                         project_root: Path | None = None, proxy: bool = True, uv: bool = True) -> list[Artifact]:
     """Pin the closure of `requirements` (lines of a requirements file) to wheels for `target`.
 
     Options inside the lines (--index-url, --extra-index-url, --find-links, --hash) are honoured as pip
@@ -56,7 +56,7 @@ def resolve_requirements(requirements: Sequence[str], target: Target, *, index_u
         return []
     with tempfile.TemporaryDirectory(prefix="cogbuild-pyresolve-") as tmp, IndexClient() as client:
         run = _Resolution(Path(tmp), target, client, parsed, text, index_url, [*extra_index_urls],
-                          [*find_links], constraints, allow_sdist, project_root, proxy)
+                          [*find_links], constraints, allow_sdist, project_root, proxy, uv)
         artifacts = run.resolve()
     check_hash_pins(artifacts, {canonicalize_name(Requirement(r.text).name): set(r.hashes)
                                 for r in parsed.requirements if r.hashes and not _names_a_source(r.text)})
@@ -107,7 +107,8 @@ class _Resolution:
 
     def __init__(self, workdir: Path, target: Target, client: IndexClient, parsed: reqfile.RequirementsText,
                  text: str, index_url: str | None, extra_index_urls: list[str], find_links: list[str],
-                 constraints: Sequence[str], allow_sdist: bool, project_root: Path | None, proxy: bool) -> None:
+                 constraints: Sequence[str], allow_sdist: bool, project_root: Path | None, proxy: bool,
+                 uv: bool) -> None:
         self.workdir, self.target, self.client, self.allow_sdist = workdir, target, client, allow_sdist
         self.parsed = parsed
         # As in pip, an --index-url line in the requirements replaces the one given by the caller.
@@ -115,7 +116,7 @@ class _Resolution:
         self.extra_index_urls = [*extra_index_urls, *parsed.extra_index_urls]
         self.find_links = [*find_links, *parsed.find_links]
         self.index_urls = [normalize_index_url(u) for u in [self.index_url or PYPI_SIMPLE, *self.extra_index_urls]]
-        self.use_proxy = proxy
+        self.use_proxy, self.use_uv = proxy, uv
         self.proxy: MetadataProxy | None = None  # pip's, made when pip resolves
         self.constraints_file = None
         if constraints:
@@ -147,7 +148,7 @@ class _Resolution:
 
     def _resolve_with_uv(self) -> list[Artifact] | None:
         """uv's closure when uv may resolve these lines and can (see uv_runner), else None: pip's turn."""
-        uv = usable_uv(self.target)
+        uv = usable_uv(self.target) if self.use_uv else None
         if uv is None or self.find_links or self.sdists or self.parsed.other_options or \
                 any(line.hashes for line in self.parsed.requirements):
             return None

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
@@ -28,7 +27,8 @@ from pathlib import Path
 from ..artifacts import Artifact
 from ..cache import cache_dir
 from ..content_store import ContentStore
-from ..errors import CogbuildError, UsageError
+from ..errors import CogbuildError
+from ..settings import process_environment
 from .index import IndexClient, IndexFile
 from .target import Target
 
@@ -87,14 +87,15 @@ def uv_command(uv: str, target: Target, requirements_file: Path, output_file: Pa
     return command + [str(requirements_file)]
 
 
-def uv_environment(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
-    """`environ` without uv's and pip's settings (uv reads PIP_INDEX_URL-like UV_* variables)."""
-    return {name: value for name, value in environ.items() if not name.upper().startswith(("UV_", "PIP_"))}
+def uv_environment() -> dict[str, str]:
+    """This process's environment without uv's settings (UV_INDEX_URL, UV_CONSTRAINT, …) or pip's."""
+    return {name: value for name, value in process_environment().items()
+            if not name.upper().startswith(("UV_", "PIP_"))}
 
 
 def usable_uv(target: Target) -> str | None:
-    """The uv to resolve for `target` with, or None: not wanted, not installed, or no name for the platform."""
-    uv = uv_binary() if uv_wanted() else None
+    """The uv to resolve for `target` with, or None: not installed, or no name for the platform."""
+    uv = uv_binary()
     return uv if uv is not None and uv_platform(target) is not None else None
 
 
@@ -173,11 +174,3 @@ def _pages_unchanged(pages: list[tuple[str, str, str]], client: IndexClient) -> 
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         return all(pool.map(unchanged, pages))
-
-
-def uv_wanted(environ: Mapping[str, str] = os.environ) -> bool:
-    """COGBUILD_LOCK_RESOLVER: uv (the default) where it can, or pip alone."""
-    value = environ.get("COGBUILD_LOCK_RESOLVER", "uv")
-    if value not in ("uv", "pip"):
-        raise UsageError(f"COGBUILD_LOCK_RESOLVER is {value!r}; it must be uv or pip.")
-    return value == "uv"

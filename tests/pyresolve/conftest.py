@@ -47,8 +47,10 @@ def private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
 
 @pytest.fixture(autouse=True, params=["uv", "pip"])
 def lock_resolver(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Each test runs twice: uv resolving wherever it may (pip for the rest), and pip alone. Same answers."""
-    monkeypatch.setenv("COGBUILD_LOCK_RESOLVER", request.param)
+    """Each test runs twice: uv resolving wherever it may (pip for the rest), and pip alone (as with
+    COGBUILD_LOCK_RESOLVER=pip, which the CLI passes down as uv=False). Same answers."""
+    if request.param == "pip":
+        monkeypatch.setattr("cogbuild.pyresolve.resolve.usable_uv", lambda target: None)
     return request.param
 
 

@@ -26,8 +26,7 @@ def test_same_lock_with_and_without_the_proxy(simple_url):
 
 def test_metadata_is_cached_by_wheel_hash(simple_url, tmp_path, monkeypatch, wheel_dir):
     monkeypatch.setenv("COGBUILD_CACHE", str(tmp_path))
-    monkeypatch.setenv("COGBUILD_LOCK_RESOLVER", "pip")  # the proxy serves pip; uv keeps its own cache
-    artifacts = resolve_requirements(["purelib"], X86, index_url=simple_url)
+    artifacts = resolve_requirements(["purelib"], X86, index_url=simple_url, uv=False)  # the proxy serves pip
     cache = default_cache()
     assert cache.root == tmp_path / "wheel-metadata"
     for artifact in artifacts:

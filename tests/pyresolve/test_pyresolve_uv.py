@@ -9,6 +9,8 @@ from cogbuild.errors import CogbuildError, UsageError
 from cogbuild.pyresolve import Target, resolve_requirements
 from cogbuild.pyresolve import resolve as resolve_module
 from cogbuild.pyresolve.uv_runner import uv_platform
+from cogbuild.resolve import LockSources
+from cogbuild.settings import Settings
 
 X86 = Target("3.11", "x86_64", "2.36")
 ARM = Target("3.11", "aarch64", "2.36")
@@ -16,9 +18,8 @@ COMMON = ["purelib", "fastmath", "markers", "withextra[more]", "stable"]
 
 
 @pytest.fixture
-def lock_resolver(monkeypatch: pytest.MonkeyPatch) -> str:
+def lock_resolver() -> str:
     """Here uv resolves (this replaces conftest's two-engine fixture)."""
-    monkeypatch.setenv("COGBUILD_LOCK_RESOLVER", "uv")
     return "uv"
 
 
@@ -31,9 +32,7 @@ def pip_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def resolve_with_pip_alone(monkeypatch: pytest.MonkeyPatch, *args, **kwargs):
-    with monkeypatch.context() as patch:
-        patch.setenv("COGBUILD_LOCK_RESOLVER", "pip")
-        return resolve_requirements(*args, **kwargs)
+    return resolve_requirements(*args, **kwargs, uv=False)
 
 
 @pytest.mark.parametrize("target, requirements, fastmath", [
@@ -91,10 +90,14 @@ def test_a_wheel_only_a_glibc_newer_than_uvs_allows_sends_the_lock_to_pip(own_in
         assert [a.version for a in resolve_requirements(["newglibc"], X86, index_url=url)] == ["0.9"]
 
 
-def test_an_unknown_resolver_setting_is_one_sentence(simple_url, monkeypatch):
-    monkeypatch.setenv("COGBUILD_LOCK_RESOLVER", "poetry")
+def test_the_resolver_setting_reaches_the_lock_and_an_unknown_one_is_one_sentence(tmp_path):
+    def sources(value: str) -> LockSources:
+        environ = {"COGBUILD_LOCK_RESOLVER": value, "HOME": str(tmp_path)}
+        return LockSources.from_settings(Settings.from_environ(environ))
+
+    assert (sources("uv").uv, sources("pip").uv) == (True, False)
     with pytest.raises(UsageError, match=r"^COGBUILD_LOCK_RESOLVER is 'poetry'; it must be uv or pip\.$"):
-        resolve_requirements(["purelib"], X86, index_url=simple_url)
+        sources("poetry")
 
 
 @pytest.fixture
@@ -102,9 +105,9 @@ def own_index(tmp_path):
     """An index whose contents a test changes between locks."""
     directory = tmp_path / "wheels"
     directory.mkdir()
-    server = WheelIndex(directory).start()
+    server = WheelIndex(directory)
     yield directory, server.url + "/simple/"
-    server.stop()
+    server.close()
 
 
 def test_a_warm_lock_reuses_uv_closure_only_while_the_pages_it_read_are_unchanged(own_index, pip_refused,
