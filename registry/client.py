@@ -2,7 +2,7 @@
 
 The session is a plain requests session that refuses cookies, as oras' does (importing
 `oras.provider` would load jsonschema for nothing at every push); challenges are answered by
-`RegistryAuth`, built on oras' auth backend. Requests go through `RegistryClient.request`, which
+`RegistryAuth` (auth.py, shared with the light client). Requests go through `RegistryClient.request`, which
 retries as `http_policy` says (connection failures, 429 honouring Retry-After, 5xx) whenever the body
 can be sent again, sends credentials to the registry's own origin only (never to an upload Location or a
 redirect elsewhere), and turns any other failure into one sentence naming the registry and repository.
@@ -56,7 +56,7 @@ class RegistryClient:
         adapter = _LargeBlockAdapter(pool_connections=4, pool_maxsize=16)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
-        self.auth = RegistryAuth(registry, self.session, plain_http=self.plain_http)
+        self.auth = RegistryAuth(registry, plain_http=self.plain_http)
         self.policy = policy or RetryPolicy.default()
 
     def url(self, path: str) -> str:
