@@ -17,7 +17,7 @@ from urllib.parse import urljoin
 
 import requests
 
-from .errors import OCIError
+from .errors import RegistryError, refusal
 
 from .auth import RegistryAuth
 from .http_policy import RetryPolicy, same_origin
@@ -30,15 +30,6 @@ class Readable(Protocol):
 
 
 Body = Union[bytes, Callable[[], Readable], None]
-
-
-class RegistryError(OCIError):
-    """A registry said no, or could not be reached; the message says which and what to do."""
-
-    def __init__(self, message: str, status: int | None = None, codes: tuple[str, ...] = ()) -> None:
-        super().__init__(message)
-        self.status = status
-        self.codes = codes  # the OCI error codes of the answer, e.g. ("MANIFEST_BLOB_UNKNOWN",)
 
 
 class RegistryClient:
@@ -134,33 +125,13 @@ class RegistryClient:
     # -- errors ---------------------------------------------------------------------------------
     def error(self, response: requests.Response, repository: str, action: str,
               attempts: int = 1) -> RegistryError:
-        status = response.status_code
-        where = f"{self.registry}/{repository}" if repository else self.registry
-        detail = _registry_message(response)
-        detail = f" ({detail})" if detail else ""
-        if status == 401:
-            if self.auth.has_credentials:
-                text = (f"registry {self.registry} rejected the stored credentials when trying to {action} "
-                        f"{where}{detail}; run `cogbuild login {self.registry}` again")
-            else:
-                text = (f"registry {self.registry} needs credentials to {action} {where}{detail}; "
-                        f"run `cogbuild login {self.registry}` first")
-        elif status == 403:
-            text = (f"registry {self.registry} denied permission to {action} {where}{detail}; "
-                    "check that your account may use this repository")
-        elif status == 404:
-            text = f"could not {action} {where}: not found{detail}; check the repository name and tag"
-        elif status == 429:
-            text = (f"registry {self.registry} kept rate-limiting requests to {action} {where} "
-                    f"after {attempts} tries; wait a while and run the command again")
-        elif status >= 500:
-            text = (f"registry {self.registry} failed with {status} {response.reason} when trying to {action} "
-                    f"{where} after {attempts} tries{detail}; try again later")
-        else:
-            text = f"registry {self.registry} refused to {action} {where}: {status} {response.reason}{detail}"
-        codes = _registry_codes(response)
+        try:
+            body = response.content
+        except requests.exceptions.RequestException:
+            body = b""
         response.close()
-        return RegistryError(text, status, codes)
+        return refusal(self.registry, repository, action, response.status_code, response.reason or "", body,
+                       has_credentials=self.auth.has_credentials, attempts=attempts)
 
 
 class _LargeBlockAdapter(requests.adapters.HTTPAdapter):
@@ -178,24 +149,6 @@ def _scope(repository: str, method: str) -> str:
 
 def _replayable(body: Body) -> bool:
     return body is None or isinstance(body, bytes) or callable(body)
-
-
-def _registry_errors(response: requests.Response) -> list[dict]:
-    try:
-        errors = response.json().get("errors") or []
-    except (ValueError, AttributeError, requests.exceptions.RequestException):
-        return []
-    return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
-
-
-def _registry_codes(response: requests.Response) -> tuple[str, ...]:
-    return tuple(str(e["code"]) for e in _registry_errors(response) if e.get("code"))
-
-
-def _registry_message(response: requests.Response) -> str:
-    """The error messages of an OCI error body, if the registry sent any."""
-    parts = [f"{e.get('code', '')}: {e.get('message', '')}".strip(": ") for e in _registry_errors(response)]
-    return "; ".join(p for p in parts if p)[:300]
 
 
 def _short(exc: BaseException) -> str:
