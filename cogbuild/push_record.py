@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import platform
+import stat
 import sys
 from dataclasses import asdict, dataclass, field
 from importlib.util import find_spec
@@ -33,8 +34,8 @@ from .registry.layout import Layout
 from .registry.reference import fallback_tag, parse_reference
 from .settings import Settings
 
-FORMAT = 1
-FileTable = dict[str, list]  # path -> [size, mtime_ns, inode, sha256]
+FORMAT = 2
+FileTable = dict[str, list]  # path -> [size, mtime_ns, inode, mode, sha256 (or what a link or directory is)]
 TOOL_PACKAGES = ("cogbuild", "cogbuild.layers", "cogbuild.registry", "cogbuild.lockfiles", "cog")
 # Settings that cannot change what is built (any other one, present or future, is part of the fingerprint).
 NOT_IN_THE_IMAGE = frozenset({"debug", "ready_timeout_text", "runtime", "sign_key", "sign_password", "verify_key",
@@ -107,7 +108,7 @@ def fingerprint(root: Path, outside: list[str], ref: str, settings: Settings, op
     chosen = {name: str(value) for name, value in asdict(settings).items() if name not in NOT_IN_THE_IMAGE}
     identity = {
         "version": __version__, "python": sys.version, "machine": platform.machine(), "ref": ref,
-        "options": options, "settings": chosen, "files": {path: entry[3] for path, entry in sorted(files.items())},
+        "options": options, "settings": chosen, "files": {path: entry[3:] for path, entry in sorted(files.items())},
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest(), files
 
@@ -116,26 +117,28 @@ def _table(root: Path, label: str, known: FileTable, files: FileTable, skip: fro
     for path in _paths(root, skip):
         key = f"{label}:{path.relative_to(root).as_posix()}"
         st = path.lstat()
-        stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode]  # a mode change alone changes the image
         previous = known.get(key)
-        if previous is not None and previous[:3] == stamp:
+        if stat.S_ISDIR(st.st_mode):
+            files[key] = [0, 0, 0, st.st_mode, "directory"]  # an empty one is in the image too
+        elif previous is not None and previous[:4] == stamp:
             files[key] = previous
-        elif path.is_symlink():
+        elif stat.S_ISLNK(st.st_mode):
             files[key] = stamp + ["link:" + os.readlink(path)]
         else:
             files[key] = stamp + [file_sha256(path)]
 
 
 def _paths(root: Path, skip: frozenset[str]) -> Iterator[Path]:
-    """Every file and symlink under `root` (symlinked directories not followed), or `root` if it is a file."""
+    """Every directory, file and symlink under `root` (symlinked directories not followed), or `root` if it
+    is not a directory."""
     if not root.is_dir():
         if os.path.lexists(root):
             yield root
         return
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in skip)
-        links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
-        for name in sorted(filenames) + links:
+        for name in sorted(filenames) + dirnames:
             yield Path(dirpath, name)
 
 

@@ -30,8 +30,13 @@ def test_an_unchanged_push_prints_the_same_reference_without_building_or_pushing
     assert FULL_PATH not in again.err and FULL_PATH in pushed_model.first.err
 
 
-def test_a_changed_file_is_built_and_pushed(pushed_model):
-    (pushed_model.model / "helper.py").write_text("VALUE = 2\n")
+@pytest.mark.parametrize("change", [
+    lambda model: (model / "helper.py").write_text("VALUE = 2\n"),
+    lambda model: (model / "predict.py").chmod(0o755),
+    lambda model: (model / "empty").mkdir(),
+], ids=["new file", "mode", "empty directory"])
+def test_a_change_to_the_model_directory_is_built_and_pushed(pushed_model, change):
+    change(pushed_model.model)
     changed = pushed_model.push()
     assert changed.code == 0, changed.err
     assert FULL_PATH in changed.err and changed.out != pushed_model.first.out
