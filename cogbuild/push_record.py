@@ -9,8 +9,8 @@ and SBOM artifacts). The files outside the directory are a function of cog.yaml,
 so the next push can recompute the fingerprint without parsing it; when it matches, the local store still
 holds the image and a few questions to the registry (light client) find every tag and attachment in place,
 the push is done. Anything else takes the full path, which writes a new record. A file is hashed again
-only when its size, mtime or inode changed since the record (LayerCache's rule for blobs), and each record
-carries the sha256 of its content: one that does not match counts as absent.
+only when its size, mtime, inode or mode changed since the record (LayerCache's rule for blobs). Records
+live in a ContentStore under the cache's `pushes/`, so one whose bytes do not match its hash counts as absent.
 """
 
 from __future__ import annotations
@@ -27,8 +27,7 @@ from pathlib import Path
 from typing import Iterator
 
 from . import __version__
-from .cache import file_sha256
-from .layers.atomic import atomic_write
+from .content_store import ContentStore, file_sha256
 from .layers.descriptor import OCI_INDEX, Descriptor
 from .registry.layout import Layout
 from .registry.reference import fallback_tag, parse_reference
@@ -74,23 +73,23 @@ class PushRecord:
         return Descriptor.from_json(self.image)
 
 
-def record_path(settings: Settings, cog_yaml: str | None, ref: str | None, insecure: bool) -> Path:
-    """Where the record of this command line is kept."""
+def record_store(settings: Settings) -> ContentStore:
+    return ContentStore(settings.cache_root / "pushes")
+
+
+def record_name(cog_yaml: str | None, ref: str | None, insecure: bool) -> str:
+    """The name of the record of this command line in the record store."""
     command_line = f"{os.getcwd()}\0{cog_yaml or ''}\0{ref or ''}\0{insecure}"
-    return settings.cache_root / "pushes" / hashlib.sha256(command_line.encode()).hexdigest()[:32]
+    return hashlib.sha256(command_line.encode()).hexdigest()[:32]
 
 
-def read_record(path: Path) -> PushRecord | None:
-    try:
-        digest, _, data = path.read_bytes().partition(b"\n")
-    except OSError:
-        return None
-    return PushRecord.from_bytes(data) if hashlib.sha256(data).hexdigest().encode() == digest else None
+def read_record(store: ContentStore, name: str) -> PushRecord | None:
+    data = store.get_named(name)  # verified against its sha256: a damaged record is gone
+    return PushRecord.from_bytes(data) if data is not None else None
 
 
-def write_record(path: Path, record: PushRecord) -> None:
-    data = record.to_bytes()
-    atomic_write(path, hashlib.sha256(data).hexdigest().encode() + b"\n" + data)
+def write_record(store: ContentStore, name: str, record: PushRecord) -> None:
+    store.put_named(name, record.to_bytes())
 
 
 def fingerprint(root: Path, outside: list[str], ref: str, settings: Settings, options: dict[str, str],

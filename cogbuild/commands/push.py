@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import UsageError
-from ..push_record import (PushRecord, fingerprint, image_is_stored, read_record, record_path, unchanged_push_is_there,
-                           write_record)
+from ..push_record import (PushRecord, fingerprint, image_is_stored, read_record, record_name, record_store,
+                           unchanged_push_is_there, write_record)
 from ..layers.descriptor import Descriptor
 from ..registry.reference import Reference, parse_reference
 from ..settings import Settings, settings_of
@@ -54,8 +54,8 @@ def command(ctx: click.Context, ref: str | None, cog_yaml: str | None, insecure:
     sign_key = sign_key or settings.sign_key
     key = _open_key(sign_key, settings.sign_password) if sign_key else None
     options = {"compression": compression, "cache": cache or "", "secrets": ",".join(secrets)}
-    where = record_path(settings, cog_yaml, ref, insecure)
-    previous = read_record(where)
+    records, name = record_store(settings), record_name(cog_yaml, ref, insecure)
+    previous = read_record(records, name)
     if key is None and previous is not None and _unchanged(previous, settings, options, insecure):
         result(f"{previous.ref.split('@')[0]}@{previous.descriptor.digest}")  # built and pushed from these inputs
         return
@@ -72,7 +72,7 @@ def command(ctx: click.Context, ref: str | None, cog_yaml: str | None, insecure:
     after, record.files = fingerprint(root, outside, ref, settings, options, files)
     if after == before:  # nothing changed while the build ran (a first push locks, changing cog.lock)
         record.root, record.ref, record.outside, record.fingerprint = str(root), ref, outside, after
-        write_record(where, record)
+        write_record(records, name, record)
     result(f"{ref.split('@')[0]}@{record.descriptor.digest}")
 
 

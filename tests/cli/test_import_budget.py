@@ -29,7 +29,7 @@ BUDGETS = {
 }
 # Issue 15: an unchanged image is only asked about (registry/light.py); nothing parses cog.yaml or builds.
 BUDGETS["push unchanged"] = BUDGETS["push"] | {
-    "requests", "urllib3", "oras", "yaml", "tomli_w", "zstandard", "pathspec",
+    "requests", "urllib3", "oras", "yaml", "tomli_w", "zstandard", "pathspec", "concurrent.futures", "cogbuild.cache",
     "cogbuild.config", "cogbuild.project", "cogbuild.lock", "cogbuild.build", "cogbuild.plan", "cogbuild.shared_cache",
     "cogbuild.commands.build", "cogbuild.layers.tarball", "cogbuild.layers.tree", "cogbuild.layers.code",
     "cogbuild.registry.client", "cogbuild.registry.remote", "cogbuild.registry.transfer",

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cogbuild.push_record import read_record
+from cogbuild.content_store import ContentStore
+from cogbuild.push_record import PushRecord
 from cogbuild.registry.light import LightClient
 from cogbuild.registry.layout import Layout
 from cogbuild.registry.remote import push_image
@@ -59,12 +60,13 @@ def test_a_tag_moved_in_the_registry_is_pushed_again(pushed_model, tmp_path):
 
 
 def test_a_damaged_record_is_not_believed(pushed_model):
-    records = [path for path in (Path(pushed_model.env["COGBUILD_CACHE"]) / "pushes").iterdir()
-               if read_record(path) is not None and read_record(path).root == str(pushed_model.model)]
-    assert len(records) == 1
-    data = bytearray(records[0].read_bytes())
+    records = ContentStore(Path(pushed_model.env["COGBUILD_CACHE"]) / "pushes")
+    ours = [records.path(records.get_ref(ref.name)) for ref in records.refs.iterdir()
+            if PushRecord.from_bytes(records.get_named(ref.name)).root == str(pushed_model.model)]
+    assert len(ours) == 1
+    data = bytearray(ours[0].read_bytes())
     data[-3] ^= 1
-    records[0].write_bytes(bytes(data))
+    ours[0].write_bytes(bytes(data))
     again = pushed_model.push()
     assert again.code == 0, again.err
     assert FULL_PATH in again.err and again.out == pushed_model.first.out
