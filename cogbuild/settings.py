@@ -19,6 +19,8 @@ from .errors import UsageError
 if TYPE_CHECKING:
     import click
 
+CACHE_REPO_ENV = "COGBUILD_CACHE_REPO"  # what --cache defaults to
+
 # name -> what it sets; the order is the order `--help` prints them in.
 VARIABLES: dict[str, str] = {
     "COGBUILD_STORE": "the local image store (default ~/.local/share/cogbuild/store)",

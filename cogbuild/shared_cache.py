@@ -29,11 +29,11 @@ from .layers.image import Layer
 from .plan import LayerSpec
 from .registry.errors import OCIError
 from .registry.layout import Layout
+from .settings import CACHE_REPO_ENV  # noqa: F401  (re-exported: the tests import it from here)
 
 if TYPE_CHECKING:
     from .registry.binary_cache import CacheRepository
 
-CACHE_REPO_ENV = "COGBUILD_CACHE_REPO"
 DIFF_ID = "run.cog.diff-id"
 LIBRARY_DIRS = "run.cog.library-dirs"
 LOOKUPS_AT_ONCE = 8  # one small GET each: many in flight hide the round trips

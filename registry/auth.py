@@ -1,33 +1,52 @@
-"""Registry credentials and challenges, through oras' auth backend.
+"""Registry credentials and challenges, for both clients (the full one in client.py, the light one in light.py).
 
 Credentials come from Docker's config (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`):
 inline `auths`, `credHelpers` and `credsStore` (a `docker-credential-*` program). A registry answers 401
 with a challenge: `Basic` gets the credentials, `Bearer realm=…,service=…,scope=…` gets a token from the
-realm. oras reuses one token for every scope; here each scope keeps its own, since a push touches the
-pull scope of one repository, the push scope of another and, for mounts, the pull scope of a third.
+realm. Each scope keeps its own token, since a push touches the pull scope of one repository, the push
+scope of another and, for mounts, the pull scope of a third. Only the standard library is imported here
+(the token request goes through wire.py), so a command that only asks questions loads no HTTP library.
 """
 
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import os
+import re
 import subprocess
 import threading
+from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
-
-import oras.auth
-import oras.auth.utils as oras_auth_utils
-import requests
+from urllib.parse import urlencode, urlsplit
 
 from .errors import OCIError
 from cogbuild.layers.atomic import atomic_write
 
 from .reference import DOCKER_HUB
+from .wire import exchange
 
 TOKEN_TIMEOUT = (10, 60)  # connect, read (seconds) for a token service
+TOKEN_MAX = 1 << 20  # a token answer is a small JSON object
 _DOCKER_HUB_KEYS = ("https://index.docker.io/v1/", "index.docker.io", "registry-1.docker.io")
+_CHALLENGE_PARAMETER = re.compile(r'([A-Za-z]+)="([^"]*)"')
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """A WWW-Authenticate header: its scheme (lowercase) and the Bearer parameters."""
+
+    scheme: str
+    realm: str | None = None
+    service: str | None = None
+    scope: str | None = None
+
+
+def parse_challenge(header: str) -> Challenge:
+    scheme, _, rest = header.strip().partition(" ")
+    parameters = {name.lower(): value for name, value in _CHALLENGE_PARAMETER.findall(rest)}
+    return Challenge(scheme.lower(), parameters.get("realm"), parameters.get("service"), parameters.get("scope"))
 
 
 def docker_config_path() -> Path:
@@ -48,42 +67,66 @@ def config_keys(registry: str) -> list[str]:
     return keys
 
 
-class RegistryAuth(oras.auth.TokenAuth):
+def basic_credentials(registry: str) -> str | None:
+    """The base64 `user:password` Docker's config holds for `registry`, or None.
+
+    For each name the registry may be stored under: an inline `auths` entry, then its `credHelpers`
+    program, then the `credsStore` program. A helper that is missing or fails counts as no credentials.
+    """
+    path = docker_config_path()
+    if not path.exists():
+        return None
+    try:
+        config = json.loads(path.read_text())
+        if not isinstance(config, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        raise OCIError(f"cannot read registry credentials from {path}: {exc}") from None
+    auths, helpers = config.get("auths") or {}, config.get("credHelpers") or {}
+    for key in config_keys(registry):
+        inline = (auths.get(key) or {}).get("auth") if isinstance(auths.get(key), dict) else None
+        if inline:
+            return str(inline)
+        for helper in (helpers.get(key), config.get("credsStore")):
+            found = _helper_get(helper, key) if helper else None
+            if found:
+                return found
+    return None
+
+
+def _helper_get(helper: str, server: str) -> str | None:
+    try:
+        done = subprocess.run([f"docker-credential-{helper}", "get"], input=server.encode(), capture_output=True,
+                              check=True, timeout=60)
+        answer = json.loads(done.stdout)
+        return basic_token(answer["Username"], answer["Secret"])
+    except (OSError, subprocess.SubprocessError, ValueError, KeyError, TypeError):
+        return None
+
+
+def basic_token(username: str, password: str) -> str:
+    return base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+class RegistryAuth:
     """Answers one registry's challenges; thread-safe, one bearer token per scope."""
 
-    def __init__(self, registry: str, session: requests.Session, *, tls_verify: bool = True,
-                 plain_http: bool = False) -> None:
-        super().__init__()
+    def __init__(self, registry: str, *, tls_verify: bool = True, plain_http: bool = False) -> None:
         self.registry = registry
-        self.session = session
         self._tls_verify = tls_verify
         self._plain_http = plain_http  # the user accepted plain HTTP for this registry (loopback or --insecure)
-        self._basic_auth: str | None = None
+        self._basic_auth: str | None = basic_credentials(registry)
         self._tokens: dict[str, str] = {}
         self._lock = threading.Lock()
         self._scope_locks: dict[str, threading.Lock] = {}
-        self._load_credentials()
-
-    # -- credentials ----------------------------------------------------------------------------
-    def _load_credentials(self) -> None:
-        path = docker_config_path()
-        if not path.exists():
-            return
-        try:
-            self._auth_config = oras_auth_utils.load_configs([str(path)])
-        except (OSError, ValueError) as exc:
-            raise OCIError(f"cannot read registry credentials from {path}: {exc}") from None
-        for key in config_keys(self.registry):
-            if self._load_auth(key):  # oras: auths, then credHelpers, then credsStore
-                return
 
     @property
     def has_credentials(self) -> bool:
         return bool(self._basic_auth)
 
     def use_credentials(self, username: str, password: str) -> None:
-        self.set_basic_auth(username, password)
         with self._lock:
+            self._basic_auth = basic_token(username, password)
             self._tokens.clear()
 
     # -- challenges -----------------------------------------------------------------------------
@@ -93,17 +136,14 @@ class RegistryAuth(oras.auth.TokenAuth):
         `sent` is what the refused request carried: when another thread has meanwhile earned a
         different token for the scope, that one is tried instead of asking the realm again.
         """
-        scheme = challenge.split(" ", 1)[0].lower()
-        if scheme == "basic":
+        parsed = parse_challenge(challenge)
+        if parsed.scheme == "basic":
             if not self._basic_auth:
                 return None
             with self._lock:
                 self._tokens[scope] = ""  # remembered: this registry takes Basic for the scope
             return {"Authorization": f"Basic {self._basic_auth}"}
-        if scheme != "bearer":
-            return None
-        parsed = oras_auth_utils.parse_auth_header(challenge)
-        if not parsed.realm:
+        if parsed.scheme != "bearer" or not parsed.realm:
             return None
         with self._scope_lock(scope):
             current = self.header_for_scope(scope)
@@ -116,28 +156,29 @@ class RegistryAuth(oras.auth.TokenAuth):
                 self._tokens[scope] = token
         return {"Authorization": f"Bearer {token}"}
 
-    def request_token(self, challenge: oras_auth_utils.authHeader) -> str | None:
-        """A bearer token from the challenge's realm (oras' version, with the checks a registry answer needs).
+    def request_token(self, challenge: Challenge) -> str | None:
+        """A bearer token from the challenge's realm, with the checks a registry answer needs.
 
         The realm is the registry's word: credentials go to it only over HTTPS, or over plain HTTP when
-        the registry itself is spoken to that way; the request has a timeout and its answer must be a
-        JSON object holding a token.
+        the registry itself is spoken to that way; the request has a timeout, follows no redirect, and its
+        answer must be a JSON object holding a token.
         """
-        realm = challenge.realm if "://" in challenge.realm else f"https://{challenge.realm}"
+        realm = challenge.realm or ""
+        realm = realm if "://" in realm else f"https://{realm}"
         scheme = urlsplit(realm).scheme
         if scheme != "https" and not (scheme == "http" and self._plain_http):
             raise OCIError(f"registry {self.registry} asks for credentials at {realm!r}; cogbuild sends them "
                            "over HTTPS only (plain HTTP only to a registry reached that way)")
-        params = {key: value for key, value in (("service", challenge.service), ("scope", challenge.scope))
-                  if value}
+        query = urlencode([(key, value) for key, value in (("service", challenge.service),
+                                                           ("scope", challenge.scope)) if value])
         headers = {"Accept": "application/json"}
         if self._basic_auth:
             headers["Authorization"] = f"Basic {self._basic_auth}"
         try:
-            response = self.session.get(realm, headers=headers, params=params, verify=self._tls_verify,
-                                        timeout=TOKEN_TIMEOUT)
-            answer = response.json() if response.status_code == 200 else None
-        except (requests.exceptions.RequestException, ValueError) as exc:
+            response = exchange("GET", f"{realm}{'&' if '?' in realm else '?'}{query}" if query else realm, headers,
+                                timeouts=TOKEN_TIMEOUT, limit=TOKEN_MAX, tls_verify=self._tls_verify)
+            answer = json.loads(response.body) if response.status == 200 else None
+        except (OSError, http.client.HTTPException, ValueError) as exc:
             raise OCIError(f"the token service {realm} of registry {self.registry} failed: "
                            f"{exc.__class__.__name__}") from None
         token = (answer.get("token") or answer.get("access_token")) if isinstance(answer, dict) else None
@@ -175,8 +216,7 @@ def store_credentials(registry: str, username: str, password: str, *, path: Path
         config["auths"][registry].pop("auth", None)
         where = f"docker-credential-{helper}"
     else:
-        token = base64.b64encode(f"{username}:{password}".encode()).decode()
-        config.setdefault("auths", {})[registry] = {"auth": token}
+        config.setdefault("auths", {})[registry] = {"auth": basic_token(username, password)}
         where = str(path)
     _write_private(path, json.dumps(config, indent=2).encode() + b"\n")
     return where

@@ -27,6 +27,7 @@ from .reference import Reference, parse_reference
 
 if TYPE_CHECKING:
     from .client import RegistryClient
+    from .light import LightClient
     from .layout import Layout
     from .transfer import TransferStats
 
@@ -49,8 +50,16 @@ class CacheRepository:
         self.name = self.ref.name
         self.insecure = insecure
 
-    # The HTTP stack loads on first use (~0.3 s of imports): a build whose lookups the local record
-    # answered never needs it, and one that only looks up never loads the upload code.
+    # Lookups go through the light client (standard library only); requests, urllib3 and the upload code
+    # (~0.3 s of imports) load only when something is uploaded or downloaded.
+    @cached_property
+    def light(self) -> LightClient:
+        from .http_policy import RetryPolicy
+        from .light import LightClient
+
+        return LightClient(self.ref.registry, self.ref.api_host, insecure=self.insecure,
+                           policy=RetryPolicy.default().with_attempts(ATTEMPTS))
+
     @cached_property
     def client(self) -> RegistryClient:
         from .client import RegistryClient
@@ -108,14 +117,12 @@ class CacheRepository:
 
     def fetch(self, digest: str, size: int, into: Layout) -> bool:
         """Download blob `digest` into `into`, verified; False when this repository does not have it."""
-        head = self.client.request("HEAD", self.client.url(f"{self.ref.repository}/blobs/{digest}"),
-                                   repository=self.ref.repository, ok=(200, 404),
-                                   action=f"check blob {digest[:19]} in")
-        if head.status_code == 404:
+        held = self.light.blob_size(self.ref.repository, digest)
+        if held is None:
             return False
         from .transfer import download_blob
 
-        size = size or int(head.headers.get("Content-Length", "0"))
+        size = size or held
         download_blob(self.client, self.ref.repository, Descriptor(INPUT_MEDIA_TYPE, Digest(digest), size), into,
                       stats=self.stats)
         return True
@@ -126,14 +133,13 @@ class CacheRepository:
 
         An entry that is not what this module writes counts as a miss: the next publish replaces it.
         """
-        response = self.client.request(  # every entry is an OCI manifest: no need to accept (or import) more
-            "GET", self.client.url(f"{self.ref.repository}/manifests/{tag}"),
-            repository=self.ref.repository, ok=(200, 404), headers={"Accept": OCI_MANIFEST},
-            action=f"look up {what} in")
-        if response.status_code == 404:
+        # Every entry is an OCI manifest: no need to accept more.
+        answer = self.light.ask("GET", self.ref.repository, f"manifests/{tag}", f"look up {what} in",
+                                accept=OCI_MANIFEST)
+        if answer is None:
             return None
         try:
-            doc = json.loads(response.content)
+            doc = json.loads(answer.body)
             annotations = doc.get("annotations") or {}
             if doc.get("artifactType") != artifact_type or len(doc.get("layers", [])) != 1 \
                     or not isinstance(annotations, dict) or not all(isinstance(v, str) for v in annotations.values()):

@@ -2,7 +2,7 @@
 
 The session is a plain requests session that refuses cookies, as oras' does (importing
 `oras.provider` would load jsonschema for nothing at every push); challenges are answered by
-`RegistryAuth`, built on oras' auth backend. Requests go through `RegistryClient.request`, which
+`RegistryAuth` (auth.py, shared with the light client). Requests go through `RegistryClient.request`, which
 retries as `http_policy` says (connection failures, 429 honouring Retry-After, 5xx) whenever the body
 can be sent again, sends credentials to the registry's own origin only (never to an upload Location or a
 redirect elsewhere), and turns any other failure into one sentence naming the registry and repository.
@@ -17,7 +17,7 @@ from urllib.parse import urljoin
 
 import requests
 
-from .errors import OCIError
+from .errors import RegistryError, refusal
 
 from .auth import RegistryAuth
 from .http_policy import RetryPolicy, same_origin
@@ -30,15 +30,6 @@ class Readable(Protocol):
 
 
 Body = Union[bytes, Callable[[], Readable], None]
-
-
-class RegistryError(OCIError):
-    """A registry said no, or could not be reached; the message says which and what to do."""
-
-    def __init__(self, message: str, status: int | None = None, codes: tuple[str, ...] = ()) -> None:
-        super().__init__(message)
-        self.status = status
-        self.codes = codes  # the OCI error codes of the answer, e.g. ("MANIFEST_BLOB_UNKNOWN",)
 
 
 class RegistryClient:
@@ -56,7 +47,7 @@ class RegistryClient:
         adapter = _LargeBlockAdapter(pool_connections=4, pool_maxsize=16)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
-        self.auth = RegistryAuth(registry, self.session, plain_http=self.plain_http)
+        self.auth = RegistryAuth(registry, plain_http=self.plain_http)
         self.policy = policy or RetryPolicy.default()
 
     def url(self, path: str) -> str:
@@ -134,33 +125,13 @@ class RegistryClient:
     # -- errors ---------------------------------------------------------------------------------
     def error(self, response: requests.Response, repository: str, action: str,
               attempts: int = 1) -> RegistryError:
-        status = response.status_code
-        where = f"{self.registry}/{repository}" if repository else self.registry
-        detail = _registry_message(response)
-        detail = f" ({detail})" if detail else ""
-        if status == 401:
-            if self.auth.has_credentials:
-                text = (f"registry {self.registry} rejected the stored credentials when trying to {action} "
-                        f"{where}{detail}; run `cogbuild login {self.registry}` again")
-            else:
-                text = (f"registry {self.registry} needs credentials to {action} {where}{detail}; "
-                        f"run `cogbuild login {self.registry}` first")
-        elif status == 403:
-            text = (f"registry {self.registry} denied permission to {action} {where}{detail}; "
-                    "check that your account may use this repository")
-        elif status == 404:
-            text = f"could not {action} {where}: not found{detail}; check the repository name and tag"
-        elif status == 429:
-            text = (f"registry {self.registry} kept rate-limiting requests to {action} {where} "
-                    f"after {attempts} tries; wait a while and run the command again")
-        elif status >= 500:
-            text = (f"registry {self.registry} failed with {status} {response.reason} when trying to {action} "
-                    f"{where} after {attempts} tries{detail}; try again later")
-        else:
-            text = f"registry {self.registry} refused to {action} {where}: {status} {response.reason}{detail}"
-        codes = _registry_codes(response)
+        try:
+            body = response.content
+        except requests.exceptions.RequestException:
+            body = b""
         response.close()
-        return RegistryError(text, status, codes)
+        return refusal(self.registry, repository, action, response.status_code, response.reason or "", body,
+                       has_credentials=self.auth.has_credentials, attempts=attempts)
 
 
 class _LargeBlockAdapter(requests.adapters.HTTPAdapter):
@@ -178,24 +149,6 @@ def _scope(repository: str, method: str) -> str:
 
 def _replayable(body: Body) -> bool:
     return body is None or isinstance(body, bytes) or callable(body)
-
-
-def _registry_errors(response: requests.Response) -> list[dict]:
-    try:
-        errors = response.json().get("errors") or []
-    except (ValueError, AttributeError, requests.exceptions.RequestException):
-        return []
-    return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
-
-
-def _registry_codes(response: requests.Response) -> tuple[str, ...]:
-    return tuple(str(e["code"]) for e in _registry_errors(response) if e.get("code"))
-
-
-def _registry_message(response: requests.Response) -> str:
-    """The error messages of an OCI error body, if the registry sent any."""
-    parts = [f"{e.get('code', '')}: {e.get('message', '')}".strip(": ") for e in _registry_errors(response)]
-    return "; ".join(p for p in parts if p)[:300]
 
 
 def _short(exc: BaseException) -> str:

@@ -6,7 +6,7 @@ import ipaddress
 import re
 from dataclasses import dataclass, replace
 
-from cogbuild.layers.descriptor import is_digest
+from cogbuild.layers.descriptor import Digest, is_digest
 
 from .errors import InvalidReference
 
@@ -111,3 +111,9 @@ def is_loopback_host(registry: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def fallback_tag(digest: str) -> str:
+    """The tag under which a registry without the referrers API lists what is attached to `digest`."""
+    checked = Digest(digest)
+    return f"{checked.algorithm}-{checked.hex}"

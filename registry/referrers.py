@@ -13,11 +13,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from cogbuild.layers.descriptor import (EMPTY_JSON, OCI_EMPTY, OCI_INDEX, OCI_MANIFEST, Descriptor, Digest,
+from cogbuild.layers.descriptor import (EMPTY_JSON, OCI_EMPTY, OCI_INDEX, OCI_MANIFEST, Descriptor,
                                         InvalidDescriptor, canonical_json, sha256_digest)
 
 from .client import RegistryClient, RegistryError
-from .reference import Reference, parse_reference
+from .reference import Reference, fallback_tag, parse_reference
 from .remote import put_manifest
 from .transfer import with_query
 
@@ -30,11 +30,6 @@ class ArtifactFile:
     media_type: str
     data: bytes
     annotations: dict[str, str] = field(default_factory=dict)  # besides the title, e.g. a signature
-
-
-def fallback_tag(digest: str) -> str:
-    checked = Digest(digest)
-    return f"{checked.algorithm}-{checked.hex}"
 
 
 def attach_artifact(ref: str | Reference, subject: Descriptor, artifact_type: str,

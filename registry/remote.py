@@ -73,13 +73,10 @@ def push_image(layout: Layout, desc: Descriptor, ref: str | Reference, *, extra_
     ref = parse_reference(ref)
     if ref.digest and ref.digest != desc.digest:
         raise OCIError(f"cannot push {desc.digest} as {ref}: the reference names another digest")
-    tag = ref.tag or (None if ref.digest else "latest")
     stats = stats or TransferStats()
     client = RegistryClient(ref.registry, ref.api_host, insecure=insecure)
-    targets = [(desc, [tag, *extra_tags] if tag else list(extra_tags))]
-    for suffix, variant in (variants or {}).items():
-        targets.append((variant, [variant_tag(tag, suffix)]))
-    names = [(name, top.digest) for top, tags in targets for name in tags or [top.digest]]
+    targets = _targets(ref, desc, variants, extra_tags)
+    names = _names(targets)
     if all(_tag_names(client, ref.repository, name, digest) for name, digest in names):
         return desc.digest  # pushed before: a tag names a manifest only once all under it is there
     plans = [plan_from_layout(layout, d) for d, _ in targets]
@@ -96,6 +93,26 @@ def push_image(layout: Layout, desc: Descriptor, ref: str | Reference, *, extra_
             put_manifest(client, ref.repository, data, top, name)
         sent.add(top.digest)
     return desc.digest
+
+
+def _targets(ref: Reference, desc: Descriptor, variants: Mapping[str, Descriptor] | None,
+             extra_tags: Sequence[str] = ()) -> list[tuple[Descriptor, list[str]]]:
+    """Each manifest push_image sends under names, with those names (tags; none: by digest only)."""
+    tag = ref.tag or (None if ref.digest else "latest")
+    targets = [(desc, [tag, *extra_tags] if tag else list(extra_tags))]
+    for suffix, variant in (variants or {}).items():
+        targets.append((variant, [variant_tag(tag, suffix)]))
+    return targets
+
+
+def pushed_names(ref: str | Reference, desc: Descriptor, variants: Mapping[str, Descriptor] | None = None,
+                 extra_tags: Sequence[str] = ()) -> list[tuple[str, str]]:
+    """(tag or digest, manifest digest) for everything push_image names in the repository."""
+    return _names(_targets(parse_reference(ref), desc, variants, extra_tags))
+
+
+def _names(targets: list[tuple[Descriptor, list[str]]]) -> list[tuple[str, str]]:
+    return [(name, top.digest) for top, tags in targets for name in tags or [top.digest]]
 
 
 def _tag_names(client: RegistryClient, repository: str, tag: str, digest: str) -> bool:

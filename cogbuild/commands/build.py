@@ -14,8 +14,9 @@ from ..project import Project, open_store, parse_platforms
 from ..registry.archive import export_layout, image_blobs, write_archive
 from ..registry.layout import Layout
 from ..settings import Settings, settings_of
-from ..shared_cache import CACHE_REPO_ENV, cache_repository
+from ..shared_cache import cache_repository
 from ..ui import progress_printer, result
+from .options import cache_option, secret_option
 
 
 def build_project(project: Project, tag: str | None, platforms: list[str] | None, variants: list[str] | None,
@@ -48,17 +49,6 @@ def build_project(project: Project, tag: str | None, platforms: list[str] | None
     for variant, desc in outcome.variants.items():
         store.tag(f"{name}-{variant}", desc)
     return name, outcome
-
-
-cache_option = click.option(
-    "--cache", "cache", metavar="REGISTRY/REPO",
-    help=f"A registry repository shared by builders as a binary cache (or ${CACHE_REPO_ENV}): layers it has are "
-         "used without composing or downloading them; new layers and downloads are uploaded to it.")
-
-secret_option = click.option(
-    "--secret", "secrets", multiple=True, metavar="id=NAME,src=FILE",
-    help="A file for build.run steps that mount the secret NAME (repeatable); it reaches no layer, lock, log "
-         "or cache.")
 
 
 @click.command("build")

@@ -8,20 +8,18 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import UsageError
-from ..cache import mount_hints_dir
-from ..project import Project, open_store
+from ..push_record import (PushRecord, fingerprint, image_is_stored, read_record, record_name, record_store,
+                           unchanged_push_is_there, write_record)
 from ..layers.descriptor import Descriptor
 from ..registry.reference import Reference, parse_reference
-from ..lock import read_lock
-from ..lock_artifacts import attach_lock_and_sbom
-from ..registry.remote import plan_from_layout, push_image, variant_tag
-from ..settings import settings_of
-from ..ui import blob_progress, progress_printer, result
-from .build import build_project, cache_option, parse_compression, secret_option
+from ..settings import Settings, settings_of
+from ..ui import progress_printer, result
+from .options import cache_option, secret_option
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
 
+    from ..project import Project
     from ..registry.layout import Layout
 
 
@@ -51,34 +49,82 @@ def command(ctx: click.Context, ref: str | None, cog_yaml: str | None, insecure:
       cogbuild push 127.0.0.1:5000/hello:v1 --cache 127.0.0.1:5000/cache   # layers mounted, not uploaded
       cogbuild push 127.0.0.1:5000/hello:v1 --sign-key cogbuild.key
     """
-    progress = progress_printer(ctx)
+    # The key is opened before the build, so a wrong passphrase costs nothing.
+    settings = settings_of(ctx)
+    sign_key = sign_key or settings.sign_key
+    key = _open_key(sign_key, settings.sign_password) if sign_key else None
+    options = {"compression": compression, "cache": cache or "", "secrets": ",".join(secrets)}
+    records, name = record_store(settings), record_name(cog_yaml, ref, insecure)
+    previous = read_record(records, name)
+    if key is None and previous is not None and _unchanged(previous, settings, options, insecure):
+        result(f"{previous.ref.split('@')[0]}@{previous.descriptor.digest}")  # built and pushed from these inputs
+        return
+    from ..project import Project  # cog.yaml's parser, the lock, and then the build modules: for a changed image
+
     project = Project.load(cog_yaml)
     ref = ref or project.config.default_image_name
     if not ref:
         raise UsageError("name where to push: `cogbuild push REF`, or `image:` / `model:` in cog.yaml")
     reference = parse_reference(ref)
-    # The key is opened before the build, so a wrong passphrase costs nothing.
-    settings = settings_of(ctx)
-    sign_key = sign_key or settings.sign_key
-    key = _open_key(sign_key, settings.sign_password) if sign_key else None
+    root, outside = project.config.root, _outside_inputs(project)
+    before, files = fingerprint(root, outside, ref, settings, options, previous.files if previous else {})
+    record = _build_and_push(ctx, settings, project, reference, insecure, compression, secrets, cache, key, sign_key)
+    after, record.files = fingerprint(root, outside, ref, settings, options, files)
+    if after == before:  # nothing changed while the build ran (a first push locks, changing cog.lock)
+        record.root, record.ref, record.outside, record.fingerprint = str(root), ref, outside, after
+        write_record(records, name, record)
+    result(f"{ref.split('@')[0]}@{record.descriptor.digest}")
+
+
+def _unchanged(record: PushRecord, settings: Settings, options: dict[str, str], insecure: bool) -> bool:
+    """Nothing the image is made from changed since the record, the local store holds it, and the registry
+    has its tags and attachments."""
+    current, _ = fingerprint(Path(record.root), record.outside, record.ref, settings, options, record.files)
+    return current == record.fingerprint and image_is_stored(record, settings.store_root) \
+        and unchanged_push_is_there(record, insecure)
+
+
+def _outside_inputs(project: Project) -> list[str]:
+    """Files and directories cog.yaml names outside the model directory (requirements, local weights)."""
+    from ..plan import local_weight_source
+
+    root = project.config.root.resolve()
+    paths = project.config.input_files() + [local_weight_source(root, weight, source)
+                                            for weight in project.config.weights for source in weight.sources]
+    return sorted({str(p.resolve()) for p in paths if not p.resolve().is_relative_to(root)})
+
+
+def _build_and_push(ctx: click.Context, settings: Settings, project: Project, reference: Reference, insecure: bool,
+                    compression: str, secrets: tuple[str, ...], cache: str | None,
+                    key: EllipticCurvePrivateKey | None, sign_key: Path | None) -> PushRecord:
+    """Build (instantly from the layer cache when nothing changed) and push; what was pushed, to record."""
+    from ..cache import mount_hints_dir
+    from ..lock_artifacts import attach_lock_and_sbom
+    from ..project import open_store
+    from ..registry.remote import push_image, pushed_names, variant_tag
+    from ..ui import blob_progress
+    from .build import build_project, parse_compression
+
+    progress = progress_printer(ctx)
     created = settings.source_date_epoch()  # the image and its SBOM are dated alike
     _, outcome = build_project(project, None, None, None, parse_compression(compression), progress,
                                secrets=secrets, cache=cache, insecure=insecure, settings=settings)
     progress(f"pushing to {reference.registry}/{reference.repository}")
     with blob_progress(f"pushing {reference.repository}", ctx) as bar:
         store = open_store(settings.store_root)
-        digest = push_image(store, outcome.descriptor, reference, insecure=insecure,
-                            variants=outcome.variants, progress=bar, hints=mount_hints_dir())
+        push_image(store, outcome.descriptor, reference, insecure=insecure, variants=outcome.variants,
+                   progress=bar, hints=mount_hints_dir())
     # Reviewers and scanners find what went into the image next to it: the lock and an SBOM made from it.
-    attach_lock_and_sbom(reference, outcome.descriptor, project.lock_path.read_bytes(), outcome.lock.artifacts(),
-                         insecure=insecure, created=created)
+    attached = attach_lock_and_sbom(reference, outcome.descriptor, project.lock_path.read_bytes(),
+                                    outcome.lock.artifacts(), insecure=insecure, created=created)
     if key:
         tagged = [(reference, outcome.descriptor)] + [(reference.with_tag(variant_tag(reference.tag, suffix)), desc)
                                                       for suffix, desc in outcome.variants.items()]
         for name, desc in tagged:
             _sign_and_attest(store, project, name, desc, key, insecure)
         progress(f"signed {len(tagged)} tag(s) and their provenance with {sign_key}")
-    result(f"{ref.split('@')[0]}@{digest}")
+    return PushRecord("", "", [], "", {}, dict(pushed_names(reference, outcome.descriptor, outcome.variants)),
+                      outcome.descriptor.to_json(), [d.digest for d in attached])
 
 
 def _open_key(path: Path, passphrase: str | None) -> EllipticCurvePrivateKey:
@@ -90,7 +136,9 @@ def _open_key(path: Path, passphrase: str | None) -> EllipticCurvePrivateKey:
 def _sign_and_attest(store: Layout, project: Project, ref: Reference, top: Descriptor, key: EllipticCurvePrivateKey,
                      insecure: bool) -> None:
     """A signature for each manifest under `top`, and a signed provenance statement for `top`."""
+    from ..lock import read_lock
     from ..provenance import attest_image, code_layer_digests, provenance_statement
+    from ..registry.remote import plan_from_layout
     from ..signing import sign_manifests
 
     manifests = list(reversed(plan_from_layout(store, top).manifests))  # the top one first

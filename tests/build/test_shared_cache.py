@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass
 
 import pytest
@@ -212,6 +215,30 @@ def test_writers_of_the_same_key_write_the_same_bytes_even_at_once(model, served
     assert response.content == artifact_manifest(LAYER_ARTIFACT, [desc])
     assert repo.lookup(key) == desc and repo.lookup(key).annotations == desc.annotations
     assert repo.lookup("cd" * 32) is None
+
+
+LOOK_UP = """
+import json, sys
+from cogbuild.registry.binary_cache import CacheRepository
+repository = CacheRepository(sys.argv[1])
+found = [repository.lookup(key) for key in sys.argv[2:]]
+print(json.dumps({"found": [d.digest if d else None for d in found], "modules": sorted(sys.modules)}))
+"""
+
+
+def test_lookups_load_no_http_library_or_upload_code(model, served_lock, registry, tmp_path, monkeypatch):
+    server, lock = served_lock
+    store = runner(monkeypatch, tmp_path, "a")
+    result = build_with_cache(model, lock, store, f"{registry.host}/team/cache")  # publishes every layer
+    layers = {layer["digest"] for layer in store.read_json(result.descriptor.digest)["layers"]}
+    with urllib.request.urlopen(f"http://{registry.host}/v2/team/cache/tags/list", timeout=10) as answer:
+        keys = sorted(tag.removeprefix("layer-") for tag in json.load(answer)["tags"] if tag.startswith("layer-"))
+    done = subprocess.run([sys.executable, "-c", LOOK_UP, f"{registry.host}/team/cache", *keys, "cd" * 32],
+                          capture_output=True, text=True, timeout=120, check=True)
+    answer = json.loads(done.stdout)
+    assert len(keys) == len(layers) and set(answer["found"][:-1]) == layers and answer["found"][-1] is None
+    assert not [m for m in answer["modules"] if m.split(".")[0] in ("requests", "urllib3", "oras")
+                or m in ("cogbuild.registry.client", "cogbuild.registry.transfer", "cogbuild.registry.remote")]
 
 
 def test_inputs_upstream_no_longer_serves_come_from_the_cache_repository(model, served_lock, registry, tmp_path,

@@ -27,6 +27,14 @@ BUDGETS = {
     # Signing (cryptography, nacl) and provenance load only with --sign-key.
     "push": NEVER_AT_START | {"cryptography", "nacl", "cogbuild.signing", "cogbuild.provenance"},
 }
+# Issue 15: an unchanged image is only asked about (registry/light.py); nothing parses cog.yaml or builds.
+BUDGETS["push unchanged"] = BUDGETS["push"] | {
+    "requests", "urllib3", "oras", "yaml", "tomli_w", "zstandard", "pathspec", "concurrent.futures", "cogbuild.cache",
+    "cogbuild.config", "cogbuild.project", "cogbuild.lock", "cogbuild.build", "cogbuild.plan", "cogbuild.shared_cache",
+    "cogbuild.commands.build", "cogbuild.layers.tarball", "cogbuild.layers.tree", "cogbuild.layers.code",
+    "cogbuild.registry.client", "cogbuild.registry.remote", "cogbuild.registry.transfer",
+    "cogbuild.registry.referrers", "cogbuild.lock_artifacts",
+}
 
 REPORT_MODULES = """
 import json, sys
@@ -38,9 +46,9 @@ finally:
 """
 
 
-def loaded_modules(args: list[str], cwd: Path, exit_code: int = 0) -> set[str]:
+def loaded_modules(args: list[str], cwd: Path, exit_code: int = 0, env: dict[str, str] | None = None) -> set[str]:
     done = subprocess.run([sys.executable, "-c", REPORT_MODULES, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, env=env)
     assert done.returncode == exit_code, done.stderr
     return set(json.loads(done.stderr.strip().splitlines()[-1]))
 
@@ -61,11 +69,17 @@ def test_lock_check_on_a_current_lock_loads_no_network_client(tmp_path):
     assert over_budget(modules, BUDGETS["lock --check"]) == []
 
 
-def test_push_loads_no_schema_validator_terminal_renderer_or_debian_parser(tmp_path):
-    # No cog.yaml here: the command stops at its first step, after everything it imports is loaded.
-    modules = loaded_modules(["push", "127.0.0.1:9/m:v1"], tmp_path, exit_code=2)
-    assert "cogbuild.commands.push" in modules and "requests" in modules
+def test_push_loads_no_schema_validator_terminal_renderer_or_debian_parser(pushed_model):
+    (pushed_model.model / "helper.py").write_text("CHANGED = True\n")  # so the image is built and pushed
+    modules = loaded_modules(["push", pushed_model.ref], pushed_model.model, env=pushed_model.env)
+    assert "cogbuild.build" in modules and "requests" in modules
     assert over_budget(modules, BUDGETS["push"]) == []
+
+
+def test_an_unchanged_push_loads_no_parser_build_module_or_upload_client(pushed_model):
+    modules = loaded_modules(["push", pushed_model.ref], pushed_model.model, env=pushed_model.env)
+    assert "cogbuild.push_record" in modules and "cogbuild.registry.light" in modules
+    assert over_budget(modules, BUDGETS["push unchanged"]) == []
 
 
 def test_the_budget_check_catches_a_heavy_import(tmp_path):

@@ -13,6 +13,7 @@ from cogbuild.registry.auth import store_credentials
 from cogbuild.registry.client import RegistryClient
 from cogbuild.registry.http_policy import same_origin
 from cogbuild.registry.layout import Layout
+from cogbuild.registry.light import LightClient
 from cogbuild.registry.transfer import BlobPusher, TransferStats, download_blob
 from http_server import LoopbackHTTPServer, Reply, Request
 from oci_registry_server import PASSWORD, USER
@@ -52,6 +53,8 @@ def registry_sending_elsewhere(storage):
         method, path = request.method, request.path
         if request.headers.get("Authorization") != BASIC:
             return Reply(401, {"WWW-Authenticate": 'Basic realm="test"'})
+        if path == f"/v2/ns/redirected/blobs/{DIGEST}":  # for the light client's HEAD
+            return Reply(307, {"Location": f"http://{storage.host}/bucket/blob?signature=abc"})
         if method == "HEAD":
             return Reply(404)
         if method == "POST" and path.endswith("/blobs/uploads/"):
@@ -87,6 +90,14 @@ def test_blob_redirect_to_another_host_gets_no_authorization(registry_sending_el
     assert layout.read_blob(DIGEST) == BLOB
     assert [(method, auth) for method, _, auth in seen(storage)] == [("GET", None)]
     assert ("GET", f"/v2/ns/app/blobs/{DIGEST}", BASIC) in seen(registry)
+
+
+def test_light_client_sends_no_authorization_where_the_registry_redirects(registry_sending_elsewhere, storage):
+    registry = registry_sending_elsewhere
+    assert LightClient(registry.host).has_blob("ns/redirected", DIGEST)
+
+    assert [(method, auth) for method, _, auth in seen(storage)] == [("HEAD", None)]
+    assert ("HEAD", f"/v2/ns/redirected/blobs/{DIGEST}", BASIC) in seen(registry)
 
 
 @pytest.mark.parametrize("url, other, same", [

@@ -9,9 +9,7 @@ from __future__ import annotations
 import json
 import tempfile
 
-import oras.auth.utils
 import pytest
-import requests
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,7 +19,7 @@ from cogbuild.images import find_image
 from cogbuild.layers.descriptor import (OCI_INDEX, OCI_MANIFEST, Descriptor, Digest, InvalidDigest, is_digest,
                                         sha256_digest)
 from cogbuild.registry.archive import export_layout
-from cogbuild.registry.auth import RegistryAuth
+from cogbuild.registry.auth import RegistryAuth, parse_challenge
 from cogbuild.registry.errors import OCIError
 from cogbuild.registry.layout import Layout, LayoutError
 from cogbuild.registry.remote import plan_from_layout, pull_image
@@ -188,11 +186,11 @@ def test_any_manifest_answer_is_pulled_or_refused_in_one_sentence(tmp_path, cach
 
 # -- token services named by a registry ------------------------------------------------------------
 def token_challenge(realm: str):
-    return oras.auth.utils.parse_auth_header(f'Bearer realm="{realm}",service="svc",scope="repository:a:pull"')
+    return parse_challenge(f'Bearer realm="{realm}",service="svc",scope="repository:a:pull"')
 
 
 def test_credentials_never_go_to_a_plain_http_token_service_of_a_tls_registry(stand_in):
-    auth = RegistryAuth("registry.example", requests.Session(), plain_http=False)
+    auth = RegistryAuth("registry.example", plain_http=False)
     auth.use_credentials("me", "secret")
     with pytest.raises(OCIError, match="sends them over HTTPS only"):
         auth.request_token(token_challenge(f"{stand_in.url}/token"))
@@ -201,7 +199,7 @@ def test_credentials_never_go_to_a_plain_http_token_service_of_a_tls_registry(st
 
 def token_auth(stand_in, body: bytes) -> RegistryAuth:
     stand_in.files["/token?service=svc&scope=repository%3Aa%3Apull"] = body
-    return RegistryAuth("127.0.0.1:1", requests.Session(), plain_http=True)
+    return RegistryAuth("127.0.0.1:1", plain_http=True)
 
 
 @pytest.mark.parametrize("body, token", [(b"[1, 2]", None), (b'{"token": 7}', None), (b'{"token": "t0k"}', "t0k")])
