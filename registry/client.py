@@ -1,7 +1,6 @@
 """One registry's HTTP API (OCI distribution spec): auth, retries and clear errors in one place.
 
-The session is a plain requests session that refuses cookies, as oras' does (importing
-`oras.provider` would load jsonschema for nothing at every push); challenges are answered by
+The session is a plain requests session that refuses cookies; challenges are answered by
 `RegistryAuth` (auth.py, shared with the light client). Requests go through `RegistryClient.request`, which
 retries as `http_policy` says (connection failures, 429 honouring Retry-After, 5xx) whenever the body
 can be sent again, sends credentials to the registry's own origin only (never to an upload Location or a

@@ -1,7 +1,7 @@
 """A registry client for questions only (HEAD/GET of manifests, HEAD of blobs), on the standard library.
 
 `cogbuild push` of an unchanged image and the lookups of `build --cache` ask a registry a few questions
-and upload nothing; loading requests, urllib3 and oras for that costs more than the questions. This client
+and upload nothing; loading requests and urllib3 for that costs more than the questions. This client
 follows the full client's rules (client.py): the same credentials and challenges (auth.py), the same retry
 policy (http_policy.py), credentials to the registry's own origin only, plain HTTP only to a loopback
 registry or with --insecure, and the same one-sentence errors. Anything that sends a body belongs to the

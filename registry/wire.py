@@ -1,6 +1,6 @@
 """One HTTP exchange with the standard library only: what the light client and token requests send.
 
-Importing requests, urllib3 and oras costs ~0.3 s; a command that only asks a registry a few questions
+Importing requests and urllib3 costs ~0.3 s; a command that only asks a registry a few questions
 (is this tag there, is this cache entry there) answers sooner with `http.client`. Connections are kept
 per thread and per origin, so many lookups on a worker thread share one. Nothing here knows about
 credentials or retries: `light.py` and `auth.py` decide those.

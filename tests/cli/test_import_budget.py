@@ -18,10 +18,10 @@ from cogbuild.cli import COMMAND_NAMES, SUMMARIES, cli
 from fixtures_lock import model_with_empty_lock
 
 # Loaded by nothing that only reads files or talks to a registry.
-NEVER_AT_START = {"jsonschema", "httpx", "rich", "debian", "aiohttp", "pip", "piptools", "oras.provider"}
+NEVER_AT_START = {"jsonschema", "httpx", "rich", "debian", "aiohttp", "pip", "piptools"}
 BUDGETS = {
-    "--help": NEVER_AT_START | {"cogbuild.commands", "yaml", "requests", "oras", "zstandard", "pathspec"},
-    "lock --check": NEVER_AT_START | {"requests", "oras", "zstandard", "pathspec", "installer", "concurrent.futures",
+    "--help": NEVER_AT_START | {"cogbuild.commands", "yaml", "requests", "zstandard", "pathspec"},
+    "lock --check": NEVER_AT_START | {"requests", "zstandard", "pathspec", "installer", "concurrent.futures",
                                       "importlib.resources", "cogbuild.registry", "cogbuild.cache",
                                       "cogbuild.lockdiff"},
     # Signing (cryptography, nacl) and provenance load only with --sign-key.
@@ -29,7 +29,7 @@ BUDGETS = {
 }
 # Issue 15: an unchanged image is only asked about (registry/light.py); nothing parses cog.yaml or builds.
 BUDGETS["push unchanged"] = BUDGETS["push"] | {
-    "requests", "urllib3", "oras", "yaml", "tomli_w", "zstandard", "pathspec", "concurrent.futures", "cogbuild.cache",
+    "requests", "urllib3", "yaml", "tomli_w", "zstandard", "pathspec", "concurrent.futures", "cogbuild.cache",
     "cogbuild.config", "cogbuild.project", "cogbuild.lock", "cogbuild.build", "cogbuild.plan", "cogbuild.shared_cache",
     "cogbuild.commands.build", "cogbuild.layers.tarball", "cogbuild.layers.tree", "cogbuild.layers.code",
     "cogbuild.registry.client", "cogbuild.registry.remote", "cogbuild.registry.transfer",
