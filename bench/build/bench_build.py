@@ -2,11 +2,13 @@
 
 1. examples/hello and a torch model: build from a warm download cache (without bytecode, with the bytecode
    compiled, with the bytecode cached), each build's peak RSS, and a rebuild after editing predict.py.
+   With --gpu, also the torch model's GPU variant (the NVIDIA CUDA wheels from PyPI, ~3 GB, downloaded
+   once into --work): one build from warm download and bytecode caches, its wall time and peak RSS.
 2. Layer composition of the same trees: wheel install, then cogbuild's tar writer (no compression, gzip,
    zstd) vs GNU tar + gzip and GNU tar + pigz.
 3. Compressed image sizes and the image digest (with --work DIR, kept between runs, compare before/after).
 
-    .venv/bin/python bench/build/bench_build.py [--torch-wheel-dir /opt/wheels]
+    .venv/bin/python bench/build/bench_build.py [--torch-wheel-dir /opt/wheels] [--gpu --work DIR]
     .venv/bin/python bench/build/bench_build.py --quick    # composition of a small generated wheel only
 """
 
@@ -21,14 +23,20 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "support"))
 
 
-def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS in MB of the command (the largest of it and the children it waited for)."""
+class Measured(NamedTuple):
+    wall: float  # seconds
+    peak_rss: float  # MB: the largest of the command and the children it waited for
+    cpu: float  # user + system seconds of the command and its children: much less disturbed by a loaded machine
+
+
+def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> Measured:
     start = time.perf_counter()
     with tempfile.TemporaryFile() as stderr:
         child = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
@@ -37,7 +45,8 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
         if child.returncode != 0:
             stderr.seek(0)
             raise SystemExit(f"{' '.join(cmd)} failed ({child.returncode}):\n{stderr.read().decode()[-2000:]}")
-    return time.perf_counter() - start, usage.ru_maxrss / 1024  # Linux reports KiB
+    # Linux reports KiB
+    return Measured(time.perf_counter() - start, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime)
 
 
 def image_digest_and_size(store: Path, name: str) -> tuple[str, int]:
@@ -49,31 +58,53 @@ def image_digest_and_size(store: Path, name: str) -> tuple[str, int]:
     return image.digest, sum(b.size for b in image_blobs(layout, image))
 
 
+def model_env(work: Path) -> dict[str, str]:
+    return {**os.environ, "COGBUILD_CACHE": str(work / "cache"), "COGBUILD_STORE": str(work / "store")}
+
+
+def from_warm_downloads(cogbuild: list[str], model: Path, work: Path, env: dict[str, str],
+                        bytecode_cache: bool = True) -> Measured:
+    """A build with nothing in the store or the layer cache: every layer composed from cached downloads."""
+    shutil.rmtree(work / "store")
+    shutil.rmtree(work / "cache" / "layers")
+    if not bytecode_cache:
+        shutil.rmtree(work / "cache" / "bytecode", ignore_errors=True)
+    return run(cogbuild, model, env)
+
+
 def bench_model(label: str, model: Path, work: Path) -> dict[str, float]:
-    env = {**os.environ, "COGBUILD_CACHE": str(work / "cache"), "COGBUILD_STORE": str(work / "store")}
+    env = model_env(work)
     cogbuild = [sys.executable, "-m", "cogbuild", "-q", "build", "-t", f"{label}:bench"]
     run(cogbuild, model, env)  # lock + download: not measured
 
-    def from_warm_downloads(*options: str, bytecode_cache: bool = True) -> tuple[float, float]:
-        shutil.rmtree(work / "store")
-        shutil.rmtree(work / "cache" / "layers")
-        if not bytecode_cache:
-            shutil.rmtree(work / "cache" / "bytecode", ignore_errors=True)
-        return run(cogbuild + list(options), model, env)
-
-    without_bytecode, _ = from_warm_downloads("--no-bytecode")
-    cold, cold_rss = from_warm_downloads(bytecode_cache=False)
-    warm, peak_rss = from_warm_downloads()
+    without_bytecode, _, _ = from_warm_downloads(cogbuild + ["--no-bytecode"], model, work, env)
+    cold, cold_rss, _ = from_warm_downloads(cogbuild, model, work, env, bytecode_cache=False)
+    warm, peak_rss, warm_cpu = from_warm_downloads(cogbuild, model, work, env)
     predict = model / "predict.py"
     predict.write_text(predict.read_text() + "\n# edited\n")
-    rebuild, _ = run(cogbuild, model, env)
+    rebuild = run(cogbuild, model, env).wall
     digest, size = image_digest_and_size(work / "store", f"{label}:bench")
-    print(f"{label:8} build (warm download and bytecode caches) {warm:6.2f} s, peak RSS {peak_rss:5.0f} MB   "
+    print(f"{label:8} build (warm download and bytecode caches) {warm:6.2f} s ({warm_cpu:.1f} s CPU), "
+          f"peak RSS {peak_rss:5.0f} MB   "
           f"rebuild after editing predict.py {rebuild:5.2f} s   image {size / 1e6:6.1f} MB compressed, {digest}")
     print(f"{'':8} bytecode: {cold - without_bytecode:6.2f} s compiled ({cold:.2f} s build, peak RSS {cold_rss:.0f} MB), "
           f"{warm - without_bytecode:6.2f} s from its cache; --no-bytecode build {without_bytecode:.2f} s; "
           "wheel install and compression: see the composition below")
     return {"warm": warm, "rebuild": rebuild, "size": size, "peak_rss": max(peak_rss, cold_rss)}
+
+
+def bench_gpu_model(model: Path, work: Path, wheel_dir: Path) -> None:
+    """The torch model's GPU variant (torch from PyPI with its NVIDIA wheels), once from warm caches."""
+    env = {**model_env(work), "COGBUILD_CPU_FIND_LINKS": str(wheel_dir)}  # the lock's cpu variant: the local wheel
+    cogbuild = [sys.executable, "-m", "cogbuild", "-q", "build", "--variant", "gpu", "-t", "torch-gpu:bench"]
+    download, download_rss, _ = run(cogbuild, model, env)  # lock + download (~3 GB the first time)
+    warm, peak_rss, warm_cpu = from_warm_downloads(cogbuild, model, work, env)
+    digest, size = image_digest_and_size(work / "store", "torch-gpu:bench")
+    print(f"{'torch-gpu':8} build (warm download and bytecode caches) {warm:6.2f} s ({warm_cpu:.1f} s CPU), "
+          f"peak RSS {peak_rss:5.0f} MB   "
+          f"image {size / 1e6:6.1f} MB compressed, {digest}")
+    print(f"{'':8} the first build of this run (lock, downloads and bytecode unless --work kept them) "
+          f"{download:.2f} s, peak RSS {download_rss:.0f} MB")
 
 
 def bench_composition(wheel: Path, work: Path) -> None:
@@ -132,6 +163,8 @@ def main() -> None:
     parser.add_argument("--torch-wheel-dir", default="/opt/wheels")
     parser.add_argument("--quick", action="store_true",
                         help="only the composition benchmark, on a small generated wheel (offline, seconds)")
+    parser.add_argument("--gpu", action="store_true",
+                        help="also the torch model's GPU variant (downloads ~3 GB once; use --work to keep them)")
     parser.add_argument("--work", type=Path, help="keep downloads here between runs (default: a temporary directory)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cogbuild-bench-") as tmp:
@@ -143,30 +176,36 @@ def main() -> None:
         shutil.copytree(REPO / "examples" / "hello", hello, ignore=shutil.ignore_patterns("cog.lock"),
                         dirs_exist_ok=True)  # with --work, the cog.lock of an earlier run is kept
         bench_model("hello", hello, work / "hello-work")
-        found = torch_model(work / "torch-model", args.torch_wheel_dir)
-        if found is None:
+        wheel = torch_wheel(args.torch_wheel_dir)
+        if wheel is None:
             print(f"no torch wheel in {args.torch_wheel_dir}: torch model and composition benchmarks skipped")
             return
-        model, wheel = found
-        bench_model("torch", model, work / "torch-work")
+        bench_model("torch", torch_model(work / "torch-model", wheel), work / "torch-work")
+        if args.gpu:
+            bench_gpu_model(torch_model(work / "torch-gpu", wheel, gpu=True), work / "torch-gpu-work", wheel.parent)
         bench_composition(wheel, work)
 
 
-def torch_model(root: Path, wheel_dir: str) -> tuple[Path, Path] | None:
-    """A model that imports torch, from the newest CPU wheel for Python 3.11 in `wheel_dir`, and that wheel."""
+def torch_wheel(wheel_dir: str) -> Path | None:
+    """The newest torch CPU wheel for Python 3.11 in `wheel_dir`."""
     wheels = sorted(glob.glob(os.path.join(wheel_dir, "torch-*-cp311-*.whl")))
-    if not wheels:
-        return None
+    return Path(wheels[-1]) if wheels else None
+
+
+def torch_model(root: Path, wheel: Path, gpu: bool = False) -> Path:
+    """A model that imports torch: the CPU `wheel` (from its directory), or with `gpu` the same torch version
+    from PyPI (a CUDA build) in a model with `gpu: true`."""
     root.mkdir(exist_ok=True)  # with --work, the cog.lock of an earlier run is kept
-    (root / "cog.yaml").write_text('build:\n  python_version: "3.11"\n  python_requirements: '
-                                   'requirements.txt\npredict: "predict.py:Predictor"\n')
-    version = Path(wheels[-1]).name.split("-")[1]
-    (root / "requirements.txt").write_text(f"--find-links {wheel_dir}\ntorch=={version}\n")
+    (root / "cog.yaml").write_text('build:\n' + ('  gpu: true\n' if gpu else '') + '  python_version: "3.11"\n'
+                                   '  python_requirements: requirements.txt\npredict: "predict.py:Predictor"\n')
+    version = wheel.name.split("-")[1]
+    requirement = f"torch=={version.split('+')[0]}" if gpu else f"--find-links {wheel.parent}\ntorch=={version}"
+    (root / "requirements.txt").write_text(requirement + "\n")
     (root / "predict.py").write_text("from cog import BasePredictor\nimport torch\n\n\n"
                                      "class Predictor(BasePredictor):\n"
                                      "    def predict(self, n: int = 3) -> float:\n"
                                      "        return float(torch.arange(n).sum())\n")
-    return root, Path(wheels[-1])
+    return root
 
 
 if __name__ == "__main__":
