@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 import random
+import tracemalloc
 import zipfile
 
 import pytest
 
 from cogbuild.layers.deb import unpack_deb
-from cogbuild.layers.tarball import Compression, layer_bytes
+from cogbuild.layers.tarball import Compression, layer_bytes, write_layer
 from cogbuild.layers.tree import SpillDir, Tree
 from cogbuild.layers.wheel import PythonPaths, install_wheel
 from fixtures_build import make_deb, make_wheel
@@ -60,6 +61,45 @@ def test_a_wheel_file_changed_before_the_layer_is_written_is_an_error(wheel_file
             archive.writestr(name, data)
     with pytest.raises(OSError, match="unexpected end of data"):
         layer_bytes(tree, Compression("none", 0), 0)
+
+
+BIG = 256 << 20  # far more than what composing a layer may hold at once
+HELD_AT_MOST = 16 << 20  # a few compression blocks in flight and the tar writer's buffers
+
+
+def peak_python_memory_while_written(tree: Tree) -> int:
+    """The most memory Python allocated (any thread) while `tree` was written as a gzip layer to nowhere."""
+    tracemalloc.start()
+    try:
+        with open(os.devnull, "wb") as sink:
+            write_layer(tree, sink, Compression("gzip"), 0)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_layer_of_a_large_host_file_is_written_without_holding_it(tmp_path):
+    sparse = tmp_path / "weights.bin"
+    with open(sparse, "wb") as f:
+        f.truncate(BIG)  # sparse: no disk used, but read as BIG bytes of zeros
+    tree = Tree()
+    tree.add_host_file("src/weights.bin", sparse, 0o644, BIG)
+    assert peak_python_memory_while_written(tree) < HELD_AT_MOST
+
+
+def test_a_large_member_of_a_wheel_file_is_installed_and_written_without_holding_it(tmp_path):
+    name, data = make_wheel("big_pkg", files={"big_pkg/__init__.py": b"", "big_pkg/model.bin": bytes(BIG)})
+    (tmp_path / name).write_bytes(data)
+    del data
+    tracemalloc.start()
+    try:
+        tree = Tree()
+        install_wheel(tree, tmp_path / name, name, PythonPaths("3.11"))
+        installing = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert installing < HELD_AT_MOST
+    assert peak_python_memory_while_written(tree) < HELD_AT_MOST
 
 
 def unpacked_deb(tmp_path, spill=None) -> Tree:
