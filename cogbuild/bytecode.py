@@ -11,6 +11,7 @@ interpreter to run (we never emulate), so those images carry no bytecode; the ma
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import platform
 import shutil
@@ -19,8 +20,9 @@ import subprocess
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import IO, Callable
 
 from .cache import cache_dir, scratch_dir
 from .content_store import ContentStore
@@ -50,6 +52,10 @@ sys.stdout.buffer.write(b"".join(out))
 """
 
 
+# Image path of each .py -> what opens its .pyc, and the .pyc's size.
+Compiled = dict[str, tuple[Callable[[], IO[bytes]], int]]
+
+
 def can_compile_for(arch: str) -> bool:
     return arch == HOST_ARCH
 
@@ -61,10 +67,11 @@ def cache_tag(python_version: str) -> str:
 class Compiler:
     """The image's interpreter, unpacked from its OS layer tree into a temporary directory on first use.
 
-    The .pyc files it writes wait in that directory until their layer is written (its entries point there),
-    so a build holds a few batches of sources in memory, never a layer's bytecode. With an `identity` (what
-    decides the interpreter's files), each batch's output is also kept in the download cache's bytecode/
-    folder under the batch's inputs, so a layer recomposed with the same files compiles nothing.
+    The .pyc files it writes wait in that directory, one file per batch, until their layer is written (its
+    entries read them from there), so a build holds a few batches in memory, never a layer's bytecode. With
+    an `identity` (what decides the interpreter's files), each batch's output is also kept in the download
+    cache's bytecode/ folder under the batch's inputs, so a layer recomposed with the same files compiles
+    nothing.
     """
 
     def __init__(self, os_tree: Callable[[], Tree], arch: str, python_version: str, home: str,
@@ -93,9 +100,9 @@ class Compiler:
                 self._root = scratch / "root"
             return self._root
 
-    def compile(self, sources: dict[str, Callable[[], bytes]]) -> dict[str, tuple[Path, int]]:
-        """Image path of each .py (with what reads its source) -> a file holding its .pyc, and its size;
-        files that do not compile are left out.
+    def compile(self, sources: dict[str, Callable[[], bytes]]) -> Compiled:
+        """Image path of each .py (with what reads its source) -> what opens its .pyc, and its size; files
+        that do not compile are left out.
 
         Files go in sorted order, in fixed batches of BATCH, one fresh interpreter per batch: the bytes then
         depend only on the files, never on how many batches ran at once. Sources are read when their batch
@@ -107,8 +114,7 @@ class Compiler:
             results = pool.map(lambda batch: self._compile_batch(batch, sources), batches)
             return {path: pyc for result in results for path, pyc in result.items()}
 
-    def _compile_batch(self, paths: list[str], sources: dict[str, Callable[[], bytes]]
-                       ) -> dict[str, tuple[Path, int]]:
+    def _compile_batch(self, paths: list[str], sources: dict[str, Callable[[], bytes]]) -> Compiled:
         payload = bytearray()
         for path in paths:
             source = sources[path]()
@@ -121,12 +127,16 @@ class Compiler:
             if key:
                 kept.put_named(key, output)
         del payload
-        out, at, data, folder = {}, 0, memoryview(output), self._scratch_dir() / "pyc"
+        # The batch's .pyc files wait in one scratch file, each read back from its offset when its layer is
+        # written: one file per batch, not one per .pyc (a torch layer has thousands).
+        out: Compiled = {}
+        at, data = 0, memoryview(output)
+        kept_output = _keep(self._scratch_dir() / "pyc", data)
         for path in paths:
             (size,) = struct.unpack_from("<I", data, at)
             at += 4
             if size:
-                out[path] = (_keep(folder, data[at:at + size]), size)
+                out[path] = (partial(_read_part, kept_output, at, size), size)
             at += size
         return out
 
@@ -156,15 +166,22 @@ class Compiler:
             shutil.rmtree(self._scratch, ignore_errors=True)
 
 
-def _keep(folder: Path, pyc: memoryview) -> Path:
-    """`pyc` in a file of `folder` named by its hash (equal files are kept once), written atomically."""
-    target = folder / hashlib.sha256(pyc).hexdigest()
+def _keep(folder: Path, data: memoryview) -> Path:
+    """`data` in a file of `folder` named by its hash (equal files are kept once), written atomically."""
+    target = folder / hashlib.sha256(data).hexdigest()
     if not target.exists():
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".part-")
         with os.fdopen(fd, "wb") as f:
-            f.write(pyc)
+            f.write(data)
         os.replace(tmp, target)
     return target
+
+
+def _read_part(path: Path, offset: int, size: int) -> IO[bytes]:
+    """`size` bytes of `path` from `offset` (one .pyc: small, so read whole)."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return io.BytesIO(f.read(size))
 
 
 def materialize(tree: Tree, root: Path) -> None:
@@ -194,6 +211,6 @@ def add_bytecode(tree: Tree, compiler: Compiler, under: str) -> None:
     sources = {"/" + e.path: e.read for e in tree.entries()
                if e.type == "file" and e.path.endswith(".py") and (e.path + "/").startswith(prefix + "/")}
     tag = cache_tag(compiler.python_version)
-    for path, (pyc_file, size) in compiler.compile(sources).items():
+    for path, (open_pyc, size) in compiler.compile(sources).items():
         folder, name = path.rsplit("/", 1)
-        tree.add_host_file(f"{folder}/__pycache__/{name[:-3]}.{tag}.pyc", pyc_file, 0o644, size)
+        tree.add_streamed_file(f"{folder}/__pycache__/{name[:-3]}.{tag}.pyc", open_pyc, size, 0o644)
