@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Callable
 
 from . import __version__
 from .bytecode import Compiler, can_compile_for
-from .cache import BlobCache, cache_dir, file_sha256, scratch_dir
+from .cache import BlobCache, cache_dir, file_sha256, file_stamp, scratch_dir
 from .config import CogConfig
 from .content_store import ContentStore
 from .artifacts import Artifact
@@ -111,7 +111,7 @@ class LayerCache:
             return None
         if desc.media_type != self.compression.media_type or st.st_size != desc.size:
             return None
-        if stamp != _stamp(st):
+        if stamp != file_stamp(st):
             if "sha256:" + file_sha256(blob) != desc.digest:
                 return None  # corrupt: compose again
             self.put(spec, Layer(desc, diff_id, spec.comment, libs))
@@ -119,13 +119,9 @@ class LayerCache:
 
     def put(self, spec: LayerSpec, layer: Layer) -> None:
         st = self.layout.blob_path(layer.descriptor.digest).stat()
-        doc = {**layer.descriptor.to_json(), "diffID": layer.diff_id, "stamp": _stamp(st),
+        doc = {**layer.descriptor.to_json(), "diffID": layer.diff_id, "stamp": file_stamp(st),
                "libraryDirs": list(layer.library_dirs)}
         self.records.put_named(self._ref(spec), json.dumps(doc, sort_keys=True).encode())
-
-
-def _stamp(st: os.stat_result) -> list[int]:
-    return [st.st_size, st.st_mtime_ns, st.st_ino]
 
 
 def compose_layer(spec: LayerSpec, layout: Layout, cache: LayerCache) -> Layer:

@@ -8,6 +8,7 @@ fetched anew.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -45,6 +46,12 @@ def scratch_dir(prefix: str) -> Path:
     parent = cache_dir() / "tmp"
     parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+
+
+def file_stamp(st: os.stat_result) -> list[int]:
+    """What changes when a file is rewritten or replaced (size, mtime, inode): a cheap check that a file
+    hashed before is still the one that was hashed."""
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
 
 
 class DownloadError(CogbuildError):
@@ -99,6 +106,9 @@ class BlobCache:
                  snapshot: str | None = None) -> None:
         self.store = ContentStore((root or cache_dir()) / "blobs")
         self.mirror, self.snapshot = mirror, snapshot
+        # sha256 -> file_stamp of the file when it was hashed here: a build checks its inputs before
+        # composing and reads them again to compose; a 3 GB CUDA wheel set is hashed once, not twice.
+        self._verified: dict[str, list[int]] = {}
 
     def as_layout(self) -> Layout:
         """The same files seen as an OCI layout's blobs (blobs/sha256/<hex>), for registry transfers."""
@@ -111,13 +121,18 @@ class BlobCache:
         """The verified cached file, or None (a corrupt entry, or one of another size than the lock's, is removed)."""
         path = self.path(artifact.sha256)
         try:
-            size = path.stat().st_size
+            stamp = file_stamp(path.stat())
         except FileNotFoundError:
             return None
-        if not _size_matches(size, artifact):  # cheaper than hashing a file that cannot be the one
+        if not _size_matches(stamp[0], artifact):  # cheaper than hashing a file that cannot be the one
             path.unlink(missing_ok=True)
             return None
-        return self.store.get_path(artifact.sha256)
+        if self._verified.get(artifact.sha256) == stamp:
+            return path
+        verified = self.store.get_path(artifact.sha256)
+        if verified is not None:
+            self._verified[artifact.sha256] = stamp
+        return verified
 
     def read(self, artifact: Artifact) -> bytes:
         if not self.path(artifact.sha256).exists():
@@ -170,7 +185,9 @@ class BlobCache:
                 raise DownloadError(
                     f"{artifact.filename} from {url} does not match the lock: expected sha256 "
                     f"{artifact.sha256} ({artifact.size} bytes), got {got} ({sink.size} bytes)")
-        return self.path(artifact.sha256)
+        path = self.path(artifact.sha256)
+        self._verified[artifact.sha256] = file_stamp(path.stat())  # hashed as it arrived
+        return path
 
     def _from_mirror(self, artifact: Artifact, upstream: Unavailable) -> None:
         """Fetch the file from the cache repository (verified against its sha256), or say why not."""

@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+import cogbuild.content_store
 from cogbuild.artifacts import Artifact
 from cogbuild.cache import BlobCache, Unavailable
 from cogbuild.http_fetch import get, new_client
@@ -135,3 +136,17 @@ def test_small_gets_follow_the_same_policy(serve):
         assert get(client, retried.url + WHEEL_PATH).content == WHEEL
         assert get(client, missing.url + WHEEL_PATH).status_code == 404
     assert len(ranges(retried)) == 2 and len(ranges(missing)) == 1
+
+
+def test_a_verified_file_is_hashed_again_only_once_it_changed(serve, tmp_path, monkeypatch):
+    server = serve([FULL])
+    cache, wheel = BlobCache(tmp_path / "cache"), _wheel(server.url + WHEEL_PATH)
+    with new_client() as client:
+        path = cache.fetch(wheel, client)
+    hashed = []
+    monkeypatch.setattr(cogbuild.content_store, "file_sha256", lambda p, real=cogbuild.content_store.file_sha256:
+                        hashed.append(p) or real(p))
+    assert cache.get(wheel) == path and cache.verified_path(wheel) == path
+    assert hashed == []  # hashed as it arrived; unchanged since
+    path.write_bytes(bytes(len(WHEEL)))  # the same size, other bytes
+    assert cache.get(wheel) is None and hashed == [path] and not path.exists()
