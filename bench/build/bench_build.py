@@ -103,7 +103,7 @@ def bench_gpu_model(model: Path, work: Path, wheel_dir: Path) -> None:
     print(f"{'torch-gpu':8} build (warm download and bytecode caches) {warm:6.2f} s ({warm_cpu:.1f} s CPU), "
           f"peak RSS {peak_rss:5.0f} MB   "
           f"image {size / 1e6:6.1f} MB compressed, {digest}")
-    print(f"{'':8} the first build of this run (lock, downloads and bytecode unless --work kept them) "
+    print(f"{'':8} the first build of this run (lock, downloads and bytecode; nothing when --work kept its image) "
           f"{download:.2f} s, peak RSS {download_rss:.0f} MB")
 
 
