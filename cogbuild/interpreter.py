@@ -9,6 +9,7 @@ debian|standalone` forces one; the lock records the switch, so re-locking and `l
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from .artifacts import Artifact
 from .debian import DEBIAN_PYTHONS, debian_python_package, debian_suite, resolve_closure, upstream_version
@@ -37,8 +38,10 @@ class Interpreter:
         return standalone_python(request, arch, provider=manifest) if self.provider == "standalone" else None
 
 
-def choose_interpreter(request: str, python_from: str = "auto", arch: str = "amd64") -> Interpreter:
-    """The provider for python_version `request` ("3.12" or "3.12.4") under the switch `python_from`."""
+def choose_interpreter(request: str, python_from: str = "auto", arch: str = "amd64", *,
+                       cache_root: Path) -> Interpreter:
+    """The provider for python_version `request` ("3.12" or "3.12.4") under the switch `python_from`; an exact
+    patch asks Debian's index (kept under `cache_root`) which one it ships."""
     if python_from not in PYTHON_FROM:
         raise UsageError(f"--python-from must be one of {', '.join(PYTHON_FROM)}, not {python_from!r}")
     suite = debian_suite(request)
@@ -51,7 +54,7 @@ def choose_interpreter(request: str, python_from: str = "auto", arch: str = "amd
     debian = Interpreter("debian", suite, (debian_python_package(request),))
     if request.count(".") == 1:
         return debian
-    shipped = debian_patch(suite, request, arch)
+    shipped = debian_patch(suite, request, arch, cache_root)
     if shipped == request:
         return debian
     if python_from == "debian":
@@ -60,10 +63,10 @@ def choose_interpreter(request: str, python_from: str = "auto", arch: str = "amd
     return Interpreter("standalone", STANDALONE_BASE_SUITE, STANDALONE_RUNTIME_DEBS)
 
 
-def debian_patch(suite: str, request: str, arch: str) -> str:
+def debian_patch(suite: str, request: str, arch: str, cache_root: Path) -> str:
     """The CPython release of the python3.X package that `suite` ships now, e.g. "3.11.2"."""
     package = debian_python_package(request)
-    for deb in resolve_closure([package], suite=suite, arch=arch, exclude=NOT_INSTALLED):
+    for deb in resolve_closure([package], suite=suite, arch=arch, exclude=NOT_INSTALLED, cache_root=cache_root):
         if deb.name == package:
             return upstream_version(deb.version)
     raise UnsupportedPython(f"Debian {suite} has no {package} for {arch}.")

@@ -54,7 +54,7 @@ class Project:
         return lock.inputs == lock_inputs_digest(self.config)
 
     def ensure_lock(self, platforms: list[str] | None = None, progress=lambda m: None,
-                    settings: Settings | None = None) -> Lock:
+                    *, settings: Settings) -> Lock:
         """The lock on disk if it matches cog.yaml and covers the platforms; otherwise lock anew."""
         wanted = sorted(platforms or DEFAULT_PLATFORMS)
         python_from = "auto"
@@ -68,7 +68,7 @@ class Project:
 
         progress(f"locking {self.config.path.name} for {', '.join(wanted)}")
         lock = make_lock(self.config, wanted, self.default_variants(), python_from=python_from,
-                         sources=LockSources.from_settings(settings) if settings else None)
+                         sources=LockSources.from_settings(settings))
         lock.keep_fixed_outputs(previous)
         write_lock(lock, self.lock_path)
         return lock

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Mapping, Sequence
 
 from .artifacts import Artifact
@@ -26,8 +27,10 @@ from .settings import Settings
 
 @dataclass(frozen=True)
 class LockSources:
-    """Where locking looks for inputs, as the settings say (defaults: the public archives and indexes)."""
+    """Where locking looks for inputs, as the settings say (defaults: the public archives and indexes), and the
+    cache root where what it fetched (Debian indexes, wheel metadata) is kept."""
 
+    cache_root: Path
     debian: DebianSource = field(default_factory=DebianSource)
     python_manifest: str = ""  # COGBUILD_PYTHON_PROVIDER: a manifest of standalone CPythons
     cpu: CpuWheelSource = field(default_factory=CpuWheelSource)
@@ -38,9 +41,9 @@ class LockSources:
     def from_settings(cls, settings: Settings) -> LockSources:
         if settings.lock_resolver_text not in ("uv", "pip"):
             raise UsageError(f"COGBUILD_LOCK_RESOLVER is {settings.lock_resolver_text!r}; it must be uv or pip.")
-        return cls(DebianSource(check_valid_until=settings.debian_check_valid_until), settings.python_provider,
-                   configured_cpu_source(settings.cpu_index_url, settings.cpu_find_links), settings.pip_proxy,
-                   settings.lock_resolver_text == "uv")
+        return cls(settings.cache_root, DebianSource(check_valid_until=settings.debian_check_valid_until),
+                   settings.python_provider, configured_cpu_source(settings.cpu_index_url, settings.cpu_find_links),
+                   settings.pip_proxy, settings.lock_resolver_text == "uv")
 
 
 def glibc_version(os_debs: list[Artifact]) -> str:
@@ -54,16 +57,16 @@ def glibc_version(os_debs: list[Artifact]) -> str:
 
 
 def make_lock(config: CogConfig, platforms: list[str], variants: list[str], constraints: Sequence[str] = (),
-              python_from: str = "auto", sources: LockSources | None = None) -> Lock:
+              python_from: str = "auto", *, sources: LockSources) -> Lock:
     """Resolve everything for each platform; `constraints` keeps Python packages at given versions;
     `python_from` ("auto", "debian", "standalone") says who may serve the interpreter."""
-    sources = sources or LockSources()
     for platform in platforms:
         if platform not in DEBIAN_ARCH:
             raise UsageError(f"unsupported platform {platform!r} (supported: {', '.join(DEBIAN_ARCH)})")
     platforms = sorted(platforms)
     check_requirements(config.requirements(), config.root)  # bad lines fail before any download
-    interpreter = choose_interpreter(config.python_request, python_from, DEBIAN_ARCH[platforms[0]])
+    interpreter = choose_interpreter(config.python_request, python_from, DEBIAN_ARCH[platforms[0]],
+                                     cache_root=sources.cache_root)
     lock = Lock(inputs=lock_inputs_digest(config), python_version=config.python_version,
                 debian_suite=interpreter.suite, platforms=platforms, variants=sorted(variants),
                 python_provider=interpreter.provider, python_from=python_from)
@@ -80,13 +83,13 @@ def _lock_platform(config: CogConfig, platform: str, interpreter: Interpreter, v
     # first: a version with no build fails fast
     tarball = interpreter.tarball(config.python_request, arch, sources.python_manifest)
     os_debs = resolve_closure([*interpreter.debian_packages, *BASE_PACKAGES], suite=suite, arch=arch,
-                              exclude=NOT_INSTALLED, source=sources.debian)
+                              exclude=NOT_INSTALLED, source=sources.debian, cache_root=sources.cache_root)
     out = locked(platform, "os", os_debs, variants)
     if tarball is not None:  # a standalone CPython: its own layer on Debian's OS packages
         out += locked(platform, "interpreter", [tarball], variants)
     if config.system_packages:
         system = resolve_closure(config.system_packages, suite=suite, arch=arch, exclude=NOT_INSTALLED,
-                                 installed=os_debs, source=sources.debian)
+                                 installed=os_debs, source=sources.debian, cache_root=sources.cache_root)
         out += locked(platform, "system", system, variants)
     target = Target(python_version=config.python_version, arch=WHEEL_ARCH[platform],
                     glibc=glibc_version(os_debs), python_full_version=_patch_release(config, tarball, os_debs))
@@ -97,7 +100,8 @@ def _lock_platform(config: CogConfig, platform: str, interpreter: Interpreter, v
     if any(line.strip() and not line.strip().startswith("#") for line in requirements):
         closures = resolve_variants(requirements, target, variants=variants, cuda=config.cuda, cudnn=config.cudnn,
                                     constraints=constraints, allow_sdist=True, project_root=config.root,
-                                    cpu_source=sources.cpu, proxy=sources.pip_proxy, uv=sources.uv).artifacts
+                                    cpu_source=sources.cpu, proxy=sources.pip_proxy, uv=sources.uv,
+                                    cache_root=sources.cache_root).artifacts
         out += _python_groups(platform, closures)
         sdists = {a.sha256: a for artifacts in closures.values() for a in artifacts if a.kind == "sdist"}
         if sdists:
@@ -109,13 +113,14 @@ def _lock_platform(config: CogConfig, platform: str, interpreter: Interpreter, v
 def _build_tools(sdists: list[Artifact], target: Target, sources: LockSources) -> list[Artifact]:
     """What builds the sdists' wheels offline in the image: pip, and each sdist's build requirements as
     wheels for the image (resolved one sdist at a time, since two may need different setuptools)."""
-    wanted: dict[Artifact, set[str]] = {a: {"cogbuild"} for a in resolve_requirements(list(WHEEL_BUILDER), target,
-                                                                                      proxy=sources.pip_proxy,
-                                                                                      uv=sources.uv)}
+    def resolve(requirements: Sequence[str]) -> list[Artifact]:
+        return resolve_requirements(requirements, target, proxy=sources.pip_proxy, uv=sources.uv,
+                                    cache_root=sources.cache_root)
+
+    wanted: dict[Artifact, set[str]] = {a: {"cogbuild"} for a in resolve(list(WHEEL_BUILDER))}
     for sdist in sorted(sdists, key=lambda a: a.name):
         if sdist.build_requires:
-            for wheel in resolve_requirements(list(sdist.build_requires), target, proxy=sources.pip_proxy,
-                                              uv=sources.uv):
+            for wheel in resolve(list(sdist.build_requires)):
                 wanted.setdefault(wheel, set()).add(sdist.name)
     return [replace(wheel, required_by=tuple(sorted(names))) for wheel, names in wanted.items()]
 

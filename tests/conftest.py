@@ -6,6 +6,7 @@ its code, not by the luck of the draw.
 """
 
 import os
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
@@ -24,3 +25,9 @@ UNSET_FOR_TESTS = ("SOURCE_DATE_EPOCH", "COGBUILD_DEBUG", "COGBUILD_READY_TIMEOU
 def isolated_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in UNSET_FOR_TESTS:
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def cache_root(tmp_path) -> Path:
+    """The cache root a test passes to library functions (the CLI passes Settings.cache_root)."""
+    return tmp_path / "cache"

@@ -29,7 +29,7 @@ EXCLUDE = ("debconf", "debconf-2.0")
 
 def ours(packages: list[str], suite: str, arch: str, cache: Path) -> tuple[float, dict[str, str]]:
     start = time.perf_counter()
-    debs = resolve_closure(packages, suite=suite, arch=arch, exclude=EXCLUDE, cache_dir=cache)
+    debs = resolve_closure(packages, suite=suite, arch=arch, exclude=EXCLUDE, cache_root=cache)
     return time.perf_counter() - start, {deb.name: deb.version for deb in debs}
 
 

@@ -26,7 +26,7 @@ def build_project(project: Project, tag: str | None, platforms: list[str] | None
     settings = settings or settings_of()
     epoch = settings.source_date_epoch()  # a bad SOURCE_DATE_EPOCH fails before any work
     repository = cache_repository(cache or settings.cache_repo, insecure)  # checked before any work
-    lock = project.ensure_lock(platforms, progress, settings)
+    lock = project.ensure_lock(platforms, progress, settings=settings)
     store = open_store(settings.store_root)
     store.write_blob(project.lock_path.read_bytes())  # `show` finds the lock by the image's lock-digest label
 

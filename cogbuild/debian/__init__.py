@@ -1,8 +1,10 @@
 """Debian half of `cogbuild lock`: verified archive indexes → apt-like dependency closure → pinned debs.
 
     suite = debian_suite("3.11")                           # "bookworm"
-    debs = resolve_closure(["python3.11"], suite=suite, arch="amd64", exclude=["debconf", "debconf-2.0"])
-    extra = resolve_closure(["ffmpeg"], suite=suite, arch="amd64", installed=debs)   # only what is new
+    cache = Path("/tmp/cogbuild-cache")                    # verified indexes are kept under it
+    debs = resolve_closure(["python3.11"], suite=suite, arch="amd64", exclude=["debconf", "debconf-2.0"],
+                           cache_root=cache)
+    extra = resolve_closure(["ffmpeg"], suite=suite, arch="amd64", installed=debs, cache_root=cache)  # only what is new
 
 Modules, in the order data flows through them:
     source.py     DebianSource / Archive: mirrors, suites ("{suite}-security"), components, keyring

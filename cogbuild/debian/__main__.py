@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the artifacts as JSON")
     parser.add_argument("--mirror", help="one archive URL instead of Debian's three (release, updates, security)")
     parser.add_argument("--keyring", type=Path, default=DEBIAN_KEYRING)
-    parser.add_argument("--cache-dir", type=Path)
+    parser.add_argument("--cache-dir", type=Path, required=True, help="where verified indexes are kept")
     args = parser.parse_args(argv)
     if args.mirror:
         source = DebianSource.single(args.mirror, keyring=args.keyring)
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         source = DebianSource(keyring=args.keyring)
     try:
         debs = resolve_closure(args.packages, suite=args.suite, arch=args.arch, exclude=args.exclude, source=source,
-                               cache_dir=args.cache_dir)  # fmt: skip
+                               cache_root=args.cache_dir)  # fmt: skip
     except CogbuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

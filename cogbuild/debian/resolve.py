@@ -25,7 +25,6 @@ from pathlib import Path
 from debian.debian_support import version_compare
 
 from ..artifacts import Artifact
-from ..cache import cache_dir as default_cache_dir
 from ..content_store import ContentStore
 from ..errors import CogbuildError
 from ..http_fetch import new_client
@@ -60,7 +59,7 @@ def resolve_closure(
     exclude: Collection[str] = (),
     installed: Collection[Artifact] = (),
     source: DebianSource | None = None,
-    cache_dir: Path | None = None,
+    cache_root: Path,
 ) -> list[Artifact]:
     """The packages to install for `packages` on `suite`/`arch`, sorted by name, each pinned by sha256.
 
@@ -69,14 +68,14 @@ def resolve_closure(
     """
     if arch not in ARCHITECTURES:
         raise CogbuildError(f"Architecture '{arch}' is not supported; use one of {', '.join(ARCHITECTURES)}.")
-    index = load_index(source or DebianSource(), suite, arch, cache_dir=cache_dir)
+    index = load_index(source or DebianSource(), suite, arch, cache_root=cache_root)
     resolver = Resolver(index, suite=suite, arch=arch, exclude=exclude, installed=installed)
     return resolver.closure(packages)
 
 
-def load_index(source: DebianSource, suite: str, arch: str, *, cache_dir: Path | None = None) -> PackageIndex:
-    """Fetch, verify and parse the source's indexes for one suite and architecture."""
-    cache = ContentStore(Path(cache_dir or default_cache_dir()) / "debian-indexes")
+def load_index(source: DebianSource, suite: str, arch: str, *, cache_root: Path) -> PackageIndex:
+    """Fetch, verify and parse the source's indexes for one suite and architecture (kept under `cache_root`)."""
+    cache = ContentStore(cache_root / "debian-indexes")
     headers = {"User-Agent": "cogbuild (Debian index fetch)"}
     with new_client(headers=headers) as client:  # each fetch retried as http_fetch's policy says
         texts = fetch_packages(source, suite, arch, client=client, cache=cache)

@@ -17,6 +17,7 @@ import json
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -32,23 +33,21 @@ from .lazywheel import wheel_metadata
 from .target import Target
 
 
-def default_cache() -> ContentStore:
-    """Wheel METADATA in a content store, each named by a reference that is the wheel's sha256."""
-    from ..cache import cache_dir
-
-    return ContentStore(cache_dir() / "wheel-metadata")
+def metadata_store(cache_root: Path) -> ContentStore:
+    """Wheel METADATA in a content store under `cache_root`, each named by a reference that is the wheel's sha256."""
+    return ContentStore(cache_root / "wheel-metadata")
 
 
 class MetadataProxy:
     """Serves /<n>/<project>/ for upstream index n, and /f/<sha256>/<filename>[.metadata]."""
 
     def __init__(self, upstreams: list[str], target: Target, client: IndexClient,
-                 cache: ContentStore | None = None, *, serve_metadata: bool = True) -> None:
+                 cache: ContentStore, *, serve_metadata: bool = True) -> None:
         """serve_metadata=False: pages only, with the upstream file URLs, for a resolver (uv) that reads
         METADATA itself faster than this proxy could."""
         self.upstreams, self.target, self.client = upstreams, target, client
         self.serve_metadata = serve_metadata
-        self.cache = cache or default_cache()
+        self.cache = cache
         self.rank = {tag: position for position, tag in enumerate(target.tags())}
         self.environment = {**target.marker_environment(), "extra": ""}
         self.files: dict[str, IndexFile] = {}

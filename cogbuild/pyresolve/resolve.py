@@ -24,7 +24,7 @@ from .backend import ask_backend
 from .diagnose import explain, project_files
 from .index import PYPI_SIMPLE, IndexClient, normalize_index_url
 from .lockfile import wheels_for_lockfile
-from .metadata_proxy import MetadataProxy
+from .metadata_proxy import MetadataProxy, metadata_store
 from .pinning import FileLocator, check_hash_pins, from_pip_report, to_artifacts
 from .pip_runner import PipFailure, pip_command, run_pip
 from .target import Target
@@ -37,7 +37,8 @@ MAX_SDISTS = 10
 def resolve_requirements(requirements: Sequence[str], target: Target, *, index_url: str | None = None,
                          extra_index_urls: Iterable[str] = (), find_links: Iterable[str] = (),
                          allow_sdist: bool = False, constraints: Sequence[str] = (),
-                         project_root: Path | None = None, proxy: bool = True, uv: bool = True) -> list[Artifact]:
+                         project_root: Path | None = None, proxy: bool = True, uv: bool = True,
+                         cache_root: Path | None = None) -> list[Artifact]:
     """Pin the closure of `requirements` (lines of a requirements file) to wheels for `target`.
 
     Options inside the lines (--index-url, --extra-index-url, --find-links, --hash) are honoured as pip
@@ -46,8 +47,9 @@ def resolve_requirements(requirements: Sequence[str], target: Target, *, index_u
     build backend run on this host (backend.py), the only package code locking ever runs. With
     project_root, lines may name a wheel or an sdist in the project (see requirement_paths.py); a
     `git+…@<commit>` line is pinned as an sdist of that commit's tree (see gitsource.py). With proxy
-    (COGBUILD_PIP_PROXY, on unless 0), pip reads indexes through the metadata proxy. Returns Artifacts
-    sorted by name.
+    (COGBUILD_PIP_PROXY, on unless 0), pip reads indexes through the metadata proxy. Wheel metadata, uv's
+    cache and its resolutions are kept under `cache_root` (Settings.cache_root) for later runs; without one,
+    for this call only. Returns Artifacts sorted by name.
     """
     text = "\n".join(requirements)
     parsed = reqfile.parse(text)
@@ -56,7 +58,7 @@ def resolve_requirements(requirements: Sequence[str], target: Target, *, index_u
         return []
     with tempfile.TemporaryDirectory(prefix="cogbuild-pyresolve-") as tmp, IndexClient() as client:
         run = _Resolution(Path(tmp), target, client, parsed, text, index_url, [*extra_index_urls],
-                          [*find_links], constraints, allow_sdist, project_root, proxy, uv)
+                          [*find_links], constraints, allow_sdist, project_root, proxy, uv, cache_root)
         artifacts = run.resolve()
     check_hash_pins(artifacts, {canonicalize_name(Requirement(r.text).name): set(r.hashes)
                                 for r in parsed.requirements if r.hashes and not _names_a_source(r.text)})
@@ -108,7 +110,7 @@ class _Resolution:
     def __init__(self, workdir: Path, target: Target, client: IndexClient, parsed: reqfile.RequirementsText,
                  text: str, index_url: str | None, extra_index_urls: list[str], find_links: list[str],
                  constraints: Sequence[str], allow_sdist: bool, project_root: Path | None, proxy: bool,
-                 uv: bool) -> None:
+                 uv: bool, cache_root: Path | None) -> None:
         self.workdir, self.target, self.client, self.allow_sdist = workdir, target, client, allow_sdist
         self.parsed = parsed
         # As in pip, an --index-url line in the requirements replaces the one given by the caller.
@@ -118,6 +120,7 @@ class _Resolution:
         self.index_urls = [normalize_index_url(u) for u in [self.index_url or PYPI_SIMPLE, *self.extra_index_urls]]
         self.use_proxy, self.use_uv = proxy, uv
         self.proxy: MetadataProxy | None = None  # pip's, made when pip resolves
+        self.cache_root = cache_root or workdir  # without one, nothing outlives this call
         self.constraints_file = None
         if constraints:
             self.constraints_file = workdir / "constraints.txt"
@@ -142,7 +145,7 @@ class _Resolution:
             return by_uv
         if not self.use_proxy:
             return self._resolve()
-        self.proxy = MetadataProxy(self.index_urls, self.target, self.client)
+        self.proxy = MetadataProxy(self.index_urls, self.target, self.client, metadata_store(self.cache_root))
         with self.proxy:
             return self._resolve()
 
@@ -154,15 +157,17 @@ class _Resolution:
             return None
         constraints = self.constraints_file.read_text() if self.constraints_file else ""
         key = resolution_key(self.target, self.requirements_file.read_text(), constraints, self.index_urls)
-        resolutions = Resolutions()
+        resolutions = Resolutions(self.cache_root)
         reused = resolutions.reuse(key, self.client)
         if reused is not None:
             return reused
         # uv reads the pages through a proxy, so that the pages this closure rests on are known.
-        with MetadataProxy(self.index_urls, self.target, self.client, serve_metadata=False) as proxy:
+        with MetadataProxy(self.index_urls, self.target, self.client, metadata_store(self.cache_root),
+                           serve_metadata=False) as proxy:
             compiled = compile_with_uv(uv, self.target, self.requirements_file, self.workdir,
                                        index_urls=[proxy.index_url(n) for n in range(len(self.index_urls))],
-                                       upstream_index_urls=self.index_urls, constraints_file=self.constraints_file)
+                                       upstream_index_urls=self.index_urls, constraints_file=self.constraints_file,
+                                       cache_root=self.cache_root)
             pages = proxy.pages_read()
         # A page the proxy could not fetch looked missing to uv: pip resolves again and names the index.
         if compiled is None or any(page not in self.client.page_digests for page in pages) or \

@@ -25,7 +25,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..artifacts import Artifact
-from ..cache import cache_dir
 from ..content_store import ContentStore
 from ..errors import CogbuildError
 from ..settings import process_environment
@@ -100,11 +99,12 @@ def usable_uv(target: Target) -> str | None:
 
 
 def compile_with_uv(uv: str, target: Target, requirements_file: Path, workdir: Path, *, index_urls: list[str],
-                    upstream_index_urls: list[str], constraints_file: Path | None) -> Path | None:
+                    upstream_index_urls: list[str], constraints_file: Path | None, cache_root: Path) -> Path | None:
     """uv's pinned, hashed requirements file for `target` naming `upstream_index_urls` (for
-    lockfile.wheels_for_lockfile), or None when uv could not resolve. uv reads `index_urls`."""
+    lockfile.wheels_for_lockfile), or None when uv could not resolve. uv reads `index_urls` and keeps its
+    own cache under `cache_root`."""
     output = workdir / "uv-compiled.txt"
-    command = uv_command(uv, target, requirements_file, output, cache_dir() / "uv", index_urls=index_urls,
+    command = uv_command(uv, target, requirements_file, output, cache_root / "uv", index_urls=index_urls,
                          constraints_file=constraints_file)
     try:
         completed = subprocess.run(command, capture_output=True, text=True, timeout=1800, env=uv_environment())
@@ -139,8 +139,8 @@ class Resolutions:
     sha256. So a warm lock fetches the pages (in parallel, unparsed) and runs no resolver.
     """
 
-    def __init__(self, root: Path | None = None) -> None:
-        self.records = ContentStore(root or cache_dir() / "uv-resolutions")  # a ref per key, verified reads
+    def __init__(self, cache_root: Path) -> None:
+        self.records = ContentStore(cache_root / "uv-resolutions")  # a ref per key, verified reads
 
     def reuse(self, key: str, client: IndexClient) -> list[Artifact] | None:
         data = self.records.get_named(key)

@@ -95,7 +95,7 @@ def test_lock_sources_carry_the_settings():
         "COGBUILD_PIP_PROXY": "0", "COGBUILD_DEBIAN_IGNORE_VALID_UNTIL": "1",
         "COGBUILD_PYTHON_PROVIDER": " /m.json "}))
     assert (sources.pip_proxy, sources.debian.check_valid_until, sources.python_manifest) == (False, False, "/m.json")
-    assert LockSources() == LockSources.from_settings(Settings.from_environ({}))
+    assert LockSources(Path("/c")) == LockSources.from_settings(Settings.from_environ({"COGBUILD_CACHE": "/c"}))
 
 
 def test_a_bad_timeout_fails_only_when_asked_for():

@@ -37,7 +37,7 @@ def test_closure_from_a_signed_archive_pins_real_files(repo, serve, signing_key,
     publish_app(repo)
     url = serve(repo.root)
     debs = resolve_closure(["app"], suite="testing", arch="amd64", exclude=["debconf", "debconf-2.0"],
-                           source=source_for(url, signing_key), cache_dir=tmp_path / "cache")  # fmt: skip
+                           source=source_for(url, signing_key), cache_root=tmp_path / "cache")  # fmt: skip
     assert [d.name for d in debs] == ["app", "libc6", "libfoo", "python3"]
     for deb in debs:
         local = repo.root / deb.url.removeprefix(url + "/")
@@ -50,18 +50,18 @@ def test_closure_from_a_signed_archive_pins_real_files(repo, serve, signing_key,
 def test_arm64_uses_its_own_index(repo, serve, signing_key, tmp_path):
     publish_app(repo)
     source = source_for(serve(repo.root), signing_key)
-    debs = resolve_closure(["libc6", "python3"], suite="testing", arch="arm64", source=source, cache_dir=tmp_path)
+    debs = resolve_closure(["libc6", "python3"], suite="testing", arch="arm64", source=source, cache_root=tmp_path)
     assert {d.name: d.filename for d in debs} == {"libc6": "libc6_2.36-9_arm64.deb",
                                                   "python3": "python3_3.11.2-1_all.deb"}  # fmt: skip
     with pytest.raises(CogbuildError, match="Architecture 'i386' is not supported"):
-        resolve_closure(["libfoo"], suite="testing", arch="i386", source=source, cache_dir=tmp_path)
+        resolve_closure(["libfoo"], suite="testing", arch="i386", source=source, cache_root=tmp_path)
 
 
 def test_libfoo_is_amd64_only_so_arm64_reports_it_missing(repo, serve, signing_key, tmp_path):
     publish_app(repo)
     source = source_for(serve(repo.root), signing_key)
     with pytest.raises(CogbuildError, match=r"'app' is not in testing \(arm64\)"):
-        resolve_closure(["app"], suite="testing", arch="arm64", source=source, cache_dir=tmp_path)
+        resolve_closure(["app"], suite="testing", arch="arm64", source=source, cache_root=tmp_path)
 
 
 def test_updates_suite_with_a_higher_version_wins(repo, serve, signing_key, tmp_path):
@@ -69,7 +69,7 @@ def test_updates_suite_with_a_higher_version_wins(repo, serve, signing_key, tmp_
     repo.add("libfoo", "1.1+deb12u1", suite="testing-updates", pre_depends="libc6 (>= 2.36)")
     repo.publish("testing-updates")
     source = source_for(serve(repo.root), signing_key, "{suite}", "{suite}-updates")
-    debs = resolve_closure(["libfoo"], suite="testing", arch="amd64", source=source, cache_dir=tmp_path)
+    debs = resolve_closure(["libfoo"], suite="testing", arch="amd64", source=source, cache_root=tmp_path)
     libfoo = {d.name: d for d in debs}["libfoo"]
     assert libfoo.version == "1.1+deb12u1"
     assert libfoo.sha256 == hashlib.sha256(repo.deb_path("libfoo", "1.1+deb12u1", suite="testing-updates")
@@ -81,7 +81,7 @@ def test_by_hash_indexes_are_used_when_the_release_offers_them(repo, serve, sign
     for plain in repo.root.glob("dists/testing/main/binary-*/Packages*"):
         plain.unlink()  # only the by-hash copies remain
     debs = resolve_closure(["libfoo"], suite="testing", arch="amd64", source=source_for(serve(repo.root), signing_key),
-                           cache_dir=tmp_path)  # fmt: skip
+                           cache_root=tmp_path)  # fmt: skip
     assert [d.name for d in debs] == ["libc6", "libfoo"]
 
 
@@ -89,7 +89,7 @@ def test_indexes_are_cached_by_hash_and_a_corrupt_cache_entry_is_refetched(repo,
     publish_app(repo)
     source = source_for(serve(repo.root), signing_key)
     cache = tmp_path / "cache"
-    first = resolve_closure(["app"], suite="testing", arch="amd64", exclude=["debconf"], source=source, cache_dir=cache)
+    first = resolve_closure(["app"], suite="testing", arch="amd64", exclude=["debconf"], source=source, cache_root=cache)
     xz = repo.root / "dists/testing/main/binary-amd64/Packages.xz"
     blob = cache / "debian-indexes" / "sha256" / hashlib.sha256(xz.read_bytes()).hexdigest()
     assert blob.read_bytes() == xz.read_bytes()
@@ -97,12 +97,12 @@ def test_indexes_are_cached_by_hash_and_a_corrupt_cache_entry_is_refetched(repo,
     saved = xz.read_bytes()
     xz.unlink()
     assert resolve_closure(["app"], suite="testing", arch="amd64", exclude=["debconf"], source=source,
-                           cache_dir=cache) == first  # fmt: skip
+                           cache_root=cache) == first  # fmt: skip
     # A corrupted cache entry is noticed, dropped and fetched again.
     xz.write_bytes(saved)
     blob.write_bytes(b"corrupt")
     assert resolve_closure(["app"], suite="testing", arch="amd64", exclude=["debconf"], source=source,
-                           cache_dir=cache) == first  # fmt: skip
+                           cache_root=cache) == first  # fmt: skip
     assert blob.read_bytes() == saved
 
 
@@ -113,7 +113,7 @@ def test_tampered_index_is_rejected(repo, serve, signing_key, tmp_path):
     xz.write_bytes(lzma.compress(text))
     with pytest.raises(CogbuildError, match=r"Packages\.xz does not match the size and sha256 its signed InRelease"):
         resolve_closure(["app"], suite="testing", arch="amd64", source=source_for(serve(repo.root), signing_key),
-                        cache_dir=tmp_path)  # fmt: skip
+                        cache_root=tmp_path)  # fmt: skip
     assert not (tmp_path / "debian-indexes" / "sha256").exists() or not any((tmp_path / "debian-indexes").rglob("*"))
 
 
@@ -123,7 +123,7 @@ def test_oversized_index_is_cut_off(repo, serve, signing_key, tmp_path):
     xz.write_bytes(xz.read_bytes() + b"\0" * 100_000)
     with pytest.raises(CogbuildError, match="is larger than the size its signed InRelease lists"):
         resolve_closure(["app"], suite="testing", arch="amd64", source=source_for(serve(repo.root), signing_key),
-                        cache_dir=tmp_path)  # fmt: skip
+                        cache_root=tmp_path)  # fmt: skip
 
 
 def test_altered_inrelease_has_a_bad_signature(repo, serve, signing_key, tmp_path):
@@ -132,7 +132,7 @@ def test_altered_inrelease_has_a_bad_signature(repo, serve, signing_key, tmp_pat
     inrelease.write_bytes(inrelease.read_bytes().replace(b"Origin: cogbuild-tests", b"Origin: cogbuild-tezts"))
     with pytest.raises(CogbuildError, match="InRelease has a bad signature"):
         resolve_closure(["app"], suite="testing", arch="amd64", source=source_for(serve(repo.root), signing_key),
-                        cache_dir=tmp_path)  # fmt: skip
+                        cache_root=tmp_path)  # fmt: skip
 
 
 def test_release_signed_by_an_unknown_key_is_rejected(repo, serve, signing_key, other_key, tmp_path):
@@ -141,7 +141,7 @@ def test_release_signed_by_an_unknown_key_is_rejected(repo, serve, signing_key, 
     (repo.root / "dists/testing/InRelease").write_bytes(other_key.clearsign(release))
     with pytest.raises(CogbuildError, match="InRelease is not signed by a key in"):
         resolve_closure(["app"], suite="testing", arch="amd64", source=source_for(serve(repo.root), signing_key),
-                        cache_dir=tmp_path)  # fmt: skip
+                        cache_root=tmp_path)  # fmt: skip
 
 
 def test_release_signed_by_an_expired_key_is_rejected(repo, serve, expired_key, tmp_path):
@@ -150,7 +150,7 @@ def test_release_signed_by_an_expired_key_is_rejected(repo, serve, expired_key, 
     (repo.root / "dists/testing/InRelease").write_bytes(expired_key.clearsign(release))
     with pytest.raises(CogbuildError, match="InRelease is signed only by an expired or revoked key"):
         resolve_closure(["app"], suite="testing", arch="amd64", source=source_for(serve(repo.root), expired_key),
-                        cache_dir=tmp_path)  # fmt: skip
+                        cache_root=tmp_path)  # fmt: skip
 
 
 def test_unsigned_release_is_rejected(repo, serve, signing_key, tmp_path):
@@ -159,20 +159,20 @@ def test_unsigned_release_is_rejected(repo, serve, signing_key, tmp_path):
     (repo.root / "dists/testing/InRelease").write_bytes(release.read_bytes())
     with pytest.raises(CogbuildError, match="InRelease is not signed by a key in"):
         resolve_closure(["app"], suite="testing", arch="amd64", source=source_for(serve(repo.root), signing_key),
-                        cache_dir=tmp_path)  # fmt: skip
+                        cache_root=tmp_path)  # fmt: skip
 
 
 def test_release_with_a_detached_signature(repo, serve, signing_key, tmp_path):
     publish_app(repo, detached=True)
     url = serve(repo.root)
     debs = resolve_closure(["libfoo"], suite="testing", arch="amd64", source=source_for(url, signing_key),
-                           cache_dir=tmp_path)  # fmt: skip
+                           cache_root=tmp_path)  # fmt: skip
     assert [d.name for d in debs] == ["libc6", "libfoo"]
     release = repo.root / "dists/testing/Release"
     release.write_bytes(release.read_bytes().replace(b"Origin: cogbuild-tests", b"Origin: cogbuild-tezts"))
     with pytest.raises(CogbuildError, match=r"dists/testing/Release has a bad signature"):
         resolve_closure(["libfoo"], suite="testing", arch="amd64", source=source_for(url, signing_key),
-                        cache_dir=tmp_path)  # fmt: skip
+                        cache_root=tmp_path)  # fmt: skip
 
 
 def test_text_outside_the_signature_is_ignored(repo, serve, signing_key, tmp_path):
@@ -182,7 +182,7 @@ def test_text_outside_the_signature_is_ignored(repo, serve, signing_key, tmp_pat
     fake = b"\nSHA256:\n " + b"0" * 64 + b" 1 main/binary-amd64/Packages.xz\n"
     inrelease.write_bytes(inrelease.read_bytes() + fake)
     debs = resolve_closure(["libfoo"], suite="testing", arch="amd64", source=source_for(serve(repo.root), signing_key),
-                           cache_dir=tmp_path)  # fmt: skip
+                           cache_root=tmp_path)  # fmt: skip
     assert [d.name for d in debs] == ["libc6", "libfoo"]
 
 
@@ -192,7 +192,7 @@ def test_release_of_another_suite_is_rejected(repo, serve, signing_key, tmp_path
     (repo.root / "dists/newrelease").symlink_to(repo.root / "dists/testing")
     with pytest.raises(CogbuildError, match="describes suite 'testing', not 'newrelease'"):
         resolve_closure(["app"], suite="newrelease", arch="amd64", source=source_for(serve(repo.root), signing_key),
-                        cache_dir=tmp_path)  # fmt: skip
+                        cache_root=tmp_path)  # fmt: skip
 
 
 def test_expired_release_is_rejected_unless_the_user_accepts_it(repo, serve, signing_key, tmp_path):
@@ -200,9 +200,9 @@ def test_expired_release_is_rejected_unless_the_user_accepts_it(repo, serve, sig
     url = serve(repo.root)
     with pytest.raises(CogbuildError, match=r"expired on Sat, 01 Jan 2000 .*Valid-Until.*IGNORE_VALID_UNTIL=1"):
         resolve_closure(["libfoo"], suite="testing", arch="amd64", source=source_for(url, signing_key),
-                        cache_dir=tmp_path)  # fmt: skip
+                        cache_root=tmp_path)  # fmt: skip
     accepting = replace(source_for(url, signing_key), check_valid_until=False)  # IGNORE_VALID_UNTIL=1
-    debs = resolve_closure(["libfoo"], suite="testing", arch="amd64", source=accepting, cache_dir=tmp_path)
+    debs = resolve_closure(["libfoo"], suite="testing", arch="amd64", source=accepting, cache_root=tmp_path)
     assert [d.name for d in debs] == ["libc6", "libfoo"]
 
 
@@ -210,17 +210,17 @@ def test_missing_suite_and_unreachable_mirror_are_clear_errors(repo, serve, sign
     publish_app(repo)
     url = serve(repo.root)
     with pytest.raises(CogbuildError, match=r"has no suite 'nosuch' \(neither dists/nosuch/InRelease nor Release"):
-        resolve_closure(["app"], suite="nosuch", arch="amd64", source=source_for(url, signing_key), cache_dir=tmp_path)
+        resolve_closure(["app"], suite="nosuch", arch="amd64", source=source_for(url, signing_key), cache_root=tmp_path)
     dead = DebianSource(archives=(Archive("http://127.0.0.1:9"),), keyring=signing_key.keyring)
     with pytest.raises(CogbuildError, match=r"Could not fetch http://127\.0\.0\.1:9/dists/testing/InRelease"):
-        resolve_closure(["app"], suite="testing", arch="amd64", source=dead, cache_dir=tmp_path)
+        resolve_closure(["app"], suite="testing", arch="amd64", source=dead, cache_root=tmp_path)
 
 
 def test_missing_keyring_is_a_clear_error(repo, serve, tmp_path):
     publish_app(repo)
     source = DebianSource(archives=(Archive(serve(repo.root)),), keyring=Path(tmp_path / "none.gpg"))
     with pytest.raises(CogbuildError, match=r"keyring .*none\.gpg does not exist"):
-        resolve_closure(["app"], suite="testing", arch="amd64", source=source, cache_dir=tmp_path)
+        resolve_closure(["app"], suite="testing", arch="amd64", source=source, cache_root=tmp_path)
 
 
 def test_parsed_index_cache_is_used_and_survives_corruption(repo, serve, signing_key, tmp_path):
@@ -229,7 +229,7 @@ def test_parsed_index_cache_is_used_and_survives_corruption(repo, serve, signing
     publish_app(repo)
     source = source_for(serve(repo.root), signing_key)
     cache = tmp_path / "cache"
-    first = resolve_closure(["app"], suite="testing", arch="amd64", exclude=["debconf"], source=source, cache_dir=cache)
+    first = resolve_closure(["app"], suite="testing", arch="amd64", exclude=["debconf"], source=source, cache_root=cache)
     refs = sorted((cache / "debian-indexes" / "refs").iterdir())
     assert [ref.name.split("-")[1] for ref in refs] == ["amd64"]
     parsed = cache / "debian-indexes" / "sha256" / refs[0].read_text()
@@ -238,7 +238,7 @@ def test_parsed_index_cache_is_used_and_survives_corruption(repo, serve, signing
         parsed.write_bytes(damage)
         resolve._INDEX_MEMO.clear()
         assert resolve_closure(["app"], suite="testing", arch="amd64", exclude=["debconf"], source=source,
-                               cache_dir=cache) == first  # fmt: skip
+                               cache_root=cache) == first  # fmt: skip
 
 
 def test_the_inspection_command(repo, serve, signing_key, tmp_path, capsys):

@@ -33,7 +33,7 @@ def live_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("arch", ["amd64", "arm64"])
 def test_python311_closure_on_bookworm(arch: str, live_cache: Path):
     debs = resolve_closure(["python3.11"], suite=debian_suite("3.11"), arch=arch,
-                           exclude=["debconf", "debconf-2.0"], cache_dir=live_cache)  # fmt: skip
+                           exclude=["debconf", "debconf-2.0"], cache_root=live_cache)  # fmt: skip
     by_name = {deb.name: deb for deb in debs}
     for name in ("libc6", "libpython3.11-stdlib", "python3.11-minimal"):
         deb = by_name[name]
@@ -46,12 +46,11 @@ def test_python311_closure_on_bookworm(arch: str, live_cache: Path):
     assert all(deb.filename.endswith((f"_{arch}.deb", "_all.deb")) for deb in debs)
 
 
-def test_the_patch_debian_ships_stays_with_debian_and_any_other_goes_standalone(live_cache: Path, monkeypatch):
+def test_the_patch_debian_ships_stays_with_debian_and_any_other_goes_standalone(live_cache: Path):
     from cogbuild.interpreter import choose_interpreter, debian_patch
 
-    monkeypatch.setenv("COGBUILD_CACHE", str(live_cache))  # the indexes the test above fetched
-    shipped = debian_patch("bookworm", "3.11", "amd64")
+    shipped = debian_patch("bookworm", "3.11", "amd64", live_cache)  # the indexes the test above fetched
     assert re.fullmatch(r"3\.11\.\d+", shipped)
-    assert choose_interpreter(shipped).provider == "debian"
+    assert choose_interpreter(shipped, cache_root=live_cache).provider == "debian"
     newer = f"3.11.{int(shipped.split('.')[2]) + 2}"
-    assert choose_interpreter(newer).provider == "standalone"
+    assert choose_interpreter(newer, cache_root=live_cache).provider == "standalone"

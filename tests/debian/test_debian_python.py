@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import tarfile
+from functools import partial
 from importlib import resources
 from pathlib import Path
 
@@ -72,9 +73,9 @@ def test_debian_suites_and_packages_for_python_versions():
 
 @pytest.mark.parametrize("minor", ["3.8", "3.10", "3.12", "3.14"])
 @pytest.mark.parametrize(("arch", "machine"), [("amd64", "x86_64"), ("arm64", "aarch64")])
-def test_a_lock_names_the_upstream_build_from_the_shipped_data(minor, arch, machine):
+def test_a_lock_names_the_upstream_build_from_the_shipped_data(minor, arch, machine, cache_root):
     """No network: the shipped data alone gives each interpreter's URL and sha256, for both architectures."""
-    chosen = choose_interpreter(minor, "standalone")
+    chosen = choose_interpreter(minor, "standalone", cache_root=cache_root)
     tarball = chosen.tarball(minor, arch)
     builds = [b for b in shipped_builds(machine) if b["version"].startswith(minor + ".")]
     newest = max(builds, key=lambda b: Version(b["version"]))
@@ -118,25 +119,29 @@ def test_nearest_versions_prefers_the_same_minor():
     assert nearest_versions("3.12", ["3.11.1", "3.11.9", "3.13.0"], count=2) == ["3.11.9", "3.13.0"]
 
 
-def test_the_switch_decides_who_serves_the_interpreter(monkeypatch):
-    monkeypatch.setattr(interpreter, "debian_patch", lambda suite, request, arch: "3.11.2")
-    assert choose_interpreter("3.11").provider == "debian"
-    assert choose_interpreter("3.11").suite == "bookworm"
-    assert choose_interpreter("3.11.2").provider == "debian"  # the exact patch Debian ships
-    exact = choose_interpreter("3.11.4")  # Debian has 3.11.2: exactly 3.11.4 comes from a standalone build
+def test_the_switch_decides_who_serves_the_interpreter(monkeypatch, cache_root):
+    asked_under = []
+    monkeypatch.setattr(interpreter, "debian_patch",
+                        lambda suite, request, arch, root: asked_under.append(root) or "3.11.2")
+    choose = partial(choose_interpreter, cache_root=cache_root)
+    assert choose("3.11").provider == "debian"
+    assert choose("3.11").suite == "bookworm"
+    assert choose("3.11.2").provider == "debian"  # the exact patch Debian ships
+    exact = choose("3.11.4")  # Debian has 3.11.2: exactly 3.11.4 comes from a standalone build
     assert (exact.provider, exact.suite) == ("standalone", STANDALONE_BASE_SUITE)
     assert "libc6" in exact.debian_packages
-    assert choose_interpreter("3.12").provider == "standalone"
-    assert choose_interpreter("3.13", "standalone").provider == "standalone"
-    assert choose_interpreter("3.11", "debian").debian_packages == ("python3.11",)
+    assert choose("3.12").provider == "standalone"
+    assert choose("3.13", "standalone").provider == "standalone"
+    assert choose("3.11", "debian").debian_packages == ("python3.11",)
     with pytest.raises(UnsupportedPython) as error:
-        choose_interpreter("3.11.4", "debian")
+        choose("3.11.4", "debian")
     assert str(error.value) == ("Debian bookworm carries Python 3.11.2, not 3.11.4; lock with --python-from auto "
                                 "or standalone for exactly 3.11.4.")
     with pytest.raises(UnsupportedPython, match=r"^Debian has no Python 3\.12 \(it carries 3\.11 \(bookworm\), "):
-        choose_interpreter("3.12", "debian")
+        choose("3.12", "debian")
     with pytest.raises(UsageError, match="--python-from must be one of auto, debian, standalone"):
-        choose_interpreter("3.12", "conda")
+        choose("3.12", "conda")
+    assert set(asked_under) == {cache_root}  # Debian's index is read under the caller's cache root
 
 
 def test_a_configured_provider_replaces_the_shipped_data(provider):

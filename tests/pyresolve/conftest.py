@@ -39,12 +39,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "network: needs PyPI (pypi.org, files.pythonhosted.org)")
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
-    """cogbuild's cache (wheel metadata) goes to a per-session directory, not the user's."""
-    monkeypatch.setenv("COGBUILD_CACHE", str(tmp_path_factory.getbasetemp() / "cogbuild-cache"))
-
-
 @pytest.fixture(autouse=True, params=["uv", "pip"])
 def lock_resolver(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Each test runs twice: uv resolving wherever it may (pip for the rest), and pip alone (as with

@@ -10,7 +10,7 @@ from wheelindex import Dist, WheelIndex, build_wheel
 from cogbuild.pyresolve import Target, resolve_requirements
 from cogbuild.pyresolve.lazywheel import wheel_metadata
 from cogbuild.content_store import ContentStore
-from cogbuild.pyresolve.metadata_proxy import default_cache
+from cogbuild.pyresolve.metadata_proxy import metadata_store
 
 X86 = Target("3.11", "x86_64", "2.36")
 
@@ -24,10 +24,9 @@ def test_same_lock_with_and_without_the_proxy(simple_url):
     assert all(a.url.startswith(simple_url.replace("/simple/", "/files/")) for a in through_proxy)
 
 
-def test_metadata_is_cached_by_wheel_hash(simple_url, tmp_path, monkeypatch, wheel_dir):
-    monkeypatch.setenv("COGBUILD_CACHE", str(tmp_path))
-    artifacts = resolve_requirements(["purelib"], X86, index_url=simple_url, uv=False)  # the proxy serves pip
-    cache = default_cache()
+def test_metadata_is_cached_by_wheel_hash(simple_url, tmp_path, wheel_dir):
+    artifacts = resolve_requirements(["purelib"], X86, index_url=simple_url, uv=False, cache_root=tmp_path)  # the proxy serves pip
+    cache = metadata_store(tmp_path)
     assert cache.root == tmp_path / "wheel-metadata"
     for artifact in artifacts:
         assert cache.get_named(artifact.sha256).startswith(b"Metadata-Version: 2.1\nName: " + artifact.name.encode())

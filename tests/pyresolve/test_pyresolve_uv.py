@@ -111,30 +111,29 @@ def own_index(tmp_path):
 
 
 def test_a_warm_lock_reuses_uv_closure_only_while_the_pages_it_read_are_unchanged(own_index, pip_refused,
-                                                                                    monkeypatch):
+                                                                                    monkeypatch, cache_root):
     wheels, url = own_index
     build_wheel(wheels, Dist("app", "1.0"))
     build_wheel(wheels, Dist("app", "2.0", requires=["newdep"]))  # newdep is not on the index: app 1.0 wins
-    cold = resolve_requirements(["app"], X86, index_url=url)
+    cold = resolve_requirements(["app"], X86, index_url=url, cache_root=cache_root)
     assert [(a.name, a.version, a.required_by) for a in cold] == [("app", "1.0", ("request",))]
 
     with monkeypatch.context() as patch:  # warm: the same pages, so no resolver runs
         patch.setattr(resolve_module, "compile_with_uv", lambda *args, **kwargs: pytest.fail("uv ran"))
-        assert resolve_requirements(["app"], X86, index_url=url) == cold
+        assert resolve_requirements(["app"], X86, index_url=url, cache_root=cache_root) == cold
 
     # newdep's page was read as missing; now it exists, and the recorded closure is not taken.
     build_wheel(wheels, Dist("newdep", "1.0"))
-    after = resolve_requirements(["app"], X86, index_url=url)
+    after = resolve_requirements(["app"], X86, index_url=url, cache_root=cache_root)
     assert [(a.name, a.version, a.required_by) for a in after] == [
         ("app", "2.0", ("request",)), ("newdep", "1.0", ("app",))]
 
 
-def test_a_corrupt_resolution_record_is_not_believed(own_index, pip_refused, monkeypatch, tmp_path):
-    monkeypatch.setenv("COGBUILD_CACHE", str(tmp_path / "cache"))
+def test_a_corrupt_resolution_record_is_not_believed(own_index, pip_refused, cache_root):
     wheels, url = own_index
     build_wheel(wheels, Dist("app", "1.0"))
-    cold = resolve_requirements(["app"], X86, index_url=url)
-    [record] = [path for path in (tmp_path / "cache" / "uv-resolutions").rglob("*")
+    cold = resolve_requirements(["app"], X86, index_url=url, cache_root=cache_root)
+    [record] = [path for path in (cache_root / "uv-resolutions").rglob("*")
                 if path.is_file() and "refs" not in path.parts]
     record.write_bytes(record.read_bytes().replace(b'"1.0"', b'"9.9"'))
-    assert resolve_requirements(["app"], X86, index_url=url) == cold
+    assert resolve_requirements(["app"], X86, index_url=url, cache_root=cache_root) == cold
