@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from . import __version__
-from .bytecode import Compiler, can_compile_for
-from .cache import BlobCache, cache_dir, file_sha256, file_stamp, scratch_dir
+from .bytecode import Compilers, can_compile_for
+from .cache import BlobCache, file_sha256, file_stamp, scratch_dir
 from .config import CogConfig
 from .content_store import ContentStore
 from .artifacts import Artifact
@@ -49,6 +49,7 @@ Progress = Callable[[str], None]
 
 @dataclass
 class BuildOptions:
+    cache_root: Path = field(kw_only=True)  # Settings.cache_root: downloads, layer records, scratch space
     platforms: list[str] | None = None  # default: every platform in the lock
     variants: list[str] | None = None  # default: every variant in the lock
     compression: Compression = field(default_factory=Compression)
@@ -59,7 +60,7 @@ class BuildOptions:
     # Called when build.run digests were recorded in the lock: saves it, returns its new digest.
     save_lock: Callable[[Lock], str] | None = None
     cache_repository: CacheRepository | None = None  # --cache: layers and downloads shared through a registry
-    layer_cache_root: Path | None = None  # default: the user's cache; a rebuild that must compose anew sets another
+    layer_cache_root: Path | None = None  # default: cache_root; a rebuild that must compose anew sets another
     source_date_epoch: int = 0  # every timestamp in the image (Settings.source_date_epoch)
     debian_snapshot: str | None = DEFAULT_DEBIAN_SNAPSHOT  # where dropped .debs are looked for; None: nowhere
 
@@ -81,11 +82,11 @@ class LayerCache:
     what was recorded then, so an unchanged 2 GB layer costs a stat, not a read, on each rebuild.
     """
 
-    def __init__(self, layout: Layout, compression: Compression, mtime: int, root: Path | None = None) -> None:
+    def __init__(self, layout: Layout, compression: Compression, mtime: int, cache_root: Path) -> None:
         self.layout = layout
         self.compression = compression
         self.mtime = mtime
-        self.records = ContentStore((root or cache_dir()) / "layers")
+        self.records = ContentStore(cache_root / "layers")
 
     def key(self, spec: LayerSpec) -> str:
         """The layer's full identity: its inputs, and how its bytes are compressed and stamped."""
@@ -142,10 +143,10 @@ def compose_layer(spec: LayerSpec, layout: Layout, cache: LayerCache) -> Layer:
 
 
 def base_plan(lock: Lock, platform: str, variant: str, blobs: BlobCache, user: ImageUser,
-              compilers: dict[str, Compiler] | None = None, spill: SpillDir | None = None
+              compilers: Compilers | None = None, spill: SpillDir | None = None
               ) -> tuple[list[LayerSpec], WheelTarget]:
     """The image's OS, interpreter and system_packages layers (what sdists are built over), and where its
-    wheels go; with `compilers` (a shared dict), Python files get bytecode where the image's interpreter can
+    wheels go; with `compilers` (shared by the build), Python files get bytecode where the image's interpreter can
     run on this host; with `spill`, unpacked .deb and tarball contents wait on disk."""
     arch = DEBIAN_ARCH[platform]
     os_artifacts = lock.select(platform, variant, "os")
@@ -160,7 +161,7 @@ def base_plan(lock: Lock, platform: str, variant: str, blobs: BlobCache, user: I
 
 
 def plan_layers(config: CogConfig, lock: Lock, platform: str, variant: str, blobs: BlobCache, user: ImageUser,
-                compilers: dict[str, Compiler] | None = None, spill: SpillDir | None = None,
+                compilers: Compilers | None = None, spill: SpillDir | None = None,
                 built: dict[str, Artifact] | None = None) -> tuple[list[LayerSpec], WheelTarget]:
     """The image's layers in order up to the runtime (build.run layers and code follow), and where its
     wheels go; `built` maps each sdist's sha256 to the wheel built from it (see wheelbuild)."""
@@ -198,7 +199,8 @@ def image_env(config: CogConfig, lock: Lock, layers: list[Layer], variant: str) 
 
 
 def runtime_config(config: CogConfig, lock: Lock, user: ImageUser, lock_digest: str, layers: list[Layer],
-                   variant: str) -> RuntimeConfig:
+                   variant: str, schema: dict | None) -> RuntimeConfig:
+    """The image's config; `schema` is the predictor's OpenAPI document (None for an app)."""
     env = image_env(config, lock, layers, variant)
     labels = {
         CONFIG_LABEL: canonical_json(config.raw).decode(),
@@ -208,8 +210,8 @@ def runtime_config(config: CogConfig, lock: Lock, user: ImageUser, lock_digest: 
     if config.entrypoint:  # an app: its own program, in the user's home (CI runners set their own directory)
         return RuntimeConfig(entrypoint=config.entrypoint, env=env, user=user.spec, labels=labels,
                              working_dir=user.home, exposed_ports=())
-    assert config.predictor is not None, "config.py requires a predictor unless entrypoint is set"
-    labels[SCHEMA_LABEL] = canonical_json(static_schema(config.root, config.predictor, config.trainer)).decode()
+    assert schema is not None, "config.py requires a predictor unless entrypoint is set"
+    labels[SCHEMA_LABEL] = canonical_json(schema).decode()
     return RuntimeConfig(entrypoint=server_entrypoint(lock.python_version), env=env, user=user.spec, labels=labels)
 
 
@@ -242,16 +244,18 @@ def build(config: CogConfig, lock: Lock, lock_digest: str, layout: Layout, optio
     for variant in variants:
         if variant not in lock.variants:
             raise CogbuildError(f"cog.lock has no {variant} variant; lock with that variant first")
-    cache = LayerCache(layout, options.compression, options.source_date_epoch, options.layer_cache_root)
-    shared = _shared_layers(options.cache_repository, layout, cache, progress)
+    cache = LayerCache(layout, options.compression, options.source_date_epoch,
+                       options.layer_cache_root or options.cache_root)
+    shared = _shared_layers(options.cache_repository, layout, cache, progress, options.cache_root)
+    schema = None
     if config.predictor:  # as Cog does: a signature that cannot be served stops here
-        static_schema(config.root, config.predictor, config.trainer, shared)
+        schema = static_schema(config.root, config.predictor, config.trainer, shared, options.cache_root)
     layout.init()
-    blobs = BlobCache(mirror=options.cache_repository, snapshot=options.debian_snapshot)
+    blobs = BlobCache(options.cache_root, mirror=options.cache_repository, snapshot=options.debian_snapshot)
     user = ImageUser()
-    compilers: dict[str, Compiler] | None = {} if options.bytecode else None
+    compilers = Compilers(options.cache_root) if options.bytecode else None
     import_sources(lock, config.root, blobs)
-    spill = SpillDir(scratch_dir("unpacked-"))
+    spill = SpillDir(scratch_dir(options.cache_root, "unpacked-"))
     try:
         built: dict[str, dict[str, Artifact]] = {}
         if lock.wheel_builds:
@@ -271,13 +275,14 @@ def build(config: CogConfig, lock: Lock, lock_digest: str, layout: Layout, optio
             code = _code_layers(config, user)  # after the steps: cog.lock may have changed
             layers.update(_compose_layers(code, layout, cache, blobs, options.workers, progress, shared))
     finally:
-        close_compilers(compilers)
+        if compilers is not None:
+            compilers.close()
         shutil.rmtree(spill.directory, ignore_errors=True)
     if shared is not None:
         shared.finish(blobs)
     code_layers_built = [layers[s.key] for s in code]  # above the build.run layers, the same in every image
     images = {(p, v): _write_image(layout, below + code_layers_built, config, lock, lock_digest, user, p, v,
-                                   options.compression, cache.mtime,
+                                   schema, options.compression, cache.mtime,
                                    options.bytecode and can_compile_for(DEBIAN_ARCH[p]))
               for (p, v), below in images_layers.items()}
     if len(images) == 1:
@@ -289,12 +294,12 @@ def build(config: CogConfig, lock: Lock, lock_digest: str, layout: Layout, optio
 
 
 def _shared_layers(repository: CacheRepository | None, layout: Layout, cache: LayerCache,
-                   progress: Progress) -> SharedLayers | None:
+                   progress: Progress, cache_root: Path) -> SharedLayers | None:
     if repository is None:
         return None
     from .shared_cache import SharedLayers  # it builds on this module
 
-    return SharedLayers(repository, layout, cache, progress)
+    return SharedLayers(repository, layout, cache, progress, cache_root)
 
 
 def _code_layers(config: CogConfig, user: ImageUser) -> list[LayerSpec]:
@@ -339,11 +344,6 @@ def _compose_layers(specs: list[LayerSpec], layout: Layout, cache: LayerCache, b
     return layers
 
 
-def close_compilers(compilers: dict[str, Compiler] | None) -> None:
-    for compiler in (compilers or {}).values():
-        compiler.close()
-
-
 def import_sources(lock: Lock, root: Path, blobs: BlobCache) -> None:
     """Wheels and sdists the lock names by a path in the project, and git commits' trees, go into the
     download cache, checked against their sha256 like any download."""
@@ -369,7 +369,7 @@ def _import_git_tree(artifact: Artifact, blobs: BlobCache) -> None:
 
 
 def _build_wheels(config: CogConfig, lock: Lock, lock_digest: str, layout: Layout, cache: LayerCache,
-                  blobs: BlobCache, user: ImageUser, compilers: dict[str, Compiler] | None, options: BuildOptions,
+                  blobs: BlobCache, user: ImageUser, compilers: Compilers | None, options: BuildOptions,
                   platforms: list[str], variant: str, progress: Progress
                   ) -> tuple[dict[str, dict[str, Artifact]], str]:
     """platform -> sdist sha256 -> wheel, built over each platform's base layers (the same in every
@@ -377,7 +377,7 @@ def _build_wheels(config: CogConfig, lock: Lock, lock_digest: str, layout: Layou
     from .wheelbuild import WheelBuilder  # the sandbox only loads for models that have sdists
 
     builder = WheelBuilder(layout, blobs, lock, cache.mtime, options.update_run, progress,
-                           cache_root=options.layer_cache_root)
+                           cache_root=options.layer_cache_root or options.cache_root)
     built = {}
     for platform in platforms:
         specs, _ = base_plan(lock, platform, variant, blobs, user, compilers)
@@ -397,7 +397,8 @@ def _add_run_layers(config: CogConfig, lock: Lock, lock_digest: str, layout: Lay
     installing packages); returns the lock digest, which changes when new outputs were recorded."""
     from .runsteps import StepRunner  # the sandbox only loads for models that have build.run
 
-    runner = StepRunner(layout, cache, lock, options.secrets, options.update_run, progress, shared=shared)
+    runner = StepRunner(layout, cache, lock, options.secrets, options.update_run, progress, shared=shared,
+                        cache_root=options.cache_root)
     for (platform, variant), below in images_layers.items():
         below += runner.layers(config.run, platform, variant, below, image_env(config, lock, below, variant),
                                targets[(platform, variant)])
@@ -415,10 +416,10 @@ def _index(layout: Layout, manifests: list[Descriptor]) -> Descriptor:
 
 
 def _write_image(layout: Layout, layers: list[Layer], config: CogConfig, lock: Lock, lock_digest: str,
-                 user: ImageUser, platform: str, variant: str, compression: Compression, mtime: int,
-                 bytecode: bool) -> Descriptor:
+                 user: ImageUser, platform: str, variant: str, schema: dict | None, compression: Compression,
+                 mtime: int, bytecode: bool) -> Descriptor:
     os_name, arch = platform.split("/")
-    runtime = runtime_config(config, lock, user, lock_digest, layers, variant)
+    runtime = runtime_config(config, lock, user, lock_digest, layers, variant, schema)
     labels, too_large = fit_labels(runtime.labels)  # the schema, mostly: Cog's label outgrows containerd's limit
     cfg = config_bytes(layers, replace(runtime, labels=labels), os=os_name, architecture=arch, created=mtime)
     layout.write_blob(cfg)

@@ -24,7 +24,7 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Callable
 
-from .cache import cache_dir, scratch_dir
+from .cache import scratch_dir
 from .content_store import ContentStore
 from .layers.tree import Tree
 
@@ -75,8 +75,9 @@ class Compiler:
     """
 
     def __init__(self, os_tree: Callable[[], Tree], arch: str, python_version: str, home: str,
-                 identity: str | None = None) -> None:
+                 cache_root: Path, identity: str | None = None) -> None:
         self._os_tree = os_tree
+        self._cache_root = cache_root
         self.arch = arch
         self.python_version = python_version
         self.home = home  # "usr" for Debian's Python, "opt/python" for a standalone one
@@ -88,7 +89,7 @@ class Compiler:
     def _scratch_dir(self) -> Path:
         with self._lock:
             if self._scratch is None:
-                self._scratch = scratch_dir("python-")
+                self._scratch = scratch_dir(self._cache_root, "python-")
                 (self._scratch / "pyc").mkdir()
             return self._scratch
 
@@ -120,7 +121,7 @@ class Compiler:
             source = sources[path]()
             payload += struct.pack("<II", len(path.encode()), len(source)) + path.encode() + source
         key = self._cache_key(payload)
-        kept = ContentStore(cache_dir() / "bytecode")
+        kept = ContentStore(self._cache_root / "bytecode")
         output = kept.get_named(key) if key else None
         if output is None:
             output = self._run(payload)
@@ -164,6 +165,25 @@ class Compiler:
     def close(self) -> None:
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
+
+
+class Compilers:
+    """The image interpreters of one build, one per distinct OS + interpreter (its identity), each working
+    under the cache root; close() removes what they unpacked."""
+
+    def __init__(self, cache_root: Path) -> None:
+        self.cache_root = cache_root
+        self._by_identity: dict[str, Compiler] = {}
+
+    def for_interpreter(self, identity: str, os_tree: Callable[[], Tree], arch: str, python_version: str,
+                        home: str) -> Compiler:
+        if identity not in self._by_identity:
+            self._by_identity[identity] = Compiler(os_tree, arch, python_version, home, self.cache_root, identity)
+        return self._by_identity[identity]
+
+    def close(self) -> None:
+        for compiler in self._by_identity.values():
+            compiler.close()
 
 
 def _keep(folder: Path, data: memoryview) -> Path:

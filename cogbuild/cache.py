@@ -26,24 +26,20 @@ from .content_store import file_sha256  # noqa: F401  re-exported: build, plan a
 from .errors import CogbuildError
 from .layers.atomic import atomic_write  # noqa: F401  re-exported: build and lock import it from here
 from .registry.layout import HashingFile, Layout
-from .settings import read_environment
+
+# Every cache sits under one root, Settings.cache_root, which the CLI reads once and passes down; library
+# functions take that root as a parameter and derive their own folder from it.
 
 
-def cache_dir() -> Path:
-    """Settings.cache_root. Not yet passed down from the CLI like the other settings: the cache's many
-    users are being merged into one store (issue #14 leaves this one reading for that work)."""
-    return read_environment().cache_root
-
-
-def mount_hints_dir() -> Path:
+def mount_hints_dir(cache_root: Path) -> Path:
     """Which repositories of each registry hold which blobs (registry.blob_locations), for mounts."""
-    return cache_dir() / "registry-blobs"
+    return cache_root / "registry-blobs"
 
 
-def scratch_dir(prefix: str) -> Path:
+def scratch_dir(cache_root: Path, prefix: str) -> Path:
     """A new directory for one build's temporary files, on the cache's disk (not a tmpfs /tmp, which is
     memory); the caller removes it."""
-    parent = cache_dir() / "tmp"
+    parent = cache_root / "tmp"
     parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
 
@@ -102,9 +98,9 @@ class BlobCache:
     cache repository), what the upstream URL no longer serves is fetched from there; with a snapshot
     service's base URL, a .deb the Debian archive dropped is looked for there first."""
 
-    def __init__(self, root: Path | None = None, mirror: CacheRepository | None = None,
+    def __init__(self, cache_root: Path, mirror: CacheRepository | None = None,
                  snapshot: str | None = None) -> None:
-        self.store = ContentStore((root or cache_dir()) / "blobs")
+        self.store = ContentStore(cache_root / "blobs")
         self.mirror, self.snapshot = mirror, snapshot
         # sha256 -> file_stamp of the file when it was hashed here: a build checks its inputs before
         # composing and reads them again to compose; a 3 GB CUDA wheel set is hashed once, not twice.

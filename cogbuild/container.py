@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Callable, Iterator, Protocol
 
 import httpx
 
-from .cache import cache_dir
 from .errors import CogbuildError, UsageError
 from .interrupts import shielded
 from .images import RUN_REF, Image, podman_image_layout, prune_stale, single_image_layout, write_oci_archive
@@ -90,38 +89,38 @@ class Runtime(Protocol):
     def start(self, image: Image, port: int, env: dict[str, str], gpu: bool) -> Container: ...
 
 
-def choose_runtime(name: str | None = None) -> Runtime:
+def choose_runtime(name: str | None = None, *, cache_root: Path) -> Runtime:
     """The runtime named, or the first available: podman, docker or containerd (with a daemon that answers),
-    runc, crun."""
+    runc, crun. Daemonless runtimes keep their bundles and logs under `cache_root`."""
     if name:
         if name not in RUNTIMES:
             raise UsageError(f"unknown container runtime {name!r} (choose from {', '.join(RUNTIMES)})")
         if name == "containerd":
             if not shutil.which("ctr"):
                 raise UsageError("running with containerd needs its client ctr; install it (apt-get install containerd)")
-            return _containerd_runtime()
+            return _containerd_runtime(cache_root)
         if not shutil.which(name):
             raise UsageError(f"the container runtime {name!r} is not installed (not on PATH)")
         if name in ("runc", "crun") and not shutil.which("umoci"):
             raise UsageError(f"running with {name} needs umoci to unpack the image; install it (apt-get install umoci)")
-        return EngineRuntime(name) if name in ("podman", "docker") else BundleRuntime(name)
+        return EngineRuntime(name) if name in ("podman", "docker") else BundleRuntime(name, cache_root)
     if shutil.which("podman"):
         return EngineRuntime("podman")
     if shutil.which("docker") and _docker_daemon_answers():
         return EngineRuntime("docker")
-    if shutil.which("ctr") and _containerd_runtime().answers():
-        return _containerd_runtime()
+    if shutil.which("ctr") and _containerd_runtime(cache_root).answers():
+        return _containerd_runtime(cache_root)
     for program in ("runc", "crun"):
         if shutil.which(program) and shutil.which("umoci"):
-            return BundleRuntime(program)
+            return BundleRuntime(program, cache_root)
     raise CogbuildError("no container runtime found: install podman, docker, or umoci with runc "
                         "(apt-get install podman runc umoci)")
 
 
-def _containerd_runtime() -> ContainerdRuntime:
+def _containerd_runtime(cache_root: Path) -> ContainerdRuntime:
     from .containerd import ContainerdRuntime  # it builds on this module
 
-    return ContainerdRuntime()
+    return ContainerdRuntime(cache_root)
 
 
 def _docker_daemon_answers() -> bool:
@@ -258,14 +257,15 @@ class BundleRuntime:
     """Daemonless: `umoci unpack` the image into an OCI runtime bundle, then `runc run -d` (or crun)."""
 
     name: str
+    cache_root: Path  # bundles and unpacked images live under it
 
     def start(self, image: Image, port: int, env: dict[str, str], gpu: bool) -> "BundleContainer":
-        bundles = cache_dir() / "bundles"
+        bundles = self.cache_root / "bundles"
         bundles.mkdir(parents=True, exist_ok=True)
         container_id = new_container_name()
         container = BundleContainer(self, container_id, f"http://127.0.0.1:{port}", bundles / container_id)
         try:
-            prepare_bundle(image, container.bundle)
+            prepare_bundle(image, container.bundle, self.cache_root)
             adjust_bundle_config(container.bundle / "config.json", {"PORT": str(port), **env},
                                  rootless=os.geteuid() != 0)
             with open(container.log_path, "wb") as log, shielded():  # no half-made container: finish, then remove
@@ -283,7 +283,7 @@ class BundleRuntime:
         return [self.name, *rootless, *args]
 
 
-def prepare_bundle(image: Image, bundle: Path) -> None:
+def prepare_bundle(image: Image, bundle: Path, cache_root: Path) -> None:
     """An OCI runtime bundle for `image` at `bundle`.
 
     As root: the image is unpacked once per manifest into the cache (umoci hashes every file, seconds
@@ -291,7 +291,7 @@ def prepare_bundle(image: Image, bundle: Path) -> None:
     never change the cached tree. Otherwise, or when overlay mounts are refused: a fresh unpack.
     """
     if os.geteuid() == 0 and shutil.which("mount") and shutil.which("umount"):
-        unpacked = _cached_unpack(image)
+        unpacked = _cached_unpack(image, cache_root)
         bundle.mkdir()
         for part in ("rootfs", "upper", "work"):
             (bundle / part).mkdir()
@@ -305,9 +305,9 @@ def prepare_bundle(image: Image, bundle: Path) -> None:
     _unpack(image, bundle, rootless=os.geteuid() != 0)
 
 
-def _cached_unpack(image: Image) -> Path:
+def _cached_unpack(image: Image, cache_root: Path) -> Path:
     """The image unpacked once, keyed by manifest digest; written beside and renamed into place."""
-    root = cache_dir() / "rootfs"
+    root = cache_root / "rootfs"
     target = root / image.manifest.digest.hex
     if (target / "config.json").is_file():
         os.utime(target)  # last use, for pruning

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .cache import cache_dir
 from .container import STOP_GRACE, last_line, new_container_name, run_detached, follow_file, read_log
 from .errors import CogbuildError
 from .images import Image, write_oci_archive
@@ -29,6 +28,7 @@ def _ctr(*args: str, **options) -> subprocess.CompletedProcess:
 
 @dataclass
 class ContainerdRuntime:
+    cache_root: Path  # containers' logs are kept under it
     name: str = "containerd"
 
     def answers(self) -> bool:
@@ -47,7 +47,7 @@ class ContainerdRuntime:
             raise CogbuildError(f"containerd does not answer at {address}: start it, or point CONTAINERD_ADDRESS "
                                 "at its socket")
         reference = self._import(image)
-        logs = cache_dir() / "containerd-logs"
+        logs = self.cache_root / "containerd-logs"
         logs.mkdir(parents=True, exist_ok=True)
         container = ContainerdContainer(new_container_name(), f"http://127.0.0.1:{port}", logs)
         args = ["run", "--detach", "--net-host", "--log-uri", f"file://{container.log_path}", "--env", f"PORT={port}"]

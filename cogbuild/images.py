@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Callable, Iterator, Literal
 
-from .cache import cache_dir, mount_hints_dir
+from .cache import mount_hints_dir
 from .errors import CogbuildError, UsageError
 from .layers.descriptor import Descriptor, InvalidDescriptor
 from .layers.image import image_metadata
@@ -148,11 +148,12 @@ def _split_layout(text: str) -> tuple[str, str | None] | None:
     return None
 
 
-def open_local(source: Source, store: Layout) -> tuple[Layout, str] | None:
-    """The layout and name `source` points at on this machine; None for a name the store does not hold."""
+def open_local(source: Source, store: Layout, cache_root: Path) -> tuple[Layout, str] | None:
+    """The layout and name `source` points at on this machine (an archive unpacked under `cache_root`); None
+    for a name the store does not hold."""
     if source.kind == "archive":
         assert source.path is not None
-        return _named_in(Layout(_unpacked_archive(source.path)), source.tag, source.text)
+        return _named_in(Layout(_unpacked_archive(source.path, cache_root)), source.tag, source.text)
     if source.kind == "layout":
         assert source.path is not None
         if not _is_layout(str(source.path)):
@@ -185,13 +186,14 @@ def _named_in(layout: Layout, name: str | None, text: str) -> tuple[Layout, str]
 
 def find_image(target: str, store: Layout, gpu: bool, progress: Callable[[str], None] = lambda m: None,
                transfer: Callable[[str, int, int], None] | None = None, platform: str | None = None,
-               run: bool = True, verify_key: Path | None = None) -> Image:
+               run: bool = True, verify_key: Path | None = None, *, cache_root: Path) -> Image:
     """The manifest for `platform` (default: this host's) of what the user typed (see parse_source); a
     registry reference is pulled into the store first (`transfer` hears of its bytes). With `run=False`
     the image is only to be read: a registry image not in the store is fetched without its layers, into
-    the cache instead. With `verify_key` (COGBUILD_VERIFY_KEY), a registry image must be signed by it."""
-    layout, name = open_local(parse_source(target), store) or _pull(target, store, progress, transfer, run,
-                                                                    verify_key)
+    the cache (`cache_root`) instead. With `verify_key` (COGBUILD_VERIFY_KEY), a registry image must be signed
+    by it."""
+    layout, name = open_local(parse_source(target), store, cache_root) or \
+        _pull(target, store, progress, transfer, run, verify_key, cache_root)
     try:
         top = layout.resolve(name)
     except LayoutError as exc:
@@ -219,8 +221,8 @@ def fetch_cached_layers(layout: Layout, blobs: list[Descriptor]) -> None:
 
 
 def _pull(target: str, store: Layout, progress: Callable[[str], None],
-          transfer: Callable[[str, int, int], None] | None, run: bool, verify_key: Path | None
-          ) -> tuple[Layout, str]:
+          transfer: Callable[[str, int, int], None] | None, run: bool, verify_key: Path | None,
+          cache_root: Path) -> tuple[Layout, str]:
     ref = parse_reference(target)
     if _is_local_name(target):
         raise UsageError(f"no image named {target!r} in the local store ({store.root}); build it with "
@@ -234,10 +236,10 @@ def _pull(target: str, store: Layout, progress: Callable[[str], None],
         ref = ref.with_digest(verified)
     progress(f"pulling {ref}" if run else f"reading {ref}")
     # An image without its layers must never be in the store, where `run` would take it as whole.
-    into = store if run else Layout(cache_dir() / "descriptions")
+    into = store if run else Layout(cache_root / "descriptions")
     try:
         if run:
-            top = pull_image(ref, into, insecure=ref.is_loopback, progress=transfer, hints=mount_hints_dir())
+            top = pull_image(ref, into, insecure=ref.is_loopback, progress=transfer, hints=mount_hints_dir(cache_root))
         else:
             top = pull_metadata(ref, into, insecure=ref.is_loopback)
     except httpx.TransportError as exc:  # registry answers become RegistryError sentences already
@@ -264,7 +266,7 @@ def _is_local_name(target: str) -> bool:
     return parse_reference(target).registry == "docker.io" and "." not in target.split("/")[0]
 
 
-def _unpacked_archive(archive: Path) -> Path:
+def _unpacked_archive(archive: Path, cache_root: Path) -> Path:
     """The layout of an OCI archive, unpacked into the cache.
 
     Unpacked once per file version (path, size, mtime), written beside and renamed into place; the
@@ -273,7 +275,7 @@ def _unpacked_archive(archive: Path) -> Path:
         raise UsageError(f"there is no OCI archive {archive}")
     st = archive.stat()
     key = hashlib.sha256(f"{archive.resolve()}\0{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()[:32]
-    target = cache_dir() / "archives" / key
+    target = cache_root / "archives" / key
     if (target / LAYOUT_MARKER).is_file():
         os.utime(target)  # last use, for pruning
         return target

@@ -19,7 +19,7 @@ import cog
 
 from . import __version__
 from .artifacts import Artifact
-from .bytecode import Compiler, add_bytecode
+from .bytecode import Compiler, Compilers, add_bytecode
 from .cache import BlobCache, file_sha256
 from .config import Weight, WeightSource
 from .errors import CogbuildError
@@ -79,7 +79,7 @@ class WheelTarget:
 
 
 def base_layers(os_artifacts: list[Artifact], tarball: Artifact | None, blobs: BlobCache, arch: str,
-                python_version: str, user: ImageUser, compilers: dict[str, Compiler] | None = None,
+                python_version: str, user: ImageUser, compilers: Compilers | None = None,
                 spill: SpillDir | None = None) -> tuple[list[LayerSpec], WheelTarget]:
     """The OS layer (Debian packages) and, for a standalone CPython, the interpreter's own layer; and where
     wheels go. With `compilers` (shared by the images of one build), every layer's Python files get
@@ -97,7 +97,7 @@ def base_layers(os_artifacts: list[Artifact], tarball: Artifact | None, blobs: B
             _key("interpreter", os_key, tarball.sha256)
     compiler = None
     if compilers is not None:
-        compiler = compilers.setdefault(key, Compiler(interpreter_unpack, arch, python_version, paths.home, key))
+        compiler = compilers.for_interpreter(key, interpreter_unpack, arch, python_version, paths.home)
     stdlib_compiler = compiler if tarball is None else None
     specs = [_compiled_layer("OS and Python runtime (Debian packages)" if tarball is None else "OS (Debian packages)",
                              os_key, os_unpack, stdlib_compiler, paths.stdlib, debs)]

@@ -39,8 +39,11 @@ class RebuildReport:
         return self.difference is None
 
 
-def rebuild_and_compare(ref: Reference, directory: Path, *, insecure: bool = False, source_date_epoch: int = 0,
-                        progress: Callable[[str], None] = lambda message: None) -> RebuildReport:
+def rebuild_and_compare(ref: Reference, directory: Path, cache_root: Path, *, insecure: bool = False,
+                        source_date_epoch: int = 0, progress: Callable[[str], None] = lambda message: None
+                        ) -> RebuildReport:
+    """Rebuild `directory` with the lock attached to `ref`: downloads come from (and go to) the cache at
+    `cache_root`; layers are composed anew in a scratch cache."""
     client = RegistryClient(ref.registry, ref.api_host, insecure=insecure)
     source = RegistrySource(client, ref)
     top = source.top()
@@ -56,7 +59,8 @@ def rebuild_and_compare(ref: Reference, directory: Path, *, insecure: bool = Fal
                              "lock was made for other inputs)")
         layout = Layout(Path(scratch) / "store").init()
         options = BuildOptions(platforms=_platforms(pushed), variants=_variants(pushed),
-                               compression=_compression(pushed), layer_cache_root=Path(scratch) / "cache",
+                               compression=_compression(pushed), cache_root=cache_root,
+                               layer_cache_root=Path(scratch) / "cache",
                                source_date_epoch=source_date_epoch,
                                bytecode=not all(_annotation(image, BYTECODE_ANNOTATION) == "none"
                                                 for image in pushed["images"]))

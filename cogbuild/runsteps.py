@@ -68,6 +68,7 @@ class StepRunner:
     progress: Callable[[str], None] = lambda message: None
     recorded: bool = False  # whether any digest in the lock was set or replaced
     shared: SharedLayers | None = None  # --cache: step layers are looked up and published like the others
+    cache_root: Path = field(kw_only=True)  # where the sandbox unpacks the layers
 
     def layers(self, steps: list[RunStep], platform: str, variant: str, below: list[Layer], env: dict[str, str],
                target: WheelTarget) -> list[Layer]:
@@ -93,7 +94,7 @@ class StepRunner:
                     if sandbox is None:
                         check_can_run(DEBIAN_ARCH[platform], platform)
                         self.progress(f"build.run: unpacking {len(lower)} layers for {platform} {variant}")
-                        sandbox = Sandbox(self.layout)
+                        sandbox = Sandbox(self.layout, self.cache_root)
                         self._unpack(sandbox, lower)
                     self.progress(f"build.run step {number}/{len(steps)} ({platform} {variant}): "
                                   f"{_short(step.command)}")

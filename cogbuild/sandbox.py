@@ -30,7 +30,6 @@ from typing import BinaryIO
 import zstandard
 
 from .bytecode import HOST_ARCH
-from .cache import cache_dir
 from .config import RunStep
 from .container import BundleRuntime, adjust_bundle_config
 from .errors import CogbuildError
@@ -80,13 +79,13 @@ class Sandbox:
     belong to this user, so the image's owners are remembered from the layers and put back in the diff.
     """
 
-    def __init__(self, layout: Layout) -> None:
+    def __init__(self, layout: Layout, cache_root: Path) -> None:
         if not shutil.which("runc"):
             raise CogbuildError("build.run steps need runc to run in; install it (apt-get install runc)")
-        self.layout = layout
+        self.layout, self.cache_root = layout, cache_root
         self.rootless = os.geteuid() != 0
         self.owners: dict[str, tuple[int, int]] | None = {} if self.rootless else None
-        work = cache_dir() / "sandbox"
+        work = cache_root / "sandbox"
         work.mkdir(parents=True, exist_ok=True)
         self.bundle = Path(tempfile.mkdtemp(prefix="run-", dir=work)).resolve()
         self.rootfs = self.bundle / "rootfs"
@@ -113,7 +112,7 @@ class Sandbox:
         created = [p for p in _mount_points(config) if not os.path.lexists(self.rootfs / p)]
         log_path = self.bundle / "output.log"
         name = f"cogbuild-run-{uuid.uuid4().hex[:12]}"
-        runc = BundleRuntime("runc")
+        runc = BundleRuntime("runc", self.cache_root)
         try:
             with open(log_path, "wb") as log:
                 done = subprocess.run(runc.command("run", "--bundle", str(self.bundle), name),

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Protocol
 
 from . import __version__
-from .cache import cache_dir
 from .content_store import ContentStore
 from .errors import UsageError
 
@@ -116,21 +115,23 @@ class SharedSchemas(Protocol):
 
 
 def static_schema(model_dir: Path, predictor: str, trainer: str | None = None,
-                  shared: SharedSchemas | None = None) -> dict:
+                  shared: SharedSchemas | None = None, cache_root: Path | None = None) -> dict:
     """The OpenAPI document for `predictor` ("predict.py:Predictor" or "sub/predict.py:Predictor") and, when
     the model has one, its `trainer` ("train.py:train"), read from their source; a UsageError in Cog's words
     when the source does not say enough or the runtime rejects it. Only a schema that passed those checks is
-    cached, so one from `shared` (keyed like the local cache) stands for the computation."""
+    cached, so one from `shared` (keyed like the local cache) stands for the computation. The local cache is
+    in `cache_root`; without one, nothing is kept here."""
     entries = [_Entry.read(model_dir, predictor)] + ([_Entry.read(model_dir, trainer)] if trainer else [])
     identity = "\0".join(f"{e.ref}\0{e.source}" for e in entries)
     key = hashlib.sha256(f"{__version__}\0schema-v3\0{identity}".encode()).hexdigest()
-    local = ContentStore(cache_dir() / "schemas")
-    cached = local.get_named(key)  # checked by hash: what was kept, or a miss
+    local = ContentStore(cache_root / "schemas") if cache_root else None
+    cached = local.get_named(key) if local else None  # checked by hash: what was kept, or a miss
     if cached is not None:
         schema = json.loads(cached)
     else:
         schema = (shared.get(key) if shared else None) or _compute(entries)
-        local.put_named(key, json.dumps(schema, sort_keys=True).encode())
+        if local:
+            local.put_named(key, json.dumps(schema, sort_keys=True).encode())
     if shared:
         shared.put(key, schema)
     return schema

@@ -18,10 +18,11 @@ from __future__ import annotations
 import hashlib
 import json
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 
 from .build import LayerCache
-from .cache import BlobCache, cache_dir
+from .cache import BlobCache
 from .content_store import ContentStore
 from .errors import UsageError
 from .layers.descriptor import Descriptor, canonical_json, is_digest
@@ -58,13 +59,13 @@ class SharedLayers:
     """One build's use of a cache repository: look layers (and the schema) up, then publish what was made here."""
 
     def __init__(self, repository: CacheRepository, layout: Layout, cache: LayerCache,
-                 warn: Callable[[str], None]) -> None:
+                 warn: Callable[[str], None], cache_root: Path) -> None:
         self.repository = repository
         self.layout = layout
         self.cache = cache
         self.warn = warn
         self.usable = True  # until the registry fails once
-        self.holdings = Holdings(repository.name)
+        self.holdings = Holdings(cache_root, repository.name)
         self._here: dict[str, tuple[LayerSpec, Layer]] = {}  # by spec.key: layers whose blob is local
         self._schemas: dict[str, bytes] = {}  # by key: schemas this build had, for `finish` to offer
 
@@ -196,9 +197,9 @@ class Holdings:
     narinfo. Records are blobs of a content store, checked by hash on read; a damaged one counts as absent.
     """
 
-    def __init__(self, repository_name: str) -> None:
+    def __init__(self, cache_root: Path, repository_name: str) -> None:
         self.records = ContentStore(
-            cache_dir() / "cache-repositories" / hashlib.sha256(repository_name.encode()).hexdigest()[:32])
+            cache_root / "cache-repositories" / hashlib.sha256(repository_name.encode()).hexdigest()[:32])
 
     def get(self, kind: str, key: str) -> bytes | None:
         return self.records.get_named(f"{kind}-{key}", max_age=RECORD_DAYS * 86400)

@@ -15,12 +15,12 @@ import json
 import shlex
 import shutil
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from .artifacts import Artifact
-from .cache import BlobCache, cache_dir
+from .cache import BlobCache
 from .content_store import ContentStore
 from .errors import CogbuildError, UsageError
 from .layers.image import Layer
@@ -48,7 +48,7 @@ class WheelBuilder:
     update: bool = False  # --update-run: a new wheel replaces the recorded one
     progress: Callable[[str], None] = lambda message: None
     recorded: bool = False  # whether any wheel digest in the lock was set or replaced
-    cache_root: Path | None = None  # where built wheels are remembered by their inputs (default: the user's cache)
+    cache_root: Path = field(kw_only=True)  # where built wheels are remembered by their inputs, and built
 
     def wheels(self, platform: str, below: list[Layer], env: dict[str, str]) -> dict[str, Artifact]:
         """sdist sha256 -> the wheel built from it for `platform`, over the image layers `below`."""
@@ -63,7 +63,7 @@ class WheelBuilder:
                              "run `cogbuild lock`")
         self.blobs.fetch_all([*tools, *sources.values()])
         env = {**env, **STEP_ENV, "SOURCE_DATE_EPOCH": str(self.mtime), "PYTHONPATH": f"/{WORK}/pip"}
-        sandbox = _LazySandbox(self.layout, platform, below, self.progress)
+        sandbox = _LazySandbox(self.layout, self.cache_root, platform, below, self.progress)
         try:
             return {sdist.sha256: self._wheel(sdist, platform, below, pip, tools, env, sandbox)
                     for sdist in sorted(sources.values(), key=lambda a: (a.name, a.version))}
@@ -120,7 +120,7 @@ class WheelBuilder:
 
     def _records(self) -> ContentStore:
         """Which wheel each build's inputs gave: a JSON record per input key, checked by hash on read."""
-        return ContentStore((self.cache_root or cache_dir()) / "wheel-builds")
+        return ContentStore(self.cache_root / "wheel-builds")
 
     def _cached(self, key: str, sdist: Artifact) -> Artifact | None:
         """The wheel an earlier build made from the same inputs, if its blob is still there and intact."""
@@ -149,15 +149,17 @@ class WheelBuilder:
 class _LazySandbox:
     """The image's layers unpacked into a sandbox the first time a wheel must be built, not before."""
 
-    def __init__(self, layout: Layout, platform: str, below: list[Layer], progress: Callable[[str], None]) -> None:
-        self.layout, self.platform, self.below, self.progress = layout, platform, below, progress
+    def __init__(self, layout: Layout, cache_root: Path, platform: str, below: list[Layer],
+                 progress: Callable[[str], None]) -> None:
+        self.layout, self.cache_root, self.platform, self.below, self.progress = \
+            layout, cache_root, platform, below, progress
         self.sandbox: Sandbox | None = None
 
     def get(self) -> Sandbox:
         if self.sandbox is None:
             check_can_run(DEBIAN_ARCH[self.platform], self.platform)
             self.progress(f"unpacking {len(self.below)} layers to build wheels for {self.platform}")
-            self.sandbox = Sandbox(self.layout)
+            self.sandbox = Sandbox(self.layout, self.cache_root)
             self.sandbox.add_layers(self.below)
         return self.sandbox
 

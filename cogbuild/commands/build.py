@@ -38,7 +38,8 @@ def build_project(project: Project, tag: str | None, platforms: list[str] | None
 
     options = BuildOptions(platforms=platforms, variants=variants, compression=compression, bytecode=bytecode,
                            update_run=update_run, save_lock=save_lock, cache_repository=repository,
-                           source_date_epoch=epoch, debian_snapshot=settings.debian_snapshot)
+                           source_date_epoch=epoch, debian_snapshot=settings.debian_snapshot,
+                           cache_root=settings.cache_root)
     if secrets:
         from ..runsteps import parse_secrets
 

@@ -112,8 +112,9 @@ def _registry_repository(ref: str) -> str | None:
 
 
 def _resolve(ctx: click.Context, ref: str, variant: str | None, platform: str):
-    image = find_image(ref, open_store(settings_of(ctx).store_root), variant != "cpu", progress_printer(ctx), platform=platform, run=False,
-                       verify_key=settings_of(ctx).verify_key)
+    settings = settings_of(ctx)
+    image = find_image(ref, open_store(settings.store_root), variant != "cpu", progress_printer(ctx), platform=platform,
+                       run=False, verify_key=settings.verify_key, cache_root=settings.cache_root)
     if variant == "gpu" and image.variant != "gpu":
         raise UsageError(f"the image {ref} has no gpu variant for {platform}; build it with `build: gpu: true` "
                          "in cog.yaml and --variant gpu (or all)")

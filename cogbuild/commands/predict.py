@@ -195,12 +195,13 @@ def _start_image(ctx: click.Context, stack: ExitStack, target: str, request: Req
     """Find (or pull) the image, check the inputs against the schema it carries, start it in a container.
 
     An image without a schema is checked against the schema its server reports, once it is up."""
-    chosen = choose_runtime(runtime or settings_of(ctx).runtime_choice(RUNTIMES))
+    settings = settings_of(ctx)
+    chosen = choose_runtime(runtime or settings.runtime_choice(RUNTIMES), cache_root=settings.cache_root)
     check_files(request.flags)
     gpu = has_gpu() and chosen.name in ("podman", "docker")
     with blob_progress(f"pulling {target}", ctx) as transfer:
-        image = find_image(target, open_store(settings_of(ctx).store_root), gpu, progress_printer(ctx), transfer,
-                           verify_key=settings_of(ctx).verify_key)
+        image = find_image(target, open_store(settings.store_root), gpu, progress_printer(ctx), transfer,
+                           verify_key=settings.verify_key, cache_root=settings.cache_root)
     schema = image.schema
     payload = request.payload(schema) if schema else None
     with spinner(f"starting {target} ({image.variant}) with {chosen.name}", ctx) as status:

@@ -33,11 +33,12 @@ def command(ctx: click.Context, ref: str, insecure: bool) -> None:
     progress(f"pulling {reference}")
     stats = TransferStats()
     # before a byte is stored
-    verified = check_configured_signature(reference, settings_of(ctx).verify_key, insecure=insecure)
+    settings = settings_of(ctx)
+    verified = check_configured_signature(reference, settings.verify_key, insecure=insecure)
     if verified:
         reference = reference.with_digest(verified)
-    desc = pull_image(reference, open_store(settings_of(ctx).store_root), insecure=insecure, stats=stats,
-                      progress=TransferProgress(progress, "downloaded"), hints=mount_hints_dir())
+    desc = pull_image(reference, open_store(settings.store_root), insecure=insecure, stats=stats,
+                      progress=TransferProgress(progress, "downloaded"), hints=mount_hints_dir(settings.cache_root))
     progress(f"{stats.blobs_downloaded} blobs downloaded ({stats.bytes_received / 1e6:.1f} MB), "
              f"{stats.blobs_skipped} already present")
     result(f"{reference.name}@{desc.digest}")

@@ -113,7 +113,7 @@ def _build_and_push(ctx: click.Context, settings: Settings, project: Project, re
     with blob_progress(f"pushing {reference.repository}", ctx) as bar:
         store = open_store(settings.store_root)
         push_image(store, outcome.descriptor, reference, insecure=insecure, variants=outcome.variants,
-                   progress=bar, hints=mount_hints_dir())
+                   progress=bar, hints=mount_hints_dir(settings.cache_root))
     # Reviewers and scanners find what went into the image next to it: the lock and an SBOM made from it.
     attached = attach_lock_and_sbom(reference, outcome.descriptor, project.lock_path.read_bytes(),
                                     outcome.lock.artifacts(), insecure=insecure, created=created)

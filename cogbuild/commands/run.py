@@ -59,11 +59,11 @@ def command(ctx: click.Context, image_name: str, port: int, runtime: str | None,
     _check_port_free(port)
     settings = settings_of(ctx)
     timeout = settings.ready_timeout()  # a bad setting fails before anything starts
-    chosen = choose_runtime(runtime or settings.runtime_choice(RUNTIMES))
+    chosen = choose_runtime(runtime or settings.runtime_choice(RUNTIMES), cache_root=settings.cache_root)
     gpu = has_gpu() and chosen.name in ("podman", "docker")
     with blob_progress(f"pulling {image_name}", ctx) as transfer:
         image = find_image(image_name, open_store(settings.store_root), gpu, progress_printer(ctx), transfer,
-                           verify_key=settings.verify_key)
+                           verify_key=settings.verify_key, cache_root=settings.cache_root)
     with ExitStack() as stack:
         with spinner(f"starting {image_name} ({image.variant}) with {chosen.name}", ctx) as status:
             container = stack.enter_context(running_container(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import click
 
@@ -37,14 +38,15 @@ def command(ctx: click.Context, target: str, as_json: bool, remote: bool, insecu
       cogbuild show oci-archive:hello.tar
       cogbuild show examples/hello            # what `cogbuild build examples/hello` made
     """
-    summary = _describe(open_store(settings_of(ctx).store_root), target, remote, insecure)
+    settings = settings_of(ctx)
+    summary = _describe(open_store(settings.store_root), settings.cache_root, target, remote, insecure)
     result(json.dumps(summary, indent=2, sort_keys=True) if as_json else render(summary))
 
 
-def _describe(store: Layout, target: str, remote: bool, insecure: bool) -> dict:
+def _describe(store: Layout, cache_root: Path, target: str, remote: bool, insecure: bool) -> dict:
     if not remote and os.path.isfile(os.path.join(target, "cog.yaml")):
         return _from_model_dir(store, target)
-    local = None if remote else open_local(parse_source(target), store)
+    local = None if remote else open_local(parse_source(target), store, cache_root)
     if local is None:
         return describe_remote(parse_reference(target), insecure=insecure)
     try:

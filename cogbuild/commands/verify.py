@@ -53,8 +53,9 @@ def command(ctx: click.Context, ref: str, key_path: Path | None, rebuild_dir: Pa
         result(f"{reference}: signed by {key_path} ({len(digests)} manifests checked); "
                f"attestations: {', '.join(claims) or 'none'}")
     if rebuild_dir:
-        report = rebuild_and_compare(reference, rebuild_dir, insecure=insecure, progress=progress,
-                                     source_date_epoch=settings_of(ctx).source_date_epoch())
+        settings = settings_of(ctx)
+        report = rebuild_and_compare(reference, rebuild_dir, settings.cache_root, insecure=insecure,
+                                     progress=progress, source_date_epoch=settings.source_date_epoch())
         if not report.matches:
             raise CogbuildError(f"rebuilding {rebuild_dir} gives {report.rebuilt_digest}, not the "
                                 f"{report.image_digest} of {ref}: {report.difference}")

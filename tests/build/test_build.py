@@ -24,6 +24,7 @@ from cogbuild.registry.layout import Layout
 from fixtures_build import make_deb, make_wheel
 from fixtures_models import write_model
 from static_server import StaticServer
+from cli_helpers import configured_cache_root
 
 
 @pytest.fixture(autouse=True)
@@ -66,7 +67,7 @@ def served_lock(tmp_path):
 def run_build(model: Path, lock: Lock, store: Path):
     # The fixture "interpreter" is no real Python, so nothing can be byte-compiled with it.
     return build(load_config(model / "cog.yaml"), lock, "sha256:" + "1" * 64, Layout(store),
-                 BuildOptions(bytecode=False))
+                 BuildOptions(bytecode=False, cache_root=configured_cache_root()))
 
 
 def test_build_writes_a_runnable_image_description(model, served_lock, tmp_path):
@@ -112,7 +113,7 @@ def test_every_config_label_fits_containerd_and_the_schema_is_a_manifest_annotat
     schema = json.loads(manifest["annotations"]["run.cog.openapi_schema"])
     assert list(schema["components"]["schemas"]["Input"]["properties"]) == ["text"]
     layout.tag("schema:test", result.descriptor)
-    assert find_image("schema:test", layout, gpu=False).schema == schema
+    assert find_image("schema:test", layout, gpu=False, cache_root=configured_cache_root()).schema == schema
 
 
 def layer_files(layout: Layout, manifest: dict, index: int) -> dict[str, tarfile.TarInfo]:
@@ -182,7 +183,7 @@ def test_a_corrupt_download_cache_entry_is_detected_and_fetched_again(model, ser
     server, lock = served_lock
     first = run_build(model, lock, tmp_path / "store-a")
     wheel = next(p.artifact for p in lock.packages if p.artifact.kind == "wheel")
-    cached = BlobCache().path(wheel.sha256)
+    cached = BlobCache(configured_cache_root()).path(wheel.sha256)
     cached.write_bytes(b"bit rot")
     hits_before = server.hits[f"/{wheel.filename}"]
     second = run_build(model, lock, tmp_path / "store-b")
@@ -379,7 +380,7 @@ def test_an_arm64_standalone_image_builds_on_amd64_without_running_anything(tmp_
         (model / "cog.yaml").write_text('build:\n  python_version: "3.12"\nrun: "predict.py:Predictor"\n')
         (model / "predict.py").write_text(PREDICTOR)
         result = build(load_config(model / "cog.yaml"), lock, "sha256:" + "1" * 64, Layout(tmp_path / "store"),
-                       BuildOptions(bytecode=True, platforms=["linux/arm64"]))
+                       BuildOptions(bytecode=True, platforms=["linux/arm64"], cache_root=configured_cache_root()))
     layout = Layout(tmp_path / "store")
     manifest = layout.read_json(result.descriptor.digest)
     assert manifest["annotations"]["run.cog.bytecode"] == "none"

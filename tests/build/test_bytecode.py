@@ -39,10 +39,10 @@ def host_python_tree() -> Tree:
 
 
 @pytest.fixture
-def compiler():
+def compiler(tmp_path):
     if not can_compile_for("amd64") or not HOST_PYTHON.exists() or not (LIBS / "ld-linux-x86-64.so.2").exists():
         unavailable("an amd64 Debian host with python3.11 (the interpreter these tests run as an image's)")
-    compiler = Compiler(host_python_tree, "amd64", "3.11", "usr")
+    compiler = Compiler(host_python_tree, "amd64", "3.11", "usr", tmp_path / "cache")
     yield compiler
     compiler.close()
 
@@ -69,9 +69,9 @@ def test_bytecode_is_read_from_disk_when_the_layer_is_written(compiler):
         assert pyc[:4] == magic and pyc[4:8] == b"\x01\0\0\0"  # unchecked hash-based, as for any image
 
 
-def test_two_compilers_give_the_same_layer_and_leave_nothing_behind(compiler):
+def test_two_compilers_give_the_same_layer_and_leave_nothing_behind(compiler, tmp_path):
     first = layer_bytes(compiled(compiler), Compression("gzip"), 0)
-    other = Compiler(host_python_tree, "amd64", "3.11", "usr")
+    other = Compiler(host_python_tree, "amd64", "3.11", "usr", tmp_path / "other")
     try:
         assert layer_bytes(compiled(other), Compression("gzip"), 0) == first
         opener = next(e for e in compiled(other).entries() if e.path.endswith(".pyc")).opener
@@ -82,10 +82,8 @@ def test_two_compilers_give_the_same_layer_and_leave_nothing_behind(compiler):
     assert not scratch.exists()
 
 
-def test_a_batch_compiled_once_is_taken_from_the_cache_and_a_damaged_entry_is_compiled_again(compiler, tmp_path,
-                                                                                            monkeypatch):
-    monkeypatch.setenv("COGBUILD_CACHE", str(tmp_path))
-    first = Compiler(host_python_tree, "amd64", "3.11", "usr", identity="host-python")
+def test_a_batch_compiled_once_is_taken_from_the_cache_and_a_damaged_entry_is_compiled_again(compiler, tmp_path):
+    first = Compiler(host_python_tree, "amd64", "3.11", "usr", tmp_path, identity="host-python")
     try:
         expected = layer_bytes(compiled(first), Compression("gzip"), 0)
     finally:
@@ -95,13 +93,13 @@ def test_a_batch_compiled_once_is_taken_from_the_cache_and_a_damaged_entry_is_co
     def no_interpreter() -> Tree:
         raise AssertionError("the interpreter was needed although the cache holds the batch")
 
-    cached = Compiler(no_interpreter, "amd64", "3.11", "usr", identity="host-python")
+    cached = Compiler(no_interpreter, "amd64", "3.11", "usr", tmp_path, identity="host-python")
     try:
         assert layer_bytes(compiled(cached), Compression("gzip"), 0) == expected
     finally:
         cached.close()
     kept.write_bytes(kept.read_bytes()[:-1] + b"?")
-    again = Compiler(host_python_tree, "amd64", "3.11", "usr", identity="host-python")
+    again = Compiler(host_python_tree, "amd64", "3.11", "usr", tmp_path, identity="host-python")
     try:
         assert layer_bytes(compiled(again), Compression("gzip"), 0) == expected
     finally:

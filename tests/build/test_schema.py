@@ -10,11 +10,6 @@ from cogbuild.errors import UsageError
 from cogbuild.schema import static_schema
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("COGBUILD_CACHE", str(tmp_path / "cache"))
-
-
 def test_cog_style_with_uninstalled_dependencies(tmp_path):
     (tmp_path / "predict.py").write_text('''
 import torch_that_is_not_installed as torch
@@ -184,10 +179,10 @@ class Predictor(BasePredictor):
     def predict(self, text: str = Input(description="Some text")) -> str:
         return text
 ''')
-    first = static_schema(tmp_path, "predict.py:Predictor")
+    first = static_schema(tmp_path, "predict.py:Predictor", cache_root=tmp_path / "cache")
     blobs = tmp_path / "cache" / "schemas" / "sha256"
     (entry,) = blobs.iterdir()
-    assert static_schema(tmp_path, "predict.py:Predictor") == first
+    assert static_schema(tmp_path, "predict.py:Predictor", cache_root=tmp_path / "cache") == first
     entry.write_bytes(b'{"openapi": "tampered"')  # neither the schema nor even JSON
-    assert static_schema(tmp_path, "predict.py:Predictor") == first
+    assert static_schema(tmp_path, "predict.py:Predictor", cache_root=tmp_path / "cache") == first
     assert [p.name for p in blobs.iterdir()] == [entry.name] and entry.read_bytes() != b'{"openapi": "tampered"'

@@ -34,7 +34,7 @@ from cogbuild.registry.referrers import artifact_manifest, push_small_blob
 from cogbuild.registry.remote import pull_image, push_image, put_manifest
 from cogbuild.registry.transfer import TransferStats
 from cogbuild.shared_cache import CACHE_REPO_ENV, RECORD_DAYS, Holdings, cache_repository
-from cli_helpers import cogbuild, one_line_error
+from cli_helpers import cogbuild, configured_cache_root, one_line_error
 from oci_registry_server import RegistryServer, free_port
 from test_build import model, served_lock  # noqa: F401  (fixtures)
 
@@ -55,7 +55,8 @@ def private_dirs(tmp_path, monkeypatch):
 
 
 def runner(monkeypatch, tmp_path, name: str) -> Layout:
-    """A fresh machine: an empty download and layer cache and an empty store."""
+    """A fresh machine: an empty download and layer cache and an empty store (its CLI reads them from the
+    environment; library calls here pass configured_cache_root())."""
     monkeypatch.setenv("COGBUILD_CACHE", str(tmp_path / name / "cache"))
     monkeypatch.setenv("COGBUILD_STORE", str(tmp_path / name / "store"))
     return Layout(tmp_path / name / "store")
@@ -64,7 +65,8 @@ def runner(monkeypatch, tmp_path, name: str) -> Layout:
 def build_with_cache(model_dir, lock, store: Layout, repo: str | None, source_date_epoch: int = 0,
                      debian_snapshot: str | None = SNAPSHOT):
     options = BuildOptions(bytecode=False, cache_repository=CacheRepository(repo) if repo else None,
-                           source_date_epoch=source_date_epoch, debian_snapshot=debian_snapshot)
+                           source_date_epoch=source_date_epoch, debian_snapshot=debian_snapshot,
+                           cache_root=configured_cache_root())
     return build(load_config(model_dir / "cog.yaml"), lock, "sha256:" + "1" * 64, store, options)
 
 
@@ -122,7 +124,7 @@ def test_a_fresh_runner_composes_and_downloads_nothing_the_cache_repository_has(
     assert all(fresh.remote_source(d) == f"{registry.host}/team/cache" for d in layers)
     # Running it locally fetches what the runtime needs, verified.
     fresh.tag("model:latest", second.descriptor)
-    find_image("model:latest", fresh, gpu=False)
+    find_image("model:latest", fresh, gpu=False, cache_root=configured_cache_root())
     assert all(fresh.read_blob(d) for d in layers)
 
 
@@ -146,7 +148,8 @@ def test_a_second_build_on_the_same_runner_asks_the_cache_repository_nothing(fre
     server, lock = served_lock
     registry.stop()  # any lookup would now fail, and say so
     messages: list[str] = []
-    options = BuildOptions(bytecode=False, cache_repository=CacheRepository(fresh_runner.repo))
+    options = BuildOptions(bytecode=False, cache_repository=CacheRepository(fresh_runner.repo),
+                           cache_root=configured_cache_root())
     options.cache_repository.client.backoff = 0
     again = build(load_config(model / "cog.yaml"), lock, "sha256:" + "1" * 64, fresh_runner.store, options,
                   messages.append)
@@ -253,7 +256,7 @@ def test_inputs_upstream_no_longer_serves_come_from_the_cache_repository(model, 
     assert second.descriptor != first.descriptor
     for a in (p.artifact for p in lock.packages):
         assert server.hits[f"/{a.filename}"] == 2  # the first build's download, then a 404
-        assert BlobCache().get(a) is not None
+        assert BlobCache(configured_cache_root()).get(a) is not None
     asked = [path for path in server.hits if path.startswith("/mr/binary/")]
     assert sorted(asked) == sorted(binfiles_url(p.artifact, "") for p in lock.packages if p.artifact.kind == "deb")
 
@@ -272,7 +275,8 @@ def test_an_unreachable_cache_repository_warns_and_the_build_goes_on(model, serv
     server, lock = served_lock
     store = runner(monkeypatch, tmp_path, "a")
     messages: list[str] = []
-    options = BuildOptions(bytecode=False, cache_repository=CacheRepository(f"127.0.0.1:{free_port()}/cache"))
+    options = BuildOptions(bytecode=False, cache_repository=CacheRepository(f"127.0.0.1:{free_port()}/cache"),
+                           cache_root=configured_cache_root())
     options.cache_repository.client.backoff = 0
     result = build(load_config(model / "cog.yaml"), lock, "sha256:" + "1" * 64, store, options, messages.append)
     assert all(store.has_blob(d) for d in layer_digests(store, result.descriptor.digest))
@@ -367,18 +371,18 @@ def test_a_document_kind_cannot_take_the_tags_of_layers_or_inputs():
             document_tag(kind, "ab" * 32)
 
 
-def test_a_holdings_record_that_does_not_match_its_hash_is_absent():
-    holdings = Holdings("127.0.0.1:5000/team/cache")
+def test_a_holdings_record_that_does_not_match_its_hash_is_absent(tmp_path):
+    holdings = Holdings(tmp_path, "127.0.0.1:5000/team/cache")
     holdings.put("layer", "ab" * 32, b'{"digest": "x"}')
     assert holdings.get("layer", "ab" * 32) == b'{"digest": "x"}'
-    assert Holdings("127.0.0.1:5000/other").get("layer", "ab" * 32) is None  # each repository its own record
+    assert Holdings(tmp_path, "127.0.0.1:5000/other").get("layer", "ab" * 32) is None  # each repository its own record
     path = holdings.records.path(holdings.records.get_ref("layer-" + "ab" * 32))
     path.write_bytes(path.read_bytes().replace(b'"x"', b'"y"'))
     assert holdings.get("layer", "ab" * 32) is None
 
 
-def test_a_holdings_record_is_believed_for_a_day_only():
-    holdings = Holdings("127.0.0.1:5000/team/cache")
+def test_a_holdings_record_is_believed_for_a_day_only(tmp_path):
+    holdings = Holdings(tmp_path, "127.0.0.1:5000/team/cache")
     holdings.put("schema", "cd" * 32, b"{}")
     path = holdings.records.refs / ("schema-" + "cd" * 32)
     day_old = time.time() - RECORD_DAYS * 86400

@@ -66,7 +66,7 @@ class OwnBundles:
 
     def remove(self) -> None:
         for name in self.made():
-            BundleContainer(BundleRuntime("runc"), name, "", self.built.bundles / name).remove()
+            BundleContainer(BundleRuntime("runc", self.built.bundles.parent), name, "", self.built.bundles / name).remove()
 
 
 @pytest.fixture
@@ -125,7 +125,7 @@ def test_predict_batch_in_podman_starts_once_and_reports_each_line(tmp_path, pod
     assert outputs == [b"copied:first", b"copied:SECOND"]
 
 
-def test_the_kubernetes_job_pod_runs_in_podman_as_its_manifest_says(tmp_path, podman_env):
+def test_the_kubernetes_job_pod_runs_in_podman_as_its_manifest_says(cache_root, tmp_path, podman_env):
     """What the kubelet would do with the Job's pod: its user, command and args, the ConfigMap at its mount
     path, the completion index; the image's own batch runner answers with one line per input."""
     data = "data:text/plain;base64," + base64.b64encode(b"pod").decode()
@@ -141,7 +141,7 @@ def test_the_kubernetes_job_pod_runs_in_podman_as_its_manifest_says(tmp_path, po
     (mount := tmp_path / "configmap").mkdir()
     for name, text in configmap["data"].items():
         (mount / name).write_text(text)
-    image = find_image(IMAGE, Layout(Path(podman_env["COGBUILD_STORE"])), gpu=False)
+    image = find_image(IMAGE, Layout(Path(podman_env["COGBUILD_STORE"])), gpu=False, cache_root=cache_root)
     assert container["image"].endswith(image.manifest.digest)
     user = f"{security['runAsUser']}:{security['runAsGroup']}"
     done = subprocess.run(
@@ -275,7 +275,7 @@ def test_verify_rebuild_matches_a_clean_rebuild_and_names_the_changed_code_layer
     assert not (changed / "cog.lock").exists(), "the rebuild used a copy with the image's lock"
 
 
-def test_bad_input_to_an_image_is_one_sentence(tmp_path, runc_env, built, bundles):
+def test_bad_input_to_an_image_is_one_sentence(cache_root, tmp_path, runc_env, built, bundles):
     missing = cogbuild(["predict", IMAGE, "--runtime", "runc", "-i", "image=@absent.png"], tmp_path, runc_env)
     assert missing.code == 2
     assert one_line_error(missing) == "input 'image' names absent.png, which is not a file"
@@ -290,7 +290,7 @@ def test_bad_input_to_an_image_is_one_sentence(tmp_path, runc_env, built, bundle
     assert wrong.code == 2
     assert one_line_error(wrong) == "invalid input \"upper\": expected boolean, got string 'perhaps'"
     assert bundles.made() == []
-    if find_image(IMAGE, Layout(runc_env["COGBUILD_STORE"]), gpu=False).schema is not None:
+    if find_image(IMAGE, Layout(runc_env["COGBUILD_STORE"]), gpu=False, cache_root=cache_root).schema is not None:
         assert "starting" not in unknown.err, "with the schema label, inputs are checked before a container starts"
 
 

@@ -30,79 +30,79 @@ def store(tmp_path) -> Layout:
     return Layout(tmp_path / "store").init()
 
 
-def test_picks_this_platform_and_the_cpu_variant_without_gpu(store):
+def test_picks_this_platform_and_the_cpu_variant_without_gpu(cache_root, store):
     images = [write_image(store, p, v) for p in (OTHER, HERE) for v in ("cpu", "gpu")]
     store.tag("m:latest", write_index(store, images))
-    image = find_image("m:latest", store, gpu=False)
+    image = find_image("m:latest", store, gpu=False, cache_root=cache_root)
     assert image.manifest.digest == images[2].digest
     assert image.variant == "cpu"
 
 
-def test_picks_the_gpu_variant_when_asked_and_present(store):
+def test_picks_the_gpu_variant_when_asked_and_present(cache_root, store):
     cpu, gpu = write_image(store, HERE, "cpu"), write_image(store, HERE, "gpu")
     store.tag("m:latest", write_index(store, [cpu, gpu]))
-    assert find_image("m:latest", store, gpu=True).manifest.digest == gpu.digest
+    assert find_image("m:latest", store, gpu=True, cache_root=cache_root).manifest.digest == gpu.digest
 
 
-def test_gpu_wanted_but_only_cpu_built_falls_back_to_cpu(store):
+def test_gpu_wanted_but_only_cpu_built_falls_back_to_cpu(cache_root, store):
     cpu = write_image(store, HERE, "cpu")
     store.tag("m:latest", write_index(store, [cpu]))
-    assert find_image("m:latest", store, gpu=True).manifest.digest == cpu.digest
+    assert find_image("m:latest", store, gpu=True, cache_root=cache_root).manifest.digest == cpu.digest
 
 
-def test_nested_indexes_are_followed(store):
+def test_nested_indexes_are_followed(cache_root, store):
     cpu = write_image(store, HERE, "cpu")
     store.tag("m:v1", write_index(store, [write_index(store, [cpu])]))
-    assert find_image("m:v1", store, gpu=False).manifest.digest == cpu.digest
+    assert find_image("m:v1", store, gpu=False, cache_root=cache_root).manifest.digest == cpu.digest
 
 
-def test_a_bare_name_means_latest(store):
+def test_a_bare_name_means_latest(cache_root, store):
     cpu = write_image(store, HERE, "cpu")
     store.tag("m:latest", cpu)
-    assert find_image("m", store, gpu=False).manifest.digest == cpu.digest
+    assert find_image("m", store, gpu=False, cache_root=cache_root).manifest.digest == cpu.digest
 
 
-def test_no_image_for_this_platform_says_which_exist(store):
+def test_no_image_for_this_platform_says_which_exist(cache_root, store):
     store.tag("m:latest", write_index(store, [write_image(store, OTHER, "cpu")]))
     with pytest.raises(UsageError, match=f"the image m:latest has no {HERE} image \\(it has {OTHER}\\)"):
-        find_image("m:latest", store, gpu=False)
+        find_image("m:latest", store, gpu=False, cache_root=cache_root)
 
 
-def test_an_unknown_local_name_is_not_sent_to_docker_hub(store):
+def test_an_unknown_local_name_is_not_sent_to_docker_hub(cache_root, store):
     with pytest.raises(UsageError, match=r"no image named 'nothing:here' in the local store .*cogbuild build -t"):
-        find_image("nothing:here", store, gpu=False)
+        find_image("nothing:here", store, gpu=False, cache_root=cache_root)
 
 
-def test_the_schema_is_read_from_label_or_annotation_and_a_damaged_one_is_named(store):
+def test_the_schema_is_read_from_label_or_annotation_and_a_damaged_one_is_named(cache_root, store):
     schema = {"components": {"schemas": {"Input": {"properties": {}}}}}
     store.tag("good:latest", write_image(store, HERE, "cpu", {"run.cog.openapi_schema": json.dumps(schema)}))
     store.tag("bad:latest", write_image(store, HERE, "cpu", {"run.cog.openapi_schema": "{not json"}))
     store.tag("none:latest", write_image(store, HERE, "cpu"))
     store.tag("big:latest", write_image(store, HERE, "cpu", annotations={"run.cog.openapi_schema": json.dumps(schema)}))
-    assert find_image("good:latest", store, gpu=False).schema == schema
-    assert find_image("big:latest", store, gpu=False).schema == schema  # too large for a label: an annotation
-    assert find_image("none:latest", store, gpu=False).schema is None
+    assert find_image("good:latest", store, gpu=False, cache_root=cache_root).schema == schema
+    assert find_image("big:latest", store, gpu=False, cache_root=cache_root).schema == schema  # too large for a label: an annotation
+    assert find_image("none:latest", store, gpu=False, cache_root=cache_root).schema is None
     with pytest.raises(CogbuildError, match="damaged OpenAPI schema"):
-        _ = find_image("bad:latest", store, gpu=False).schema
+        _ = find_image("bad:latest", store, gpu=False, cache_root=cache_root).schema
 
 
-def test_oci_layout_paths(tmp_path):
+def test_oci_layout_paths(cache_root, tmp_path):
     layout = Layout(tmp_path / "out").init()
     one = write_image(layout, HERE, "cpu")
     layout.tag("only", one)
-    assert find_image(str(tmp_path / "out"), Layout(tmp_path / "store"), gpu=False).manifest.digest == one.digest
-    assert find_image(f"oci:{tmp_path / 'out'}:only", Layout(tmp_path / "s"), gpu=False).manifest.digest == one.digest
+    assert find_image(str(tmp_path / "out"), Layout(tmp_path / "store"), gpu=False, cache_root=cache_root).manifest.digest == one.digest
+    assert find_image(f"oci:{tmp_path / 'out'}:only", Layout(tmp_path / "s"), gpu=False, cache_root=cache_root).manifest.digest == one.digest
     layout.tag("second", write_image(layout, HERE, "gpu"))
     with pytest.raises(UsageError, match="holds 2 named images; name one as oci:"):
-        find_image(f"oci:{tmp_path / 'out'}", Layout(tmp_path / "s"), gpu=False)
+        find_image(f"oci:{tmp_path / 'out'}", Layout(tmp_path / "s"), gpu=False, cache_root=cache_root)
     with pytest.raises(UsageError, match="is not an OCI image layout"):
-        find_image(f"oci:{tmp_path / 'missing'}", Layout(tmp_path / "s"), gpu=False)
+        find_image(f"oci:{tmp_path / 'missing'}", Layout(tmp_path / "s"), gpu=False, cache_root=cache_root)
 
 
-def test_single_image_layout_names_only_the_chosen_manifest(store):
+def test_single_image_layout_names_only_the_chosen_manifest(cache_root, store):
     chosen = write_image(store, HERE, "cpu")
     store.tag("m:latest", write_index(store, [chosen, write_image(store, HERE, "gpu")]))
-    image = find_image("m:latest", store, gpu=False)
+    image = find_image("m:latest", store, gpu=False, cache_root=cache_root)
     with single_image_layout(image) as root:
         index = json.loads((root / "index.json").read_text())
         assert [m["digest"] for m in index["manifests"]] == [chosen.digest]
@@ -111,13 +111,13 @@ def test_single_image_layout_names_only_the_chosen_manifest(store):
     assert not root.exists()
 
 
-def test_podman_layout_path_is_a_valid_stable_image_name(store, monkeypatch, tmp_path):
+def test_podman_layout_path_is_a_valid_stable_image_name(cache_root, store, monkeypatch, tmp_path):
     odd = tmp_path / "Upper" / ".hidden"
     odd.mkdir(parents=True)
     monkeypatch.setenv("TMPDIR", str(odd))  # podman could not name an image after this path
     monkeypatch.setattr("tempfile.tempdir", None)
     store.tag("m:latest", write_image(store, HERE, "cpu"))
-    image = find_image("m:latest", store, gpu=False)
+    image = find_image("m:latest", store, gpu=False, cache_root=cache_root)
     first, again = podman_image_layout(image), podman_image_layout(image)
     assert first == again, "one path per manifest, so podman keeps one name per image"
     assert str(first).startswith("/tmp/cogbuild-oci-")
@@ -156,44 +156,44 @@ def path_with(tmp_path: Path, programs: list[str]) -> str:
     return str(bin_dir)
 
 
-def test_without_podman_or_docker_the_daemonless_runtime_is_chosen(tmp_path, monkeypatch):
+def test_without_podman_or_docker_the_daemonless_runtime_is_chosen(cache_root, tmp_path, monkeypatch):
     require("runc", "umoci")
     monkeypatch.setenv("PATH", path_with(tmp_path, ["runc", "umoci"]))
-    assert choose_runtime() == BundleRuntime("runc")
+    assert choose_runtime(cache_root=cache_root) == BundleRuntime("runc", cache_root)
 
 
-def test_podman_is_preferred_when_present(tmp_path, monkeypatch):
+def test_podman_is_preferred_when_present(cache_root, tmp_path, monkeypatch):
     require("podman")
     monkeypatch.setenv("PATH", path_with(tmp_path, ["podman", "docker", "runc", "umoci"]))
-    assert choose_runtime() == EngineRuntime("podman")
+    assert choose_runtime(cache_root=cache_root) == EngineRuntime("podman")
 
 
-def test_no_runtime_at_all_is_one_sentence(tmp_path, monkeypatch):
+def test_no_runtime_at_all_is_one_sentence(cache_root, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", path_with(tmp_path, []))
     with pytest.raises(CogbuildError, match="no container runtime found: install podman"):
-        choose_runtime()
+        choose_runtime(cache_root=cache_root)
 
 
-def test_an_explicit_runtime_must_be_installed(tmp_path, monkeypatch):
+def test_an_explicit_runtime_must_be_installed(cache_root, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", path_with(tmp_path, ["runc"]))
     with pytest.raises(UsageError, match="the container runtime 'docker' is not installed"):
-        choose_runtime("docker")
+        choose_runtime("docker", cache_root=cache_root)
     if shutil.which("runc", path=os.environ["PATH"]):
         with pytest.raises(UsageError, match="running with runc needs umoci"):
-            choose_runtime("runc")
+            choose_runtime("runc", cache_root=cache_root)
     with pytest.raises(UsageError, match="unknown container runtime 'lxc'"):
-        choose_runtime("lxc")
+        choose_runtime("lxc", cache_root=cache_root)
     with pytest.raises(UsageError, match=r"running with containerd needs its client ctr; install it"):
-        choose_runtime("containerd")
+        choose_runtime("containerd", cache_root=cache_root)
 
 
-def test_the_archive_handed_to_docker_load_is_a_valid_oci_archive(tmp_path):
+def test_the_archive_handed_to_docker_load_is_a_valid_oci_archive(cache_root, tmp_path):
     """What `docker load` gets, checked by a real reader of OCI archives (skopeo)."""
     require("skopeo")
     store = Layout(tmp_path / "store").init()
     chosen = write_image(store, HERE, "cpu", {"x": "y"})
     store.tag("m:latest", write_index(store, [chosen, write_image(store, HERE, "gpu")]))
-    image = find_image("m:latest", store, gpu=False)
+    image = find_image("m:latest", store, gpu=False, cache_root=cache_root)
     archive = tmp_path / "image.tar"
     with open(archive, "wb") as f:
         write_oci_archive(image, f, "cogbuild.local/run:abc")
@@ -205,19 +205,19 @@ def test_the_archive_handed_to_docker_load_is_a_valid_oci_archive(tmp_path):
     assert json.loads(config.stdout)["config"]["Labels"] == {"x": "y"}
 
 
-def test_a_damaged_store_entry_is_one_sentence(store):
+def test_a_damaged_store_entry_is_one_sentence(cache_root, store):
     chosen = write_image(store, HERE, "cpu")
     store.tag("m:latest", chosen)
     config_digest = store.read_json(chosen.digest)["config"]["digest"]
     store.blob_path(config_digest).write_bytes(b"{tampered}")
     with pytest.raises(CogbuildError, match=r"the image m:latest in .* is damaged: .*corrupt.*; pull or build it"):
-        find_image("m:latest", store, gpu=False)
+        find_image("m:latest", store, gpu=False, cache_root=cache_root)
 
 
-def test_a_pulled_reference_already_in_the_store_runs_without_the_network(store):
+def test_a_pulled_reference_already_in_the_store_runs_without_the_network(cache_root, store):
     chosen = write_image(store, HERE, "cpu")
     store.tag("127.0.0.1:1/team/model:v1", chosen)  # port 1: any pull attempt would fail
-    assert find_image("127.0.0.1:1/team/model:v1", store, gpu=False).manifest.digest == chosen.digest
+    assert find_image("127.0.0.1:1/team/model:v1", store, gpu=False, cache_root=cache_root).manifest.digest == chosen.digest
 
 
 def test_stale_unpacks_are_pruned_but_fresh_ones_kept(tmp_path):
@@ -230,10 +230,9 @@ def test_stale_unpacks_are_pruned_but_fresh_ones_kept(tmp_path):
     assert not old.exists() and fresh.exists()
 
 
-def test_oci_archives_are_unpacked_into_the_cache_and_checked(tmp_path, monkeypatch):
+def test_oci_archives_are_unpacked_into_the_cache_and_checked(cache_root, tmp_path):
     import tarfile
 
-    monkeypatch.setenv("COGBUILD_CACHE", str(tmp_path / "cache"))
     layout = Layout(tmp_path / "out").init()
     chosen = write_image(layout, HERE, "cpu")
     layout.tag("v1", chosen)
@@ -242,11 +241,11 @@ def test_oci_archives_are_unpacked_into_the_cache_and_checked(tmp_path, monkeypa
         for name in ("oci-layout", "index.json", "blobs"):
             tar.add(tmp_path / "out" / name, name)
     empty = Layout(tmp_path / "store")
-    assert find_image(f"oci-archive:{archive}", empty, gpu=False).manifest.digest == chosen.digest
-    assert find_image(f"oci-archive:{archive}:v1", empty, gpu=False).manifest.digest == chosen.digest
+    assert find_image(f"oci-archive:{archive}", empty, gpu=False, cache_root=cache_root).manifest.digest == chosen.digest
+    assert find_image(f"oci-archive:{archive}:v1", empty, gpu=False, cache_root=cache_root).manifest.digest == chosen.digest
     assert len(list((tmp_path / "cache" / "archives").iterdir())) == 1, "unpacked once, no partial left"
     (tmp_path / "junk.tar").write_bytes(b"junk")
     with pytest.raises(UsageError, match="junk.tar is not an OCI archive \\(it is not a tar file\\)"):
-        find_image(f"oci-archive:{tmp_path / 'junk.tar'}", empty, gpu=False)
+        find_image(f"oci-archive:{tmp_path / 'junk.tar'}", empty, gpu=False, cache_root=cache_root)
     with pytest.raises(UsageError, match="there is no OCI archive"):
-        find_image(f"oci-archive:{tmp_path / 'none.tar'}", empty, gpu=False)
+        find_image(f"oci-archive:{tmp_path / 'none.tar'}", empty, gpu=False, cache_root=cache_root)

@@ -17,7 +17,6 @@ REPO = Path(__file__).resolve().parents[2]
 ALLOWED_READERS = {
     "cogbuild/settings.py": "Settings.from_environ and process_environment: the readers",
     "registry/auth.py": "DOCKER_CONFIG is docker's own convention for its credentials, read as docker reads it",
-    "cogbuild/cache.py": "cache_dir(): not yet passed down, left for the store work that merges its users",
 }
 # Calls that read the environment: os.environ / os.getenv / os.environb, and the settings' own readers
 # (called from the CLI's group only).

@@ -331,16 +331,16 @@ def test_ctrl_c_during_a_prediction_in_containerd_removes_the_container(containe
 
 
 def test_containerd_is_chosen_when_it_answers_and_neither_podman_nor_docker_is_installed(containerd, tmp_path,
-                                                                                        monkeypatch):
+                                                                                        monkeypatch, cache_root):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "ctr").symlink_to(shutil.which("ctr"))
     monkeypatch.setenv("PATH", str(bin_dir))
     monkeypatch.setenv("CONTAINERD_ADDRESS", containerd.address)
-    assert choose_runtime().name == "containerd"
+    assert choose_runtime(cache_root=cache_root).name == "containerd"
     monkeypatch.setenv("CONTAINERD_ADDRESS", str(tmp_path / "absent.sock"))
     with pytest.raises(CogbuildError, match="no container runtime found"):  # one that does not answer is passed over
-        choose_runtime()
+        choose_runtime(cache_root=cache_root)
 
 
 def test_a_containerd_that_does_not_answer_is_one_sentence(pushed, tmp_path):

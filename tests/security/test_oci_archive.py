@@ -22,9 +22,9 @@ BLOB = "blobs/sha256/" + "ab" * 32  # a well-formed blob name (its content never
 
 
 @pytest.fixture
-def world(tmp_path, monkeypatch):
-    """A cache, an empty store, and a directory outside both holding a file an attacker would like to reach."""
-    monkeypatch.setenv("COGBUILD_CACHE", str(tmp_path / "cache"))
+def world(tmp_path):
+    """A directory beside the cache (the cache_root fixture) and the store, holding a file an attacker would
+    like to reach."""
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "victim").write_bytes(b"untouched")
@@ -68,14 +68,14 @@ def hostile_archives(outside: Path) -> dict[str, list[Member]]:
 
 
 @pytest.mark.parametrize("case", sorted(hostile_archives(Path("/x"))))
-def test_a_hostile_archive_is_refused_and_writes_nothing_outside(world, case):
+def test_a_hostile_archive_is_refused_and_writes_nothing_outside(cache_root, world, case):
     tmp_path, outside = world
     archive = tmp_path / "image.tar"
     good = layout_members(image_layout(ARCH))
     archive.write_bytes(tar_bytes(good[:2] + hostile_archives(outside)[case] + good[2:]))
     before = snapshot(tmp_path)
     with pytest.raises(UsageError) as refused:
-        find_image(f"oci-archive:{archive}", Layout(tmp_path / "store"), gpu=False)
+        find_image(f"oci-archive:{archive}", Layout(tmp_path / "store"), gpu=False, cache_root=cache_root)
     message = str(refused.value)
     assert "\n" not in message and str(archive) in message
     assert "is not an OCI archive cogbuild will open" in message, message
@@ -86,7 +86,7 @@ def test_a_hostile_archive_is_refused_and_writes_nothing_outside(world, case):
     assert (outside / "victim").read_bytes() == b"untouched"
 
 
-def test_a_well_formed_archive_with_dot_slash_names_and_docker_extras_opens(world):
+def test_a_well_formed_archive_with_dot_slash_names_and_docker_extras_opens(cache_root, world):
     tmp_path, _ = world
     files = image_layout(ARCH)
     members = [Member("./", "dir"), Member("./blobs/", "dir"), Member("./blobs/sha256/", "dir")]
@@ -94,7 +94,7 @@ def test_a_well_formed_archive_with_dot_slash_names_and_docker_extras_opens(worl
     members += [Member("manifest.json", data=b"[]"), Member("repositories", data=b"{}")]
     archive = tmp_path / "image.tar"
     archive.write_bytes(tar_bytes(members))
-    image = find_image(f"oci-archive:{archive}:v1", Layout(tmp_path / "store"), gpu=False)
+    image = find_image(f"oci-archive:{archive}:v1", Layout(tmp_path / "store"), gpu=False, cache_root=cache_root)
     assert image.config["architecture"] == ARCH
     unpacked = image.layout.root
     assert sorted(p.name for p in unpacked.iterdir()) == ["blobs", "index.json", "oci-layout"], "extras not written"
@@ -140,7 +140,7 @@ def test_a_truncated_archive_is_one_sentence(tmp_path):
     assert "\n" not in str(refused.value)
 
 
-def test_an_archive_written_by_skopeo_opens(world):
+def test_an_archive_written_by_skopeo_opens(cache_root, world):
     tmp_path, _ = world
     skopeo = require("skopeo")
     for name, data in image_layout(ARCH).items():
@@ -149,12 +149,12 @@ def test_an_archive_written_by_skopeo_opens(world):
     archive = tmp_path / "skopeo.tar"
     subprocess.run([skopeo, "copy", "--quiet", f"oci:{tmp_path / 'layout'}:v1", f"oci-archive:{archive}:v1"],
                    check=True, capture_output=True)
-    image = find_image(f"oci-archive:{archive}", Layout(tmp_path / "store"), gpu=False)
+    image = find_image(f"oci-archive:{archive}", Layout(tmp_path / "store"), gpu=False, cache_root=cache_root)
     assert image.config["architecture"] == ARCH
 
 
 @pytest.mark.parametrize("docker", [False, True])
-def test_archives_cogbuild_writes_open(world, docker):
+def test_archives_cogbuild_writes_open(cache_root, world, docker):
     tmp_path, _ = world
     layout = Layout(tmp_path / "layout").init()
     for name, data in image_layout(ARCH).items():
@@ -164,5 +164,5 @@ def test_archives_cogbuild_writes_open(world, docker):
     top = Descriptor.from_json(index["manifests"][0])
     archive = tmp_path / "out.tar"
     write_archive(layout, top, "model:v1", archive, docker=docker)
-    image = find_image(f"oci-archive:{archive}", Layout(tmp_path / "store"), gpu=False)
+    image = find_image(f"oci-archive:{archive}", Layout(tmp_path / "store"), gpu=False, cache_root=cache_root)
     assert image.manifest.digest == top.digest

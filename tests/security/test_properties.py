@@ -264,7 +264,7 @@ def test_any_layout_documents_through_run_push_and_export(index, manifest, tag):
                                        "annotations": {"org.opencontainers.image.ref.name": "v1"}})
         (target / "index.json").write_text(json.dumps(index))
         try:
-            image = find_image(f"oci:{target}:{tag}", layout, gpu=False)
+            image = find_image(f"oci:{target}:{tag}", layout, gpu=False, cache_root=target.with_name("cache"))
             plan_from_layout(layout, image.manifest)
             image_blobs(layout, image.manifest)
         except USER_ERRORS as exc:

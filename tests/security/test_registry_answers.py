@@ -118,13 +118,13 @@ def test_a_layout_whose_manifest_names_a_path_is_refused_by_push_export_and_run(
         list((tmp_path / "exported" / "blobs" / "sha256").iterdir()) == []
 
 
-def test_an_index_json_naming_a_path_is_one_sentence(tmp_path):
+def test_an_index_json_naming_a_path_is_one_sentence(cache_root, tmp_path):
     store = Layout(tmp_path / "store").init()
     (tmp_path / "store" / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
         {"mediaType": OCI_MANIFEST, "digest": climbing_digest(3, "secret"), "size": 7,
          "annotations": {"org.opencontainers.image.ref.name": "evil:v1"}}]}))
     with pytest.raises(USER_ERRORS) as refused:  # what the CLI prints as one sentence
-        find_image("evil:v1", store, gpu=False)
+        find_image("evil:v1", store, gpu=False, cache_root=cache_root)
     assert "index.json is damaged" in str(refused.value) and "\n" not in str(refused.value)
     with pytest.raises(LayoutError, match="cannot look up a blob"):
         store.blob_path(climbing_digest(3, "secret"))

@@ -9,10 +9,17 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from cogbuild.settings import read_environment
 from components import require, unavailable  # noqa: F401  (the CLI tests import them from here)
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS = REPO / "tests" / "cli" / "models"
+
+
+def configured_cache_root() -> Path:
+    """The cache root the CLI would pass down in this test's environment (COGBUILD_CACHE as its fixtures set
+    it), for tests that call library functions directly."""
+    return read_environment().cache_root
 
 
 def isolated_env(root: Path, **extra: str) -> dict[str, str]:
