@@ -9,15 +9,17 @@ import re
 import os
 import shutil
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
-from cli_helpers import require
+from cli_helpers import cogbuild, require
 
 from cogbuild.container import BundleRuntime, EngineRuntime, adjust_bundle_config, choose_runtime
 from cogbuild.images import (find_image, host_platform, podman_image_layout, prune_stale, single_image_layout,
                              write_oci_archive)
 from cogbuild.errors import CogbuildError, UsageError
+from cogbuild.layers.descriptor import Descriptor
 from cogbuild.registry.layout import Layout
 from oci_images import write_image, write_index
 
@@ -230,9 +232,8 @@ def test_stale_unpacks_are_pruned_but_fresh_ones_kept(tmp_path):
     assert not old.exists() and fresh.exists()
 
 
-def test_oci_archives_are_unpacked_into_the_cache_and_checked(cache_root, tmp_path):
-    import tarfile
-
+def oci_archive(tmp_path: Path) -> tuple[Path, Descriptor]:
+    """An OCI archive of one image tagged v1, and that image's manifest."""
     layout = Layout(tmp_path / "out").init()
     chosen = write_image(layout, HERE, "cpu")
     layout.tag("v1", chosen)
@@ -240,12 +241,30 @@ def test_oci_archives_are_unpacked_into_the_cache_and_checked(cache_root, tmp_pa
     with tarfile.open(archive, "w") as tar:
         for name in ("oci-layout", "index.json", "blobs"):
             tar.add(tmp_path / "out" / name, name)
+    return archive, chosen
+
+
+def test_oci_archives_are_unpacked_into_the_cache_and_checked(cache_root, tmp_path):
+    archive, chosen = oci_archive(tmp_path)
     empty = Layout(tmp_path / "store")
     assert find_image(f"oci-archive:{archive}", empty, gpu=False, cache_root=cache_root).manifest.digest == chosen.digest
     assert find_image(f"oci-archive:{archive}:v1", empty, gpu=False, cache_root=cache_root).manifest.digest == chosen.digest
-    assert len(list((tmp_path / "cache" / "archives").iterdir())) == 1, "unpacked once, no partial left"
+    assert len(list((cache_root / "archives").iterdir())) == 1, "unpacked once, no partial left"
     (tmp_path / "junk.tar").write_bytes(b"junk")
     with pytest.raises(UsageError, match="junk.tar is not an OCI archive \\(it is not a tar file\\)"):
         find_image(f"oci-archive:{tmp_path / 'junk.tar'}", empty, gpu=False, cache_root=cache_root)
     with pytest.raises(UsageError, match="there is no OCI archive"):
         find_image(f"oci-archive:{tmp_path / 'none.tar'}", empty, gpu=False, cache_root=cache_root)
+
+
+@pytest.mark.parametrize("variables, cache", [({"COGBUILD_CACHE": "own", "XDG_CACHE_HOME": "xdg"}, "own"),
+                                              ({"XDG_CACHE_HOME": "xdg"}, "xdg/cogbuild"),
+                                              ({}, "home/.cache/cogbuild")])
+def test_the_cli_passes_down_the_cache_root_its_settings_name(tmp_path, variables, cache):
+    archive, _ = oci_archive(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k not in ("COGBUILD_CACHE", "XDG_CACHE_HOME")}
+    env.update({"HOME": str(tmp_path / "home"), "COGBUILD_STORE": str(tmp_path / "store")},
+               **{name: str(tmp_path / folder) for name, folder in variables.items()})
+    shown = cogbuild(["show", f"oci-archive:{archive}:v1"], tmp_path, env)
+    assert shown.code == 0, shown.err
+    assert len(list((tmp_path / cache / "archives").iterdir())) == 1  # unpacked there, as the library was told
