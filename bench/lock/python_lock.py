@@ -51,10 +51,11 @@ def clean_env(cache: Path) -> dict[str, str]:
 def run_cogbuild(requirements: list[str], cache: Path, out: Path, resolver: str = "uv") -> int:
     code = (
         "import sys; from cogbuild.pyresolve import Target, resolve_requirements, export_requirements;"
-        # COGBUILD_PIP_PROXY and COGBUILD_LOCK_RESOLVER, as the CLI reads them
+        # COGBUILD_PIP_PROXY, COGBUILD_LOCK_RESOLVER and the cache root (metadata and uv's resolutions kept
+        # across the cold and warm runs, as `cogbuild lock` keeps them), as the CLI reads them
         "from cogbuild.settings import read_environment; s = read_environment();"
         "a = resolve_requirements(sys.argv[1:], Target('3.11', 'x86_64', '2.36'), proxy=s.pip_proxy,"
-        " uv=s.lock_resolver_text == 'uv');"
+        " uv=s.lock_resolver_text == 'uv', cache_root=s.cache_root);"
         f"open({str(out)!r}, 'w').write(export_requirements(a)); print(len(a))"
     )
     # pip's cache goes where PIP_CACHE_DIR says only without --isolated; point HOME's cache there too.
