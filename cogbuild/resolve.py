@@ -15,7 +15,7 @@ from typing import Mapping, Sequence
 from .artifacts import Artifact
 from .config import CogConfig
 from .cuda import CpuWheelSource, configured_cpu_source, resolve_variants, split_gpu_wheels
-from .debian import DebianSource, resolve_closure, upstream_version
+from .debian import DebianSource, forget_parsed_indexes, resolve_closure, upstream_version
 from .errors import UsageError
 from .interpreter import Interpreter, choose_interpreter
 from .lock import Lock, LockedArtifact, locked, run_records, wheel_build_records
@@ -91,6 +91,7 @@ def _lock_platform(config: CogConfig, platform: str, interpreter: Interpreter, v
         system = resolve_closure(config.system_packages, suite=suite, arch=arch, exclude=NOT_INSTALLED,
                                  installed=os_debs, source=sources.debian, cache_root=sources.cache_root)
         out += locked(platform, "system", system, variants)
+    forget_parsed_indexes()  # issue #15: the Python resolution and a build need no Debian index in memory
     target = Target(python_version=config.python_version, arch=WHEEL_ARCH[platform],
                     glibc=glibc_version(os_debs), python_full_version=_patch_release(config, tarball, os_debs))
     if not config.entrypoint:  # an app image carries no Cog runtime

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cogbuild.debian import resolve_closure
+from cogbuild.debian import forget_parsed_indexes, resolve_closure
 from cogbuild.debian.source import DEBIAN_KEYRING, DEBIAN_MIRROR, DEBIAN_SECURITY
 
 EXCLUDE = ("debconf", "debconf-2.0")
@@ -94,9 +94,7 @@ def main() -> int:
         cache, env = Path(tmp, "ours"), apt_config(Path(tmp, "apt"), args.suite, args.arch)
         our_cold, our_closure = ours(args.packages, args.suite, args.arch, cache)
         apt_cold, apt_closure = apt(args.packages, env, update=True)
-        from cogbuild.debian import resolve
-
-        resolve._INDEX_MEMO.clear()  # warm = indexes on disk, not parsed in memory (a new `cogbuild lock`)
+        forget_parsed_indexes()  # warm = indexes on disk, not parsed in memory (a new `cogbuild lock`)
         our_warm, _ = ours(args.packages, args.suite, args.arch, cache)
         apt_warm, _ = apt(args.packages, env, update=False)
     print(f"{' '.join(args.packages)} on {args.suite}/{args.arch}")

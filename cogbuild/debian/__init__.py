@@ -20,7 +20,7 @@ Modules, in the order data flows through them:
 """
 
 from .python import DEBIAN_PYTHONS, debian_python_package, debian_suite, upstream_version
-from .resolve import ARCHITECTURES, resolve_closure
+from .resolve import ARCHITECTURES, forget_parsed_indexes, resolve_closure
 from .source import Archive, DebianSource
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "DebianSource",
     "debian_python_package",
     "debian_suite",
+    "forget_parsed_indexes",
     "resolve_closure",
     "upstream_version",
 ]

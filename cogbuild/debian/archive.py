@@ -39,7 +39,7 @@ _COMPRESSIONS: tuple[tuple[str, Callable[[], Any]], ...] = (
     ("", _NoCompression),
 )
 # Compressed bytes per decompression step: a few MB of text, so hand-offs between threads cost nothing.
-_STEP = 1 << 20
+_STEP = 1 << 16
 
 
 @dataclass(frozen=True)

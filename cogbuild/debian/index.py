@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 from dataclasses import dataclass, fields
 from functools import cached_property
+from itertools import islice
+from pathlib import Path
 
 from debian import deb822
 from debian.debian_support import Version
@@ -44,10 +47,6 @@ class BinaryPackage:
     sha256: str
     conflicts: str = ""
     breaks: str = ""
-
-    @cached_property
-    def debian_version(self) -> Version:
-        return Version(self.version)
 
     @cached_property
     def dependencies(self) -> list[list[Relation]]:
@@ -95,7 +94,9 @@ class PackageIndex:
         for package in packages:
             self.all_versions[package.name].append(package)
             current = self.candidates.get(package.name)
-            if current is None or package.debian_version > current.debian_version:
+            # Version objects only for names listed more than once: most are not, and keeping one per
+            # package would cost more memory than the rest of the index's bookkeeping.
+            if current is None or Version(package.version) > Version(current.version):
                 self.candidates[package.name] = package
         # Virtual name -> candidates whose Provides mention it; the relation is parsed only on lookup.
         self._mentions: dict[str, list[BinaryPackage]] = defaultdict(list)
@@ -187,7 +188,11 @@ def _lines(pieces: Iterable[str]) -> Iterator[str]:
 
 
 # Bump when BinaryPackage's fields or their parsing change, so older parsed caches are not read.
-_PARSED_FORMAT = "v3"
+# v4: one JSON array per line, so the parsed form is written and read a batch of lines at a time.
+_PARSED_FORMAT = "v4"
+_COLUMNS = [field.name for field in fields(BinaryPackage)]
+_BATCH = 2048  # packages per json call: a few hundred kB in memory at once, and few calls
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 
 def load_packages(text: PackagesText, arch: str, cache: ContentStore | None = None) -> list[BinaryPackage]:
@@ -196,17 +201,35 @@ def load_packages(text: PackagesText, arch: str, cache: ContentStore | None = No
         return list(parse_packages(text, arch))
     base = hashlib.sha256(text.archive.base().encode()).hexdigest()[:16]
     ref = f"{text.index.sha256}-{arch}-{base}-{_PARSED_FORMAT}.json"
-    cached = cache.get_named(ref)
-    if cached is not None:
+    sha256 = cache.get_ref(ref)
+    path = None if sha256 is None else cache.get_path(sha256)  # hashed before it is read
+    if path is not None:
         try:
-            return [BinaryPackage(*row) for row in json.loads(cached)]
+            return _read_parsed(path)
         except (ValueError, TypeError):
             pass  # unreadable: parse again and overwrite
     packages = list(parse_packages(text, arch))
-    names = [field.name for field in fields(BinaryPackage)]
-    rows = [[getattr(package, name) for name in names] for package in packages]
-    cache.put_named(ref, json.dumps(rows, separators=(",", ":")).encode())
+    _write_parsed(cache, ref, packages)
     return packages
+
+
+def _read_parsed(path: Path) -> list[BinaryPackage]:
+    packages: list[BinaryPackage] = []
+    with path.open("rb") as lines:
+        while batch := list(islice(lines, _BATCH)):
+            rows = json.loads(b"[" + b",".join(batch) + b"]")
+            packages.extend(_shared(BinaryPackage(*row)) for row in rows)
+    return packages
+
+
+def _write_parsed(cache: ContentStore, ref: str, packages: list[BinaryPackage]) -> None:
+    """The packages as lines of JSON arrays, written a batch at a time, never whole in memory."""
+    with cache.writer() as sink:
+        for start in range(0, len(packages), _BATCH):
+            batch = packages[start : start + _BATCH]
+            lines = [_ENCODER.encode([getattr(package, name) for name in _COLUMNS]) for package in batch]
+            sink.write(("\n".join(lines) + "\n").encode())
+    cache.set_ref(ref, sink.hasher.hexdigest())
 
 
 _PINNABLE = frozenset(("package", "version", "filename", "size", "sha256"))  # what a lock entry needs
@@ -221,7 +244,7 @@ def parse_packages(text: PackagesText, arch: str) -> Iterable[BinaryPackage]:
             continue
         if not _PINNABLE.issubset(stanza):
             continue
-        yield BinaryPackage(
+        yield _shared(BinaryPackage(
             name=stanza["package"],
             version=stanza["version"],
             arch=package_arch,
@@ -235,4 +258,16 @@ def parse_packages(text: PackagesText, arch: str) -> Iterable[BinaryPackage]:
             sha256=stanza["sha256"].lower(),
             conflicts=stanza.get("conflicts", ""),
             breaks=stanza.get("breaks", ""),
-        )
+        ))
+
+
+# Fields whose values repeat across packages (architectures, priorities, common dependency lists):
+# one string object each instead of one per package, about a third of a parsed index's memory.
+_REPEATING = ("version", "arch", "multi_arch", "priority", "pre_depends", "depends", "provides_field",
+              "conflicts", "breaks")
+
+
+def _shared(package: BinaryPackage) -> BinaryPackage:
+    for name in _REPEATING:
+        object.__setattr__(package, name, sys.intern(getattr(package, name)))
+    return package

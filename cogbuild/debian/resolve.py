@@ -89,6 +89,13 @@ def load_index(source: DebianSource, suite: str, arch: str, *, cache_root: Path)
     return index
 
 
+def forget_parsed_indexes() -> None:
+    """Drop the parsed indexes this process keeps (~85 MB for Debian's): a lock calls this once its
+    Debian closures are resolved, so the Python resolution and a build that follows run without them."""
+    with _INDEX_MEMO_LOCK:
+        _INDEX_MEMO.clear()
+
+
 class Resolver:
     """One resolution: marks the requests, then walks their dependencies depth-first (see module doc)."""
 
