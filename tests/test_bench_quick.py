@@ -28,11 +28,12 @@ BENCHES = {
     "bench/runtime/cog_txtar.py": (),
     "bench/lock/python_lock.py": (),
     "bench/lock/debian_closure.py": ("apt-get",),
+    "bench/lock/lock_memory.py": (),
 }
 # Reach PyPI or Debian's archive (the runtime bench installs Cog's own server, once, to compare with; the
 # cache bench locks and builds examples/hello).
 NEEDS_NETWORK = {"bench/runtime/bench_server.py", "bench/lock/python_lock.py", "bench/lock/debian_closure.py",
-                 "bench/cache/bench_cache.py"}
+                 "bench/cache/bench_cache.py", "bench/lock/lock_memory.py"}
 
 
 def test_every_bench_script_is_listed():
