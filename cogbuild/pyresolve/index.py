@@ -92,6 +92,14 @@ def _files_from_json(page_url: str, data: dict) -> list[IndexFile]:
     ]
 
 
+def _files_on_page(response: httpx.Response | None) -> list[IndexFile] | None:
+    if response is None:
+        return None
+    if response.headers.get("content-type", "").startswith("application/vnd.pypi.simple.v1+json"):
+        return _files_from_json(str(response.url), response.json())
+    return _files_from_html(str(response.url), response.text)
+
+
 def _files_in_directory(directory: Path) -> list[IndexFile]:
     return [
         IndexFile(path.name, path.resolve().as_uri(), None, path.stat().st_size)
@@ -108,6 +116,7 @@ class IndexClient:
         self._http = new_client()  # every page fetch retried as http_fetch's policy says
         self._find_links_cache: dict[str, list[IndexFile]] = {}
         self._pages: dict[tuple[str, str], list[IndexFile] | None] = {}
+        self._responses: dict[tuple[str, str], httpx.Response | None] = {}
         # sha256 of each page's bytes as fetched (ABSENT for a 404): what a resolution read of the index.
         self.page_digests: dict[tuple[str, str], str] = {}
         self.http = self._http  # for readers of whole files and ranges (lazywheel)
@@ -128,17 +137,18 @@ class IndexClient:
         messages all see the same answer from the index."""
         key = (normalize_index_url(index_url), canonicalize_name(name))
         if key not in self._pages:
-            self._pages[key] = self._fetch_project_files(*key)
+            self._pages[key] = _files_on_page(self.page_response(*key))
         return self._pages[key]
 
-    def _fetch_project_files(self, index_url: str, name: str) -> list[IndexFile] | None:
-        response = self._page_response(index_url, name)
-        self.page_digests[(index_url, name)] = _page_digest(response)
-        if response is None:
-            return None
-        if response.headers.get("content-type", "").startswith("application/vnd.pypi.simple.v1+json"):
-            return _files_from_json(str(response.url), response.json())
-        return _files_from_html(str(response.url), response.text)
+    def page_response(self, index_url: str, name: str) -> httpx.Response | None:
+        """The project's page as the index served it, unparsed, fetched once per client with its digest
+        recorded in page_digests; None when the index does not have the project."""
+        key = (normalize_index_url(index_url), canonicalize_name(name))
+        if key not in self._responses:
+            response = self._page_response(*key)
+            self.page_digests[key] = _page_digest(response)
+            self._responses[key] = response
+        return self._responses[key]
 
     def current_page_digest(self, index_url: str, name: str) -> str:
         """The digest page_digests would hold for the page as the index serves it now (not parsed)."""

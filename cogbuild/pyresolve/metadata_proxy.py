@@ -14,6 +14,7 @@ upstream_url() maps them back to the real URL for the lock.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -52,6 +53,7 @@ class MetadataProxy:
         self.environment = {**target.marker_environment(), "extra": ""}
         self.files: dict[str, IndexFile] = {}
         self.pages: dict[tuple[int, str], Future] = {}
+        self.raw_pages: dict[tuple[int, str], Future] = {}  # unparsed, for serve_metadata=False
         self.metadata: dict[str, Future] = {}
         self.lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="metadata-proxy")
@@ -91,6 +93,28 @@ class MetadataProxy:
             if key not in self.pages:
                 self.pages[key] = self.pool.submit(self._load_page, *key)
             return self.pages[key]
+
+    def raw_page(self, number: int, project: str) -> Future:
+        key = (number, canonicalize_name(project))
+        with self.lock:
+            if key not in self.raw_pages:
+                self.raw_pages[key] = self.pool.submit(self.client.page_response, self.upstreams[number], key[1])
+            return self.raw_pages[key]
+
+    def page_body(self, number: int, project: str) -> tuple[str, bytes] | None:
+        """(Content-Type, body) of the page to serve; None when the index has no such project.
+
+        Without metadata to serve, a page whose file URLs are all absolute goes out as the index sent
+        it: parsing it (numpy's page lists over 4000 files) would delay the resolver. The lock parses it
+        after the resolver answers (parsing meanwhile took CPU from uv on a busy machine: no faster)."""
+        if not self.serve_metadata:
+            response = self.raw_page(number, project).result()
+            if response is None:
+                return None
+            if _absolute_urls_only(response.content):
+                return response.headers.get("content-type", "text/html"), response.content
+        files = self.page(number, project).result()
+        return None if files is None else ("application/vnd.pypi.simple.v1+json", self.page_json(project, files))
 
     def _load_page(self, number: int, project: str) -> list[IndexFile] | None:
         files = self.client.project_files(self.upstreams[number], project)
@@ -137,7 +161,7 @@ class MetadataProxy:
     def pages_read(self) -> list[tuple[str, str]]:
         """(upstream index URL, project) of every page served or fetched so far."""
         with self.lock:
-            return [(self.upstreams[number], project) for number, project in self.pages]
+            return [(self.upstreams[number], project) for number, project in {**self.pages, **self.raw_pages}]
 
     def _likely_pick(self, files: list[IndexFile]) -> IndexFile | None:
         """The wheel pip will most likely choose: newest final release, best tag for the target."""
@@ -191,8 +215,21 @@ class MetadataProxy:
         return json.dumps({"meta": {"api-version": "1.1"}, "name": project, "files": entries}).encode()
 
 
+# A file URL that is not absolute, in a PEP 691 page or an HTML one: relative to the index's page URL,
+# which the resolver would take to be the proxy's.
+_RELATIVE_URL = re.compile(rb'"url"\s*:(?!\s*"https?://)|href\s*=(?!\s*["\']?https?://)', re.IGNORECASE)
+
+
+def _absolute_urls_only(page: bytes) -> bool:
+    return _RELATIVE_URL.search(page) is None
+
+
 def _handler(proxy: MetadataProxy):
     class Handler(BaseHTTPRequestHandler):
+        # Keep-alive: uv resolved torch's closure through this proxy in 3.4 s over HTTP/1.0 (a connection
+        # per request), 1.5 s over HTTP/1.1. Every answer states its Content-Length.
+        protocol_version = "HTTP/1.1"
+
         def log_message(self, *args: object) -> None:
             pass
 
@@ -209,14 +246,14 @@ def _handler(proxy: MetadataProxy):
 
         def _page(self, number: int, project: str) -> None:
             try:
-                files = proxy.page(number, project).result()
+                page = proxy.page_body(number, project)
             except CogbuildError as exc:
                 # pip retries 5xx for a quarter of a minute; a 404 lets it finish, and the error
                 # message is then written from the client's own attempt (diagnose.explain).
                 return self._send(404, "text/plain", str(exc).encode())
-            if files is None:
+            if page is None:
                 return self._send(404, "text/plain", b"no such project")
-            self._send(200, "application/vnd.pypi.simple.v1+json", proxy.page_json(project, files))
+            self._send(200, *page)
 
         def _file(self, sha256: str, filename: str) -> None:
             file = proxy.files.get(sha256)

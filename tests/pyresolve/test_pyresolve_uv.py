@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import http.client
+
+import httpx
 import pytest
 from wheelindex import Dist, WheelIndex, build_wheel
 
 from cogbuild.errors import CogbuildError, UsageError
 from cogbuild.pyresolve import Target, resolve_requirements
 from cogbuild.pyresolve import resolve as resolve_module
+from cogbuild.pyresolve.index import IndexClient
+from cogbuild.pyresolve.metadata_proxy import MetadataProxy, metadata_store
 from cogbuild.pyresolve.uv_runner import uv_platform
 from cogbuild.resolve import LockSources
 from cogbuild.settings import Settings
@@ -137,3 +142,46 @@ def test_a_corrupt_resolution_record_is_not_believed(own_index, pip_refused, cac
                 if path.is_file() and "refs" not in path.parts]
     record.write_bytes(record.read_bytes().replace(b'"1.0"', b'"9.9"'))
     assert resolve_requirements(["app"], X86, index_url=url, cache_root=cache_root) == cold
+
+
+@pytest.mark.parametrize("page_path", ["/simple/", "/html/"])
+def test_uv_gets_a_page_of_absolute_urls_as_the_index_sent_it_and_pins_from_it(tmp_path, pip_refused, page_path,
+                                                                                cache_root):
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    build_wheel(wheels, Dist("app", "1.0", requires=["dep"]))
+    build_wheel(wheels, Dist("dep", "2.0"))
+    with WheelIndex(wheels, absolute_urls=True) as absolute, WheelIndex(wheels) as relative:
+        for server, passed_through in ((absolute, True), (relative, False)):
+            upstream = server.url + page_path
+            with IndexClient() as client, MetadataProxy([upstream], X86, client, metadata_store(cache_root),
+                                                                serve_metadata=False) as proxy:
+                sent = client.page_response(upstream, "app")
+                assert sent is not None
+                served = httpx.get(proxy.index_url(0) + "app/")
+                assert (served.content == sent.content) is passed_through
+                assert served.headers["content-type"] == sent.headers["content-type"] if passed_through else \
+                    "application/vnd.pypi.simple.v1+json"
+        artifacts = resolve_requirements(["app"], X86, index_url=absolute.url + page_path, cache_root=cache_root)
+    assert [(a.name, a.version, a.url) for a in artifacts] == [
+        ("app", "1.0", f"{absolute.url}/files/app-1.0-py3-none-any.whl"),
+        ("dep", "2.0", f"{absolute.url}/files/dep-2.0-py3-none-any.whl")]
+
+
+def test_the_proxy_answers_several_requests_on_one_connection(tmp_path, cache_root):
+    """Keep-alive: a connection per page made uv more than twice as slow through the proxy."""
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    build_wheel(wheels, Dist("app", "1.0"))
+    with WheelIndex(wheels, absolute_urls=True) as index, IndexClient() as client, \
+            MetadataProxy([index.url + "/simple/"], X86, client, metadata_store(cache_root), serve_metadata=False) as proxy:
+        connection = http.client.HTTPConnection("127.0.0.1", int(proxy.base_url.rsplit(":", 1)[1]))
+        statuses = []
+        for project in ("app", "missing", "app"):
+            connection.request("GET", f"/0/{project}/")
+            response = connection.getresponse()
+            response.read()
+            statuses.append(response.status)
+            assert connection.sock is not None, "the proxy closed the connection"
+        connection.close()
+    assert statuses == [200, 404, 200]

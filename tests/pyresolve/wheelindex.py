@@ -80,11 +80,13 @@ def sha256_of(path: Path) -> str:
 
 class WheelIndex(LoopbackHTTPServer):
     """Serves every file in `directory`: /simple/<project>/ (JSON or HTML by Accept), /html/<project>/
-    (always HTML, no sizes), /files/<filename>."""
+    (always HTML, no sizes), /files/<filename>. Pages link files relatively (../../files/<filename>), or
+    by absolute URL with absolute_urls, as PyPI does."""
 
-    def __init__(self, directory: Path, serve_ranges: bool = True) -> None:
+    def __init__(self, directory: Path, serve_ranges: bool = True, absolute_urls: bool = False) -> None:
         self.directory = directory
         self.serve_ranges = serve_ranges
+        self.absolute_urls = absolute_urls
         super().__init__(self._answer)
 
     def file_requests(self) -> list[str]:
@@ -108,9 +110,11 @@ class WheelIndex(LoopbackHTTPServer):
             files = self.project_files(canonicalize_name(parts[1]))
             if not files:
                 return Reply(404, {"Content-Type": "text/plain"}, b"not found")
+            files_url = f"{self.url}/files/" if self.absolute_urls else "../../files/"
             if parts[0] == "simple" and "application/vnd.pypi.simple.v1+json" in request.headers.get("Accept", ""):
-                return Reply(200, {"Content-Type": "application/vnd.pypi.simple.v1+json"}, _json_page(parts[1], files))
-            return Reply(200, {"Content-Type": "text/html"}, _html_page(files))
+                return Reply(200, {"Content-Type": "application/vnd.pypi.simple.v1+json"},
+                             _json_page(parts[1], files, files_url))
+            return Reply(200, {"Content-Type": "text/html"}, _html_page(files, files_url))
         return Reply(404, {"Content-Type": "text/plain"}, b"not found")
 
 
@@ -126,13 +130,13 @@ def _requires_python(path: Path) -> str | None:
     return None
 
 
-def _json_page(project: str, files: list[Path]) -> bytes:
-    entries = [{"filename": p.name, "url": f"../../files/{p.name}", "hashes": {"sha256": sha256_of(p)},
+def _json_page(project: str, files: list[Path], files_url: str) -> bytes:
+    entries = [{"filename": p.name, "url": f"{files_url}{p.name}", "hashes": {"sha256": sha256_of(p)},
                 "size": p.stat().st_size, "requires-python": _requires_python(p)} for p in files]
     return json.dumps({"meta": {"api-version": "1.1"}, "name": project, "files": entries}).encode()
 
 
-def _html_page(files: list[Path]) -> bytes:
-    links = "".join(f'<a href="../../files/{html.escape(p.name)}#sha256={sha256_of(p)}">{html.escape(p.name)}</a>\n'
+def _html_page(files: list[Path], files_url: str) -> bytes:
+    links = "".join(f'<a href="{html.escape(files_url + p.name)}#sha256={sha256_of(p)}">{html.escape(p.name)}</a>\n'
                     for p in files)
     return f"<!DOCTYPE html><html><body>\n{links}</body></html>".encode()
