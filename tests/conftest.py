@@ -6,10 +6,18 @@ its code, not by the luck of the draw.
 """
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
+
+# A suite started as a background job of a non-interactive shell (`scripts/test &`, many CI runners)
+# inherits SIGINT ignored, and so would every cogbuild it starts: cogbuild rightly keeps an ignored Ctrl-C
+# ignored, so the Ctrl-C tests would see nothing. They test what a user at a terminal gets; a handler set
+# here is reset to the default in each child at exec.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 settings.register_profile("ci", derandomize=True)
 if os.environ.get("CI"):
