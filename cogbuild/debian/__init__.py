@@ -11,10 +11,11 @@ Modules, in the order data flows through them:
     signature.py  gpgv checks InRelease; only the signed text goes on
     release.py    the signed Release: suite check, Valid-Until, sha256 + size of every index
     archive.py    fetch Packages.xz (by-hash when offered), check it against the Release, cache it,
-                  decompress it a piece ahead of the parser
-    (the indexes and their parsed forms live in cogbuild/content_store.py, re-hashed on every read)
-    index.py      parsed packages (a focused parser of the fields read), candidates = highest version,
-                  Provides lookup
+                  decompress it
+    (the indexes and their decompressed texts live in cogbuild/content_store.py, re-hashed on every read)
+    index.py      the texts scanned for where each package is and what Provides say; a package's fields
+                  parsed (a focused parser) when the resolver first asks for it; candidates = highest
+                  version, Provides lookup
     resolve.py    the closure: Depends/Pre-Depends, alternatives, virtuals, versions, Multi-Arch
     python.py     python_version → the suite whose python3.X it is
 """

@@ -5,11 +5,11 @@ Index blobs are cached by their signed sha256, so a second lock only re-fetches 
 
 from __future__ import annotations
 
-import codecs
 import hashlib
+import io
 import lzma
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -38,8 +38,8 @@ _COMPRESSIONS: tuple[tuple[str, Callable[[], Any]], ...] = (
     (".gz", lambda: zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)),  # gzip framing
     ("", _NoCompression),
 )
-# Compressed bytes per decompression step: ~700 kB of text, so hand-offs between threads cost little and
-# a piece, its lines and the next piece in flight stay small (1 MB steps added ~70 MB to a cold lock's peak).
+# Compressed bytes per decompression step (~700 kB of text): hand-offs between threads cost little, and
+# the text grows by small pieces, never held twice, whole and in pieces, as one call decompressing all would.
 _STEP = 1 << 17
 
 
@@ -52,24 +52,27 @@ class PackagesText:
     index: IndexFile
     data: bytes  # as downloaded (compressed); its sha256 is index.sha256
 
-    def pieces(self) -> Iterator[str]:
-        """The index's text in pieces; each next piece is decompressed in a worker thread while the
-        caller parses this one (lzma and zlib release the GIL), so a cold parse overlaps decompression."""
-        step = _decompression_steps(self.index, self.data)
+    def text(self, copy_to: Callable[[bytes], object] | None = None) -> bytes:
+        """The index's decompressed text, also passed to `copy_to` (a write method) piece by piece. Each next piece is
+        decompressed in a worker thread while this one is kept and copied (lzma, zlib, hashing and
+        writing release the GIL), and the text grows in one buffer, never held twice."""
+        step, text = _decompression_steps(self.index, self.data), io.BytesIO()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="debian-index") as pool:
             ahead = pool.submit(step)
             while (piece := ahead.result()) is not None:
                 ahead = pool.submit(step)
-                yield piece
+                text.write(piece)
+                if copy_to is not None:
+                    copy_to(piece)
+        return text.getvalue()  # the buffer itself, not a copy, when nothing else refers to it
 
 
-def _decompression_steps(index: IndexFile, data: bytes) -> Callable[[], str | None]:
+def _decompression_steps(index: IndexFile, data: bytes) -> Callable[[], bytes | None]:
     """A function that returns the next piece of decompressed text on each call, None after the last."""
     extension, new_decompressor = next((e, d) for e, d in _COMPRESSIONS if index.path.endswith("Packages" + e))
-    decoder = codecs.getincrementaldecoder("utf-8")("replace")
     decompressor, offset = new_decompressor(), 0
 
-    def step() -> str | None:
+    def step() -> bytes | None:
         nonlocal decompressor, offset
         if offset >= len(data):
             if not decompressor.eof:
@@ -85,7 +88,7 @@ def _decompression_steps(index: IndexFile, data: bytes) -> Callable[[], str | No
                 compressed = decompressor.unused_data if decompressor.eof else b""
         except (lzma.LZMAError, zlib.error, EOFError) as exc:
             raise CogbuildError(f"{index.path} is not valid {extension or 'text'} data: {exc}.") from None
-        return decoder.decode(b"".join(out), final=offset >= len(data))
+        return b"".join(out)
 
     return step
 

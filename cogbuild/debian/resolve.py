@@ -46,7 +46,7 @@ _COMPARE = {
     ">>": lambda c: c > 0,
 }
 
-# Parsed indexes of this process, keyed by the signed hashes of the indexes they came from.
+# Scanned indexes of this process, keyed by the signed hashes of the indexes they came from.
 _INDEX_MEMO: dict[tuple, PackageIndex] = {}
 _INDEX_MEMO_LOCK = threading.Lock()
 
@@ -84,13 +84,13 @@ def load_index(source: DebianSource, suite: str, arch: str, *, cache_root: Path)
         index = _INDEX_MEMO.get(key)
         if index is None:
             index = PackageIndex.from_texts(texts, arch, cache)
-            _INDEX_MEMO.clear()  # a full index takes ~100 MB: keep only the latest
+            _INDEX_MEMO.clear()  # a full index takes ~65 MB: keep only the latest
             _INDEX_MEMO[key] = index
     return index
 
 
 def forget_parsed_indexes() -> None:
-    """Drop the parsed indexes this process keeps (~85 MB for Debian's): a lock calls this once its
+    """Drop the scanned indexes this process keeps (~65 MB for Debian's): a lock calls this once its
     Debian closures are resolved, so the Python resolution and a build that follows run without them."""
     with _INDEX_MEMO_LOCK:
         _INDEX_MEMO.clear()
@@ -294,7 +294,7 @@ class Resolver:
             wanted = relation["version"][1] if relation["version"] else "any"
             offered = ", ".join(versions) or "only as a virtual package without that version"
             return f"Debian package '{name}' has no version {wanted} in {self._where()}; available: {offered}."
-        close = _closest_name(name, list(self.index.candidates) + self.index.virtual_names())
+        close = _closest_name(name, self.index.names() + self.index.virtual_names())
         hint = f"; did you mean '{close}'?" if close else "."
         return f"Debian package '{name}' is not in {self._where()}{hint}"
 

@@ -223,7 +223,7 @@ def test_missing_keyring_is_a_clear_error(repo, serve, tmp_path):
         resolve_closure(["app"], suite="testing", arch="amd64", source=source, cache_root=tmp_path)
 
 
-def test_parsed_index_cache_is_used_and_survives_corruption(repo, serve, signing_key, tmp_path):
+def test_decompressed_index_cache_is_used_and_survives_corruption(repo, serve, signing_key, tmp_path, monkeypatch):
     from cogbuild.debian import resolve
 
     publish_app(repo)
@@ -231,14 +231,25 @@ def test_parsed_index_cache_is_used_and_survives_corruption(repo, serve, signing
     cache = tmp_path / "cache"
     first = resolve_closure(["app"], suite="testing", arch="amd64", exclude=["debconf"], source=source, cache_root=cache)
     refs = sorted((cache / "debian-indexes" / "refs").iterdir())
-    assert [ref.name.split("-")[1] for ref in refs] == ["amd64"]
-    parsed = cache / "debian-indexes" / "sha256" / refs[0].read_text()
-    assert b'"libfoo","1.1"' in parsed.read_bytes()
-    for damage in (b"[[", b'[["libfoo","6.6"]]'):  # broken, then well-formed JSON that is not what was hashed
-        parsed.write_bytes(damage)
+    assert [ref.name.split("-")[1] for ref in refs] == ["text1"]
+    kept = cache / "debian-indexes" / "sha256" / refs[0].read_text()
+    text = kept.read_bytes()
+    assert b"Package: libfoo\nVersion: 1.1\n" in text
+
+    def no_decompression(self, copy_to=None):
+        raise AssertionError("the index was decompressed again")
+
+    with monkeypatch.context() as patched:  # a second lock reads the text it kept
+        patched.setattr(PackagesText, "text", no_decompression)
         resolve._INDEX_MEMO.clear()
         assert resolve_closure(["app"], suite="testing", arch="amd64", exclude=["debconf"], source=source,
                                cache_root=cache) == first  # fmt: skip
+    for damage in (text[:-10], text.replace(b"Version: 1.1", b"Version: 6.6")):  # neither is what was hashed
+        kept.write_bytes(damage)
+        resolve._INDEX_MEMO.clear()
+        assert resolve_closure(["app"], suite="testing", arch="amd64", exclude=["debconf"], source=source,
+                               cache_root=cache) == first  # fmt: skip
+        assert kept.read_bytes() == text  # decompressed and kept again
 
 
 def test_the_inspection_command(repo, serve, signing_key, tmp_path, capsys):
@@ -271,16 +282,17 @@ def packages_text(path: str, data: bytes) -> PackagesText:
         (".gz", gzip.compress(TEXT[:1001].encode()) + gzip.compress(TEXT[1001:].encode())),  # two gzip members
     ],
 )
-def test_index_text_comes_whole_in_small_pieces(monkeypatch, extension, compressed):
-    monkeypatch.setattr(archive, "_STEP", 7)  # many pieces: characters and streams are cut between them
-    pieces = list(packages_text("main/binary-amd64/Packages" + extension, compressed).pieces())
+def test_index_text_comes_whole_from_small_steps(monkeypatch, extension, compressed):
+    monkeypatch.setattr(archive, "_STEP", 7)  # many steps: characters and streams are cut between them
+    pieces: list[bytes] = []
+    text = packages_text("main/binary-amd64/Packages" + extension, compressed).text(copy_to=pieces.append)
     assert len(pieces) > 10
-    assert "".join(pieces) == TEXT
+    assert text == b"".join(pieces) == TEXT.encode()
 
 
 def test_truncated_or_garbled_index_is_one_clear_error():
     truncated = lzma.compress(TEXT.encode())[:-20]
     with pytest.raises(CogbuildError, match=r"^main/binary-amd64/Packages.xz is not valid .xz data"):
-        list(packages_text("main/binary-amd64/Packages.xz", truncated).pieces())
+        packages_text("main/binary-amd64/Packages.xz", truncated).text()
     with pytest.raises(CogbuildError, match=r"^main/binary-amd64/Packages.gz is not valid .gz data"):
-        list(packages_text("main/binary-amd64/Packages.gz", b"not gzip at all").pieces())
+        packages_text("main/binary-amd64/Packages.gz", b"not gzip at all").text()

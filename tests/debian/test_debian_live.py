@@ -54,3 +54,17 @@ def test_the_patch_debian_ships_stays_with_debian_and_any_other_goes_standalone(
     assert choose_interpreter(shipped, cache_root=live_cache).provider == "debian"
     newer = f"3.11.{int(shipped.split('.')[2]) + 2}"
     assert choose_interpreter(newer, cache_root=live_cache).provider == "standalone"
+
+
+def test_the_scanned_index_answers_as_a_full_parse_for_every_package(live_cache: Path):
+    from full_parse import assert_answers_as_a_full_parse
+
+    from cogbuild.content_store import ContentStore
+    from cogbuild.debian.archive import fetch_packages
+    from cogbuild.debian.index import PackageIndex
+    from cogbuild.http_fetch import new_client
+
+    with new_client() as client:  # the indexes the closure test above fetched, verified again
+        texts = fetch_packages(DebianSource(), "bookworm", "amd64", client=client,
+                               cache=ContentStore(live_cache / "debian-indexes"))  # fmt: skip
+    assert assert_answers_as_a_full_parse(PackageIndex.from_texts(texts, "amd64"), texts, "amd64") > 60_000

@@ -15,6 +15,7 @@ from cogbuild.debian.release import IndexFile
 from cogbuild.debian.resolve import Resolver
 from cogbuild.debian.source import Archive
 from cogbuild.errors import CogbuildError
+from full_parse import assert_answers_as_a_full_parse
 
 MIRROR = "http://mirror.invalid/debian"
 
@@ -28,10 +29,14 @@ def stanza(name: str, version: str = "1.0", arch: str = "amd64", **fields: str) 
     return "\n".join(lines) + "\n"
 
 
-def index_of(*stanzas: str, arch: str = "amd64", mirror: str = MIRROR) -> PackageIndex:
+def text_of(*stanzas: str, arch: str = "amd64", mirror: str = MIRROR) -> PackagesText:
     data = "\n".join(stanzas).encode()
     index = IndexFile(f"main/binary-{arch}/Packages", hashlib.sha256(data).hexdigest(), len(data))
-    return PackageIndex.from_texts([PackagesText(Archive(mirror), "testing", index, data)], arch)
+    return PackagesText(Archive(mirror), "testing", index, data)
+
+
+def index_of(*stanzas: str, arch: str = "amd64", mirror: str = MIRROR) -> PackageIndex:
+    return PackageIndex.from_texts([text_of(*stanzas, arch=arch, mirror=mirror)], arch)
 
 
 def resolve(index: PackageIndex, *requests: str, arch: str = "amd64", **options) -> dict[str, Artifact]:
@@ -135,11 +140,11 @@ def test_version_constraints_use_debian_ordering(constraint: str, satisfied: boo
 
 
 def test_highest_version_across_archives_wins():
-    index = PackageIndex(
-        list(index_of(stanza("lib", "1.0-1"), mirror="http://main.invalid").candidates.values())
-        + list(index_of(stanza("lib", "1.0-1+deb12u1"), mirror="http://security.invalid").candidates.values())
-        + list(index_of(stanza("lib", "1.0~beta"), mirror="http://updates.invalid").candidates.values())
-    )
+    index = PackageIndex.from_texts([
+        text_of(stanza("lib", "1.0-1"), mirror="http://main.invalid"),
+        text_of(stanza("lib", "1.0-1+deb12u1"), mirror="http://security.invalid"),
+        text_of(stanza("lib", "1.0~beta"), mirror="http://updates.invalid"),
+    ], "amd64")  # fmt: skip
     lib = resolve(index, "lib")["lib"]
     assert lib.version == "1.0-1+deb12u1"
     assert lib.url.startswith("http://security.invalid/pool/")
@@ -150,10 +155,10 @@ def test_highest_version_across_archives_wins():
 
 
 def test_dependency_on_an_older_version_than_the_candidate_names_both():
-    index = PackageIndex(
-        list(index_of(stanza("lib", "1.0-1"), stanza("app", depends="lib (= 1.0-1)")).candidates.values())
-        + list(index_of(stanza("lib", "1.0-2"), mirror="http://updates.invalid").candidates.values())
-    )
+    index = PackageIndex.from_texts([
+        text_of(stanza("lib", "1.0-1"), stanza("app", depends="lib (= 1.0-1)")),
+        text_of(stanza("lib", "1.0-2"), mirror="http://updates.invalid"),
+    ], "amd64")  # fmt: skip
     with pytest.raises(CogbuildError, match=r"cannot satisfy: lib is at 1\.0-2 \(older, not chosen: 1\.0-1\)\.$"):
         resolve(index, "app")
 
@@ -342,6 +347,28 @@ def test_index_fields_read_as_deb822_reads_them():
         {name.lower(): paragraph[name] for name in index_module._FIELDS if name in paragraph}
         for paragraph in deb822.Deb822.iter_paragraphs(text, use_apt_pkg=False)
     ]
-    pieces = [text[:30], text[30:]]  # as decompression hands them over: here split inside a "\r\n"
-    assert list(index_module._paragraphs(pieces)) == expected
+    assert list(index_module._paragraphs(text)) == expected
     assert expected[0]["depends"] == "\n liba (>= 1.0),\n libb:any | libc\t"  # the case that matters most
+
+
+def test_the_scanned_index_answers_as_a_full_parse():
+    # What the scan must find wherever deb822 allows it: a field name in any case, a paragraph that opens
+    # the text or starts with Provides, "\r\n" line ends, comments, duplicates across and within indexes.
+    texts = [
+        text_of(
+            "provides: mta,\n  mail-reader (= 2)\nPACKAGE: exim\nVersion: 4.0\nArchitecture: amd64\nFilename: e.deb\n"
+            "Size: 1\nSHA256: " + "e" * 64 + "\n",
+            "# a comment\r\nPackage: lib\r\nVersion: 1.0\r\nArchitecture: all\r\nProvides: libvirt\r\n"
+            "Filename: l.deb\r\nSize: 2\r\nSHA256: " + "f" * 64 + "\r\n",
+            stanza("lib", "0.9", provides="old-virtual"),
+            stanza("lib", "1.1", arch="arm64", provides="arm-only"),
+            stanza("nohash").replace("SHA256", "MD5sum"),
+        ),
+        text_of(stanza("lib", "1.0+deb12u1", provides="libvirt (= 1)"), stanza("exim", "3.9"), mirror="http://security.invalid"),
+    ]
+    index = PackageIndex.from_texts(texts, "amd64")
+    assert assert_answers_as_a_full_parse(index, texts, "amd64") == 2
+    assert index.candidates["lib"].version == "1.0+deb12u1"
+    assert [p.name for p, _ in index.providers("mail-reader")] == ["exim"]
+    assert index.providers("arm-only") == [] and index.providers("old-virtual") == []
+    assert "nohash" not in index.candidates and "nohash" in index.names()
