@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING, Callable
 
 from . import __version__
 from .bytecode import Compilers, can_compile_for
-from .cache import BlobCache, file_sha256, file_stamp, scratch_dir
+from .cache import BlobCache, file_sha256, file_stamp, remove_scratch, scratch_dir
 from .config import CogConfig
 from .content_store import ContentStore
 from .artifacts import Artifact
@@ -277,7 +276,7 @@ def build(config: CogConfig, lock: Lock, lock_digest: str, layout: Layout, optio
     finally:
         if compilers is not None:
             compilers.close()
-        shutil.rmtree(spill.directory, ignore_errors=True)
+        remove_scratch(spill.directory)
     if shared is not None:
         shared.finish(blobs)
     code_layers_built = [layers[s.key] for s in code]  # above the build.run layers, the same in every image

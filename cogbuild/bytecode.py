@@ -24,7 +24,7 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Callable
 
-from .cache import scratch_dir
+from .cache import remove_scratch, scratch_dir
 from .content_store import ContentStore
 from .layers.tree import Tree
 
@@ -164,7 +164,7 @@ class Compiler:
 
     def close(self) -> None:
         if self._scratch is not None:
-            shutil.rmtree(self._scratch, ignore_errors=True)
+            remove_scratch(self._scratch)
 
 
 class Compilers:

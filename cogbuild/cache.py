@@ -8,8 +8,11 @@ fetched anew.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import urllib.parse
@@ -36,12 +39,78 @@ def mount_hints_dir(cache_root: Path) -> Path:
     return cache_root / "registry-blobs"
 
 
+# A scratch directory's owner file, beside it: locked (flock) by the process using the directory for as long
+# as it lives. The kernel drops the lock when that process ends, however it ends (SIGKILL too).
+_OWNER = ".owner"
+_OWNER_FDS: dict[Path, int] = {}  # this process's scratch directories -> their locked owner files
+_UNOWNED_GRACE = 24 * 3600  # seconds: a directory with no owner file (an older cogbuild's) may still be in use
+
+
 def scratch_dir(cache_root: Path, prefix: str) -> Path:
     """A new directory for one build's temporary files, on the cache's disk (not a tmpfs /tmp, which is
-    memory); the caller removes it."""
+    memory); the caller removes it with remove_scratch. First removes the scratch directories whose
+    process is gone (a build killed before it could clean up), never one whose process still runs."""
     parent = cache_root / "tmp"
     parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    _remove_abandoned(parent)
+    while True:
+        fd, owner = tempfile.mkstemp(prefix=prefix, suffix=_OWNER, dir=parent)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if _still_named(fd, Path(owner)):
+            break
+        os.close(fd)  # another process's sweep took the file before it was locked: make another
+    directory = Path(owner[: -len(_OWNER)])
+    directory.mkdir()
+    _OWNER_FDS[directory] = fd
+    return directory
+
+
+def remove_scratch(directory: Path) -> None:
+    """Remove a scratch_dir with what it holds, then its owner file, and release the lock."""
+    shutil.rmtree(directory, ignore_errors=True)
+    Path(f"{directory}{_OWNER}").unlink(missing_ok=True)
+    fd = _OWNER_FDS.pop(directory, None)
+    if fd is not None:
+        os.close(fd)
+
+
+def _remove_abandoned(parent: Path) -> None:
+    """Remove the scratch directories under `parent` whose owner file nobody holds locked."""
+    for entry in parent.iterdir():
+        if entry.name.endswith(_OWNER):
+            _remove_if_unlocked(entry)
+        elif entry.is_dir() and not Path(f"{entry}{_OWNER}").exists():
+            # An owner file exists before its directory and goes after it: this one predates them.
+            if time.time() - entry.stat().st_mtime > _UNOWNED_GRACE:
+                shutil.rmtree(entry, ignore_errors=True)
+
+
+def _remove_if_unlocked(owner: Path) -> None:
+    try:
+        fd = os.open(owner, os.O_RDWR)
+    except FileNotFoundError:
+        return  # its process removed it meanwhile
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return  # in use
+    try:
+        if _still_named(fd, owner):  # not already removed and made anew by someone else
+            shutil.rmtree(Path(str(owner)[: -len(_OWNER)]), ignore_errors=True)
+            owner.unlink(missing_ok=True)
+    finally:
+        os.close(fd)
+
+
+def _still_named(fd: int, path: Path) -> bool:
+    """Whether `path` still names the file open as `fd` (a concurrent sweep may have unlinked it)."""
+    try:
+        named = path.stat()
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(fd)
+    return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
 
 
 def file_stamp(st: os.stat_result) -> list[int]:
