@@ -18,11 +18,11 @@ from cogbuild.debian.release import IndexFile
 from cogbuild.debian.source import Archive
 
 PACKAGES = 4000
-# Bytes per package, resident and at the peak of building the index. Measured here: ~670 resident, ~970
-# (parsing) and ~1060 (loading the cache) at the peak; before issue #15's fix (a Version object and own
-# copies of repeating strings per package, the cached form written and read whole) ~960, ~2240 and ~1350.
-RESIDENT_BOUND = 800
-PEAK_BOUND = 1250
+# Bytes per package, resident and at the peak of building the index. Measured here: ~480 for both, fresh or
+# from the cache (the ~360 bytes of text each package has, kept whole, plus where its lines are); parsing
+# every paragraph up front took ~670 resident and ~970-1060 at the peak, and before that ~960 and ~2240.
+RESIDENT_BOUND = 600  # the text kept once, not twice
+PEAK_BOUND = 650  # the text never held whole and in pieces at once
 DEPENDS = ["libc6 (>= 2.34)", "libc6 (>= 2.36), libgcc-s1 (>= 3.0)", "libc6 (>= 2.14), zlib1g (>= 1:1.1.4)",
            "python3:any", "libc6 (>= 2.34), libssl3 (>= 3.0.0)"]
 
