@@ -8,6 +8,7 @@ fetched anew.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -56,13 +57,15 @@ def scratch_dir(cache_root: Path, prefix: str) -> Path:
     while True:
         fd, owner = tempfile.mkstemp(prefix=prefix, suffix=_OWNER, dir=parent)
         fcntl.flock(fd, fcntl.LOCK_EX)
-        if _still_named(fd, Path(owner)):
-            break
-        os.close(fd)  # another process's sweep took the file before it was locked: make another
-    directory = Path(owner[: -len(_OWNER)])
-    directory.mkdir()
-    _OWNER_FDS[directory] = fd
-    return directory
+        directory = Path(owner[: -len(_OWNER)])
+        try:
+            if _still_named(fd, Path(owner)):  # else another process's sweep took it before it was locked
+                directory.mkdir()
+                _OWNER_FDS[directory] = fd
+                return directory
+        except FileExistsError:  # an older cogbuild's directory has that name
+            Path(owner).unlink()
+        os.close(fd)
 
 
 def remove_scratch(directory: Path) -> None:
@@ -79,10 +82,11 @@ def _remove_abandoned(parent: Path) -> None:
     for entry in parent.iterdir():
         if entry.name.endswith(_OWNER):
             _remove_if_unlocked(entry)
-        elif entry.is_dir() and not Path(f"{entry}{_OWNER}").exists():
+        elif not Path(f"{entry}{_OWNER}").exists():
             # An owner file exists before its directory and goes after it: this one predates them.
-            if time.time() - entry.stat().st_mtime > _UNOWNED_GRACE:
-                shutil.rmtree(entry, ignore_errors=True)
+            with contextlib.suppress(FileNotFoundError):  # removed meanwhile
+                if entry.is_dir() and time.time() - entry.stat().st_mtime > _UNOWNED_GRACE:
+                    shutil.rmtree(entry, ignore_errors=True)
 
 
 def _remove_if_unlocked(owner: Path) -> None:
