@@ -88,9 +88,7 @@ class _WheelChooser:
     def _fitting_wheels(self, pin: _Pin) -> list[IndexFile]:
         """Wheels of the pinned version that the target accepts, best tag first."""
         ranked = []
-        for file in self._files(pin.name):
-            if file.sha256 is not None and file.sha256 not in pin.hashes:
-                continue
+        for file in self._files(pin):
             try:
                 name, version, _, tags = parse_wheel_filename(file.filename)
             except InvalidWheelFilename:
@@ -100,12 +98,13 @@ class _WheelChooser:
                 ranked.append((min(ranks), file.filename, file))
         return [file for _, _, file in sorted(ranked, key=lambda entry: entry[:2])]
 
-    def _files(self, name: str) -> list[IndexFile]:
+    def _files(self, pin: _Pin) -> list[IndexFile]:
+        """The files offered for the pin's project whose sha256 the lockfile lists or that state none."""
         files = []
         for index_url in self.index_urls:
-            files += self.client.project_files(index_url, name) or []
+            files += self.client.files_with_sha256(index_url, pin.name, pin.hashes) or []
         for location in self.find_links:
-            files += self.client.find_links_files(location)
+            files += [f for f in self.client.find_links_files(location) if f.sha256 is None or f.sha256 in pin.hashes]
         return files
 
     def _verify(self, file: IndexFile, pin: _Pin) -> tuple[str | None, int]:

@@ -157,7 +157,7 @@ class Resolutions:
                  artifacts: list[Artifact]) -> None:
         """Keep the closure, unless a page it rests on lists a file without a sha256 (whose METADATA,
         and so the closure, could change under the same page)."""
-        if any(f.sha256 is None for page in pages for f in client.project_files(*page) or []):
+        if not all(client.every_file_hashed(*page) for page in pages):
             return
         record = {"pages": sorted([*page, client.page_digests[page]] for page in pages),
                   "artifacts": [asdict(artifact) for artifact in artifacts]}

@@ -1,0 +1,122 @@
+"""After uv answers, a lock reads only the files uv listed from the pages it read (index.py): the same files,
+in the same order, as parsing each page whole would give, and the whole parse wherever a page is not written
+the way the shortcut can read."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+from http_server import LoopbackHTTPServer, Reply, Request
+
+from cogbuild.pyresolve.index import IndexClient
+
+JSON_PAGE = "application/vnd.pypi.simple.v1+json"
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def pypi_files(count: int = 30) -> list[dict]:
+    """Entries as PyPI writes them: core-metadata (a nested object) before the file name, sorted keys."""
+    files = []
+    for number in range(count):
+        filename = f"demo-1.{number}-py3-none-any.whl" if number % 3 else f"demo-1.{number}.tar.gz"
+        files.append({"core-metadata": {"sha256": sha("metadata" + filename)}, "filename": filename,
+                      "hashes": {"sha256": sha(filename)}, "requires-python": ">=3.8", "size": 1000 + number,
+                      "url": f"https://files.example/{filename}", "yanked": number == 7})
+    return files
+
+
+def page(files: list[dict], **dumps_options) -> bytes:
+    return json.dumps({"meta": {"api-version": "1.1"}, "name": "demo", "files": files}, **dumps_options).encode()
+
+
+def serve(body: bytes) -> LoopbackHTTPServer:
+    return LoopbackHTTPServer(lambda request: Reply(200, {"Content-Type": JSON_PAGE}, body))
+
+
+def files_both_ways(server: LoopbackHTTPServer, hashes: set[str]):
+    """(the shortcut's answer, the answer from parsing the page whole) for the same hashes."""
+    index = server.url + "/simple/"
+    with IndexClient() as client:
+        shortcut = client.files_with_sha256(index, "demo", hashes)
+    with IndexClient() as client:
+        whole = [f for f in client.project_files(index, "demo") or [] if f.sha256 is None or f.sha256 in hashes]
+    return shortcut, whole
+
+
+def test_the_files_with_listed_hashes_match_a_whole_parse_in_page_order():
+    files = pypi_files()
+    hashes = {files[n]["hashes"]["sha256"] for n in (20, 4, 7, 2)}
+    with serve(page(files)) as server:
+        shortcut, whole = files_both_ways(server, hashes)
+    assert shortcut == whole
+    assert [f.filename for f in shortcut] == [files[n]["filename"] for n in (2, 4, 7, 20)]
+    assert shortcut[2].yanked and shortcut[0].size == 1002 and shortcut[0].requires_python == ">=3.8"
+
+
+def test_a_file_listed_twice_is_found_twice():
+    files = pypi_files(6)
+    files.append({**files[4], "url": "https://mirror.example/again.whl"})
+    with serve(page(files)) as server:
+        shortcut, whole = files_both_ways(server, {files[4]["hashes"]["sha256"]})
+    assert shortcut == whole and len(shortcut) == 2
+
+
+@pytest.mark.parametrize("change", ["no sha256", "upper case", "compact", "other hash first"])
+def test_a_page_the_shortcut_cannot_read_is_parsed_whole(change):
+    files = pypi_files()
+    options: dict = {}
+    if change == "no sha256":
+        files[5]["hashes"] = {}
+    elif change == "upper case":
+        files[4]["hashes"]["sha256"] = files[4]["hashes"]["sha256"].upper()
+    elif change == "compact":
+        options = {"separators": (",", ":")}
+    else:
+        files[4]["hashes"] = {"blake2b_256": sha("b"), "sha256": files[4]["hashes"]["sha256"]}
+    hashes = {sha(files[n]["filename"]) for n in (4, 5, 8)}
+    with serve(page(files, **options)) as server:
+        shortcut, whole = files_both_ways(server, hashes)
+    assert shortcut == whole
+    assert {f.filename for f in shortcut} >= {files[4]["filename"], files[8]["filename"]}
+
+
+@pytest.mark.parametrize("change, hashed", [(None, True), ("no sha256", False), ("not hex", False),
+                                            ("compact", True)])
+def test_every_file_hashed_reads_like_the_whole_parse(change, hashed):
+    files = pypi_files()
+    options: dict = {}
+    if change == "no sha256":
+        files[9]["hashes"] = {"md5": "0" * 32}
+    elif change == "not hex":
+        files[9]["hashes"]["sha256"] = "z" * 64
+    elif change == "compact":
+        options = {"separators": (",", ":")}
+    with serve(page(files, **options)) as server, IndexClient() as client:
+        assert client.every_file_hashed(server.url + "/simple/", "demo") is hashed
+
+
+def test_a_missing_page_has_no_files_and_hides_nothing():
+    def route(request: Request) -> Reply:
+        return Reply(404, body=b"no such project")
+
+    with LoopbackHTTPServer(route) as server, IndexClient() as client:
+        assert client.files_with_sha256(server.url + "/simple/", "demo", {sha("x")}) is None
+        assert client.every_file_hashed(server.url + "/simple/", "demo")
+
+
+def test_a_pypi_style_page_is_not_parsed_whole(monkeypatch):
+    files = pypi_files()
+
+    def whole_parse(response):
+        raise AssertionError("the page was parsed whole")
+
+    with serve(page(files)) as server, IndexClient() as client:
+        monkeypatch.setattr("cogbuild.pyresolve.index._files_on_page", whole_parse)
+        found = client.files_with_sha256(server.url + "/simple/", "demo", {files[10]["hashes"]["sha256"]})
+        assert [f.filename for f in found or []] == [files[10]["filename"]]
+        assert client.every_file_hashed(server.url + "/simple/", "demo")
