@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
-import httpx
 from packaging.utils import canonicalize_name
 
 from ..errors import CogbuildError
-from ..http_fetch import HTTPStatusFailure, get, new_client, raise_if_retryable, retrying
 from ..layers.descriptor import is_sha256_hex
+
+if TYPE_CHECKING:
+    import httpx
+
+# httpx and http_fetch load on the first request that needs them: a warm lock asks its questions with the
+# standard library (light_page_digest) and may need neither (httpx brings about 0.2 s of imports).
 
 PYPI_SIMPLE = "https://pypi.org/simple/"
 _ACCEPT = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"
@@ -166,18 +171,30 @@ class IndexClient:
     """Fetches project pages from indexes and find-links locations, one HTTP client for all."""
 
     def __init__(self) -> None:
-        # trust_env (the default): SSL_CERT_FILE, proxies and .netrc as the user set them.
-        self._http = new_client()  # every page fetch retried as http_fetch's policy says
+        self._client: httpx.Client | None = None
+        self._client_lock = threading.Lock()
         self._find_links_cache: dict[str, list[IndexFile]] = {}
         self._pages: dict[tuple[str, str], list[IndexFile] | None] = {}
         self._responses: dict[tuple[str, str], httpx.Response | None] = {}
         self._unlike_pypi: set[tuple[str, str]] = set()  # JSON pages that _sha256_places cannot read
         # sha256 of each page's bytes as fetched (ABSENT for a 404): what a resolution read of the index.
         self.page_digests: dict[tuple[str, str], str] = {}
-        self.http = self._http  # for readers of whole files and ranges (lazywheel)
+
+    @property
+    def http(self) -> httpx.Client:
+        """The HTTP client, made on first use; also for readers of whole files and ranges (lazywheel)."""
+        with self._client_lock:
+            if self._client is None:
+                from ..http_fetch import new_client
+
+                # trust_env (the default): SSL_CERT_FILE, proxies and .netrc as the user set them; every
+                # fetch retried as http_fetch's policy says.
+                self._client = new_client()
+            return self._client
 
     def close(self) -> None:
-        self._http.close()
+        if self._client is not None:
+            self._client.close()
 
     def __enter__(self) -> IndexClient:
         return self
@@ -245,9 +262,11 @@ class IndexClient:
 
     def _page_response(self, index_url: str, name: str) -> httpx.Response | None:
         """The project's page; None when the index does not have the project."""
+        import httpx
+
         page_url = index_url + name + "/"
         try:
-            response = get(self._http, page_url, headers={"Accept": _ACCEPT})
+            response = self._get(page_url, headers={"Accept": _ACCEPT})
         except httpx.HTTPError as exc:
             raise CogbuildError(f"Could not reach the package index {index_url}: {exc}.") from exc
         if response.status_code == 404:
@@ -266,7 +285,7 @@ class IndexClient:
         path = Path(unquote(urlsplit(location).path)) if location.startswith("file:") else Path(location)
         if "://" not in location or location.startswith("file:"):
             return _files_in_directory(path) if path.is_dir() else []
-        response = get(self._http, location)
+        response = self._get(location)
         if response.status_code != 200:
             raise CogbuildError(f"The find-links page {location} answered {response.status_code}.")
         return _files_from_html(str(response.url), response.text)
@@ -276,7 +295,7 @@ class IndexClient:
         if url.startswith("file:"):
             path = Path(unquote(urlsplit(url).path))
             return path.stat().st_size, _sha256_of(path)
-        response = get(self._http, url, method="HEAD")
+        response = self._get(url, method="HEAD")
         length = response.headers.get("content-length")
         if response.status_code != 200 or length is None:
             raise CogbuildError(f"Could not learn the size of {url} (HTTP {response.status_code}).")
@@ -286,16 +305,23 @@ class IndexClient:
         """A whole (small) file: a local file: URL or an HTTP download."""
         if url.startswith("file:"):
             return Path(unquote(urlsplit(url).path)).read_bytes()
-        response = get(self._http, url)
+        response = self._get(url)
         if response.status_code != 200:
             raise CogbuildError(f"Could not download {url} (HTTP {response.status_code}).")
         return response.content
 
+    def _get(self, url: str, *, headers: dict[str, str] | None = None, method: str = "GET") -> httpx.Response:
+        from ..http_fetch import get
+
+        return get(self.http, url, headers=headers, method=method)
+
     def download_sha256(self, url: str) -> str:
         """sha256 of a remote file whose index offers no hash: streamed, from the start on each try."""
+        from ..http_fetch import HTTPStatusFailure, raise_if_retryable, retrying
+
         def once() -> str:
             digest = hashlib.sha256()
-            with self._http.stream("GET", url) as response:
+            with self.http.stream("GET", url) as response:
                 raise_if_retryable(response)
                 if response.status_code != 200:
                     raise CogbuildError(f"Could not download {url} (HTTP {response.status_code}).")
@@ -310,14 +336,44 @@ class IndexClient:
 
 
 ABSENT = "absent"
+_PAGE_MAX = 1 << 28  # bytes; torch's page is about 2 MB
+_LIGHT_TIMEOUTS = (10.0, 60.0)  # connect, read: seconds
 
 
 def _page_digest(response: httpx.Response | None) -> str:
     if response is None:
         return ABSENT
-    content_type = response.headers.get("content-type", "")
-    return hashlib.sha256(content_type.encode() + b"\n" + str(response.url).encode() + b"\n" +
-                          response.content).hexdigest()
+    return _digest(response.headers.get("content-type", ""), str(response.url), response.content)
+
+
+def _digest(content_type: str, url: str, body: bytes) -> str:
+    return hashlib.sha256(content_type.encode() + b"\n" + url.encode() + b"\n" + body).hexdigest()
+
+
+def light_page_digest(index_url: str, name: str) -> str | None:
+    """The digest page_digests would hold for the page as the index serves it now, asked through the
+    standard library (registry/wire.py: a kept-alive connection per thread); None when this cannot tell:
+    a proxy is configured, the index redirects, refuses or fails, as IndexClient then handles it."""
+    import http.client
+
+    from ..registry.wire import exchange
+    from ..settings import process_environment
+
+    if any(variable.lower() in _PROXY_VARIABLES for variable in process_environment()):
+        return None
+    page_url = normalize_index_url(index_url) + canonicalize_name(name) + "/"
+    try:
+        answer = exchange("GET", page_url, {"Accept": _ACCEPT}, timeouts=_LIGHT_TIMEOUTS, limit=_PAGE_MAX)
+    except (OSError, ValueError, http.client.HTTPException):
+        return None
+    if answer.status == 404:
+        return ABSENT
+    if answer.status != 200 or answer.truncated or answer.headers.get("Content-Encoding", "identity") != "identity":
+        return None
+    return _digest(answer.headers.get("Content-Type", ""), page_url, answer.body)
+
+
+_PROXY_VARIABLES = {"http_proxy", "https_proxy", "all_proxy"}  # httpx (trust_env) goes through these
 
 
 def _sha256_of(path: Path) -> str:

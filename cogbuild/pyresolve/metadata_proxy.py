@@ -30,7 +30,6 @@ from ..content_store import ContentStore
 from ..errors import CogbuildError
 from ..layers.descriptor import is_sha256_hex
 from .index import IndexClient, IndexFile
-from .lazywheel import wheel_metadata
 from .target import Target
 
 
@@ -140,6 +139,8 @@ class MetadataProxy:
         known = file.sha256 if file.sha256 and is_sha256_hex(file.sha256) else None
         data = self.cache.get_named(known) if known else None
         if data is None:
+            from .lazywheel import wheel_metadata  # with httpx: pip's resolutions only
+
             data = wheel_metadata(self.client.http, file.url, file.size)
             if known:
                 self.cache.put_named(known, data)

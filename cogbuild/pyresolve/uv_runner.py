@@ -28,7 +28,7 @@ from ..artifacts import Artifact
 from ..content_store import ContentStore
 from ..errors import CogbuildError
 from ..settings import process_environment
-from .index import IndexClient, IndexFile
+from .index import IndexClient, IndexFile, light_page_digest
 from .target import Target
 
 # The glibc levels uv 0.13 names in --python-platform (manylinux_2_17, 2_28, 2_31 … 2_40).
@@ -167,10 +167,17 @@ class Resolutions:
 def _pages_unchanged(pages: list[tuple[str, str, str]], client: IndexClient) -> bool:
     def unchanged(page: tuple[str, str, str]) -> bool:
         index_url, project, digest = page
-        try:
+        if light_page_digest(index_url, project) == digest:
+            return True
+        try:  # changed, or the light way could not tell: the client's own answer decides
             return client.current_page_digest(index_url, project) == digest
         except CogbuildError:
             return False  # unreachable now: resolving again says so properly
 
-    with ThreadPoolExecutor(max_workers=16) as pool:
+    # A few kept-alive connections: more only add TLS handshakes (torch's 58 pages, 22 MB: 0.3 s with 2 to
+    # 4 threads here, 0.9 s with 16).
+    with ThreadPoolExecutor(max_workers=_PAGE_CHECKERS) as pool:
         return all(pool.map(unchanged, pages))
+
+
+_PAGE_CHECKERS = 4

@@ -10,7 +10,7 @@ import json
 import pytest
 from http_server import LoopbackHTTPServer, Reply, Request
 
-from cogbuild.pyresolve.index import IndexClient
+from cogbuild.pyresolve.index import ABSENT, IndexClient, light_page_digest
 
 JSON_PAGE = "application/vnd.pypi.simple.v1+json"
 
@@ -120,3 +120,26 @@ def test_a_pypi_style_page_is_not_parsed_whole(monkeypatch):
         found = client.files_with_sha256(server.url + "/simple/", "demo", {files[10]["hashes"]["sha256"]})
         assert [f.filename for f in found or []] == [files[10]["filename"]]
         assert client.every_file_hashed(server.url + "/simple/", "demo")
+
+
+def test_the_light_page_digest_is_the_clients_and_says_absent_for_a_missing_page():
+    body = page(pypi_files(4))
+    with serve(body) as server, IndexClient() as client:
+        index = server.url + "/simple/"
+        client.page_response(index, "demo")
+        assert light_page_digest(index, "Demo") == client.page_digests[(index, "demo")]
+    with LoopbackHTTPServer(lambda request: Reply(404)) as server:
+        assert light_page_digest(server.url + "/simple/", "demo") == ABSENT
+
+
+@pytest.mark.parametrize("reply", [Reply(302, {"Location": "/elsewhere/"}), Reply(503), Reply(401)])
+def test_the_light_page_digest_leaves_redirects_and_refusals_to_the_client(reply):
+    with LoopbackHTTPServer(lambda request: reply) as server:
+        assert light_page_digest(server.url + "/simple/", "demo") is None
+
+
+def test_the_light_page_digest_leaves_a_configured_proxy_to_the_client(monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    with serve(page(pypi_files(2))) as server:
+        assert light_page_digest(server.url + "/simple/", "demo") is None
+        assert server.requests == []

@@ -134,6 +134,15 @@ def test_a_warm_lock_reuses_uv_closure_only_while_the_pages_it_read_are_unchange
         ("app", "2.0", ("request",)), ("newdep", "1.0", ("app",))]
 
 
+def test_a_warm_lock_asks_for_its_pages_without_the_http_client(own_index, pip_refused, monkeypatch, cache_root):
+    """The warm check goes through the standard library: httpx (0.2 s of imports) is not needed."""
+    wheels, url = own_index
+    build_wheel(wheels, Dist("app", "1.0"))
+    cold = resolve_requirements(["app"], X86, index_url=url, cache_root=cache_root)
+    monkeypatch.setattr(IndexClient, "http", property(lambda client: pytest.fail("the httpx client was made")))
+    assert resolve_requirements(["app"], X86, index_url=url, cache_root=cache_root) == cold
+
+
 def test_a_corrupt_resolution_record_is_not_believed(own_index, pip_refused, cache_root):
     wheels, url = own_index
     build_wheel(wheels, Dist("app", "1.0"))
