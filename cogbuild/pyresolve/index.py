@@ -40,6 +40,34 @@ class IndexFile(NamedTuple):
     requires_python: str | None = None
 
 
+class Page(NamedTuple):
+    """A project's page as the index served it."""
+
+    url: str  # where it was served from, after redirects: relative file URLs are relative to it
+    content_type: str
+    content: bytes
+
+    @property
+    def is_json(self) -> bool:
+        """A PEP 691 page (else a PEP 503 HTML one)."""
+        return self.content_type.startswith("application/vnd.pypi.simple.v1+json")
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"content-type": self.content_type}
+
+    @property
+    def text(self) -> str:
+        charset = self.content_type.partition("charset=")[2].split(";")[0].strip().strip('"') or "utf-8"
+        try:
+            return self.content.decode(charset, errors="replace")
+        except LookupError:  # a charset Python does not know
+            return self.content.decode("utf-8", errors="replace")
+
+    def json(self) -> dict:
+        return json.loads(self.content)
+
+
 def strip_fragment(url: str) -> str:
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, parts.path, parts.query, ""))
@@ -101,16 +129,12 @@ def _files_from_json(page_url: str, data: dict) -> list[IndexFile]:
     return [_file_from_entry(page_url, entry) for entry in data.get("files", [])]
 
 
-def _is_json_page(response: httpx.Response) -> bool:
-    return response.headers.get("content-type", "").startswith("application/vnd.pypi.simple.v1+json")
-
-
-def _files_on_page(response: httpx.Response | None) -> list[IndexFile] | None:
-    if response is None:
+def _files_on_page(page: Page | None) -> list[IndexFile] | None:
+    if page is None:
         return None
-    if _is_json_page(response):
-        return _files_from_json(str(response.url), response.json())
-    return _files_from_html(str(response.url), response.text)
+    if page.is_json:
+        return _files_from_json(page.url, page.json())
+    return _files_from_html(page.url, page.text)
 
 
 # A file's sha256 as PyPI writes it: the first (and only) value of its "hashes". A key cannot occur inside
@@ -175,8 +199,9 @@ class IndexClient:
         self._client_lock = threading.Lock()
         self._find_links_cache: dict[str, list[IndexFile]] = {}
         self._pages: dict[tuple[str, str], list[IndexFile] | None] = {}
-        self._responses: dict[tuple[str, str], httpx.Response | None] = {}
+        self._responses: dict[tuple[str, str], Page | None] = {}
         self._unlike_pypi: set[tuple[str, str]] = set()  # JSON pages that _sha256_places cannot read
+        self._hashed_pypi_style: set[tuple[str, str]] = set()  # and those it read
         # sha256 of each page's bytes as fetched (ABSENT for a 404): what a resolution read of the index.
         self.page_digests: dict[tuple[str, str], str] = {}
 
@@ -224,14 +249,14 @@ class IndexClient:
             found = [_entry_around(response.content, at, sha256) for sha256, ats in places.items() for at in ats]
             if all(entry is not None for entry in found):
                 placed = sorted((entry for entry in found if entry is not None), key=lambda entry: entry[0])
-                return [_file_from_entry(str(response.url), entry) for _, entry in placed]
+                return [_file_from_entry(response.url, entry) for _, entry in placed]
         files = self.project_files(*key)
         return None if files is None else [f for f in files if f.sha256 is None or f.sha256 in hashes]
 
     def every_file_hashed(self, index_url: str, name: str) -> bool:
         """Whether every file on the project's page states its sha256 (a missing page: vacuously)."""
         key = (normalize_index_url(index_url), canonicalize_name(name))
-        if self._hashed_places(key, set()) is not None:
+        if key in self._hashed_pypi_style or self._hashed_places(key, set()) is not None:
             return True
         return all(file.sha256 is not None for file in self.project_files(*key) or [])
 
@@ -239,14 +264,13 @@ class IndexClient:
         """_sha256_places of an unparsed JSON page; None once parsed (its files are then at hand) or when
         a file on it states no sha256 as PyPI does (remembered, so as not to look twice)."""
         response = self.page_response(*key)
-        if key in self._pages or key in self._unlike_pypi or response is None or not _is_json_page(response):
+        if key in self._pages or key in self._unlike_pypi or response is None or not response.is_json:
             return None
         places = _sha256_places(response.content, wanted)
-        if places is None:
-            self._unlike_pypi.add(key)
+        (self._unlike_pypi if places is None else self._hashed_pypi_style).add(key)
         return places
 
-    def page_response(self, index_url: str, name: str) -> httpx.Response | None:
+    def page_response(self, index_url: str, name: str) -> Page | None:
         """The project's page as the index served it, unparsed, fetched once per client with its digest
         recorded in page_digests; None when the index does not have the project."""
         key = (normalize_index_url(index_url), canonicalize_name(name))
@@ -260,8 +284,12 @@ class IndexClient:
         """The digest page_digests would hold for the page as the index serves it now (not parsed)."""
         return _page_digest(self._page_response(normalize_index_url(index_url), canonicalize_name(name)))
 
-    def _page_response(self, index_url: str, name: str) -> httpx.Response | None:
-        """The project's page; None when the index does not have the project."""
+    def _page_response(self, index_url: str, name: str) -> Page | None:
+        """The project's page; None when the index does not have the project. Asked through the standard
+        library first (light_page); what that cannot tell, httpx asks again under http_fetch's policy."""
+        light = light_page(index_url, name)
+        if light is not _UNTOLD:
+            return light
         import httpx
 
         page_url = index_url + name + "/"
@@ -273,7 +301,7 @@ class IndexClient:
             return None
         if response.status_code != 200:
             raise CogbuildError(f"The package index answered {response.status_code} for {page_url}.")
-        return response
+        return Page(str(response.url), response.headers.get("content-type", ""), response.content)
 
     def find_links_files(self, location: str) -> list[IndexFile]:
         """Files offered by a --find-links location: a local directory, or an HTML page of links."""
@@ -340,37 +368,49 @@ _PAGE_MAX = 1 << 28  # bytes; torch's page is about 2 MB
 _LIGHT_TIMEOUTS = (10.0, 60.0)  # connect, read: seconds
 
 
-def _page_digest(response: httpx.Response | None) -> str:
-    if response is None:
+def _page_digest(page: Page | None) -> str:
+    if page is None:
         return ABSENT
-    return _digest(response.headers.get("content-type", ""), str(response.url), response.content)
-
-
-def _digest(content_type: str, url: str, body: bytes) -> str:
-    return hashlib.sha256(content_type.encode() + b"\n" + url.encode() + b"\n" + body).hexdigest()
+    return hashlib.sha256(page.content_type.encode() + b"\n" + page.url.encode() + b"\n" +
+                          page.content).hexdigest()
 
 
 def light_page_digest(index_url: str, name: str) -> str | None:
-    """The digest page_digests would hold for the page as the index serves it now, asked through the
-    standard library (registry/wire.py: a kept-alive connection per thread); None when this cannot tell:
-    a proxy is configured, the index redirects, refuses or fails, as IndexClient then handles it."""
+    """The digest page_digests would hold for the page as the index serves it now, through light_page;
+    None when that cannot tell."""
+    page = light_page(index_url, name)
+    return None if page is _UNTOLD else _page_digest(page)
+
+
+class _Untold(Page):
+    """light_page's answer when only the full client can tell."""
+
+
+_UNTOLD = _Untold("", "", b"")
+
+
+def light_page(index_url: str, name: str) -> Page | None:
+    """The project's page (None: the index has no such project) asked through the standard library
+    (registry/wire.py: a kept-alive connection per thread), without httpx's imports and per-request work;
+    _UNTOLD when a proxy is configured or the index redirects, refuses or fails: IndexClient then asks with
+    httpx, under http_fetch's retries, proxies and .netrc."""
     import http.client
 
     from ..registry.wire import exchange
     from ..settings import process_environment
 
     if any(variable.lower() in _PROXY_VARIABLES for variable in process_environment()):
-        return None
+        return _UNTOLD
     page_url = normalize_index_url(index_url) + canonicalize_name(name) + "/"
     try:
         answer = exchange("GET", page_url, {"Accept": _ACCEPT}, timeouts=_LIGHT_TIMEOUTS, limit=_PAGE_MAX)
     except (OSError, ValueError, http.client.HTTPException):
-        return None
+        return _UNTOLD
     if answer.status == 404:
-        return ABSENT
-    if answer.status != 200 or answer.truncated or answer.headers.get("Content-Encoding", "identity") != "identity":
         return None
-    return _digest(answer.headers.get("Content-Type", ""), page_url, answer.body)
+    if answer.status != 200 or answer.truncated or answer.headers.get("Content-Encoding", "identity") != "identity":
+        return _UNTOLD
+    return Page(page_url, answer.headers.get("Content-Type", ""), answer.body)
 
 
 _PROXY_VARIABLES = {"http_proxy", "https_proxy", "all_proxy"}  # httpx (trust_env) goes through these

@@ -29,7 +29,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from ..content_store import ContentStore
 from ..errors import CogbuildError
 from ..layers.descriptor import is_sha256_hex
-from .index import IndexClient, IndexFile
+from .index import IndexClient, IndexFile, Page
 from .target import Target
 
 
@@ -110,8 +110,8 @@ class MetadataProxy:
             response = self.raw_page(number, project).result()
             if response is None:
                 return None
-            if _absolute_urls_only(response.content):
-                return response.headers.get("content-type", "text/html"), response.content
+            if _absolute_urls_only(response):
+                return response.content_type or "text/html", response.content
         files = self.page(number, project).result()
         return None if files is None else ("application/vnd.pypi.simple.v1+json", self.page_json(project, files))
 
@@ -221,8 +221,21 @@ class MetadataProxy:
 _RELATIVE_URL = re.compile(rb'"url"\s*:(?!\s*"https?://)|href\s*=(?!\s*["\']?https?://)', re.IGNORECASE)
 
 
-def _absolute_urls_only(page: bytes) -> bool:
-    return _RELATIVE_URL.search(page) is None
+def _absolute_urls_only(page: Page) -> bool:
+    return _every_url_absolute(page) or _RELATIVE_URL.search(page.content) is None
+
+
+def _every_url_absolute(page: Page) -> bool:
+    """The common case told by counting (the regex took 1.2 s of CPU for torch's closure's 22 MB): every
+    "url" of a JSON page, or every href of an HTML page, followed at once by an absolute URL."""
+    if page.is_json:
+        return page.content.count(b'"url"') == sum(page.content.count(b'"url": "' + scheme) for scheme in _SCHEMES)
+    lower = page.content.lower()
+    return lower.count(b"href") == sum(lower.count(b"href=" + quote + scheme)
+                                       for quote in (b'"', b"'", b"") for scheme in _SCHEMES)
+
+
+_SCHEMES = (b"https://", b"http://")
 
 
 def _handler(proxy: MetadataProxy):

@@ -10,7 +10,8 @@ import json
 import pytest
 from http_server import LoopbackHTTPServer, Reply, Request
 
-from cogbuild.pyresolve.index import ABSENT, IndexClient, light_page_digest
+from cogbuild.pyresolve.index import ABSENT, IndexClient, Page, light_page_digest
+from cogbuild.pyresolve.metadata_proxy import _absolute_urls_only
 
 JSON_PAGE = "application/vnd.pypi.simple.v1+json"
 
@@ -143,3 +144,20 @@ def test_the_light_page_digest_leaves_a_configured_proxy_to_the_client(monkeypat
     with serve(page(pypi_files(2))) as server:
         assert light_page_digest(server.url + "/simple/", "demo") is None
         assert server.requests == []
+
+
+ABSOLUTE = '<a href="https://files.example/a-1.0.tar.gz">a</a>'
+
+
+@pytest.mark.parametrize("content_type, body, absolute", [
+    (JSON_PAGE, page(pypi_files(3)).decode(), True),
+    (JSON_PAGE, page([*pypi_files(3), {**pypi_files(1)[0], "url": "../files/x.whl"}]).decode(), False),
+    (JSON_PAGE, page(pypi_files(3), separators=(",", ":")).decode(), True),
+    (JSON_PAGE, page([{**pypi_files(1)[0], "url": "/x.whl"}], separators=(",", ":")).decode(), False),
+    ("text/html", ABSOLUTE * 3, True),
+    ("text/html", ABSOLUTE + "<a href='http://files.example/b.whl'>b</a>", True),
+    ("text/html", ABSOLUTE + '<A HREF="/files/b.whl">b</A>', False),
+    ("text/html", ABSOLUTE + '<a href = "files/b.whl">b</a>', False),
+])
+def test_the_proxy_passes_a_page_through_only_when_every_file_url_is_absolute(content_type, body, absolute):
+    assert _absolute_urls_only(Page("https://index.example/simple/a/", content_type, body.encode())) is absolute
