@@ -9,6 +9,8 @@ ratios against cogbuild; asserts nothing about speed.
     .venv/bin/python bench/lock/python_lock.py [--requirements torch transformers pillow numpy]
     .venv/bin/python bench/lock/python_lock.py --quick    # one small package: checks the bench still runs
     .venv/bin/python bench/lock/python_lock.py --no-pip-compile    # cogbuild and uv only: a minute, not half an hour
+    .venv/bin/python bench/lock/python_lock.py --no-pip-compile --no-pip-alone --rounds 5 --baseline /tmp/main-copy
+        # medians of 5 interleaved rounds, beside another checkout's cogbuild (e.g. `git archive main` unpacked)
 
 What differs: cogbuild resolves for the image (target tags and markers) and records one file per
 package with its exact size; pip-compile resolves for this host and lists every file's hash per
@@ -27,6 +29,7 @@ import argparse
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,7 +51,7 @@ def clean_env(cache: Path) -> dict[str, str]:
     return env
 
 
-def run_cogbuild(requirements: list[str], cache: Path, out: Path, resolver: str = "uv") -> int:
+def run_cogbuild(requirements: list[str], cache: Path, out: Path, resolver: str = "uv", root: Path | None = None) -> int:
     code = (
         "import sys; from cogbuild.pyresolve import Target, resolve_requirements, export_requirements;"
         # COGBUILD_PIP_PROXY, COGBUILD_LOCK_RESOLVER and the cache root (metadata and uv's resolutions kept
@@ -61,6 +64,8 @@ def run_cogbuild(requirements: list[str], cache: Path, out: Path, resolver: str 
     # pip's cache goes where PIP_CACHE_DIR says only without --isolated; point HOME's cache there too.
     env = clean_env(cache)
     env.update(HOME=str(cache), COGBUILD_CACHE=str(cache / "cogbuild"), COGBUILD_LOCK_RESOLVER=resolver)
+    if root is not None:  # another checkout's cogbuild, ahead of this one
+        env["PYTHONPATH"] = str(root)
     completed = subprocess.run([sys.executable, "-c", code, *requirements], env=env, capture_output=True, text=True)
     if completed.returncode:
         raise SystemExit(completed.stderr)
@@ -127,6 +132,9 @@ def main() -> None:
     parser.add_argument("--requirements", nargs="+", default=["torch", "transformers", "pillow", "numpy"])
     parser.add_argument("--quick", action="store_true", help="lock `six` only: checks the bench still runs")
     parser.add_argument("--no-pip-compile", action="store_true", help="leave out pip-compile (it takes minutes)")
+    parser.add_argument("--no-pip-alone", action="store_true", help="leave out cogbuild with pip as the resolver")
+    parser.add_argument("--rounds", type=int, default=1, help="time every tool this often, interleaved; print medians")
+    parser.add_argument("--baseline", type=Path, help="also time the cogbuild of this checkout (its root directory)")
     args = parser.parse_args()
     if args.quick:
         args.requirements = ["six"]
@@ -139,23 +147,33 @@ def main() -> None:
             "pip-compile": lambda cache, out: run_pip_compile(args.requirements, cache, out),
             "uv pip compile": lambda cache, out: run_uv(uv, args.requirements, cache, out),
         }
+        if args.baseline:
+            tools["cogbuild baseline"] = lambda cache, out: run_cogbuild(args.requirements, cache, out,
+                                                                         root=args.baseline.resolve())
         if args.no_pip_compile:
             del tools["pip-compile"]
-        results: dict[str, dict[str, tuple[float, int]]] = {}
-        for name, tool in tools.items():
-            cache = work / f"cache-{slug(name)}"
-            phases = ("cold",) if name == "pip-compile" else ("cold", "warm")
-            results[name] = {phase: timed(tool, cache, work / f"{slug(name)}-{phase}.txt") for phase in phases}
-            shutil.rmtree(cache, ignore_errors=True)
+        if args.no_pip_alone:
+            del tools["cogbuild, pip alone"]
+        times: dict[str, dict[str, list[float]]] = {name: {"cold": [], "warm": []} for name in tools}
+        counts: dict[str, int] = {}
+        for _ in range(args.rounds):
+            for name, tool in tools.items():
+                cache = work / f"cache-{slug(name)}"
+                phases = ("cold",) if name == "pip-compile" else ("cold", "warm")
+                for phase in phases:
+                    seconds, counts[name] = timed(tool, cache, work / f"{slug(name)}-{phase}.txt")
+                    times[name][phase].append(seconds)
+                shutil.rmtree(cache, ignore_errors=True)
         pins = {name: read_pins(work / f"{slug(name)}-cold.txt") for name in tools}
-    print(f"\nrequirements: {' '.join(args.requirements)} (CPython 3.11, linux/x86_64, hashes)")
+    print(f"\nrequirements: {' '.join(args.requirements)} (CPython 3.11, linux/x86_64, hashes); "
+          f"median of {args.rounds} round(s); load average {os.getloadavg()[0]:.1f}")
     print(f"{'tool':<20}{'pins':>6}{'cold s':>9}{'warm s':>9}{'cold ratio':>12}{'warm ratio':>12}")
-    ours = results["cogbuild"]
-    for name, phases in results.items():
-        cold = phases["cold"][0]
-        warm = f"{phases['warm'][0]:>9.2f}" if "warm" in phases else f"{'-':>9}"
-        warm_ratio = f"{phases['warm'][0] / ours['warm'][0]:>12.2f}" if "warm" in phases else f"{'-':>12}"
-        print(f"{name:<20}{phases['cold'][1]:>6}{cold:>9.2f}{warm}{cold / ours['cold'][0]:>12.2f}{warm_ratio}")
+    ours = {phase: statistics.median(times["cogbuild"][phase]) for phase in ("cold", "warm")}
+    for name, phases in times.items():
+        cold = statistics.median(phases["cold"])
+        warm = statistics.median(phases["warm"]) if phases["warm"] else None
+        warm_s, warm_ratio = (f"{warm:>9.2f}", f"{warm / ours['warm']:>12.2f}") if warm else (f"{'-':>9}", f"{'-':>12}")
+        print(f"{name:<20}{counts[name]:>6}{cold:>9.2f}{warm_s}{cold / ours['cold']:>12.2f}{warm_ratio}")
     print("ratio = tool time / cogbuild time (above 1: cogbuild is faster)")
     for name in [name for name in tools if name != "cogbuild"]:
         differ = sorted(pins["cogbuild"] ^ pins[name])
