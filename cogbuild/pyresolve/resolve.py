@@ -7,28 +7,31 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
-from email.parser import HeaderParser
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
 from ..artifacts import Artifact
-from ..cache import file_sha256
+from ..content_store import file_sha256
 from ..errors import CogbuildError, UsageError
 from ..gitsource import archive, is_git_url, parse_git_requirement
 from ..requirement_paths import is_local_path, local_file, project_path
-from . import reqfile, sdist
-from .backend import ask_backend
-from .diagnose import explain, project_files
+from . import reqfile
 from .index import PYPI_SIMPLE, IndexClient, normalize_index_url
 from .lockfile import wheels_for_lockfile
-from .metadata_proxy import MetadataProxy, metadata_store
 from .pinning import FileLocator, check_hash_pins, from_pip_report, to_artifacts
 from .pip_runner import PipFailure, pip_command, run_pip
 from .target import Target
 from .uv_runner import Resolutions, compile_with_uv, newer_glibc_wheels, resolution_key, usable_uv
+
+if TYPE_CHECKING:
+    from .metadata_proxy import MetadataProxy
+
+# Loaded where needed, not here: a warm lock uses none of them (the metadata proxy's http.server, the sdist
+# readers' tarfile and zipfile, the build backend's pyproject_hooks, pip's error messages).
 
 # Each source-only project costs one more pip run; a closure with more of them is not a wheel closure.
 MAX_SDISTS = 10
@@ -145,6 +148,8 @@ class _Resolution:
             return by_uv
         if not self.use_proxy:
             return self._resolve()
+        from .metadata_proxy import MetadataProxy, metadata_store
+
         self.proxy = MetadataProxy(self.index_urls, self.target, self.client, metadata_store(self.cache_root))
         with self.proxy:
             return self._resolve()
@@ -162,6 +167,8 @@ class _Resolution:
         if reused is not None:
             return reused
         # uv reads the pages through a proxy, so that the pages this closure rests on are known.
+        from .metadata_proxy import MetadataProxy, metadata_store
+
         with MetadataProxy(self.index_urls, self.target, self.client, metadata_store(self.cache_root),
                            serve_metadata=False) as proxy:
             compiled = compile_with_uv(uv, self.target, self.requirements_file, self.workdir,
@@ -186,6 +193,8 @@ class _Resolution:
             if not isinstance(outcome, PipFailure):
                 return self._pin(outcome)
             if not (self.allow_sdist and self._add_sdist(outcome)):
+                from .diagnose import explain
+
                 raise explain(outcome, self.target, self.client, self.index_urls, self.find_links, self.allow_sdist)
         raise CogbuildError(f"More than {MAX_SDISTS} requirements have only source distributions.")
 
@@ -218,6 +227,10 @@ class _Resolution:
         return f"{name} @ {copy.resolve().as_uri()}"
 
     def _add_sdist_file(self, path: Path, url: str) -> str:
+        from email.parser import HeaderParser
+
+        from . import sdist
+
         build_requires, metadata = self._ask_backend(path)
         headers = HeaderParser().parsestr(metadata)
         name, version = canonicalize_name(headers["Name"]), Version(headers["Version"])
@@ -230,6 +243,9 @@ class _Resolution:
     def _ask_backend(self, path: Path) -> tuple[list[str], str]:
         """The sdist's build requirements and metadata, once per file: read from the archive when PKG-INFO
         declares its dependencies (PEP 643), else from its build backend."""
+        from . import sdist
+        from .backend import ask_backend
+
         if path not in self._backend_answers:
             static = sdist.static_metadata(path)
             if static is not None:
@@ -262,6 +278,9 @@ class _Resolution:
 
     def _add_sdist(self, failure: PipFailure) -> bool:
         """Make a stand-in wheel for the missing project from its newest fitting sdist's metadata."""
+        from . import sdist
+        from .diagnose import project_files
+
         missing = [m.group(1) for line in failure.error_lines()
                    if (m := re.match(r"No matching distribution found for (.+)", line))]
         if not missing:
