@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -121,10 +122,16 @@ def slug(name: str) -> str:
     return re.sub(r"\W+", "-", name)
 
 
-def timed(function, *args) -> tuple[float, int]:
-    start = time.perf_counter()
+def timed(function, *args) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds of the subprocesses it ran, pins)."""
+    before, start = children_cpu(), time.perf_counter()
     pins = function(*args)
-    return time.perf_counter() - start, pins
+    return time.perf_counter() - start, children_cpu() - before, pins
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -155,14 +162,16 @@ def main() -> None:
         if args.no_pip_alone:
             del tools["cogbuild, pip alone"]
         times: dict[str, dict[str, list[float]]] = {name: {"cold": [], "warm": []} for name in tools}
+        cpu: dict[str, dict[str, list[float]]] = {name: {"cold": [], "warm": []} for name in tools}
         counts: dict[str, int] = {}
         for _ in range(args.rounds):
             for name, tool in tools.items():
                 cache = work / f"cache-{slug(name)}"
                 phases = ("cold",) if name == "pip-compile" else ("cold", "warm")
                 for phase in phases:
-                    seconds, counts[name] = timed(tool, cache, work / f"{slug(name)}-{phase}.txt")
+                    seconds, cpu_seconds, counts[name] = timed(tool, cache, work / f"{slug(name)}-{phase}.txt")
                     times[name][phase].append(seconds)
+                    cpu[name][phase].append(cpu_seconds)
                 shutil.rmtree(cache, ignore_errors=True)
         pins = {name: read_pins(work / f"{slug(name)}-cold.txt") for name in tools}
     print(f"\nrequirements: {' '.join(args.requirements)} (CPython 3.11, linux/x86_64, hashes); "
@@ -175,6 +184,11 @@ def main() -> None:
         warm_s, warm_ratio = (f"{warm:>9.2f}", f"{warm / ours['warm']:>12.2f}") if warm else (f"{'-':>9}", f"{'-':>12}")
         print(f"{name:<20}{counts[name]:>6}{cold:>9.2f}{warm_s}{cold / ours['cold']:>12.2f}{warm_ratio}")
     print("ratio = tool time / cogbuild time (above 1: cogbuild is faster)")
+    # CPU seconds (user + system, every thread) move far less than wall time on a loaded shared machine.
+    print(f"\n{'CPU s (median)':<20}{'cold':>9}{'warm':>9}")
+    for name, phases in cpu.items():
+        warm_cpu = f"{statistics.median(phases['warm']):>9.2f}" if phases["warm"] else f"{'-':>9}"
+        print(f"{name:<20}{statistics.median(phases['cold']):>9.2f}{warm_cpu}")
     for name in [name for name in tools if name != "cogbuild"]:
         differ = sorted(pins["cogbuild"] ^ pins[name])
         print(f"pins differing from {name}: {', '.join(differ) if differ else 'none'}")
