@@ -67,7 +67,9 @@ def run_cogbuild(requirements: list[str], cache: Path, out: Path, resolver: str 
     env.update(HOME=str(cache), COGBUILD_CACHE=str(cache / "cogbuild"), COGBUILD_LOCK_RESOLVER=resolver)
     if root is not None:  # another checkout's cogbuild, ahead of this one
         env["PYTHONPATH"] = str(root)
-    completed = subprocess.run([sys.executable, "-c", code, *requirements], env=env, capture_output=True, text=True)
+    # Not from this directory: `python -c` puts the working directory ahead of PYTHONPATH on sys.path.
+    completed = subprocess.run([sys.executable, "-c", code, *requirements], env=env, capture_output=True, text=True,
+                               cwd=out.parent)
     if completed.returncode:
         raise SystemExit(completed.stderr)
     return int(completed.stdout.strip().splitlines()[-1])
