@@ -177,8 +177,9 @@ def _entry_around(page: bytes, at: int, sha256: str) -> tuple[int, dict] | None:
             entry, end = decoder.raw_decode(page[opening:opening + _ENTRY_MAX].decode("utf-8", "replace"))
         except ValueError:
             continue
+        # `end` counts characters, not bytes: a multi-byte character can only make an entry look shorter.
         if opening + end > at and isinstance(entry, dict) and "filename" in entry and \
-                entry.get("hashes", {}).get("sha256") == sha256:
+                isinstance(entry.get("hashes"), dict) and entry["hashes"].get("sha256") == sha256:
             return opening, entry
     return None
 
