@@ -161,3 +161,13 @@ ABSOLUTE = '<a href="https://files.example/a-1.0.tar.gz">a</a>'
 ])
 def test_the_proxy_passes_a_page_through_only_when_every_file_url_is_absolute(content_type, body, absolute):
     assert _absolute_urls_only(Page("https://index.example/simple/a/", content_type, body.encode())) is absolute
+
+
+def test_entries_with_characters_beyond_ascii_are_read_whole():
+    files = pypi_files(5)
+    files[3] = {**files[3], "filename": "démo-1.3-py3-none-any.whl", "requires-python": "≥3.8 ✓" * 40}
+    files[3]["hashes"] = {"sha256": sha(files[3]["filename"])}
+    hashes = {files[3]["hashes"]["sha256"], files[1]["hashes"]["sha256"]}
+    with serve(page(files, ensure_ascii=False)) as server:
+        shortcut, whole = files_both_ways(server, hashes)
+    assert shortcut == whole and [f.filename for f in shortcut] == [files[1]["filename"], "démo-1.3-py3-none-any.whl"]
