@@ -2,7 +2,11 @@
 
 Ctrl-C and SIGTERM are taken over before the CLI's modules load: a signal during those imports is
 otherwise easily lost (see interrupts.py) and the command would run on as if never stopped.
+An unchanged push and `lock --check` on a current lock are answered before click loads (fast_path.py);
+every other command line goes to click as it came.
 """
+
+import sys
 
 from .interrupts import exit_interrupted, install
 
@@ -10,6 +14,10 @@ from .interrupts import exit_interrupted, install
 def main() -> None:
     install()
     try:
+        from .fast_path import answer
+
+        if answer(sys.argv[1:]):
+            return
         from .cli import main as run_cli
     except KeyboardInterrupt:  # stopped while loading: nothing to clean up yet
         exit_interrupted()

@@ -5,13 +5,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from .config import CogConfig, load_config
-from .errors import UsageError
+from .errors import CogbuildError, UsageError
 from .policy import lock_inputs_digest
 from .lock import LOCK_NAME, Lock, read_lock, write_lock
-from .ui import warn
 
 if TYPE_CHECKING:
     from .registry.layout import Layout
@@ -20,18 +19,26 @@ if TYPE_CHECKING:
 DEFAULT_PLATFORMS = ["linux/amd64"]
 
 
+def _cli_warning(message: str) -> None:
+    from .ui import warn  # click: loaded only when there is something to say
+
+    warn(message)
+
+
 @dataclass
 class Project:
     config: CogConfig
 
     @classmethod
-    def load(cls, cog_yaml: str | Path | None = None, directory: str | Path = ".") -> "Project":
+    def load(cls, cog_yaml: str | Path | None = None, directory: str | Path = ".",
+             warn: Callable[[str], None] | None = None) -> "Project":
+        """The model cog.yaml describes; its warnings go to `warn` (default: the CLI's warning line)."""
         path = Path(cog_yaml) if cog_yaml else Path(directory) / "cog.yaml"
         if path.is_dir():
             path = path / "cog.yaml"
         config = load_config(path)
         for message in config.warnings:
-            warn(f"{path.name}: {message}")
+            (warn or _cli_warning)(f"{path.name}: {message}")
         return cls(config)
 
     @property
@@ -52,6 +59,21 @@ class Project:
 
     def lock_is_current(self, lock: Lock) -> bool:
         return lock.inputs == lock_inputs_digest(self.config)
+
+    def check_lock(self) -> str:
+        """`lock --check`: what to print when cog.lock is current and complete; a CogbuildError saying why not."""
+        lock = read_lock(self.lock_path)
+        if not self.lock_is_current(lock):
+            raise CogbuildError(f"{self.lock_path} is stale: cog.yaml or the requirements changed since it "
+                                "was made; run `cogbuild lock`")
+        if missing := lock.unrecorded_runs():
+            first = missing[0]
+            raise CogbuildError(f"{self.lock_path} records no output digest for build.run step {first.step} "
+                                f"({first.platform}, {first.variant}); run `cogbuild build` to record it")
+        if unbuilt := lock.unrecorded_wheel_builds():
+            raise CogbuildError(f"{self.lock_path} records no built wheel for the sdist of "
+                                f"{unbuilt[0].describe()}; run `cogbuild build` to record it")
+        return f"{self.lock_path} is up to date"
 
     def ensure_lock(self, platforms: list[str] | None = None, progress=lambda m: None,
                     *, settings: Settings) -> Lock:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import stat
 import sys
 from dataclasses import asdict, dataclass, field
@@ -34,6 +33,7 @@ from .registry.reference import fallback_tag, parse_reference
 from .settings import Settings
 
 FORMAT = 2
+DEFAULT_COMPRESSION = "gzip"
 FileTable = dict[str, list]  # path -> [size, mtime_ns, inode, mode, sha256 (or what a link or directory is)]
 TOOL_PACKAGES = ("cogbuild", "cogbuild.layers", "cogbuild.registry", "cogbuild.lockfiles", "cog")
 # Settings that cannot change what is built (any other one, present or future, is part of the fingerprint).
@@ -73,6 +73,25 @@ class PushRecord:
         return Descriptor.from_json(self.image)
 
 
+def push_options(compression: str = DEFAULT_COMPRESSION, cache: str | None = None,
+                 secrets: tuple[str, ...] = ()) -> dict[str, str]:
+    """The command-line options of a push that change what is built (part of the fingerprint)."""
+    return {"compression": compression, "cache": cache or "", "secrets": ",".join(secrets)}
+
+
+def unchanged_push(record: PushRecord | None, settings: Settings, options: dict[str, str],
+                   insecure: bool) -> str | None:
+    """What the push prints (`REF@sha256:…`) when the record answers it: nothing the image is made from
+    changed, the local store holds it, and the registry has its tags and attachments. None otherwise."""
+    if record is None:
+        return None
+    current, _ = fingerprint(Path(record.root), record.outside, record.ref, settings, options, record.files)
+    if current == record.fingerprint and image_is_stored(record, settings.store_root) \
+            and unchanged_push_is_there(record, insecure):
+        return f"{record.ref.split('@')[0]}@{record.descriptor.digest}"
+    return None
+
+
 def record_store(settings: Settings) -> ContentStore:
     return ContentStore(settings.cache_root / "pushes")
 
@@ -106,7 +125,7 @@ def fingerprint(root: Path, outside: list[str], ref: str, settings: Settings, op
             _table(Path(location), f"tool:{package}", known, files, skip=DERIVED_DIRS)
     chosen = {name: str(value) for name, value in asdict(settings).items() if name not in NOT_IN_THE_IMAGE}
     identity = {
-        "version": __version__, "python": sys.version, "machine": platform.machine(), "ref": ref,
+        "version": __version__, "python": sys.version, "machine": os.uname().machine, "ref": ref,
         "options": options, "settings": chosen, "files": {path: entry[3:] for path, entry in sorted(files.items())},
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest(), files

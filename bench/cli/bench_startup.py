@@ -8,11 +8,12 @@ image in a loopback docker-registry (what another tool needs to talk to the regi
 Each command runs --rounds times; the median is printed with its ratios to the floors (goal: <= 0.15 s),
 and the median CPU time (user + system) beside it, which moves less than wall time on a shared machine.
 
-    .venv/bin/python bench/cli/bench_startup.py [--rounds 7] [--model DIR]   # DIR: a model with cog.lock
+    .venv/bin/python bench/cli/bench_startup.py [--rounds 7] [--model DIR] [--work DIR]   # DIR: a model with cog.lock
     .venv/bin/python bench/cli/bench_startup.py --quick    # --help and lock --check only, offline, 1 round
 
 The push needs network once to lock and build the model (examples/hello unless --model); set
-COGBUILD_CACHE to reuse downloads across runs.
+COGBUILD_CACHE to reuse downloads across runs. With --work DIR the store, cache and model copy stay in DIR
+afterwards (to profile a warm push by hand), and a later run reuses them.
 """
 
 from __future__ import annotations
@@ -66,14 +67,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--model", type=Path, help="a model directory (default: a copy of examples/hello)")
     parser.add_argument("--quick", action="store_true", help="--help and lock --check only, one round")
+    parser.add_argument("--work", type=Path, help="keep the store, cache and model here (default: removed after)")
     args = parser.parse_args()
     rounds = 1 if args.quick else args.rounds
     for folder in ("cogbuild", "layers", "registry"):
         compileall.compile_dir(REPO / folder, quiet=1)
-    work = Path(tempfile.mkdtemp(prefix="cogbuild-bench-startup-"))
+    work = args.work.resolve() if args.work else Path(tempfile.mkdtemp(prefix="cogbuild-bench-startup-"))
+    work.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "COGBUILD_STORE": str(work / "store"), "DOCKER_CONFIG": str(work / "docker")}
     env.setdefault("COGBUILD_CACHE", str(work / "cache"))
-    (work / "docker").mkdir()
+    (work / "docker").mkdir(exist_ok=True)
     (work / "docker" / "config.json").write_text("{}")
     cogbuild = [sys.executable, "-m", "cogbuild", "--quiet"]
     registry = None
@@ -85,7 +88,8 @@ def main() -> None:
         if not args.quick:
             registry = RegistryServer(work / "registry").start()
             model = args.model or REPO / "examples" / "hello"
-            shutil.copytree(model, work / "model", ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(model, work / "model", ignore=shutil.ignore_patterns("__pycache__"),
+                            dirs_exist_ok=True)  # with --work, the cog.lock of an earlier run is kept
             ref = f"{registry.host}/bench/model:v1"
             print("locking, building and pushing the model once ...", flush=True)
             run(cogbuild + ["push", ref], work / "model", env)  # lock, build and first push
@@ -106,7 +110,8 @@ def main() -> None:
     finally:
         if registry:
             registry.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import click
 
-from ..errors import CogbuildError
 from ..lock import PYTHON_FROM, read_lock, write_lock
 from ..project import DEFAULT_PLATFORMS, Project, parse_platforms
 from ..settings import settings_of
@@ -43,18 +42,7 @@ def command(ctx: click.Context, cog_yaml: str | None, platform: str | None, chec
     """
     project = Project.load(cog_yaml, directory)
     if check:
-        lock = read_lock(project.lock_path)
-        if not project.lock_is_current(lock):
-            raise CogbuildError(f"{project.lock_path} is stale: cog.yaml or the requirements changed since it "
-                                "was made; run `cogbuild lock`")
-        if missing := lock.unrecorded_runs():
-            first = missing[0]
-            raise CogbuildError(f"{project.lock_path} records no output digest for build.run step {first.step} "
-                                f"({first.platform}, {first.variant}); run `cogbuild build` to record it")
-        if unbuilt := lock.unrecorded_wheel_builds():
-            raise CogbuildError(f"{project.lock_path} records no built wheel for the sdist of "
-                                f"{unbuilt[0].describe()}; run `cogbuild build` to record it")
-        result(f"{project.lock_path} is up to date")
+        result(project.check_lock())
         return
     from ..lockdiff import describe  # only what prints a diff needs it
 

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import UsageError
-from ..push_record import (PushRecord, fingerprint, image_is_stored, read_record, record_name, record_store,
-                           unchanged_push_is_there, write_record)
+from ..push_record import (DEFAULT_COMPRESSION, PushRecord, fingerprint, push_options, read_record, record_name,
+                           record_store, unchanged_push, write_record)
 from ..layers.descriptor import Descriptor
 from ..registry.reference import Reference, parse_reference
 from ..settings import Settings, settings_of
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 @click.argument("ref", required=False)
 @click.option("-f", "--file", "cog_yaml", type=click.Path(), help="Path to cog.yaml (default: ./cog.yaml).")
 @click.option("--insecure", is_flag=True, help="Allow plain HTTP to a registry that is not on loopback.")
-@click.option("--compression", default="gzip", show_default=True, help="gzip[:LEVEL], zstd[:LEVEL] or none.")
+@click.option("--compression", default=DEFAULT_COMPRESSION, show_default=True, help="gzip[:LEVEL], zstd[:LEVEL] or none.")
 @click.option("--sign-key", type=click.Path(path_type=Path),
               help="Sign each pushed manifest with this private key (from `cogbuild keygen` or cosign; default "
                    "$COGBUILD_SIGN_KEY); "
@@ -53,11 +53,11 @@ def command(ctx: click.Context, ref: str | None, cog_yaml: str | None, insecure:
     settings = settings_of(ctx)
     sign_key = sign_key or settings.sign_key
     key = _open_key(sign_key, settings.sign_password) if sign_key else None
-    options = {"compression": compression, "cache": cache or "", "secrets": ",".join(secrets)}
+    options = push_options(compression, cache, secrets)
     records, name = record_store(settings), record_name(cog_yaml, ref, insecure)
     previous = read_record(records, name)
-    if key is None and previous is not None and _unchanged(previous, settings, options, insecure):
-        result(f"{previous.ref.split('@')[0]}@{previous.descriptor.digest}")  # built and pushed from these inputs
+    if key is None and (pushed := unchanged_push(previous, settings, options, insecure)):
+        result(pushed)  # built and pushed from these inputs
         return
     from ..project import Project  # cog.yaml's parser, the lock, and then the build modules: for a changed image
 
@@ -74,14 +74,6 @@ def command(ctx: click.Context, ref: str | None, cog_yaml: str | None, insecure:
         record.root, record.ref, record.outside, record.fingerprint = str(root), ref, outside, after
         write_record(records, name, record)
     result(f"{ref.split('@')[0]}@{record.descriptor.digest}")
-
-
-def _unchanged(record: PushRecord, settings: Settings, options: dict[str, str], insecure: bool) -> bool:
-    """Nothing the image is made from changed since the record, the local store holds it, and the registry
-    has its tags and attachments."""
-    current, _ = fingerprint(Path(record.root), record.outside, record.ref, settings, options, record.files)
-    return current == record.fingerprint and image_is_stored(record, settings.store_root) \
-        and unchanged_push_is_there(record, insecure)
 
 
 def _outside_inputs(project: Project) -> list[str]:
