@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -99,6 +98,8 @@ class ContentStore:
         """A new blob, hashed as it is written; when the block ends without an error it is renamed into
         place under its sha256. The block may check `sink.hasher` and `sink.size` and raise to drop it."""
         self.blobs.mkdir(parents=True, exist_ok=True)
+        import tempfile  # with shutil, random and compressors: loaded only to write
+
         fd, tmp = tempfile.mkstemp(dir=self.blobs, prefix=".part-")
         os.fchmod(fd, 0o644)  # like every other blob: readable by the sandbox's and the runtime's users
         sink = HashingFile(os.fdopen(fd, "wb"))

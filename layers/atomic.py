@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 
@@ -13,6 +12,8 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
     The default mode makes store blobs readable to everyone; secrets pass 0o600.
     """
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o755 if mode & 0o044 else 0o700)
+    import tempfile  # with shutil, random and compressors: loaded only to write
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
         os.fchmod(fd, mode)

@@ -4,7 +4,7 @@ Map of the package:
     layout.py          the local store: an OCI image layout, atomic writes, verified reads
     reference.py       `host/repo:tag@sha256:…` parsing, Docker defaults, loopback detection
     auth.py            credentials (Docker config, credential helpers) and Basic/Bearer challenges (stdlib only)
-    wire.py            one HTTP exchange on http.client: the light client's and token requests' transport
+    wire.py            one HTTP/1.1 exchange on a socket: the light client's and token requests' transport
     light.py           questions only (manifest HEAD/GET, blob HEAD) without loading requests: unchanged
                        pushes and cache lookups
     http_policy.py     one retry/timeout policy for every HTTP fetch (registry and downloads); same_origin

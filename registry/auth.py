@@ -11,11 +11,9 @@ scope of another and, for mounts, the pull scope of a third. Only the standard l
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import os
 import re
-import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,6 +93,8 @@ def basic_credentials(registry: str) -> str | None:
 
 
 def _helper_get(helper: str, server: str) -> str | None:
+    import subprocess  # only a credential helper needs it, not the questions of an unchanged push
+
     try:
         done = subprocess.run([f"docker-credential-{helper}", "get"], input=server.encode(), capture_output=True,
                               check=True, timeout=60)
@@ -178,7 +178,7 @@ class RegistryAuth:
             response = exchange("GET", f"{realm}{'&' if '?' in realm else '?'}{query}" if query else realm, headers,
                                 timeouts=TOKEN_TIMEOUT, limit=TOKEN_MAX, tls_verify=self._tls_verify)
             answer = json.loads(response.body) if response.status == 200 else None
-        except (OSError, http.client.HTTPException, ValueError) as exc:
+        except (OSError, ValueError) as exc:  # wire.ProtocolError is an OSError
             raise OCIError(f"the token service {realm} of registry {self.registry} failed: "
                            f"{exc.__class__.__name__}") from None
         token = (answer.get("token") or answer.get("access_token")) if isinstance(answer, dict) else None
@@ -225,6 +225,8 @@ def store_credentials(registry: str, username: str, password: str, *, path: Path
 def _helper_store(helper: str, registry: str, username: str, password: str) -> None:
     program = f"docker-credential-{helper}"
     payload = json.dumps({"ServerURL": registry, "Username": username, "Secret": password}).encode()
+    import subprocess  # as in _helper_get
+
     try:
         subprocess.run([program, "store"], input=payload, capture_output=True, check=True)
     except FileNotFoundError:

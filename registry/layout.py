@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
@@ -124,6 +123,8 @@ class Layout:
     def tmp_file(self) -> tuple[int, str]:
         """A temporary file inside the layout, so a finished blob can be renamed into place."""
         (self.root / "tmp").mkdir(exist_ok=True)
+        import tempfile  # with shutil, random and compressors: loaded only to write
+
         fd, path = tempfile.mkstemp(dir=self.root / "tmp")
         os.fchmod(fd, 0o644)
         return fd, path

@@ -10,11 +10,8 @@ full client.
 
 from __future__ import annotations
 
-import http.client
 import json
-import ssl
 from dataclasses import dataclass
-from email.message import Message
 from urllib.parse import urljoin
 
 from cogbuild.layers.descriptor import sha256_digest
@@ -24,7 +21,7 @@ from .auth import RegistryAuth
 from .errors import RegistryError, refusal
 from .http_policy import RetryPolicy, same_origin
 from .reference import is_loopback_host
-from .wire import Answer, exchange
+from .wire import Answer, Headers, exchange, is_tls_failure
 
 ACCEPT_MANIFESTS = ", ".join(GRAPH_TYPES)  # OCI and Docker manifests and indexes
 MANIFEST_MAX = 4 << 20  # what distribution itself accepts for a manifest
@@ -103,10 +100,10 @@ class LightClient:
             last = attempt == self.policy.attempts - 1
             try:
                 answer = self._send_authenticated(method, url, scope, headers, limit)
-            except ssl.SSLError as exc:
-                raise RegistryError(f"TLS with registry {self.registry} failed ({exc.__class__.__name__}); if it "
-                                    "serves plain HTTP, pass --insecure") from None
-            except (OSError, http.client.HTTPException) as exc:
+            except OSError as exc:  # wire.ProtocolError (an answer that is not HTTP) too
+                if is_tls_failure(exc):
+                    raise RegistryError(f"TLS with registry {self.registry} failed ({exc.__class__.__name__}); if "
+                                        "it serves plain HTTP, pass --insecure") from None
                 if last:
                     raise RegistryError(f"could not {action} {self.registry}/{repository}: the registry is "
                                         f"unreachable or dropped the connection ({_reason(exc)})") from None
@@ -144,7 +141,7 @@ class LightClient:
             if answer.status not in _REDIRECT_STATUSES or not location:
                 return answer
             url = urljoin(url, location)
-        return Answer(508, "too many redirects", Message(), b"", False)
+        return Answer(508, "too many redirects", Headers(), b"", False)
 
 
 def _reason(exc: BaseException) -> str:

@@ -1,53 +1,88 @@
-"""One HTTP exchange with the standard library only: what the light client and token requests send.
+"""One HTTP/1.1 exchange on a socket: what the light client and token requests send.
 
-Importing requests and urllib3 costs ~0.3 s; a command that only asks a registry a few questions
-(is this tag there, is this cache entry there) answers sooner with `http.client`. Connections are kept
-per thread and per origin, so many lookups on a worker thread share one. Nothing here knows about
+A command that only asks a registry a few questions (is this tag there, is this cache entry there) must
+answer at once. requests and urllib3 cost ~0.3 s to import; even http.client costs more than the questions,
+since it imports the email package to parse headers (with ssl, 40 % of the imports of an unchanged push,
+issue 15). The questions are body-less requests, and their answers need only a status, a few headers and
+a short body, so this module reads HTTP/1.1 itself: a status line, header lines, and a body framed by
+`Transfer-Encoding: chunked`, `Content-Length` or the end of the connection (RFC 9112, section 6.3).
+TLS is the ssl module's, with certificate and host name checks, loaded only for https. Connections are
+kept per thread and per origin, so many lookups on a worker thread share one. Nothing here knows about
 credentials or retries: `light.py` and `auth.py` decide those.
 """
 
 from __future__ import annotations
 
-import http.client
-import ssl
+import socket
+import sys
 import threading
 from dataclasses import dataclass
-from email.message import Message
 from functools import lru_cache
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, BinaryIO
+from urllib.parse import SplitResult, urlsplit
 
+if TYPE_CHECKING:
+    import ssl
+
+MAX_LINE = 65536  # a status or header line longer than this is refused (as http.client does)
+MAX_HEADERS = 100
+NO_BODY_STATUSES = frozenset({204, 304})
+HEX_DIGITS = b"0123456789abcdefABCDEF"
 _connections = threading.local()  # (scheme, netloc) -> a kept-alive connection of this thread
+
+
+class ProtocolError(ConnectionError):
+    """The server's answer is not HTTP/1.x as RFC 9112 frames it; handled like a dropped connection."""
+
+
+class Headers(dict[str, str]):
+    """Header fields by lower-case name (the first of repeated ones); `get` takes any case."""
+
+    def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        return super().get(name.lower(), default)
 
 
 @dataclass(frozen=True)
 class Answer:
     status: int
     reason: str
-    headers: Message  # case-insensitive
+    headers: Headers  # case-insensitive
     body: bytes
     truncated: bool  # the body was longer than the caller's limit; only the limit was read
+
+
+class _Connection:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.reader: BinaryIO = sock.makefile("rb")
+
+    def close(self) -> None:
+        self.reader.close()
+        self.sock.close()
 
 
 def exchange(method: str, url: str, headers: dict[str, str], *, timeouts: tuple[float, float],
              limit: int, tls_verify: bool = True) -> Answer:
     """Send a body-less request and read at most `limit` bytes of the answer.
 
-    OSError and http.client.HTTPException pass to the caller. A kept-alive connection that the server
-    closed meanwhile is retried once on a fresh one, before anything could have been processed twice.
+    OSError (ProtocolError for an answer that is not HTTP) passes to the caller. A kept-alive connection
+    that the server closed meanwhile is retried once on a fresh one, before anything could have been
+    processed twice.
     """
     parts = urlsplit(url)
-    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    request = _request_bytes(method, parts.path + (f"?{parts.query}" if parts.query else ""), parts.netloc,
+                             headers)
     origin = (parts.scheme, parts.netloc)
     pool: dict = _connections.__dict__.setdefault("pool", {})
     reused = origin in pool
     for fresh in ((False, True) if reused else (True,)):
         if fresh:
-            pool[origin] = _connect(parts.scheme, parts.netloc, timeouts, tls_verify)
+            pool[origin] = _connect(parts.scheme, parts.hostname or "", _port(parts), timeouts, tls_verify)
         connection = pool[origin]
         try:
-            connection.request(method, target or "/", headers=headers)
-            response = connection.getresponse()
-        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            connection.sock.sendall(request)
+            status, reason, fields, version = _read_head(connection.reader)
+        except (ConnectionResetError, BrokenPipeError):  # closed while kept alive: a fresh one is tried
             pool.pop(origin).close()
             if fresh:
                 raise
@@ -55,42 +90,157 @@ def exchange(method: str, url: str, headers: dict[str, str], *, timeouts: tuple[
         except BaseException:
             pool.pop(origin).close()
             raise
-        return _read(response, limit, pool, origin)
+        try:
+            body, truncated, keep = _read_body(connection.reader, method, status, fields, version, limit)
+        except BaseException:
+            pool.pop(origin).close()
+            raise
+        if not keep:
+            pool.pop(origin).close()  # the rest of a long body is not worth reading: the connection goes instead
+        return Answer(status, reason, fields, body, truncated)
     raise AssertionError("unreachable")
 
 
-def _read(response: http.client.HTTPResponse, limit: int, pool: dict, origin: tuple) -> Answer:
+def is_tls_failure(exc: BaseException) -> bool:
+    """Whether `exc` is a TLS failure (ssl is loaded only once an https connection was tried)."""
+    ssl = sys.modules.get("ssl")
+    return ssl is not None and isinstance(exc, ssl.SSLError)
+
+
+def _request_bytes(method: str, target: str, netloc: str, headers: dict[str, str]) -> bytes:
+    """The request's bytes; a control character or space where it would change the request is refused."""
+    target = target or "/"
+    if any(c <= " " or c == "\x7f" for c in method + target) or any(
+            c in part for part in (netloc, *headers, *headers.values()) for c in "\r\n\x00"):
+        raise ValueError(f"refusing to send {method} {target!r}: a control character in its request line or header")
+    fields = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    head = f"{method} {target} HTTP/1.1\r\n".encode("ascii")
+    return head + f"Host: {netloc}\r\nAccept-Encoding: identity\r\n{fields}\r\n".encode("latin-1")
+
+
+def _port(parts: SplitResult) -> int:
     try:
-        body = response.read(limit + 1)  # a HEAD answer has no body: b""
-    except BaseException:
-        pool.pop(origin).close()
-        raise
-    truncated = len(body) > limit
-    if truncated or response.will_close or not response.isclosed():
-        pool.pop(origin).close()  # the rest of a long body is not worth reading: the connection goes instead
-    return Answer(response.status, response.reason, response.headers, body[:limit], truncated)
+        port = parts.port
+    except ValueError:
+        raise ProtocolError(f"{parts.netloc!r} has no valid port") from None
+    return port or (443 if parts.scheme == "https" else 80)
 
 
-def _connect(scheme: str, netloc: str, timeouts: tuple[float, float],
-             tls_verify: bool) -> http.client.HTTPConnection:
-    connect_timeout, read_timeout = timeouts
-    if scheme == "https":
-        connection: http.client.HTTPConnection = http.client.HTTPSConnection(
-            netloc, timeout=connect_timeout, context=_tls_context(tls_verify))
-    elif scheme == "http":
-        connection = http.client.HTTPConnection(netloc, timeout=connect_timeout)
-    else:
+def _connect(scheme: str, host: str, port: int, timeouts: tuple[float, float], tls_verify: bool) -> _Connection:
+    if scheme not in ("http", "https"):
         raise ValueError(f"cannot send a request to a {scheme!r} URL")
-    connection.connect()
-    if connection.sock is not None:
-        connection.sock.settimeout(read_timeout)
-    return connection
+    connect_timeout, read_timeout = timeouts
+    # An ASCII name is passed as bytes (getaddrinfo takes both; typeshed says str): a str makes the socket
+    # module load the IDNA codec to encode it, a few milliseconds of an unchanged push.
+    lookup = host.encode() if host.isascii() else host
+    sock = socket.create_connection((lookup, port), timeout=connect_timeout)  # type: ignore[arg-type]
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # small requests go out at once
+        if scheme == "https":
+            sock = _tls_context(tls_verify).wrap_socket(sock, server_hostname=host)
+        sock.settimeout(read_timeout)
+    except BaseException:
+        sock.close()
+        raise
+    return _Connection(sock)
 
 
 @lru_cache(maxsize=2)
 def _tls_context(verify: bool) -> ssl.SSLContext:
+    import ssl
+
     context = ssl.create_default_context()
     if not verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+def _line(reader: BinaryIO) -> bytes:
+    line = reader.readline(MAX_LINE + 1)
+    if len(line) > MAX_LINE:
+        raise ProtocolError("the server sent a line longer than 64 KiB")
+    return line
+
+
+def _read_head(reader: BinaryIO) -> tuple[int, str, Headers, str]:
+    """Status, reason, header fields and HTTP version of the final answer (1xx answers are skipped)."""
+    while True:
+        line = _line(reader)
+        if not line:
+            raise ConnectionResetError("the server closed the connection without answering")
+        version, _, rest = line.decode("latin-1").rstrip("\r\n").partition(" ")
+        code, _, reason = rest.partition(" ")
+        if not (version.startswith("HTTP/1.") and len(code) == 3 and code.isdigit()):
+            raise ProtocolError(f"the server answered {line[:40]!r}, not HTTP/1.x")
+        fields = _read_fields(reader)
+        if not code.startswith("1"):
+            return int(code), reason.strip(), fields, version
+
+
+def _read_fields(reader: BinaryIO) -> Headers:
+    fields = Headers()
+    name = ""
+    for _ in range(MAX_HEADERS + 1):
+        line = _line(reader).decode("latin-1")
+        if line in ("\r\n", "\n"):
+            return fields
+        if not line:
+            raise ProtocolError("the server closed the connection within the header")
+        if line[0] in " \t" and name:  # an obsolete folded continuation of the previous field
+            fields[name] = f"{fields[name]} {line.strip()}"
+            continue
+        field, colon, value = line.partition(":")
+        name = field.strip().lower()
+        if not colon or not name or field != field.rstrip():
+            raise ProtocolError(f"the server sent a malformed header line {line[:40]!r}")
+        fields.setdefault(name, value.strip())
+    raise ProtocolError(f"the server sent more than {MAX_HEADERS} header lines")
+
+
+def _read_body(reader: BinaryIO, method: str, status: int, fields: Headers, version: str,
+               limit: int) -> tuple[bytes, bool, bool]:
+    """The body (at most `limit` bytes), whether it was longer, and whether the connection can be kept."""
+    connection = (fields.get("Connection") or "").lower()
+    keep = "close" not in connection if version != "HTTP/1.0" else "keep-alive" in connection
+    if method == "HEAD" or status in NO_BODY_STATUSES:
+        return b"", False, keep
+    codings = fields.get("Transfer-Encoding")
+    if codings is not None:
+        if codings.rsplit(",", 1)[-1].strip().lower() != "chunked":
+            return _until_close(reader, limit)
+        body, complete = _read_chunked(reader, limit)
+        return body[:limit], not complete, keep and complete
+    length = fields.get("Content-Length")
+    if length is None:
+        return _until_close(reader, limit)
+    if not (length.isascii() and length.strip().isdigit()):
+        raise ProtocolError(f"the server sent Content-Length {length[:20]!r}")
+    size = int(length)
+    body = reader.read(min(size, limit + 1))
+    if len(body) < min(size, limit + 1):
+        raise ProtocolError(f"the server closed the connection after {len(body)} of {size} bytes")
+    return body[:limit], size > limit, keep and size <= limit
+
+
+def _until_close(reader: BinaryIO, limit: int) -> tuple[bytes, bool, bool]:
+    body = reader.read(limit + 1)
+    return body[:limit], len(body) > limit, False
+
+
+def _read_chunked(reader: BinaryIO, limit: int) -> tuple[bytes, bool]:
+    """The chunks' data up to `limit` + 1 bytes, and whether the last chunk and the trailer were read."""
+    body = bytearray()
+    while len(body) <= limit:
+        size_text = _line(reader).split(b";", 1)[0].strip()
+        if not size_text or size_text.translate(None, HEX_DIGITS):
+            raise ProtocolError(f"the server sent a chunk size {size_text[:20]!r}")
+        size = int(size_text, 16)
+        if size == 0:
+            _read_fields(reader)  # the trailer, up to the empty line
+            return bytes(body), True
+        chunk = reader.read(size)
+        if len(chunk) < size or _line(reader) not in (b"\r\n", b"\n"):
+            raise ProtocolError("the server closed the connection within a chunk")
+        body += chunk
+    return bytes(body), False

@@ -7,7 +7,8 @@ and recording each request it received.
     assert [r.method for r in server.requests] == ["GET", "GET"]
 
 A reply can also wait before answering (`delay`) or reset the connection part-way through its body
-(`drop_after`), as slow and failing servers do. Subclasses that keep state of their own pass a bound method
+(`drop_after`), as slow and failing servers do, or be any bytes at all (`raw`), as a broken server's are;
+`tls=(certfile, keyfile)` serves HTTPS. Subclasses that keep state of their own pass a bound method
 as the route. The real registry (docker-registry) lives in oci_registry_server.py.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import mimetypes
 import re
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -55,6 +57,7 @@ class Reply:
     body: bytes = b""
     delay: float = 0.0  # seconds to wait before answering
     drop_after: int | None = None  # send the headers and this many body bytes, then close the connection
+    raw: bytes | None = None  # sent as it is instead of status, headers and body (then the connection closes)
 
 
 Route = Callable[[Request], Reply]
@@ -112,7 +115,7 @@ class LoopbackHTTPServer:
     """
 
     def __init__(self, route: Route | None = None, *, script: Iterable[Reply | Route] | None = None,
-                 directory: Path | None = None) -> None:
+                 directory: Path | None = None, tls: tuple[Path, Path] | None = None) -> None:
         chosen = [source for source in (route, script, directory) if source is not None]
         if len(chosen) != 1:
             raise ValueError("give exactly one of route, script or directory")
@@ -121,9 +124,13 @@ class LoopbackHTTPServer:
         self.route_errors: list[str] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         self.port: int = self._server.server_address[1]
         self.host = f"127.0.0.1:{self.port}"
-        self.url = f"http://{self.host}"
+        self.url = f"{'https' if tls else 'http'}://{self.host}"
         threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True).start()
 
     def __enter__(self) -> LoopbackHTTPServer:
@@ -157,6 +164,11 @@ def _handler_for(server: LoopbackHTTPServer) -> type[BaseHTTPRequestHandler]:
             reply = server._record_and_route(request)
             if reply.delay:
                 time.sleep(reply.delay)
+            if reply.raw is not None:
+                self.wfile.write(reply.raw)
+                self.wfile.flush()
+                self.close_connection = True
+                return
             self.send_response(reply.status)
             for key, value in reply.headers.items():
                 self.send_header(key, value)
