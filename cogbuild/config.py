@@ -12,7 +12,6 @@ A key nobody knows is an error naming its line, with the nearest known key as a 
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import posixpath
 import re
@@ -228,6 +227,8 @@ class _Reader:
 
 def _suggestion(key: str, what: str, allowed: set[str]) -> str:
     """`; did you mean …?` for a typo, or for a key that belongs in another section; else the allowed keys."""
+    import difflib  # only an unknown key needs it, not every reading of cog.yaml
+
     close = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.6)
     if close:
         return f"; did you mean {close[0]!r}?"

@@ -132,9 +132,9 @@ def fingerprint(root: Path, outside: list[str], ref: str, settings: Settings, op
 
 
 def _table(root: Path, label: str, known: FileTable, files: FileTable, skip: frozenset[str]) -> None:
-    for path in _paths(root, skip):
-        key = f"{label}:{path.relative_to(root).as_posix()}"
-        st = path.lstat()
+    for path, relative in _paths(str(root), skip):
+        key = f"{label}:{relative}"
+        st = os.lstat(path)
         stamp = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode]  # a mode change alone changes the image
         previous = known.get(key)
         if stat.S_ISDIR(st.st_mode):
@@ -144,20 +144,23 @@ def _table(root: Path, label: str, known: FileTable, files: FileTable, skip: fro
         elif stat.S_ISLNK(st.st_mode):
             files[key] = stamp + ["link:" + os.readlink(path)]
         else:
-            files[key] = stamp + [file_sha256(path)]
+            files[key] = stamp + [file_sha256(Path(path))]
 
 
-def _paths(root: Path, skip: frozenset[str]) -> Iterator[Path]:
-    """Every directory, file and symlink under `root` (symlinked directories not followed), or `root` if it
-    is not a directory."""
-    if not root.is_dir():
+def _paths(root: str, skip: frozenset[str]) -> Iterator[tuple[str, str]]:
+    """Every directory, file and symlink under `root` (symlinked directories not followed) with its path
+    relative to `root`, or `root` itself (as ".") if it is not a directory. Strings, not Paths: this runs on
+    every unchanged push, for cogbuild's own ~170 files too."""
+    if not os.path.isdir(root):
         if os.path.lexists(root):
-            yield root
+            yield root, "."
         return
+    top = root.rstrip("/") + "/"
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in skip)
+        prefix = "" if dirpath == root else dirpath[len(top):] + "/"
         for name in sorted(filenames) + dirnames:
-            yield Path(dirpath, name)
+            yield os.path.join(dirpath, name), prefix + name
 
 
 def image_is_stored(record: PushRecord, store_root: Path) -> bool:

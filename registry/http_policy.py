@@ -12,7 +12,6 @@ a minute) and 500/502/503/504. Never retried: any other status (a 404 will not t
 
 from __future__ import annotations
 
-import random
 import time
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
@@ -52,6 +51,8 @@ class RetryPolicy:
 
     def delay(self, attempt: int, retry_after: str | None = None) -> float:
         """Seconds to wait after failed attempt number `attempt` (0-based)."""
+        import random  # only a retry needs it, not the questions of an unchanged push
+
         delay = self.backoff * (2 ** attempt) * (1 + random.random() / 2)
         asked = _retry_after_seconds(retry_after)
         return max(delay, min(asked, MAX_RETRY_AFTER)) if asked is not None else delay

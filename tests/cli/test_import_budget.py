@@ -25,7 +25,7 @@ BUDGETS = {
     "lock --check": NEVER_AT_START | {"requests", "zstandard", "pathspec", "installer", "concurrent.futures",
                                       "importlib.resources", "cogbuild.registry", "cogbuild.cache",
                                       "cogbuild.lockdiff", "click", "cogbuild.cli", "cogbuild.commands",
-                                      "cogbuild.ui"},
+                                      "cogbuild.ui", "difflib"},
     # Signing (cryptography, nacl) and provenance load only with --sign-key.
     "push": NEVER_AT_START | {"cryptography", "nacl", "cogbuild.signing", "cogbuild.provenance"},
 }
@@ -40,7 +40,7 @@ BUDGETS["push unchanged"] = BUDGETS["push"] | {
     "click", "cogbuild.cli", "cogbuild.commands", "cogbuild.ui",
     # registry/wire.py speaks HTTP/1.1 itself (http.client loads the email package); ssl only for https,
     # and the IDNA codec not at all for an ASCII host name. Nothing is written: no tempfile, no subprocess.
-    "http.client", "email", "ssl", "encodings.idna", "tempfile", "subprocess", "platform",
+    "http.client", "email", "ssl", "encodings.idna", "tempfile", "subprocess", "platform", "random",
 }
 
 REPORT_MODULES = """
