@@ -34,9 +34,17 @@ def answer(argv: list[str]) -> bool:
     if line is None:
         return False
     try:
-        return _answer_push(line) if line.command == "push" else _answer_lock_check(line)
+        said = _push(line) if line.command == "push" else _lock_check(line)
     except Exception:  # click runs the command again and reports the error its own way
         return False
+    if said is None:
+        return False
+    warnings, result = said  # printed only once the answer is whole, so a hand-over repeats nothing
+    if not line.quiet:
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr, flush=True)
+    print(result, flush=True)
+    return True
 
 
 def parse(argv: list[str]) -> CommandLine | None:
@@ -57,28 +65,22 @@ def parse(argv: list[str]) -> CommandLine | None:
     return CommandLine(command, "quiet" in flags, operand, "--insecure" in options)
 
 
-def _answer_push(line: CommandLine) -> bool:
+def _push(line: CommandLine) -> tuple[list[str], str] | None:
+    """An unchanged push's warnings and result, or None when the push has work to do."""
     from .push_record import push_options, read_record, record_name, record_store, unchanged_push
     from .settings import read_environment
 
     settings = read_environment()
     if settings.sign_key:  # a signed push opens its key first, which needs the full command
-        return False
+        return None
     record = read_record(record_store(settings), record_name(None, line.operand or None, line.insecure))
     pushed = unchanged_push(record, settings, push_options(), line.insecure)
-    if pushed is None:
-        return False
-    print(pushed, flush=True)
-    return True
+    return ([], pushed) if pushed is not None else None
 
 
-def _answer_lock_check(line: CommandLine) -> bool:
+def _lock_check(line: CommandLine) -> tuple[list[str], str]:
+    """cog.yaml's warnings and the check's result; a stale lock raises (click reports it)."""
     from .project import Project
 
     warnings: list[str] = []
-    message = Project.load(None, line.operand or ".", warn=warnings.append).check_lock()
-    if not line.quiet:
-        for warning in warnings:
-            print(f"warning: {warning}", file=sys.stderr, flush=True)
-    print(message, flush=True)
-    return True
+    return warnings, Project.load(None, line.operand or ".", warn=warnings.append).check_lock()
