@@ -14,10 +14,11 @@ from .interrupts import exit_interrupted, install
 def main() -> None:
     install()
     try:
-        from .fast_path import answer
+        if {"push", "lock"} & set(sys.argv[1:]):  # other commands do not load the fast path at all
+            from .fast_path import answer
 
-        if answer(sys.argv[1:]):
-            return
+            if answer(sys.argv[1:]):
+                return
         from .cli import main as run_cli
     except KeyboardInterrupt:  # stopped while loading: nothing to clean up yet
         exit_interrupted()

@@ -20,7 +20,7 @@ from fixtures_lock import model_with_empty_lock
 # Loaded by nothing that only reads files or talks to a registry.
 NEVER_AT_START = {"jsonschema", "httpx", "rich", "debian", "aiohttp", "pip", "piptools"}
 BUDGETS = {
-    "--help": NEVER_AT_START | {"cogbuild.commands", "yaml", "requests", "zstandard", "pathspec"},
+    "--help": NEVER_AT_START | {"cogbuild.commands", "yaml", "requests", "zstandard", "pathspec", "cogbuild.fast_path"},
     # Answered before click loads (fast_path.py): neither click nor the CLI's modules.
     "lock --check": NEVER_AT_START | {"requests", "zstandard", "pathspec", "installer", "concurrent.futures",
                                       "importlib.resources", "cogbuild.registry", "cogbuild.cache",
