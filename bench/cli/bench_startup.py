@@ -13,7 +13,9 @@ and the median CPU time (user + system) beside it, which moves less than wall ti
 
 The push needs network once to lock and build the model (examples/hello unless --model); set
 COGBUILD_CACHE to reuse downloads across runs. With --work DIR the store, cache and model copy stay in DIR
-afterwards (to profile a warm push by hand), and a later run reuses them.
+afterwards (to profile a warm push by hand), and a later run reuses them. --instructions also counts the
+instructions of one run of each command under valgrind's callgrind, a measure a busy shared machine does not
+disturb (wall and CPU time do), to compare two versions of cogbuild in any window.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import compileall
 import os
+import re
 import resource
 import shutil
 import statistics
@@ -62,12 +65,26 @@ def median_time(argv: list[str], cwd: Path, env: dict[str, str], rounds: int) ->
     return statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs)
 
 
+def instructions(argv: list[str], cwd: Path, env: dict[str, str]) -> int:
+    """User-space instructions one run executes, as valgrind's callgrind counts them."""
+    if not shutil.which("valgrind"):
+        raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
+    done = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv], cwd=cwd,
+                          env={**env, "PYTHONHASHSEED": "0"}, capture_output=True, text=True)
+    counted = re.search(r"Collected : (\d+)", done.stderr)
+    if done.returncode != 0 or not counted:
+        raise SystemExit(f"{' '.join(argv)} under valgrind failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    return int(counted.group(1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--model", type=Path, help="a model directory (default: a copy of examples/hello)")
     parser.add_argument("--quick", action="store_true", help="--help and lock --check only, one round")
     parser.add_argument("--work", type=Path, help="keep the store, cache and model here (default: removed after)")
+    parser.add_argument("--instructions", action="store_true",
+                        help="also count each command's instructions under valgrind (slow; steady under load)")
     args = parser.parse_args()
     rounds = 1 if args.quick else args.rounds
     for folder in ("cogbuild", "layers", "registry"):
@@ -81,10 +98,10 @@ def main() -> None:
     cogbuild = [sys.executable, "-m", "cogbuild", "--quiet"]
     registry = None
     try:
-        rows = [("python -c pass", median_time([sys.executable, "-c", "pass"], work, env, rounds))]
         check_dir = model_with_empty_lock(Path(tempfile.mkdtemp(dir=work)))
-        measured = [("cogbuild --help", median_time(cogbuild + ["--help"], work, env, rounds)),
-                    ("cogbuild lock --check", median_time(cogbuild + ["lock", "--check"], check_dir, env, rounds))]
+        floors = [("python -c pass", [sys.executable, "-c", "pass"], work)]
+        measured = [("cogbuild --help", cogbuild + ["--help"], work),
+                    ("cogbuild lock --check", cogbuild + ["lock", "--check"], check_dir)]
         if not args.quick:
             registry = RegistryServer(work / "registry").start()
             model = args.model or REPO / "examples" / "hello"
@@ -93,20 +110,25 @@ def main() -> None:
             ref = f"{registry.host}/bench/model:v1"
             print("locking, building and pushing the model once ...", flush=True)
             run(cogbuild + ["push", ref], work / "model", env)  # lock, build and first push
-            rows.append(("skopeo inspect", median_time(["skopeo", "inspect", "--tls-verify=false", f"docker://{ref}"],
-                                                       work, env, rounds)))
-            measured.append(("cogbuild push (unchanged)", median_time(cogbuild + ["push", ref], work / "model", env,
-                                                                      rounds)))
-        python_floor = rows[0][1][0]
-        skopeo_floor = rows[1][1][0] if len(rows) > 1 else None
+            floors.append(("skopeo inspect", ["skopeo", "inspect", "--tls-verify=false", f"docker://{ref}"], work))
+            measured.append(("cogbuild push (unchanged)", cogbuild + ["push", ref], work / "model"))
+        times = {label: median_time(argv, cwd, env, rounds) for label, argv, cwd in floors + measured}
+        python_floor = times["python -c pass"][0]
+        skopeo_floor = times["skopeo inspect"][0] if "skopeo inspect" in times else None
         print(f"\nmedian of {rounds} round(s), bytecode present; goal <= {GOAL_S} s (wall)")
         print(f"{'command':<28}{'seconds':>9}{'/python':>9}{'/skopeo':>9}{'cpu s':>8}  goal")
-        for label, (seconds, cpu) in rows:
-            print(f"{label:<28}{seconds:>9.3f}{'':>18}{cpu:>8.3f}")
-        for label, (seconds, cpu) in measured:
+        for label, _, _ in floors:
+            print(f"{label:<28}{times[label][0]:>9.3f}{'':>18}{times[label][1]:>8.3f}")
+        for label, _, _ in measured:
+            seconds, cpu = times[label]
             vs_skopeo = f"{seconds / skopeo_floor:>8.1f}x" if skopeo_floor else f"{'-':>9}"
             print(f"{label:<28}{seconds:>9.3f}{seconds / python_floor:>8.1f}x{vs_skopeo}{cpu:>8.3f}  "
                   f"{'met' if seconds <= GOAL_S else 'NOT met'}")
+        if args.instructions:
+            print("\ninstructions (valgrind callgrind, one run each, PYTHONHASHSEED=0): the same on a busy machine")
+            counts = {label: instructions(argv, cwd, env) for label, argv, cwd in floors[:1] + measured}
+            for label, count in counts.items():
+                print(f"{label:<28}{count / 1e6:>9.1f} M{count / counts['python -c pass']:>8.1f}x")
     finally:
         if registry:
             registry.stop()
