@@ -25,7 +25,8 @@ BUDGETS = {
     "lock --check": NEVER_AT_START | {"requests", "zstandard", "pathspec", "installer", "concurrent.futures",
                                       "importlib.resources", "cogbuild.registry", "cogbuild.cache",
                                       "cogbuild.lockdiff", "click", "cogbuild.cli", "cogbuild.commands",
-                                      "cogbuild.ui", "difflib"},
+                                      "cogbuild.ui", "difflib", "http.client", "email", "ssl", "socket",
+                                      "tempfile", "subprocess", "platform", "random", "shutil"},
     # Signing (cryptography, nacl) and provenance load only with --sign-key.
     "push": NEVER_AT_START | {"cryptography", "nacl", "cogbuild.signing", "cogbuild.provenance"},
 }
