@@ -395,8 +395,6 @@ def light_page(index_url: str, name: str) -> Page | None:
     (registry/wire.py: a kept-alive connection per thread), without httpx's imports and per-request work;
     _UNTOLD when a proxy is configured or the index redirects, refuses or fails: IndexClient then asks with
     httpx, under http_fetch's retries, proxies and .netrc."""
-    import http.client
-
     from ..registry.wire import exchange
     from ..settings import process_environment
 
@@ -405,7 +403,7 @@ def light_page(index_url: str, name: str) -> Page | None:
     page_url = normalize_index_url(index_url) + canonicalize_name(name) + "/"
     try:
         answer = exchange("GET", page_url, {"Accept": _ACCEPT}, timeouts=_LIGHT_TIMEOUTS, limit=_PAGE_MAX)
-    except (OSError, ValueError, http.client.HTTPException):
+    except (OSError, ValueError):  # wire.ProtocolError, an answer that is not HTTP, is an OSError
         return _UNTOLD
     if answer.status == 404:
         return None
