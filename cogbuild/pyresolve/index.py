@@ -409,7 +409,7 @@ def light_page(index_url: str, name: str) -> Page | None:
         return None
     if answer.status != 200 or answer.truncated or answer.headers.get("Content-Encoding", "identity") != "identity":
         return _UNTOLD
-    return Page(page_url, answer.headers.get("Content-Type", ""), answer.body)
+    return Page(page_url, answer.headers.get("Content-Type") or "", answer.body)
 
 
 _PROXY_VARIABLES = {"http_proxy", "https_proxy", "all_proxy"}  # httpx (trust_env) goes through these
