@@ -95,10 +95,8 @@ def _variants(summary: dict[str, Any]) -> list[str] | None:
 def _compression(summary: dict[str, Any]) -> Compression:
     """What the image says it was compressed with (e.g. `gzip-6-blocks…/zlib-1.2.13`), as a build option."""
     recorded = {_annotation(image, COMPRESSION_ANNOTATION) for image in summary["images"]}
-    name, _, rest = sorted(recorded)[0].partition("-")
-    level = rest.split("-")[0].split("/")[0]
     try:
-        return Compression.parse(f"{name}:{level}" if level else name or "gzip")
+        return Compression.from_identity(sorted(recorded)[0])
     except ValueError:
         return Compression.parse("gzip")
 

@@ -58,7 +58,7 @@ def build_project(project: Project, tag: str | None, platforms: list[str] | None
 @click.option("--variant", type=click.Choice(["cpu", "gpu", "all"]), default=None,
               help="Which variant to build (default: what the lock has).")
 @click.option("--platform", "platform", help="Comma-separated, e.g. linux/amd64,linux/arm64.")
-@click.option("--compression", default="gzip", show_default=True, help="gzip[:LEVEL], zstd[:LEVEL] or none.")
+@click.option("--compression", default="gzip", show_default=True, help="gzip[:LEVEL] (libdeflate), gzip-zlib[:LEVEL] (the system zlib, as before), zstd[:LEVEL] or none.")
 @click.option("-o", "--output", help="Also write the image to DIR or oci:DIR (OCI layout), oci-archive:FILE or "
                                      "docker-archive:FILE (for `podman load` / `docker load`; this host's "
                                      "platform, or the one --platform names).")

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 @click.argument("ref", required=False)
 @click.option("-f", "--file", "cog_yaml", type=click.Path(), help="Path to cog.yaml (default: ./cog.yaml).")
 @click.option("--insecure", is_flag=True, help="Allow plain HTTP to a registry that is not on loopback.")
-@click.option("--compression", default=DEFAULT_COMPRESSION, show_default=True, help="gzip[:LEVEL], zstd[:LEVEL] or none.")
+@click.option("--compression", default=DEFAULT_COMPRESSION, show_default=True,
+              help="gzip[:LEVEL] (libdeflate), gzip-zlib[:LEVEL] (the system zlib, as before), zstd[:LEVEL] or none.")
 @click.option("--sign-key", type=click.Path(path_type=Path),
               help="Sign each pushed manifest with this private key (from `cogbuild keygen` or cosign; default "
                    "$COGBUILD_SIGN_KEY); "

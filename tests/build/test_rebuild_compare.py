@@ -15,10 +15,12 @@ def _image(layers: list[str], *, digest: str = "m1", variant: str = "cpu", **ann
 def test_compression_and_selection_come_from_the_image():
     gzip9 = {"images": [_image([], **{COMPRESSION_ANNOTATION: "gzip-9-blocks1048576/zlib-1.2.13"})]}
     zstd = {"images": [_image([], **{COMPRESSION_ANNOTATION: "zstd-3/zstandard-0.25.0"})]}
-    assert _compression(gzip9) == Compression("gzip", 9)
+    assert _compression(gzip9) == Compression("gzip-zlib", 9)  # an image compressed before libdeflate
+    libdeflate = Compression("gzip", 5)
+    assert _compression({"images": [_image([], **{COMPRESSION_ANNOTATION: libdeflate.identity})]}) == libdeflate
     assert _compression(zstd) == Compression("zstd", 3)
     assert _compression({"images": [_image([], **{COMPRESSION_ANNOTATION: "none"})]}) == Compression("none", 0)
-    assert _compression({"images": [_image([])]}) == Compression("gzip", 6)  # an image without the annotation
+    assert _compression({"images": [_image([])]}) == Compression.parse("gzip")  # an image without the annotation
     both = {"images": [_image([], variant="cpu"), {**_image([], variant="gpu"), "platform": "linux/arm64"}]}
     assert _platforms(both) == ["linux/amd64", "linux/arm64"] and _variants(both) == ["cpu", "gpu"]
 
