@@ -134,6 +134,38 @@ def test_wheel_installs_like_pip_into_usr_local():
     assert tree.get(f"{site}/demo_pkg-1.0.dist-info/INSTALLER").read() == b"cogbuild\n"
 
 
+def test_a_wheel_file_installs_with_its_records_hashes_and_the_same_bytes(tmp_path):
+    # From a file, members copied as they are keep the hash the wheel's RECORD gives them (as pip does)
+    # instead of being read again to hash: the same installed RECORD, the same layer, as hashing them.
+    files = {"demo_pkg/__init__.py": b"x = 1\n", "demo_pkg/data.bin": os.urandom(5000)}
+    name, wheel = make_wheel("demo_pkg", files=files, console_scripts={"demo": "demo_pkg:main"})
+    (tmp_path / name).write_bytes(wheel)
+    from_file, from_bytes = Tree(), Tree()
+    install_wheel(from_file, tmp_path / name, name, PythonPaths("3.11"))
+    install_wheel(from_bytes, wheel, name, PythonPaths("3.11"))
+    assert layer_bytes(from_file) == layer_bytes(from_bytes)
+
+
+def test_a_member_whose_record_size_is_wrong_is_hashed_from_its_bytes(tmp_path):
+    import base64
+    import hashlib
+    import zipfile
+
+    name, wheel = make_wheel("demo_pkg", files={"demo_pkg/__init__.py": b"x = 1\n"})
+    with zipfile.ZipFile(io.BytesIO(wheel)) as source, zipfile.ZipFile(tmp_path / name, "w") as target:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename.endswith("RECORD"):  # claims another hash and size for the module
+                data = data.replace(b"demo_pkg/__init__.py,sha256=", b"demo_pkg/__init__.py,sha256=AAAA").replace(
+                    b",6\n", b",7\n")
+            target.writestr(info, data)
+    tree = Tree()
+    install_wheel(tree, tmp_path / name, name, PythonPaths("3.11"))
+    record = tree.get("usr/local/lib/python3.11/dist-packages/demo_pkg-1.0.dist-info/RECORD").read().decode()
+    real = base64.urlsafe_b64encode(hashlib.sha256(b"x = 1\n").digest()).decode().rstrip("=")
+    assert f"demo_pkg/__init__.py,sha256={real},6" in record
+
+
 def test_a_broken_wheel_is_one_clear_error():
     with pytest.raises(WheelError, match="broken-1.0-py3-none-any.whl"):
         install_wheel(Tree(), b"not a zip", "broken-1.0-py3-none-any.whl", PythonPaths("3.11"))
