@@ -107,16 +107,40 @@ def bench_gpu_model(model: Path, work: Path, wheel_dir: Path) -> None:
           f"{download:.2f} s, peak RSS {download_rss:.0f} MB")
 
 
+class Timed(NamedTuple):
+    wall: float  # seconds
+    cpu: float  # user + system seconds of this process's threads and of the children it waited for
+
+
+def timed(action) -> Timed:
+    """Run `action()`; wall and CPU seconds (this process and the children it waited for)."""
+    before, start = os.times(), time.perf_counter()
+    action()
+    after = os.times()
+    cpu = sum(b - a for a, b in zip(before[:4], after[:4]))  # user, system, children's user and system
+    return Timed(time.perf_counter() - start, cpu)
+
+
+def read_members(tree) -> None:
+    """Every file's content read once, as the tar writer reads it (a wheel member: inflated, CRC-checked)."""
+    for entry in tree.entries():
+        if entry.opener is not None:
+            with entry.opener() as stream:
+                while stream.read(1 << 20):
+                    pass
+        elif entry.type == "file":
+            entry.read()
+
+
 def bench_composition(wheel: Path, work: Path) -> None:
-    """One big tree (an installed wheel) composed by us and by GNU tar piped into gzip / pigz."""
+    """One big tree (an installed wheel) composed by us and by GNU tar piped into gzip / pigz, and where
+    composing it takes its time: wheel install, reading the members, tar and hashing, compression."""
     from cogbuild.layers.tarball import Compression, write_layer
     from cogbuild.layers.tree import Tree
     from cogbuild.layers.wheel import PythonPaths, install_wheel
 
     tree = Tree()
-    start = time.perf_counter()
-    install_wheel(tree, wheel, wheel.name, PythonPaths("3.11"))  # from the file, as a build does
-    installed = time.perf_counter() - start
+    install = timed(lambda: install_wheel(tree, wheel, wheel.name, PythonPaths("3.11")))  # from the file, as a build does
     root = work / "tree"
     shutil.rmtree(root, ignore_errors=True)
     for entry in tree.entries():
@@ -126,25 +150,41 @@ def bench_composition(wheel: Path, work: Path) -> None:
         elif entry.type == "file":
             target.write_bytes(entry.read())
     raw = sum(e.size for e in tree.entries() if e.type == "file")
-    results = {}
-    for name in ("none", "gzip", "zstd"):
-        start = time.perf_counter()
+    default = Compression.parse("gzip")
+    ours = f"cogbuild gzip-{default.level}"
+    results: dict[str, tuple[Timed, int]] = {}
+    for spec in ("none", "gzip", "gzip-zlib", "zstd"):
+        compression = Compression.parse(spec)
         with open(os.devnull, "wb") as sink:
-            write_layer(tree, sink, Compression.parse(name), 0)
-        results[f"cogbuild {name}-{Compression.parse(name).level}"] = time.perf_counter() - start
+            digests = []
+            run_time = timed(lambda: digests.append(write_layer(tree, sink, compression, 0)))
+        results[f"cogbuild {spec}-{compression.level}"] = (run_time, digests[0].size)
     tar = ["tar", "-C", str(root), "--sort=name", "--mtime=@0", "--owner=0", "--group=0", "--numeric-owner",
            "-cf", "-", "."]
     for name, compressor in (("GNU tar + gzip -6", "gzip -6 -n"), ("GNU tar + pigz -6", "pigz -6 -n")):
         if shutil.which(compressor.split()[0]) is None:
             continue
-        start = time.perf_counter()
-        subprocess.run(" ".join(tar) + f" | {compressor} > /dev/null", shell=True, check=True)
-        results[name] = time.perf_counter() - start
-    ours = results["cogbuild gzip-6"]
-    print(f"\ncomposition of {wheel.name} ({raw / 1e6:.0f} MB uncompressed); wheel install (installer, into a tree) "
-          f"{installed:.2f} s; ratio = cogbuild gzip-6 throughput / this one's (none-0: tar and hashing alone):")
-    for name, seconds in results.items():
-        print(f"  {name:22} {seconds:6.2f} s  {raw / seconds / 1e6:6.0f} MB/s   ratio {seconds / ours:5.2f}x")
+        out = work / "gnu.tar.gz"
+        run_time = timed(lambda: subprocess.run(" ".join(tar) + f" | {compressor} > {out}", shell=True, check=True))
+        results[name] = (run_time, out.stat().st_size)
+        out.unlink()
+    reading = timed(lambda: read_members(tree))
+    print(f"\ncomposition of {wheel.name} ({raw / 1e6:.0f} MB uncompressed); "
+          f"ratio = {ours} throughput / this one's (none-0: tar and hashing alone):")
+    base_wall, base_size = results[ours][0].wall, results["cogbuild gzip-zlib-6"][1]
+    for name, (run_time, size) in results.items():
+        print(f"  {name:22} {run_time.wall:6.2f} s ({run_time.cpu:5.1f} s CPU) {raw / run_time.wall / 1e6:6.0f} MB/s"
+              f"   ratio {run_time.wall / base_wall:5.2f}x   {size / 1e6:7.1f} MB ({size / base_size - 1:+.1%} vs zlib -6)")
+    stages = {  # CPU seconds: a loaded shared machine disturbs them far less than wall time
+        "wheel install (installer, RECORD)": install.cpu,
+        "reading members (inflate, CRC)": reading.cpu,
+        "tar headers and sha256": results["cogbuild none-0"][0].cpu - reading.cpu,
+        f"gzip (libdeflate -{default.level}, all threads)": results[ours][0].cpu - results["cogbuild none-0"][0].cpu,
+    }
+    total = install.cpu + results[ours][0].cpu
+    print(f"where composing this wheel's layer spends its {total:.1f} s of CPU (install, then {ours}):")
+    for stage, cpu in stages.items():
+        print(f"  {stage:40} {cpu:6.2f} s  {cpu / total:6.1%}")
 
 
 def small_wheel(work: Path) -> Path:
