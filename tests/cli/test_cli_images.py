@@ -275,6 +275,19 @@ def test_verify_rebuild_matches_a_clean_rebuild_and_names_the_changed_code_layer
     assert not (changed / "cog.lock").exists(), "the rebuild used a copy with the image's lock"
 
 
+def test_verify_rebuild_compresses_like_the_image_an_image_gzipd_by_zlib_too(tmp_path, built, registry):
+    # Images from before libdeflate record zlib as their compressor; a rebuild must use it again to match.
+    ref = f"{registry.host}/tests/zlib:v1"
+    pushed = cogbuild(["push", ref, "--compression", "gzip-zlib"], built.model, built.env)
+    assert pushed.code == 0, pushed.err
+    default = cogbuild(["push", ref.replace(":v1", ":libdeflate")], built.model, built.env)
+    assert default.code == 0, default.err
+    assert default.out.rsplit("@", 1)[1] != pushed.out.rsplit("@", 1)[1], "the engines give different digests"
+    same = cogbuild(["verify", ref, "--rebuild", str(built.model)], tmp_path, built.env)
+    assert same.code == 0, same.err
+    assert "the same digest" in same.out
+
+
 def test_bad_input_to_an_image_is_one_sentence(cache_root, tmp_path, runc_env, built, bundles):
     missing = cogbuild(["predict", IMAGE, "--runtime", "runc", "-i", "image=@absent.png"], tmp_path, runc_env)
     assert missing.code == 2
