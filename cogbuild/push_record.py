@@ -35,7 +35,8 @@ from .settings import Settings
 FORMAT = 2
 DEFAULT_COMPRESSION = "gzip"
 FileTable = dict[str, list]  # path -> [size, mtime_ns, inode, mode, sha256 (or what a link or directory is)]
-TOOL_PACKAGES = ("cogbuild", "cogbuild.layers", "cogbuild.registry", "cogbuild.lockfiles", "cog")
+# Whose files decide what a build makes: cogbuild's, and the gzip engine's (its version decides the layer bytes).
+TOOL_PACKAGES = ("cogbuild", "cogbuild.layers", "cogbuild.registry", "cogbuild.lockfiles", "cog", "deflate")
 # Settings that cannot change what is built (any other one, present or future, is part of the fingerprint).
 NOT_IN_THE_IMAGE = frozenset({"debug", "ready_timeout_text", "runtime", "sign_key", "sign_password", "verify_key",
                               "terminal_forced"})
