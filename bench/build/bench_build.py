@@ -117,7 +117,7 @@ def timed(action) -> Timed:
     before, start = os.times(), time.perf_counter()
     action()
     after = os.times()
-    cpu = sum(b - a for a, b in zip(before[:4], after[:4]))  # user, system, children's user and system
+    cpu = sum(b - a for a, b in zip(before[:4], after[:4], strict=True))  # user, system, children's user and system
     return Timed(time.perf_counter() - start, cpu)
 
 
@@ -157,7 +157,7 @@ def bench_composition(wheel: Path, work: Path) -> None:
         compression = Compression.parse(spec)
         with open(os.devnull, "wb") as sink:
             digests = []
-            run_time = timed(lambda: digests.append(write_layer(tree, sink, compression, 0)))
+            run_time = timed(lambda d=digests, c=compression: d.append(write_layer(tree, sink, c, 0)))
         results[f"cogbuild {spec}-{compression.level}"] = (run_time, digests[0].size)
     tar = ["tar", "-C", str(root), "--sort=name", "--mtime=@0", "--owner=0", "--group=0", "--numeric-owner",
            "-cf", "-", "."]
@@ -165,7 +165,7 @@ def bench_composition(wheel: Path, work: Path) -> None:
         if shutil.which(compressor.split()[0]) is None:
             continue
         out = work / "gnu.tar.gz"
-        run_time = timed(lambda: subprocess.run(" ".join(tar) + f" | {compressor} > {out}", shell=True, check=True))
+        run_time = timed(lambda c=compressor, o=out: subprocess.run(" ".join(tar) + f" | {c} > {o}", shell=True, check=True))
         results[name] = (run_time, out.stat().st_size)
         out.unlink()
     reading = timed(lambda: read_members(tree))
