@@ -147,20 +147,18 @@ _ENTRY_SEARCH = 8  # objects tried backwards from a hash to its file's entry (an
 _ENTRY_MAX = 1 << 16  # bytes of one file's entry, at most, on a page read this way
 
 
-def _sha256_places(page: bytes, wanted: set[str]) -> dict[str, list[int]] | None:
-    """Where each wanted sha256 stands on a PEP 691 page written as PyPI writes it; None unless every file
-    on the page states its sha256 so."""
+def _sha256_places(page: bytes) -> dict[str, list[int]] | None:
+    """Where each sha256 stands on a PEP 691 page written as PyPI writes it; None unless every file on the
+    page states its sha256 so."""
     pieces = page.split(_PYPI_SHA256)
     values = pieces[1:]
     if len(values) != page.count(b'"filename"') or b"".join(value[64:65] for value in values) != b'"' * len(values) \
             or b"".join(value[:64] for value in values).translate(None, _HEX_DIGITS):
         return None
-    wanted_bytes = {sha256.encode() for sha256 in wanted}
     places: dict[str, list[int]] = {}
     at = len(pieces[0]) + len(_PYPI_SHA256)
     for value in values:
-        if value[:64] in wanted_bytes:
-            places.setdefault(value[:64].decode(), []).append(at)
+        places.setdefault(value[:64].decode(), []).append(at)
         at += len(value) + len(_PYPI_SHA256)
     return places
 
@@ -201,8 +199,7 @@ class IndexClient:
         self._find_links_cache: dict[str, list[IndexFile]] = {}
         self._pages: dict[tuple[str, str], list[IndexFile] | None] = {}
         self._responses: dict[tuple[str, str], Page | None] = {}
-        self._unlike_pypi: set[tuple[str, str]] = set()  # JSON pages that _sha256_places cannot read
-        self._hashed_pypi_style: set[tuple[str, str]] = set()  # and those it read
+        self._places: dict[tuple[str, str], dict[str, list[int]] | None] = {}  # _sha256_places of JSON pages
         # sha256 of each page's bytes as fetched (ABSENT for a 404): what a resolution read of the index.
         self.page_digests: dict[tuple[str, str], str] = {}
 
@@ -257,19 +254,25 @@ class IndexClient:
     def every_file_hashed(self, index_url: str, name: str) -> bool:
         """Whether every file on the project's page states its sha256 (a missing page: vacuously)."""
         key = (normalize_index_url(index_url), canonicalize_name(name))
-        if key in self._hashed_pypi_style or self._hashed_places(key, set()) is not None:
+        if self._hashed_places(key, set()) is not None:
             return True
         return all(file.sha256 is not None for file in self.project_files(*key) or [])
 
+    def read_ahead(self, index_url: str, name: str) -> None:
+        """Find where the hashes on the project's fetched page stand, so that files_with_sha256 later only
+        decodes the entries it wants (a lock calls this while uv resolves, off the path after uv answers)."""
+        self._hashed_places((normalize_index_url(index_url), canonicalize_name(name)), set())
+
     def _hashed_places(self, key: tuple[str, str], wanted: set[str]) -> dict[str, list[int]] | None:
-        """_sha256_places of an unparsed JSON page; None once parsed (its files are then at hand) or when
-        a file on it states no sha256 as PyPI does (remembered, so as not to look twice)."""
+        """_sha256_places of an unparsed JSON page, those of `wanted` only; None once parsed (its files are
+        then at hand) or when a file on it states no sha256 as PyPI does (remembered, found once per page)."""
         response = self.page_response(*key)
-        if key in self._pages or key in self._unlike_pypi or response is None or not response.is_json:
+        if key in self._pages or response is None or not response.is_json:
             return None
-        places = _sha256_places(response.content, wanted)
-        (self._unlike_pypi if places is None else self._hashed_pypi_style).add(key)
-        return places
+        if key not in self._places:  # two threads may both find them: the same answer
+            self._places[key] = _sha256_places(response.content)
+        places = self._places[key]
+        return None if places is None else {sha256: places[sha256] for sha256 in wanted if sha256 in places}
 
     def page_response(self, index_url: str, name: str) -> Page | None:
         """The project's page as the index served it, unparsed, fetched once per client with its digest

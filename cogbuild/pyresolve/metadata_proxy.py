@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from contextlib import suppress
 from concurrent.futures import Future, ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -114,6 +115,13 @@ class MetadataProxy:
                 return response.content_type or "text/html", response.content
         files = self.page(number, project).result()
         return None if files is None else ("application/vnd.pypi.simple.v1+json", self.page_json(project, files))
+
+    def page_sent(self, number: int, project: str) -> None:
+        """Without metadata to serve, the lock reads the page's entries after uv answers: where its hashes
+        stand is found now, in the proxy's pool, while uv works on."""
+        if not self.serve_metadata:
+            with suppress(RuntimeError):  # the pool was shut down meanwhile: the lock finds them itself
+                self.pool.submit(self.client.read_ahead, self.upstreams[number], project)
 
     def _load_page(self, number: int, project: str) -> list[IndexFile] | None:
         files = self.client.project_files(self.upstreams[number], project)
@@ -271,6 +279,7 @@ def _handler(proxy: MetadataProxy):
             if page is None:
                 return self._send(404, "text/plain", b"no such project")
             self._send(200, *page)
+            proxy.page_sent(number, project)
 
         def _file(self, sha256: str, filename: str) -> None:
             file = proxy.files.get(sha256)

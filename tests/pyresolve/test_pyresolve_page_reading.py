@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+from urllib.request import urlopen
 
 import pytest
 from http_server import LoopbackHTTPServer, Reply, Request
 
+from cogbuild.pyresolve import Target
+from cogbuild.pyresolve import index as index_module
 from cogbuild.pyresolve.index import ABSENT, IndexClient, Page, light_page_digest
-from cogbuild.pyresolve.metadata_proxy import _absolute_urls_only
+from cogbuild.pyresolve.metadata_proxy import MetadataProxy, _absolute_urls_only, metadata_store
 
 JSON_PAGE = "application/vnd.pypi.simple.v1+json"
 
@@ -39,21 +43,25 @@ def serve(body: bytes) -> LoopbackHTTPServer:
     return LoopbackHTTPServer(lambda request: Reply(200, {"Content-Type": JSON_PAGE}, body))
 
 
-def files_both_ways(server: LoopbackHTTPServer, hashes: set[str]):
-    """(the shortcut's answer, the answer from parsing the page whole) for the same hashes."""
+def files_both_ways(server: LoopbackHTTPServer, hashes: set[str], *, read_ahead: bool = False):
+    """(the shortcut's answer, the answer from parsing the page whole) for the same hashes; read_ahead: the
+    shortcut's client found where the page's hashes stand first, as a lock does while uv resolves."""
     index = server.url + "/simple/"
     with IndexClient() as client:
+        if read_ahead:
+            client.read_ahead(index, "demo")
         shortcut = client.files_with_sha256(index, "demo", hashes)
     with IndexClient() as client:
         whole = [f for f in client.project_files(index, "demo") or [] if f.sha256 is None or f.sha256 in hashes]
     return shortcut, whole
 
 
-def test_the_files_with_listed_hashes_match_a_whole_parse_in_page_order():
+@pytest.mark.parametrize("read_ahead", [False, True])
+def test_the_files_with_listed_hashes_match_a_whole_parse_in_page_order(read_ahead):
     files = pypi_files()
     hashes = {files[n]["hashes"]["sha256"] for n in (20, 4, 7, 2)}
     with serve(page(files)) as server:
-        shortcut, whole = files_both_ways(server, hashes)
+        shortcut, whole = files_both_ways(server, hashes, read_ahead=read_ahead)
     assert shortcut == whole
     assert [f.filename for f in shortcut] == [files[n]["filename"] for n in (2, 4, 7, 20)]
     assert shortcut[2].yanked and shortcut[0].size == 1002 and shortcut[0].requires_python == ">=3.8"
@@ -67,8 +75,9 @@ def test_a_file_listed_twice_is_found_twice():
     assert shortcut == whole and len(shortcut) == 2
 
 
+@pytest.mark.parametrize("read_ahead", [False, True])
 @pytest.mark.parametrize("change", ["no sha256", "upper case", "compact", "other hash first"])
-def test_a_page_the_shortcut_cannot_read_is_parsed_whole(change):
+def test_a_page_the_shortcut_cannot_read_is_parsed_whole(change, read_ahead):
     files = pypi_files()
     options: dict = {}
     if change == "no sha256":
@@ -81,7 +90,7 @@ def test_a_page_the_shortcut_cannot_read_is_parsed_whole(change):
         files[4]["hashes"] = {"blake2b_256": sha("b"), "sha256": files[4]["hashes"]["sha256"]}
     hashes = {sha(files[n]["filename"]) for n in (4, 5, 8)}
     with serve(page(files, **options)) as server:
-        shortcut, whole = files_both_ways(server, hashes)
+        shortcut, whole = files_both_ways(server, hashes, read_ahead=read_ahead)
     assert shortcut == whole
     assert {f.filename for f in shortcut} >= {files[4]["filename"], files[8]["filename"]}
 
@@ -171,3 +180,29 @@ def test_entries_with_characters_beyond_ascii_are_read_whole():
     with serve(page(files, ensure_ascii=False)) as server:
         shortcut, whole = files_both_ways(server, hashes)
     assert shortcut == whole and [f.filename for f in shortcut] == [files[1]["filename"], "démo-1.3-py3-none-any.whl"]
+
+
+def test_the_proxy_finds_where_a_served_pages_hashes_stand_while_the_resolver_works(monkeypatch, tmp_path):
+    files = pypi_files()
+    found_in: list[str] = []
+    found = threading.Event()
+    real_places = index_module._sha256_places
+
+    def recorded_places(content: bytes):
+        found_in.append(threading.current_thread().name)
+        places = real_places(content)
+        found.set()
+        return places
+
+    monkeypatch.setattr(index_module, "_sha256_places", recorded_places)
+    with serve(page(files)) as server, IndexClient() as client:
+        index = server.url + "/simple/"
+        with MetadataProxy([index], Target("3.11", "x86_64", "2.36"), client, metadata_store(tmp_path),
+                           serve_metadata=False) as proxy:
+            with urlopen(proxy.index_url(0) + "demo/") as response:
+                assert response.read() == page(files)
+            assert found.wait(30), "the proxy never looked for the page's hashes"
+            proxy.pool.shutdown(wait=True)  # and kept what it found
+        listed = client.files_with_sha256(index, "demo", {files[12]["hashes"]["sha256"]})
+    assert [f.filename for f in listed or []] == [files[12]["filename"]]
+    assert len(found_in) == 1 and found_in[0].startswith("metadata-proxy")
