@@ -142,3 +142,28 @@ def test_connections_are_kept_per_thread():
         thread.start()
         thread.join()
         assert seen == [b"ok"] and "pool" not in wire._connections.__dict__
+
+
+def test_threads_connecting_at_once_load_the_tls_settings_once(certificate, monkeypatch):
+    """Each load reads the CA store (20-30 ms of CPU): a lock's four page checkers connect at once."""
+    import ssl
+
+    wire._new_tls_context.cache_clear()
+    real, loads, others_may_arrive = ssl.create_default_context, [], threading.Event()
+
+    def counted_load(*args, **kwargs):
+        loads.append(threading.current_thread().name)
+        others_may_arrive.wait(0.3)  # threads that are not held back by the lock come in meanwhile
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ssl, "create_default_context", counted_load)
+    with LoopbackHTTPServer(lambda request: Reply(200, body=b"ok"), tls=certificate) as server:
+        bodies: list[bytes] = []
+        threads = [threading.Thread(target=lambda: bodies.append(ask(server, tls_verify=False).body))
+                   for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    wire._new_tls_context.cache_clear()  # no context of this test's making is kept
+    assert bodies == [b"ok"] * 4 and len(loads) == 1
