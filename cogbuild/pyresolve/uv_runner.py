@@ -19,6 +19,7 @@ import hashlib
 import json
 import re
 import subprocess
+import sys
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
@@ -78,12 +79,17 @@ def uv_command(uv: str, target: Target, requirements_file: Path, output_file: Pa
                "--only-binary", ":all:", "--index-strategy", "unsafe-best-match",
                "--python-version", target.python_full_version or target.python_version,
                "--python-platform", platform, "--cache-dir", str(cache), "--output-file", str(output_file),
-               "--index-url", index_urls[0]]
+               "--index-url", index_urls[0], *_INTERPRETER]
     for url in index_urls[1:]:
         command += ["--extra-index-url", url]
     if constraints_file is not None:
         command += ["--constraint", str(constraints_file)]
     return command + [str(requirements_file)]
+
+
+# uv wants an interpreter even when it builds nothing (the target's version and platform decide the
+# resolution): naming this one spares it a search of PATH, where a pyenv shim took 0.1-0.2 s of a cold lock.
+_INTERPRETER = ("--python", sys.executable)
 
 
 def uv_environment() -> dict[str, str]:

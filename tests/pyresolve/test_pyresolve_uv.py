@@ -69,6 +69,15 @@ def test_uv_settings_of_this_host_do_not_reach_the_lock(simple_url, pip_refused,
     assert {a.name: a.version for a in artifacts} == {"helper": "2.0", "purelib": "1.0"}
 
 
+def test_uv_resolves_with_this_interpreter_and_no_python_on_path(simple_url, pip_refused, monkeypatch, tmp_path):
+    """uv is handed the interpreter the lock runs on: it searches PATH for none (a pyenv shim there is slow)."""
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty directory: no python, no pyenv shim
+    monkeypatch.delenv("VIRTUAL_ENV", raising=False)
+    monkeypatch.chdir(tmp_path)  # nor a .venv around the working directory
+    artifacts = resolve_requirements(["purelib"], X86, index_url=simple_url)
+    assert {a.name: a.version for a in artifacts} == {"helper": "2.0", "purelib": "1.0"}
+
+
 def test_what_uv_cannot_answer_goes_to_pip(simple_url):
     # A conflict: uv fails, pip resolves again and explains, naming both sides.
     with pytest.raises(CogbuildError, match="helper"):
