@@ -334,13 +334,20 @@ def _compose_layers(specs: list[LayerSpec], layout: Layout, cache: LayerCache, b
             progress(f"downloading {len(missing)} artifacts ({sum(a.size for a in missing) / 1e6:.1f} MB)")
             blobs.fetch_all(missing)
         progress(f"composing {len(todo)} of {len(specs)} layers")
+        order = largest_inputs_first(list(todo.values()))
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for spec, layer in zip(todo.values(), pool.map(lambda s: compose_layer(s, layout, cache),
-                                                           todo.values()), strict=False):
+            for spec, layer in zip(order, pool.map(lambda s: compose_layer(s, layout, cache), order), strict=True):
                 layers[spec.key] = layer
         if shared is not None:
             shared.keep(todo.values(), layers)
     return layers
+
+
+def largest_inputs_first(specs: list[LayerSpec]) -> list[LayerSpec]:
+    """The order to compose in: the layer with the most input bytes starts first, so that it is not the last
+    one left running alone on an otherwise idle pool (torch's layer, started last of five on two workers,
+    kept a warm build ~1 s longer). Order changes no byte: each layer is composed on its own."""
+    return sorted(specs, key=lambda spec: -sum(artifact.size for artifact in spec.inputs))
 
 
 def import_sources(lock: Lock, root: Path, blobs: BlobCache) -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cogbuild.build import LayerCache, compose_layer
+from cogbuild.artifacts import Artifact
+from cogbuild.build import LayerCache, compose_layer, largest_inputs_first
 from cogbuild.layers.tarball import Compression
 from cogbuild.layers.tree import Tree
 from cogbuild.plan import LayerSpec
@@ -69,3 +70,13 @@ def test_a_damaged_record_is_removed_and_the_layer_composed_again(setup, damage)
     assert cache.get(spec) is None and not record.exists()
     assert compose_layer(spec, layout, cache) == layer
     assert cache.get(spec) == layer and composed == ["hello", "hello"]
+
+
+def test_the_layer_with_the_most_input_is_composed_first():
+    def spec(name: str, *sizes: int) -> LayerSpec:
+        inputs = [Artifact("wheel", f"{name}{i}", "1", f"{name}{i}.whl", "https://x/", "0" * 64, size)
+                  for i, size in enumerate(sizes)]
+        return LayerSpec(name, name, Tree, inputs)
+
+    specs = [spec("os", 30, 40), spec("code"), spec("torch", 700), spec("deps", 50, 60)]
+    assert [s.comment for s in largest_inputs_first(specs)] == ["torch", "deps", "os", "code"]
