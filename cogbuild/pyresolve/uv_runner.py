@@ -29,7 +29,7 @@ from ..artifacts import Artifact
 from ..content_store import ContentStore
 from ..errors import CogbuildError
 from ..settings import process_environment
-from .index import IndexClient, IndexFile, light_page_digest
+from .index import IndexClient, IndexFile
 from .target import Target
 
 # The glibc levels uv 0.13 names in --python-platform (manylinux_2_17, 2_28, 2_31 … 2_40).
@@ -186,9 +186,7 @@ class Resolutions:
 def _pages_unchanged(pages: list[tuple[str, str, str]], client: IndexClient) -> bool:
     def unchanged(page: tuple[str, str, str]) -> bool:
         index_url, project, digest = page
-        if light_page_digest(index_url, project) == digest:
-            return True
-        try:  # changed, or the light way could not tell: the client's own answer decides
+        try:  # through the standard library where it can tell (light_page), else the client's httpx
             return client.current_page_digest(index_url, project) == digest
         except CogbuildError:
             return False  # unreachable now: resolving again says so properly
