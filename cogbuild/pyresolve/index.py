@@ -13,6 +13,7 @@ from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 from packaging.utils import canonicalize_name
 
+from ..content_store import file_sha256
 from ..errors import CogbuildError
 from ..layers.descriptor import is_sha256_hex
 
@@ -326,7 +327,7 @@ class IndexClient:
         """Size (and sha256 for local files) of a file whose index did not state them."""
         if url.startswith("file:"):
             path = Path(unquote(urlsplit(url).path))
-            return path.stat().st_size, _sha256_of(path)
+            return path.stat().st_size, file_sha256(path)
         response = self._get(url, method="HEAD")
         length = response.headers.get("content-length")
         if response.status_code != 200 or length is None:
@@ -416,14 +417,6 @@ def light_page(index_url: str, name: str) -> Page | None:
 
 
 _PROXY_VARIABLES = {"http_proxy", "https_proxy", "all_proxy"}  # httpx (trust_env) goes through these
-
-
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def normalize_index_url(url: str) -> str:
