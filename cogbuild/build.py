@@ -63,6 +63,11 @@ class BuildOptions:
     source_date_epoch: int = 0  # every timestamp in the image (Settings.source_date_epoch)
     debian_snapshot: str | None = DEFAULT_DEBIAN_SNAPSHOT  # where dropped .debs are looked for; None: nowhere
 
+    @property
+    def layer_root(self) -> Path:
+        """Where layer records and built wheels are kept: layer_cache_root, else cache_root."""
+        return self.layer_cache_root or self.cache_root
+
 
 @dataclass
 class BuildResult:
@@ -243,8 +248,7 @@ def build(config: CogConfig, lock: Lock, lock_digest: str, layout: Layout, optio
     for variant in variants:
         if variant not in lock.variants:
             raise CogbuildError(f"cog.lock has no {variant} variant; lock with that variant first")
-    cache = LayerCache(layout, options.compression, options.source_date_epoch,
-                       options.layer_cache_root or options.cache_root)
+    cache = LayerCache(layout, options.compression, options.source_date_epoch, options.layer_root)
     shared = _shared_layers(options.cache_repository, layout, cache, progress, options.cache_root)
     schema = None
     if config.predictor:  # as Cog does: a signature that cannot be served stops here
@@ -383,7 +387,7 @@ def _build_wheels(config: CogConfig, lock: Lock, lock_digest: str, layout: Layou
     from .wheelbuild import WheelBuilder  # the sandbox only loads for models that have sdists
 
     builder = WheelBuilder(layout, blobs, lock, cache.mtime, options.update_run, progress,
-                           cache_root=options.layer_cache_root or options.cache_root)
+                           cache_root=options.layer_root)
     built = {}
     for platform in platforms:
         specs, _ = base_plan(lock, platform, variant, blobs, user, compilers)
