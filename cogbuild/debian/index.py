@@ -293,8 +293,7 @@ def index_text(text: PackagesText, cache: ContentStore | None = None) -> bytes:
     if cache is None:
         return text.text()
     ref = f"{text.index.sha256}-{_TEXT_FORMAT}"
-    sha256 = cache.get_ref(ref)
-    cached = None if sha256 is None else cache.get_bytes(sha256)  # hashed before it is used
+    cached = cache.get_named(ref)  # hashed before it is used
     if cached is not None:
         return cached
     with cache.writer() as sink:  # written while the next piece is decompressed
