@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from debian_fixture_repo import FixtureRepo, SigningKey
 
-from cogbuild.debian import Archive, DebianSource, archive, resolve_closure
+from cogbuild.debian import Archive, DebianSource, archive, forget_parsed_indexes, resolve_closure
 from cogbuild.debian.archive import PackagesText
 from cogbuild.debian.release import IndexFile
 from cogbuild.errors import CogbuildError
@@ -224,8 +224,6 @@ def test_missing_keyring_is_a_clear_error(repo, serve, tmp_path):
 
 
 def test_decompressed_index_cache_is_used_and_survives_corruption(repo, serve, signing_key, tmp_path, monkeypatch):
-    from cogbuild.debian import resolve
-
     publish_app(repo)
     source = source_for(serve(repo.root), signing_key)
     cache = tmp_path / "cache"
@@ -241,12 +239,12 @@ def test_decompressed_index_cache_is_used_and_survives_corruption(repo, serve, s
 
     with monkeypatch.context() as patched:  # a second lock reads the text it kept
         patched.setattr(PackagesText, "text", no_decompression)
-        resolve._INDEX_MEMO.clear()
+        forget_parsed_indexes()
         assert resolve_closure(["app"], suite="testing", arch="amd64", exclude=["debconf"], source=source,
                                cache_root=cache) == first  # fmt: skip
     for damage in (text[:-10], text.replace(b"Version: 1.1", b"Version: 6.6")):  # neither is what was hashed
         kept.write_bytes(damage)
-        resolve._INDEX_MEMO.clear()
+        forget_parsed_indexes()
         assert resolve_closure(["app"], suite="testing", arch="amd64", exclude=["debconf"], source=source,
                                cache_root=cache) == first  # fmt: skip
         assert kept.read_bytes() == text  # decompressed and kept again
