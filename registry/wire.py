@@ -7,8 +7,9 @@ issue 15). The questions are body-less requests, and their answers need only a s
 a short body, so this module reads HTTP/1.1 itself: a status line, header lines, and a body framed by
 `Transfer-Encoding: chunked`, `Content-Length` or the end of the connection (RFC 9112, section 6.3).
 TLS is the ssl module's, with certificate and host name checks, loaded only for https. Connections are
-kept per thread and per origin, so many lookups on a worker thread share one. Nothing here knows about
-credentials or retries: `light.py` and `auth.py` decide those.
+kept alive in one pool per origin, shared by all threads, and `warm` opens some ahead of the requests:
+against an index whose TLS handshake takes 50 ms and whose answers take 2 ms, the handshakes are most of
+a lock's time. Nothing here knows about credentials or retries: `light.py` and `auth.py` decide those.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 from urllib.parse import SplitResult, urlsplit
 
 if TYPE_CHECKING:
@@ -28,7 +29,6 @@ MAX_LINE = 65536  # a status or header line longer than this is refused (as http
 MAX_HEADERS = 100
 NO_BODY_STATUSES = frozenset({204, 304})
 HEX_DIGITS = b"0123456789abcdefABCDEF"
-_connections = threading.local()  # (scheme, netloc) -> a kept-alive connection of this thread
 
 
 class ProtocolError(ConnectionError):
@@ -72,33 +72,94 @@ def exchange(method: str, url: str, headers: dict[str, str], *, timeouts: tuple[
     parts = urlsplit(url)
     request = _request_bytes(method, parts.path + (f"?{parts.query}" if parts.query else ""), parts.netloc,
                              headers)
-    origin = (parts.scheme, parts.netloc)
-    pool: dict = _connections.__dict__.setdefault("pool", {})
-    reused = origin in pool
-    for fresh in ((False, True) if reused else (True,)):
+    origin = _Origin(parts.scheme, parts.hostname or "", _port(parts), parts.netloc, tls_verify)
+    connection = _pool.take(origin, timeouts[0])
+    for fresh in ((True,) if connection is None else (False, True)):
         if fresh:
-            pool[origin] = _connect(parts.scheme, parts.hostname or "", _port(parts), timeouts, tls_verify)
-        connection = pool[origin]
+            connection = _connect(origin, timeouts)
+        assert connection is not None
         try:
             connection.sock.sendall(request)
             status, reason, fields, version = _read_head(connection.reader)
         except (ConnectionResetError, BrokenPipeError):  # closed while kept alive: a fresh one is tried
-            pool.pop(origin).close()
+            connection.close()
             if fresh:
                 raise
             continue
         except BaseException:
-            pool.pop(origin).close()
+            connection.close()
             raise
         try:
             body, truncated, keep = _read_body(connection.reader, method, status, fields, version, limit)
         except BaseException:
-            pool.pop(origin).close()
+            connection.close()
             raise
-        if not keep:
-            pool.pop(origin).close()  # the rest of a long body is not worth reading: the connection goes instead
+        if keep:
+            _pool.give(origin, connection)
+        else:
+            connection.close()  # the rest of a long body is not worth reading: the connection goes instead
         return Answer(status, reason, fields, body, truncated)
     raise AssertionError("unreachable")
+
+
+def warm(url: str, count: int, *, timeouts: tuple[float, float], tls_verify: bool = True) -> None:
+    """Open up to `count` connections to `url`'s origin in the background, for requests soon to come:
+    a request finds one of them idle, or waits for one still opening rather than open its own. A
+    connection that cannot be opened is left out; the request that needs it then says why."""
+    parts = urlsplit(url)
+    origin = _Origin(parts.scheme, parts.hostname or "", _port(parts), parts.netloc, tls_verify)
+    for _ in range(_pool.reserve(origin, count)):
+        threading.Thread(target=_pool.open_ahead, args=(origin, timeouts), daemon=True).start()
+
+
+class _Origin(NamedTuple):
+    scheme: str
+    host: str
+    port: int
+    netloc: str
+    tls_verify: bool
+
+
+class _Pool:
+    """Idle kept-alive connections by origin, and how many `warm` is still opening."""
+
+    def __init__(self) -> None:
+        self.idle: dict[_Origin, list[_Connection]] = {}
+        self.opening: dict[_Origin, int] = {}
+        self.changed = threading.Condition()
+
+    def take(self, origin: _Origin, wait: float) -> _Connection | None:
+        """An idle connection, waiting up to `wait` seconds for one still opening; None: open your own."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.idle.get(origin) or not self.opening.get(origin), wait)
+            idle = self.idle.get(origin)
+            return idle.pop() if idle else None
+
+    def give(self, origin: _Origin, connection: _Connection) -> None:
+        with self.changed:
+            self.idle.setdefault(origin, []).append(connection)
+            self.changed.notify()
+
+    def reserve(self, origin: _Origin, count: int) -> int:
+        """How many more to open so that `count` are idle or opening."""
+        with self.changed:
+            more = max(0, count - len(self.idle.get(origin, ())) - self.opening.get(origin, 0))
+            self.opening[origin] = self.opening.get(origin, 0) + more
+            return more
+
+    def open_ahead(self, origin: _Origin, timeouts: tuple[float, float]) -> None:
+        try:
+            connection: _Connection | None = _connect(origin, timeouts)
+        except (OSError, ValueError):
+            connection = None
+        with self.changed:
+            self.opening[origin] -= 1
+            if connection is not None:
+                self.idle.setdefault(origin, []).append(connection)
+            self.changed.notify_all()
+
+
+_pool = _Pool()
 
 
 def is_tls_failure(exc: BaseException) -> bool:
@@ -126,7 +187,8 @@ def _port(parts: SplitResult) -> int:
     return port or (443 if parts.scheme == "https" else 80)
 
 
-def _connect(scheme: str, host: str, port: int, timeouts: tuple[float, float], tls_verify: bool) -> _Connection:
+def _connect(origin: _Origin, timeouts: tuple[float, float]) -> _Connection:
+    scheme, host, port, _, tls_verify = origin
     if scheme not in ("http", "https"):
         raise ValueError(f"cannot send a request to a {scheme!r} URL")
     connect_timeout, read_timeout = timeouts

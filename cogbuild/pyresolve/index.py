@@ -419,6 +419,18 @@ def light_page(index_url: str, name: str) -> Page | None:
 _PROXY_VARIABLES = {"http_proxy", "https_proxy", "all_proxy"}  # httpx (trust_env) goes through these
 
 
+WARM_CONNECTIONS = 16  # as many as the proxy's threads that fetch pages
+
+
+def warm_index(index_url: str, connections: int = WARM_CONNECTIONS) -> None:
+    """Open connections to the index ahead of the pages light_page will ask for."""
+    from ..registry.wire import warm
+    from ..settings import process_environment
+
+    if not any(variable.lower() in _PROXY_VARIABLES for variable in process_environment()):
+        warm(index_url, connections, timeouts=_LIGHT_TIMEOUTS)
+
+
 def normalize_index_url(url: str) -> str:
     return url if url.endswith("/") else url + "/"
 

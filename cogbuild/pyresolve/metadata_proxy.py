@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import threading
 from contextlib import suppress
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -30,7 +31,9 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from ..content_store import ContentStore
 from ..errors import CogbuildError
 from ..layers.descriptor import is_sha256_hex
-from .index import IndexClient, IndexFile, Page
+from .file_relay import FileRelay
+from .index import IndexClient, IndexFile, Page, warm_index
+from .loopback import loopback_listener, proxy_base_url, proxy_index_url
 from .target import Target
 
 
@@ -43,9 +46,10 @@ class MetadataProxy:
     """Serves /<n>/<project>/ for upstream index n, and /f/<sha256>/<filename>[.metadata]."""
 
     def __init__(self, upstreams: list[str], target: Target, client: IndexClient,
-                 cache: ContentStore, *, serve_metadata: bool = True) -> None:
+                 cache: ContentStore, *, serve_metadata: bool = True, listener: socket.socket | None = None) -> None:
         """serve_metadata=False: pages only, with the upstream file URLs, for a resolver (uv) that reads
-        METADATA itself faster than this proxy could."""
+        METADATA itself faster than this proxy could. `listener`: the bound socket to serve on
+        (loopback.loopback_listener), if the resolver was started before the proxy."""
         self.upstreams, self.target, self.client = upstreams, target, client
         self.serve_metadata = serve_metadata
         self.cache = cache
@@ -55,14 +59,20 @@ class MetadataProxy:
         self.pages: dict[tuple[int, str], Future] = {}
         self.raw_pages: dict[tuple[int, str], Future] = {}  # unparsed, for serve_metadata=False
         self.metadata: dict[str, Future] = {}
+        self.relay = FileRelay()  # the resolver's range reads of wheels, for serve_metadata=False
         self.lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="metadata-proxy")
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self.listener = listener or loopback_listener()
+        self.server = ThreadingHTTPServer(self.listener.getsockname(), _handler(self), bind_and_activate=False)
+        self.server.socket.close()
+        self.server.socket = self.listener
         self.server.daemon_threads = True
         # A short poll interval: shutdown() waits for it, once per lock.
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.01,), daemon=True)
 
     def __enter__(self) -> MetadataProxy:
+        for upstream in self.upstreams:  # pages come through these as soon as the resolver asks
+            warm_index(upstream)
         self.thread.start()
         return self
 
@@ -73,10 +83,10 @@ class MetadataProxy:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return proxy_base_url(self.listener)
 
     def index_url(self, number: int) -> str:
-        return f"{self.base_url}/{number}/"
+        return proxy_index_url(self.listener, number)
 
     def upstream_url(self, url: str) -> str:
         """The real URL of a file pip saw through the proxy; other URLs unchanged."""
@@ -112,7 +122,7 @@ class MetadataProxy:
             if response is None:
                 return None
             if _absolute_urls_only(response):
-                return response.content_type or "text/html", response.content
+                return response.content_type or "text/html", self.relay.rewrite(response, self.base_url)
         files = self.page(number, project).result()
         return None if files is None else ("application/vnd.pypi.simple.v1+json", self.page_json(project, files))
 
@@ -258,7 +268,14 @@ def _handler(proxy: MetadataProxy):
         def log_message(self, *args: object) -> None:
             pass
 
+        def do_HEAD(self) -> None:
+            if self.path.startswith("/o/"):
+                return self._relay("HEAD")
+            self._send(404, "text/plain", b"")
+
         def do_GET(self) -> None:
+            if self.path.startswith("/o/"):
+                return self._relay("GET")
             parts = [unquote(p) for p in self.path.split("?")[0].split("/") if p]
             try:
                 if len(parts) == 3 and parts[0] == "f":
@@ -291,6 +308,21 @@ def _handler(proxy: MetadataProxy):
             self.send_header("Location", file.url)
             self.send_header("Content-Length", "0")
             self.end_headers()
+
+        def _relay(self, method: str) -> None:
+            number, _, rest = self.path[len("/o/"):].partition("/")
+            upstream = proxy.relay.upstream(int(number), rest) if number.isdigit() else None
+            if upstream is None:
+                return self._send(404, "text/plain", b"unknown file host")
+            answer = proxy.relay.relay(method, upstream, self.headers.get)
+            self.send_response(answer.status)
+            for name, value in answer.headers.items():
+                self.send_header(name, value)
+            if method != "HEAD" or "Content-Length" not in answer.headers:
+                self.send_header("Content-Length", str(len(answer.body)))
+            self.end_headers()
+            if method != "HEAD":
+                self.wfile.write(answer.body)
 
         def _send(self, status: int, content_type: str, body: bytes) -> None:
             self.send_response(status)

@@ -25,7 +25,8 @@ from .lockfile import wheels_for_lockfile
 from .pinning import FileLocator, check_hash_pins, from_pip_report, to_artifacts
 from .pip_runner import PipFailure, pip_command, run_pip
 from .target import Target
-from .uv_runner import Resolutions, compile_with_uv, newer_glibc_wheels, resolution_key, usable_uv
+from .loopback import loopback_listener, proxy_index_url
+from .uv_runner import Resolutions, UvRun, newer_glibc_wheels, resolution_key, usable_uv
 
 if TYPE_CHECKING:
     from .metadata_proxy import MetadataProxy
@@ -166,16 +167,19 @@ class _Resolution:
         reused = resolutions.reuse(key, self.client)
         if reused is not None:
             return reused
-        # uv reads the pages through a proxy, so that the pages this closure rests on are known.
-        from .metadata_proxy import MetadataProxy, metadata_store
+        # uv reads the pages through a proxy, so that the pages this closure rests on are known. uv starts
+        # first, on the proxy's bound port: the proxy is made (and its imports loaded) while uv starts up.
+        listener = loopback_listener()
+        with UvRun(uv, self.target, self.requirements_file, self.workdir,
+                   index_urls=[proxy_index_url(listener, n) for n in range(len(self.index_urls))],
+                   upstream_index_urls=self.index_urls, constraints_file=self.constraints_file,
+                   cache_root=self.cache_root) as run:
+            from .metadata_proxy import MetadataProxy, metadata_store
 
-        with MetadataProxy(self.index_urls, self.target, self.client, metadata_store(self.cache_root),
-                           serve_metadata=False) as proxy:
-            compiled = compile_with_uv(uv, self.target, self.requirements_file, self.workdir,
-                                       index_urls=[proxy.index_url(n) for n in range(len(self.index_urls))],
-                                       upstream_index_urls=self.index_urls, constraints_file=self.constraints_file,
-                                       cache_root=self.cache_root)
-            pages = proxy.pages_read()
+            with MetadataProxy(self.index_urls, self.target, self.client, metadata_store(self.cache_root),
+                               serve_metadata=False, listener=listener) as proxy:
+                compiled = run.result()
+                pages = proxy.pages_read()
         # A page the proxy could not fetch looked missing to uv: pip resolves again and names the index.
         if compiled is None or any(page not in self.client.page_digests for page in pages) or \
                 newer_glibc_wheels(self.target, (f for page in pages for f in self.client.project_files(*page) or [])):

@@ -104,25 +104,43 @@ def usable_uv(target: Target) -> str | None:
     return uv if uv is not None and uv_platform(target) is not None else None
 
 
-def compile_with_uv(uv: str, target: Target, requirements_file: Path, workdir: Path, *, index_urls: list[str],
-                    upstream_index_urls: list[str], constraints_file: Path | None, cache_root: Path) -> Path | None:
-    """uv's pinned, hashed requirements file for `target` naming `upstream_index_urls` (for
+class UvRun:
+    """`uv pip compile` started at once, so that it starts up (0.1 s of it asking the interpreter about
+    itself) while the lock makes the proxy it will read pages through. result() waits for its answer: a
+    pinned, hashed requirements file for `target` naming `upstream_index_urls` (for
     lockfile.wheels_for_lockfile), or None when uv could not resolve. uv reads `index_urls` and keeps its
-    own cache under `cache_root`."""
-    output = workdir / "uv-compiled.txt"
-    command = uv_command(uv, target, requirements_file, output, cache_root / "uv", index_urls=index_urls,
-                         constraints_file=constraints_file)
-    try:
-        completed = subprocess.run(command, capture_output=True, text=True, timeout=1800, env=uv_environment())
-    except subprocess.TimeoutExpired as exc:
-        raise CogbuildError("uv took more than 30 minutes to resolve the Python requirements.") from exc
-    if completed.returncode != 0:
-        return None
-    indexes = [f"--index-url {upstream_index_urls[0]}", *(f"--extra-index-url {u}" for u in upstream_index_urls[1:])]
-    # A constraint file names versions, it never makes a project needed: `-c` is no parent.
-    pins = [line for line in output.read_text().splitlines() if not _CONSTRAINT_VIA.match(line)]
-    output.write_text("".join(f"{line}\n" for line in [*indexes, *pins]))
-    return output
+    own cache under `cache_root`. Leaving the `with` block stops a uv that is still running."""
+
+    def __init__(self, uv: str, target: Target, requirements_file: Path, workdir: Path, *, index_urls: list[str],
+                 upstream_index_urls: list[str], constraints_file: Path | None, cache_root: Path) -> None:
+        self.output = workdir / "uv-compiled.txt"
+        self.upstream_index_urls = upstream_index_urls
+        command = uv_command(uv, target, requirements_file, self.output, cache_root / "uv", index_urls=index_urls,
+                             constraints_file=constraints_file)
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        env=uv_environment())
+
+    def __enter__(self) -> UvRun:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.communicate()
+
+    def result(self) -> Path | None:
+        try:
+            self.process.communicate(timeout=1800)
+        except subprocess.TimeoutExpired as exc:
+            raise CogbuildError("uv took more than 30 minutes to resolve the Python requirements.") from exc
+        if self.process.returncode != 0:
+            return None
+        indexes = [f"--index-url {self.upstream_index_urls[0]}",
+                   *(f"--extra-index-url {u}" for u in self.upstream_index_urls[1:])]
+        # A constraint file names versions, it never makes a project needed: `-c` is no parent.
+        pins = [line for line in self.output.read_text().splitlines() if not _CONSTRAINT_VIA.match(line)]
+        self.output.write_text("".join(f"{line}\n" for line in [*indexes, *pins]))
+        return self.output
 
 
 _CONSTRAINT_VIA = re.compile(r"\s*#\s+-c ")
