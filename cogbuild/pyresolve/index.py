@@ -8,6 +8,7 @@ import json
 import threading
 from html.parser import HTMLParser
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
@@ -183,6 +184,26 @@ def _entry_around(page: bytes, at: int, sha256: str) -> tuple[int, dict] | None:
     return None
 
 
+def _filename_before(page: bytes, at: int) -> str | None:
+    """The filename written just before the sha256 at offset `at` of a PEP 691 page as PyPI writes it
+    (`"filename": "<name>", "hashes": {"sha256": "<hex>"`, keys in order), so of the same entry; None when
+    the page is not written so there (the entry is then decoded to tell)."""
+    end = at - len(_PYPI_SHA256) - len(b'", ')
+    if end < 0 or page[end:end + 3] != b'", ':
+        return None
+    start = page.rfind(_FILENAME_KEY, max(0, end - _FILENAME_MAX), end)
+    name = page[start + len(_FILENAME_KEY):end] if start >= 0 else b'"'
+    return None if b'"' in name or b"\\" in name else name.decode("utf-8", "replace")
+
+
+_FILENAME_KEY = b'"filename": "'
+_FILENAME_MAX = 1024  # bytes of a file name, at most, read this way
+
+
+def _any_file(filename: str) -> bool:
+    return True
+
+
 def _files_in_directory(directory: Path) -> list[IndexFile]:
     return [
         IndexFile(path.name, path.resolve().as_uri(), None, path.stat().st_size)
@@ -236,16 +257,23 @@ class IndexClient:
             self._pages[key] = _files_on_page(self.page_response(*key))
         return self._pages[key]
 
-    def files_with_sha256(self, index_url: str, name: str, hashes: set[str]) -> list[IndexFile] | None:
-        """The files of project_files whose sha256 is one of `hashes` or unknown, in page order.
+    def files_with_sha256(self, index_url: str, name: str, hashes: set[str],
+                          may_fit: Callable[[str], bool] = _any_file) -> list[IndexFile] | None:
+        """The files of project_files whose sha256 is one of `hashes` or unknown, in page order; a file
+        whose name `may_fit` refuses may be left out.
 
         After uv answers, a lock needs only the few files whose hashes uv listed, from pages that list
-        about 50,000 (torch's closure): on a page written as PyPI writes it, only those entries are decoded."""
+        about 50,000 (torch's closure): on a page written as PyPI writes it, only those entries are decoded,
+        and of those only the ones whose name, read just before the hash, `may_fit` takes (uv lists every
+        platform's wheels)."""
         key = (normalize_index_url(index_url), canonicalize_name(name))
         response = self.page_response(*key)
         places = self._hashed_places(key, hashes)
         if response is not None and places is not None:
-            found = [_entry_around(response.content, at, sha256) for sha256, ats in places.items() for at in ats]
+            content = response.content
+            kept = [(sha256, at) for sha256, ats in places.items() for at in ats
+                    if may_fit(_filename_before(content, at) or "")]
+            found = [_entry_around(content, at, sha256) for sha256, at in kept]
             if all(entry is not None for entry in found):
                 placed = sorted((entry for entry in found if entry is not None), key=lambda entry: entry[0])
                 return [_file_from_entry(response.url, entry) for _, entry in placed]

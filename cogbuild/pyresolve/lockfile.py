@@ -75,7 +75,8 @@ class _WheelChooser:
                  target: Target, path: Path) -> None:
         self.client, self.index_urls, self.find_links = client, index_urls, find_links
         self.target, self.path = target, path
-        self.rank = {tag: position for position, tag in enumerate(target.tags())}
+        self.rank = target.tag_ranks()
+        self.tag_texts = {str(tag) for tag in self.rank}
 
     def choose(self, pin: _Pin) -> Artifact:
         for file in self._fitting_wheels(pin):
@@ -89,6 +90,8 @@ class _WheelChooser:
         """Wheels of the pinned version that the target accepts, best tag first."""
         ranked = []
         for file in self._files(pin):
+            if not self._may_fit(file.filename):
+                continue
             try:
                 name, version, _, tags = parse_wheel_filename(file.filename)
             except InvalidWheelFilename:
@@ -98,11 +101,20 @@ class _WheelChooser:
                 ranked.append((min(ranks), file.filename, file))
         return [file for _, _, file in sorted(ranked, key=lambda entry: entry[:2])]
 
+    def _may_fit(self, filename: str) -> bool:
+        """False for a wheel whose tags the target surely rejects, told from the name alone: a release lists
+        up to hundreds of wheels (Windows, macOS, other Pythons), and parsing each name costs more."""
+        parts = filename.lower().removesuffix(".whl").split("-")
+        if len(parts) < 5 or not filename.lower().endswith(".whl"):
+            return True  # not a plain wheel name: parse_wheel_filename decides
+        interpreters, abis, platforms = (part.split(".") for part in parts[-3:])
+        return any(f"{i}-{a}-{p}" in self.tag_texts for i in interpreters for a in abis for p in platforms)
+
     def _files(self, pin: _Pin) -> list[IndexFile]:
         """The files offered for the pin's project whose sha256 the lockfile lists or that state none."""
         files = []
         for index_url in self.index_urls:
-            files += self.client.files_with_sha256(index_url, pin.name, pin.hashes) or []
+            files += self.client.files_with_sha256(index_url, pin.name, pin.hashes, self._may_fit) or []
         for location in self.find_links:
             files += [f for f in self.client.find_links_files(location) if f.sha256 is None or f.sha256 in pin.hashes]
         return files

@@ -53,7 +53,7 @@ class MetadataProxy:
         self.upstreams, self.target, self.client = upstreams, target, client
         self.serve_metadata = serve_metadata
         self.cache = cache
-        self.rank = {tag: position for position, tag in enumerate(target.tags())}
+        self.rank = target.tag_ranks()
         self.environment = {**target.marker_environment(), "extra": ""}
         self.files: dict[str, IndexFile] = {}
         self.pages: dict[tuple[int, str], Future] = {}

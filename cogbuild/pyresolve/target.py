@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cache
 
 from packaging.tags import Tag, compatible_tags, cpython_tags
 
@@ -65,13 +66,13 @@ class Target:
                 platforms.append(f"{legacy}_{self.arch}")
         return platforms
 
-    def tags(self) -> list[Tag]:
+    def tags(self) -> tuple[Tag, ...]:
         """Every wheel tag the image accepts, best first (packaging.tags order)."""
-        platforms = self.platforms()
-        return [
-            *cpython_tags(self.version_tuple, abis=[self.abi], platforms=platforms),
-            *compatible_tags(self.version_tuple, interpreter=self.abi, platforms=platforms),
-        ]
+        return _tags(self)
+
+    def tag_ranks(self) -> dict[Tag, int]:
+        """Each tag of tags() by its place, 0 the best."""
+        return _tag_ranks(self)
 
     def marker_environment(self) -> dict[str, str]:
         """PEP 508 marker values as they are inside the image."""
@@ -93,3 +94,16 @@ class Target:
     def describe(self) -> str:
         """How error messages name the target, e.g. 'CPython 3.11 on linux/x86_64 (manylinux_2_36)'."""
         return f"CPython {self.python_version} on linux/{self.arch} (manylinux_{self.glibc.replace('.', '_')})"
+
+
+# A lock asks for them several times (the proxy, the pinning), and there are about a thousand.
+@cache
+def _tags(target: Target) -> tuple[Tag, ...]:
+    platforms = target.platforms()
+    return (*cpython_tags(target.version_tuple, abis=[target.abi], platforms=platforms),
+            *compatible_tags(target.version_tuple, interpreter=target.abi, platforms=platforms))
+
+
+@cache
+def _tag_ranks(target: Target) -> dict[Tag, int]:
+    return {tag: position for position, tag in enumerate(_tags(target))}
