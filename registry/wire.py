@@ -138,7 +138,7 @@ class _Pool:
     def give(self, origin: _Origin, connection: _Connection) -> None:
         with self.changed:
             self.idle.setdefault(origin, []).append(connection)
-            self.changed.notify()
+            self.changed.notify_all()  # one condition for all origins: a waiter of this one must wake
 
     def reserve(self, origin: _Origin, count: int) -> int:
         """How many more to open so that `count` are idle or opening."""

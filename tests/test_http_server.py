@@ -67,6 +67,7 @@ def test_a_directory_is_served_with_ranges_and_nothing_outside_it(tmp_path):
         whole = httpx.get(f"{server.url}/file.bin")
         tail = httpx.get(f"{server.url}/file.bin", headers={"Range": "bytes=4-"})
         middle = httpx.get(f"{server.url}/file.bin", headers={"Range": "bytes=2-3"})
+        suffix = httpx.get(f"{server.url}/file.bin", headers={"Range": "bytes=-3"})
         missing = httpx.get(f"{server.url}/nothing")
         connection = http.client.HTTPConnection(server.host)
         connection.request("GET", "/../secret")  # http.client sends the path as it is
@@ -74,6 +75,7 @@ def test_a_directory_is_served_with_ranges_and_nothing_outside_it(tmp_path):
     assert whole.content == b"0123456789"
     assert (tail.status_code, tail.headers["content-range"], tail.content) == (206, "bytes 4-9/10", b"456789")
     assert (middle.status_code, middle.content) == (206, b"23")
+    assert (suffix.status_code, suffix.headers["content-range"], suffix.content) == (206, "bytes 7-9/10", b"789")
     assert missing.status_code == 404 and outside.status == 404
 
 

@@ -21,10 +21,10 @@ def loopback_listener() -> socket.socket:
     return listener
 
 
-def proxy_base_url(listener: socket.socket) -> str:
-    return f"http://127.0.0.1:{listener.getsockname()[1]}"
+def proxy_base_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}"
 
 
-def proxy_index_url(listener: socket.socket, number: int) -> str:
-    """The URL of upstream index `number` on the proxy listening on `listener`."""
-    return f"{proxy_base_url(listener)}/{number}/"
+def proxy_index_url(port: int, number: int) -> str:
+    """The URL of upstream index `number` on the proxy listening on `port`."""
+    return f"{proxy_base_url(port)}/{number}/"

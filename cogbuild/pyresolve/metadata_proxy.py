@@ -62,10 +62,11 @@ class MetadataProxy:
         self.relay = FileRelay()  # the resolver's range reads of wheels, for serve_metadata=False
         self.lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="metadata-proxy")
-        self.listener = listener or loopback_listener()
-        self.server = ThreadingHTTPServer(self.listener.getsockname(), _handler(self), bind_and_activate=False)
+        listener = listener or loopback_listener()
+        self.port = listener.getsockname()[1]
+        self.server = ThreadingHTTPServer(listener.getsockname(), _handler(self), bind_and_activate=False)
         self.server.socket.close()
-        self.server.socket = self.listener
+        self.server.socket = listener
         self.server.daemon_threads = True
         # A short poll interval: shutdown() waits for it, once per lock.
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.01,), daemon=True)
@@ -83,10 +84,10 @@ class MetadataProxy:
 
     @property
     def base_url(self) -> str:
-        return proxy_base_url(self.listener)
+        return proxy_base_url(self.port)
 
     def index_url(self, number: int) -> str:
-        return proxy_index_url(self.listener, number)
+        return proxy_index_url(self.port, number)
 
     def upstream_url(self, url: str) -> str:
         """The real URL of a file pip saw through the proxy; other URLs unchanged."""

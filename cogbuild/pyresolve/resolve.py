@@ -6,6 +6,7 @@ import dataclasses
 import re
 import shutil
 import tempfile
+from contextlib import closing
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -169,17 +170,18 @@ class _Resolution:
             return reused
         # uv reads the pages through a proxy, so that the pages this closure rests on are known. uv starts
         # first, on the proxy's bound port: the proxy is made (and its imports loaded) while uv starts up.
-        listener = loopback_listener()
-        with UvRun(uv, self.target, self.requirements_file, self.workdir,
-                   index_urls=[proxy_index_url(listener, n) for n in range(len(self.index_urls))],
-                   upstream_index_urls=self.index_urls, constraints_file=self.constraints_file,
-                   cache_root=self.cache_root) as run:
-            from .metadata_proxy import MetadataProxy, metadata_store
+        with closing(loopback_listener()) as listener:  # the proxy's server closes it too: no matter
+            port = listener.getsockname()[1]
+            with UvRun(uv, self.target, self.requirements_file, self.workdir,
+                       index_urls=[proxy_index_url(port, n) for n in range(len(self.index_urls))],
+                       upstream_index_urls=self.index_urls, constraints_file=self.constraints_file,
+                       cache_root=self.cache_root) as run:
+                from .metadata_proxy import MetadataProxy, metadata_store
 
-            with MetadataProxy(self.index_urls, self.target, self.client, metadata_store(self.cache_root),
-                               serve_metadata=False, listener=listener) as proxy:
-                compiled = run.result()
-                pages = proxy.pages_read()
+                with MetadataProxy(self.index_urls, self.target, self.client, metadata_store(self.cache_root),
+                                   serve_metadata=False, listener=listener) as proxy:
+                    compiled = run.result()
+                    pages = proxy.pages_read()
         # A page the proxy could not fetch looked missing to uv: pip resolves again and names the index.
         if compiled is None or any(page not in self.client.page_digests for page in pages) or \
                 newer_glibc_wheels(self.target, (f for page in pages for f in self.client.project_files(*page) or [])):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import http.client
+import json
+import signal
 
 import httpx
 import pytest
@@ -13,7 +15,8 @@ from cogbuild.pyresolve import Target, resolve_requirements
 from cogbuild.pyresolve import resolve as resolve_module
 from cogbuild.pyresolve.index import IndexClient
 from cogbuild.pyresolve.metadata_proxy import MetadataProxy, metadata_store
-from cogbuild.pyresolve.uv_runner import uv_platform
+from cogbuild.pyresolve.loopback import loopback_listener, proxy_index_url
+from cogbuild.pyresolve.uv_runner import UvRun, usable_uv, uv_platform
 from cogbuild.resolve import LockSources
 from cogbuild.settings import Settings
 
@@ -133,7 +136,7 @@ def test_a_warm_lock_reuses_uv_closure_only_while_the_pages_it_read_are_unchange
     assert [(a.name, a.version, a.required_by) for a in cold] == [("app", "1.0", ("request",))]
 
     with monkeypatch.context() as patch:  # warm: the same pages, so no resolver runs
-        patch.setattr(resolve_module, "compile_with_uv", lambda *args, **kwargs: pytest.fail("uv ran"))
+        patch.setattr(resolve_module, "UvRun", lambda *args, **kwargs: pytest.fail("uv ran"))
         assert resolve_requirements(["app"], X86, index_url=url, cache_root=cache_root) == cold
 
     # newdep's page was read as missing; now it exists, and the recorded closure is not taken.
@@ -163,27 +166,53 @@ def test_a_corrupt_resolution_record_is_not_believed(own_index, pip_refused, cac
 
 
 @pytest.mark.parametrize("page_path", ["/simple/", "/html/"])
-def test_uv_gets_a_page_of_absolute_urls_as_the_index_sent_it_and_pins_from_it(tmp_path, pip_refused, page_path,
-                                                                                cache_root):
+def test_uv_gets_a_page_of_absolute_urls_with_its_files_on_the_proxy_and_pins_the_upstream_urls(
+        tmp_path, pip_refused, page_path, cache_root):
+    """An HTML page passes as the index sent it; a JSON page has its files' host replaced by the proxy's
+    (file_relay), its entries otherwise the same. The lock names the index's URLs all the same."""
     wheels = tmp_path / "wheels"
     wheels.mkdir()
     build_wheel(wheels, Dist("app", "1.0", requires=["dep"]))
     build_wheel(wheels, Dist("dep", "2.0"))
     with WheelIndex(wheels, absolute_urls=True) as absolute, WheelIndex(wheels) as relative:
-        for server, passed_through in ((absolute, True), (relative, False)):
+        for server in (absolute, relative):
             upstream = server.url + page_path
             with IndexClient() as client, MetadataProxy([upstream], X86, client, metadata_store(cache_root),
                                                                 serve_metadata=False) as proxy:
                 sent = client.page_response(upstream, "app")
                 assert sent is not None
                 served = httpx.get(proxy.index_url(0) + "app/")
-                assert (served.content == sent.content) is passed_through
-                assert served.headers["content-type"] == sent.headers["content-type"] if passed_through else \
-                    "application/vnd.pypi.simple.v1+json"
+                if server is relative:  # the proxy's own page
+                    assert served.headers["content-type"] == "application/vnd.pypi.simple.v1+json"
+                    assert served.content != sent.content
+                elif page_path == "/html/":
+                    assert (served.content, served.headers["content-type"]) == (sent.content, sent.content_type)
+                else:
+                    assert served.headers["content-type"] == sent.content_type
+                    assert served.json() == json.loads(sent.content.replace(
+                        f"{absolute.url}/".encode(), f"{proxy.base_url}/o/0/".encode()))
+                    assert all(f["url"].startswith(f"{proxy.base_url}/o/0/files/") for f in served.json()["files"])
         artifacts = resolve_requirements(["app"], X86, index_url=absolute.url + page_path, cache_root=cache_root)
     assert [(a.name, a.version, a.url) for a in artifacts] == [
         ("app", "1.0", f"{absolute.url}/files/app-1.0-py3-none-any.whl"),
         ("dep", "2.0", f"{absolute.url}/files/dep-2.0-py3-none-any.whl")]
+
+
+def test_leaving_a_uv_run_early_stops_uv(tmp_path):
+    """uv asks an index that accepts its connection and never answers; the block is left meanwhile."""
+    uv = usable_uv(X86)
+    assert uv is not None
+    requirements = tmp_path / "requirements.in"
+    requirements.write_text("app\n")
+    with loopback_listener() as silent:
+        silent.settimeout(60)
+        with UvRun(uv, X86, requirements, tmp_path, index_urls=[proxy_index_url(silent.getsockname()[1], 0)],
+                   upstream_index_urls=["https://index.example/simple/"], constraints_file=None,
+                   cache_root=tmp_path / "cache") as run:
+            connection, _ = silent.accept()  # uv is waiting for a page
+        connection.close()
+    assert run.process.returncode == -signal.SIGKILL
+    assert not run.output.exists()
 
 
 def test_the_proxy_answers_several_requests_on_one_connection(tmp_path, cache_root):

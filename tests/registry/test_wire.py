@@ -11,7 +11,7 @@ import pytest
 
 from cogbuild.registry import wire
 from cogbuild.registry.wire import ProtocolError, exchange, is_tls_failure
-from http_server import LoopbackHTTPServer, Reply
+from http_server import LoopbackHTTPServer, Reply, free_port
 
 TIMEOUTS = (5.0, 5.0)
 
@@ -22,12 +22,19 @@ def ask(server: LoopbackHTTPServer, method: str = "GET", limit: int = 1 << 20, *
 
 
 @pytest.fixture(autouse=True)
-def no_kept_connections():
-    """Each test starts without connections kept from another (they are kept per thread)."""
-    wire._connections.__dict__.pop("pool", None)
+def no_kept_connections(monkeypatch):
+    """Each test has a pool of its own (connections are kept for all threads, per origin)."""
+    pool = wire._Pool()
+    monkeypatch.setattr(wire, "_pool", pool)
     yield
-    for connection in wire._connections.__dict__.pop("pool", {}).values():
+    with pool.changed:  # connections warm() is still opening join the pool, then all are closed
+        pool.changed.wait_for(lambda: not any(pool.opening.values()), 10)
+    for connection in (connection for idle in pool.idle.values() for connection in idle):
         connection.close()
+
+
+def idle_connections() -> list:
+    return [connection for idle in wire._pool.idle.values() for connection in idle]
 
 
 def test_a_content_length_answer_and_its_headers_in_any_case():
@@ -72,7 +79,7 @@ def test_an_answer_longer_than_the_limit_is_cut_and_said_so(reply):
     with LoopbackHTTPServer(script=[reply]) as server:
         answer = ask(server, limit=4)
         assert (answer.body, answer.truncated) == (b"0123", True)
-        assert ("http", server.host) not in wire._connections.pool  # its connection is not kept
+        assert idle_connections() == []  # its connection is not kept
 
 
 @pytest.mark.parametrize("raw", [
@@ -96,10 +103,10 @@ def test_a_connection_is_kept_and_one_the_server_closed_is_replaced():
     kept_alive = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst"  # no Connection: close, then it closes
     with LoopbackHTTPServer(script=[Reply(raw=kept_alive), Reply(200, body=b"second")]) as server:
         assert ask(server).body == b"first"
-        kept = wire._connections.pool[("http", server.host)]
+        [kept] = idle_connections()
         assert ask(server).body == b"second"
-        assert wire._connections.pool.get(("http", server.host)) is not kept
-        assert len(server.requests) == 2
+        assert kept not in idle_connections()
+        assert len(server.requests) == 2 and len(server.connections) == 2
 
 
 def test_a_server_that_never_answers_is_a_connection_error():
@@ -135,13 +142,33 @@ def test_tls_checks_the_certificate_unless_told_not_to(certificate):
         assert (answer.status, answer.body) == (200, b"over tls")
 
 
-def test_connections_are_kept_per_thread():
-    with LoopbackHTTPServer(script=[Reply(200, body=b"ok")]) as server:
+def test_a_connection_kept_by_one_thread_is_reused_by_another():
+    with LoopbackHTTPServer(script=[Reply(200, body=b"ok")], keep_alive=True) as server:
         seen = []
-        thread = threading.Thread(target=lambda: seen.append(ask(server).body))
-        thread.start()
-        thread.join()
-        assert seen == [b"ok"] and "pool" not in wire._connections.__dict__
+        for _ in range(2):
+            thread = threading.Thread(target=lambda: seen.append(ask(server).body))
+            thread.start()
+            thread.join()
+        assert seen == [b"ok", b"ok"]
+        assert len(server.requests) == 2 and len(server.connections) == 1
+
+
+def test_warm_opens_connections_before_any_request_and_requests_take_them():
+    with LoopbackHTTPServer(script=[Reply(200, body=b"ok")], keep_alive=True) as server:
+        wire.warm(server.url + "/v2/", 2, timeouts=TIMEOUTS)
+        assert server.wait_for_connections(2)
+        assert server.requests == []
+        wire.warm(server.url + "/other/path", 2, timeouts=TIMEOUTS)  # as many are there already: none more
+        assert [ask(server).body for _ in range(3)] == [b"ok"] * 3
+        assert len(server.requests) == 3 and len(server.connections) == 2
+
+
+def test_warm_to_a_closed_port_keeps_nothing_and_the_request_says_why():
+    url = f"http://127.0.0.1:{free_port()}/v2/"
+    wire.warm(url, 2, timeouts=TIMEOUTS)
+    with pytest.raises(ConnectionRefusedError):
+        exchange("GET", url, {}, timeouts=TIMEOUTS, limit=10)
+    assert idle_connections() == [] and not any(wire._pool.opening.values())
 
 
 def test_threads_connecting_at_once_load_the_tls_settings_once(certificate, monkeypatch):

@@ -8,8 +8,10 @@ and recording each request it received.
 
 A reply can also wait before answering (`delay`) or reset the connection part-way through its body
 (`drop_after`), as slow and failing servers do, or be any bytes at all (`raw`), as a broken server's are;
-`tls=(certfile, keyfile)` serves HTTPS. Subclasses that keep state of their own pass a bound method
-as the route. The real registry (docker-registry) lives in oci_registry_server.py.
+`tls=(certfile, keyfile)` serves HTTPS; `keep_alive=True` answers in HTTP/1.1 and keeps each connection
+open for the next request (`connections` lists the connections accepted, in order). Subclasses that keep
+state of their own pass a bound method as the route. The real registry (docker-registry) lives in
+oci_registry_server.py.
 """
 
 from __future__ import annotations
@@ -81,12 +83,15 @@ def scripted(steps: Iterable[Reply | Route]) -> Route:
 
 def file_reply(data: bytes, request: Request, *, ranges: bool = True,
                content_type: str = "application/octet-stream") -> Reply:
-    """`data` as a file server sends it: 206 with the asked part for `Range: bytes=A-[B]` (when `ranges`)."""
-    asked = re.fullmatch(r"bytes=(\d+)-(\d*)", request.headers.get("Range") or "")
-    if not (ranges and asked):
+    """`data` as a file server sends it: 206 with the asked part for `Range: bytes=A-[B]` or the last N
+    bytes for `Range: bytes=-N` (when `ranges`)."""
+    asked = re.fullmatch(r"bytes=(\d*)-(\d*)", request.headers.get("Range") or "")
+    if not (ranges and asked and (asked.group(1) or asked.group(2))):
         return Reply(200, {"Content-Type": content_type}, data)
-    start = int(asked.group(1))
-    end = min(int(asked.group(2) or len(data) - 1), len(data) - 1)
+    if asked.group(1):
+        start, end = int(asked.group(1)), min(int(asked.group(2) or len(data) - 1), len(data) - 1)
+    else:  # a suffix
+        start, end = max(0, len(data) - int(asked.group(2))), len(data) - 1
     if start >= len(data):
         return Reply(416, {"Content-Range": f"bytes */{len(data)}"})
     return Reply(206, {"Content-Type": content_type, "Content-Range": f"bytes {start}-{end}/{len(data)}"},
@@ -115,15 +120,17 @@ class LoopbackHTTPServer:
     """
 
     def __init__(self, route: Route | None = None, *, script: Iterable[Reply | Route] | None = None,
-                 directory: Path | None = None, tls: tuple[Path, Path] | None = None) -> None:
+                 directory: Path | None = None, tls: tuple[Path, Path] | None = None,
+                 keep_alive: bool = False) -> None:
         chosen = [source for source in (route, script, directory) if source is not None]
         if len(chosen) != 1:
             raise ValueError("give exactly one of route, script or directory")
         self.route: Route = route or (scripted(script) if script is not None else serve_directory(directory))
         self.requests: list[Request] = []
         self.route_errors: list[str] = []
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self.connections: list[tuple[str, int]] = []  # the client address of each connection accepted
+        self._lock = threading.Condition()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self, keep_alive))
         if tls:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(*tls)
@@ -143,6 +150,16 @@ class LoopbackHTTPServer:
         self._server.shutdown()
         self._server.server_close()
 
+    def wait_for_connections(self, count: int, timeout: float = 10.0) -> bool:
+        """Whether `count` connections were accepted within `timeout` seconds."""
+        with self._lock:
+            return self._lock.wait_for(lambda: len(self.connections) >= count, timeout)
+
+    def _record_connection(self, address: tuple[str, int]) -> None:
+        with self._lock:
+            self.connections.append(address)
+            self._lock.notify_all()
+
     def _record_and_route(self, request: Request) -> Reply:
         with self._lock:
             self.requests.append(request)
@@ -154,8 +171,14 @@ class LoopbackHTTPServer:
             return Reply(500, {"Content-Type": "text/plain"}, b"the test's route failed")
 
 
-def _handler_for(server: LoopbackHTTPServer) -> type[BaseHTTPRequestHandler]:
+def _handler_for(server: LoopbackHTTPServer, keep_alive: bool) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+
+        def setup(self) -> None:
+            super().setup()
+            server._record_connection(self.client_address)
+
         def log_message(self, *args: object) -> None:  # keep test output quiet
             pass
 
