@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     from ..registry.wire import Answer
 
 RELAY_LIMIT = 16 << 20  # bytes of one relayed answer; a larger one is left to the resolver (a redirect)
-TAIL = 256 << 10  # bytes read from a file's end on a HEAD: most wheels' zip directory and METADATA are there
-_WARM_CONNECTIONS = 16  # per file host: about as many as uv asks at once
+TAIL = 128 << 10  # bytes read from a file's end on a HEAD: most wheels' zip directory and METADATA are there
+_WARM_CONNECTIONS = 12  # per file host: as many as uv asked at once for the torch closure (10-12)
 _TIMEOUTS = (10.0, 60.0)  # connect, read: seconds
 _URL_KEY = b'"url": "'
 # Request headers passed on: what a range read needs. The answer's Content-Length is this relay's own.

@@ -36,16 +36,22 @@ def wheels_for_lockfile(path: Path, target: Target, client: IndexClient | None =
             raise CogbuildError(f"The lockfile {path} includes {option!r}; a lockfile must pin every package itself.")
     pins = [pin for line in parsed.requirements if (pin := _pin(path, line, target)) is not None]
     index_urls = [normalize_index_url(u) for u in [parsed.index_url or PYPI_SIMPLE, *parsed.extra_index_urls]]
-    with ExitStack() as stack, ThreadPoolExecutor(max_workers=8) as pool:
+    with ExitStack() as stack:
         client = client or stack.enter_context(IndexClient())
         chooser = _WheelChooser(client, index_urls, parsed.find_links, target, path)
-        artifacts = list(pool.map(chooser.choose, pins))
+        if parsed.find_links or not all(client.has_page(url, pin.name) for url in index_urls for pin in pins):
+            pool = stack.enter_context(ThreadPoolExecutor(max_workers=8))  # pages to fetch: in parallel
+            artifacts = list(pool.map(chooser.choose, pins))
+        else:  # the pages are in hand (after uv): threads would only take turns
+            artifacts = [chooser.choose(pin) for pin in pins]
     return sorted(artifacts, key=lambda a: a.name)
 
 
 class _Pin:
-    def __init__(self, name: str, version: Version, hashes: set[str], via: tuple[str, ...]) -> None:
+    def __init__(self, name: str, version: Version, version_text: str, hashes: set[str],
+                 via: tuple[str, ...]) -> None:
         self.name, self.version, self.hashes, self.via = name, version, hashes, via
+        self.version_text = version_text  # as the lockfile writes it: as file names most likely do
 
 
 def _pin(path: Path, line: reqfile.RequirementLine, target: Target) -> _Pin | None:
@@ -63,7 +69,8 @@ def _pin(path: Path, line: reqfile.RequirementLine, target: Target) -> _Pin | No
     if not line.hashes:
         raise CogbuildError(f"The requirement {line.text!r} on {where} has no --hash=sha256 values.")
     via = tuple(sorted({_via_name(v) for v in line.via})) or (REQUESTED,)
-    return _Pin(canonicalize_name(requirement.name), Version(specifiers[0].version), set(line.hashes), via)
+    return _Pin(canonicalize_name(requirement.name), Version(specifiers[0].version), specifiers[0].version,
+                set(line.hashes), via)
 
 
 def _via_name(via: str) -> str:
@@ -111,10 +118,16 @@ class _WheelChooser:
         return any(f"{i}-{a}-{p}" in self.tag_texts for i in interpreters for a in abis for p in platforms)
 
     def _files(self, pin: _Pin) -> list[IndexFile]:
-        """The files offered for the pin's project whose sha256 the lockfile lists or that state none."""
+        """The files offered for the pin's project whose sha256 the lockfile lists or that state none
+        (of those of the indexes, only the ones whose names may fit the target)."""
         files = []
         for index_url in self.index_urls:
-            files += self.client.files_with_sha256(index_url, pin.name, pin.hashes, self._may_fit) or []
+            found = None
+            if len(self.index_urls) == 1:  # else the pin's hashes are spread over the indexes' pages
+                found = self.client.release_files(index_url, pin.name, pin.version_text, pin.hashes, self._may_fit)
+            if found is None:
+                found = self.client.files_with_sha256(index_url, pin.name, pin.hashes, self._may_fit)
+            files += found or []
         for location in self.find_links:
             files += [f for f in self.client.find_links_files(location) if f.sha256 is None or f.sha256 in pin.hashes]
         return files

@@ -53,6 +53,8 @@ def logical_lines(text: str) -> list[tuple[int, str, str]]:
 
 def _split_comment(raw: str) -> tuple[str, str, str]:
     # A comment starts at '#' at line start or after whitespace (pip's rule), not inside a URL fragment.
+    if "#" not in raw:  # most lines of a hashed lockfile
+        return raw, "", ""
     match = re.search(r"(^|\s)#", raw)
     if not match:
         return raw, "", ""
