@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from html.parser import HTMLParser
 from pathlib import Path
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
@@ -75,16 +74,6 @@ def strip_fragment(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, parts.query, ""))
 
 
-class _LinkParser(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.links: list[dict[str, str | None]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "a":
-            self.links.append(dict(attrs))
-
-
 def _checked_sha256(value: object) -> str | None:
     """An index's sha256 in its exact form, else None: the file is then hashed here, never trusted by name."""
     text = value.lower() if isinstance(value, str) else None
@@ -92,7 +81,18 @@ def _checked_sha256(value: object) -> str | None:
 
 
 def _files_from_html(page_url: str, html: str) -> list[IndexFile]:
-    parser = _LinkParser()
+    from html.parser import HTMLParser  # PyPI and most indexes answer in JSON: loaded for the others only
+
+    class LinkParser(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.links: list[dict[str, str | None]] = []
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            if tag == "a":
+                self.links.append(dict(attrs))
+
+    parser = LinkParser()
     parser.feed(html)
     files = []
     for attrs in parser.links:

@@ -7,7 +7,6 @@ all), so one file serves every platform; here each pin gets the wheel whose tag 
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -40,6 +39,8 @@ def wheels_for_lockfile(path: Path, target: Target, client: IndexClient | None =
         client = client or stack.enter_context(IndexClient())
         chooser = _WheelChooser(client, index_urls, parsed.find_links, target, path)
         if parsed.find_links or not all(client.has_page(url, pin.name) for url in index_urls for pin in pins):
+            from concurrent.futures import ThreadPoolExecutor
+
             pool = stack.enter_context(ThreadPoolExecutor(max_workers=8))  # pages to fetch: in parallel
             artifacts = list(pool.map(chooser.choose, pins))
         else:  # the pages are in hand (after uv): threads would only take turns

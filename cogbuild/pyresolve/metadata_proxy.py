@@ -112,6 +112,13 @@ class MetadataProxy:
                 self.raw_pages[key] = self.pool.submit(self.client.page_response, self.upstreams[number], key[1])
             return self.raw_pages[key]
 
+    def fetch_ahead(self, projects: list[str]) -> None:
+        """Fetch these projects' pages from every index now: the resolver asks for its direct requirements
+        first, once it has started up (uv: 0.1 s)."""
+        for project in projects:
+            for number in range(len(self.upstreams)):
+                self.raw_page(number, project)
+
     def page_body(self, number: int, project: str) -> tuple[str, bytes] | None:
         """(Content-Type, body) of the page to serve; None when the index has no such project.
 

@@ -3,7 +3,6 @@ each is in the closure (required_by)."""
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
@@ -93,6 +92,8 @@ class FileLocator:
 
 
 def to_artifacts(items: list[Resolved], locator: FileLocator, target: Target) -> list[Artifact]:
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(max_workers=8) as pool:
         pins = list(pool.map(locator.pin, items))
     parents = required_by(items, target)

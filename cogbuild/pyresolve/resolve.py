@@ -180,6 +180,7 @@ class _Resolution:
 
                 with MetadataProxy(self.index_urls, self.target, self.client, metadata_store(self.cache_root),
                                    serve_metadata=False, listener=listener) as proxy:
+                    proxy.fetch_ahead(self._direct_requirements())
                     compiled = run.result()
                     pages = proxy.pages_read()
         # A page the proxy could not fetch looked missing to uv: pip resolves again and names the index.
@@ -192,6 +193,12 @@ class _Resolution:
             return None  # e.g. an index page changed since uv read it: pip resolves afresh
         resolutions.remember(key, self.client, pages, artifacts)
         return artifacts
+
+    def _direct_requirements(self) -> list[str]:
+        """The projects the lines name that the target needs (whose pages any resolver reads first)."""
+        environment = {**self.target.marker_environment(), "extra": ""}
+        requirements = [Requirement(line.text) for line in self.parsed.requirements]
+        return [r.name for r in requirements if r.marker is None or r.marker.evaluate(environment)]
 
     def _resolve(self) -> list[Artifact]:
         for _ in range(MAX_SDISTS + 1):

@@ -21,7 +21,6 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
@@ -211,6 +210,8 @@ def _pages_unchanged(pages: list[tuple[str, str, str]], client: IndexClient) -> 
 
     # A few kept-alive connections: more only add TLS handshakes (torch's 58 pages, 22 MB: 0.3 s with 2 to
     # 4 threads here, 0.9 s with 16).
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(max_workers=_PAGE_CHECKERS) as pool:
         return all(pool.map(unchanged, pages))
 
