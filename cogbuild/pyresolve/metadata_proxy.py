@@ -17,7 +17,6 @@ import json
 import re
 import socket
 import threading
-from contextlib import suppress
 from concurrent.futures import Future, ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
