@@ -514,9 +514,8 @@ def light_page(index_url: str, name: str) -> Page | None:
     _UNTOLD when a proxy is configured or the index redirects, refuses or fails: IndexClient then asks with
     httpx, under http_fetch's retries, proxies and .netrc."""
     from ..registry.wire import exchange
-    from ..settings import process_environment
 
-    if any(variable.lower() in _PROXY_VARIABLES for variable in process_environment()):
+    if http_proxy_configured():
         return _UNTOLD
     page_url = normalize_index_url(index_url) + canonicalize_name(name) + "/"
     try:
@@ -530,6 +529,14 @@ def light_page(index_url: str, name: str) -> Page | None:
     return Page(page_url, answer.headers.get("Content-Type") or "", answer.body)
 
 
+def http_proxy_configured() -> bool:
+    """Whether the user routes HTTP through a proxy: then connections go only through httpx, which honours
+    it, never directly (the light reader, the proxy's relay and its connections opened ahead)."""
+    from ..settings import process_environment
+
+    return any(variable.lower() in _PROXY_VARIABLES for variable in process_environment())
+
+
 _PROXY_VARIABLES = {"http_proxy", "https_proxy", "all_proxy"}  # httpx (trust_env) goes through these
 
 
@@ -539,9 +546,8 @@ WARM_CONNECTIONS = 8  # as many pages as uv asked for at once in the torch closu
 def warm_index(index_url: str, connections: int = WARM_CONNECTIONS) -> None:
     """Open connections to the index ahead of the pages light_page will ask for."""
     from ..registry.wire import warm
-    from ..settings import process_environment
 
-    if not any(variable.lower() in _PROXY_VARIABLES for variable in process_environment()):
+    if not http_proxy_configured():
         warm(index_url, connections, timeouts=_LIGHT_TIMEOUTS)
 
 

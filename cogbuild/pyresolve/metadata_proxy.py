@@ -31,7 +31,7 @@ from ..content_store import ContentStore
 from ..errors import CogbuildError
 from ..layers.descriptor import is_sha256_hex
 from .file_relay import FileRelay
-from .index import IndexClient, IndexFile, Page, warm_index
+from .index import IndexClient, IndexFile, Page, http_proxy_configured, warm_index
 from .loopback import loopback_listener, proxy_base_url, proxy_index_url
 from .target import Target
 
@@ -59,6 +59,7 @@ class MetadataProxy:
         self.raw_pages: dict[tuple[int, str], Future] = {}  # unparsed, for serve_metadata=False
         self.metadata: dict[str, Future] = {}
         self.relay = FileRelay()  # the resolver's range reads of wheels, for serve_metadata=False
+        self.relay_files = not http_proxy_configured()
         self.lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="metadata-proxy")
         listener = listener or loopback_listener()
@@ -130,7 +131,9 @@ class MetadataProxy:
             if response is None:
                 return None
             if _absolute_urls_only(response):
-                return response.content_type or "text/html", self.relay.rewrite(response, self.base_url)
+                # Through the relay only where connections may go directly; else uv asks the file hosts.
+                relayed = self.relay.rewrite(response, self.base_url) if self.relay_files else response.content
+                return response.content_type or "text/html", relayed
         files = self.page(number, project).result()
         return None if files is None else ("application/vnd.pypi.simple.v1+json", self.page_json(project, files))
 

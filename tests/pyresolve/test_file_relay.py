@@ -169,3 +169,13 @@ def test_a_host_that_ignores_ranges_is_relayed_as_it_answered(wheel, cache_root)
         assert (head.status_code, head.headers["content-length"]) == (200, str(wheel.stat().st_size))
         part = httpx.get(url, headers={"Range": "bytes=0-9"})
         assert (part.status_code, part.content) == (200, wheel.read_bytes())
+
+
+def test_with_an_http_proxy_configured_uv_asks_the_file_hosts_itself(wheel, cache_root, monkeypatch):
+    """The relay connects directly; where the user routes HTTP through a proxy, nothing may."""
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # this test's index is reached directly by httpx
+    with FileHost(wheel.parent) as host, IndexClient() as client, \
+            MetadataProxy([host.url + "/simple/"], X86, client, metadata_store(cache_root), serve_metadata=False) as proxy:
+        [url] = [f["url"] for f in httpx.get(proxy.index_url(0) + "app/").json()["files"]]
+    assert url == f"{host.url}/files/{wheel.name}"
