@@ -56,7 +56,7 @@ class FileRelay:
 
     def rewrite(self, page: Page, proxy_base: str) -> bytes:
         """The page's bytes for the resolver: when every file URL of a PEP 691 page starts with one
-        origin, that origin replaced by this relay's; else the page as the index sent it."""
+        origin, that origin replaced by this relay's; else `page.content` itself, as the index sent it."""
         origin = _single_origin(page)
         if origin is None:
             return page.content

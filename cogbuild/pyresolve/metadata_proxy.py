@@ -130,9 +130,10 @@ class MetadataProxy:
             response = self.raw_page(number, project).result()
             if response is None:
                 return None
-            if _absolute_urls_only(response):
-                # Through the relay only where connections may go directly; else uv asks the file hosts.
-                relayed = self.relay.rewrite(response, self.base_url) if self.relay_files else response.content
+            # Files through the relay where connections may go directly (all on one host: the page's URLs
+            # are then absolute, nothing more to check); else uv asks the file hosts.
+            relayed = self.relay.rewrite(response, self.base_url) if self.relay_files else response.content
+            if relayed is not response.content or _absolute_urls_only(response):
                 return response.content_type or "text/html", relayed
         files = self.page(number, project).result()
         return None if files is None else ("application/vnd.pypi.simple.v1+json", self.page_json(project, files))
