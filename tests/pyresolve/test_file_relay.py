@@ -148,6 +148,16 @@ def test_a_whole_file_is_a_redirect_to_the_host(relayed, wheel):
     assert not any(r.route_path.startswith("/files/") for r in host.requests)  # the proxy did not ask for it
 
 
+def test_a_pep_658_metadata_file_is_relayed_whole(relayed, wheel):
+    """PyPI serves each wheel's METADATA beside it; uv then asks for that instead of ranges of the wheel."""
+    host, proxy, url, http = relayed
+    metadata = b"Metadata-Version: 2.1\nName: app\nVersion: 1.0\n"
+    wheel.with_name(wheel.name + ".metadata").write_bytes(metadata)
+    answer = http.get(url + ".metadata")
+    assert (answer.status_code, answer.content) == (200, metadata)
+    assert host.requests[-1].route_path == f"/files/{wheel.name}.metadata"
+
+
 @pytest.mark.parametrize("path", ["files/missing.whl", "error/app.whl"], ids=["404", "500"])
 @pytest.mark.parametrize("method", ["HEAD", "GET"])
 def test_a_failing_host_is_a_redirect_to_it(relayed, path, method):
