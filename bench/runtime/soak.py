@@ -195,7 +195,9 @@ def run(predictions: int) -> dict:
     with tempfile.TemporaryDirectory() as directory:
         Path(directory, "predict.py").write_text(PREDICTOR)
         port = free_port()
-        env = {**os.environ, "COG_RESTART_DEAD_WORKER": "1", "COG_CANCEL_GRACE": "1", "PYTHONUNBUFFERED": "1"}
+        # The model's file outputs (one temporary directory each, thousands a run) stay in this directory.
+        env = {**os.environ, "COG_RESTART_DEAD_WORKER": "1", "COG_CANCEL_GRACE": "1", "PYTHONUNBUFFERED": "1",
+               "TMPDIR": directory}
         log = open(os.path.join(directory, "server.log"), "w+")  # noqa: SIM115 - closed below
         server = subprocess.Popen([sys.executable, "-m", "cog.server.http", "--host", "127.0.0.1", "--port", str(port),
                                    "--predictor", "predict.py:Predictor"], cwd=directory, env=env,
