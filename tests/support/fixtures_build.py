@@ -47,8 +47,8 @@ def _record_hash(data: bytes) -> str:
 
 def make_wheel(name: str, version: str = "1.0", files: dict[str, bytes] | None = None,
                console_scripts: dict[str, str] | None = None, data_files: dict[str, bytes] | None = None,
-               tag: str = "py3-none-any") -> tuple[str, bytes]:
-    """A valid wheel: (filename, bytes)."""
+               tag: str = "py3-none-any", deflated: bool = False) -> tuple[str, bytes]:
+    """A valid wheel: (filename, bytes); its members stored, or deflated as real wheels' are."""
     dist = f"{name}-{version}.dist-info"
     contents = dict(files or {})
     for path, data in (data_files or {}).items():
@@ -61,7 +61,7 @@ def make_wheel(name: str, version: str = "1.0", files: dict[str, bytes] | None =
     record = "".join(f"{p},{_record_hash(d)},{len(d)}\n" for p, d in contents.items()) + f"{dist}/RECORD,,\n"
     contents[f"{dist}/RECORD"] = record.encode()
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED if deflated else zipfile.ZIP_STORED) as zf:
         for path, data in contents.items():
             zf.writestr(path, data)
     return f"{name}-{version}-{tag}.whl", buf.getvalue()
