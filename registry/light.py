@@ -37,7 +37,7 @@ class Manifest:
 
 
 class LightClient:
-    """Asks one registry questions; thread-safe (each thread keeps its own connection)."""
+    """Asks one registry questions; thread-safe (threads share wire.py's kept-alive connections)."""
 
     def __init__(self, registry: str, api_host: str | None = None, *, insecure: bool = False,
                  policy: RetryPolicy | None = None) -> None:

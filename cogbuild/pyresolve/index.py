@@ -6,8 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
@@ -227,18 +227,6 @@ _HASH_AFTER_NAME = b'", "hashes": {"sha256": "'
 _SDIST_SUFFIXES = {b"tar.gz", b"zip", b"tar.bz2", b"tar.xz", b"tgz", b"tar"}
 
 
-def _filename_before(page: bytes, at: int) -> str | None:
-    """The filename written just before the sha256 at offset `at` of a PEP 691 page as PyPI writes it
-    (`"filename": "<name>", "hashes": {"sha256": "<hex>"`, keys in order), so of the same entry; None when
-    the page is not written so there (the entry is then decoded to tell)."""
-    end = at - len(_PYPI_SHA256) - len(b'", ')
-    if end < 0 or page[end:end + 3] != b'", ':
-        return None
-    start = page.rfind(_FILENAME_KEY, max(0, end - _FILENAME_MAX), end)
-    name = page[start + len(_FILENAME_KEY):end] if start >= 0 else b'"'
-    return None if b'"' in name or b"\\" in name else name.decode("utf-8", "replace")
-
-
 _FILENAME_KEY = b'"filename": "'
 _FILENAME_MAX = 1024  # bytes of a file name, at most, read this way
 
@@ -314,23 +302,18 @@ class IndexClient:
             self._pages[key] = _files_on_page(self.page_response(*key))
         return self._pages[key]
 
-    def files_with_sha256(self, index_url: str, name: str, hashes: set[str],
-                          may_fit: Callable[[str], bool] = _any_file) -> list[IndexFile] | None:
-        """The files of project_files whose sha256 is one of `hashes` or unknown, in page order; a file
-        whose name `may_fit` refuses may be left out.
+    def files_with_sha256(self, index_url: str, name: str, hashes: set[str]) -> list[IndexFile] | None:
+        """The files of project_files whose sha256 is one of `hashes` or unknown, in page order.
 
-        After uv answers, a lock needs only the few files whose hashes uv listed, from pages that list
-        about 50,000 (torch's closure): on a page written as PyPI writes it, only those entries are decoded,
-        and of those only the ones whose name, read just before the hash, `may_fit` takes (uv lists every
-        platform's wheels)."""
+        Where release_files cannot tell a pin's files by their names, a lock looks them up here: on a page
+        written as PyPI writes it, only the entries holding those hashes are decoded, not the page's
+        thousands (torch's closure: 50,000 files)."""
         key = (normalize_index_url(index_url), canonicalize_name(name))
         response = self.page_response(*key)
         places = self._hashed_places(key, hashes)
         if response is not None and places is not None:
-            content = response.content
-            kept = [(sha256, at) for sha256, ats in places.items() for at in ats
-                    if may_fit(_filename_before(content, at) or "")]
-            found = [_entry_around(content, at, _holding(sha256)) for sha256, at in kept]
+            found = [_entry_around(response.content, at, _holding(sha256)) for sha256, ats in places.items()
+                     for at in ats]
             if all(entry is not None for entry in found):
                 placed = sorted((entry for entry in found if entry is not None), key=lambda entry: entry[0])
                 return [_file_from_entry(response.url, entry) for _, entry in placed]
@@ -510,7 +493,7 @@ _UNTOLD = _Untold("", "", b"")
 
 def light_page(index_url: str, name: str) -> Page | None:
     """The project's page (None: the index has no such project) asked through the standard library
-    (registry/wire.py: a kept-alive connection per thread), without httpx's imports and per-request work;
+    (registry/wire.py: its pool of kept-alive connections), without httpx's imports and per-request work;
     _UNTOLD when a proxy is configured or the index redirects, refuses or fails: IndexClient then asks with
     httpx, under http_fetch's retries, proxies and .netrc."""
     from ..registry.wire import exchange

@@ -120,14 +120,14 @@ class _WheelChooser:
 
     def _files(self, pin: _Pin) -> list[IndexFile]:
         """The files offered for the pin's project whose sha256 the lockfile lists or that state none
-        (of those of the indexes, only the ones whose names may fit the target)."""
+        (found by name on a single index, only those whose names may fit the target)."""
         files = []
         for index_url in self.index_urls:
             found = None
             if len(self.index_urls) == 1:  # else the pin's hashes are spread over the indexes' pages
                 found = self.client.release_files(index_url, pin.name, pin.version_text, pin.hashes, self._may_fit)
             if found is None:
-                found = self.client.files_with_sha256(index_url, pin.name, pin.hashes, self._may_fit)
+                found = self.client.files_with_sha256(index_url, pin.name, pin.hashes)
             files += found or []
         for location in self.find_links:
             files += [f for f in self.client.find_links_files(location) if f.sha256 is None or f.sha256 in pin.hashes]

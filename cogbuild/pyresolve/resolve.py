@@ -6,8 +6,8 @@ import dataclasses
 import re
 import shutil
 import tempfile
-from contextlib import closing
 from collections.abc import Iterable, Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,8 +25,8 @@ from .index import PYPI_SIMPLE, IndexClient, normalize_index_url
 from .lockfile import wheels_for_lockfile
 from .pinning import FileLocator, check_hash_pins, from_pip_report, to_artifacts
 from .pip_runner import PipFailure, pip_command, run_pip
-from .target import Target
 from .loopback import loopback_listener, proxy_index_url
+from .target import Target
 from .uv_runner import Resolutions, UvRun, newer_glibc_wheels, resolution_key, usable_uv
 
 if TYPE_CHECKING:
