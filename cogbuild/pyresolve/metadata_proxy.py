@@ -80,7 +80,9 @@ class MetadataProxy:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        # Fetches not begun are dropped; those under way finish first: they write into the metadata cache,
+        # which may be in a directory the caller removes next.
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
     @property
     def base_url(self) -> str:
