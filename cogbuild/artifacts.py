@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# The required_by entry of a project a requirement line names itself (pip's "requested").
+REQUESTED = "request"
+
 
 @dataclass(frozen=True, order=True)
 class Artifact:

@@ -37,10 +37,6 @@ class GitSource:
         return f"{stem}-{self.commit[:12]}.tar"
 
 
-def is_git_url(line: str) -> bool:
-    return "git+" in line.split("#")[0]
-
-
 def parse_git_requirement(line: str) -> GitSource:
     """`git+URL@COMMIT` or `name @ git+URL@COMMIT`; anything without a full commit is refused."""
     match = _GIT_URL.match(line.strip())

@@ -1,4 +1,4 @@
-"""Requirements that name a file in the project rather than a release on an index.
+"""Requirements that name a file in the project, or a git commit (gitsource.py), rather than a release on an index.
 
 A file (`./dist/pkg-0.1.0.tar.gz`, `wheels/pkg-1.0-py3-none-any.whl`) is pinned by its sha256 and its path
 relative to the project, which is where the lock's `url` points; a path that leads out of the project is
@@ -19,6 +19,15 @@ LOCAL_PREFIXES = (".", "/", "~")
 
 def is_local_path(line: str) -> bool:
     return line.startswith(LOCAL_PREFIXES)
+
+
+def is_git_url(line: str) -> bool:
+    return "git+" in line.split("#")[0]
+
+
+def names_a_source(line: str) -> bool:
+    """A line that names a file in the project or a git commit rather than a release on an index."""
+    return is_local_path(line) or is_git_url(line)
 
 
 def local_file(line: str, project_root: Path) -> Path:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ..artifacts import Artifact
-from .pinning import REQUESTED
+from ..artifacts import REQUESTED, Artifact
 
 HEADER = "# Pinned by cogbuild lock; install with: pip install --no-deps --require-hashes -r <this file>\n"
 

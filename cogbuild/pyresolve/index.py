@@ -16,6 +16,7 @@ from packaging.utils import canonicalize_name
 from ..content_store import file_sha256
 from ..errors import CogbuildError
 from ..layers.descriptor import is_sha256_hex
+from .reqfile import normalize_index_url
 
 if TYPE_CHECKING:
     import httpx
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
 # httpx and http_fetch load on the first request that needs them: a warm lock asks its questions with the
 # standard library (light_page_digest) and may need neither (httpx brings about 0.2 s of imports).
 
-PYPI_SIMPLE = "https://pypi.org/simple/"
 _ACCEPT = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"
 
 
@@ -534,6 +534,4 @@ def warm_index(index_url: str, connections: int = WARM_CONNECTIONS) -> None:
         warm(index_url, connections, timeouts=_LIGHT_TIMEOUTS)
 
 
-def normalize_index_url(url: str) -> str:
-    return url if url.endswith("/") else url + "/"
 

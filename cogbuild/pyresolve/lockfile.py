@@ -14,11 +14,10 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
-from ..artifacts import Artifact
+from ..artifacts import REQUESTED, Artifact
 from ..errors import CogbuildError
 from . import reqfile
-from .index import PYPI_SIMPLE, IndexClient, IndexFile, normalize_index_url
-from .pinning import REQUESTED
+from .index import IndexClient, IndexFile
 from .target import Target
 
 
@@ -34,7 +33,7 @@ def wheels_for_lockfile(path: Path, target: Target, client: IndexClient | None =
         if option.split()[0].split("=")[0] in ("-r", "--requirement", "-c", "--constraint", "-e", "--editable"):
             raise CogbuildError(f"The lockfile {path} includes {option!r}; a lockfile must pin every package itself.")
     pins = [pin for line in parsed.requirements if (pin := _pin(path, line, target)) is not None]
-    index_urls = [normalize_index_url(u) for u in [parsed.index_url or PYPI_SIMPLE, *parsed.extra_index_urls]]
+    index_urls = reqfile.index_urls(parsed)
     with ExitStack() as stack:
         client = client or stack.enter_context(IndexClient())
         chooser = _WheelChooser(client, index_urls, parsed.find_links, target, path)

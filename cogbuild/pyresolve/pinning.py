@@ -10,12 +10,10 @@ from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from ..artifacts import Artifact
+from ..artifacts import REQUESTED, Artifact
 from ..errors import CogbuildError
 from .index import IndexClient, IndexFile, strip_fragment
 from .target import Target
-
-REQUESTED = "request"
 
 
 @dataclass(frozen=True)

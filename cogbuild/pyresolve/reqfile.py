@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+PYPI_SIMPLE = "https://pypi.org/simple/"
 
 _INDEX_OPTIONS = {"-i": "index_url", "--index-url": "index_url", "--extra-index-url": "extra_index_urls",
                   "-f": "find_links", "--find-links": "find_links"}
@@ -114,6 +117,17 @@ def _parse_option(content: str, parsed: RequirementsText) -> None:
         getattr(parsed, attribute).append(value)
     else:
         parsed.other_options.append(content)
+
+
+def index_urls(parsed: RequirementsText, index_url: str | None = None, extra_index_urls: Iterable[str] = ()) -> list[str]:
+    """The indexes the lines are resolved from, as pip takes them: the text's --index-url replaces the
+    caller's `index_url` (PyPI without either); every --extra-index-url, the caller's first, is added."""
+    return [normalize_index_url(url) for url in
+            [parsed.index_url or index_url or PYPI_SIMPLE, *extra_index_urls, *parsed.extra_index_urls]]
+
+
+def normalize_index_url(url: str) -> str:
+    return url if url.endswith("/") else url + "/"
 
 
 def without_index_options(text: str) -> str:

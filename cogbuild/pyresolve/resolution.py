@@ -1,4 +1,8 @@
-"""resolve_requirements: Cog's python_requirements → pinned wheels for the image's platform."""
+"""One resolve_requirements call once uv is on its way (resolve.py): the lines checked, uv's closure or
+pip's, sdists and the project's own files as stand-ins, and the pinning.
+
+The heavy half of the resolver: packaging, the index client, the proxies. resolve.py loads it only after
+starting uv."""
 
 from __future__ import annotations
 
@@ -6,8 +10,7 @@ import dataclasses
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable, Sequence
-from contextlib import closing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,16 +21,15 @@ from packaging.version import Version
 from ..artifacts import Artifact
 from ..content_store import file_sha256
 from ..errors import CogbuildError, UsageError
-from ..gitsource import archive, is_git_url, parse_git_requirement
-from ..requirement_paths import is_local_path, local_file, project_path
+from ..gitsource import archive, parse_git_requirement
+from ..requirement_paths import is_git_url, is_local_path, local_file, names_a_source, project_path
 from . import reqfile
-from .index import PYPI_SIMPLE, IndexClient, normalize_index_url
+from .index import IndexClient
 from .lockfile import wheels_for_lockfile
 from .pinning import FileLocator, check_hash_pins, from_pip_report, to_artifacts
 from .pip_runner import PipFailure, pip_command, run_pip
-from .loopback import loopback_listener, proxy_index_url
 from .target import Target
-from .uv_runner import Resolutions, UvRun, newer_glibc_wheels, resolution_key, usable_uv
+from .uv_runner import UvResolution, newer_glibc_wheels
 
 if TYPE_CHECKING:
     from .metadata_proxy import MetadataProxy
@@ -39,34 +41,19 @@ if TYPE_CHECKING:
 MAX_SDISTS = 10
 
 
-def resolve_requirements(requirements: Sequence[str], target: Target, *, index_url: str | None = None,
-                         extra_index_urls: Iterable[str] = (), find_links: Iterable[str] = (),
-                         allow_sdist: bool = False, constraints: Sequence[str] = (),
-                         project_root: Path | None = None, proxy: bool = True, uv: bool = True,
-                         cache_root: Path | None = None) -> list[Artifact]:
-    """Pin the closure of `requirements` (lines of a requirements file) to wheels for `target`.
-
-    Options inside the lines (--index-url, --extra-index-url, --find-links, --hash) are honoured as pip
-    honours them. With allow_sdist, a project that has only a source distribution joins the lock (as kind
-    "sdist"): its dependencies come from its PKG-INFO when declared statically (PEP 643), else from its
-    build backend run on this host (backend.py), the only package code locking ever runs. With
-    project_root, lines may name a wheel or an sdist in the project (see requirement_paths.py); a
-    `git+…@<commit>` line is pinned as an sdist of that commit's tree (see gitsource.py). With proxy
-    (COGBUILD_PIP_PROXY, on unless 0), pip reads indexes through the metadata proxy. Wheel metadata, uv's
-    cache and its resolutions are kept under `cache_root` (Settings.cache_root) for later runs; without one,
-    for this call only. Returns Artifacts sorted by name.
-    """
-    text = "\n".join(requirements)
-    parsed = reqfile.parse(text)
+def resolve(parsed: reqfile.RequirementsText, text: str, target: Target, workdir: Path, requirements_file: Path,
+            constraints_file: Path | None, *, index_urls: list[str], find_links: list[str], allow_sdist: bool,
+            project_root: Path | None, proxy: bool, uv: UvResolution | None, cache_root: Path) -> list[Artifact]:
+    """resolve_requirements once the lines are in `workdir` as pip reads them and uv, where it resolves them,
+    is on its way: see there."""
     _check_requirement_syntax(parsed, project_root is not None)
     if not parsed.requirements:
         return []
-    with tempfile.TemporaryDirectory(prefix="cogbuild-pyresolve-") as tmp, IndexClient() as client:
-        run = _Resolution(Path(tmp), target, client, parsed, text, index_url, [*extra_index_urls],
-                          [*find_links], constraints, allow_sdist, project_root, proxy, uv, cache_root)
-        artifacts = run.resolve()
+    with IndexClient() as client:
+        artifacts = _Resolution(workdir, target, client, parsed, text, index_urls, find_links, requirements_file,
+                                constraints_file, allow_sdist, project_root, proxy, uv, cache_root).resolve()
     check_hash_pins(artifacts, {canonicalize_name(Requirement(r.text).name): set(r.hashes)
-                                for r in parsed.requirements if r.hashes and not _names_a_source(r.text)})
+                                for r in parsed.requirements if r.hashes and not names_a_source(r.text)})
     return artifacts
 
 
@@ -100,11 +87,6 @@ def _check_requirement_syntax(parsed: reqfile.RequirementsText, local_files: boo
             raise UsageError(f"The requirement {line.text!r} is not valid PEP 508: {reason}.") from exc
 
 
-def _names_a_source(line: str) -> bool:
-    """A line that names a file in the project or a git commit rather than a release on an index."""
-    return is_local_path(line) or is_git_url(line)
-
-
 # Lines that name other files or directories: relative to a file cogbuild never sees, or a local build.
 _UNSUPPORTED_OPTIONS = {"-r", "--requirement", "-c", "--constraint", "-e", "--editable"}
 
@@ -113,36 +95,25 @@ class _Resolution:
     """One resolve_requirements call: pip runs, stand-ins for sdists and project files, pinning."""
 
     def __init__(self, workdir: Path, target: Target, client: IndexClient, parsed: reqfile.RequirementsText,
-                 text: str, index_url: str | None, extra_index_urls: list[str], find_links: list[str],
-                 constraints: Sequence[str], allow_sdist: bool, project_root: Path | None, proxy: bool,
-                 uv: bool, cache_root: Path | None) -> None:
+                 text: str, index_urls: list[str], find_links: list[str], requirements_file: Path, constraints_file: Path | None,
+                 allow_sdist: bool, project_root: Path | None, proxy: bool, uv: UvResolution | None,
+                 cache_root: Path) -> None:
         self.workdir, self.target, self.client, self.allow_sdist = workdir, target, client, allow_sdist
-        self.parsed = parsed
-        # As in pip, an --index-url line in the requirements replaces the one given by the caller.
-        self.index_url = parsed.index_url or index_url
-        self.extra_index_urls = [*extra_index_urls, *parsed.extra_index_urls]
-        self.find_links = [*find_links, *parsed.find_links]
-        self.index_urls = [normalize_index_url(u) for u in [self.index_url or PYPI_SIMPLE, *self.extra_index_urls]]
-        self.use_proxy, self.use_uv = proxy, uv
+        self.parsed, self.index_urls, self.find_links = parsed, index_urls, find_links
+        self.requirements_file, self.constraints_file = requirements_file, constraints_file
+        self.use_proxy, self.uv, self.cache_root = proxy, uv, cache_root
         self.proxy: MetadataProxy | None = None  # pip's, made when pip resolves
-        self.cache_root = cache_root or workdir  # without one, nothing outlives this call
-        self.constraints_file = None
-        if constraints:
-            self.constraints_file = workdir / "constraints.txt"
-            self.constraints_file.write_text("\n".join(constraints) + "\n")
         self.standin_dir = workdir / "stand-ins"
         self.standin_dir.mkdir()
         self.sdists: dict[str, Artifact] = {}  # stand-in wheel URL → the source it stands for
         self._backend_answers: dict[Path, tuple[list[str], str]] = {}  # sdist → (build requirements, metadata)
         pins = {line.line_number: self._add_source(line.text, project_root)
-                for line in parsed.requirements if _names_a_source(line.text)}
-        self.requirements_file = workdir / "requirements.txt"
-        # Index lines in the file would override the proxy for pip; they are in self.index_urls already.
-        # A project file's or git commit's line becomes a direct reference to its stand-in (or the wheel).
-        lines = text.splitlines()
-        for number, pin in pins.items():
-            lines[number - 1] = pin
-        self.requirements_file.write_text(reqfile.without_index_options("\n".join(lines)) + "\n")
+                for line in parsed.requirements if names_a_source(line.text)}
+        if pins:  # a project file's or git commit's line: a direct reference to its stand-in (or the wheel)
+            lines = text.splitlines()
+            for number, pin in pins.items():
+                lines[number - 1] = pin
+            requirements_file.write_text(reqfile.without_index_options("\n".join(lines)) + "\n")
 
     def resolve(self) -> list[Artifact]:
         by_uv = self._resolve_with_uv()
@@ -158,31 +129,23 @@ class _Resolution:
 
     def _resolve_with_uv(self) -> list[Artifact] | None:
         """uv's closure when uv may resolve these lines and can (see uv_runner), else None: pip's turn."""
-        uv = usable_uv(self.target) if self.use_uv else None
-        if uv is None or self.find_links or self.sdists or self.parsed.other_options or \
-                any(line.hashes for line in self.parsed.requirements):
+        uv = self.uv
+        if uv is None:
             return None
-        constraints = self.constraints_file.read_text() if self.constraints_file else ""
-        key = resolution_key(self.target, self.requirements_file.read_text(), constraints, self.index_urls)
-        resolutions = Resolutions(self.cache_root)
-        reused = resolutions.reuse(key, self.client)
-        if reused is not None:
-            return reused
-        # uv reads the pages through a proxy, so that the pages this closure rests on are known. uv starts
-        # first, on the proxy's bound port: the proxy is made (and its imports loaded) while uv starts up.
-        with closing(loopback_listener()) as listener:  # the proxy's server closes it too: no matter
-            port = listener.getsockname()[1]
-            with UvRun(uv, self.target, self.requirements_file, self.workdir,
-                       index_urls=[proxy_index_url(port, n) for n in range(len(self.index_urls))],
-                       upstream_index_urls=self.index_urls, constraints_file=self.constraints_file,
-                       cache_root=self.cache_root) as run:
-                from .metadata_proxy import MetadataProxy, metadata_store
+        if uv.stored is not None:
+            reused = uv.resolutions.reuse(uv.stored, self.client)
+            if reused is not None:
+                return reused
+        run = uv.run or uv.start()
+        # uv reads the pages through a proxy, so that the pages this closure rests on are known. It serves on
+        # the port uv was given when it started.
+        from .metadata_proxy import MetadataProxy, metadata_store
 
-                with MetadataProxy(self.index_urls, self.target, self.client, metadata_store(self.cache_root),
-                                   serve_metadata=False, listener=listener) as proxy:
-                    proxy.fetch_ahead(self._direct_requirements())
-                    compiled = run.result()
-                    pages = proxy.pages_read()
+        with MetadataProxy(self.index_urls, self.target, self.client, metadata_store(self.cache_root),
+                           serve_metadata=False, listener=run.listener) as proxy:
+            proxy.fetch_ahead(self._direct_requirements())
+            compiled = run.result()
+            pages = proxy.pages_read()
         # A page the proxy could not fetch looked missing to uv: pip resolves again and names the index.
         if compiled is None or any(page not in self.client.page_digests for page in pages) or \
                 newer_glibc_wheels(self.target, (f for page in pages for f in self.client.project_files(*page) or [])):
@@ -191,7 +154,7 @@ class _Resolution:
             artifacts = wheels_for_lockfile(compiled, self.target, self.client)
         except CogbuildError:
             return None  # e.g. an index page changed since uv read it: pip resolves afresh
-        resolutions.remember(key, self.client, pages, artifacts)
+        uv.resolutions.remember(uv.key, self.client, pages, artifacts)
         return artifacts
 
     def _direct_requirements(self) -> list[str]:
@@ -271,11 +234,10 @@ class _Resolution:
     def _run_pip(self) -> dict | PipFailure:
         links = self.find_links + ([str(self.standin_dir)] if self.sdists else [])
         report_file = self.workdir / "report.json"
-        index_url: str | None
         if self.proxy is not None:
             index_url, *extra = [self.proxy.index_url(n) for n in range(len(self.index_urls))]
         else:
-            index_url, extra = self.index_url, self.extra_index_urls
+            index_url, *extra = self.index_urls
         command = pip_command(self.target, self.requirements_file, report_file, index_url=index_url,
                               extra_index_urls=extra, find_links=links, constraints_file=self.constraints_file)
         return run_pip(command, report_file)

@@ -9,10 +9,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cache
-
-from packaging.tags import Tag, compatible_tags, cpython_tags
+from typing import TYPE_CHECKING
 
 from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from packaging.tags import Tag
 
 ARCHES = ("x86_64", "aarch64")
 # The legacy manylinux names are aliases of glibc levels (PEP 600); both spellings exist on PyPI.
@@ -99,6 +101,8 @@ class Target:
 # A lock asks for them several times (the proxy, the pinning), and there are about a thousand.
 @cache
 def _tags(target: Target) -> tuple[Tag, ...]:
+    from packaging.tags import compatible_tags, cpython_tags  # not needed to start uv (see resolve.py)
+
     platforms = target.platforms()
     return (*cpython_tags(target.version_tuple, abis=[target.abi], platforms=platforms),
             *compatible_tags(target.version_tuple, interpreter=target.abi, platforms=platforms))

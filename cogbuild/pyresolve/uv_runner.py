@@ -23,13 +23,17 @@ import sys
 from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..artifacts import Artifact
 from ..content_store import ContentStore
 from ..errors import CogbuildError
 from ..settings import process_environment
-from .index import IndexClient, IndexFile
+from .loopback import loopback_listener, proxy_index_url
 from .target import Target
+
+if TYPE_CHECKING:  # the index client is loaded after uv has started (see resolve.py)
+    from .index import IndexClient, IndexFile
 
 # The glibc levels uv 0.13 names in --python-platform (manylinux_2_17, 2_28, 2_31 … 2_40).
 _UV_GLIBC_MINORS = {17, 28, *range(31, 41)}
@@ -104,20 +108,28 @@ def usable_uv(target: Target) -> str | None:
 
 
 class UvRun:
-    """`uv pip compile` started at once, so that it starts up (0.1 s of it asking the interpreter about
-    itself) while the lock makes the proxy it will read pages through. result() waits for its answer: a
-    pinned, hashed requirements file for `target` naming `upstream_index_urls` (for
-    lockfile.wheels_for_lockfile), or None when uv could not resolve. uv reads `index_urls` and keeps its
-    own cache under `cache_root`. Leaving the `with` block stops a uv that is still running."""
+    """`uv pip compile` started at once, reading the indexes through a loopback proxy on a port bound here
+    (`listener`, for the proxy to serve on once it is made): uv's start-up (0.15 s, much of it asking the
+    interpreter about itself) then overlaps the loading and making of that proxy. result() waits for its
+    answer: a pinned, hashed requirements file for `target` naming the upstream `index_urls` (for
+    lockfile.wheels_for_lockfile), or None when uv could not resolve. uv keeps its own cache under
+    `cache_root`. Leaving the `with` block stops a uv that is still running."""
 
     def __init__(self, uv: str, target: Target, requirements_file: Path, workdir: Path, *, index_urls: list[str],
-                 upstream_index_urls: list[str], constraints_file: Path | None, cache_root: Path) -> None:
+                 constraints_file: Path | None, cache_root: Path) -> None:
         self.output = workdir / "uv-compiled.txt"
-        self.upstream_index_urls = upstream_index_urls
-        command = uv_command(uv, target, requirements_file, self.output, cache_root / "uv", index_urls=index_urls,
+        self.upstream_index_urls = index_urls
+        self.listener = loopback_listener()  # the proxy's server closes it too: no matter
+        port = self.listener.getsockname()[1]
+        command = uv_command(uv, target, requirements_file, self.output, cache_root / "uv",
+                             index_urls=[proxy_index_url(port, n) for n in range(len(index_urls))],
                              constraints_file=constraints_file)
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        env=uv_environment())
+        try:
+            self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                            env=uv_environment())
+        except BaseException:
+            self.listener.close()
+            raise
 
     def __enter__(self) -> UvRun:
         return self
@@ -126,6 +138,7 @@ class UvRun:
         if self.process.poll() is None:
             self.process.kill()
         self.process.communicate()
+        self.listener.close()
 
     def result(self) -> Path | None:
         try:
@@ -143,6 +156,35 @@ class UvRun:
 
 
 _CONSTRAINT_VIA = re.compile(r"\s*#\s+-c ")
+
+
+class UvResolution:
+    """uv's part of one lock, begun as soon as the lines are known: the closure stored for the same inputs
+    (resolution_key) is looked up at once, and without one uv starts at once (`run`). The resolver then
+    reuses the stored closure while every page it rests on is unchanged, or waits for uv, started late
+    (start()) where the stored one went stale."""
+
+    def __init__(self, uv: str, target: Target, requirements_file: Path, constraints_file: Path | None,
+                 workdir: Path, *, index_urls: list[str], cache_root: Path) -> None:
+        self.uv, self.target, self.workdir, self.index_urls = uv, target, workdir, index_urls
+        self.requirements_file, self.constraints_file, self.cache_root = requirements_file, constraints_file, cache_root
+        constraints = constraints_file.read_text() if constraints_file else ""
+        self.key = resolution_key(target, requirements_file.read_text(), constraints, index_urls)
+        self.resolutions = Resolutions(cache_root)
+        self.stored = self.resolutions.stored(self.key)
+        self.run = self.start() if self.stored is None else None
+
+    def start(self) -> UvRun:
+        self.run = UvRun(self.uv, self.target, self.requirements_file, self.workdir, index_urls=self.index_urls,
+                         constraints_file=self.constraints_file, cache_root=self.cache_root)
+        return self.run
+
+    def __enter__(self) -> UvResolution:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.run is not None:
+            self.run.__exit__(*exc)
 
 
 def resolution_key(target: Target, requirements: str, constraints: str, index_urls: list[str]) -> str:
@@ -178,11 +220,13 @@ class Resolutions:
     def __init__(self, cache_root: Path) -> None:
         self.records = ContentStore(cache_root / "uv-resolutions")  # a ref per key, verified reads
 
-    def reuse(self, key: str, client: IndexClient) -> list[Artifact] | None:
+    def stored(self, key: str) -> dict[str, Any] | None:
+        """The resolution kept for `key`, not yet checked against the indexes (reuse does that)."""
         data = self.records.get_named(key)
-        if data is None:
-            return None
-        record = json.loads(data)
+        return None if data is None else json.loads(data)
+
+    def reuse(self, record: dict[str, Any], client: IndexClient) -> list[Artifact] | None:
+        """The stored closure, while every page it rests on is unchanged; else None."""
         pages = [(index_url, project, digest) for index_url, project, digest in record["pages"]]
         if not _pages_unchanged(pages, client):
             return None

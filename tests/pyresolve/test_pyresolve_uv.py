@@ -5,6 +5,8 @@ from __future__ import annotations
 import http.client
 import json
 import signal
+import subprocess
+import sys
 
 import httpx
 import pytest
@@ -12,10 +14,10 @@ from wheelindex import Dist, WheelIndex, build_wheel
 
 from cogbuild.errors import CogbuildError, UsageError
 from cogbuild.pyresolve import Target, resolve_requirements
-from cogbuild.pyresolve import resolve as resolve_module
+from cogbuild.pyresolve import resolution as resolution_module
+from cogbuild.pyresolve import uv_runner
 from cogbuild.pyresolve.index import IndexClient
 from cogbuild.pyresolve.metadata_proxy import MetadataProxy, metadata_store
-from cogbuild.pyresolve.loopback import loopback_listener, proxy_index_url
 from cogbuild.pyresolve.uv_runner import UvRun, usable_uv, uv_platform
 from cogbuild.resolve import LockSources
 from cogbuild.settings import Settings
@@ -36,7 +38,7 @@ def pip_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object) -> None:
         raise AssertionError("pip ran, but uv was to resolve these requirements")
 
-    monkeypatch.setattr(resolve_module, "run_pip", refuse)
+    monkeypatch.setattr(resolution_module, "run_pip", refuse)
 
 
 def resolve_with_pip_alone(monkeypatch: pytest.MonkeyPatch, *args, **kwargs):
@@ -50,7 +52,7 @@ def resolve_with_pip_alone(monkeypatch: pytest.MonkeyPatch, *args, **kwargs):
 def test_uv_pins_the_same_files_with_the_same_parents_as_pip(simple_url, monkeypatch, target, requirements,
                                                              fastmath):
     by_pip = resolve_with_pip_alone(monkeypatch, requirements, target, index_url=simple_url)
-    monkeypatch.setattr(resolve_module, "run_pip", lambda *args: pytest.fail("pip ran instead of uv"))
+    monkeypatch.setattr(resolution_module, "run_pip", lambda *args: pytest.fail("pip ran instead of uv"))
     by_uv = resolve_requirements(requirements, target, index_url=simple_url)
     assert by_uv == by_pip
     assert [a.required_by for a in by_uv] == [a.required_by for a in by_pip]
@@ -96,14 +98,14 @@ def test_a_wheel_only_a_glibc_newer_than_uvs_allows_sends_the_lock_to_pip(own_in
     build_wheel(wheels, Dist("newglibc", "1.1", "cp311-cp311-manylinux_2_41_aarch64"))
     trixie = Target("3.11", "x86_64", "2.41")
     with monkeypatch.context() as patch:  # uv alone (at manylinux_2_40) would miss 1.0
-        patch.setattr(resolve_module, "run_pip", lambda *args: pytest.fail("pip ran"))
+        patch.setattr(resolution_module, "run_pip", lambda *args: pytest.fail("pip ran"))
         with pytest.raises(BaseException, match="pip ran"):
             resolve_requirements(["newglibc"], trixie, index_url=url)
     assert [a.filename for a in resolve_requirements(["newglibc"], trixie, index_url=url)] == [
         "newglibc-1.0-cp311-cp311-manylinux_2_41_x86_64.whl"]
     # Where no wheel needs more than uv's level, uv's answer stands.
     with monkeypatch.context() as patch:
-        patch.setattr(resolve_module, "run_pip", lambda *args: pytest.fail("pip ran"))
+        patch.setattr(resolution_module, "run_pip", lambda *args: pytest.fail("pip ran"))
         assert [a.version for a in resolve_requirements(["newglibc"], X86, index_url=url)] == ["0.9"]
 
 
@@ -136,7 +138,7 @@ def test_a_warm_lock_reuses_uv_closure_only_while_the_pages_it_read_are_unchange
     assert [(a.name, a.version, a.required_by) for a in cold] == [("app", "1.0", ("request",))]
 
     with monkeypatch.context() as patch:  # warm: the same pages, so no resolver runs
-        patch.setattr(resolve_module, "UvRun", lambda *args, **kwargs: pytest.fail("uv ran"))
+        patch.setattr(uv_runner, "UvRun", lambda *args, **kwargs: pytest.fail("uv ran"))
         assert resolve_requirements(["app"], X86, index_url=url, cache_root=cache_root) == cold
 
     # newdep's page was read as missing; now it exists, and the recorded closure is not taken.
@@ -198,19 +200,48 @@ def test_uv_gets_a_page_of_absolute_urls_with_its_files_on_the_proxy_and_pins_th
         ("dep", "2.0", f"{absolute.url}/files/dep-2.0-py3-none-any.whl")]
 
 
+# Reports which of the resolver's heavy modules were loaded when uv was started, and the pins.
+UV_START_PROBE = """
+import json, subprocess, sys
+from pathlib import Path
+heavy = ("packaging.requirements", "packaging.tags", "http.server", "ssl", "cogbuild.pyresolve.resolution",
+         "cogbuild.pyresolve.metadata_proxy", "cogbuild.pyresolve.index")
+loaded_at_uv_start = []
+class Probe(subprocess.Popen):
+    def __init__(self, args, *rest, **kwargs):
+        if "compile" in args:
+            loaded_at_uv_start.append(sorted(m for m in heavy if m in sys.modules))
+        super().__init__(args, *rest, **kwargs)
+subprocess.Popen = Probe
+from cogbuild.pyresolve import Target, resolve_requirements
+artifacts = resolve_requirements(["purelib"], Target("3.11", "x86_64", "2.36"), index_url=sys.argv[1],
+                                 cache_root=Path(sys.argv[2]))
+print(json.dumps({"pins": [a.name for a in artifacts], "loaded_at_uv_start": loaded_at_uv_start}))
+"""
+
+
+def test_uv_starts_before_the_rest_of_the_resolver_loads(simple_url, tmp_path):
+    """A cold lock starts uv from the lines alone, so uv's start-up (0.15 s) and the loading of packaging,
+    the index client and the proxy (0.1 s) overlap instead of adding up (issue 15)."""
+    done = subprocess.run([sys.executable, "-c", UV_START_PROBE, simple_url, str(tmp_path)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert "purelib" in report["pins"]
+    assert report["loaded_at_uv_start"] == [[]]  # uv ran once, and before any of them was loaded
+
+
 def test_leaving_a_uv_run_early_stops_uv(tmp_path):
     """uv asks an index that accepts its connection and never answers; the block is left meanwhile."""
     uv = usable_uv(X86)
     assert uv is not None
     requirements = tmp_path / "requirements.in"
     requirements.write_text("app\n")
-    with loopback_listener() as silent:
-        silent.settimeout(60)
-        with UvRun(uv, X86, requirements, tmp_path, index_urls=[proxy_index_url(silent.getsockname()[1], 0)],
-                   upstream_index_urls=["https://index.example/simple/"], constraints_file=None,
-                   cache_root=tmp_path / "cache") as run:
-            connection, _ = silent.accept()  # uv is waiting for a page
-        connection.close()
+    with UvRun(uv, X86, requirements, tmp_path, index_urls=["https://index.example/simple/"], constraints_file=None,
+               cache_root=tmp_path / "cache") as run:
+        run.listener.settimeout(60)  # nothing serves the proxy's port: uv is left waiting for a page
+        connection, _ = run.listener.accept()
+    connection.close()
     assert run.process.returncode == -signal.SIGKILL
     assert not run.output.exists()
 
