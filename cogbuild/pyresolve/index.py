@@ -532,6 +532,3 @@ def warm_index(index_url: str, connections: int = WARM_CONNECTIONS) -> None:
 
     if not http_proxy_configured():
         warm(index_url, connections, timeouts=_LIGHT_TIMEOUTS)
-
-
-

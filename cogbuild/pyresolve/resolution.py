@@ -95,9 +95,9 @@ class _Resolution:
     """One resolve_requirements call: pip runs, stand-ins for sdists and project files, pinning."""
 
     def __init__(self, workdir: Path, target: Target, client: IndexClient, parsed: reqfile.RequirementsText,
-                 text: str, index_urls: list[str], find_links: list[str], requirements_file: Path, constraints_file: Path | None,
-                 allow_sdist: bool, project_root: Path | None, proxy: bool, uv: UvResolution | None,
-                 cache_root: Path) -> None:
+                 text: str, index_urls: list[str], find_links: list[str], requirements_file: Path,
+                 constraints_file: Path | None, allow_sdist: bool, project_root: Path | None, proxy: bool,
+                 uv: UvResolution | None, cache_root: Path) -> None:
         self.workdir, self.target, self.client, self.allow_sdist = workdir, target, client, allow_sdist
         self.parsed, self.index_urls, self.find_links = parsed, index_urls, find_links
         self.requirements_file, self.constraints_file = requirements_file, constraints_file

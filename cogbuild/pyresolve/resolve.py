@@ -43,6 +43,7 @@ def resolve_requirements(requirements: Sequence[str], target: Target, *, index_u
     index_urls = reqfile.index_urls(parsed, index_url, extra_index_urls)
     with tempfile.TemporaryDirectory(prefix="cogbuild-pyresolve-") as tmp, ExitStack() as stack:
         workdir = Path(tmp)
+        keep_in = cache_root or workdir  # without a cache root, nothing outlives this call
         # As pip and uv read the lines: the indexes are passed to them apart (through the proxy).
         requirements_file = workdir / "requirements.txt"
         requirements_file.write_text(reqfile.without_index_options(text) + "\n")
@@ -54,12 +55,12 @@ def resolve_requirements(requirements: Sequence[str], target: Target, *, index_u
         binary = usable_uv(target) if uv and parsed.requirements and _wheels_from_indexes(parsed, find_links) else None
         if binary is not None:
             by_uv = stack.enter_context(UvResolution(binary, target, requirements_file, constraints_file, workdir,
-                                                     index_urls=index_urls, cache_root=cache_root or workdir))
+                                                     index_urls=index_urls, cache_root=keep_in))
         from .resolution import resolve  # the heavy half: loaded while uv starts up
 
         return resolve(parsed, text, target, workdir, requirements_file, constraints_file, index_urls=index_urls,
                        find_links=find_links, allow_sdist=allow_sdist, project_root=project_root, proxy=proxy,
-                       uv=by_uv, cache_root=cache_root or workdir)
+                       uv=by_uv, cache_root=keep_in)
 
 
 def _wheels_from_indexes(parsed: reqfile.RequirementsText, find_links: list[str]) -> bool:
